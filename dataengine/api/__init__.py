@@ -1,0 +1,3 @@
+from dataengine.api.alpaca_client import AlpacaClient
+
+__all__ = ["AlpacaClient"]

@@ -1,0 +1,309 @@
+"""The only module that talks to Alpaca (and the only one that imports alpaca-py or requests).
+
+alpaca-py supplies the request model (``StockBarsRequest``, its enums), the auth headers and the base URL.
+We drive the pages ourselves because ``get_stock_bars`` loops over every page inside one call, keeps the
+whole range in memory, has no timeout and retries only 429/504 with a fixed 3 s sleep (alpaca-api.md §2).
+Each page is decoded straight into a Polars frame and handed on, so memory does not grow with the range.
+
+An ``AlpacaClient`` owns one ``requests.Session`` and is **not** thread-safe: use one per worker thread.
+The :class:`RateLimiter` passed in may (and should) be shared by all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import polars as pl
+import requests
+from alpaca.data.enums import Adjustment, DataFeed
+from alpaca.data.historical.stock import StockHistoricalDataClient
+from alpaca.data.requests import StockBarsRequest
+from alpaca.data.timeframe import TimeFrame
+
+from dataengine.api.pages import PageDecodeError, decode_page, empty_bars
+from dataengine.api.rate_limiter import RateLimiter
+from dataengine.config import Settings
+from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
+from dataengine.errors import (
+    AuthError,
+    FatalRunError,
+    Interrupted,
+    SourceUnreachableError,
+    TerminalSourceError,
+    TransientSourceError,
+)
+from dataengine.timeframes import Timeframe, parse_timeframe
+from dataengine.timerange import resolve_range
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 10_000  # Alpaca's maximum bars per page, counted across all symbols of a request
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+_INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.IGNORECASE)
+_ENTITLEMENT = "subscription does not permit"
+
+
+@dataclass
+class Page:
+    """One page of bars: a frame with a ``symbol`` column, and the token of the next page (None at the end)."""
+
+    bars: pl.DataFrame
+    next_page_token: str | None
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client; the pipeline sums them over its workers."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+    bars: int = 0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: wait ``uniform(0, min(cap, base * 2**attempt))``."""
+
+    max_retries: int = 6
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(self.base_s / 2, min(self.cap_s, self.base_s * 2**attempt))
+
+
+class AlpacaClient:
+    """Fetches historical stock bars page by page, with timeouts, retries and shared pacing."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        settings: Settings | None = None,
+        rate_limiter: RateLimiter | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        stop: threading.Event | None = None,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        if api_key is None or secret_key is None:
+            settings = settings or Settings.load()
+            api_key, secret_key = settings.credentials()
+        if settings is not None:
+            base_url = base_url or settings.data_url
+            timeout = timeout if timeout is not None else settings.request_timeout
+            retry = retry or RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff)
+            rate_limiter = rate_limiter or RateLimiter(settings.requests_per_minute)
+        self._alpaca = StockHistoricalDataClient(api_key, secret_key, raw_data=True, url_override=base_url)
+        base = self._alpaca._base_url
+        self._bars_url = f"{getattr(base, 'value', base)}/v2/stocks/bars"
+        self._timeout = timeout if timeout is not None else 30.0
+        self._retry = retry or RetryPolicy()
+        self._limiter = rate_limiter
+        self._stop = stop
+        self.on_wait = on_wait  # called as on_wait(reason, seconds) before a long wait (progress display)
+        self.stats = ClientStats()
+
+    def close(self) -> None:
+        self._alpaca._session.close()
+
+    # -- public ---------------------------------------------------------------------------------------------
+
+    def fetch_bars(
+        self,
+        symbol: str,
+        start: str | date | datetime,
+        end: str | date | datetime,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> pl.DataFrame:
+        """All bars of one symbol in ``[start, end]`` (New York days, inclusive) as one Polars frame.
+
+        Convenient for small ranges; for bulk work use :meth:`iter_pages` or the pipeline, which stream.
+        """
+        rng = resolve_range(start, end, feed=parse_feed(feed))
+        frames = [p.bars for p in self.iter_pages([symbol], timeframe, rng.start, rng.end, feed=feed, adjustment=adjustment)]
+        return pl.concat(frames) if frames else empty_bars()
+
+    def iter_pages(
+        self,
+        symbols: Sequence[str],
+        timeframe: str | TimeFrame | Timeframe,
+        start: datetime,
+        end: datetime,
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+        page_token: str | None = None,
+    ) -> Iterator[Page]:
+        """Yield every page of bars for ``symbols`` in ``[start, end]`` (UTC instants, inclusive).
+
+        Pages come sorted by symbol, then timestamp; one symbol may span pages. A failed request is retried
+        with the same page token, so a retry never restarts the range.
+        """
+        params = self.build_params(symbols, timeframe, start, end, feed=feed, adjustment=adjustment)
+        token = page_token
+        while True:
+            if self._stop is not None and self._stop.is_set():
+                raise Interrupted("stopped")
+            page = self.request_page(params, token)
+            yield page
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    @staticmethod
+    def build_params(
+        symbols: Sequence[str],
+        timeframe: str | TimeFrame | Timeframe,
+        start: datetime,
+        end: datetime,
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> dict[str, str]:
+        """Query parameters for ``/v2/stocks/bars``, expressed through alpaca-py's request model."""
+        request = StockBarsRequest(
+            symbol_or_symbols=list(symbols),
+            timeframe=parse_timeframe(timeframe).to_alpaca(),
+            start=start,
+            end=end,
+            limit=PAGE_LIMIT,
+            feed=DataFeed(wire_feed(parse_feed(feed))),
+            adjustment=Adjustment(parse_adjustment(adjustment)),
+        )
+        return {k: str(getattr(v, "value", v)) for k, v in request.to_request_fields().items()}
+
+    def request_page(self, params: dict[str, str], page_token: str | None = None) -> Page:
+        """One page, retried on transient failures; raises a :mod:`dataengine.errors` exception otherwise."""
+        query = dict(params, page_token=page_token) if page_token else params
+        attempt = 0
+        while True:
+            try:
+                return self._send(query)
+            except TransientSourceError as exc:
+                if attempt >= self._retry.max_retries:
+                    if exc.status is None and "connect" in str(exc).lower():
+                        raise SourceUnreachableError(f"cannot reach {self._bars_url}: {exc}") from None
+                    raise
+                delay = self._retry.delay(attempt)
+                if exc.retry_at is not None:
+                    delay = max(delay, min(exc.retry_at - time.time(), 65.0))
+                attempt += 1
+                self.stats.retries += 1
+                log.info("retry %d/%d in %.1fs after %s", attempt, self._retry.max_retries, delay, exc)
+                self._sleep(delay, f"retry {attempt} after {exc.status or 'error'}")
+
+    # -- one HTTP exchange ----------------------------------------------------------------------------------
+
+    def _sleep(self, seconds: float, reason: str) -> None:
+        if seconds <= 0:
+            return
+        if self.on_wait is not None:
+            self.on_wait(reason, seconds)
+        if self._stop is not None:
+            if self._stop.wait(seconds):
+                raise Interrupted("stopped")
+        else:
+            time.sleep(seconds)
+
+    def _send(self, query: dict[str, str]) -> Page:
+        if self._limiter is not None:
+            self._limiter.acquire(self._stop, self.on_wait)
+            if self._stop is not None and self._stop.is_set():
+                raise Interrupted("stopped")
+        self.stats.requests += 1
+        started = time.perf_counter()
+        try:
+            response = self._alpaca._session.get(
+                self._bars_url,
+                params=query,
+                headers=self._alpaca._get_default_headers(),
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+            body = response.content
+        except requests.exceptions.ConnectionError as exc:
+            kind = "connect failed" if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc) else "connection dropped"
+            raise TransientSourceError(f"{kind}: {type(exc).__name__}") from None
+        except (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientSourceError(f"request failed: {type(exc).__name__}") from None
+        remaining, reset = _rate_headers(response.headers)
+        status = response.status_code
+        if self._limiter is not None:
+            self._limiter.observe(remaining=remaining, reset_epoch=reset, throttled=status == 429)
+        log.debug(
+            "GET symbols=%s start=%s token=%s -> %d in %.0f ms",
+            _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
+            (time.perf_counter() - started) * 1e3,
+        )
+        if status == 200:
+            try:
+                bars, token = decode_page(body)
+            except PageDecodeError as exc:
+                raise TransientSourceError(f"malformed page ({exc})", status=status) from None
+            self.stats.bars += bars.height
+            return Page(bars, token)
+        message = _error_message(body)
+        if status == 429:
+            self.stats.throttled += 1
+            raise TransientSourceError(f"HTTP 429 {message}", status=status, retry_at=reset)
+        if status in RETRYABLE_STATUS:
+            raise TransientSourceError(f"HTTP {status} {message}", status=status)
+        if status == 403 and _ENTITLEMENT in message.lower():
+            raise FatalRunError(f"Alpaca refused the request for this subscription (HTTP 403): {message}")
+        if status in (401, 403):
+            raise AuthError(
+                f"Alpaca rejected the API keys (HTTP {status}: {message}); check APCA_API_KEY_ID and APCA_API_SECRET_KEY"
+            )
+        match = _INVALID_SYMBOL.search(message)
+        raise TerminalSourceError(
+            f"HTTP {status}: {message}", status=status, symbol=match.group(1).upper() if match else None
+        )
+
+
+def _is_refused(exc: Exception) -> bool:
+    text = str(exc)
+    return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
+
+
+def _rate_headers(headers: requests.structures.CaseInsensitiveDict) -> tuple[int | None, float | None]:
+    def number(name: str) -> float | None:
+        try:
+            return float(headers[name])
+        except (KeyError, ValueError):
+            return None
+
+    remaining = number("X-RateLimit-Remaining")
+    return (int(remaining) if remaining is not None else None), number("X-RateLimit-Reset")
+
+
+def _error_message(body: bytes) -> str:
+    """Alpaca sends ``{"code": .., "message": ..}``, ``{"message": ..}`` or plain text; keep it one line."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(text)
+        if isinstance(payload, dict) and "message" in payload:
+            text = str(payload["message"])
+    except ValueError:
+        pass
+    return " ".join(text.split())[:300]
+
+
+def _short(symbols: str) -> str:
+    return symbols if len(symbols) < 40 else f"{symbols[:36]}...({symbols.count(',') + 1})"

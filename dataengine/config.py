@@ -1,0 +1,180 @@
+"""Settings: OS-aware defaults, settings.ini, environment, flags.
+
+Lookup order, first found wins for each value: command-line flag > environment variable > the settings file
+> built-in default. The settings file is the first that exists of: ``--config`` / ``DATAENGINE_CONFIG``,
+``./settings.ini``, ``<platformdirs user config dir>/settings.ini``. Inside it, the section named for the
+running OS (``macos``, ``windows``, ``linux``) overrides ``[common]``, which overrides ``[DEFAULT]``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from dataengine.errors import ConfigError
+
+APP_NAME = "dataengine"
+DEFAULT_WORKERS = {"macos": 6, "windows": 8, "linux": 8}
+DEFAULT_REQUESTS_PER_MINUTE = 200  # Alpaca's free plan; Algo Trader Plus allows 10,000
+
+# settings.ini key -> (Settings field, parser, environment variable)
+_INT, _FLOAT, _STR = "int", "float", "str"
+_KEYS: dict[str, tuple[str, str, str | None]] = {
+    "local_storage_dir": ("storage_dir", _STR, "DATAENGINE_STORAGE_DIR"),
+    "api_threads": ("workers", _INT, "DATAENGINE_WORKERS"),
+    "api_key_id": ("api_key_id", _STR, "APCA_API_KEY_ID"),
+    "api_secret_key": ("api_secret_key", _STR, "APCA_API_SECRET_KEY"),
+    "data_url": ("data_url", _STR, "APCA_API_DATA_URL"),
+    "requests_per_minute": ("requests_per_minute", _INT, "DATAENGINE_REQUESTS_PER_MINUTE"),
+    "request_timeout": ("request_timeout", _FLOAT, "DATAENGINE_REQUEST_TIMEOUT"),
+    "max_retries": ("max_retries", _INT, "DATAENGINE_MAX_RETRIES"),
+    "progress_interval": ("progress_interval", _FLOAT, "DATAENGINE_PROGRESS_INTERVAL"),
+    "retry_backoff": ("retry_backoff", _FLOAT, "DATAENGINE_RETRY_BACKOFF"),
+}
+_MINIMUM = {
+    "workers": 1,
+    "requests_per_minute": 1,
+    "request_timeout": 0.1,
+    "max_retries": 0,
+    "progress_interval": 0.1,
+    "retry_backoff": 0.0,
+}
+
+
+def current_os() -> str:
+    """``macos``, ``windows`` or ``linux`` (anything else is treated as linux)."""
+    system = platform.system().lower()
+    if system == "darwin":
+        return "macos"
+    return "windows" if system == "windows" else "linux"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know that is not a per-run choice. Immutable; safe to share across threads."""
+
+    storage_dir: Path
+    workers: int
+    api_key_id: str | None = None
+    api_secret_key: str | None = None
+    data_url: str | None = None
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    request_timeout: float = 30.0
+    max_retries: int = 6
+    progress_interval: float = 10.0
+    retry_backoff: float = 0.5  # first retry waits up to this long; doubles each attempt (jittered)
+    config_file: Path | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:  # never show a secret, even in a debug log
+        secret = "***" if self.api_secret_key else None
+        return (
+            f"Settings(storage_dir={str(self.storage_dir)!r}, workers={self.workers}, "
+            f"api_key_id={self.api_key_id!r}, api_secret_key={secret!r}, data_url={self.data_url!r}, "
+            f"requests_per_minute={self.requests_per_minute}, config_file={self.config_file})"
+        )
+
+    def credentials(self) -> tuple[str, str]:
+        """The key pair, or a :class:`ConfigError` that names both environment variables."""
+        if not self.api_key_id or not self.api_secret_key:
+            raise ConfigError(
+                "Alpaca credentials missing: set APCA_API_KEY_ID and APCA_API_SECRET_KEY "
+                "(or api_key_id / api_secret_key in settings.ini)"
+            )
+        return self.api_key_id, self.api_secret_key
+
+    def with_overrides(self, **values: object) -> "Settings":
+        """Apply flag values (``None`` means not given) on top of these settings, validated."""
+        given = {k: v for k, v in values.items() if v is not None}
+        for name, value in given.items():
+            _check_minimum(name, value, "command line")
+        if "storage_dir" in given:
+            given["storage_dir"] = _expand(str(given["storage_dir"]))
+        return replace(self, **given)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_path: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        os_name: str | None = None,
+    ) -> "Settings":
+        """Resolve settings from the environment, the settings file and the OS defaults."""
+        env = os.environ if env is None else env
+        os_name = os_name or current_os()
+        values: dict[str, object] = {
+            "storage_dir": Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            "workers": DEFAULT_WORKERS.get(os_name, 8),
+        }
+        path = _find_settings_file(config_path or env.get("DATAENGINE_CONFIG") or None, cwd or Path.cwd())
+        if path is not None:
+            values.update(_read_settings_file(path, os_name))
+            values["config_file"] = path
+        for key, (name, kind, var) in _KEYS.items():
+            if var and env.get(var):
+                values[name] = _convert(env[var], kind, name, f"environment variable {var}")
+        if isinstance(values["storage_dir"], str):
+            values["storage_dir"] = _expand(values["storage_dir"])
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist")
+        return path
+    for candidate in (cwd / "settings.ini", Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.ini"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_settings_file(path: Path, os_name: str) -> dict[str, object]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed settings file: {first_line}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
+    values: dict[str, object] = {}
+    for section in ("DEFAULT", "common", os_name):
+        if section != "DEFAULT" and not parser.has_section(section):
+            continue
+        items = parser.defaults() if section == "DEFAULT" else parser[section]
+        for key, raw in items.items():
+            if key not in _KEYS:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
+            name, kind, _ = _KEYS[key]
+            if raw.strip():
+                values[name] = _convert(raw.strip(), kind, name, f"{path}: [{section}] {key}")
+    return values
+
+
+def _convert(raw: str, kind: str, name: str, where: str) -> object:
+    try:
+        value: object = int(raw) if kind == _INT else float(raw) if kind == _FLOAT else raw
+    except ValueError:
+        raise ConfigError(f"{where}: {raw!r} is not a valid {'whole number' if kind == _INT else 'number'}") from None
+    _check_minimum(name, value, where)
+    return value
+
+
+def _check_minimum(name: str, value: object, where: str) -> None:
+    low = _MINIMUM.get(name)
+    if low is not None and isinstance(value, (int, float)) and value < low:
+        raise ConfigError(f"{where}: {name.replace('_', ' ')} must be at least {low}, got {value}")
+
+
+def _expand(text: str) -> Path:
+    return Path(os.path.expandvars(text)).expanduser()

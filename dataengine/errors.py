@@ -1,0 +1,98 @@
+"""The exception tree of dataengine.
+
+Every error the library raises on purpose derives from :class:`DataEngineError`, so the CLI catches once and
+maps ``exit_code`` to the process exit status::
+
+    DataEngineError                     exit 2 unless a subclass says otherwise
+    ├── UsageError                      bad input from the user: dates, names, files (2)
+    │   ├── ConfigError                 malformed settings file or value, missing keys (2)
+    │   └── DatasetMismatchError        a run would mix feeds in one dataset (2)
+    ├── FatalRunError                   the run cannot go on (3)
+    │   ├── AuthError                   credentials rejected by Alpaca (3)
+    │   ├── SourceUnreachableError      endpoint down or unreachable after all retries (3)
+    │   ├── StorageError                store not writable (3)
+    │   └── LockError                   another run holds the store (3)
+    ├── SourceError                     one request failed; the pipeline decides per symbol
+    │   ├── TransientSourceError        429, 5xx, timeouts, dropped connections: retried
+    │   └── TerminalSourceError         400/422 for a request: invalid symbol, bad parameter
+    └── Interrupted                     Ctrl-C / SIGTERM (130)
+
+Third-party exceptions (requests, alpaca-py) are translated in exactly one place:
+``dataengine.api.alpaca_client``.
+"""
+
+from __future__ import annotations
+
+
+class DataEngineError(Exception):
+    """Base of every error dataengine raises on purpose."""
+
+    exit_code: int = 2
+
+
+class UsageError(DataEngineError):
+    """The user asked for something impossible; nothing was fetched or written."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A settings file, environment variable or value is malformed or missing."""
+
+
+class DatasetMismatchError(UsageError):
+    """The dataset already holds bars of another feed (or adjustment)."""
+
+
+class FatalRunError(DataEngineError):
+    """The run cannot continue; stop every worker."""
+
+    exit_code = 3
+
+
+class AuthError(FatalRunError):
+    """Alpaca rejected the credentials (401, or 403 that is not an entitlement message)."""
+
+
+class SourceUnreachableError(FatalRunError):
+    """The endpoint could not be reached at all."""
+
+
+class StorageError(FatalRunError):
+    """The store cannot be written."""
+
+
+class LockError(FatalRunError):
+    """Another dataengine run holds the store's lock."""
+
+
+class SourceError(DataEngineError):
+    """One request to the data source failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientSourceError(SourceError):
+    """Worth retrying: 429, 5xx, timeouts, dropped connections."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_at: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_at = retry_at  # epoch seconds the server asked us to wait until (X-RateLimit-Reset)
+
+
+class TerminalSourceError(SourceError):
+    """Retrying cannot help: the request itself is wrong (invalid symbol, bad parameter)."""
+
+    def __init__(self, message: str, *, status: int | None = None, symbol: str | None = None) -> None:
+        super().__init__(message, status=status)
+        self.symbol = symbol  # the symbol the server named as invalid, if it named one
+
+
+class Interrupted(DataEngineError):
+    """The run was interrupted by the user (Ctrl-C) or a signal."""
+
+    exit_code = 130

@@ -1,0 +1,3 @@
+from dataengine.loaders.symbol_loader import SymbolLoader
+
+__all__ = ["SymbolLoader"]

@@ -1,0 +1,118 @@
+"""Symbol lists from CSV files, text files or Python lists, cleaned into Alpaca's spelling."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from dataengine.errors import UsageError
+
+BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "lists"
+SYMBOL_COLUMNS = ("symbol", "ticker")
+# Only what would break a request is refused here; Alpaca judges the rest ("invalid symbol: X" fails that
+# symbol alone, and its neighbours carry on).
+_VALID = re.compile(r"^[^\s,\x00-\x1f]{1,21}$")
+
+
+def normalise_symbol(raw: str) -> str:
+    """Upper-case, strip, and spell share classes with a dot as Alpaca does (``BRK-B``/``BRK/B`` -> ``BRK.B``)."""
+    return re.sub(r"[-/]", ".", raw.strip().upper())
+
+
+def clean_symbols(raw: Iterable[str], *, source: str = "the symbol list") -> list[str]:
+    """Normalise and de-duplicate (first occurrence wins); reject malformed symbols with one clear message."""
+    out: list[str] = []
+    seen: set[str] = set()
+    bad: list[str] = []
+    for item in raw:
+        symbol = normalise_symbol(item)
+        if not symbol or symbol.startswith("#"):
+            continue
+        if not _VALID.match(symbol):
+            bad.append(item.strip())
+            continue
+        if symbol not in seen:
+            seen.add(symbol)
+            out.append(symbol)
+    if bad:
+        shown = ", ".join(repr(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UsageError(f"{source}: invalid symbol(s) {shown}")
+    if not out:
+        raise UsageError(f"{source}: no symbols")
+    return out
+
+
+def resolve_list_path(path: str | Path) -> Path:
+    """A path as given; else, for a bare name, the list of that name bundled in ``lists/``."""
+    candidate = Path(path).expanduser()
+    if candidate.exists():
+        return candidate
+    if candidate.parent == Path(".") and (BUNDLED_LISTS / candidate.name).is_file():
+        return BUNDLED_LISTS / candidate.name
+    bundled = ", ".join(sorted(p.name for p in BUNDLED_LISTS.glob("*"))) if BUNDLED_LISTS.is_dir() else "none"
+    raise UsageError(f"symbol file {path} not found (bundled lists: {bundled})")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a symbol file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if b"\x00" in data[:4096]:
+        raise UsageError(f"{path} is a binary file, not a CSV or text list of symbols")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    if not text.strip():
+        raise UsageError(f"{path} is empty")
+    return text
+
+
+class SymbolLoader:
+    """Load symbol lists. All methods return a clean, de-duplicated list in file order."""
+
+    @staticmethod
+    def from_list(symbols: Iterable[str]) -> list[str]:
+        return clean_symbols(symbols)
+
+    @staticmethod
+    def from_text_file(path: str | Path) -> list[str]:
+        """One symbol per line; blank lines and ``#`` comments are ignored."""
+        resolved = resolve_list_path(path)
+        lines = [line.split("#", 1)[0] for line in _read_text(resolved).splitlines()]
+        return clean_symbols(lines, source=str(resolved))
+
+    @staticmethod
+    def from_csv(path: str | Path) -> list[str]:
+        """A CSV with a ``Symbol`` (or ``symbol``/``ticker``) column; a header-less single column is a text list."""
+        resolved = resolve_list_path(path)
+        text = _read_text(resolved)
+        reader = csv.reader(io.StringIO(text))
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error) as exc:
+            raise UsageError(f"{resolved}: not a readable CSV ({exc})") from None
+        names = [h.strip().lower() for h in header]
+        column = next((names.index(c) for c in SYMBOL_COLUMNS if c in names), None)
+        if column is None:
+            if len(header) == 1 and _VALID.match(normalise_symbol(header[0])):
+                return SymbolLoader.from_text_file(resolved)  # a plain list that happens to end in .csv
+            raise UsageError(f"{resolved}: no Symbol column (found: {', '.join(h.strip() for h in header)})")
+        try:
+            values = [row[column] for row in reader if len(row) > column]
+        except csv.Error as exc:
+            raise UsageError(f"{resolved}: malformed CSV ({exc})") from None
+        return clean_symbols(values, source=str(resolved))
+
+    @staticmethod
+    def from_file(path: str | Path) -> list[str]:
+        """CSV or text, decided by content: a first line with a comma is a CSV header."""
+        resolved = resolve_list_path(path)
+        first = _read_text(resolved).lstrip().splitlines()[0]
+        return SymbolLoader.from_csv(resolved) if "," in first else SymbolLoader.from_text_file(resolved)

@@ -1,0 +1,3 @@
+from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+
+__all__ = ["IngestionPipeline"]

@@ -1,0 +1,410 @@
+"""Multithreaded ingestion: plan units, fetch them on a thread pool, stream each page into the store.
+
+Per-symbol isolation: a symbol that fails is recorded with its reason and the run goes on. Fatal errors
+(keys rejected, endpoint unreachable, store not writable) stop every worker at once. Ctrl-C stops cleanly:
+workers finish the partition write they are in (each write is atomic) and drop what is not yet written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+from alpaca.data.timeframe import TimeFrame
+
+from dataengine.api.alpaca_client import AlpacaClient, ClientStats, RetryPolicy
+from dataengine.api.rate_limiter import RateLimiter
+from dataengine.config import Settings
+from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
+from dataengine.errors import (
+    DataEngineError,
+    FatalRunError,
+    Interrupted,
+    TerminalSourceError,
+    TransientSourceError,
+)
+from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
+from dataengine.orchestration.planner import WorkUnit, estimate_bars, plan_units
+from dataengine.orchestration.progress import ProgressReporter
+from dataengine.orchestration.result import IngestResult
+from dataengine.storage.metadata_store import MetadataStore, validate_index_name
+from dataengine.storage.parquet_storage import ParquetStorage, WriteStats, with_partition_columns
+from dataengine.timeframes import Timeframe, parse_timeframe
+from dataengine.timerange import NEW_YORK, TimeRange, resolve_range
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_S = 10.0
+
+DateLike = str | date | datetime | None
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """A validated request: nothing in it can make the run fail with a usage error any more."""
+
+    symbols: tuple[str, ...]
+    timeframe: Timeframe
+    range: TimeRange
+    feed: str
+    adjustment: str
+
+    @property
+    def dataset(self) -> DatasetKey:
+        return DatasetKey(self.timeframe, self.adjustment)
+
+
+class IngestionPipeline:
+    """Fetch bars for many symbols in parallel and store each bar exactly once.
+
+    One pipeline may run several ingests one after another; it is not meant to run two at once.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        settings: Settings | None = None,
+        storage_dir: str | Path | None = None,
+        storage: ParquetStorage | None = None,
+        metadata: MetadataStore | None = None,
+        progress: ProgressReporter | None = None,
+    ) -> None:
+        settings = settings or Settings.load()
+        if storage_dir is not None:
+            settings = settings.with_overrides(storage_dir=storage_dir)
+        if max_workers is not None:
+            settings = settings.with_overrides(workers=max_workers)
+        self.settings = settings
+        self.max_workers = settings.workers
+        self.storage = storage or ParquetStorage(settings.storage_dir)
+        self.metadata = metadata or MetadataStore(settings.storage_dir)
+        self.progress = progress or ProgressReporter()
+
+    # -- public API (names from the product description) ---------------------------------------------------
+
+    def ingest_symbols(
+        self,
+        symbols: Iterable[str],
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> IngestResult:
+        """Fetch and store ``symbols`` over ``[start_date, end_date]`` (New York days, inclusive).
+
+        Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
+        :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
+        Per-symbol failures are in the returned result's ``failed``.
+        """
+        request = self.prepare(symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment)
+        return self.run(request)
+
+    def ingest_from_csv(
+        self,
+        csv_path: str | Path,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        index_name: str | None = None,
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> IngestResult:
+        """Like :meth:`ingest_symbols` for the symbols of a CSV or text file; ``index_name`` also records the
+        list as that index's membership from today."""
+        if index_name is not None:
+            validate_index_name(index_name)
+        symbols = SymbolLoader.from_file(csv_path)
+        request = self.prepare(symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment)
+        if index_name is not None:
+            self.metadata.store(index_name, list(request.symbols))
+        return self.run(request)
+
+    def prepare(
+        self,
+        symbols: Iterable[str],
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> IngestRequest:
+        """Validate everything a run needs (no request is sent, nothing is written)."""
+        clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
+        feed = parse_feed(feed)
+        request = IngestRequest(
+            symbols=tuple(clean),
+            timeframe=parse_timeframe(timeframe),
+            range=resolve_range(start_date, end_date, feed=feed),
+            feed=feed,
+            adjustment=parse_adjustment(adjustment),
+        )
+        self.settings.credentials()
+        self.storage.check_feed(request.dataset, request.feed)
+        return request
+
+    def plan(self, request: IngestRequest) -> list[WorkUnit]:
+        return plan_units(
+            request.symbols, request.timeframe, request.range.start, request.range.end, workers=self.max_workers
+        )
+
+    def run(self, request: IngestRequest) -> IngestResult:
+        """Execute a prepared request."""
+        for note in request.range.notes:
+            log.warning(note)
+        return _Run(self, request).execute()
+
+
+class _Run:
+    """The state of one ingest: shared by the worker threads, guarded by ``lock``."""
+
+    def __init__(self, pipeline: IngestionPipeline, request: IngestRequest) -> None:
+        self.pipeline = pipeline
+        self.request = request
+        self.settings = pipeline.settings
+        self.storage = pipeline.storage
+        self.progress = pipeline.progress
+        self.stop = threading.Event()
+        self.limiter = RateLimiter(self.settings.requests_per_minute)
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.clients: list[AlpacaClient] = []
+        self.remaining: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.successful: list[str] = []
+        self.written = WriteStats()
+        self.result = IngestResult(
+            timeframe=request.timeframe.name,
+            feed=request.feed,
+            adjustment=request.adjustment,
+            start=request.range.start.isoformat(),
+            end=request.range.end.isoformat(),
+            notes=list(request.range.notes),
+        )
+
+    # -- orchestration (main thread) ----------------------------------------------------------------------
+
+    def execute(self) -> IngestResult:
+        started = time.monotonic()
+        units = self.pipeline.plan(self.request)
+        for unit in units:
+            for symbol in unit.symbols:
+                self.remaining[symbol] = self.remaining.get(symbol, 0) + 1
+        self.storage.remove_stale_temp_files()
+        self.storage.claim_dataset(self.request.dataset, self.request.feed)
+        log.info(
+            "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
+            len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
+            self.request.range.end.isoformat(), self.request.feed, self.request.adjustment, len(units),
+            self.pipeline.max_workers,
+        )
+        self.progress.start(
+            symbols=len(self.request.symbols),
+            units=len(units),
+            est_bars=sum(u.est_bars for u in units),
+            counters=self.counters,
+        )
+        fatal: BaseException | None = None
+        pool = ThreadPoolExecutor(max_workers=self.pipeline.max_workers, initializer=_name_worker)
+        futures: list[Future[None]] = [pool.submit(self.execute_unit, unit) for unit in units]
+        try:
+            pending: set[Future[None]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    exc = future.exception()
+                    if isinstance(exc, Interrupted):
+                        continue
+                    if exc is not None:
+                        fatal = exc
+                        self.stop.set()
+                if fatal is not None:
+                    break
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping workers")
+            self.stop.set()
+            self.result.interrupted = True
+        finally:
+            if fatal is not None or self.result.interrupted:
+                self.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=SHUTDOWN_GRACE_S)
+            for client in self.clients:
+                client.close()
+        self.finish(time.monotonic() - started)
+        self.progress.finish(self.result)
+        if fatal is not None:
+            if isinstance(fatal, DataEngineError):
+                fatal.result = self.result  # type: ignore[attr-defined]
+                raise fatal
+            raise fatal
+        return self.result
+
+    def finish(self, elapsed: float) -> None:
+        stats = self.counters()
+        r = self.result
+        r.successful = sorted(self.successful)
+        r.failed = dict(sorted(self.failed.items()))
+        if r.interrupted or self.stop.is_set():
+            pending = [s for s, n in self.remaining.items() if n > 0 and s not in self.failed]
+            if pending and not r.interrupted:
+                r.failed.update({s: "not fetched: the run stopped early" for s in pending})
+        r.rows_written, r.rows_added = self.written.rows_written, self.written.rows_added
+        r.requests, r.retries, r.throttled = stats["requests"], stats["retries"], stats["throttled"]
+        r.elapsed_s = round(elapsed, 3)
+
+    def counters(self) -> dict[str, int]:
+        """Live totals over all workers (read by progress displays)."""
+        total = ClientStats()
+        for client in list(self.clients):
+            total.requests += client.stats.requests
+            total.retries += client.stats.retries
+            total.throttled += client.stats.throttled
+            total.bars += client.stats.bars
+        return {
+            "requests": total.requests,
+            "retries": total.retries,
+            "throttled": total.throttled,
+            "bars": total.bars,
+            "rows_written": self.written.rows_written,
+        }
+
+    # -- worker side --------------------------------------------------------------------------------------
+
+    def client(self) -> AlpacaClient:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            worker = _worker_name()
+            key, secret = self.settings.credentials()
+            client = AlpacaClient(
+                key,
+                secret,
+                base_url=self.settings.data_url,
+                rate_limiter=self.limiter,
+                timeout=self.settings.request_timeout,
+                retry=RetryPolicy(max_retries=self.settings.max_retries, base_s=self.settings.retry_backoff),
+                stop=self.stop,
+                on_wait=lambda reason, seconds: self.progress.waiting(worker, reason, seconds),
+            )
+            self.local.client = client
+            with self.lock:
+                self.clients.append(client)
+        return client
+
+    def execute_unit(self, unit: WorkUnit) -> None:
+        """Run one unit; isolate per-symbol failures, let fatal ones through."""
+        worker = _worker_name()
+        queue = deque([unit])
+        while queue:
+            current = queue.popleft()
+            if not current.symbols:
+                continue
+            if self.stop.is_set():
+                raise Interrupted("stopped")
+            self.progress.unit_started(worker, current)
+            ok = False
+            try:
+                self.stream_unit(current, worker)
+                ok = True
+            except TerminalSourceError as exc:
+                if exc.symbol in current.symbols and len(current.symbols) > 1:
+                    self.fail_symbol(exc.symbol, str(exc))
+                    queue.append(current.without({exc.symbol}))  # its neighbours go on without it
+                elif len(current.symbols) > 1:
+                    queue.extend(current.halves())  # the server did not say which symbol: bisect
+                else:
+                    self.fail_symbol(current.symbols[0], str(exc))
+            except TransientSourceError as exc:
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, f"gave up after {self.settings.max_retries} retries: {exc}")
+            except (FatalRunError, Interrupted):
+                self.stop.set()
+                raise
+            except Exception as exc:  # a bug must not take the other symbols down with it
+                log.exception("unexpected error in %s", current.label)
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                self.progress.unit_finished(worker, current, ok)
+            if ok:
+                self.unit_succeeded(current)
+
+    def stream_unit(self, unit: WorkUnit, worker: str) -> None:
+        """Fetch a unit page by page and write every partition as soon as it is complete.
+
+        Pages are sorted by symbol, then time, so once a page ends in partition P, every buffered row of an
+        earlier partition is final. Memory stays at about one partition plus one page.
+        """
+        client = self.client()
+        request = self.request
+        held: pl.DataFrame | None = None
+        for page in client.iter_pages(
+            unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment
+        ):
+            written = 0
+            if page.bars.height:
+                frame = page.bars if held is None else pl.concat([held, page.bars])
+                keyed = with_partition_columns(frame)
+                last = keyed.select("symbol", "year", "month").row(-1)
+                in_last = (pl.col("symbol") == last[0]) & (pl.col("year") == last[1]) & (pl.col("month") == last[2])
+                ready = keyed.filter(~in_last).drop("year", "month")
+                held = keyed.filter(in_last).drop("year", "month")
+                written = self.write(ready)
+            self.progress.page_done(worker, unit, page.bars.height, written)
+        if held is not None:
+            self.write(held)
+
+    def write(self, bars: pl.DataFrame) -> int:
+        if bars.is_empty():
+            return 0
+        stats = self.storage.write(bars, self.request.dataset)
+        with self.lock:
+            self.written.add(stats)
+        return stats.rows_written
+
+    def fail_symbol(self, symbol: str, reason: str) -> None:
+        with self.lock:
+            first = symbol not in self.failed
+            self.failed.setdefault(symbol, reason)
+        if first:
+            log.warning("%s failed: %s", symbol, reason)
+            self.progress.symbol_done(symbol, False, reason)
+
+    def unit_succeeded(self, unit: WorkUnit) -> None:
+        finished: list[str] = []
+        with self.lock:
+            for symbol in unit.symbols:
+                self.remaining[symbol] -= 1
+                if self.remaining[symbol] == 0 and symbol not in self.failed:
+                    self.successful.append(symbol)
+                    finished.append(symbol)
+        for symbol in finished:
+            self.progress.symbol_done(symbol, True)
+
+
+_worker_counter = 0
+_worker_counter_lock = threading.Lock()
+
+
+def _name_worker() -> None:
+    """Pool threads are named ``worker-1``, ``worker-2``...: every log record and progress row shows it."""
+    global _worker_counter
+    with _worker_counter_lock:
+        _worker_counter += 1
+        n = _worker_counter
+    threading.current_thread().name = f"worker-{n}"
+
+
+def _worker_name() -> str:
+    return threading.current_thread().name

@@ -1,0 +1,56 @@
+"""What a run returns: dict-like for the seed API (``result['successful']``), JSON-ready, readable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class IngestResult:
+    successful: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
+    rows_written: int = 0  # bars fetched and merged into the store (new or replacing)
+    rows_added: int = 0  # net new bars in the store
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # HTTP 429 answers
+    elapsed_s: float = 0.0
+    timeframe: str = ""
+    feed: str = ""
+    adjustment: str = ""
+    start: str = ""
+    end: str = ""
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every symbol finished (a symbol with no bars in range counts as finished)."""
+        return not self.failed and not self.interrupted
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else (1 if self.failed else 0)
+
+    def asdict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.asdict())
+
+    def __str__(self) -> str:
+        rate = self.rows_written / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        lines = [
+            f"{len(self.successful)} symbol(s) done, {len(self.failed)} failed; "
+            f"{self.rows_written:,} bars written ({self.rows_added:,} new) in {self.elapsed_s:.1f}s "
+            f"({rate:,.0f} bars/s), {self.requests} requests, {self.retries} retries, {self.throttled} throttled",
+        ]
+        lines += [f"  failed {symbol}: {reason}" for symbol, reason in sorted(self.failed.items())]
+        lines += [f"  note: {note}" for note in self.notes]
+        if self.interrupted:
+            lines.append("  interrupted: partitions written so far are complete; re-run to finish")
+        return "\n".join(lines)

@@ -1,0 +1,268 @@
+"""Partitioned Parquet store: ``{root}/equities_{tf}/symbol=S/year=YYYY/month=MM/data.parquet``.
+
+Exactly once per (symbol, timestamp): new bars are merged with the partition's existing file (new values win),
+sorted, written by DuckDB to a temp file in the same directory, fsynced, and ``os.replace``d over
+``data.parquet``. A crash at any moment leaves the old file or the new one, never a torn one. DuckDB's
+``COPY ... PARTITION_BY`` modes are not used on the live tree: they replace or double rows (perf-notes §2).
+
+Thread-safe: writes to the same partition are serialised by a per-partition lock, and every thread gets its
+own DuckDB connection. Across processes, the run lock (``dataengine.storage.run_lock``) keeps one writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from dataengine.api.pages import DATA_COLUMNS
+from dataengine.config import Settings
+from dataengine.datasets import DatasetKey, parse_feed
+from dataengine.errors import DatasetMismatchError, StorageError, UsageError
+from dataengine.timeframes import Timeframe
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "data.parquet"
+DATASET_FILE = "_dataset.json"
+TEMP_SUFFIX = ".tmp"  # never *.parquet, so readers' globs cannot see a half-written file
+
+
+@dataclass
+class WriteStats:
+    rows_written: int = 0  # bars handed to the store (new or replacing)
+    rows_added: int = 0  # net growth of the store
+    partitions: int = 0
+
+    def add(self, other: "WriteStats") -> None:
+        self.rows_written += other.rows_written
+        self.rows_added += other.rows_added
+        self.partitions += other.partitions
+
+
+def with_partition_columns(bars: pl.DataFrame) -> pl.DataFrame:
+    """Add ``year`` and ``month``: the bar's New York calendar date (an after-hours bar at 21:30 UTC on
+    Jan 31 belongs to January)."""
+    local = pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    return bars.with_columns(year=local.dt.year(), month=local.dt.month())
+
+
+class ParquetStorage:
+    """The bar store under one root directory."""
+
+    def __init__(self, root: str | Path | None = None, *, settings: Settings | None = None) -> None:
+        if root is None:
+            root = (settings or Settings.load()).storage_dir
+        self.root = Path(root).expanduser()
+        self._locks: dict[Path, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._local = threading.local()
+
+    # -- layout -------------------------------------------------------------------------------------------
+
+    def dataset_dir(self, key: DatasetKey) -> Path:
+        return self.root / key.dirname
+
+    def partition_path(self, key: DatasetKey, symbol: str, year: int, month: int) -> Path:
+        return self.dataset_dir(key) / f"symbol={symbol}" / f"year={year:04d}" / f"month={month:02d}" / DATA_FILE
+
+    def iter_partitions(self, key: DatasetKey, symbol: str | None = None) -> Iterator[tuple[str, int, int, Path]]:
+        """(symbol, year, month, path) of every stored partition, sorted."""
+        base = self.dataset_dir(key)
+        pattern = f"symbol={symbol}/year=*/month=*/{DATA_FILE}" if symbol else f"symbol=*/year=*/month=*/{DATA_FILE}"
+        for path in sorted(base.glob(pattern)):
+            month_dir, year_dir, symbol_dir = path.parent, path.parent.parent, path.parent.parent.parent
+            yield symbol_dir.name[7:], int(year_dir.name[5:]), int(month_dir.name[6:]), path
+
+    # -- dataset identity ---------------------------------------------------------------------------------
+
+    def dataset_info(self, key: DatasetKey) -> dict | None:
+        path = self.dataset_dir(key) / DATASET_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
+
+    def check_feed(self, key: DatasetKey, feed: str) -> None:
+        """Refuse to mix feeds in one dataset (raises :class:`DatasetMismatchError`)."""
+        info = self.dataset_info(key)
+        if info is not None and info.get("feed") not in (None, feed):
+            raise DatasetMismatchError(
+                f"{self.dataset_dir(key)} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
+                f"(use --feed {info['feed']} or another --storage-dir)"
+            )
+
+    def claim_dataset(self, key: DatasetKey, feed: str) -> None:
+        """Check the feed and record it for a new dataset."""
+        self.check_feed(key, feed)
+        if self.dataset_info(key) is not None:
+            return
+        record = {
+            "timeframe": key.timeframe.label,
+            "adjustment": key.adjustment,
+            "feed": feed,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        target = self.dataset_dir(key) / DATASET_FILE
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{DATASET_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def store(
+        self,
+        dataframe: pl.DataFrame,
+        timeframe: str | Timeframe = "minute",
+        *,
+        adjustment: str = "raw",
+        feed: str = "sip",
+    ) -> WriteStats:
+        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) into the store."""
+        key = DatasetKey.of(timeframe, adjustment)
+        feed = parse_feed(feed)
+        missing = {"symbol", "timestamp"} - set(dataframe.columns)
+        if missing:
+            raise UsageError(f"cannot store a frame without column(s): {', '.join(sorted(missing))}")
+        self.claim_dataset(key, feed)
+        return self.write(dataframe, key)
+
+    def write(self, bars: pl.DataFrame, key: DatasetKey) -> WriteStats:
+        """Merge ``bars`` into every partition they touch (the dataset's feed must already be claimed)."""
+        stats = WriteStats()
+        if bars.is_empty():
+            return stats
+        bars = _normalise(bars)
+        for (symbol, year, month), part in with_partition_columns(bars).partition_by(
+            ["symbol", "year", "month"], as_dict=True, include_key=False, maintain_order=True
+        ).items():
+            stats.add(self.merge_partition(self.partition_path(key, str(symbol), int(year), int(month)), part))
+        return stats
+
+    def merge_partition(self, path: Path, new: pl.DataFrame) -> WriteStats:
+        """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
+        new = new.select(DATA_COLUMNS).unique("timestamp", keep="last", maintain_order=True)
+        with self._partition_lock(path):
+            try:
+                old_rows = 0
+                if path.exists():
+                    old = pl.read_parquet(path)  # a single file: Polars adds no hive columns (DuckDB would)
+                    old_rows = old.height
+                    merged = pl.concat([old.join(new.select("timestamp"), on="timestamp", how="anti"), new])
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    merged = new
+                self._write_atomically(merged.sort("timestamp"), path)
+            except OSError as exc:
+                raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return WriteStats(rows_written=new.height, rows_added=merged.height - old_rows, partitions=1)
+
+    def _write_atomically(self, frame: pl.DataFrame, path: Path) -> None:
+        tmp = path.with_name(f".{DATA_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+        con = self._connection()
+        con.register("bars", frame)  # Arrow hand-off, zero-copy for these numeric/timestamp columns
+        try:
+            target = str(tmp).replace("'", "''")
+            con.execute(f"COPY (SELECT * FROM bars) TO '{target}' (FORMAT PARQUET, COMPRESSION zstd)")
+        except duckdb.Error as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {exc}") from None
+        finally:
+            con.unregister("bars")
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = duckdb.connect()
+            con.execute("SET threads=1")  # one per worker thread already; avoid oversubscribing the cores
+            self._local.con = con
+        return con
+
+    def _partition_lock(self, path: Path) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(path, threading.Lock())
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temp files left by dead processes (killed mid-write). Returns how many were removed."""
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                    continue
+                parts = name.split(".")
+                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+                if pid is not None and _process_alive(pid):
+                    continue
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except OSError:
+                    pass
+        if removed:
+            log.info("removed %d temp file(s) left by an interrupted run", removed)
+        return removed
+
+
+def _normalise(bars: pl.DataFrame) -> pl.DataFrame:
+    """Coerce a user's frame to the stored schema (timestamps to UTC microseconds, ints for counts)."""
+    ts = bars.schema["timestamp"]
+    if isinstance(ts, pl.Datetime):
+        stamp = pl.col("timestamp").dt.replace_time_zone("UTC") if ts.time_zone is None else pl.col("timestamp").dt.convert_time_zone("UTC")
+        bars = bars.with_columns(stamp.dt.cast_time_unit("us"))
+    else:
+        raise UsageError(f"column timestamp must be a datetime, not {ts}")
+    for name in DATA_COLUMNS:
+        if name not in bars.columns:
+            bars = bars.with_columns(pl.lit(None).alias(name))
+    return bars.with_columns(
+        pl.col("symbol").cast(pl.String),
+        pl.col(["open", "high", "low", "close", "vwap"]).cast(pl.Float64),
+        pl.col(["volume", "trade_count"]).cast(pl.Int64),
+    )
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # directories cannot be opened on Windows; the rename is still atomic there
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -1,0 +1,119 @@
+"""Date bounds as users give them, turned into exact UTC instants.
+
+A bare date means a New York calendar day and both ends are inclusive, so ``2024-01-01 .. 2024-01-31`` covers
+every bar of January in New York time, extended hours included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from dataengine.errors import UsageError
+
+NEW_YORK = ZoneInfo("America/New_York")
+DEFAULT_START = date(2016, 1, 1)
+ONE_MICROSECOND = timedelta(microseconds=1)
+# Free plans are refused SIP data newer than 15 minutes; one more minute of margin for clock skew.
+SIP_DELAY = timedelta(minutes=15)
+SIP_SAFE_DELAY = timedelta(minutes=16)
+
+
+def _ny_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), NEW_YORK).astimezone(timezone.utc)
+
+
+def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> datetime:
+    """Parse one end of a range into a UTC datetime.
+
+    A date (``YYYY-MM-DD`` or a ``date``) is the New York day: its first instant for a start, its last
+    microsecond for an end. A datetime with an offset is taken as is; without one it is New York time.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        return _ny_midnight(value + timedelta(days=1)) - ONE_MICROSECOND if is_end else _ny_midnight(value)
+    else:
+        text = str(value).strip()
+        if len(text) == 10:
+            try:
+                day = date.fromisoformat(text)
+            except ValueError:
+                raise UsageError(f"{name} {text!r} is not a valid date (expected YYYY-MM-DD)") from None
+            return parse_bound(day, is_end=is_end, name=name)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"{name} {text!r} is not a valid date or datetime (expected YYYY-MM-DD or ISO 8601 with offset)"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=NEW_YORK)
+    return moment.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """An inclusive ``[start, end]`` range of UTC instants plus what was adjusted on the way."""
+
+    start: datetime
+    end: datetime
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise UsageError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
+
+
+def resolve_range(
+    start: str | date | datetime | None,
+    end: str | date | datetime | None,
+    *,
+    feed: str = "sip",
+    now: datetime | None = None,
+) -> TimeRange:
+    """Apply defaults (start 2016-01-01, end now) and the recent-SIP rule, and validate the order."""
+    now = now or datetime.now(timezone.utc)
+    start_utc = parse_bound(start if start is not None else DEFAULT_START, is_end=False, name="start")
+    end_utc = parse_bound(end, is_end=True, name="end") if end is not None else now
+    notes: list[str] = []
+    if end_utc > now:
+        end_utc = now
+    if feed == "sip" and end_utc > now - SIP_DELAY:
+        end_utc = now - SIP_SAFE_DELAY
+        notes.append(
+            f"end pulled back to {end_utc.strftime('%Y-%m-%d %H:%M')} UTC: "
+            "Alpaca refuses SIP data from the last 15 minutes to free plans"
+        )
+    if start_utc > end_utc:
+        raise UsageError(
+            f"start {start_utc.astimezone(NEW_YORK).date()} is after end {end_utc.astimezone(NEW_YORK).date()}"
+        )
+    return TimeRange(start_utc, end_utc, tuple(notes))
+
+
+def month_starts(start: datetime, end: datetime) -> list[datetime]:
+    """The UTC instants at which each New York calendar month touching ``[start, end]`` begins."""
+    local = start.astimezone(NEW_YORK)
+    year, month = local.year, local.month
+    out: list[datetime] = []
+    while True:
+        first = _ny_midnight(date(year, month, 1))
+        if first > end:
+            break
+        out.append(first)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def next_month_start(moment: datetime) -> datetime:
+    local = moment.astimezone(NEW_YORK)
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return _ny_midnight(date(year, month, 1))
+
+
+def trading_days_estimate(start: datetime, end: datetime) -> float:
+    """Roughly how many sessions lie in the range (252 of every 365.25 days), at least a fraction of one."""
+    days = (end - start).total_seconds() / 86400.0
+    return max(days * 252.0 / 365.25, 0.05)
