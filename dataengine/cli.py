@@ -171,6 +171,16 @@ def _exit(code: int) -> None:
     raise typer.Exit(code)
 
 
+# -- other commands (one module each under dataengine/commands) -------------------------------------------
+
+
+def _register_commands() -> None:
+    pass  # each command module adds one line here: from dataengine.commands import x; x.register(app)
+
+
+_register_commands()
+
+
 # -- entry point -------------------------------------------------------------------------------------------
 
 
