@@ -20,6 +20,7 @@ from dataengine.errors import (
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 from dataengine.orchestration.result import IngestResult
+from dataengine.reader import connect, read_bars, scan_bars
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.parquet_storage import ParquetStorage
 
@@ -42,4 +43,7 @@ __all__ = [
     "SymbolLoader",
     "UsageError",
     "__version__",
+    "connect",
+    "read_bars",
+    "scan_bars",
 ]

@@ -22,7 +22,8 @@ from dataengine import __version__
 from dataengine.config import Settings
 from dataengine.errors import DataEngineError, UsageError
 from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-from dataengine.orchestration.progress import PlainProgress, ProgressReporter
+from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
+from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress
 from dataengine.orchestration.result import IngestResult
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ class Context:
     storage_dir: Path | None
     verbose: int
     quiet: bool
+    log_file: Path | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         return Settings.load(config_path=self.config).with_overrides(storage_dir=self.storage_dir, **overrides)
@@ -62,20 +64,61 @@ def _global_options(
     storage_dir: Annotated[Path | None, typer.Option("--storage-dir", help="Root of the store (else DATAENGINE_STORAGE_DIR, settings.ini, the user data dir).")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log detail on stderr (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Global options come before the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
-    ctx.obj = Context(config=config, storage_dir=storage_dir, verbose=verbose, quiet=quiet)
-    _setup_logging(verbose, quiet)
+    ctx.obj = Context(config=config, storage_dir=storage_dir, verbose=verbose, quiet=quiet, log_file=log_file)
+    _setup_logging(verbose, quiet, log_file)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
+class _Redacting(logging.Formatter):
+    """Masks every known secret (the API keys from the environment or settings) in formatted records."""
+
+    secrets: set[str] = set()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so the live display can route log lines above it."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _setup_logging(verbose: int, quiet: bool, log_file: Path | None = None) -> None:
     level = logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(message)s", "%H:%M:%S"))
+    _Redacting.secrets = {v for k in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if (v := os.environ.get(k, "")) and len(v) >= 4}
+    handler = _StderrHandler()
+    handler.setLevel(level)
+    handler.setFormatter(_Redacting("%(asctime)s %(levelname)s [%(threadName)s] %(message)s", "%H:%M:%S"))
+    handlers: list[logging.Handler] = [handler]
+    if log_file is not None:
+        try:
+            log_file.expanduser().parent.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.FileHandler(log_file.expanduser(), encoding="utf-8", delay=False)
+        except OSError as exc:
+            raise UsageError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+        file_handler.setFormatter(
+            _Redacting("%(asctime)s.%(msecs)03d %(levelname)-7s [%(threadName)s] %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+        handlers.append(file_handler)
     root = logging.getLogger("dataengine")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = handlers
+    root.setLevel(min(h.level for h in handlers))
     root.propagate = False
 
 
@@ -88,6 +131,8 @@ Feed = Annotated[str, typer.Option("--feed", help="sip, iex, otc or delayed_sip.
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", help="raw, split, dividend or all (adjusted bars go to their own dataset).")]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
+Wait = Annotated[bool, typer.Option("--wait", help="If another run holds the store, wait for it instead of exiting 3 at once.")]
+WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", help="With --wait: give up (exit 3) after this many seconds.", min=0)]
 
 
 @app.command()
@@ -101,9 +146,12 @@ def ingest(
     adjustment: AdjustmentOpt = "raw",
     workers: Workers = None,
     json_out: JsonOut = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once."""
-    _ingest(ctx.obj, symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out)
+    _ingest(ctx.obj, symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out,
+            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx))
 
 
 @app.command("ingest-csv")
@@ -118,9 +166,12 @@ def ingest_csv(
     adjustment: AdjustmentOpt = "raw",
     workers: Workers = None,
     json_out: JsonOut = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file."""
-    _ingest(ctx.obj, None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out)
+    _ingest(ctx.obj, None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out,
+            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx))
 
 
 def _ingest(
@@ -135,26 +186,73 @@ def _ingest(
     adjustment: str,
     workers: int | None,
     json_out: bool,
+    *,
+    wait: bool = False,
+    wait_timeout: float | None = None,
+    command: list[str] | None = None,
 ) -> None:
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     settings = state.settings(workers=workers)
-    progress: ProgressReporter = ProgressReporter() if state.quiet else PlainProgress(sys.stderr, settings.progress_interval)
-    pipeline = IngestionPipeline(settings=settings, progress=progress)
+    _Redacting.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+    progress = _progress_reporter(state, settings, f"dataengine {command[1] if command and len(command) > 1 else 'ingest'} · {timeframe} · {start or '2016-01-01'}..{end or 'now'}")
+    pipeline = IngestionPipeline(
+        settings=settings, progress=progress, wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
+        command=command,
+    )
     try:
         if path is not None:
             result = pipeline.ingest_from_csv(path, start, end, timeframe, index_name, feed=feed, adjustment=adjustment)
         else:
             result = pipeline.ingest_symbols(symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment)
     except DataEngineError as exc:
+        progress.close()
         partial: IngestResult | None = getattr(exc, "result", None)
         if partial is not None and json_out:
             _emit(dict(partial.asdict(), error=str(exc)), True)
         raise
+    finally:
+        progress.close()
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     _emit(result.asdict() if json_out else str(result), json_out)
     _exit(result.exit_code)
+
+
+def _progress_reporter(state: Context, settings: Settings, title: str) -> ProgressReporter:
+    """Quiet: log only. A terminal on stderr: the live per-worker display. Otherwise: plain lines."""
+    if state.quiet:
+        return TrackingProgress()
+    if live_display_possible():
+        return LiveProgress(title=title)
+    return PlainProgress(sys.stderr, settings.progress_interval)
+
+
+def _command_line(ctx: typer.Context) -> list[str]:
+    """The command as parsed (global options, command, its arguments and options), for the run ledger.
+
+    Rebuilt from the parsed parameters, so it is the same whether the CLI was started from a shell or via
+    ``main(argv)``; only options that differ from their defaults appear. No option takes a secret today;
+    the ledger masks any that would.
+    """
+    parts = ["dataengine"]
+    chain = [c for c in (ctx.parent, ctx) if c is not None and c.command is not None]
+    for c in chain:
+        if c is ctx:
+            parts.append(ctx.info_name or "")
+        for param in c.command.params:
+            value = c.params.get(param.name or "")
+            if param.name == "version" or value is None or value is False or value == param.default or value == []:
+                continue
+            if param.param_type_name == "argument":
+                parts += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+            elif getattr(param, "count", False):
+                parts += [param.opts[0]] * int(value)
+            elif value is True:
+                parts.append(param.opts[0])
+            else:
+                parts += [param.opts[0], str(value)]
+    return parts
 
 
 def _emit(payload: Any, as_json: bool) -> None:
@@ -175,7 +273,9 @@ def _exit(code: int) -> None:
 
 
 def _register_commands() -> None:
-    pass  # each command module adds one line here: from dataengine.commands import x; x.register(app)
+    # each command module adds one line here: from dataengine.commands import x; x.register(app)
+    from dataengine.commands import query; query.register(app)
+    from dataengine.commands import status, index; status.register(app); index.register(app)
 
 
 _register_commands()
@@ -187,7 +287,8 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every error to a one-line message and its documented exit code."""
     try:
-        app(args=argv, prog_name="dataengine", standalone_mode=False)
+        # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
+        code = app(args=argv, prog_name="dataengine", standalone_mode=False)
     except DataEngineError as exc:
         typer.echo(f"Error: {exc}", err=True)
         return exc.exit_code
@@ -202,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

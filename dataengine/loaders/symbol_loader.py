@@ -115,4 +115,5 @@ class SymbolLoader:
         """CSV or text, decided by content: a first line with a comma is a CSV header."""
         resolved = resolve_list_path(path)
         first = _read_text(resolved).lstrip().splitlines()[0]
-        return SymbolLoader.from_csv(resolved) if "," in first else SymbolLoader.from_text_file(resolved)
+        is_csv = "," in first or first.strip().lower() in SYMBOL_COLUMNS
+        return SymbolLoader.from_csv(resolved) if is_csv else SymbolLoader.from_text_file(resolved)

@@ -8,10 +8,11 @@ workers finish the partition write they are in (each write is atomic) and drop w
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +29,7 @@ from dataengine.errors import (
     DataEngineError,
     FatalRunError,
     Interrupted,
+    LockError,
     TerminalSourceError,
     TransientSourceError,
 )
@@ -37,6 +39,8 @@ from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.result import IngestResult
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage, WriteStats, with_partition_columns
+from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
+from dataengine.storage.run_lock import RunLock
 from dataengine.timeframes import Timeframe, parse_timeframe
 from dataengine.timerange import NEW_YORK, TimeRange, resolve_range
 
@@ -76,7 +80,15 @@ class IngestionPipeline:
         storage: ParquetStorage | None = None,
         metadata: MetadataStore | None = None,
         progress: ProgressReporter | None = None,
+        ledger: RunLedger | None = None,
+        wait_for_lock: bool = False,
+        lock_timeout: float | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
+        """Every collaborator is a keyword argument (the test seam). ``wait_for_lock``: when another process
+        holds the store, wait for it (at most ``lock_timeout`` seconds) instead of raising
+        :class:`~dataengine.errors.LockError` at once. ``command``: the command line the run ledger records
+        (default ``sys.argv``; secrets are masked)."""
         settings = settings or Settings.load()
         if storage_dir is not None:
             settings = settings.with_overrides(storage_dir=storage_dir)
@@ -87,6 +99,10 @@ class IngestionPipeline:
         self.storage = storage or ParquetStorage(settings.storage_dir)
         self.metadata = metadata or MetadataStore(settings.storage_dir)
         self.progress = progress or ProgressReporter()
+        self.ledger = ledger or RunLedger(settings.storage_dir)
+        self.wait_for_lock = wait_for_lock or lock_timeout is not None
+        self.lock_timeout = lock_timeout
+        self.command = mask_secrets(list(command) if command is not None else sys.argv, (settings.api_key_id, settings.api_secret_key))
 
     # -- public API (names from the product description) ---------------------------------------------------
 
@@ -160,10 +176,43 @@ class IngestionPipeline:
         )
 
     def run(self, request: IngestRequest) -> IngestResult:
-        """Execute a prepared request."""
+        """Execute a prepared request under the store's run lock, and append its record to the run ledger.
+
+        Raises :class:`~dataengine.errors.LockError` (exit 3) when another process holds the store and
+        ``wait_for_lock`` is off (or the wait timed out). Every run that gets this far leaves one ledger
+        record, whether it succeeds, fails, is refused the lock or is interrupted.
+        """
         for note in request.range.notes:
             log.warning(note)
-        return _Run(self, request).execute()
+        record = RunRecord(
+            command=self.command,
+            timeframe=request.timeframe.name,
+            feed=request.feed,
+            adjustment=request.adjustment,
+            start=request.range.start.isoformat(),
+            end=request.range.end.isoformat(),
+            symbols_requested=len(request.symbols),
+        )
+        started = time.monotonic()
+        lock = RunLock(self.storage.root, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command))
+        result: IngestResult | None = None
+        try:
+            with lock:
+                try:
+                    result = _Run(self, request).execute()
+                except BaseException as exc:
+                    record.close(result=getattr(exc, "result", None), error=exc, elapsed_s=time.monotonic() - started)
+                    self.ledger.append(record)
+                    raise
+                record.close(result=result)
+                self.ledger.append(record)  # inside the lock: the ledger has one writer, like the store
+        except LockError as exc:
+            if record.exit_code is None:  # refused the lock: nothing ran, but cron should see why
+                record.close(error=exc, elapsed_s=time.monotonic() - started)
+                self.ledger.append(record)
+            raise
+        assert result is not None
+        return result
 
 
 class _Run:

@@ -2,19 +2,34 @@
 
 The pipeline calls a :class:`ProgressReporter`'s hooks from its worker threads; implementations must be
 thread-safe and cheap. :class:`ProgressReporter` itself does nothing (library default: the library never
-prints). :class:`PlainProgress` writes a line every few seconds to a stream (cron, pipes).
+prints). :class:`TrackingProgress` keeps a :class:`Tally` and logs each unit's outcome (for ``--log-file``);
+:class:`PlainProgress` adds a line every few seconds and one per failed symbol (cron, pipes); the live Rich
+display is :class:`dataengine.orchestration.live_progress.LiveProgress`.
+
+Work is measured in estimated bars: a unit counts its planner estimate when it finishes and, while in
+flight, the bars received so far (capped below its estimate). The ETA divides the work left by the rate of
+the last minute (the whole run's rate during the first minute), so it follows throttling and settles as soon
+as pages flow, without waiting for whole symbols to finish.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from dataengine.orchestration.planner import WorkUnit
     from dataengine.orchestration.result import IngestResult
+
+log = logging.getLogger("dataengine.progress")
+
+ETA_WINDOW_S = 60.0
+INFLIGHT_CAP = 0.95  # a unit in flight never counts more than this share of its estimate
 
 
 class ProgressReporter:
@@ -30,82 +45,262 @@ class ProgressReporter:
     def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool) -> None: ...
     def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None: ...
     def finish(self, result: "IngestResult") -> None: ...
+    def close(self) -> None:
+        """Stop any display thread; safe to call more than once (the CLI calls it in ``finally``)."""
+
+
+@dataclass
+class WorkerState:
+    """What one worker thread is doing, for displays. Mutated under :attr:`Tally.lock`."""
+
+    name: str
+    label: str = ""
+    symbols: tuple[str, ...] = ()
+    est_bars: float = 0.0
+    bars: int = 0
+    pages: int = 0
+    unit_started: float = 0.0
+    wait_reason: str = ""
+    wait_until: float = 0.0
+    busy: bool = False
+
+    def unit_fraction(self) -> float:
+        if not self.busy or self.est_bars <= 0:
+            return 0.0
+        return min(self.bars / self.est_bars, INFLIGHT_CAP)
 
 
 class Tally:
-    """Thread-safe running totals for displays: units and symbols done, bars, ETA from estimated bars."""
+    """Thread-safe running totals for displays: units and symbols done, bars, per-worker state, work and ETA.
 
-    def __init__(self) -> None:
+    Read the plain attributes under ``lock`` (or accept a slightly stale view). ``clock`` is injectable for
+    tests.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.symbols_total = self.units_total = 0
         self.est_bars = 0.0
         self.units_done = self.symbols_ok = self.symbols_failed = 0
         self.bars = 0
         self.est_done = 0.0  # estimated bars of finished units (the ETA's yardstick)
+        self.workers: dict[str, WorkerState] = {}
+        self.counters: Callable[[], dict[str, int]] | None = None
+        self._samples: deque[tuple[float, float]] = deque()
+
+    # -- updates (any thread) -----------------------------------------------------------------------------
+
+    def begin(self, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None) -> None:
+        with self.lock:
+            self.started = self.clock()
+            self.symbols_total, self.units_total, self.est_bars = symbols, units, est_bars
+            self.counters = counters
+            self._samples.clear()
+
+    def unit_started(self, worker: str, unit: "WorkUnit") -> None:
+        with self.lock:
+            state = self._worker(worker)
+            state.label, state.symbols, state.est_bars = unit.label, unit.symbols, unit.est_bars
+            state.bars = state.pages = 0
+            state.unit_started = self.clock()
+            state.wait_until, state.wait_reason, state.busy = 0.0, "", True
+
+    def page_done(self, worker: str, bars: int) -> None:
+        with self.lock:
+            self.bars += bars
+            state = self._worker(worker)
+            state.bars += bars
+            state.pages += 1
+            state.wait_until = 0.0
+
+    def waiting(self, worker: str, reason: str, seconds: float) -> None:
+        with self.lock:
+            state = self._worker(worker)
+            state.wait_reason, state.wait_until = reason, self.clock() + seconds
+
+    def unit_finished(self, worker: str, unit: "WorkUnit") -> WorkerState:
+        """Count the unit done; return a copy of the worker's state as it was (for the unit's log line)."""
+        with self.lock:
+            self.units_done += 1
+            self.est_done += unit.est_bars
+            state = self._worker(worker)
+            before = WorkerState(**vars(state))
+            state.busy, state.wait_until, state.label, state.symbols = False, 0.0, "", ()
+            state.bars = state.pages = 0
+            return before
+
+    def symbol_done(self, ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.symbols_ok += 1
+            else:
+                self.symbols_failed += 1
+
+    def _worker(self, name: str) -> WorkerState:
+        state = self.workers.get(name)
+        if state is None:
+            state = self.workers[name] = WorkerState(name)
+        return state
+
+    # -- views --------------------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def work_done(self) -> float:
+        """Estimated bars of work done: finished units whole, units in flight by the bars received so far."""
+        with self.lock:
+            return self._work_done()
+
+    def _work_done(self) -> float:
+        inflight = sum(min(w.bars, w.est_bars * INFLIGHT_CAP) for w in self.workers.values() if w.busy)
+        return self.est_done + inflight
+
+    def fraction(self) -> float:
+        """Share of the run's estimated work done, 0..1."""
+        with self.lock:
+            return self._fraction(self._work_done())
+
+    def _fraction(self, done: float) -> float:
+        if self.est_bars <= 0:
+            return 1.0 if self.units_total and self.units_done >= self.units_total else 0.0
+        return min(done / self.est_bars, 1.0)
 
     def eta_s(self) -> float | None:
-        """Seconds left, projected from the share of estimated work finished (units weigh by their bars)."""
-        elapsed = time.monotonic() - self.started
-        if self.est_done <= 0 or self.est_bars <= 0 or elapsed < 1:
-            return None
-        fraction = min(self.est_done / self.est_bars, 1.0)
-        return elapsed * (1 - fraction) / fraction
+        """Seconds left: the work left divided by the rate of the last minute (of the whole run before that).
+        None until there is a rate to go by."""
+        with self.lock:
+            now = self.clock()
+            done = self._work_done()
+            elapsed = now - self.started
+            if not self._samples or now - self._samples[-1][0] >= 1.0:
+                self._samples.append((now, done))
+            while len(self._samples) >= 2 and now - self._samples[1][0] >= ETA_WINDOW_S:
+                self._samples.popleft()
+            if self.est_bars <= 0 or done <= 0 or elapsed < 1.0:
+                return None
+            remaining = max(self.est_bars - done, 0.0)
+            t0, w0 = self._samples[0]
+            rate = done / elapsed
+            if now - t0 >= ETA_WINDOW_S and done > w0:
+                rate = (done - w0) / (now - t0)
+            return remaining / rate if rate > 0 else None
+
+    def live_counters(self) -> dict[str, int]:
+        counters = self.counters
+        if counters is None:
+            return {}
+        try:
+            return counters()
+        except Exception:  # a display must never take the run down
+            return {}
 
 
-class PlainProgress(ProgressReporter):
-    """One line every ``interval`` seconds, and one per failed symbol, for logs and cron mail."""
+class TrackingProgress(ProgressReporter):
+    """Keeps a :class:`Tally` and logs every unit's outcome (symbols, bars, pages, seconds) with the worker's
+    thread name: INFO per unit, DEBUG per page and wait. Shows nothing itself (``-q`` uses it as is)."""
 
-    def __init__(self, stream: TextIO, interval: float = 10.0) -> None:
-        self._stream = stream
-        self._interval = interval
-        self._tally = Tally()
-        self._last = 0.0
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tally = Tally(clock)
 
     def start(
         self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
     ) -> None:
-        t = self._tally
-        t.symbols_total, t.units_total, t.est_bars = symbols, units, est_bars
-        self._line(f"planned {symbols} symbol(s) in {units} unit(s), ~{est_bars:,.0f} bars at most")
+        self.tally.begin(symbols, units, est_bars, counters)
+
+    def unit_started(self, worker: str, unit: "WorkUnit") -> None:
+        self.tally.unit_started(worker, unit)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("start %s (~%s bars)", unit.label, f"{unit.est_bars:,.0f}")
 
     def page_done(self, worker: str, unit: "WorkUnit", bars: int, written: int) -> None:
-        with self._tally.lock:
-            self._tally.bars += bars
-        self._maybe_report()
+        self.tally.page_done(worker, bars)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: page of %d bars, %d written", unit.label, bars, written)
+
+    def waiting(self, worker: str, reason: str, seconds: float) -> None:
+        self.tally.waiting(worker, reason, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("waiting %.1fs: %s", seconds, reason)
 
     def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool) -> None:
-        with self._tally.lock:
-            self._tally.units_done += 1
-            self._tally.est_done += unit.est_bars
-        self._maybe_report()
+        state = self.tally.unit_finished(worker, unit)
+        if log.isEnabledFor(logging.INFO):
+            took = self.tally.clock() - state.unit_started if state.unit_started else 0.0
+            log.info(
+                "%s %s: %s bars in %d page(s), %.1fs", unit.label, "done" if ok else "FAILED",
+                f"{state.bars:,}", state.pages, took,
+            )
 
     def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None:
-        with self._tally.lock:
-            if ok:
-                self._tally.symbols_ok += 1
-            else:
-                self._tally.symbols_failed += 1
+        self.tally.symbol_done(ok)
+
+
+class PlainProgress(TrackingProgress):
+    """A line every ``interval`` seconds from a background thread (so lines keep coming while workers wait),
+    one per failed symbol, and one at the end; for logs, pipes and cron mail."""
+
+    def __init__(self, stream: TextIO, interval: float = 10.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(clock=clock)
+        self._stream = stream
+        self._interval = interval
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+    ) -> None:
+        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters)
+        self._line(f"planned {symbols} symbol(s) in {units} unit(s), ~{est_bars:,.0f} bars at most")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._thread.start()
+
+    def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None:
+        super().symbol_done(symbol, ok, reason)
         if not ok:
             self._line(f"FAILED {symbol}: {reason}")
 
-    def _maybe_report(self) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            return
-        self._last = now
-        t = self._tally
+    def finish(self, result: "IngestResult") -> None:
+        self.close()
+        self._line(f"finished: {self.status_line()}")
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+
+    def status_line(self) -> str:
+        t = self.tally
         eta = t.eta_s()
-        self._line(
-            f"{t.units_done}/{t.units_total} units, {t.symbols_ok} symbols done, {t.symbols_failed} failed, "
-            f"{t.bars:,} bars, elapsed {_clock(now - t.started)}, ETA {_clock(eta) if eta is not None else '?'}"
+        c = t.live_counters()
+        with t.lock:
+            ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
+        return (
+            f"{t.fraction():.0%} | {ok}/{total} symbols done, {failed} failed | {bars:,} bars | "
+            f"{c.get('requests', 0)} requests, {c.get('retries', 0)} retries, {c.get('throttled', 0)} throttled | "
+            f"elapsed {clock(t.elapsed())}, ETA {clock(eta) if eta is not None else '?'}"
         )
 
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._line(self.status_line())
+
     def _line(self, text: str) -> None:
-        self._stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
-        self._stream.flush()
+        with self._write_lock:
+            try:
+                self._stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed pipe must not break the run
+                pass
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
+def clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+

@@ -1,7 +1,15 @@
-"""Index membership under ``{root}/metadata/indices/NAME.csv``.
+"""Index membership, point in time, under ``{root}/metadata/indices/NAME.csv``.
 
-One row per symbol and membership period: ``symbol,added,removed`` (ISO dates, ``removed`` empty while the
-symbol is still a member), so any tool can read it and a backtest can ask who was a member on a given date.
+One row per symbol and membership period: ``symbol,added,removed`` (ISO dates; ``removed`` empty while the
+symbol is still a member; a member on day D has ``added <= D < removed``), so any tool can read it::
+
+    SELECT symbol FROM read_csv('metadata/indices/sp500.csv', all_varchar=true)
+    WHERE added <= '2020-06-30' AND (removed = '' OR removed IS NULL OR '2020-06-30' < removed)
+
+A *snapshot* is the full membership list in force from a date on (``index add NAME ... --as-of DATE``).
+Snapshots may be recorded in any order: adding an older one inserts it into the history without changing
+what later snapshots say. A snapshot equal to the membership already in force changes nothing, so the dates
+:meth:`MetadataStore.snapshots` lists are those on which the membership changed.
 """
 
 from __future__ import annotations
@@ -12,28 +20,59 @@ import os
 import re
 import threading
 import uuid
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
 
 from dataengine.config import Settings
 from dataengine.errors import StorageError, UsageError
+from dataengine.storage.run_lock import RunLock
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 FIELDS = ("symbol", "added", "removed")
+INDICES_LOCK = "indices.lock"
 
 
 def validate_index_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
+    """Return ``name`` if it is a safe file stem (letters, digits, ``_ - .``, no ``..``), else UsageError."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise UsageError(
-            f"invalid index name {name!r}: use letters, digits, '_', '-' or '.', no path separators or '..'"
+            f"invalid index name {name!r}: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, no path separators or '..'"
         )
     return name
 
 
+def parse_day(value: str | date | None, option: str = "--as-of") -> date | None:
+    """``YYYY-MM-DD`` (or a ``date``) -> date; None stays None; anything else is a UsageError naming ``option``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if _is_iso_day(text):
+        return date.fromisoformat(text)
+    raise UsageError(f"{option} {value!r} is not a date (expected YYYY-MM-DD)")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The membership in force from ``date`` until the next snapshot, and how it differs from the one before."""
+
+    date: str
+    members: int
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
 class MetadataStore:
-    """Reads and writes index membership snapshots. Thread-safe within a process."""
+    """Reads and writes index membership. Thread-safe; writes are serialised across processes by a lock
+    file (``metadata/indices.lock``) and replace the CSV atomically, so readers never see a torn file."""
 
     def __init__(self, root: str | Path | None = None, *, settings: Settings | None = None) -> None:
         if root is None:
@@ -49,59 +88,131 @@ class MetadataStore:
         return self.indices_dir / f"{validate_index_name(name)}.csv"
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.indices_dir.glob("*.csv"))
+        """Recorded indices, sorted."""
+        if not self.indices_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.indices_dir.glob("*.csv") if _NAME.match(p.stem) and ".." not in p.stem)
+
+    def exists(self, name: str) -> bool:
+        return self.index_path(name).is_file()
 
     def rows(self, name: str) -> list[dict[str, str]]:
+        """The file's rows as dicts of ``symbol, added, removed`` (validated)."""
         path = self.index_path(name)
-        if not path.exists():
-            raise UsageError(f"unknown index {name!r} (known: {', '.join(self.names()) or 'none'})")
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [{k: (row.get(k) or "") for k in FIELDS} for row in csv.DictReader(handle)]
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                rows = [{k: (row.get(k) or "").strip() for k in FIELDS} for row in reader]
+        except FileNotFoundError:
+            raise UsageError(f"unknown index {name!r} (known: {', '.join(self.names()) or 'none'})") from None
+        except (OSError, csv.Error, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: unreadable index file ({exc})") from None
+        for line, row in enumerate(rows, start=2):
+            for key in ("added", "removed"):
+                if row[key] and not _is_iso_day(row[key]):
+                    raise UsageError(f"{path}:{line}: {key} {row[key]!r} is not a date (expected YYYY-MM-DD)")
+            if not row["symbol"] or not row["added"]:
+                raise UsageError(f"{path}:{line}: a row needs a symbol and an added date")
+        return rows
 
-    def store(self, name: str, symbols: list[str], as_of: date | None = None) -> Path:
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def store(self, name: str, symbols: Iterable[str], as_of: date | str | None = None) -> Path:
         """Record ``symbols`` as the membership in force from ``as_of`` (default today).
 
-        Symbols that were members and are not in the new list get ``removed = as_of``; new ones get a row
-        with ``added = as_of``. Snapshots are applied in date order: one older than the newest recorded
-        change is refused rather than rewriting history silently.
+        A snapshot replaces whatever membership was in force from ``as_of`` up to the next recorded change;
+        later snapshots keep their meaning. Re-adding a snapshot for the same date replaces it.
         """
-        as_of = as_of or date.today()
+        day = (parse_day(as_of) or date.today()).isoformat()
+        members = frozenset(symbols)
+        if not members:
+            raise UsageError(f"index {name!r}: a snapshot needs at least one symbol")
         path = self.index_path(name)
-        with self._lock:
+        with self._lock, RunLock(self.root, wait=True, timeout=60, name=INDICES_LOCK):
             rows = self.rows(name) if path.exists() else []
-            latest = max((d for r in rows for d in (r["added"], r["removed"]) if d), default="")
-            if latest and as_of.isoformat() < latest:
-                raise UsageError(f"index {name!r} already has a snapshot from {latest}; --as-of must not be earlier")
-            wanted = set(symbols)
-            open_rows = {r["symbol"]: r for r in rows if not r["removed"]}
-            for symbol, row in open_rows.items():
-                if symbol not in wanted:
-                    row["removed"] = as_of.isoformat()
-            for symbol in symbols:
-                if symbol not in open_rows:
-                    rows.append({"symbol": symbol, "added": as_of.isoformat(), "removed": ""})
-            self._write(path, rows)
+            states = dict(_states(rows))
+            states[day] = members
+            self._write(path, _rows_from_states(states))
         return path
 
-    def load(self, name: str, as_of: date | None = None) -> pl.DataFrame:
-        """Members in force on ``as_of`` (default: current members), as ``symbol, added, removed``."""
+    # -- point-in-time reads ------------------------------------------------------------------------------
+
+    def members(self, name: str, as_of: date | str | None = None) -> list[str]:
+        """Sorted members in force on ``as_of`` (default: the latest recorded membership)."""
+        return _members_on(self.rows(name), parse_day(as_of))
+
+    def load(self, name: str, as_of: date | str | None = None) -> pl.DataFrame:
+        """Members in force on ``as_of`` (default: the latest membership) as a frame of ``symbol, added, removed``
+        (the period of membership that covers the date)."""
+        day = parse_day(as_of)
         rows = self.rows(name)
-        if as_of is None:
-            chosen = [r for r in rows if not r["removed"]]
-        else:
-            day = as_of.isoformat()
-            chosen = [r for r in rows if r["added"] <= day and (not r["removed"] or day < r["removed"])]
+        chosen = [r for r in rows if _covers(r, day)]
         return pl.DataFrame(chosen, schema={k: pl.String for k in FIELDS}).sort("symbol")
+
+    def snapshots(self, name: str) -> list[Snapshot]:
+        """Every date on which the membership changed, oldest first, with what changed."""
+        out: list[Snapshot] = []
+        before: frozenset[str] = frozenset()
+        for day, members in _states(self.rows(name)):
+            out.append(Snapshot(day, len(members), sorted(members - before), sorted(before - members)))
+            before = members
+        return out
 
     def _write(self, path: Path, rows: list[dict[str, str]]) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["symbol"], r["added"])))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             tmp.write_text(buffer.getvalue(), encoding="utf-8")
             os.replace(tmp, path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _is_iso_day(text: str) -> bool:
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _covers(row: dict[str, str], day: date | None) -> bool:
+    if day is None:
+        return not row["removed"]
+    d = day.isoformat()
+    return row["added"] <= d and (not row["removed"] or d < row["removed"])
+
+
+def _members_on(rows: list[dict[str, str]], day: date | None) -> list[str]:
+    return sorted({r["symbol"] for r in rows if _covers(r, day)})
+
+
+def _states(rows: list[dict[str, str]]) -> list[tuple[str, frozenset[str]]]:
+    """The membership after each change date, in date order (ISO strings sort as dates)."""
+    days = sorted({d for r in rows for d in (r["added"], r["removed"]) if d})
+    out: list[tuple[str, frozenset[str]]] = []
+    for day in days:
+        members = frozenset(r["symbol"] for r in rows if r["added"] <= day and (not r["removed"] or day < r["removed"]))
+        if not out or out[-1][1] != members:
+            out.append((day, members))
+    return out
+
+
+def _rows_from_states(states: dict[str, frozenset[str]]) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    since: dict[str, str] = {}
+    for day in sorted(states):
+        members = states[day]
+        for symbol in [s for s in since if s not in members]:
+            rows.append({"symbol": symbol, "added": since.pop(symbol), "removed": day})
+        for symbol in members:
+            since.setdefault(symbol, day)
+    rows += [{"symbol": s, "added": d, "removed": ""} for s, d in since.items()]
+    return rows

@@ -1,0 +1,118 @@
+"""``dataengine index add|show|list``: point-in-time index membership under ``metadata/indices/NAME.csv``."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataengine.errors import UsageError
+from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
+from dataengine.storage.metadata_store import MetadataStore, parse_day, validate_index_name
+
+index_app = typer.Typer(
+    name="index",
+    help="Record and read index membership over time (survivorship-bias-free universes for backtests).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+AsOf = Annotated[str | None, typer.Option("--as-of", help="Effective date, YYYY-MM-DD (default today).", show_default=False)]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")
+
+
+def _store(ctx: typer.Context) -> MetadataStore:
+    root = ctx.find_root().obj.settings().storage_dir
+    return MetadataStore(root)
+
+
+def looks_like_file(item: str) -> bool:
+    """One argument names a file when it exists, has a path separator, or ends in .csv/.txt (``BRK.B`` does not)."""
+    return Path(item).expanduser().is_file() or "/" in item or "\\" in item or item.lower().endswith((".csv", ".txt"))
+
+
+def symbols_from(items: list[str]) -> list[str]:
+    if len(items) == 1 and looks_like_file(items[0]):
+        return SymbolLoader.from_file(items[0])
+    return clean_symbols(items, source="the command line")
+
+
+@index_app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Index name: letters, digits, '_', '-', '.'.", show_default=False)],
+    items: Annotated[list[str], typer.Argument(help="A CSV/text file of symbols, or the symbols themselves.", show_default=False)],
+    as_of: AsOf = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Record the full membership of NAME in force from --as-of (default today)."""
+    validate_index_name(name)
+    day = parse_day(as_of) or date.today()
+    symbols = symbols_from(items)
+    store = _store(ctx)
+    before = set(store.members(name, day)) if store.exists(name) else set()
+    path = store.store(name, symbols, as_of=day)
+    added, removed = sorted(set(symbols) - before), sorted(before - set(symbols))
+    if json_out:
+        payload = {"name": name, "as_of": day.isoformat(), "members": len(set(symbols)), "added": added, "removed": removed, "path": str(path)}
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(f"{name} as of {day.isoformat()}: {len(set(symbols))} members (+{len(added)} -{len(removed)}) -> {path}")
+
+
+@index_app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Index name.", show_default=False)],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date, YYYY-MM-DD (default: the latest membership).", show_default=False)] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Print the members of NAME in force on --as-of, one per line."""
+    validate_index_name(name)
+    day = parse_day(as_of)
+    store = _store(ctx)
+    members = store.members(name, day)
+    if json_out:
+        typer.echo(json.dumps({"name": name, "as_of": day.isoformat() if day else None, "count": len(members), "symbols": members}))
+        return
+    if not members and day is not None:
+        first = store.snapshots(name)[0].date if store.snapshots(name) else "?"
+        typer.echo(f"note: {name} had no members on {day.isoformat()} (first snapshot {first})", err=True)
+    for symbol in members:
+        typer.echo(symbol)
+
+
+@index_app.command("list")
+def list_indices(ctx: typer.Context, json_out: JsonOut = False) -> None:
+    """List the recorded indices with their snapshots (the dates their membership changed)."""
+    store = _store(ctx)
+    report = []
+    for name in store.names():
+        snaps = store.snapshots(name)
+        report.append(
+            {
+                "name": name,
+                "members": snaps[-1].members if snaps else 0,
+                "snapshots": [{"date": s.date, "members": s.members, "added": len(s.added), "removed": len(s.removed)} for s in snaps],
+            }
+        )
+    if json_out:
+        typer.echo(json.dumps({"indices": report}))
+        return
+    if not report:
+        typer.echo("no indices recorded", err=True)
+    for entry in report:
+        typer.echo(f"{entry['name']}: {entry['members']} members now, {len(entry['snapshots'])} snapshot(s)")
+        for s in entry["snapshots"]:
+            typer.echo(f"  {s['date']}  {s['members']:>5} members  +{s['added']} -{s['removed']}")
+
+
+__all__ = ["index_app", "register", "symbols_from", "UsageError"]

@@ -1,0 +1,116 @@
+"""``dataengine query "SQL"``: one read-only SQL statement against the store's views.
+
+The statement runs through :func:`dataengine.reader.query` (sandboxed connection, SELECT/EXPLAIN only).
+Files are written only by this module, to ``--output``, and never inside the store.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dataengine import reader
+from dataengine.errors import UsageError
+
+FORMATS = ("table", "csv", "json", "parquet")
+TABLE_ROWS = 1000  # a terminal table past this is unreadable; the file formats carry every row
+
+
+def register(app: typer.Typer) -> None:
+    app.command("query")(query)
+
+
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
+) -> None:
+    """Run read-only SQL against the store and print a table or write csv/json/parquet."""
+    fmt = _choose_format(fmt, output)
+    settings = ctx.obj.settings()
+    if output is not None:
+        _check_output(output, Path(settings.storage_dir))
+    frame = reader.query(sql, storage_dir=settings.storage_dir, limit=TABLE_ROWS + 1 if fmt == "table" else None)
+    if fmt == "table":
+        _print_table(frame)
+    elif output is None:
+        sys.stdout.write(_render(frame, fmt))
+        sys.stdout.flush()
+    else:
+        _write(frame, fmt, output)
+        typer.echo(f"wrote {frame.height:,} row(s) to {output}", err=True)
+
+
+def _choose_format(fmt: str | None, output: Path | None) -> str:
+    if fmt is None:
+        if output is None:
+            return "table"
+        fmt = output.suffix.lstrip(".").lower()
+        if fmt not in FORMATS[1:]:
+            raise UsageError(f"cannot tell the format of {output} from its suffix; pass --format csv, json or parquet")
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "table" and output is not None:
+        raise UsageError("--output needs --format csv, json or parquet")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs --output PATH")
+    return fmt
+
+
+def _check_output(output: Path, root: Path) -> None:
+    target = output.expanduser().resolve()
+    store = root.expanduser().resolve()
+    if target == store or store in target.parents:
+        raise UsageError(f"refusing to write {output} inside the store {store}; choose a path outside it")
+    if target.is_dir():
+        raise UsageError(f"--output {output} is a directory")
+    if not target.parent.is_dir():
+        raise UsageError(f"--output {output}: directory {target.parent} does not exist")
+
+
+def _render(frame: pl.DataFrame, fmt: str) -> str:
+    try:
+        return frame.write_csv() if fmt == "csv" else frame.write_json() + "\n"
+    except pl.exceptions.PolarsError as exc:
+        raise UsageError(f"cannot render the result as {fmt}: {exc}; try --format json or parquet") from None
+
+
+def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:
+    target = output.expanduser()
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if fmt == "parquet":
+            frame.write_parquet(tmp, compression="zstd")
+        else:
+            tmp.write_text(_render(frame, fmt), encoding="utf-8")
+        os.replace(tmp, target)  # a failed write leaves the old file, never half a new one
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _print_table(frame: pl.DataFrame) -> None:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=4096)  # piped: no wrapping to an assumed 80 columns
+    table = Table(show_edge=False)
+    for name in frame.columns:
+        table.add_column(Text(name))
+    for row in frame.head(TABLE_ROWS).iter_rows():
+        # Text(), not str: a value like "[red]" must print as itself, not as Rich markup.
+        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
+    console.print(table)
+    if frame.height > TABLE_ROWS:
+        typer.echo(f"note: showing the first {TABLE_ROWS:,} rows; use --output with csv, json or parquet for all", err=True)

@@ -1,0 +1,140 @@
+"""``dataengine status [SYMBOL] [--json]``: what the store holds, from metadata and Parquet footers."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from dataengine.status import store_status, symbol_status
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def status(
+    ctx: typer.Context,
+    symbol: Annotated[str | None, typer.Argument(help="Show one symbol's coverage per dataset instead.", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    runs: Annotated[int, typer.Option("--runs", help="How many recent runs to show.", min=0)] = 5,
+) -> None:
+    """Show the store: size, datasets (symbols, rows, first/last bar, feed), recent runs and indices."""
+    root = ctx.obj.settings().storage_dir
+    report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)
+    if json_out:
+        typer.echo(json.dumps(report, default=str))
+    elif symbol:
+        typer.echo(render_symbol(report))
+    else:
+        typer.echo(render_store(report))
+
+
+# -- rendering (plain text on stdout; no colour, stable for scripts and tests) ----------------------------
+
+
+def render_store(report: dict[str, Any]) -> str:
+    lines = [f"Store {report['root']}: {_size(report['disk_bytes'])} on disk ({_size(report['data_bytes'])} of Parquet)"]
+    running = report.get("running")
+    if running:
+        lines.append(
+            f"Running now: pid {running.get('pid')} on {running.get('host')}, started {running.get('started')}"
+            + (f" ({running['command']})" if running.get("command") else "")
+        )
+    lines.append("")
+    if report["datasets"]:
+        lines += _table(
+            ["dataset", "timeframe", "adjustment", "feed", "symbols", "rows", "first bar (UTC)", "last bar (UTC)", "on disk"],
+            [
+                [d["name"], d["timeframe"], d["adjustment"], d["feed"] or "?", f"{d['symbols']:,}", f"{d['rows']:,}",
+                 _when(d["first_bar"]), _when(d["last_bar"]), _size(d["disk_bytes"])]
+                for d in report["datasets"]
+            ],
+        )
+    else:
+        lines.append("No bars stored yet.")
+    lines += ["", "Recent runs:" if report["runs"] else "Recent runs: none recorded"]
+    lines += _table(
+        ["run", "started (UTC)", "took", "outcome", "symbols ok/failed", "rows written", "command"],
+        [
+            [r["run_id"], _when(r["started"]), f"{r['elapsed_s']:.1f}s", f"{r['outcome']} ({r['exit_code']})",
+             f"{r['symbols_ok']}/{r['symbols_failed']}", f"{r['rows_written']:,}", _clip(r["command"], 60)]
+            for r in report["runs"]
+        ],
+        indent="  ",
+    ) if report["runs"] else []
+    for r in report["runs"]:
+        if r.get("error"):
+            lines.append(f"  {r['run_id']}: {r['error']}")
+    lines += ["", "Indices:" if report["indices"] else "Indices: none recorded"]
+    for i in report["indices"]:
+        if "error" in i:
+            lines.append(f"  {i['name']}: {i['error']}")
+        else:
+            lines.append(f"  {i['name']}: {i['members']} members, snapshots {', '.join(i['snapshots']) or '-'}")
+    return "\n".join(lines)
+
+
+def render_symbol(report: dict[str, Any]) -> str:
+    if not report["datasets"]:
+        return f"{report['symbol']}: no bars stored in {report['root']}"
+    lines = [f"{report['symbol']} in {report['root']}", ""]
+    lines += _table(
+        ["dataset", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing months"],
+        [
+            [d["name"], d["feed"] or "?", f"{d['rows']:,}", _when(d["first_bar"]), _when(d["last_bar"]),
+             f"{d['months_held']} ({d['first_month']}..{d['last_month']})", _ranges(d["missing_months"]) or "none"]
+            for d in report["datasets"]
+        ],
+    )
+    return "\n".join(lines)
+
+
+def _table(headers: list[str], rows: list[list[str]], indent: str = "") -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = indent + "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    text = iso.replace("T", " ")
+    for suffix in ("+00:00",):
+        text = text.removesuffix(suffix)
+    return text[:16] + "Z" if len(text) >= 16 else text
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _ranges(months: list[str]) -> str:
+    """``2020-03, 2020-04, 2020-05, 2021-01`` -> ``2020-03..2020-05, 2021-01``."""
+    out: list[str] = []
+    start = prev = None
+    for month in months:
+        if prev is not None and _next(prev) == month:
+            prev = month
+            continue
+        if start is not None:
+            out.append(start if start == prev else f"{start}..{prev}")
+        start = prev = month
+    if start is not None:
+        out.append(start if start == prev else f"{start}..{prev}")
+    return ", ".join(out)
+
+
+def _next(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:])
+    return f"{y + 1:04d}-01" if m == 12 else f"{y:04d}-{m + 1:02d}"

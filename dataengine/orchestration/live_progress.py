@@ -1,0 +1,140 @@
+"""The live Rich display of a run on a terminal (stderr): one overall bar and one row per worker thread.
+
+The hooks only update a :class:`~dataengine.orchestration.progress.Tally` under its lock (a few dict and
+integer operations); Rich's own refresh thread builds the picture from it ``refresh_per_second`` times a
+second (5 by default, at most 10), so drawing never runs on a worker thread and a worker never waits for the
+terminal. Log records written to stderr while the display is up are printed above it (Rich redirects
+``sys.stderr``; the CLI's log handler looks ``sys.stderr`` up at each write for that reason).
+
+Use it only when stderr is a terminal (:func:`live_display_possible`); off a terminal the CLI uses
+:class:`~dataengine.orchestration.progress.PlainProgress`. ``NO_COLOR`` is honoured by Rich.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from dataengine.orchestration.progress import Tally, TrackingProgress, WorkerState, clock
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.result import IngestResult
+
+MAX_REFRESH_PER_SECOND = 10.0
+BAR_WIDTH = 30
+_NUMBER = re.compile(r"(\d+)")
+
+
+def live_display_possible(console: Console | None = None) -> bool:
+    """True when stderr is an interactive terminal that can redraw (not a pipe, file, or ``TERM=dumb``)."""
+    console = console or Console(stderr=True)
+    return console.is_terminal and not console.is_dumb_terminal and os.environ.get("TERM") != "dumb"
+
+
+class LiveProgress(TrackingProgress):
+    """Overall bar + per-worker rows, redrawn at most ``refresh_per_second`` (<= 10) times a second.
+
+    Thread-safe: hooks may be called from any worker thread. ``close()`` (or ``finish``) stops the display
+    and leaves its last frame on screen.
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        title: str = "",
+        refresh_per_second: float = 5.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(**({"clock": clock} if clock is not None else {}))
+        self.console = console or Console(stderr=True)
+        self.title = title
+        self.refresh_per_second = min(max(refresh_per_second, 0.5), MAX_REFRESH_PER_SECOND)
+        self._live: Live | None = None
+        self.renders = 0  # frames built so far (tests and the overhead measurement read it)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+    ) -> None:
+        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters)
+        self._live = Live(
+            console=self.console,
+            get_renderable=self.render,
+            refresh_per_second=self.refresh_per_second,
+            transient=False,
+            redirect_stdout=False,  # stdout is data (--json); only stderr output goes above the display
+            redirect_stderr=True,
+        )
+        self._live.start()
+
+    def finish(self, result: "IngestResult") -> None:
+        self.close()
+
+    def close(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()  # draws the final frame once more and restores the cursor
+
+    # -- the picture --------------------------------------------------------------------------------------
+
+    def render(self) -> RenderableType:
+        """One frame: a title line, the overall bar with totals, then one row per worker."""
+        self.renders += 1
+        t = self.tally
+        eta = t.eta_s()
+        counters = t.live_counters()
+        with t.lock:
+            now = t.clock()
+            fraction = t._fraction(t._work_done())
+            workers = [WorkerState(**vars(w)) for w in t.workers.values()]
+            ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
+            units_done, units_total, elapsed = t.units_done, t.units_total, now - t.started
+        grid = Table.grid(padding=(0, 1), expand=False)
+        grid.add_column(no_wrap=True, min_width=9)
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, justify="right", min_width=4)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
+        eta_text = clock(eta) if eta is not None else "--:--:--"
+        grid.add_row(
+            Text("overall", style="bold"), _bar(fraction, BAR_WIDTH), f"{fraction:.0%}",
+            Text(f"{ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)} · ETA {eta_text}", style="bold"),
+        )
+        grid.add_row(
+            "", "", "",
+            f"{bars:,} bars · {units_done}/{units_total} chunks · {counters.get('requests', 0):,} requests · "
+            f"{counters.get('retries', 0)} retries · {counters.get('throttled', 0)}× 429",
+        )
+        for w in sorted(workers, key=lambda w: _natural(w.name)):
+            grid.add_row(w.name, *self._worker_cells(w, now))
+        if not self.title:
+            return grid
+        return Group(Text(self.title, style="bold"), grid)
+
+    @staticmethod
+    def _worker_cells(w: WorkerState, now: float) -> tuple[RenderableType, str, RenderableType]:
+        if not w.busy:
+            return _bar(0.0, BAR_WIDTH, idle=True), "", Text("idle", style="dim")
+        fraction = w.unit_fraction()
+        doing = f"{w.label} · {w.bars:,} bars · {w.pages} pages"
+        if w.wait_until > now:
+            waiting = f"waiting {w.wait_until - now:.1f}s: {w.wait_reason} · {doing}"
+            return _bar(fraction, BAR_WIDTH), f"{fraction:.0%}", Text(waiting, style="yellow")
+        return _bar(fraction, BAR_WIDTH), f"{fraction:.0%}", Text(doing)
+
+
+def _bar(fraction: float, width: int, *, idle: bool = False) -> ProgressBar:
+    return ProgressBar(total=1.0, completed=0.0 if idle else fraction, width=width)
+
+
+def _natural(name: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]

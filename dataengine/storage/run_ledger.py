@@ -1,0 +1,190 @@
+"""The run ledger: one JSON line per ingest run in ``{root}/metadata/runs.jsonl``.
+
+JSON Lines because it is append-only (one ``write`` per run, no rewrite of history), survives a crash with at
+most a torn last line (skipped when read), and is readable by anything::
+
+    duckdb -c "SELECT run_id, started, exit_code, rows_written FROM read_json('runs.jsonl')"
+    polars.read_ndjson("runs.jsonl")
+
+A record (:class:`RunRecord`) holds the run id, start and end (UTC, ISO 8601), the command line with secrets
+masked, host and pid, what was asked (timeframe, feed, adjustment, range, number of symbols), the symbols
+that succeeded, the failed ones with their reasons, rows written and added, requests, retries, 429s, the
+error that stopped the run (if any) and the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dataengine.errors import DataEngineError
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "runs.jsonl"
+_SECRET_OPTION = re.compile(r"(key|secret|token|password|passwd)", re.IGNORECASE)
+MASK = "***"
+
+
+def mask_secrets(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> list[str]:
+    """The command line with secret values replaced by ``***``.
+
+    Masks the value of any option whose name mentions a key, secret, token or password (``--x-key V`` and
+    ``--x-key=V``), and any occurrence of the given secret values (e.g. the configured API keys).
+    """
+    known = [s for s in secrets if s]
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+            continue
+        if arg.startswith("-") and _SECRET_OPTION.search(arg.split("=", 1)[0]):
+            if "=" in arg:
+                arg = arg.split("=", 1)[0] + "=" + MASK
+            else:
+                mask_next = True
+        for secret in known:
+            arg = arg.replace(secret, MASK)
+        out.append(arg)
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RunRecord:
+    """One run's line in the ledger. ``exit_code`` follows the CLI's: 0, 1, 3 or 130."""
+
+    run_id: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6])
+    started: str = field(default_factory=_now)
+    ended: str | None = None
+    elapsed_s: float = 0.0
+    command: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    timeframe: str = ""
+    feed: str = ""
+    adjustment: str = ""
+    start: str = ""
+    end: str = ""
+    symbols_requested: int = 0
+    successful: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rows_written: int = 0
+    rows_added: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    interrupted: bool = False
+    error: str | None = None
+    exit_code: int | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``failures`` (exit 1), ``interrupted``, ``error`` (fatal), or ``running`` (no end yet)."""
+        if self.exit_code is None:
+            return "running"
+        return {0: "ok", 1: "failures", 130: "interrupted"}.get(self.exit_code, "error")
+
+    def close(self, *, result: Any = None, error: BaseException | None = None, elapsed_s: float | None = None) -> None:
+        """Fill in the end: from an :class:`~dataengine.orchestration.result.IngestResult` (possibly the
+        partial one attached to a fatal error), and the error that stopped the run, if any."""
+        self.ended = _now()
+        if result is not None:
+            self.successful = list(result.successful)
+            self.failed = dict(result.failed)
+            self.rows_written, self.rows_added = result.rows_written, result.rows_added
+            self.requests, self.retries, self.throttled = result.requests, result.retries, result.throttled
+            self.interrupted = bool(result.interrupted)
+            self.elapsed_s = result.elapsed_s
+        if elapsed_s is not None:
+            self.elapsed_s = round(elapsed_s, 3)
+        if error is None:
+            self.exit_code = result.exit_code if result is not None else 0
+        elif isinstance(error, KeyboardInterrupt):
+            self.exit_code, self.interrupted, self.error = 130, True, "interrupted"
+        elif isinstance(error, DataEngineError):
+            self.exit_code, self.error = error.exit_code, str(error)
+        else:
+            self.exit_code, self.error = 1, f"internal error: {type(error).__name__}: {error}"
+
+    def asdict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class RunLedger:
+    """Append and read run records. Appends are one ``O_APPEND`` write each, so concurrent appenders
+    (a run and a refused run) never interleave lines. Thread-safe."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        self.path = self.root / "metadata" / LEDGER_FILE
+
+    def append(self, record: RunRecord) -> None:
+        """Add a record. A ledger that cannot be written is logged, never fatal: the run itself is done."""
+        line = (json.dumps(record.asdict(), separators=(",", ":"), default=str) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("cannot append to the run ledger %s: %s", self.path, exc.strerror or exc)
+
+    def last(self, n: int = 5) -> list[RunRecord]:
+        """The ``n`` most recent records, oldest first; reads only the tail of the file."""
+        if n <= 0:
+            return []
+        lines = _tail_lines(self.path, n)
+        records: list[RunRecord] = []
+        for raw in lines:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                continue  # a torn line from a crash mid-append
+            if isinstance(data, dict):
+                records.append(RunRecord.from_dict(data))
+        return records[-n:]
+
+    def all(self) -> list[RunRecord]:
+        return self.last(n=10**9) if self.path.exists() else []
+
+
+def _tail_lines(path: Path, n: int, block: int = 64 * 1024) -> list[str]:
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with handle:
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        data = b""
+        pos = end
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block, pos)
+            pos -= step
+            handle.seek(pos)
+            data = handle.read(step) + data
+    lines = [line for line in data.decode("utf-8", "replace").split("\n") if line.strip()]
+    return lines[-n:]  # with more than n newlines read, a partial first line is never among the last n

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from dataengine.errors import UsageError
+from dataengine.loaders.symbol_loader import SymbolLoader
+
+
+def test_csv_symbol_column_is_cleaned(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("Security,Symbol\nApple,aapl \nBerkshire,BRK-B\nBrown,BF/B\nApple again,AAPL\n")
+    assert SymbolLoader.from_csv(path) == ["AAPL", "BRK.B", "BF.B"]
+
+
+@pytest.mark.parametrize("column", ["symbol", "ticker", "Ticker"])
+def test_csv_column_aliases(tmp_path: Path, column: str) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(f"{column},name\nMSFT,Microsoft\n")
+    assert SymbolLoader.from_csv(path) == ["MSFT"]
+
+
+def test_text_file_with_comments(tmp_path: Path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text("# my list\naapl\n\nmsft  # big\n")
+    assert SymbolLoader.from_text_file(path) == ["AAPL", "MSFT"]
+    assert SymbolLoader.from_file(path) == ["AAPL", "MSFT"]
+
+
+def test_bundled_list_found_by_bare_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    symbols = SymbolLoader.from_file("sp500-2025.csv")
+    assert 495 <= len(symbols) <= 510
+    assert {"AAPL", "BRK.B", "BF.B", "PLTR"} <= set(symbols)
+    assert len(set(symbols)) == len(symbols)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty"), (b"\x00\x01binary", "binary"), (b"Name,Sector\nApple,IT\n", "no Symbol column"),
+     (b"Symbol\n\n", "no symbols")],
+)
+def test_bad_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        SymbolLoader.from_file(path)
+
+
+def test_missing_file_lists_bundled(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found.*sp500-2025.csv"):
+        SymbolLoader.from_csv(tmp_path / "nope.csv")
+
+
+def test_from_list_rejects_symbols_that_would_break_a_request() -> None:
+    assert SymbolLoader.from_list(["aapl", "msft"]) == ["AAPL", "MSFT"]
+    with pytest.raises(UsageError, match="invalid symbol"):
+        SymbolLoader.from_list(["AAPL,MSFT"])

@@ -1,0 +1,102 @@
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from dataengine.datasets import DatasetKey
+from dataengine.errors import DatasetMismatchError, UsageError
+from dataengine.storage.parquet_storage import ParquetStorage
+
+UTC = timezone.utc
+KEY = DatasetKey.of("minute")
+
+
+def bars(symbol: str, start: datetime, minutes: int, price: float = 1.0) -> pl.DataFrame:
+    ts = [start + timedelta(minutes=i) for i in range(minutes)]
+    return pl.DataFrame({
+        "symbol": [symbol] * minutes, "timestamp": ts, "open": price, "high": price + 1, "low": price - 0.5,
+        "close": price, "volume": 100, "trade_count": 3, "vwap": price,
+    })
+
+
+def read_all(root: Path, dataset: str = "equities_1min") -> pl.DataFrame:
+    return pl.read_parquet(f"{root}/{dataset}/**/*.parquet", hive_partitioning=True)
+
+
+def test_layout_columns_and_new_york_months(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    # 21:30 UTC Jan 31 .. 05:29 UTC Feb 1: up to 04:59 UTC it is still Jan 31 in New York (EST).
+    storage.store(bars("AAPL", datetime(2024, 1, 31, 21, 30, tzinfo=UTC), 480), "minute")
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert files == ["equities_1min/symbol=AAPL/year=2024/month=01/data.parquet",
+                     "equities_1min/symbol=AAPL/year=2024/month=02/data.parquet"]
+    jan = pl.read_parquet(tmp_path / files[0])
+    assert jan.columns == ["timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+    assert jan.schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert jan["timestamp"].max() == datetime(2024, 2, 1, 4, 59, tzinfo=UTC)
+
+
+def test_rerun_and_overlap_store_each_bar_once(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    start = datetime(2024, 1, 10, 14, tzinfo=UTC)
+    storage.store(bars("AAPL", start, 1000), "minute")
+    storage.store(bars("AAPL", start, 1000), "minute")
+    stats = storage.store(bars("AAPL", start + timedelta(minutes=500), 1000, price=2.0), "minute")
+    assert (stats.rows_written, stats.rows_added) == (1000, 500)
+    stored = read_all(tmp_path).sort("timestamp")
+    assert stored.height == 1500 and stored["timestamp"].is_unique().all()
+    assert stored["close"].to_list() == [1.0] * 500 + [2.0] * 1000  # the newer fetch wins
+    assert stored["timestamp"].is_sorted()
+
+
+def test_duckdb_reads_the_dataset(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    storage.store(pl.concat([bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 10),
+                             bars("BRK.B", datetime(2024, 3, 2, 14, tzinfo=UTC), 5)]), "minute")
+    rows = duckdb.sql(
+        f"select symbol, year, month, count(*) from read_parquet('{tmp_path}/equities_1min/**/*.parquet', "
+        "hive_partitioning=true, hive_types={'month': 'INTEGER'}) group by all order by 1"
+    ).fetchall()
+    assert rows == [("AAPL", 2024, 1, 10), ("BRK.B", 2024, 3, 5)]
+
+
+def test_feed_is_recorded_and_never_mixed(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute", feed="iex")
+    with pytest.raises(DatasetMismatchError, match="'iex'.*'sip'"):
+        storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute", feed="sip")
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute", adjustment="all", feed="sip")
+    assert (tmp_path / "equities_1min_all" / "symbol=AAPL").is_dir()
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute")
+    part = next(tmp_path.rglob("data.parquet")).parent
+    dead = part / ".data.parquet.999999.abcd1234.tmp"  # pid 999999 does not exist
+    mine = part / f".data.parquet.{os.getpid()}.abcd1234.tmp"
+    dead.write_bytes(b"torn")
+    mine.write_bytes(b"in progress")
+    assert storage.remove_stale_temp_files() == 1
+    assert not dead.exists() and mine.exists()
+
+
+def test_no_temp_files_left_after_writes(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 50), "minute")
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 50), "minute")
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_frame_without_symbol_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="symbol"):
+        ParquetStorage(tmp_path).store(bars("A", datetime(2024, 1, 2, tzinfo=UTC), 2).drop("symbol"), "minute")
+
+
+def test_naive_timestamps_are_taken_as_utc(tmp_path: Path) -> None:
+    frame = bars("A", datetime(2024, 1, 2, 14), 3)
+    ParquetStorage(tmp_path).store(frame, "minute")
+    assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, tzinfo=UTC)

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from dataengine.config import Settings
+from dataengine.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_os_aware(tmp_path: Path) -> None:
+    assert Settings.load(env={}, cwd=tmp_path, os_name="macos").workers == 6
+    assert Settings.load(env={}, cwd=tmp_path, os_name="windows").workers == 8
+    assert Settings.load(env={}, cwd=tmp_path, os_name="linux").workers == 8
+    assert "dataengine" in str(Settings.load(env={}, cwd=tmp_path).storage_dir)
+
+
+def test_os_section_overrides_common_and_default(tmp_path: Path) -> None:
+    ini = write(tmp_path / "s.ini", "[DEFAULT]\napi_threads = 3\nrequests_per_minute = 50\n[common]\napi_threads = 4\n"
+                "[linux]\napi_threads = 5\nlocal_storage_dir = ~/bars\n[macos]\napi_threads = 7\n")
+    linux = Settings.load(config_path=ini, env={}, os_name="linux")
+    assert (linux.workers, linux.requests_per_minute) == (5, 50)
+    assert linux.storage_dir == Path("~/bars").expanduser()
+    assert Settings.load(config_path=ini, env={}, os_name="macos").workers == 7
+    assert Settings.load(config_path=ini, env={}, os_name="windows").workers == 4
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    write(tmp_path / "settings.ini", "[linux]\napi_threads = 3\nlocal_storage_dir = /from/file\n")
+    env = {"DATAENGINE_STORAGE_DIR": "/from/env"}
+    loaded = Settings.load(env=env, cwd=tmp_path, os_name="linux")
+    assert (loaded.workers, loaded.storage_dir) == (3, Path("/from/env"))
+    assert loaded.with_overrides(storage_dir="/from/flag", workers=2).storage_dir == Path("/from/flag")
+
+
+def test_config_env_var_names_the_file(tmp_path: Path) -> None:
+    ini = write(tmp_path / "other.ini", "[common]\napi_threads = 2\n")
+    assert Settings.load(env={"DATAENGINE_CONFIG": str(ini)}, cwd=tmp_path).workers == 2
+
+
+def test_credentials_from_env_and_missing_keys_named(tmp_path: Path) -> None:
+    s = Settings.load(env={"APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"}, cwd=tmp_path)
+    assert s.credentials() == ("k", "s")
+    with pytest.raises(ConfigError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
+        Settings.load(env={}, cwd=tmp_path).credentials()
+
+
+def test_secret_never_in_repr(tmp_path: Path) -> None:
+    s = Settings.load(env={"APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "hunter2"}, cwd=tmp_path)
+    assert "hunter2" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not an ini file", "malformed settings file"),
+        ("[linux]\napi_threads = many\n", "api_threads: 'many' is not a valid whole number"),
+        ("[linux]\napi_threads = 0\n", "must be at least 1"),
+        ("[linux]\napi_thread = 4\n", "unknown key 'api_thread'"),
+    ],
+)
+def test_malformed_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    ini = write(tmp_path / "bad.ini", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        Settings.load(config_path=ini, env={}, os_name="linux")
+    assert str(ini) in str(info.value)
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(config_path=tmp_path / "nope.ini", env={})

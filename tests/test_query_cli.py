@@ -1,0 +1,174 @@
+"""``dataengine query``: output formats, one-line errors with exit 2, and a store nothing can write to."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dataengine.cli import main
+from dataengine.storage.parquet_storage import ParquetStorage
+
+COUNTS = "select symbol, count(*) as n from bars_1min group by symbol order by symbol"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    first = datetime(2024, 12, 2, 9, 0, tzinfo=timezone.utc)  # 04:00 New York
+    stamps = pl.datetime_range(first, first + timedelta(minutes=959), "1m", eager=True)
+    bars = pl.DataFrame({"symbol": ["AAPL", "MSFT"]}).join(pl.DataFrame({"timestamp": stamps}), how="cross")
+    ParquetStorage(root).store(bars.with_columns(close=pl.lit(1.5), volume=pl.lit(100)), "minute")
+    return root
+
+
+def run(store: Path, *args: str) -> int:
+    return main(["--storage-dir", str(store), "query", *args])
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_table_to_stdout(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(store, COUNTS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = [[cell.strip() for cell in re.split("[│┃]", line)] for line in lines]
+    assert cells[0] == ["symbol", "n"] and set(lines[1]) <= set("━╇─┼ ")
+    assert cells[2:] == [["AAPL", "960"], ["MSFT", "960"]]
+
+
+def test_table_is_capped_with_a_note(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(store, "select * from bars_1min") == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 + 1000
+    assert "showing the first 1,000 rows" in captured.err
+
+
+def test_csv_and_json_to_stdout(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(store, COUNTS, "--format", "csv") == 0
+    assert capsys.readouterr().out == "symbol,n\nAAPL,960\nMSFT,960\n"
+    assert run(store, COUNTS, "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out) == [{"symbol": "AAPL", "n": 960}, {"symbol": "MSFT", "n": 960}]
+
+
+def test_output_file_format_from_suffix(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "out.parquet"
+    assert run(store, "select * from bars_1min where symbol = 'AAPL'", "--output", str(target)) == 0
+    assert pl.read_parquet(target).height == 960
+    assert "wrote 960 row(s)" in capsys.readouterr().err
+
+
+def test_index_members_join(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataengine.storage.metadata_store import MetadataStore
+
+    MetadataStore(store).store("dow", ["MSFT"], as_of=date(2024, 1, 2))
+    sql = "select b.symbol, count(*) n from bars_1min b join index_members m using (symbol) group by 1"
+    assert run(store, sql, "-f", "csv") == 0
+    assert capsys.readouterr().out == "symbol,n\nMSFT,960\n"
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("selec * from bars_1min", 'Error: Parser Error: syntax error at or near "selec"'),
+        ("select * from bars_5min", "Error: Catalog Error: Table with name bars_5min does not exist!"),
+        ("select nope from bars_1min", 'Error: Binder Error: Referenced column "nope" not found'),
+        ("", "Error: query takes exactly one SQL statement, got 0"),
+    ],
+)
+def test_bad_sql_is_one_line_exit_2(store: Path, capsys: pytest.CaptureFixture[str], sql: str, message: str) -> None:
+    assert run(store, sql) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(message) and captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "copy (select 1 as timestamp) to '{part}' (format parquet)",
+        "copy bars_1min to '{root}/dump.csv'",
+        "explain analyze copy (select 1) to '{root}/x.csv'",
+        "select 1; copy (select 1) to '{root}/x.csv'",
+        "attach '{root}/db.duckdb' as db",
+        "export database '{root}/export'",
+        "create table t as select 1",
+        "create view bars_1min as select 1",
+        "drop view bars_1min",
+        "insert into bars_1min values (1)",
+        "set enable_external_access = true",
+        "pragma enable_profiling",
+        "install httpfs",
+        "load httpfs",
+        "call checkpoint()",
+    ],
+)
+def test_nothing_can_write_to_the_store(store: Path, capsys: pytest.CaptureFixture[str], statement: str) -> None:
+    part = next(store.rglob("data.parquet"))
+    before = snapshot(store)
+    assert run(store, statement.format(root=store, part=part)) == 2
+    assert snapshot(store) == before
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("\n") == 1
+
+
+def test_reads_outside_the_store_are_refused(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    assert run(store, f"select * from read_csv('{secret}')") == 2
+    assert "Permission Error" in capsys.readouterr().err
+
+
+def test_explain_analyze_of_a_select_shows_pruning(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sql = "explain analyze select sum(close) from bars_1min where symbol = 'MSFT' and year = 2024 and month = 12"
+    assert run(store, sql, "-f", "csv") == 0
+    assert "Scanning Files: 1/2" in capsys.readouterr().out
+
+
+def test_output_inside_the_store_is_refused(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(store)
+    assert run(store, COUNTS, "--output", str(store / "equities_1min" / "x.csv")) == 2
+    assert snapshot(store) == before
+    assert "inside the store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "parquet"], "--format parquet needs --output"),
+        (["--format", "xml"], "unknown format 'xml'"),
+        (["--output", "out.txt"], "cannot tell the format"),
+        (["--format", "table", "--output", "out.csv"], "--output needs --format csv, json or parquet"),
+    ],
+)
+def test_format_usage_errors(store: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert run(store, COUNTS, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_store_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path / "nowhere", COUNTS) == 2
+    assert "no store at" in capsys.readouterr().err
+
+
+def test_help_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["query", "--help"]) == 0
+    assert "read-only SQL" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_installed_entry_point(store: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dataengine", "--storage-dir", str(store), "query", COUNTS, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (0, "symbol,n\nAAPL,960\nMSFT,960\n")

@@ -1,0 +1,200 @@
+"""dataengine.reader: read_bars / scan_bars over exact partition paths, regular hours, DuckDB views."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import dataengine
+from dataengine import reader
+from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
+from dataengine.storage.metadata_store import MetadataStore
+from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.timerange import NEW_YORK
+
+DAYS = [date(2024, 11, 27), date(2024, 11, 28), date(2024, 11, 29), date(2024, 12, 2)]  # 28th: Thanksgiving
+
+
+def minute_bars(symbols: list[str], days: list[date]) -> pl.DataFrame:
+    """Every minute 04:00-19:59 New York on each day (holidays too, so filters have something to drop)."""
+    frames = []
+    for day in days:
+        first = datetime.combine(day, time(4, 0), NEW_YORK)
+        stamps = pl.datetime_range(first, first + timedelta(minutes=959), "1m", eager=True, time_zone="UTC")
+        for symbol in symbols:
+            frames.append(pl.DataFrame({"symbol": symbol, "timestamp": stamps}))
+    bars = pl.concat(frames)
+    n = pl.int_range(pl.len())
+    return bars.with_columns(
+        open=n.cast(pl.Float64), high=n + 1.0, low=n - 1.0, close=n + 0.5, volume=n * 10,
+        trade_count=n, vwap=n + 0.25,
+    )
+
+
+def ny(moment: datetime) -> datetime:
+    return moment.astimezone(NEW_YORK)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    storage = ParquetStorage(root)
+    storage.store(minute_bars(["MSFT", "AAPL", "SPY"], DAYS), "minute")
+    midnights = [datetime.combine(day, time(0), NEW_YORK) for day in DAYS]
+    daily = pl.DataFrame({"symbol": ["AAPL"] * 4 + ["MSFT"] * 4, "timestamp": midnights * 2, "close": [1.0 * i for i in range(8)]})
+    storage.store(daily, "day")
+    storage.store(daily.with_columns(close=pl.col("close") / 2), "day", adjustment="all")
+    MetadataStore(root).store("sp500", ["AAPL", "MSFT"], as_of=date(2024, 1, 2))
+    return root
+
+
+# -- read_bars ---------------------------------------------------------------------------------------------
+
+
+def test_one_new_york_day_of_one_symbol(store: Path) -> None:
+    bars = reader.read_bars("AAPL", "2024-11-29", "2024-11-29", storage_dir=store)
+    assert bars.columns == ["symbol", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+    assert bars.height == 960 and set(bars["symbol"]) == {"AAPL"}
+    assert ny(bars["timestamp"][0]) == datetime(2024, 11, 29, 4, 0, tzinfo=NEW_YORK)
+    assert ny(bars["timestamp"][-1]) == datetime(2024, 11, 29, 19, 59, tzinfo=NEW_YORK)  # 00:59 UTC next day
+    assert bars.schema["timestamp"] == pl.Datetime("us", "UTC")
+
+
+def test_sorted_by_symbol_then_timestamp_across_months(store: Path) -> None:
+    bars = reader.read_bars(["SPY", "aapl"], "2024-11-01", "2024-12-31", storage_dir=store)
+    assert bars["symbol"].unique(maintain_order=True).to_list() == ["AAPL", "SPY"]
+    assert bars.height == 2 * 4 * 960
+    assert bars.equals(bars.sort("symbol", "timestamp"))
+
+
+def test_one_symbol_month_opens_one_file_of_many(store: Path) -> None:
+    # 40 more symbols, two months each, then every file but AAPL/2024/12 is made unreadable: if read_bars
+    # opened any other file it would fail.
+    base = store / "equities_1min"
+    for i in range(40):
+        shutil.copytree(base / "symbol=SPY", base / f"symbol=S{i:03d}")
+    key = DatasetKey.of("minute")
+    paths = reader.partition_paths("AAPL", *_utc("2024-12-01", "2024-12-31"), key, store)
+    assert paths == [base / "symbol=AAPL" / "year=2024" / "month=12" / "data.parquet"]
+    for other in base.glob("symbol=*/year=*/month=*/data.parquet"):
+        if other != paths[0]:
+            other.write_bytes(b"not parquet")
+    assert reader.read_bars("AAPL", "2024-12-01", "2024-12-31", storage_dir=store).height == 960
+
+
+def test_missing_partitions_and_symbols_are_skipped(store: Path) -> None:
+    assert reader.read_bars("AAPL", "2023-01-01", "2024-11-27", storage_dir=store).height == 960
+    empty = reader.read_bars("NOPE", "2024-11-01", "2024-11-30", storage_dir=store)
+    assert empty.height == 0 and empty.columns[:2] == ["symbol", "timestamp"]
+
+
+def test_all_symbols_and_open_ranges(store: Path) -> None:
+    assert reader.read_bars(None, "2024-12-02", storage_dir=store).height == 3 * 960
+    assert reader.read_bars("MSFT", end="2024-11-27", storage_dir=store).height == 960
+    assert reader.read_bars("MSFT", storage_dir=store).height == 4 * 960
+
+
+def test_columns_keep_symbol_and_timestamp(store: Path) -> None:
+    bars = reader.read_bars("AAPL", "2024-11-27", "2024-11-27", storage_dir=store, columns=["close", "volume"])
+    assert bars.columns == ["symbol", "timestamp", "close", "volume"]
+    with pytest.raises(UsageError, match="unknown column"):
+        reader.read_bars("AAPL", storage_dir=store, columns=["price"])
+
+
+def test_scan_bars_is_lazy_and_matches(store: Path) -> None:
+    lazy = reader.scan_bars("MSFT", "2024-11-27", "2024-11-29", storage_dir=store)
+    assert isinstance(lazy, pl.LazyFrame)
+    assert lazy.collect().equals(reader.read_bars("MSFT", "2024-11-27", "2024-11-29", storage_dir=store))
+
+
+def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
+    raw = reader.read_bars("AAPL", timeframe="day", storage_dir=store)
+    adjusted = reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)
+    assert raw.height == adjusted.height == 4
+    assert (adjusted["close"] * 2).to_list() == raw["close"].to_list()
+
+
+def test_missing_store_dataset_and_bad_dates_are_usage_errors(store: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no store at"):
+        reader.read_bars("AAPL", storage_dir=tmp_path / "nowhere")
+    with pytest.raises(UsageError, match=r"no 5min bars .*datasets present: 1day, 1day_all, 1min"):
+        reader.read_bars("AAPL", timeframe="5min", storage_dir=store)
+    with pytest.raises(UsageError, match="not a valid date"):
+        reader.read_bars("AAPL", "2024-13-01", storage_dir=store)
+    with pytest.raises(UsageError, match="after end"):
+        reader.read_bars("AAPL", "2024-12-02", "2024-11-27", storage_dir=store)
+
+
+# -- regular hours -----------------------------------------------------------------------------------------
+
+
+def test_regular_hours_use_xnys_sessions(store: Path) -> None:
+    bars = reader.read_bars("AAPL", "2024-11-27", "2024-12-02", storage_dir=store, regular_hours=True)
+    local = bars.with_columns(pl.col("timestamp").dt.convert_time_zone("America/New_York"))
+    by_day = local.group_by(pl.col("timestamp").dt.date().alias("day")).agg(
+        pl.len(), first=pl.col("timestamp").min().dt.time(), last=pl.col("timestamp").max().dt.time()
+    ).sort("day")
+    assert by_day.rows() == [
+        (date(2024, 11, 27), 390, time(9, 30), time(15, 59)),
+        # Nov 28 is Thanksgiving: no session. Nov 29 closes early at 13:00.
+        (date(2024, 11, 29), 210, time(9, 30), time(12, 59)),
+        (date(2024, 12, 2), 390, time(9, 30), time(15, 59)),
+    ]
+
+
+def test_regular_hours_leave_daily_bars_alone(store: Path) -> None:
+    assert reader.read_bars("AAPL", timeframe="day", storage_dir=store, regular_hours=True).height == 4
+
+
+# -- DuckDB views ------------------------------------------------------------------------------------------
+
+
+def test_connect_has_a_view_per_dataset_and_index_members(store: Path) -> None:
+    con = reader.connect(store)
+    views = {row[0] for row in con.sql("select view_name from duckdb_views() where not internal").fetchall()}
+    assert views == {"bars_1min", "bars_1day", "bars_1day_all", "index_members"}
+    types = dict(con.sql("select column_name, column_type from (describe bars_1min)").fetchall())
+    assert types["month"] == types["year"] == "INTEGER" and types["timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    joined = con.sql(
+        "select b.symbol, count(*) from bars_1day b join index_members m using (symbol) "
+        "where m.index_name = 'sp500' and m.removed is null group by all order by 1"
+    ).fetchall()
+    assert joined == [("AAPL", 4), ("MSFT", 4)]
+
+
+def test_views_prune_partitions(store: Path) -> None:
+    con = reader.connect(store)
+    plan = con.sql(
+        "explain analyze select sum(close) from bars_1min where symbol = 'AAPL' and year = 2024 and month = 12"
+    ).fetchall()[0][1]
+    assert "Scanning Files: 1/6" in plan and "Total Files Read: 1" in plan
+    # Binding the view reads the footer of the glob's first file (AAPL/2024/11) for the schema; apart from
+    # that one, only the selected partition may be opened.
+    keep = {"symbol=AAPL/year=2024/month=11", "symbol=MSFT/year=2024/month=12"}
+    for other in (store / "equities_1min").glob("symbol=*/year=*/month=*/data.parquet"):
+        if other.parent.relative_to(other.parents[2].parent).as_posix() not in keep:
+            other.write_bytes(b"not parquet")
+    query = "select count(*) from bars_1min where symbol = 'MSFT' and year = 2024 and month = 12"
+    assert con.sql(query).fetchall() == [(960,)]
+
+
+def test_empty_store_still_has_typed_views(tmp_path: Path) -> None:
+    (tmp_path / "equities_1min").mkdir()
+    con = reader.connect(tmp_path)
+    assert con.sql("select count(*) from bars_1min join index_members using (symbol)").fetchall() == [(0,)]
+
+
+def test_public_api() -> None:
+    assert {"read_bars", "scan_bars", "connect"} <= set(dataengine.__all__)
+    assert dataengine.read_bars is reader.read_bars
+
+
+def _utc(start: str, end: str) -> tuple[datetime, datetime]:
+    from dataengine.timerange import parse_bound
+
+    return parse_bound(start, is_end=False, name="start"), parse_bound(end, is_end=True, name="end")

@@ -1,0 +1,57 @@
+from datetime import date, datetime, timezone
+
+import pytest
+
+from dataengine.errors import UsageError
+from dataengine.timerange import month_starts, parse_bound, resolve_range
+
+UTC = timezone.utc
+NOW = datetime(2025, 6, 2, 18, 0, tzinfo=UTC)
+
+
+def test_bare_dates_are_new_york_days_inclusive() -> None:
+    rng = resolve_range("2024-01-01", "2024-01-31", now=NOW)
+    assert rng.start == datetime(2024, 1, 1, 5, tzinfo=UTC)  # midnight EST
+    assert rng.end == datetime(2024, 2, 1, 4, 59, 59, 999999, tzinfo=UTC)
+
+
+def test_summer_dates_use_edt() -> None:
+    assert parse_bound("2024-07-01", is_end=False, name="start") == datetime(2024, 7, 1, 4, tzinfo=UTC)
+
+
+def test_datetimes_with_offsets_are_kept() -> None:
+    assert parse_bound("2024-03-08T09:30:00-05:00", is_end=False, name="s") == datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
+    assert parse_bound("2024-03-08T14:30:00Z", is_end=True, name="e") == datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("bad", ["2024-13-01", "2024-02-30", "yesterday", "2024/01/01"])
+def test_impossible_dates_are_usage_errors(bad: str) -> None:
+    with pytest.raises(UsageError, match=bad.replace("/", ".")):
+        resolve_range(bad, None, now=NOW)
+
+
+def test_start_after_end() -> None:
+    with pytest.raises(UsageError, match="after end"):
+        resolve_range("2024-02-01", "2024-01-01", now=NOW)
+
+
+def test_defaults_and_recent_sip_clamp() -> None:
+    rng = resolve_range(None, None, feed="sip", now=NOW)
+    assert rng.start == datetime(2016, 1, 1, 5, tzinfo=UTC)
+    assert rng.end == datetime(2025, 6, 2, 17, 44, tzinfo=UTC)
+    assert rng.notes and "15 minutes" in rng.notes[0]
+
+
+def test_iex_is_not_clamped_and_old_ends_are_untouched() -> None:
+    assert resolve_range(None, None, feed="iex", now=NOW).end == NOW
+    assert not resolve_range("2024-01-01", "2024-01-02", feed="sip", now=NOW).notes
+
+
+def test_month_starts_follow_new_york() -> None:
+    starts = month_starts(datetime(2024, 1, 15, tzinfo=UTC), datetime(2024, 3, 1, 5, tzinfo=UTC))
+    assert [s.month for s in starts] == [1, 2, 3]
+    assert starts[-1] == datetime(2024, 3, 1, 5, tzinfo=UTC)
+
+
+def test_date_objects_accepted() -> None:
+    assert resolve_range(date(2024, 1, 2), date(2024, 1, 2), now=NOW).start == datetime(2024, 1, 2, 5, tzinfo=UTC)
