@@ -104,3 +104,21 @@ def _time_chunks(start: datetime, end: datetime, k: int) -> list[tuple[datetime,
         cuts = [start + (end - start) * i / k for i in range(1, k)]
     edges = [start, *cuts]
     return [(a, (edges[i + 1] - ONE_MICROSECOND) if i + 1 < len(edges) else end) for i, a in enumerate(edges)]
+
+
+def plan_todo(
+    todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1
+) -> list[WorkUnit]:
+    """Units for per-symbol lists of ranges: symbols missing the same ranges are batched together (the
+    nightly case: every symbol misses the same last day), the largest units first to keep workers busy."""
+    groups: dict[tuple[tuple[datetime, datetime], ...], list[str]] = {}
+    for symbol, spans in todo.items():
+        if spans:
+            groups.setdefault(tuple(spans), []).append(symbol)
+    units = [
+        unit
+        for spans, symbols in groups.items()
+        for start, end in spans
+        for unit in plan_units(symbols, timeframe, start, end, workers=workers)
+    ]
+    return sorted(units, key=lambda u: -u.est_bars)

@@ -29,6 +29,7 @@ from dataengine.config import Settings
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DatasetMismatchError, StorageError, UsageError
 from dataengine.timeframes import Timeframe
+from dataengine.timerange import ny_month_start
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,25 @@ class ParquetStorage:
         for path in sorted(base.glob(pattern)):
             month_dir, year_dir, symbol_dir = path.parent, path.parent.parent, path.parent.parent.parent
             yield symbol_dir.name[7:], int(year_dir.name[5:]), int(month_dir.name[6:]), path
+
+    def coverage_path(self, key: DatasetKey) -> Path:
+        return self.root / "metadata" / "coverage" / f"{key.dirname}.jsonl"
+
+    def extent(self, key: DatasetKey, symbol: str) -> tuple[datetime, datetime, datetime] | None:
+        """(start of the first stored month, last stored bar, when that file was written) or None."""
+        parts = list(self.iter_partitions(key, symbol))
+        if not parts:
+            return None
+        _, year, month, _ = parts[0]
+        last_path = parts[-1][3]
+        try:
+            last = pl.read_parquet(last_path, columns=["timestamp"])["timestamp"].max()
+            written = datetime.fromtimestamp(last_path.stat().st_mtime, timezone.utc)
+        except (OSError, pl.exceptions.ComputeError) as exc:
+            raise StorageError(f"cannot read {last_path}: {exc}") from None
+        if last is None:
+            return None
+        return ny_month_start(year, month), last, written  # type: ignore[return-value]
 
     # -- dataset identity ---------------------------------------------------------------------------------
 

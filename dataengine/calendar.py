@@ -1,0 +1,83 @@
+"""NYSE sessions from exchange_calendars' XNYS (holidays and early closes included), with day-level caching.
+
+Used to know which sessions should have bars (gaps), where regular hours end on early-close days, and how far
+back the re-fetch window reaches. Never hand-written holiday lists.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import warnings
+from datetime import date, datetime, time, timedelta, timezone
+
+from dataengine.timerange import NEW_YORK
+
+EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
+EXTENDED_CLOSE = time(20, 0)
+EARLY_EXTENDED_CLOSE = time(17, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _calendar():  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        # exchange_calendars under pandas 3 warns about its own use of deprecated pandas APIs
+        warnings.simplefilter("ignore")
+        import exchange_calendars
+
+        return exchange_calendars.get_calendar("XNYS", start="2000-01-01")
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
+    """All sessions known to the calendar, with their regular open/close as UTC datetimes."""
+    cal = _calendar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        schedule = cal.schedule
+        days = [d.date() for d in schedule.index]
+        opens = [o.to_pydatetime().astimezone(timezone.utc) for o in schedule["open"]]
+        closes = [c.to_pydatetime().astimezone(timezone.utc) for c in schedule["close"]]
+    return days, dict(zip(days, zip(opens, closes)))
+
+
+def sessions(first: date, last: date) -> list[date]:
+    """Trading days from ``first`` to ``last`` inclusive."""
+    days, _ = _table()
+    return days[bisect.bisect_left(days, first) : bisect.bisect_right(days, last)]
+
+
+def regular_hours(day: date) -> tuple[datetime, datetime]:
+    """(open, close) of the regular session in UTC; close is 13:00 New York on early-close days."""
+    return _table()[1][day]
+
+
+def is_early_close(day: date) -> bool:
+    return regular_hours(day)[1].astimezone(NEW_YORK).time() < time(16, 0)
+
+
+def extended_minutes(day: date) -> int:
+    """Minutes Alpaca's extended-hours window spans on a session: 960, or 780 on early closes."""
+    end = EARLY_EXTENDED_CLOSE if is_early_close(day) else EXTENDED_CLOSE
+    return (end.hour - EXTENDED_OPEN.hour) * 60
+
+
+def session_start(day: date) -> datetime:
+    """Midnight New York of ``day``, in UTC (where a session's bars begin, daily bars included)."""
+    return datetime.combine(day, time(0), NEW_YORK).astimezone(timezone.utc)
+
+
+def lag_cut(moment: datetime, lag_sessions: int) -> datetime:
+    """The instant from which bars fetched at ``moment`` are not yet trusted.
+
+    The ``lag_sessions`` most recent sessions that had begun at ``moment`` may still change (late trades,
+    corrections); everything before the first of them is final. ``lag_sessions=0`` trusts everything.
+    """
+    if lag_sessions <= 0:
+        return moment
+    local_day = moment.astimezone(NEW_YORK).date()
+    days, _ = _table()
+    i = bisect.bisect_right(days, local_day) - lag_sessions
+    if i < 0:
+        return moment - timedelta(days=lag_sessions)
+    return session_start(days[i])

@@ -1,0 +1,168 @@
+"""Which time ranges of which symbols a dataset holds completely: the basis of incremental and resumed runs.
+
+Each line of ``{root}/metadata/coverage/{dataset}.jsonl`` says "every bar of SYMBOL in [start, end] was
+fetched at FETCHED and is stored". Lines are appended (and fsynced) as partitions are written, so a run killed
+at any moment leaves a record of exactly what it finished; a torn last line is ignored. At the end of a run
+the file is compacted (overlapping pieces merged) and atomically replaced.
+
+A piece is trusted up to the re-fetch window: bars of the ``lag`` most recent sessions at the time they were
+fetched may still be corrected, so they count as missing and are fetched again next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from dataengine.calendar import lag_cut
+from dataengine.errors import StorageError
+
+log = logging.getLogger(__name__)
+TICK = timedelta(microseconds=1)
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Piece:
+    symbol: str
+    start: datetime
+    end: datetime
+    fetched: datetime
+
+    def trusted_end(self, lag: int) -> datetime:
+        return min(self.end, lag_cut(self.fetched, lag) - TICK)
+
+    def to_json(self) -> str:
+        return json.dumps({"s": self.symbol, "a": self.start.isoformat(), "b": self.end.isoformat(),
+                           "f": self.fetched.isoformat()}, separators=(",", ":"))
+
+
+class CoverageLedger:
+    """Coverage of one dataset. Appends are thread-safe; one process writes at a time (the run lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._pieces: dict[str, list[Piece]] | None = None
+
+    def pieces(self) -> dict[str, list[Piece]]:
+        if self._pieces is None:
+            self._pieces = _read(self.path)
+        return self._pieces
+
+    def record(self, symbol: str, start: datetime, end: datetime, fetched: datetime, *, persist: bool = True) -> None:
+        """Note that ``[start, end]`` of ``symbol`` is stored; ``persist=False`` keeps it in memory only."""
+        if end < start:
+            return
+        piece = Piece(symbol, start, end, fetched)
+        with self._lock:
+            if not persist:
+                self.pieces().setdefault(symbol, []).append(piece)
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as handle:
+                    handle.write(piece.to_json() + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self.pieces().setdefault(symbol, []).append(piece)
+
+    def trusted(self, symbol: str, lag: int) -> list[Interval]:
+        """Merged intervals of ``symbol`` that need no fetching (sorted)."""
+        spans = sorted((p.start, p.trusted_end(lag)) for p in self.pieces().get(symbol, []))
+        return merge_intervals([(a, b) for a, b in spans if b >= a])
+
+    def remaining(self, symbol: str, start: datetime, end: datetime, lag: int) -> list[Interval]:
+        """Parts of ``[start, end]`` not covered yet."""
+        return subtract(start, end, self.trusted(symbol, lag))
+
+    def compact(self, merge_lag: int = 1) -> None:
+        """Rewrite the file with overlapping pieces merged, atomically.
+
+        Two pieces merge when the later one starts before the earlier one's trusted end (with ``merge_lag``),
+        i.e. it re-fetched the earlier piece's untrusted tail; the merged piece keeps the later fetch time.
+        """
+        if not self.path.exists():
+            return
+        with self._lock:
+            merged: list[Piece] = []
+            for symbol, pieces in sorted(_read(self.path).items()):
+                current: Piece | None = None
+                for piece in sorted(pieces, key=lambda p: (p.start, p.end)):
+                    if current is not None and piece.start <= current.trusted_end(merge_lag) + TICK:
+                        latest = piece if piece.end >= current.end else current
+                        current = Piece(symbol, current.start, max(current.end, piece.end), latest.fetched)
+                    else:
+                        if current is not None:
+                            merged.append(current)
+                        current = piece
+                if current is not None:
+                    merged.append(current)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                tmp.write_text("".join(p.to_json() + "\n" for p in merged), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._pieces = None
+
+
+def merge_intervals(spans: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + TICK:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def subtract(start: datetime, end: datetime, covered: list[Interval]) -> list[Interval]:
+    """``[start, end]`` minus the sorted, merged ``covered`` intervals."""
+    out: list[Interval] = []
+    cursor = start
+    for a, b in covered:
+        if b < cursor:
+            continue
+        if a > end:
+            break
+        if a > cursor:
+            out.append((cursor, a - TICK))
+        cursor = max(cursor, b + TICK)
+        if cursor > end:
+            break
+    if cursor <= end:
+        out.append((cursor, end))
+    return out
+
+
+def _read(path: Path) -> dict[str, list[Piece]]:
+    pieces: dict[str, list[Piece]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return pieces
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, 1):
+        try:
+            raw = json.loads(line)
+            piece = Piece(raw["s"], _utc(raw["a"]), _utc(raw["b"]), _utc(raw["f"]))
+        except (ValueError, KeyError, TypeError):
+            if number < len(lines):
+                log.warning("%s:%d: unreadable coverage line ignored", path, number)
+            continue  # the last line may be torn by a crash mid-append
+        pieces.setdefault(piece.symbol, []).append(piece)
+    return pieces
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
