@@ -8,6 +8,7 @@ workers finish the partition write they are in (each write is atomic) and drop w
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -28,21 +29,23 @@ from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
 from dataengine.errors import (
     DataEngineError,
     FatalRunError,
+    UsageError,
     Interrupted,
     LockError,
     TerminalSourceError,
     TransientSourceError,
 )
 from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
-from dataengine.orchestration.planner import WorkUnit, estimate_bars, plan_units
+from dataengine.orchestration.planner import PAGE_BARS, WorkUnit, plan_todo
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.result import IngestResult
+from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage, WriteStats, with_partition_columns
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
 from dataengine.timeframes import Timeframe, parse_timeframe
-from dataengine.timerange import NEW_YORK, TimeRange, resolve_range
+from dataengine.timerange import ONE_MICROSECOND, TimeRange, ny_month_start, resolve_range
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
@@ -59,10 +62,37 @@ class IngestRequest:
     range: TimeRange
     feed: str
     adjustment: str
+    full_refresh: bool = False  # ignore what is stored and fetch the whole range
+    lag: int = 1  # sessions re-fetched after the last fetch (late corrections)
+    ranges: dict[str, tuple[Interval, ...]] | None = None  # explicit per-symbol ranges (gaps --repair)
 
     @property
     def dataset(self) -> DatasetKey:
         return DatasetKey(self.timeframe, self.adjustment)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will fetch: per-symbol missing ranges and the work units covering them."""
+
+    todo: dict[str, tuple[Interval, ...]]
+    units: list[WorkUnit]
+
+    @property
+    def up_to_date(self) -> list[str]:
+        return sorted(s for s, spans in self.todo.items() if not spans)
+
+    def summary(self) -> dict[str, object]:
+        est_bars = sum(u.est_bars for u in self.units)
+        return {
+            "symbols": len(self.todo),
+            "symbols_to_fetch": sum(1 for spans in self.todo.values() if spans),
+            "symbols_up_to_date": len(self.up_to_date),
+            "units": len(self.units),
+            "est_bars_max": round(est_bars),
+            "est_requests_max": sum(math.ceil(max(u.est_bars, 1) / PAGE_BARS) for u in self.units),
+            "todo": {s: [[a.isoformat(), b.isoformat()] for a, b in spans] for s, spans in self.todo.items()},
+        }
 
 
 class IngestionPipeline:
@@ -115,14 +145,20 @@ class IngestionPipeline:
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        full_refresh: bool = False,
+        lag: int = 1,
     ) -> IngestResult:
         """Fetch and store ``symbols`` over ``[start_date, end_date]`` (New York days, inclusive).
 
+        Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent sessions
+        of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches everything.
         Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
         :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
         Per-symbol failures are in the returned result's ``failed``.
         """
-        request = self.prepare(symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment)
+        request = self.prepare(
+            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+        )
         return self.run(request)
 
     def ingest_from_csv(
@@ -135,13 +171,17 @@ class IngestionPipeline:
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        full_refresh: bool = False,
+        lag: int = 1,
     ) -> IngestResult:
         """Like :meth:`ingest_symbols` for the symbols of a CSV or text file; ``index_name`` also records the
         list as that index's membership from today."""
         if index_name is not None:
             validate_index_name(index_name)
         symbols = SymbolLoader.from_file(csv_path)
-        request = self.prepare(symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment)
+        request = self.prepare(
+            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+        )
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
         return self.run(request)
@@ -155,25 +195,60 @@ class IngestionPipeline:
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        full_refresh: bool = False,
+        lag: int = 1,
+        ranges: dict[str, list[Interval]] | None = None,
     ) -> IngestRequest:
         """Validate everything a run needs (no request is sent, nothing is written)."""
         clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
         feed = parse_feed(feed)
+        if lag < 0:
+            raise UsageError(f"--lag must be 0 or more sessions, got {lag}")
         request = IngestRequest(
             symbols=tuple(clean),
             timeframe=parse_timeframe(timeframe),
             range=resolve_range(start_date, end_date, feed=feed),
             feed=feed,
             adjustment=parse_adjustment(adjustment),
+            full_refresh=full_refresh,
+            lag=lag,
+            ranges={s: tuple(v) for s, v in ranges.items()} if ranges is not None else None,
         )
         self.settings.credentials()
         self.storage.check_feed(request.dataset, request.feed)
         return request
 
-    def plan(self, request: IngestRequest) -> list[WorkUnit]:
-        return plan_units(
-            request.symbols, request.timeframe, request.range.start, request.range.end, workers=self.max_workers
-        )
+    def coverage(self, dataset: DatasetKey) -> CoverageLedger:
+        return CoverageLedger(self.storage.coverage_path(dataset))
+
+    def plan(self, request: IngestRequest, coverage: CoverageLedger | None = None, *, persist: bool = False) -> Plan:
+        """Per-symbol ranges still to fetch, and the units that fetch them (nothing is sent)."""
+        rng = request.range
+        if request.ranges is not None:
+            todo = {s: tuple(request.ranges.get(s, ())) for s in request.symbols}
+        elif request.full_refresh:
+            todo = {s: ((rng.start, rng.end),) for s in request.symbols}
+        else:
+            coverage = coverage or self.coverage(request.dataset)
+            self._adopt_untracked(request, coverage, persist)
+            todo = {s: tuple(coverage.remaining(s, rng.start, rng.end, request.lag)) for s in request.symbols}
+        return Plan(todo, plan_todo(todo, request.timeframe, workers=self.max_workers))
+
+    def _adopt_untracked(self, request: IngestRequest, coverage: CoverageLedger, persist: bool) -> None:
+        """Bars stored without a coverage record (``ParquetStorage.store``, older versions) count as covered
+        from their first month to their last bar, fetched when the last file was written."""
+        known = coverage.pieces()
+        for symbol in request.symbols:
+            if symbol in known:
+                continue
+            extent = self.storage.extent(request.dataset, symbol)
+            if extent is not None:
+                first, last, written = extent
+                coverage.record(symbol, first, last, written, persist=persist)
+
+    def dry_run(self, request: IngestRequest) -> dict[str, object]:
+        """The plan as a JSON-ready summary: what is stored, what would be fetched, roughly how many requests."""
+        return self.plan(request).summary()
 
     def run(self, request: IngestRequest) -> IngestResult:
         """Execute a prepared request under the store's run lock, and append its record to the run ledger.
@@ -233,6 +308,7 @@ class _Run:
         self.failed: dict[str, str] = {}
         self.successful: list[str] = []
         self.written = WriteStats()
+        self.coverage = pipeline.coverage(request.dataset)
         self.result = IngestResult(
             timeframe=request.timeframe.name,
             feed=request.feed,
@@ -246,12 +322,16 @@ class _Run:
 
     def execute(self) -> IngestResult:
         started = time.monotonic()
-        units = self.pipeline.plan(self.request)
+        self.storage.remove_stale_temp_files()
+        self.storage.claim_dataset(self.request.dataset, self.request.feed)
+        plan = self.pipeline.plan(self.request, self.coverage, persist=True)
+        units = plan.units
         for unit in units:
             for symbol in unit.symbols:
                 self.remaining[symbol] = self.remaining.get(symbol, 0) + 1
-        self.storage.remove_stale_temp_files()
-        self.storage.claim_dataset(self.request.dataset, self.request.feed)
+        if plan.up_to_date:
+            self.successful.extend(plan.up_to_date)
+            self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
         log.info(
             "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
             len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
@@ -291,6 +371,8 @@ class _Run:
             wait(futures, timeout=SHUTDOWN_GRACE_S)
             for client in self.clients:
                 client.close()
+            if units:
+                self.coverage.compact()
         self.finish(time.monotonic() - started)
         self.progress.finish(self.result)
         if fatal is not None:
@@ -397,6 +479,7 @@ class _Run:
         """
         client = self.client()
         request = self.request
+        fetched = datetime.now(timezone.utc)
         held: pl.DataFrame | None = None
         for page in client.iter_pages(
             unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment
@@ -410,9 +493,26 @@ class _Run:
                 ready = keyed.filter(~in_last).drop("year", "month")
                 held = keyed.filter(in_last).drop("year", "month")
                 written = self.write(ready)
+                self.record_progress(unit, ready, last, fetched)
             self.progress.page_done(worker, unit, page.bars.height, written)
         if held is not None:
             self.write(held)
+        for symbol in unit.symbols:
+            self.coverage.record(symbol, unit.start, unit.end, fetched)
+
+    def record_progress(self, unit: WorkUnit, ready: pl.DataFrame, last: tuple, fetched: datetime) -> None:
+        """Record coverage for what was just written, so a killed run resumes where it stopped.
+
+        A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
+        to the start of the month still being filled (pages are sorted by symbol, then time)."""
+        for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
+            if symbol not in unit.symbols:
+                continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
+            if symbol == last[0]:
+                end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND)
+            else:
+                end = unit.end
+            self.coverage.record(symbol, unit.start, end, fetched)
 
     def write(self, bars: pl.DataFrame) -> int:
         if bars.is_empty():
