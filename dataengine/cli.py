@@ -21,6 +21,7 @@ import typer
 from dataengine import __version__
 from dataengine.config import Settings
 from dataengine.errors import DataEngineError, UsageError
+from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
 from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress
@@ -133,6 +134,9 @@ Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Worker thr
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
 Wait = Annotated[bool, typer.Option("--wait", help="If another run holds the store, wait for it instead of exiting 3 at once.")]
 WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", help="With --wait: give up (exit 3) after this many seconds.", min=0)]
+FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Ignore what is stored and fetch the whole range again.")]
+Lag = Annotated[int, typer.Option("--lag", help="Sessions of the last fetch to fetch again for late corrections (0 = none).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what is stored, what would be fetched, estimated requests) and fetch nothing.")]
 
 
 @app.command()
@@ -148,10 +152,14 @@ def ingest(
     json_out: JsonOut = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = None,
+    full_refresh: FullRefresh = False,
+    lag: Lag = 1,
+    dry_run: DryRun = False,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once."""
     _ingest(ctx.obj, symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out,
-            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx))
+            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx),
+            full_refresh=full_refresh, lag=lag, dry_run=dry_run)
 
 
 @app.command("ingest-csv")
@@ -168,10 +176,14 @@ def ingest_csv(
     json_out: JsonOut = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = None,
+    full_refresh: FullRefresh = False,
+    lag: Lag = 1,
+    dry_run: DryRun = False,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file."""
     _ingest(ctx.obj, None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out,
-            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx))
+            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx),
+            full_refresh=full_refresh, lag=lag, dry_run=dry_run)
 
 
 def _ingest(
@@ -190,21 +202,36 @@ def _ingest(
     wait: bool = False,
     wait_timeout: float | None = None,
     command: list[str] | None = None,
+    full_refresh: bool = False,
+    lag: int = 1,
+    dry_run: bool = False,
 ) -> None:
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     settings = state.settings(workers=workers)
     _Redacting.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
-    progress = _progress_reporter(state, settings, f"dataengine {command[1] if command and len(command) > 1 else 'ingest'} · {timeframe} · {start or '2016-01-01'}..{end or 'now'}")
+    title = f"dataengine {'ingest-csv ' + path if path else 'ingest'} · {timeframe} · {start or '2016-01-01'}..{end or 'now'} · {feed}/{adjustment}"
+    progress = _progress_reporter(state, settings, title)
     pipeline = IngestionPipeline(
         settings=settings, progress=progress, wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
         command=command,
     )
+    incremental = {"full_refresh": full_refresh, "lag": lag}
+    if dry_run:
+        wanted = SymbolLoader.from_file(path) if path is not None else symbols or []
+        request = pipeline.prepare(wanted, start, end, timeframe, feed=feed, adjustment=adjustment, **incremental)
+        plan = pipeline.dry_run(request)
+        _emit(plan if json_out else _format_plan(plan), json_out)
+        return
     try:
         if path is not None:
-            result = pipeline.ingest_from_csv(path, start, end, timeframe, index_name, feed=feed, adjustment=adjustment)
+            result = pipeline.ingest_from_csv(
+                path, start, end, timeframe, index_name, feed=feed, adjustment=adjustment, **incremental
+            )
         else:
-            result = pipeline.ingest_symbols(symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment)
+            result = pipeline.ingest_symbols(
+                symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment, **incremental
+            )
     except DataEngineError as exc:
         progress.close()
         partial: IngestResult | None = getattr(exc, "result", None)
@@ -217,6 +244,20 @@ def _ingest(
         typer.echo(f"note: {note}", err=True)
     _emit(result.asdict() if json_out else str(result), json_out)
     _exit(result.exit_code)
+
+
+def _format_plan(plan: dict[str, Any]) -> str:
+    lines = [
+        f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
+        f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars; "
+        f"{plan['symbols_up_to_date']} already up to date"
+    ]
+    todo = [(s, spans) for s, spans in plan["todo"].items() if spans]
+    for symbol, spans in todo[:20]:
+        lines.append(f"  {symbol}: " + ", ".join(f"{a[:19]}..{b[:19]}" for a, b in spans))
+    if len(todo) > 20:
+        lines.append(f"  ... and {len(todo) - 20} more")
+    return "\n".join(lines)
 
 
 def _progress_reporter(state: Context, settings: Settings, title: str) -> ProgressReporter:
@@ -276,6 +317,7 @@ def _register_commands() -> None:
     # each command module adds one line here: from dataengine.commands import x; x.register(app)
     from dataengine.commands import query; query.register(app)
     from dataengine.commands import status, index; status.register(app); index.register(app)
+    from dataengine.commands import gaps; gaps.register(app)
 
 
 _register_commands()

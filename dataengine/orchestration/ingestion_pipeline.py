@@ -62,6 +62,7 @@ class IngestRequest:
     range: TimeRange
     feed: str
     adjustment: str
+    start_given: bool = True  # False: each stored symbol resumes from its own stored history
     full_refresh: bool = False  # ignore what is stored and fetch the whole range
     lag: int = 1  # sessions re-fetched after the last fetch (late corrections)
     ranges: dict[str, tuple[Interval, ...]] | None = None  # explicit per-symbol ranges (gaps --repair)
@@ -210,6 +211,7 @@ class IngestionPipeline:
             range=resolve_range(start_date, end_date, feed=feed),
             feed=feed,
             adjustment=parse_adjustment(adjustment),
+            start_given=start_date is not None,
             full_refresh=full_refresh,
             lag=lag,
             ranges={s: tuple(v) for s, v in ranges.items()} if ranges is not None else None,
@@ -231,7 +233,12 @@ class IngestionPipeline:
         else:
             coverage = coverage or self.coverage(request.dataset)
             self._adopt_untracked(request, coverage, persist)
-            todo = {s: tuple(coverage.remaining(s, rng.start, rng.end, request.lag)) for s in request.symbols}
+            todo = {}
+            for symbol in request.symbols:
+                # Without --start a stored symbol resumes from its own history, not from the default start.
+                pieces = coverage.pieces().get(symbol)
+                start = rng.start if request.start_given or not pieces else min(p.start for p in pieces)
+                todo[symbol] = tuple(coverage.remaining(symbol, start, rng.end, request.lag))
         return Plan(todo, plan_todo(todo, request.timeframe, workers=self.max_workers))
 
     def _adopt_untracked(self, request: IngestRequest, coverage: CoverageLedger, persist: bool) -> None:

@@ -1,0 +1,85 @@
+"""``dataengine gaps``: sessions with no bars (true gaps) versus quiet minutes, and ``--repair``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from dataengine.datasets import DatasetKey
+from dataengine.gaps import SymbolGaps, find_gaps
+from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+from dataengine.orchestration.progress import PlainProgress, ProgressReporter
+from dataengine.timerange import parse_bound
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gaps")(gaps)
+
+
+def gaps(
+    ctx: typer.Context,
+    symbols: Annotated[list[str] | None, typer.Argument(help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="minute, 5min, 15min, 30min, hour or day.")] = "minute",
+    adjustment: Annotated[str, typer.Option("--adjustment", help="Which dataset: raw, split, dividend or all.")] = "raw",
+    start: Annotated[str | None, typer.Option("--start", help="First day to check (YYYY-MM-DD, New York).")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last day to check, inclusive.")] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Report sessions with no bars at all (true gaps) apart from quiet minutes inside sessions.
+
+    Exit 0 when there is no true gap, 1 when there is (after --repair: when some remain).
+    """
+    settings = ctx.obj.settings()
+    key = DatasetKey.of(timeframe, adjustment)
+    first = parse_bound(start, is_end=False, name="--start") if start else None
+    last = parse_bound(end, is_end=True, name="--end") if end else None
+    wanted = clean_symbols(symbols) if symbols else None
+    pipeline = IngestionPipeline(settings=settings, progress=_progress(ctx.obj.quiet, settings.progress_interval))
+    reports = find_gaps(pipeline.storage, key, wanted, first, last)
+    repaired = None
+    if repair and any(r.missing_sessions for r in reports):
+        ranges = {r.symbol: r.missing_ranges() for r in reports if r.missing_sessions}
+        lo = min(a for spans in ranges.values() for a, _ in spans)
+        hi = max(b for spans in ranges.values() for _, b in spans)
+        feed = (pipeline.storage.dataset_info(key) or {}).get("feed", "sip")
+        request = pipeline.prepare(list(ranges), lo, hi, key.timeframe, feed=feed, adjustment=key.adjustment, ranges=ranges)
+        repaired = pipeline.run(request)
+        reports = find_gaps(pipeline.storage, key, wanted, first, last)
+    remaining = sum(len(r.missing_sessions) for r in reports)
+    if json_out:
+        payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
+                                      "missing_sessions": remaining}
+        if repaired is not None:
+            payload["repair"] = repaired.asdict()
+        typer.echo(json.dumps(payload, default=str))
+    else:
+        typer.echo(render(key.dirname, reports))
+        if repaired is not None:
+            typer.echo(f"repair: {repaired}")
+    raise typer.Exit(1 if remaining else 0)
+
+
+def _progress(quiet: bool, interval: float) -> ProgressReporter:
+    return ProgressReporter() if quiet else PlainProgress(sys.stderr, interval)
+
+
+def render(dataset: str, reports: list[SymbolGaps]) -> str:
+    if not reports:
+        return f"{dataset}: no bars stored"
+    lines = [f"{dataset}: {sum(len(r.missing_sessions) for r in reports)} missing session(s) in {len(reports)} symbol(s)"]
+    width = max(len(r.symbol) for r in reports)
+    for r in reports:
+        if not r.sessions_expected:
+            lines.append(f"  {r.symbol:<{width}}  no bars in range")
+            continue
+        missing = ", ".join(r.missing_sessions[:5]) + (f" (+{len(r.missing_sessions) - 5} more)" if len(r.missing_sessions) > 5 else "")
+        lines.append(
+            f"  {r.symbol:<{width}}  {r.first_session}..{r.last_session}  sessions {r.sessions_with_bars}/{r.sessions_expected} "
+            f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {missing}" if missing else "")
+        )
+    return "\n".join(lines)

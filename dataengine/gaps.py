@@ -1,0 +1,120 @@
+"""Find what a dataset is missing: sessions with no bar at all (true gaps) versus quiet minutes inside
+sessions (normal for thin symbols: Alpaca emits no bar when nothing traded).
+
+A symbol is judged only over the sessions between its first and last stored bar (inside the asked range),
+so a listing or delisting inside the range is not a gap. Sessions come from the XNYS calendar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from dataengine import calendar
+from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
+from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.timeframes import Timeframe
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND
+
+Interval = tuple[datetime, datetime]
+
+
+@dataclass
+class SymbolGaps:
+    symbol: str
+    first_session: str | None = None
+    last_session: str | None = None
+    sessions_expected: int = 0
+    sessions_with_bars: int = 0
+    missing_sessions: list[str] = field(default_factory=list)  # true gaps, ISO dates
+    quiet_bars: int = 0  # intraday bars absent inside sessions that have bars (no trade in that interval)
+    bars: int = 0
+
+    @property
+    def coverage_pct(self) -> float:
+        return 100.0 * self.sessions_with_bars / self.sessions_expected if self.sessions_expected else 100.0
+
+    def asdict(self) -> dict[str, object]:
+        return dict(asdict(self), coverage_pct=round(self.coverage_pct, 3))
+
+    def missing_ranges(self) -> list[Interval]:
+        """Runs of consecutive missing sessions as UTC ranges (New York days, inclusive)."""
+        days = [date.fromisoformat(d) for d in self.missing_sessions]
+        runs: list[list[date]] = []
+        all_sessions = calendar.sessions(days[0], days[-1]) if days else []
+        index = {d: i for i, d in enumerate(all_sessions)}
+        for day in days:
+            if runs and index[day] == index[runs[-1][-1]] + 1:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        return [
+            (calendar.session_start(run[0]), calendar.session_start(run[-1] + timedelta(days=1)) - ONE_MICROSECOND)
+            for run in runs
+        ]
+
+
+def find_gaps(
+    storage: ParquetStorage,
+    key: DatasetKey,
+    symbols: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[SymbolGaps]:
+    """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given."""
+    tf = key.timeframe
+    if tf.name in ("week", "month"):
+        raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
+    stored = sorted({s for s, *_ in storage.iter_partitions(key)})
+    return [_symbol_gaps(storage, key, tf, symbol, start, end) for symbol in (symbols or stored)]
+
+
+def _symbol_gaps(
+    storage: ParquetStorage, key: DatasetKey, tf: Timeframe, symbol: str, start: datetime | None, end: datetime | None
+) -> SymbolGaps:
+    report = SymbolGaps(symbol)
+    files = [
+        path
+        for _, year, month, path in storage.iter_partitions(key, symbol)
+        if _month_overlaps(year, month, start, end)
+    ]
+    if not files:
+        return report
+    stamps = pl.scan_parquet(files).select("timestamp")
+    if start is not None:
+        stamps = stamps.filter(pl.col("timestamp") >= start)
+    if end is not None:
+        stamps = stamps.filter(pl.col("timestamp") <= end)
+    per_day = (
+        stamps.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
+        .group_by("day")
+        .len()
+        .collect()
+    )
+    if per_day.is_empty():
+        return report
+    counts: dict[date, int] = dict(zip(per_day["day"].to_list(), per_day["len"].to_list()))
+    first, last = min(counts), max(counts)
+    expected = calendar.sessions(first, last)
+    report.first_session, report.last_session = first.isoformat(), last.isoformat()
+    report.sessions_expected = len(expected)
+    report.sessions_with_bars = sum(1 for d in expected if d in counts)
+    report.missing_sessions = [d.isoformat() for d in expected if d not in counts]
+    report.bars = int(per_day["len"].sum())
+    if tf.intraday:
+        minutes = tf.amount * (60 if tf.unit.value == "Hour" else 1)
+        report.quiet_bars = sum(
+            max(0, -(-calendar.extended_minutes(d) // minutes) - counts[d]) for d in expected if d in counts
+        )
+    return report
+
+
+def _month_overlaps(year: int, month: int, start: datetime | None, end: datetime | None) -> bool:
+    first = date(year, month, 1)
+    last = (date(year + (month == 12), month % 12 + 1, 1)) - timedelta(days=1)
+    if start is not None and last < start.astimezone(NEW_YORK).date():
+        return False
+    return not (end is not None and first > end.astimezone(NEW_YORK).date())

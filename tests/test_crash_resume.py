@@ -1,0 +1,62 @@
+"""kill -9 at several points of a real run, then a re-run: every file readable, the store exact, and the
+re-run fetches only what the killed runs had not finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers import assert_store_equals, expected, read_store
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "BRK.B"]
+RANGE = ("2024-01-01", "2024-04-30")
+COMMAND = [sys.executable, "-m", "dataengine", "-q", "ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1],
+           "-t", "minute", "--workers", "3"]
+
+
+def wait_for_requests(server, count: int, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while len(server.requests) < count:
+        assert time.monotonic() < deadline, "the run did not get that far"
+        time.sleep(0.01)
+
+
+def every_file_readable(root: Path) -> int:
+    files = list(root.rglob("data.parquet"))
+    for path in files:
+        pl.read_parquet(path)  # raises on a torn file
+    return len(files)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_is_exact(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alpaca.latency_s = 0.03
+    store = tmp_path / "store"
+    for kill_after in (3, 12, 25):  # requests seen by the server in this attempt before the kill
+        alpaca.reset_log()
+        proc = subprocess.Popen(COMMAND, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_requests(alpaca, kill_after)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        every_file_readable(store)
+    alpaca.reset_log()
+    done = subprocess.run(COMMAND + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    truth = expected(alpaca, SYMBOLS, *RANGE)
+    assert_store_equals(read_store(store), truth)
+    assert not list(store.rglob("*.tmp")), "temp files of the killed runs survived the re-run"
+    full_cost = -(-truth.height // 10_000)
+    assert report["requests"] < full_cost  # finished chunks were not fetched again
+    assert report["rows_written"] < truth.height
