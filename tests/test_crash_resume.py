@@ -60,3 +60,17 @@ def test_sigkill_mid_run_then_rerun_is_exact(alpaca, tmp_path: Path) -> None:  #
     full_cost = -(-truth.height // 10_000)
     assert report["requests"] < full_cost  # finished chunks were not fetched again
     assert report["rows_written"] < truth.height
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_leaves_complete_files(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alpaca.latency_s = 0.03
+    proc = subprocess.Popen(COMMAND + ["--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_requests(alpaca, 10)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["interrupted"] is True
+    store = tmp_path / "store"
+    assert every_file_readable(store) > 0
+    assert not list(store.rglob("*.tmp"))
