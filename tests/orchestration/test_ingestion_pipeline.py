@@ -146,3 +146,12 @@ def test_ingest_from_csv_records_the_index(alpaca, tmp_path: Path) -> None:  # t
     result = pipeline().ingest_from_csv(path, "2024-01-02", "2024-01-03", "day", index_name="mine")
     assert sorted(result["successful"]) == ["AAPL", "BRK.B"]
     assert (store_root() / "metadata" / "indices" / "mine.csv").read_text().splitlines()[0] == "symbol,added,removed"
+
+
+def test_server_rate_limit_is_followed_not_fought(alpaca) -> None:  # type: ignore[no-untyped-def]
+    alpaca.rate_limit, alpaca.rate_window_s = 6, 1.0  # 6 requests per second, far below our own pacing
+    alpaca.reset_rate_limit()
+    result = pipeline(4).ingest_symbols(SYMBOLS, "2024-01-01", "2024-01-31", "minute")
+    assert result.ok
+    assert_store_equals(read_store(store_root()), expected(alpaca, SYMBOLS, "2024-01-01", "2024-01-31"))
+    assert result.throttled <= 4  # at most the requests already in flight when the quota ran out

@@ -100,3 +100,18 @@ def test_naive_timestamps_are_taken_as_utc(tmp_path: Path) -> None:
     frame = bars("A", datetime(2024, 1, 2, 14), 3)
     ParquetStorage(tmp_path).store(frame, "minute")
     assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, tzinfo=UTC)
+
+
+def test_concurrent_merges_into_one_partition_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    storage = ParquetStorage(tmp_path)
+    storage.claim_dataset(KEY, "sip")
+    path = storage.partition_path(KEY, "AAPL", 2024, 1)
+    chunks = [bars("AAPL", datetime(2024, 1, 2 + i, 14, tzinfo=UTC), 50).drop("symbol") for i in range(8)]
+    threads = [threading.Thread(target=storage.merge_partition, args=(path, c)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert pl.read_parquet(path).height == 400  # without the partition lock the last replace wins
