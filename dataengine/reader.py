@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from dataengine.api.pages import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.config import Settings
@@ -116,9 +117,9 @@ def scan_bars(
     if regular_hours and key.timeframe.intraday:
         years = [int(p.parent.parent.name[5:]) for p in paths]
         frame = _regular_hours(frame, min(years), max(years))
-    # Files are sorted by timestamp and listed in (symbol, year, month) order, so the concatenation is already
-    # in the promised order; the sort is a cheap guard against a file written by another tool.
-    return frame.select(list(schema)).sort("symbol", "timestamp", maintain_order=True)
+    # No sort: ParquetStorage writes every file sorted by timestamp and the paths come in (symbol, year, month)
+    # order, so the scan is already in the promised order. A redundant sort doubled a 2-year read (20 -> 40 ms).
+    return frame.select(list(schema))
 
 
 def partition_paths(
@@ -332,6 +333,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
+_BATCH_ROWS = 65_536
 _REFUSED_HINT = {
     "COPY": " (use --output to write a result to a file)",
     "LOAD": " (INSTALL and LOAD of extensions are refused)",
@@ -350,14 +352,31 @@ def query(sql: str, *, storage_dir: str | Path | None = None, limit: int | None 
     con = connect(storage_dir, read_only=True)
     try:
         check_read_only(con, sql)
-        relation = con.sql(sql)
-        if limit is not None:
-            relation = relation.limit(limit)
-        return relation.pl()
+        return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         raise UsageError(error_message(exc)) from None
     finally:
         con.close()
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.DataFrame:
+    # One execution binds the views once. A relation (con.sql(...).pl()) binds at creation and again to run,
+    # and every bind globs the dataset: ~0.1 s per 12,000 files (see the issue 6 note).
+    with warnings.catch_warnings():
+        # "Arrow output on a DB-API result makes an extra copy": a copy of the result, cheap next to the glob.
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        stream = con.execute(sql).to_arrow_reader(_BATCH_ROWS)
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in stream:
+        batches.append(batch)
+        rows += batch.num_rows
+        if limit is not None and rows >= limit:
+            break  # the rest of the result is never produced
+    table = pa.Table.from_batches(batches, schema=stream.schema)
+    frame = pl.from_arrow(table if limit is None else table.slice(0, limit))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:

@@ -96,6 +96,7 @@ def test_bad_sql_is_one_line_exit_2(store: Path, capsys: pytest.CaptureFixture[s
         "copy (select 1 as timestamp) to '{part}' (format parquet)",
         "copy bars_1min to '{root}/dump.csv'",
         "explain analyze copy (select 1) to '{root}/x.csv'",
+        "/* c */ explain /* c */ analyze copy (select 1) to '{root}/x.csv'",
         "select 1; copy (select 1) to '{root}/x.csv'",
         "attach '{root}/db.duckdb' as db",
         "export database '{root}/export'",

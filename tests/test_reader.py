@@ -135,6 +135,7 @@ def test_missing_store_dataset_and_bad_dates_are_usage_errors(store: Path, tmp_p
 
 def test_regular_hours_use_xnys_sessions(store: Path) -> None:
     bars = reader.read_bars("AAPL", "2024-11-27", "2024-12-02", storage_dir=store, regular_hours=True)
+    assert bars["timestamp"].is_sorted()
     local = bars.with_columns(pl.col("timestamp").dt.convert_time_zone("America/New_York"))
     by_day = local.group_by(pl.col("timestamp").dt.date().alias("day")).agg(
         pl.len(), first=pl.col("timestamp").min().dt.time(), last=pl.col("timestamp").max().dt.time()
