@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
 from dataengine.storage.metadata_store import MetadataStore, parse_day, validate_index_name
 
@@ -84,7 +83,8 @@ def show(
         typer.echo(json.dumps({"name": name, "as_of": day.isoformat() if day else None, "count": len(members), "symbols": members}))
         return
     if not members and day is not None:
-        first = store.snapshots(name)[0].date if store.snapshots(name) else "?"
+        snaps = store.snapshots(name)
+        first = snaps[0].date if snaps else "?"
         typer.echo(f"note: {name} had no members on {day.isoformat()} (first snapshot {first})", err=True)
     for symbol in members:
         typer.echo(symbol)
@@ -94,7 +94,7 @@ def show(
 def list_indices(ctx: typer.Context, json_out: JsonOut = False) -> None:
     """List the recorded indices with their snapshots (the dates their membership changed)."""
     store = _store(ctx)
-    report = []
+    report: list[dict[str, Any]] = []
     for name in store.names():
         snaps = store.snapshots(name)
         report.append(
@@ -114,5 +114,3 @@ def list_indices(ctx: typer.Context, json_out: JsonOut = False) -> None:
         for s in entry["snapshots"]:
             typer.echo(f"  {s['date']}  {s['members']:>5} members  +{s['added']} -{s['removed']}")
 
-
-__all__ = ["index_app", "register", "symbols_from", "UsageError"]

@@ -280,14 +280,17 @@ class IngestionPipeline:
         result: IngestResult | None = None
         try:
             with lock:
+                got_lock = time.monotonic()
+                record.begin(waited_s=got_lock - started)
                 try:
                     result = _Run(self, request).execute()
                 except BaseException as exc:
-                    record.close(result=getattr(exc, "result", None), error=exc, elapsed_s=time.monotonic() - started)
+                    record.close(result=getattr(exc, "result", None), error=exc, elapsed_s=time.monotonic() - got_lock)
                     self.ledger.append(record)
                     raise
                 record.close(result=result)
                 self.ledger.append(record)  # inside the lock: the ledger has one writer, like the store
+                _refresh_status_cache(self.storage.root, request)
         except LockError as exc:
             if record.exit_code is None:  # refused the lock: nothing ran, but cron should see why
                 record.close(error=exc, elapsed_s=time.monotonic() - started)
@@ -295,6 +298,20 @@ class IngestionPipeline:
             raise
         assert result is not None
         return result
+
+
+def _refresh_status_cache(root: Path, request: IngestRequest) -> None:
+    """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
+    ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
+    from dataengine.status import refresh_cache  # late: only needed after a run
+
+    started = time.monotonic()
+    try:
+        read = refresh_cache(root, request.dataset.dirname, request.symbols)
+    except Exception as exc:  # noqa: BLE001
+        log.info("status cache not refreshed: %s", exc)
+        return
+    log.debug("status cache: %d footer(s) read in %.2fs", read, time.monotonic() - started)
 
 
 class _Run:

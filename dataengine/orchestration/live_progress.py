@@ -123,7 +123,7 @@ class LiveProgress(TrackingProgress):
     @staticmethod
     def _worker_cells(w: WorkerState, now: float) -> tuple[RenderableType, str, RenderableType]:
         if not w.busy:
-            return _bar(0.0, BAR_WIDTH, idle=True), "", Text("idle", style="dim")
+            return "", "", Text("idle", style="dim")
         fraction = w.unit_fraction()
         doing = f"{w.label} · {w.bars:,} bars · {w.pages} pages"
         if w.wait_until > now:
@@ -132,8 +132,8 @@ class LiveProgress(TrackingProgress):
         return _bar(fraction, BAR_WIDTH), f"{fraction:.0%}", Text(doing)
 
 
-def _bar(fraction: float, width: int, *, idle: bool = False) -> ProgressBar:
-    return ProgressBar(total=1.0, completed=0.0 if idle else fraction, width=width)
+def _bar(fraction: float, width: int) -> ProgressBar:
+    return ProgressBar(total=1.0, completed=fraction, width=width)
 
 
 def _natural(name: str) -> list[object]:

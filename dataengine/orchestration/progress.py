@@ -87,6 +87,7 @@ class Tally:
         self.bars = 0
         self.est_done = 0.0  # estimated bars of finished units (the ETA's yardstick)
         self.workers: dict[str, WorkerState] = {}
+        self.failed_symbols: set[str] = set()
         self.counters: Callable[[], dict[str, int]] | None = None
         self._samples: deque[tuple[float, float]] = deque()
 
@@ -120,23 +121,33 @@ class Tally:
             state = self._worker(worker)
             state.wait_reason, state.wait_until = reason, self.clock() + seconds
 
-    def unit_finished(self, worker: str, unit: "WorkUnit") -> WorkerState:
-        """Count the unit done; return a copy of the worker's state as it was (for the unit's log line)."""
+    def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool = True) -> WorkerState:
+        """Count the unit done; return a copy of the worker's state as it was (for the unit's log line).
+
+        A failed unit is credited only for its symbols that failed for good: the pipeline re-queues the rest
+        (a batch without its invalid symbol, or its two halves) as new units that carry their own estimate,
+        and a unit stopped by Ctrl-C did no work worth counting."""
         with self.lock:
             self.units_done += 1
-            self.est_done += unit.est_bars
+            if ok:
+                self.est_done += unit.est_bars
+            elif unit.symbols:
+                gone = sum(1 for s in unit.symbols if s in self.failed_symbols)
+                self.est_done += unit.est_bars * gone / len(unit.symbols)
             state = self._worker(worker)
             before = WorkerState(**vars(state))
             state.busy, state.wait_until, state.label, state.symbols = False, 0.0, "", ()
             state.bars = state.pages = 0
             return before
 
-    def symbol_done(self, ok: bool) -> None:
+    def symbol_done(self, ok: bool, symbol: str | None = None) -> None:
         with self.lock:
             if ok:
                 self.symbols_ok += 1
             else:
                 self.symbols_failed += 1
+                if symbol is not None:
+                    self.failed_symbols.add(symbol)
 
     def _worker(self, name: str) -> WorkerState:
         state = self.workers.get(name)
@@ -226,16 +237,17 @@ class TrackingProgress(ProgressReporter):
             log.debug("waiting %.1fs: %s", seconds, reason)
 
     def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool) -> None:
-        state = self.tally.unit_finished(worker, unit)
+        state = self.tally.unit_finished(worker, unit, ok)
         if log.isEnabledFor(logging.INFO):
             took = self.tally.clock() - state.unit_started if state.unit_started else 0.0
+            who = "" if len(unit.symbols) == 1 else f" ({_few(unit.symbols)})"
             log.info(
-                "%s %s: %s bars in %d page(s), %.1fs", unit.label, "done" if ok else "FAILED",
+                "%s%s %s: %s bars in %d page(s), %.1fs", unit.label, who, "done" if ok else "FAILED",
                 f"{state.bars:,}", state.pages, took,
             )
 
     def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None:
-        self.tally.symbol_done(ok)
+        self.tally.symbol_done(ok, symbol)
 
 
 class PlainProgress(TrackingProgress):
@@ -266,7 +278,7 @@ class PlainProgress(TrackingProgress):
 
     def finish(self, result: "IngestResult") -> None:
         self.close()
-        self._line(f"finished: {self.status_line()}")
+        self._line(f"finished: {self.status_line(final=True)}")
 
     def close(self) -> None:
         self._stop.set()
@@ -274,16 +286,16 @@ class PlainProgress(TrackingProgress):
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
 
-    def status_line(self) -> str:
+    def status_line(self, *, final: bool = False) -> str:
         t = self.tally
-        eta = t.eta_s()
+        eta = None if final else t.eta_s()
         c = t.live_counters()
         with t.lock:
             ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
         return (
             f"{t.fraction():.0%} | {ok}/{total} symbols done, {failed} failed | {bars:,} bars | "
             f"{c.get('requests', 0)} requests, {c.get('retries', 0)} retries, {c.get('throttled', 0)} throttled | "
-            f"elapsed {clock(t.elapsed())}, ETA {clock(eta) if eta is not None else '?'}"
+            f"elapsed {clock(t.elapsed())}" + ("" if final else f", ETA {clock(eta) if eta is not None else '?'}")
         )
 
     def _tick(self) -> None:
@@ -297,6 +309,11 @@ class PlainProgress(TrackingProgress):
                 self._stream.flush()
             except (OSError, ValueError):  # a closed pipe must not break the run
                 pass
+
+
+def _few(symbols: tuple[str, ...], shown: int = 8) -> str:
+    text = ",".join(symbols[:shown])
+    return text if len(symbols) <= shown else f"{text},... {len(symbols)} in all"
 
 
 def clock(seconds: float) -> str:

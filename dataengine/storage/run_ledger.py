@@ -72,6 +72,7 @@ class RunRecord:
     started: str = field(default_factory=_now)
     ended: str | None = None
     elapsed_s: float = 0.0
+    waited_s: float = 0.0  # time spent waiting for another run's lock (--wait) before ``started``
     command: list[str] = field(default_factory=list)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -98,6 +99,11 @@ class RunRecord:
         if self.exit_code is None:
             return "running"
         return {0: "ok", 1: "failures", 130: "interrupted"}.get(self.exit_code, "error")
+
+    def begin(self, *, waited_s: float = 0.0) -> None:
+        """Mark the moment the run got the store (after any wait for the lock)."""
+        self.started = _now()
+        self.waited_s = round(waited_s, 3)
 
     def close(self, *, result: Any = None, error: BaseException | None = None, elapsed_s: float | None = None) -> None:
         """Fill in the end: from an :class:`~dataengine.orchestration.result.IngestResult` (possibly the

@@ -1,0 +1,204 @@
+"""Progress: the work-based ETA, plain lines off a terminal, the Rich rows per worker, redraw rate and cost."""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+from rich.console import Console
+
+from dataengine.orchestration.live_progress import MAX_REFRESH_PER_SECOND, LiveProgress, live_display_possible
+from dataengine.orchestration.planner import WorkUnit
+from dataengine.orchestration.progress import PlainProgress, Tally
+from dataengine.orchestration.result import IngestResult
+
+JAN = datetime(2024, 1, 1, 5, tzinfo=timezone.utc)
+JUN = datetime(2024, 6, 30, 4, tzinfo=timezone.utc)
+
+
+def unit(symbol: str = "AAPL", est: float = 10_000) -> WorkUnit:
+    return WorkUnit((symbol,), JAN, JUN, est)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def terminal(width: int = 130) -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=True, width=width, color_system=None, no_color=True), buffer
+
+
+def text_of(console: Console, renderable: object) -> str:
+    with console.capture() as capture:
+        console.print(renderable)
+    return capture.get()
+
+
+# -- the ETA -----------------------------------------------------------------------------------------------
+
+
+def test_eta_settles_before_the_first_unit_finishes() -> None:
+    clock = FakeClock()
+    tally = Tally(clock)
+    tally.begin(symbols=10, units=10, est_bars=100_000, counters=None)
+    tally.unit_started("worker-1", unit(est=10_000))
+    clock.now += 2
+    tally.page_done("worker-1", 5_000)  # 2,500 bars/s; the whole run needs 40 s
+    assert tally.eta_s() == pytest.approx(38, rel=0.01)
+    assert tally.fraction() == pytest.approx(0.05)
+
+
+def test_eta_weighs_units_by_their_bars_not_by_symbol_count() -> None:
+    clock = FakeClock()
+    tally = Tally(clock)
+    tally.begin(symbols=2, units=2, est_bars=110_000, counters=None)
+    tally.unit_started("worker-1", unit("SMALL", est=10_000))
+    clock.now += 1
+    tally.page_done("worker-1", 10_000)
+    tally.unit_finished("worker-1", unit("SMALL", est=10_000))
+    tally.symbol_done(True)
+    assert tally.eta_s() == pytest.approx(10)  # half the symbols, but a tenth of the work
+
+
+def test_eta_follows_the_last_minute_once_the_rate_changes() -> None:
+    clock = FakeClock()
+    tally = Tally(clock)
+    tally.begin(symbols=1, units=1, est_bars=1_000_000, counters=None)
+    tally.unit_started("worker-1", unit(est=1_000_000))
+    for second in range(180):
+        clock.now += 1
+        tally.page_done("worker-1", 2_000 if second < 60 else 1_000)  # throttled after a minute
+        tally.eta_s()
+    assert tally.eta_s() == pytest.approx((1_000_000 - 240_000) / 1_000, rel=0.02)  # at the new rate, not the average
+
+
+def test_no_eta_without_progress() -> None:
+    clock = FakeClock()
+    tally = Tally(clock)
+    tally.begin(symbols=1, units=1, est_bars=1_000, counters=None)
+    clock.now += 5
+    assert tally.eta_s() is None
+
+
+# -- plain lines (off a terminal) --------------------------------------------------------------------------
+
+
+def test_plain_lines_keep_coming_while_workers_are_busy() -> None:
+    stream = io.StringIO()
+    progress = PlainProgress(stream, interval=0.05)
+    progress.start(symbols=2, units=2, est_bars=20_000, counters=lambda: {"requests": 7, "retries": 1, "throttled": 1})
+    progress.unit_started("worker-1", unit())
+    progress.page_done("worker-1", unit(), 5_000, 5_000)
+    time.sleep(0.3)  # no hook call in this time: the lines come from the ticker
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("planned 2 symbol(s) in 2 unit(s), ~20,000 bars at most")
+    assert len(lines) >= 3
+    assert "0/2 symbols done, 0 failed | 5,000 bars | 7 requests, 1 retries, 1 throttled" in lines[-1]
+    progress.symbol_done("BAD", False, "HTTP 400: invalid symbol: BAD")
+    assert stream.getvalue().splitlines()[-1].endswith("FAILED BAD: HTTP 400: invalid symbol: BAD")
+    progress.finish(IngestResult())
+    count = len(stream.getvalue().splitlines())
+    assert "finished: " in stream.getvalue().splitlines()[-1]
+    time.sleep(0.15)
+    assert len(stream.getvalue().splitlines()) == count  # the ticker stopped
+
+
+# -- the live display --------------------------------------------------------------------------------------
+
+
+def test_rows_per_worker_with_symbol_chunk_progress_waits_and_idle() -> None:
+    console, _ = terminal()
+    clock = FakeClock()
+    progress = LiveProgress(console, title="dataengine ingest · minute", clock=clock)
+    progress.tally.begin(3, 4, 40_000, lambda: {"requests": 12, "retries": 2, "throttled": 1})
+    progress.unit_started("worker-10", unit("TSLA"))
+    progress.unit_started("worker-2", unit("MSFT"))
+    progress.unit_started("worker-1", unit("AAPL"))
+    progress.page_done("worker-1", unit("AAPL"), 5_000, 4_000)
+    progress.waiting("worker-2", "retry 1 after 429", 3.0)
+    progress.unit_finished("worker-10", unit("TSLA"), True)
+    progress.symbol_done("TSLA", True)
+    screen = text_of(console, progress.render()).splitlines()
+    assert screen[0] == "dataengine ingest · minute"
+    assert screen[1].startswith("overall") and "1/3 symbols · 1 ok · 0 failed" in screen[1]
+    assert "5,000 bars · 1/4 chunks · 12 requests · 2 retries · 1× 429" in screen[2]
+    assert [line.split()[0] for line in screen[3:]] == ["worker-1", "worker-2", "worker-10"]  # natural order
+    assert "50% AAPL 2024-01-01..2024-06-30 · 5,000 bars · 1 pages" in screen[3]
+    assert "waiting 3.0s: retry 1 after 429 · MSFT" in screen[4]
+    assert screen[5].split() == ["worker-10", "idle"]
+    clock.now += 4  # the wait is over
+    assert "waiting" not in text_of(console, progress.render())
+
+
+def test_live_display_draws_on_the_terminal_and_stops() -> None:
+    console, buffer = terminal()
+    progress = LiveProgress(console, refresh_per_second=10)
+    progress.start(symbols=1, units=1, est_bars=10_000)
+    progress.unit_started("worker-1", unit())
+    print("a log line", file=sys.stderr)  # stderr output goes above the display, not through it
+    progress.page_done("worker-1", unit(), 10_000, 10_000)
+    progress.unit_finished("worker-1", unit(), True)
+    progress.symbol_done("AAPL", True)
+    progress.finish(IngestResult(successful=["AAPL"]))
+    progress.close()  # idempotent
+    out = buffer.getvalue()
+    assert "a log line" in out and "1/1 symbols · 1 ok" in out and "worker-1" in out
+    assert not isinstance(sys.stderr, type(None)) and "rich" not in type(sys.stderr).__module__
+
+
+def test_redraws_at_most_ten_times_a_second() -> None:
+    console, _ = terminal()
+    progress = LiveProgress(console, refresh_per_second=100)
+    assert progress.refresh_per_second == MAX_REFRESH_PER_SECOND
+    progress.start(symbols=1, units=1, est_bars=1_000_000)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        progress.page_done("worker-1", unit(), 10, 10)  # a busy pipeline does not cause redraws
+    progress.close()
+    assert progress.renders <= 13  # 10 per second, plus the first and last frames
+
+
+def test_hooks_cost_microseconds_while_the_display_runs() -> None:
+    console, _ = terminal()
+    progress = LiveProgress(console, refresh_per_second=10)
+    progress.start(symbols=1, units=1, est_bars=10**9)
+    progress.unit_started("worker-1", unit(est=10**9))
+    calls = 20_000
+    started = time.perf_counter()
+    for _ in range(calls):
+        progress.page_done("worker-1", unit(), 10_000, 10_000)
+    per_call = (time.perf_counter() - started) / calls
+    progress.close()
+    assert per_call < 50e-6  # a page takes milliseconds to fetch; this is noise next to it
+
+
+def test_live_display_only_on_a_real_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not live_display_possible(Console(file=io.StringIO()))
+    assert live_display_possible(terminal()[0])
+    monkeypatch.setenv("TERM", "dumb")
+    assert not live_display_possible(terminal()[0])
+
+
+def test_failed_units_count_only_their_failed_symbols() -> None:
+    tally = Tally(FakeClock())
+    tally.begin(symbols=4, units=2, est_bars=40_000, counters=None)
+    batch = WorkUnit(("BADX", "NFLX"), JAN, JUN, 20_000)
+    tally.unit_started("worker-1", batch)
+    tally.symbol_done(False, "BADX")  # invalid: the pipeline re-queues NFLX alone
+    tally.unit_finished("worker-1", batch, ok=False)
+    assert tally.fraction() == pytest.approx(0.25)
+    tally.unit_started("worker-1", batch.without({"BADX"}))
+    tally.unit_finished("worker-1", batch.without({"BADX"}), ok=True)
+    assert tally.fraction() == pytest.approx(0.5)
+    stopped = WorkUnit(("AAPL", "MSFT"), JAN, JUN, 20_000)
+    tally.unit_started("worker-2", stopped)
+    tally.unit_finished("worker-2", stopped, ok=False)  # Ctrl-C: nothing failed, nothing done
+    assert tally.fraction() == pytest.approx(0.5)
