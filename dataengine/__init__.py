@@ -3,10 +3,16 @@
 Public API (names from the product description)::
 
     from dataengine import IngestionPipeline, AlpacaClient, ParquetStorage, MetadataStore, SymbolLoader
+
+Names are imported on first use (PEP 562): alpaca-py alone takes ~0.6 s to import, and commands that only
+read the store (``status``, ``query``, ``index``) should not pay for it.
 """
 
-from dataengine.api.alpaca_client import AlpacaClient
-from dataengine.config import Settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dataengine.errors import (
     AuthError,
     ConfigError,
@@ -17,14 +23,45 @@ from dataengine.errors import (
     StorageError,
     UsageError,
 )
-from dataengine.loaders.symbol_loader import SymbolLoader
-from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-from dataengine.orchestration.result import IngestResult
-from dataengine.reader import connect, read_bars, scan_bars
-from dataengine.storage.metadata_store import MetadataStore
-from dataengine.storage.parquet_storage import ParquetStorage
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AlpacaClient": "dataengine.api.alpaca_client",
+    "IngestionPipeline": "dataengine.orchestration.ingestion_pipeline",
+    "IngestResult": "dataengine.orchestration.result",
+    "MetadataStore": "dataengine.storage.metadata_store",
+    "ParquetStorage": "dataengine.storage.parquet_storage",
+    "Settings": "dataengine.config",
+    "SymbolLoader": "dataengine.loaders.symbol_loader",
+    "connect": "dataengine.reader",
+    "read_bars": "dataengine.reader",
+    "scan_bars": "dataengine.reader",
+}
+
+if TYPE_CHECKING:
+    from dataengine.api.alpaca_client import AlpacaClient
+    from dataengine.config import Settings
+    from dataengine.loaders.symbol_loader import SymbolLoader
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+    from dataengine.orchestration.result import IngestResult
+    from dataengine.reader import connect, read_bars, scan_bars
+    from dataengine.storage.metadata_store import MetadataStore
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataengine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AlpacaClient",

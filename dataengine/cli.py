@@ -22,7 +22,6 @@ from dataengine import __version__
 from dataengine.config import Settings
 from dataengine.errors import DataEngineError, UsageError
 from dataengine.loaders.symbol_loader import SymbolLoader
-from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
 from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress
 from dataengine.orchestration.result import IngestResult
@@ -212,6 +211,8 @@ def _ingest(
     _Redacting.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
     title = f"dataengine {'ingest-csv ' + path if path else 'ingest'} · {timeframe} · {start or '2016-01-01'}..{end or 'now'} · {feed}/{adjustment}"
     progress = _progress_reporter(state, settings, title)
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+
     pipeline = IngestionPipeline(
         settings=settings, progress=progress, wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
         command=command,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from alpaca.data.enums import Adjustment, DataFeed
+from typing import Any
 
 from dataengine.errors import UsageError
 from dataengine.timeframes import Timeframe, parse_timeframe
@@ -13,15 +12,17 @@ FEEDS = ("sip", "iex", "otc", "delayed_sip")
 ADJUSTMENTS = ("raw", "split", "dividend", "all")
 
 
-def parse_feed(value: str | DataFeed) -> str:
-    text = value.value if isinstance(value, DataFeed) else str(value).strip().lower()
+def parse_feed(value: str | Any) -> str:
+    """A feed name, or alpaca-py's ``DataFeed`` enum."""
+    text = str(getattr(value, "value", value)).strip().lower()
     if text not in FEEDS:
         raise UsageError(f"unknown feed {value!r}; choose one of: {', '.join(FEEDS)}")
     return text
 
 
-def parse_adjustment(value: str | Adjustment) -> str:
-    text = value.value if isinstance(value, Adjustment) else str(value).strip().lower()
+def parse_adjustment(value: str | Any) -> str:
+    """An adjustment name, or alpaca-py's ``Adjustment`` enum."""
+    text = str(getattr(value, "value", value)).strip().lower()
     if text not in ADJUSTMENTS:
         raise UsageError(f"unknown adjustment {value!r}; choose one of: {', '.join(ADJUSTMENTS)}")
     return text

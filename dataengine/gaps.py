@@ -105,7 +105,7 @@ def _symbol_gaps(
     report.missing_sessions = [d.isoformat() for d in expected if d not in counts]
     report.bars = int(per_day["len"].sum())
     if tf.intraday:
-        minutes = tf.amount * (60 if tf.unit.value == "Hour" else 1)
+        minutes = tf.minutes or 1
         report.quiet_bars = sum(
             max(0, -(-calendar.extended_minutes(d) // minutes) - counts[d]) for d in expected if d in counts
         )

@@ -11,7 +11,6 @@ import typer
 from dataengine.datasets import DatasetKey
 from dataengine.gaps import SymbolGaps, find_gaps
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 from dataengine.orchestration.progress import PlainProgress, ProgressReporter
 from dataengine.timerange import parse_bound
 
@@ -39,6 +38,8 @@ def gaps(
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
     wanted = clean_symbols(symbols) if symbols else None
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+
     pipeline = IngestionPipeline(settings=settings, progress=_progress(ctx.obj.quiet, settings.progress_interval))
     reports = find_gaps(pipeline.storage, key, wanted, first, last)
     repaired = None

@@ -18,9 +18,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from alpaca.data.timeframe import TimeFrame
 
 from dataengine.api.alpaca_client import AlpacaClient, ClientStats, RetryPolicy
 from dataengine.api.rate_limiter import RateLimiter
@@ -46,6 +46,9 @@ from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
 from dataengine.timeframes import Timeframe, parse_timeframe
 from dataengine.timerange import ONE_MICROSECOND, TimeRange, ny_month_start, resolve_range
+
+if TYPE_CHECKING:
+    from alpaca.data.timeframe import TimeFrame
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
@@ -142,7 +145,7 @@ class IngestionPipeline:
         symbols: Iterable[str],
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: str | TimeFrame | Timeframe = "minute",
+        timeframe: "str | TimeFrame | Timeframe" = "minute",
         *,
         feed: str = "sip",
         adjustment: str = "raw",
@@ -167,7 +170,7 @@ class IngestionPipeline:
         csv_path: str | Path,
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: str | TimeFrame | Timeframe = "minute",
+        timeframe: "str | TimeFrame | Timeframe" = "minute",
         index_name: str | None = None,
         *,
         feed: str = "sip",
@@ -192,7 +195,7 @@ class IngestionPipeline:
         symbols: Iterable[str],
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: str | TimeFrame | Timeframe = "minute",
+        timeframe: "str | TimeFrame | Timeframe" = "minute",
         *,
         feed: str = "sip",
         adjustment: str = "raw",

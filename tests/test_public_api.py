@@ -1,0 +1,70 @@
+"""The names the product description promises stay importable, and nothing else leaks into __all__."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import dataengine
+
+PROMISED = {"IngestionPipeline", "AlpacaClient", "ParquetStorage", "MetadataStore", "SymbolLoader"}
+
+
+def test_all_is_explicit_and_resolves() -> None:
+    assert PROMISED <= set(dataengine.__all__)
+    assert {"read_bars", "scan_bars", "connect", "DataEngineError", "UsageError"} <= set(dataengine.__all__)
+    for name in dataengine.__all__:
+        assert getattr(dataengine, name) is not None
+    assert sorted(dataengine.__all__) == sorted(set(dataengine.__all__))
+
+
+def test_subpackages_expose_the_described_modules() -> None:
+    from dataengine.api import AlpacaClient
+    from dataengine.loaders import SymbolLoader
+    from dataengine.orchestration import IngestionPipeline
+    from dataengine.storage import MetadataStore, ParquetStorage
+
+    assert (AlpacaClient, SymbolLoader, IngestionPipeline, MetadataStore, ParquetStorage) == (
+        dataengine.AlpacaClient, dataengine.SymbolLoader, dataengine.IngestionPipeline,
+        dataengine.MetadataStore, dataengine.ParquetStorage)
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        dataengine.NoSuchThing  # noqa: B018
+
+
+def test_reading_commands_do_not_import_alpaca() -> None:
+    code = "import sys, dataengine.cli; print('alpaca' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_deprecated_wrapper_still_works_and_warns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sys.modules.pop("dataengine.alpaca_api_data", None)
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        from dataengine import alpaca_api_data
+    assert callable(alpaca_api_data.fetch_data) and callable(alpaca_api_data.store_data)
+    import polars as pl
+    from datetime import datetime, timezone
+
+    frame = pl.DataFrame({"symbol": ["AAPL"], "timestamp": [datetime(2024, 1, 2, 15, tzinfo=timezone.utc)],
+                          "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1],
+                          "trade_count": [1], "vwap": [1.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        stats = alpaca_api_data.store_data(frame, "minute", storage_dir=str(tmp_path))
+    assert stats.rows_added == 1
+
+
+def test_deprecated_fetch_data_reads_from_alpaca(alpaca) -> None:  # type: ignore[no-untyped-def]
+    sys.modules.pop("dataengine.alpaca_api_data", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from dataengine import alpaca_api_data
+
+        frame = alpaca_api_data.fetch_data("AAPL", "2024-01-02", "2024-01-02", "day")
+    assert frame.height == 1 and frame["symbol"].to_list() == ["AAPL"]
