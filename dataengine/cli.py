@@ -217,21 +217,23 @@ def _ingest(
         settings=settings, progress=progress, wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
         command=command,
     )
-    incremental = {"full_refresh": full_refresh, "lag": lag}
     if dry_run:
         wanted = SymbolLoader.from_file(path) if path is not None else symbols or []
-        request = pipeline.prepare(wanted, start, end, timeframe, feed=feed, adjustment=adjustment, **incremental)
+        request = pipeline.prepare(
+            wanted, start, end, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+        )
         plan = pipeline.dry_run(request)
         _emit(plan if json_out else _format_plan(plan), json_out)
         return
     try:
         if path is not None:
             result = pipeline.ingest_from_csv(
-                path, start, end, timeframe, index_name, feed=feed, adjustment=adjustment, **incremental
+                path, start, end, timeframe, index_name,
+                feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag,
             )
         else:
             result = pipeline.ingest_symbols(
-                symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment, **incremental
+                symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
             )
     except DataEngineError as exc:
         progress.close()

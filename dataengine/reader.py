@@ -366,6 +366,7 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.Da
         # "Arrow output on a DB-API result makes an extra copy": a copy of the result, cheap next to the glob.
         warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
         stream = con.execute(sql).to_arrow_reader(_BATCH_ROWS)
+    assert stream is not None  # a SELECT always has a result
     batches: list[pa.RecordBatch] = []
     rows = 0
     for batch in stream:

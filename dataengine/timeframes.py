@@ -84,12 +84,12 @@ def parse_timeframe(value: "str | TimeFrame | Timeframe | Any") -> Timeframe:
         return value
     if hasattr(value, "amount_value") and hasattr(value, "unit_value"):  # alpaca-py's TimeFrame
         unit = getattr(value.unit_value, "value", value.unit_value)
-        for tf in TIMEFRAMES.values():
-            if tf.amount == value.amount_value and tf.unit == unit:
-                return tf
-        raise UsageError(f"unsupported timeframe {value.value}; choose one of: {', '.join(TIMEFRAMES)}")
+        for known in TIMEFRAMES.values():
+            if known.amount == value.amount_value and known.unit == unit:
+                return known
+        raise UsageError(f"unsupported timeframe {value.amount_value}{unit}; choose one of: {', '.join(TIMEFRAMES)}")
     key = str(value).strip().lower()
-    tf = TIMEFRAMES.get(key) or _ALIASES.get(key)
-    if tf is None:
+    found = TIMEFRAMES.get(key) or _ALIASES.get(key)
+    if found is None:
         raise UsageError(f"unknown timeframe {value!r}; choose one of: {', '.join(TIMEFRAMES)}")
-    return tf
+    return found
