@@ -82,6 +82,7 @@ class TransientSourceError(SourceError):
     def __init__(self, message: str, *, status: int | None = None, retry_at: float | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_at = retry_at  # epoch seconds the server asked us to wait until (X-RateLimit-Reset)
+        self.retries = 0  # how many times the request was retried before this error was final
 
 
 class TerminalSourceError(SourceError):

@@ -47,8 +47,13 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 10_000  # Alpaca's maximum bars per page, counted across all symbols of a request
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+THROTTLE_BUDGET_FACTOR = 4  # 429s may be retried this many times more often than other transient errors
 _INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.IGNORECASE)
 _ENTITLEMENT = "subscription does not permit"
+
+
+class _ConnectFailed(TransientSourceError):
+    """Nothing answered at the address (refused, unresolvable, connect timeout)."""
 
 
 @dataclass
@@ -190,21 +195,29 @@ class AlpacaClient:
     def request_page(self, params: dict[str, str], page_token: str | None = None) -> Page:
         """One page, retried on transient failures; raises a :mod:`dataengine.errors` exception otherwise."""
         query = dict(params, page_token=page_token) if page_token else params
-        attempt = 0
+        errors = throttled = 0
         while True:
             try:
                 return self._send(query)
             except TransientSourceError as exc:
-                if attempt >= self._retry.max_retries:
-                    if exc.status is None and "connect" in str(exc).lower():
+                # A 429 says "wait for the reset", not "something is broken": it has a larger budget of its
+                # own, so a 429 storm slows a run down instead of failing its symbols.
+                if exc.status == 429:
+                    throttled += 1
+                    attempt, budget = throttled, self._retry.max_retries * THROTTLE_BUDGET_FACTOR
+                else:
+                    errors += 1
+                    attempt, budget = errors, self._retry.max_retries
+                if attempt > budget:
+                    if isinstance(exc, _ConnectFailed):
                         raise SourceUnreachableError(f"cannot reach {self._bars_url}: {exc}") from None
+                    exc.retries = attempt - 1
                     raise
-                delay = self._retry.delay(attempt)
+                delay = self._retry.delay(attempt - 1)
                 if exc.retry_at is not None:
                     delay = max(delay, min(exc.retry_at - time.time(), 65.0))
-                attempt += 1
                 self.stats.retries += 1
-                log.info("retry %d/%d in %.1fs after %s", attempt, self._retry.max_retries, delay, exc)
+                log.info("retry %d/%d in %.1fs after %s", attempt, budget, delay, exc)
                 self._sleep(delay, f"retry {attempt} after {exc.status or 'error'}")
 
     # -- one HTTP exchange ----------------------------------------------------------------------------------
@@ -237,8 +250,9 @@ class AlpacaClient:
             )
             body = response.content
         except requests.exceptions.ConnectionError as exc:
-            kind = "connect failed" if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc) else "connection dropped"
-            raise TransientSourceError(f"{kind}: {type(exc).__name__}") from None
+            if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
+                raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
+            raise TransientSourceError(f"connection dropped: {type(exc).__name__}") from None
         except (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
         except requests.exceptions.RequestException as exc:

@@ -485,7 +485,7 @@ class _Run:
                     self.fail_symbol(current.symbols[0], str(exc))
             except TransientSourceError as exc:
                 for symbol in current.symbols:
-                    self.fail_symbol(symbol, f"gave up after {self.settings.max_retries} retries: {exc}")
+                    self.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
             except (FatalRunError, Interrupted):
                 self.stop.set()
                 raise

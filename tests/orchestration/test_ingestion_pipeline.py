@@ -103,6 +103,20 @@ def test_exhausted_retries_fail_the_symbol_not_the_run(alpaca, monkeypatch) -> N
     assert result.exit_code == 1
 
 
+def test_dropped_connections_to_the_end_fail_the_symbol_not_the_run(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
+    alpaca.inject("drop", count=2, symbol="MSFT")
+    result = pipeline(1).ingest_symbols(["MSFT"], "2024-01-02", "2024-01-03", "minute")
+    assert result.failed["MSFT"].startswith("gave up after 1 retries: connection dropped")
+
+
+def test_a_429_storm_slows_the_run_instead_of_failing_it(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
+    alpaca.inject("429", count=3)  # three in a row: more than max_retries, within the 429 budget
+    result = pipeline(1).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "minute")
+    assert result.ok and result.throttled == 3
+
+
 def test_unreachable_endpoint_is_fatal(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("APCA_API_DATA_URL", "http://127.0.0.1:9")  # discard port: nothing listens
     monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
