@@ -17,13 +17,14 @@ import functools
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from dataengine import calendar
 from dataengine.api.pages import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
@@ -231,24 +232,13 @@ def _regular_hours(frame: pl.LazyFrame, first_year: int, last_year: int) -> pl.L
 
 @functools.lru_cache(maxsize=8)
 def _sessions(first_year: int, last_year: int) -> pl.DataFrame:
-    """XNYS sessions (day, open, close in UTC) of whole years; building a calendar costs ~0.1 s, so cached."""
-    import exchange_calendars  # ~0.4 s to import: only when regular hours are asked for
-
-    today = datetime.now(timezone.utc).date()
-    end = min(date(last_year, 12, 31), date(today.year + 1, 1, 1))
-    with warnings.catch_warnings():
-        # exchange_calendars 4.x trips pandas' deprecation of tz-dropping ``Series.values``; not ours to fix.
-        warnings.simplefilter("ignore")
-        calendar = exchange_calendars.get_calendar("XNYS", start=date(first_year, 1, 1).isoformat(), end=end.isoformat())
-        schedule = calendar.schedule
-        return pl.DataFrame(
-            {
-                "_session_day": [ts.date() for ts in schedule.index],
-                "_open": schedule["open"].dt.to_pydatetime(),
-                "_close": schedule["close"].dt.to_pydatetime(),
-            },
-            schema={"_session_day": pl.Date(), "_open": pl.Datetime("us", "UTC"), "_close": pl.Datetime("us", "UTC")},
-        )
+    """XNYS sessions (day, open, close in UTC) of whole years, from :mod:`dataengine.calendar`."""
+    days = calendar.sessions(date(first_year, 1, 1), date(last_year, 12, 31))
+    hours = [calendar.regular_hours(day) for day in days]
+    return pl.DataFrame(
+        {"_session_day": days, "_open": [h[0] for h in hours], "_close": [h[1] for h in hours]},
+        schema={"_session_day": pl.Date(), "_open": pl.Datetime("us", "UTC"), "_close": pl.Datetime("us", "UTC")},
+    )
 
 
 def _dataset_names(root: Path) -> list[str]:

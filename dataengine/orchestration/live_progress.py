@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dataengine.orchestration.progress import Tally, TrackingProgress, WorkerState, clock
+from dataengine.orchestration.progress import TrackingProgress, WorkerState, clock
 
 if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
