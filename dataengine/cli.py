@@ -156,9 +156,9 @@ def ingest(
     dry_run: DryRun = False,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once."""
-    _ingest(ctx.obj, symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out,
-            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx),
-            full_refresh=full_refresh, lag=lag, dry_run=dry_run)
+    args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
+                      wait_timeout, full_refresh, lag, dry_run)
+    _ingest(ctx.obj, args, _command_line(ctx))
 
 
 @app.command("ingest-csv")
@@ -180,72 +180,74 @@ def ingest_csv(
     dry_run: DryRun = False,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file."""
-    _ingest(ctx.obj, None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out,
-            wait=wait, wait_timeout=wait_timeout, command=_command_line(ctx),
-            full_refresh=full_refresh, lag=lag, dry_run=dry_run)
+    args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
+                      wait_timeout, full_refresh, lag, dry_run)
+    _ingest(ctx.obj, args, _command_line(ctx))
 
 
-def _ingest(
-    state: Context,
-    symbols: list[str] | None,
-    path: str | None,
-    index_name: str | None,
-    start: str | None,
-    end: str | None,
-    timeframe: str,
-    feed: str,
-    adjustment: str,
-    workers: int | None,
-    json_out: bool,
-    *,
-    wait: bool = False,
-    wait_timeout: float | None = None,
-    command: list[str] | None = None,
-    full_refresh: bool = False,
-    lag: int = 1,
-    dry_run: bool = False,
-) -> None:
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
-    settings = state.settings(workers=workers)
-    _Redacting.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
-    title = f"dataengine {'ingest-csv ' + path if path else 'ingest'} · {timeframe} · {start or '2016-01-01'}..{end or 'now'} · {feed}/{adjustment}"
-    progress = _progress_reporter(state, settings, title)
-    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+@dataclass
+class IngestArgs:
+    """What the two ingest commands were asked to do."""
 
-    pipeline = IngestionPipeline(
-        settings=settings, progress=progress, wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
-        command=command,
-    )
-    if dry_run:
-        wanted = SymbolLoader.from_file(path) if path is not None else symbols or []
-        request = pipeline.prepare(
-            wanted, start, end, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
-        )
-        plan = pipeline.dry_run(request)
-        _emit(plan if json_out else _format_plan(plan), json_out)
-        return
+    symbols: list[str] | None
+    path: str | None
+    index_name: str | None
+    start: str | None
+    end: str | None
+    timeframe: str
+    feed: str
+    adjustment: str
+    workers: int | None
+    json_out: bool
+    wait: bool
+    wait_timeout: float | None
+    full_refresh: bool
+    lag: int
+    dry_run: bool
+
+
+def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
+    """Run an ingest; with ``--json`` stdout gets exactly one JSON object whatever happens (errors included)."""
+    progress: ProgressReporter | None = None
     try:
-        if path is not None:
-            result = pipeline.ingest_from_csv(
-                path, start, end, timeframe, index_name,
-                feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag,
-            )
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {args.workers}")
+        settings = state.settings(workers=args.workers)
+        _Redacting.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+
+        what = f"ingest-csv {args.path}" if args.path else "ingest"
+        title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
+                 f" · {args.feed}/{args.adjustment}")
+        progress = _progress_reporter(state, settings, title)
+        pipeline = IngestionPipeline(
+            settings=settings, progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
+            lock_timeout=args.wait_timeout, command=command,
+        )
+        options: dict[str, Any] = {
+            "feed": args.feed, "adjustment": args.adjustment, "full_refresh": args.full_refresh, "lag": args.lag
+        }
+        if args.dry_run:
+            wanted = SymbolLoader.from_file(args.path) if args.path is not None else args.symbols or []
+            plan = pipeline.dry_run(pipeline.prepare(wanted, args.start, args.end, args.timeframe, **options))
+            _emit(plan if args.json_out else _format_plan(plan), args.json_out)
+            return
+        if args.path is not None:
+            result = pipeline.ingest_from_csv(args.path, args.start, args.end, args.timeframe, args.index_name, **options)
         else:
-            result = pipeline.ingest_symbols(
-                symbols or [], start, end, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
-            )
+            result = pipeline.ingest_symbols(args.symbols or [], args.start, args.end, args.timeframe, **options)
     except DataEngineError as exc:
-        progress.close()
-        partial: IngestResult | None = getattr(exc, "result", None)
-        if partial is not None and json_out:
-            _emit(dict(partial.asdict(), error=str(exc)), True)
+        if args.json_out:
+            partial: IngestResult | None = getattr(exc, "result", None)
+            payload = partial.asdict() if partial is not None else {}
+            _emit(dict(payload, error=str(exc), exit_code=exc.exit_code), True)
         raise
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
-    _emit(result.asdict() if json_out else str(result), json_out)
+    _emit(dict(result.asdict(), exit_code=result.exit_code) if args.json_out else str(result), args.json_out)
     _exit(result.exit_code)
 
 

@@ -145,3 +145,22 @@ def test_installed_entry_point_runs_as_module(alpaca, tmp_path: Path) -> None:  
     assert json.loads(proc.stdout)["successful"] == ["AAPL"]
     assert_store_equals(read_store(store(tmp_path), "equities_1day"),
                         expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-05", "1Day"))
+
+
+def test_json_even_when_the_run_cannot_start(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("APCA_API_SECRET_KEY")
+    code, out, _ = run(capsys, "ingest", "AAPL", "--json")
+    report = json.loads(out)
+    assert code == 2 and report["exit_code"] == 2 and "APCA_API_SECRET_KEY" in report["error"]
+
+
+def test_json_of_a_fatal_run_carries_the_partial_result(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("APCA_API_KEY_ID", "nope")
+    code, out, _ = run(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-03", "--json")
+    report = json.loads(out)
+    assert code == 3 and report["exit_code"] == 3 and report["requests"] == 1 and "rejected" in report["error"]
+
+
+def test_dry_run_prints_the_plan(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "--dry-run")
+    assert code == 0 and out.startswith("dry run: 2 of 2 symbol(s) to fetch") and alpaca.requests == []
