@@ -116,9 +116,3 @@ def next_month_start(moment: datetime) -> datetime:
     local = moment.astimezone(NEW_YORK)
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return _ny_midnight(date(year, month, 1))
-
-
-def trading_days_estimate(start: datetime, end: datetime) -> float:
-    """Roughly how many sessions lie in the range (252 of every 365.25 days), at least a fraction of one."""
-    days = (end - start).total_seconds() / 86400.0
-    return max(days * 252.0 / 365.25, 0.05)

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
+SLOW_PLAN_RPM = 1_000  # at or below this many requests per minute, requests are what a run waits for
+SLOW_PLAN_MIN_PAGES = 5
 
 DateLike = str | date | datetime | None
 
@@ -242,7 +244,9 @@ class IngestionPipeline:
                 pieces = coverage.pieces().get(symbol)
                 start = rng.start if request.start_given or not pieces else min(p.start for p in pieces)
                 todo[symbol] = tuple(coverage.remaining(symbol, start, rng.end, request.lag))
-        return Plan(todo, plan_todo(todo, request.timeframe, workers=self.max_workers))
+        # On a slow plan requests are the bottleneck: fewer, longer units leave fewer partly-filled pages.
+        min_pages = SLOW_PLAN_MIN_PAGES if self.settings.requests_per_minute <= SLOW_PLAN_RPM else 1
+        return Plan(todo, plan_todo(todo, request.timeframe, workers=self.max_workers, min_pages=min_pages))
 
     def _adopt_untracked(self, request: IngestRequest, coverage: CoverageLedger, persist: bool) -> None:
         """Bars stored without a coverage record (``ParquetStorage.store``, older versions) count as covered

@@ -1,11 +1,13 @@
 """Cut a request (symbols x range) into work units that spend few requests and still run in parallel.
 
-Alpaca's multi-symbol endpoint fills each page with up to 10,000 bars across all symbols of a request, so
-a unit of S symbols holding B bars costs ceil(B / 10,000) pages: at most one partly-filled page per unit is
-wasted. Few large units approach the minimum of ceil(total bars / 10,000) requests; enough units keep every
-worker busy. We aim for units of at least ~5 pages (waste <= 20%, ~10% expected) and as many as there are
-workers when the work allows it. Symbols with long histories are split into month-aligned time chunks so
-each chunk writes whole partitions and can run on its own worker.
+Alpaca's multi-symbol endpoint fills each page with up to 10,000 bars across all symbols of a request, so a
+unit of symbols holding B bars costs ceil(B / 10,000) requests. Units are packed to a whole number of pages
+by an upper estimate of their bars (exact sessions from the XNYS calendar x bars per session), so a unit
+estimated at k pages costs at most k requests and the total stays close to the minimum, ceil(bars / 10,000),
+even with many units. There are as many units as workers when the work allows it (latency overlaps);
+on a slow plan (requests are the bottleneck) units are at least ``min_pages`` long so fewer pages are
+partly filled when symbols trade less than the estimate. Long histories are split into month-aligned time
+chunks so each chunk writes whole partitions and can run on its own worker.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dataengine import calendar
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts, trading_days_estimate
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts
 
 PAGE_BARS = 10_000
-MAX_UNIT_BARS = 200_000  # bounds how much one unit re-fetches after a failure
-MIN_PAGES_PER_UNIT = 5
+MAX_UNIT_PAGES = 20  # bounds how much one unit re-fetches after a failure
 MAX_SYMBOL_CHARS = 3_000  # keeps the query string far below URL limits (HTTP 414 seen at ~8 KB)
 
 
@@ -52,8 +54,9 @@ class WorkUnit:
 
 
 def estimate_bars(timeframe: Timeframe, start: datetime, end: datetime) -> float:
-    """Upper estimate of one liquid symbol's bars in the range."""
-    return timeframe.bars_per_session * trading_days_estimate(start, end)
+    """Upper estimate of one liquid symbol's bars in the range: its sessions times bars per session."""
+    first, last = start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
+    return timeframe.bars_per_session * max(len(calendar.sessions(first, last)), 0.05)
 
 
 def plan_units(
@@ -63,34 +66,41 @@ def plan_units(
     end: datetime,
     *,
     workers: int = 1,
+    min_pages: int = 1,
 ) -> list[WorkUnit]:
     """Units covering every (symbol, instant) of the request exactly once."""
     if not symbols:
         return []
     per_symbol = max(estimate_bars(timeframe, start, end), 1.0)
-    total = per_symbol * len(symbols)
-    pages = total / PAGE_BARS
-    n_units = max(math.ceil(total / MAX_UNIT_BARS), min(workers, math.floor(pages / MIN_PAGES_PER_UNIT)), 1)
-    unit_bars = total / n_units
-    if per_symbol > unit_bars * 1.5:
+    total_pages = math.ceil(per_symbol * len(symbols) / PAGE_BARS)
+    pages = min(MAX_UNIT_PAGES, max(1, min_pages, total_pages // max(workers, 1)))
+    unit_bars = pages * PAGE_BARS
+    if per_symbol > unit_bars:
         chunks = _time_chunks(start, end, math.ceil(per_symbol / unit_bars))
         return [
             WorkUnit((symbol,), a, b, per_symbol * (b - a) / max(end - start, ONE_MICROSECOND))
             for symbol in symbols
             for a, b in chunks
         ]
-    per_batch = max(1, round(unit_bars / per_symbol))
+    # Greedy full batches: each fills its page budget by estimate; only the last one may be short.
+    per_batch = max(1, math.floor(unit_bars / per_symbol))
     units: list[WorkUnit] = []
-    batch: list[str] = []
+    for i in range(0, len(symbols), per_batch):
+        for part in _within_url_limit(symbols[i : i + per_batch]):
+            units.append(WorkUnit(tuple(part), start, end, per_symbol * len(part)))
+    return units
+
+
+def _within_url_limit(symbols: Sequence[str]) -> list[list[str]]:
+    parts: list[list[str]] = [[]]
     chars = 0
     for symbol in symbols:
-        if batch and (len(batch) >= per_batch or chars + len(symbol) + 1 > MAX_SYMBOL_CHARS):
-            units.append(WorkUnit(tuple(batch), start, end, per_symbol * len(batch)))
-            batch, chars = [], 0
-        batch.append(symbol)
+        if parts[-1] and chars + len(symbol) + 1 > MAX_SYMBOL_CHARS:
+            parts.append([])
+            chars = 0
+        parts[-1].append(symbol)
         chars += len(symbol) + 1
-    units.append(WorkUnit(tuple(batch), start, end, per_symbol * len(batch)))
-    return units
+    return parts
 
 
 def _time_chunks(start: datetime, end: datetime, k: int) -> list[tuple[datetime, datetime]]:
@@ -107,7 +117,7 @@ def _time_chunks(start: datetime, end: datetime, k: int) -> list[tuple[datetime,
 
 
 def plan_todo(
-    todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1
+    todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1, min_pages: int = 1
 ) -> list[WorkUnit]:
     """Units for per-symbol lists of ranges: symbols missing the same ranges are batched together (the
     nightly case: every symbol misses the same last day), the largest units first to keep workers busy."""
@@ -119,6 +129,6 @@ def plan_todo(
         unit
         for spans, symbols in groups.items()
         for start, end in spans
-        for unit in plan_units(symbols, timeframe, start, end, workers=workers)
+        for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages)
     ]
     return sorted(units, key=lambda u: -u.est_bars)

@@ -19,16 +19,37 @@ def test_every_symbol_and_instant_covered_exactly_once() -> None:
         assert all((b[0] - a[1]).total_seconds() < 1e-5 for a, b in zip(mine, mine[1:]))  # no hole
 
 
-def test_daily_bars_are_batched_near_the_request_minimum() -> None:
+def worst_case_requests(units) -> int:  # type: ignore[no-untyped-def]
+    return sum(math.ceil(u.est_bars / PAGE_BARS) for u in units)
+
+
+def test_daily_bars_are_packed_into_whole_pages() -> None:
     units, _ = units_for(500, "day", "2024-01-01", "2024-12-31")
-    est_pages = math.ceil(sum(u.est_bars for u in units) / PAGE_BARS)
+    minimum = math.ceil(sum(u.est_bars for u in units) / PAGE_BARS)
     assert sum(len(u.symbols) for u in units) == 500
-    assert len(units) <= 0.2 * est_pages  # at most one partly-filled page per unit: <= 20% over minimum
+    assert all(u.est_bars <= PAGE_BARS for u in units)  # 2024 had 252 sessions: 39 symbols fill one page
+    assert worst_case_requests(units) == minimum == 13  # and each unit runs on its own worker
+
+
+def test_estimates_use_exact_sessions() -> None:
+    units, _ = units_for(1, "day", "2024-11-25", "2024-11-29")  # Thanksgiving week: 4 sessions
+    assert units[0].est_bars == 4
+
+
+def test_slow_plans_get_longer_units() -> None:
+    rng = resolve_range("2024-01-01", "2024-01-31", feed="iex")
+    fast = plan_units([f"S{i}" for i in range(100)], parse_timeframe("minute"), rng.start, rng.end, workers=8)
+    slow = plan_units([f"S{i}" for i in range(100)], parse_timeframe("minute"), rng.start, rng.end, workers=8,
+                      min_pages=5)
+    assert all(u.est_bars > 4 * PAGE_BARS for u in slow[:-1])  # the last batch takes what is left
+    assert len(slow) >= 8 and worst_case_requests(slow) <= 1.1 * math.ceil(sum(u.est_bars for u in slow) / PAGE_BARS)
+    assert len(fast) >= len(slow)
 
 
 def test_short_ranges_spread_over_workers() -> None:
-    units, _ = units_for(40, "minute", "2024-01-01", "2024-01-14", workers=16)
-    assert 4 <= len(units) <= 16
+    units, _ = units_for(40, "minute", "2024-03-04", "2024-03-15", workers=16)  # 10 sessions, 39 pages
+    assert len(units) >= 16  # every worker has a stream
+    assert worst_case_requests(units) <= 40
 
 
 def test_long_histories_split_on_month_boundaries() -> None:
