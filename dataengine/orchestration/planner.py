@@ -75,7 +75,7 @@ def plan_units(
     total_pages = math.ceil(per_symbol * len(symbols) / PAGE_BARS)
     pages = min(MAX_UNIT_PAGES, max(1, min_pages, total_pages // max(workers, 1)))
     unit_bars = pages * PAGE_BARS
-    if per_symbol > unit_bars:
+    if per_symbol > 1.5 * unit_bars:  # a history barely over budget stays whole: two halves cost more pages
         chunks = _time_chunks(start, end, math.ceil(per_symbol / unit_bars))
         return [
             WorkUnit((symbol,), a, b, per_symbol * (b - a) / max(end - start, ONE_MICROSECOND))
