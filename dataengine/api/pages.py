@@ -29,7 +29,7 @@ class _Bar(msgspec.Struct, gc=False):
     h: float
     l: float  # noqa: E741 - Alpaca's field name
     c: float
-    v: int | float = 0
+    v: float = 0.0  # an integer on the wire (alpaca-py models it as a float); cast once per page below
     n: int | None = None
     vw: float | None = None
 
@@ -40,6 +40,18 @@ class _Page(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(_Page)
+_VALUE_SCHEMA: dict[str, pl.DataType] = {
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+    "trade_count": pl.Int64(),
+    "vwap": pl.Float64(),
+}
+# Alpaca's canonical form, e.g. 2024-01-02T14:31:00Z: an exact format is ~4x cheaper to parse than one with
+# optional fractions, so try it first and fall back only for pages that need it.
+_TS_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ")
 
 
 class PageDecodeError(ValueError):
@@ -56,28 +68,41 @@ def decode_page(raw: bytes) -> tuple[pl.DataFrame, str | None]:
         page = _DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise PageDecodeError(str(exc)) from None
-    columns: dict[str, list] = {name: [] for name in BAR_SCHEMA}
+    symbols: list[str] = []
+    t: list[str] = []
+    o: list[float] = []
+    h: list[float] = []
+    lo: list[float] = []
+    c: list[float] = []
+    v: list[float] = []
+    n: list[int | None] = []
+    vw: list[float | None] = []
     for symbol, bars in (page.bars or {}).items():
         if not bars:
             continue
-        bars = [b for b in bars if b is not None]
-        columns["symbol"].extend([symbol] * len(bars))
-        columns["timestamp"].extend([b.t for b in bars])
-        columns["open"].extend([b.o for b in bars])
-        columns["high"].extend([b.h for b in bars])
-        columns["low"].extend([b.l for b in bars])
-        columns["close"].extend([b.c for b in bars])
-        columns["volume"].extend([int(b.v) for b in bars])
-        columns["trade_count"].extend([b.n for b in bars])
-        columns["vwap"].extend([b.vw for b in bars])
-    if not columns["symbol"]:
+        symbols += [symbol] * len(bars)
+        t += [b.t for b in bars]
+        o += [b.o for b in bars]
+        h += [b.h for b in bars]
+        lo += [b.l for b in bars]
+        c += [b.c for b in bars]
+        v += [b.v for b in bars]
+        n += [b.n for b in bars]
+        vw += [b.vw for b in bars]
+    if not symbols:
         return empty_bars(), page.next_page_token
-    raw_ts = columns.pop("timestamp")
-    frame = pl.DataFrame(columns, schema={k: v for k, v in BAR_SCHEMA.items() if k != "timestamp"})
-    timestamps = pl.Series("timestamp", raw_ts, dtype=pl.String).str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC", strict=False
+    values = pl.DataFrame(
+        {"open": o, "high": h, "low": lo, "close": c, "volume": v, "trade_count": n, "vwap": vw}, schema=_VALUE_SCHEMA
     )
-    if timestamps.null_count():
-        # Not the canonical Z form (an explicit offset, say): let Polars infer, still strict.
-        timestamps = pl.Series("timestamp", raw_ts).str.to_datetime(time_unit="us").dt.convert_time_zone("UTC")
-    return frame.insert_column(1, timestamps), page.next_page_token
+    frame = values.with_columns(pl.col("volume").cast(pl.Int64)).insert_column(0, _timestamps(t))
+    return frame.insert_column(0, pl.Series("symbol", symbols, dtype=pl.String)), page.next_page_token
+
+
+def _timestamps(raw: list[str]) -> pl.Series:
+    text = pl.Series("timestamp", raw, dtype=pl.String)
+    for fmt in _TS_FORMATS:
+        parsed = text.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False, cache=False)  # all distinct
+        if not parsed.null_count():
+            return parsed
+    # Not the canonical Z form (an explicit offset, say): let Polars infer, still strict.
+    return text.str.to_datetime(time_unit="us").dt.convert_time_zone("UTC")
