@@ -517,12 +517,13 @@ class _Run:
         ):
             written = 0
             if page.bars.height:
-                frame = page.bars if held is None else pl.concat([held, page.bars])
-                keyed = with_partition_columns(frame)
+                keyed = with_partition_columns(page.bars)  # New York year/month, computed once per bar
+                if held is not None:
+                    keyed = pl.concat([held, keyed])
                 last = keyed.select("symbol", "year", "month").row(-1)
                 in_last = (pl.col("symbol") == last[0]) & (pl.col("year") == last[1]) & (pl.col("month") == last[2])
-                ready = keyed.filter(~in_last).drop("year", "month")
-                held = keyed.filter(in_last).drop("year", "month")
+                ready = keyed.filter(~in_last)
+                held = keyed.filter(in_last)
                 written = self.write(ready)
                 self.record_progress(unit, ready, last, fetched)
             self.progress.page_done(worker, unit, page.bars.height, written)
@@ -548,7 +549,7 @@ class _Run:
     def write(self, bars: pl.DataFrame) -> int:
         if bars.is_empty():
             return 0
-        stats = self.storage.write(bars, self.request.dataset)
+        stats = self.storage.write_keyed(bars, self.request.dataset)
         with self.lock:
             self.written.add(stats)
         return stats.rows_written

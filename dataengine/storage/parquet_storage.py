@@ -167,8 +167,13 @@ class ParquetStorage:
         stats = WriteStats()
         if bars.is_empty():
             return stats
-        bars = _normalise(bars)
-        for (symbol, year, month), part in with_partition_columns(bars).partition_by(
+        return self.write_keyed(with_partition_columns(_normalise(bars)), key)
+
+    def write_keyed(self, keyed: pl.DataFrame, key: DatasetKey) -> WriteStats:
+        """Like :meth:`write` for bars in the stored schema that already carry ``year``/``month`` columns
+        (the pipeline computes them once per page)."""
+        stats = WriteStats()
+        for (symbol, year, month), part in keyed.partition_by(
             ["symbol", "year", "month"], as_dict=True, include_key=False, maintain_order=True
         ).items():
             stats.add(self.merge_partition(self.partition_path(key, str(symbol), int(year), int(month)), part))
