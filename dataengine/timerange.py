@@ -110,9 +110,3 @@ def month_starts(start: datetime, end: datetime) -> list[datetime]:
 def ny_month_start(year: int, month: int) -> datetime:
     """The UTC instant at which New York calendar month ``year-month`` begins."""
     return _ny_midnight(date(year, month, 1))
-
-
-def next_month_start(moment: datetime) -> datetime:
-    local = moment.astimezone(NEW_YORK)
-    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
-    return _ny_midnight(date(year, month, 1))
