@@ -67,6 +67,7 @@ class ParquetStorage:
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._local = threading.local()
+        self._duckdb: duckdb.DuckDBPyConnection | None = None
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -214,10 +215,17 @@ class ParquetStorage:
         _fsync(path.parent)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the store's one in-memory DuckDB database.
+
+        A cursor costs ~0.01 ms where a new database costs ~17 ms, which a 16-worker run paid per thread.
+        Cursors run in parallel; each COPY is single-threaded (the workers are the parallelism)."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = duckdb.connect()
-            con.execute("SET threads=1")  # one per worker thread already; avoid oversubscribing the cores
+            with self._locks_guard:
+                if self._duckdb is None:
+                    self._duckdb = duckdb.connect()
+                    self._duckdb.execute("SET threads=1")
+                con = self._duckdb.cursor()
             self._local.con = con
         return con
 
