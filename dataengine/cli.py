@@ -22,8 +22,8 @@ from dataengine import __version__
 from dataengine.config import Settings
 from dataengine.errors import DataEngineError, UsageError
 from dataengine.loaders.symbol_loader import SymbolLoader
-from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
-from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress
+from dataengine.orchestration.live_progress import choose_reporter
+from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.result import IngestResult
 
 app = typer.Typer(
@@ -219,7 +219,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         what = f"ingest-csv {args.path}" if args.path else "ingest"
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
                  f" · {args.feed}/{args.adjustment}")
-        progress = _progress_reporter(state, settings, title)
+        progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
         pipeline = IngestionPipeline(
             settings=settings, progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
             lock_timeout=args.wait_timeout, command=command,
@@ -263,15 +263,6 @@ def _format_plan(plan: dict[str, Any]) -> str:
     if len(todo) > 20:
         lines.append(f"  ... and {len(todo) - 20} more")
     return "\n".join(lines)
-
-
-def _progress_reporter(state: Context, settings: Settings, title: str) -> ProgressReporter:
-    """Quiet: log only. A terminal on stderr: the live per-worker display. Otherwise: plain lines."""
-    if state.quiet:
-        return TrackingProgress()
-    if live_display_possible():
-        return LiveProgress(title=title)
-    return PlainProgress(sys.stderr, settings.progress_interval)
 
 
 def _command_line(ctx: typer.Context) -> list[str]:

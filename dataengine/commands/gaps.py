@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ import typer
 from dataengine.datasets import DatasetKey
 from dataengine.gaps import SymbolGaps, find_gaps
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.orchestration.progress import PlainProgress, ProgressReporter
+from dataengine.orchestration.live_progress import choose_reporter
 from dataengine.timerange import parse_bound
 
 
@@ -40,7 +39,9 @@ def gaps(
     wanted = clean_symbols(symbols) if symbols else None
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
 
-    pipeline = IngestionPipeline(settings=settings, progress=_progress(ctx.obj.quiet, settings.progress_interval))
+    progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
+                               title=f"dataengine gaps --repair · {key.dirname}")
+    pipeline = IngestionPipeline(settings=settings, progress=progress)
     reports = find_gaps(pipeline.storage, key, wanted, first, last)
     repaired = None
     if repair and any(r.missing_sessions for r in reports):
@@ -49,7 +50,10 @@ def gaps(
         hi = max(b for spans in ranges.values() for _, b in spans)
         feed = (pipeline.storage.dataset_info(key) or {}).get("feed", "sip")
         request = pipeline.prepare(list(ranges), lo, hi, key.timeframe, feed=feed, adjustment=key.adjustment, ranges=ranges)
-        repaired = pipeline.run(request)
+        try:
+            repaired = pipeline.run(request)
+        finally:
+            progress.close()
         reports = find_gaps(pipeline.storage, key, wanted, first, last)
     remaining = sum(len(r.missing_sessions) for r in reports)
     if json_out:
@@ -63,10 +67,6 @@ def gaps(
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
     raise typer.Exit(1 if remaining else 0)
-
-
-def _progress(quiet: bool, interval: float) -> ProgressReporter:
-    return ProgressReporter() if quiet else PlainProgress(sys.stderr, interval)
 
 
 def render(dataset: str, reports: list[SymbolGaps]) -> str:

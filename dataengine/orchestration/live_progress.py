@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dataengine.orchestration.progress import TrackingProgress, WorkerState, clock
+from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress, WorkerState, clock
 
 if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
@@ -138,3 +139,13 @@ def _bar(fraction: float, width: int) -> ProgressBar:
 
 def _natural(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]
+
+
+def choose_reporter(*, quiet: bool, interval: float, title: str) -> ProgressReporter:
+    """What a command shows while it runs: quiet, log only; a terminal on stderr, the live per-worker
+    display; otherwise plain lines every ``interval`` seconds. Call ``close()`` on it when done."""
+    if quiet:
+        return TrackingProgress()
+    if live_display_possible():
+        return LiveProgress(title=title)
+    return PlainProgress(sys.stderr, interval)
