@@ -679,6 +679,13 @@ def _check_feed(feed: str) -> str:
     return feed
 
 
+def _ground_truth_args(symbol: str, timeframe: Any, feed: Any, adjustment: Any, universe: Universe | None) -> tuple:
+    """Normalise the ground-truth functions' arguments (alpaca-py enums accepted) the way the server does."""
+    tf = parse_timeframe(getattr(timeframe, "value", timeframe))
+    adjustment = _normalize_adjustment(getattr(adjustment, "value", adjustment))
+    return tf, _check_feed(feed), adjustment, (universe or _DEFAULT_UNIVERSE).config(symbol)
+
+
 def synthetic_bars(
     symbol: str,
     timeframe: str,
@@ -692,10 +699,7 @@ def synthetic_bars(
     """Exactly the bars the server serves for one symbol with start <= t <= end (wire dicts, ascending t).
 
     ``universe`` must be the server's (``FakeAlpaca.universe``); or call ``server.synthetic_bars(...)``."""
-    tf = parse_timeframe(getattr(timeframe, "value", timeframe))
-    feed = _check_feed(feed)
-    adjustment = _normalize_adjustment(getattr(adjustment, "value", adjustment))
-    cfg = (universe or _DEFAULT_UNIVERSE).config(symbol)
+    tf, feed, adjustment, cfg = _ground_truth_args(symbol, timeframe, feed, adjustment, universe)
     parts = [ch.span(i, j) for ch, i, j in _iter_spans(symbol, cfg, tf, feed, adjustment, parse_time(start), parse_time(end))]
     return msgspec.json.decode(b"[" + b",".join(parts) + b"]")
 
@@ -711,10 +715,7 @@ def synthetic_arrays(
     universe: Universe | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(ts int64 ns, {"o","h","l","c","v","n","vw": arrays}) — same bars as synthetic_bars, uncached."""
-    tf = parse_timeframe(getattr(timeframe, "value", timeframe))
-    feed = _check_feed(feed)
-    adjustment = _normalize_adjustment(getattr(adjustment, "value", adjustment))
-    cfg = (universe or _DEFAULT_UNIVERSE).config(symbol)
+    tf, feed, adjustment, cfg = _ground_truth_args(symbol, timeframe, feed, adjustment, universe)
     lo, hi = parse_time(start), parse_time(end)
     tss, valss = [], []
     for cid in _chunk_ids(cfg, tf, lo, hi):
