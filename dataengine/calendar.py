@@ -38,7 +38,7 @@ def _table() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
         days = [d.date() for d in schedule.index]
         opens = [o.to_pydatetime().astimezone(timezone.utc) for o in schedule["open"]]
         closes = [c.to_pydatetime().astimezone(timezone.utc) for c in schedule["close"]]
-    return days, dict(zip(days, zip(opens, closes)))
+    return days, dict(zip(days, zip(opens, closes, strict=False), strict=False))
 
 
 def sessions(first: date, last: date) -> list[date]:

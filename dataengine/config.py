@@ -88,7 +88,7 @@ class Settings:
             )
         return self.api_key_id, self.api_secret_key
 
-    def with_overrides(self, **values: object) -> "Settings":
+    def with_overrides(self, **values: object) -> Settings:
         """Apply flag values (``None`` means not given) on top of these settings, validated."""
         given = {k: v for k, v in values.items() if v is not None}
         for name, value in given.items():
@@ -105,7 +105,7 @@ class Settings:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         os_name: str | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         """Resolve settings from the environment, the settings file and the OS defaults."""
         env = os.environ if env is None else env
         os_name = os_name or current_os()
@@ -117,7 +117,7 @@ class Settings:
         if path is not None:
             values.update(_read_settings_file(path, os_name))
             values["config_file"] = path
-        for key, (name, kind, var) in _KEYS.items():
+        for (name, kind, var) in _KEYS.values():
             if var and env.get(var):
                 values[name] = _convert(env[var], kind, name, f"environment variable {var}")
         if isinstance(values["storage_dir"], str):

@@ -45,7 +45,7 @@ class DatasetKey:
     adjustment: str = "raw"
 
     @classmethod
-    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw") -> "DatasetKey":
+    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw") -> DatasetKey:
         return cls(parse_timeframe(timeframe), parse_adjustment(adjustment))
 
     @property

@@ -96,7 +96,7 @@ def _symbol_gaps(
     )
     if per_day.is_empty():
         return report
-    counts: dict[date, int] = dict(zip(per_day["day"].to_list(), per_day["len"].to_list()))
+    counts: dict[date, int] = dict(zip(per_day["day"].to_list(), per_day["len"].to_list(), strict=False))
     first, last = min(counts), max(counts)
     expected = calendar.sessions(first, last)
     report.first_session, report.last_session = first.isoformat(), last.isoformat()

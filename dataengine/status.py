@@ -15,6 +15,7 @@ directories, stats each ``data.parquet`` and reads only the footers that changed
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -195,7 +196,7 @@ class FooterCache:
         if stale_idx:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="footer") as pool:
                 footers = list(pool.map(_safe_footer, [paths[i] for i in stale_idx], chunksize=256))
-            for i, footer in zip(stale_idx, footers):
+            for i, footer in zip(stale_idx, footers, strict=False):
                 rows[i], firsts[i], lasts[i] = footer
         result = current.with_columns(
             pl.Series("rows", rows, pl.Int64), pl.Series("first_us", firsts, pl.Int64), pl.Series("last_us", lasts, pl.Int64)
@@ -250,17 +251,13 @@ def _other_disk_bytes(root: Path, datasets: list[str]) -> int:
         if entry.is_dir(follow_symlinks=False) and entry.name not in skip:
             for dirpath, _dirs, files in os.walk(entry.path):
                 for name in files:
-                    try:
+                    with contextlib.suppress(OSError):
                         total += _disk_bytes(os.stat(os.path.join(dirpath, name)))
-                    except OSError:
-                        pass
         elif entry.is_file(follow_symlinks=False):
             total += _disk_bytes(entry.stat())
     for name in datasets:
-        try:
+        with contextlib.suppress(OSError):
             total += _disk_bytes(os.stat(root / name / "_dataset.json"))
-        except OSError:
-            pass
     return total
 
 

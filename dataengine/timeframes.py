@@ -29,7 +29,7 @@ class Timeframe:
     unit: str  # Alpaca's unit: Min, Hour, Day, Week, Month
     bars_per_session: float
 
-    def to_alpaca(self) -> "TimeFrame":
+    def to_alpaca(self) -> TimeFrame:
         from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
         return TimeFrame(self.amount, TimeFrameUnit(self.unit))
@@ -77,7 +77,7 @@ _ALIASES = {
 }
 
 
-def parse_timeframe(value: "str | TimeFrame | Timeframe | Any") -> Timeframe:
+def parse_timeframe(value: str | TimeFrame | Timeframe | Any) -> Timeframe:
     """Accept our names (``minute``, ``5min``, ``day``...), dataset labels (``1day``), Alpaca's wire strings
     (``15Min``) or an alpaca-py ``TimeFrame``; raise :class:`UsageError` for anything else."""
     if isinstance(value, Timeframe):

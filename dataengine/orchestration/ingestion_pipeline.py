@@ -29,11 +29,11 @@ from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
 from dataengine.errors import (
     DataEngineError,
     FatalRunError,
-    UsageError,
     Interrupted,
     LockError,
     TerminalSourceError,
     TransientSourceError,
+    UsageError,
 )
 from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
 from dataengine.orchestration.planner import PAGE_BARS, WorkUnit, plan_todo
@@ -147,7 +147,7 @@ class IngestionPipeline:
         symbols: Iterable[str],
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: "str | TimeFrame | Timeframe" = "minute",
+        timeframe: str | TimeFrame | Timeframe = "minute",
         *,
         feed: str = "sip",
         adjustment: str = "raw",
@@ -172,7 +172,7 @@ class IngestionPipeline:
         csv_path: str | Path,
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: "str | TimeFrame | Timeframe" = "minute",
+        timeframe: str | TimeFrame | Timeframe = "minute",
         index_name: str | None = None,
         *,
         feed: str = "sip",
@@ -197,7 +197,7 @@ class IngestionPipeline:
         symbols: Iterable[str],
         start_date: DateLike = None,
         end_date: DateLike = None,
-        timeframe: "str | TimeFrame | Timeframe" = "minute",
+        timeframe: str | TimeFrame | Timeframe = "minute",
         *,
         feed: str = "sip",
         adjustment: str = "raw",
@@ -540,10 +540,7 @@ class _Run:
         for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
             if symbol not in unit.symbols:
                 continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
-            if symbol == last[0]:
-                end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND)
-            else:
-                end = unit.end
+            end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
             self.coverage.record(symbol, unit.start, end, fetched)
 
     def write(self, bars: pl.DataFrame) -> int:

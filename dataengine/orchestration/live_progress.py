@@ -78,7 +78,7 @@ class LiveProgress(TrackingProgress):
         )
         self._live.start()
 
-    def finish(self, result: "IngestResult") -> None:
+    def finish(self, result: IngestResult) -> None:
         self.close()
 
     def close(self) -> None:

@@ -42,11 +42,11 @@ class WorkUnit:
         last = self.end.astimezone(NEW_YORK).strftime("%Y-%m-%d")
         return f"{who} {first}" if first == last else f"{who} {first}..{last}"
 
-    def without(self, symbols: set[str]) -> "WorkUnit":
+    def without(self, symbols: set[str]) -> WorkUnit:
         kept = tuple(s for s in self.symbols if s not in symbols)
         return WorkUnit(kept, self.start, self.end, self.est_bars * len(kept) / max(len(self.symbols), 1))
 
-    def halves(self) -> tuple["WorkUnit", "WorkUnit"]:
+    def halves(self) -> tuple[WorkUnit, WorkUnit]:
         mid = len(self.symbols) // 2
         a, b = self.symbols[:mid], self.symbols[mid:]
         per = self.est_bars / max(len(self.symbols), 1)

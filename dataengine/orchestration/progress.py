@@ -39,12 +39,12 @@ class ProgressReporter:
         self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
     ) -> None:
         """Called once before any request; ``counters()`` returns live requests/retries/throttled/bars."""
-    def unit_started(self, worker: str, unit: "WorkUnit") -> None: ...
-    def page_done(self, worker: str, unit: "WorkUnit", bars: int, written: int) -> None: ...
+    def unit_started(self, worker: str, unit: WorkUnit) -> None: ...
+    def page_done(self, worker: str, unit: WorkUnit, bars: int, written: int) -> None: ...
     def waiting(self, worker: str, reason: str, seconds: float) -> None: ...
-    def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool) -> None: ...
+    def unit_finished(self, worker: str, unit: WorkUnit, ok: bool) -> None: ...
     def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None: ...
-    def finish(self, result: "IngestResult") -> None: ...
+    def finish(self, result: IngestResult) -> None: ...
     def close(self) -> None:
         """Stop any display thread; safe to call more than once (the CLI calls it in ``finally``)."""
 
@@ -100,7 +100,7 @@ class Tally:
             self.counters = counters
             self._samples.clear()
 
-    def unit_started(self, worker: str, unit: "WorkUnit") -> None:
+    def unit_started(self, worker: str, unit: WorkUnit) -> None:
         with self.lock:
             state = self._worker(worker)
             state.label, state.symbols, state.est_bars = unit.label, unit.symbols, unit.est_bars
@@ -121,7 +121,7 @@ class Tally:
             state = self._worker(worker)
             state.wait_reason, state.wait_until = reason, self.clock() + seconds
 
-    def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool = True) -> WorkerState:
+    def unit_finished(self, worker: str, unit: WorkUnit, ok: bool = True) -> WorkerState:
         """Count the unit done; return a copy of the worker's state as it was (for the unit's log line).
 
         A failed unit is credited only for its symbols that failed for good: the pipeline re-queues the rest
@@ -221,12 +221,12 @@ class TrackingProgress(ProgressReporter):
     ) -> None:
         self.tally.begin(symbols, units, est_bars, counters)
 
-    def unit_started(self, worker: str, unit: "WorkUnit") -> None:
+    def unit_started(self, worker: str, unit: WorkUnit) -> None:
         self.tally.unit_started(worker, unit)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("start %s (~%s bars)", unit.label, f"{unit.est_bars:,.0f}")
 
-    def page_done(self, worker: str, unit: "WorkUnit", bars: int, written: int) -> None:
+    def page_done(self, worker: str, unit: WorkUnit, bars: int, written: int) -> None:
         self.tally.page_done(worker, bars)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: page of %d bars, %d written", unit.label, bars, written)
@@ -236,7 +236,7 @@ class TrackingProgress(ProgressReporter):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("waiting %.1fs: %s", seconds, reason)
 
-    def unit_finished(self, worker: str, unit: "WorkUnit", ok: bool) -> None:
+    def unit_finished(self, worker: str, unit: WorkUnit, ok: bool) -> None:
         state = self.tally.unit_finished(worker, unit, ok)
         if log.isEnabledFor(logging.INFO):
             took = self.tally.clock() - state.unit_started if state.unit_started else 0.0
@@ -276,7 +276,7 @@ class PlainProgress(TrackingProgress):
         if not ok:
             self._line(f"FAILED {symbol}: {reason}")
 
-    def finish(self, result: "IngestResult") -> None:
+    def finish(self, result: IngestResult) -> None:
         self.close()
         self._line(f"finished: {self.status_line(final=True)}")
 

@@ -44,7 +44,7 @@ class WriteStats:
     rows_added: int = 0  # net growth of the store
     partitions: int = 0
 
-    def add(self, other: "WriteStats") -> None:
+    def add(self, other: WriteStats) -> None:
         self.rows_written += other.rows_written
         self.rows_added += other.rows_added
         self.partitions += other.partitions
