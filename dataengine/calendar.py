@@ -11,7 +11,7 @@ import functools
 import warnings
 from datetime import date, datetime, time, timedelta, timezone
 
-from dataengine.timerange import NEW_YORK
+from dataengine.timerange import NEW_YORK, ny_midnight
 
 EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
 EXTENDED_CLOSE = time(20, 0)
@@ -64,7 +64,7 @@ def extended_minutes(day: date) -> int:
 
 def session_start(day: date) -> datetime:
     """Midnight New York of ``day``, in UTC (where a session's bars begin, daily bars included)."""
-    return datetime.combine(day, time(0), NEW_YORK).astimezone(timezone.utc)
+    return ny_midnight(day)
 
 
 def lag_cut(moment: datetime, lag_sessions: int) -> datetime:

@@ -20,7 +20,8 @@ SIP_DELAY = timedelta(minutes=15)
 SIP_SAFE_DELAY = timedelta(minutes=16)
 
 
-def _ny_midnight(day: date) -> datetime:
+def ny_midnight(day: date) -> datetime:
+    """The UTC instant at which New York calendar day ``day`` begins."""
     return datetime.combine(day, time(0), NEW_YORK).astimezone(timezone.utc)
 
 
@@ -33,7 +34,7 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
-        return _ny_midnight(value + timedelta(days=1)) - ONE_MICROSECOND if is_end else _ny_midnight(value)
+        return ny_midnight(value + timedelta(days=1)) - ONE_MICROSECOND if is_end else ny_midnight(value)
     else:
         text = str(value).strip()
         if len(text) == 10:
@@ -93,20 +94,41 @@ def resolve_range(
     return TimeRange(start_utc, end_utc, tuple(notes))
 
 
+YearMonth = tuple[int, int]
+
+
+def next_month(year: int, month: int) -> YearMonth:
+    """The calendar month after ``year-month``."""
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def ny_year_month(moment: datetime) -> YearMonth:
+    """The New York calendar month an instant falls in (an after-hours bar at 01:00Z belongs to the day before)."""
+    local = moment.astimezone(NEW_YORK)
+    return local.year, local.month
+
+
+def months_between(first: YearMonth, last: YearMonth) -> list[YearMonth]:
+    """Every (year, month) from ``first`` to ``last``, both included."""
+    out: list[YearMonth] = []
+    current = first
+    while current <= last:
+        out.append(current)
+        current = next_month(*current)
+    return out
+
+
 def month_starts(start: datetime, end: datetime) -> list[datetime]:
     """The UTC instants at which each New York calendar month touching ``[start, end]`` begins."""
-    local = start.astimezone(NEW_YORK)
-    year, month = local.year, local.month
-    out: list[datetime] = []
-    while True:
-        first = _ny_midnight(date(year, month, 1))
-        if first > end:
-            break
-        out.append(first)
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out
+    starts = [ny_month_start(y, m) for y, m in months_between(ny_year_month(start), ny_year_month(end))]
+    return [s for s in starts if s <= end]
 
 
 def ny_month_start(year: int, month: int) -> datetime:
     """The UTC instant at which New York calendar month ``year-month`` begins."""
-    return _ny_midnight(date(year, month, 1))
+    return ny_midnight(date(year, month, 1))
+
+
+def ny_month_end(year: int, month: int) -> datetime:
+    """The last microsecond of New York calendar month ``year-month``, in UTC."""
+    return ny_month_start(*next_month(year, month)) - ONE_MICROSECOND

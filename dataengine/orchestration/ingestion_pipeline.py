@@ -310,7 +310,7 @@ class IngestionPipeline:
 def _refresh_status_cache(root: Path, request: IngestRequest) -> None:
     """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
     ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
-    from dataengine.status import refresh_cache  # late: only needed after a run
+    from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run
 
     started = time.monotonic()
     try:

@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from dataengine.calendar import lag_cut
 from dataengine.errors import StorageError
+from dataengine.storage.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 TICK = timedelta(microseconds=1)
@@ -106,10 +106,8 @@ class CoverageLedger:
                         current = piece
                 if current is not None:
                     merged.append(current)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             try:
-                tmp.write_text("".join(p.to_json() + "\n" for p in merged), encoding="utf-8")
-                os.replace(tmp, self.path)
+                write_text_atomic(self.path, "".join(p.to_json() + "\n" for p in merged))
             except OSError as exc:
                 raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
             self._pieces = None

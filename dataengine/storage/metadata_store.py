@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import threading
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -29,6 +27,7 @@ import polars as pl
 
 from dataengine.config import Settings
 from dataengine.errors import StorageError, UsageError
+from dataengine.storage.atomic import write_text_atomic
 from dataengine.storage.run_lock import RunLock
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -163,13 +162,10 @@ class MetadataStore:
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["symbol"], r["added"])))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(buffer.getvalue(), encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, buffer.getvalue())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
@@ -210,8 +206,7 @@ def _rows_from_states(states: dict[str, frozenset[str]]) -> list[dict[str, str]]
     since: dict[str, str] = {}
     for day in sorted(states):
         members = states[day]
-        for symbol in [s for s in since if s not in members]:
-            rows.append({"symbol": symbol, "added": since.pop(symbol), "removed": day})
+        rows.extend({"symbol": s, "added": since.pop(s), "removed": day} for s in [s for s in since if s not in members])
         for symbol in members:
             since.setdefault(symbol, day)
     rows += [{"symbol": s, "added": d, "removed": ""} for s, d in since.items()]

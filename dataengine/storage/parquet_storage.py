@@ -1,9 +1,11 @@
 """Partitioned Parquet store: ``{root}/equities_{tf}/symbol=S/year=YYYY/month=MM/data.parquet``.
 
 Exactly once per (symbol, timestamp): new bars are merged with the partition's existing file (new values win),
-sorted, written by DuckDB to a temp file in the same directory, fsynced, and ``os.replace``d over
-``data.parquet``. A crash at any moment leaves the old file or the new one, never a torn one. DuckDB's
-``COPY ... PARTITION_BY`` modes are not used on the live tree: they replace or double rows (perf-notes §2).
+sorted, and written by DuckDB through :func:`~dataengine.storage.atomic.write_atomic` (temp file, fsync,
+rename, directory fsync). A crash at any moment leaves the old file or the new one, never a torn one. DuckDB's
+``COPY ... PARTITION_BY`` modes are not used on the live tree: OVERWRITE_OR_IGNORE replaces a partition's
+existing rows and OVERWRITE wipes the whole target directory. Paths and the schema come from
+:mod:`dataengine.storage.layout`.
 
 Thread-safe: writes to the same partition are serialised by a per-partition lock, and every thread gets its
 own DuckDB connection. Across processes, the run lock (``dataengine.storage.run_lock``) keeps one writer.
@@ -15,27 +17,27 @@ import json
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 
-from dataengine.api.pages import DATA_COLUMNS
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DatasetMismatchError, StorageError, UsageError
+from dataengine.storage import layout
+from dataengine.storage.atomic import pid_alive, temp_owner_pid, write_atomic, write_text_atomic
+from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import ny_month_start
 
 log = logging.getLogger(__name__)
 
-DATA_FILE = "data.parquet"
-DATASET_FILE = "_dataset.json"
-TEMP_SUFFIX = ".tmp"  # never *.parquet, so readers' globs cannot see a half-written file
+__all__ = ["DATASET_FILE", "DATA_FILE", "ParquetStorage", "WriteStats", "with_partition_columns"]
 
 
 @dataclass
@@ -48,13 +50,6 @@ class WriteStats:
         self.rows_written += other.rows_written
         self.rows_added += other.rows_added
         self.partitions += other.partitions
-
-
-def with_partition_columns(bars: pl.DataFrame) -> pl.DataFrame:
-    """Add ``year`` and ``month``: the bar's New York calendar date (an after-hours bar at 21:30 UTC on
-    Jan 31 belongs to January)."""
-    local = pl.col("timestamp").dt.convert_time_zone("America/New_York")
-    return bars.with_columns(year=local.dt.year(), month=local.dt.month())
 
 
 class ParquetStorage:
@@ -72,21 +67,18 @@ class ParquetStorage:
     # -- layout -------------------------------------------------------------------------------------------
 
     def dataset_dir(self, key: DatasetKey) -> Path:
-        return self.root / key.dirname
+        return layout.dataset_dir(self.root, key)
 
     def partition_path(self, key: DatasetKey, symbol: str, year: int, month: int) -> Path:
-        return self.dataset_dir(key) / f"symbol={symbol}" / f"year={year:04d}" / f"month={month:02d}" / DATA_FILE
+        return layout.partition_path(self.root, key, symbol, year, month)
 
     def iter_partitions(self, key: DatasetKey, symbol: str | None = None) -> Iterator[tuple[str, int, int, Path]]:
         """(symbol, year, month, path) of every stored partition, sorted."""
-        base = self.dataset_dir(key)
-        pattern = f"symbol={symbol}/year=*/month=*/{DATA_FILE}" if symbol else f"symbol=*/year=*/month=*/{DATA_FILE}"
-        for path in sorted(base.glob(pattern)):
-            month_dir, year_dir, symbol_dir = path.parent, path.parent.parent, path.parent.parent.parent
-            yield symbol_dir.name[7:], int(year_dir.name[5:]), int(month_dir.name[6:]), path
+        for part in layout.iter_partitions(self.dataset_dir(key), symbol):
+            yield part.symbol, part.year, part.month, part.path
 
     def coverage_path(self, key: DatasetKey) -> Path:
-        return self.root / "metadata" / "coverage" / f"{key.dirname}.jsonl"
+        return layout.coverage_path(self.root, key)
 
     def extent(self, key: DatasetKey, symbol: str) -> tuple[datetime, datetime, datetime] | None:
         """(start of the first stored month, last stored bar, when that file was written) or None."""
@@ -100,16 +92,17 @@ class ParquetStorage:
             written = datetime.fromtimestamp(last_path.stat().st_mtime, timezone.utc)
         except (OSError, pl.exceptions.ComputeError) as exc:
             raise StorageError(f"cannot read {last_path}: {exc}") from None
-        if last is None:
+        if not isinstance(last, datetime):
             return None
-        return ny_month_start(year, month), last, written  # type: ignore[return-value]
+        return ny_month_start(year, month), last, written
 
     # -- dataset identity ---------------------------------------------------------------------------------
 
-    def dataset_info(self, key: DatasetKey) -> dict | None:
-        path = self.dataset_dir(key) / DATASET_FILE
+    def dataset_info(self, key: DatasetKey) -> dict[str, Any] | None:
+        path = layout.dataset_record_path(self.root, key)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            info = json.loads(path.read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else None
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -135,12 +128,10 @@ class ParquetStorage:
             "feed": feed,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        target = self.dataset_dir(key) / DATASET_FILE
+        target = layout.dataset_record_path(self.root, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{DATASET_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
-            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, target)
+            write_text_atomic(target, json.dumps(record, indent=2) + "\n")
         except OSError as exc:
             raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
 
@@ -199,20 +190,20 @@ class ParquetStorage:
         return WriteStats(rows_written=new.height, rows_added=merged.height - old_rows, partitions=1)
 
     def _write_atomically(self, frame: pl.DataFrame, path: Path) -> None:
-        tmp = path.with_name(f".{DATA_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
         con = self._connection()
+
+        def copy_to(tmp: Path) -> None:
+            target = str(tmp).replace("'", "''")
+            try:
+                con.execute(f"COPY (SELECT * FROM bars) TO '{target}' (FORMAT PARQUET, COMPRESSION zstd)")
+            except duckdb.Error as exc:
+                raise StorageError(f"cannot write {path}: {exc}") from None
+
         con.register("bars", frame)  # Arrow hand-off, zero-copy for these numeric/timestamp columns
         try:
-            target = str(tmp).replace("'", "''")
-            con.execute(f"COPY (SELECT * FROM bars) TO '{target}' (FORMAT PARQUET, COMPRESSION zstd)")
-        except duckdb.Error as exc:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {path}: {exc}") from None
+            write_atomic(path, copy_to)
         finally:
             con.unregister("bars")
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(path.parent)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -242,11 +233,8 @@ class ParquetStorage:
             return 0
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
-                    continue
-                parts = name.split(".")
-                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-                if pid is not None and _process_alive(pid):
+                pid = temp_owner_pid(name)
+                if pid is None or pid_alive(pid):
                     continue
                 try:
                     os.unlink(os.path.join(dirpath, name))
@@ -302,28 +290,3 @@ def _normalise(bars: pl.DataFrame) -> pl.DataFrame:
         pl.col(["open", "high", "low", "close", "vwap"]).cast(pl.Float64),
         pl.col(["volume", "trade_count"]).cast(pl.Int64),
     )
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # directories cannot be opened on Windows; the rename is still atomic there
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True

@@ -179,7 +179,7 @@ class RunLedger:
 
 def _tail_lines(path: Path, n: int, block: int = 64 * 1024) -> list[str]:
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below; only the open may fail here
     except FileNotFoundError:
         return []
     with handle:

@@ -15,6 +15,7 @@ file systems (NFS, SMB) ``flock`` may be local to one machine, so keep one writi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from dataengine.errors import LockError, StorageError
+from dataengine.storage.atomic import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +145,8 @@ class RunLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)  # an empty file means "released cleanly"
-        except OSError:
-            pass
         try:
             _unlock(fd)
         finally:
@@ -178,7 +178,7 @@ class RunLock:
         if record.get("host") != socket.gethostname() or not isinstance(pid, int):
             record["alive"] = None
         else:
-            record["alive"] = _pid_alive(pid)
+            record["alive"] = pid_alive(pid)
         return record
 
     # -- internals --------------------------------------------------------------------------------------------
@@ -225,17 +225,3 @@ def _parse_holder(data: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None  # caught mid-write by its holder
     return record if isinstance(record, dict) else None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if sys.platform == "win32":  # pragma: no cover
-        return True  # no cheap probe without extra dependencies; the lock itself is authoritative
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True

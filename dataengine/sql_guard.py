@@ -1,0 +1,90 @@
+"""Read-only SQL over a store: exactly one SELECT (or EXPLAIN of one), checked by DuckDB's own parser before it
+runs, on a sandboxed connection (:func:`dataengine.sql_views.connect` with ``read_only=True``)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from dataengine.errors import UsageError
+from dataengine.sql_views import connect, duckdb_message
+
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
+_BATCH_ROWS = 65_536
+_REFUSED_HINT = {
+    "COPY": " (use --output to write a result to a file)",
+    "LOAD": " (INSTALL and LOAD of extensions are refused)",
+    "MULTI": " (PIVOT needs its IN list spelled out: PIVOT ... ON col IN (...))",
+}
+
+
+def query(sql: str, *, storage_dir: str | Path | None = None, limit: int | None = None) -> pl.DataFrame:
+    """Run one read-only SQL statement against the store's views and return the result as a frame.
+
+    Only ``SELECT`` (with ``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``...) and ``EXPLAIN
+    [ANALYZE]`` of a SELECT are accepted; everything else (COPY, ATTACH, CREATE, INSERT, SET, INSTALL,
+    PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
+    caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
+    """
+    con = connect(storage_dir, read_only=True)
+    try:
+        check_read_only(con, sql)
+        return _fetch(con, sql, limit)
+    except duckdb.Error as exc:
+        raise UsageError(duckdb_message(exc)) from None
+    finally:
+        con.close()
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.DataFrame:
+    # One execution binds the views once. A relation (con.sql(...).pl()) binds at creation and again to run,
+    # and every bind globs the dataset: measured at ~0.1 s per 12,000 files.
+    with warnings.catch_warnings():
+        # "Arrow output on a DB-API result makes an extra copy": a copy of the result, cheap next to the glob.
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        stream = con.execute(sql).to_arrow_reader(_BATCH_ROWS)
+    assert stream is not None  # a SELECT always has a result
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in stream:
+        batches.append(batch)
+        rows += batch.num_rows
+        if limit is not None and rows >= limit:
+            break  # the rest of the result is never produced
+    table = pa.Table.from_batches(batches, schema=stream.schema)
+    frame = pl.from_arrow(table if limit is None else table.slice(0, limit))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise :class:`UsageError` unless ``sql`` is exactly one SELECT, or EXPLAIN [ANALYZE] of one."""
+    statements = con.extract_statements(sql)  # parses only; a syntax error raises duckdb.ParserException
+    if len(statements) != 1:
+        raise UsageError(f"query takes exactly one SQL statement, got {len(statements)}")
+    kind = statements[0].type.name
+    if kind == "EXPLAIN":
+        # EXPLAIN ANALYZE runs its statement, so what it explains must pass the same test; anything the
+        # pattern cannot take apart is refused rather than guessed at.
+        text = _LEADING_COMMENTS.sub("", statements[0].query)
+        match = _EXPLAIN.match(text)
+        try:
+            inner = con.extract_statements(text[match.end() :]) if match else []
+        except duckdb.Error:
+            inner = []
+        if len(inner) == 1 and inner[0].type.name == "SELECT":
+            return
+        raise UsageError("query is read-only: EXPLAIN is accepted only for a SELECT")
+    if kind != "SELECT":
+        raise UsageError(f"query is read-only: {kind} statements are not allowed{_REFUSED_HINT.get(kind, '')}")
+
+
+def error_message(exc: BaseException) -> str:
+    """DuckDB's message on one line (see :func:`dataengine.sql_views.duckdb_message`)."""
+    return duckdb_message(exc)

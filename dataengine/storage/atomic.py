@@ -1,0 +1,106 @@
+"""Whole-file replacement that a crash cannot tear, and the one liveness probe for process ids.
+
+Every file dataengine rewrites (partitions, the coverage ledger after compaction, index CSVs, the dataset
+record, the footer cache, ``query --output``) goes through :func:`write_atomic`: the new content is written to a
+hidden temp file in the same directory, fsynced, renamed over the target with ``os.replace`` (atomic on POSIX
+and Windows within one file system), and the directory is fsynced so the rename itself survives power loss.
+A reader sees the old file or the new one, never a mix.
+
+Temp names are ``.{target}.{pid}.{random}.tmp``: hidden, never ``*.parquet`` (so no dataset reader or glob
+picks one up), and carrying the writer's pid so the next run can tell a dead writer's leftover from a live
+one's file (:func:`is_temp_name`, :func:`temp_owner_pid`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_path(target: Path) -> Path:
+    """A fresh temp-file path beside ``target`` for this process."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+
+
+def is_temp_name(name: str, target_name: str | None = None) -> bool:
+    """True for a name :func:`temp_path` makes (for ``target_name`` only, if given)."""
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    parts = name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 8:
+        return False
+    return target_name is None or parts[0] == target_name
+
+
+def temp_owner_pid(name: str) -> int | None:
+    """The pid embedded in a temp-file name, or None when ``name`` is not one of ours."""
+    if not is_temp_name(name):
+        return None
+    return int(name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)[1])
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Replace ``target`` with what ``write(tmp)`` writes to a temp path, atomically and durably.
+
+    If ``write`` raises, the temp file is removed and ``target`` is left exactly as it was.
+    """
+    tmp = temp_path(target)
+    try:
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_path(target.parent)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    write_atomic(target, write)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory; directories cannot be opened on Windows, where the rename is atomic anyway."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host. Errs on "alive" when it cannot tell.
+
+    On Windows ``os.kill(pid, 0)`` would send CTRL_C_EVENT, so it is never called there; the caller's other
+    evidence (an OS lock the kernel released) decides instead.
+    """
+    if pid == os.getpid():
+        return True
+    if pid <= 0 or sys.platform == "win32":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True

@@ -1,0 +1,207 @@
+"""The footer index: every partition's row count and first/last bar, read from Parquet footers and cached.
+
+Row counts come from each file's footer (``num_rows``: what DuckDB's ``count(*)`` returns) and first/last bars
+from the footer's min/max statistics of ``timestamp``. Reading 54,000 footers still takes seconds, so the
+footers are cached in ``{root}/metadata/status-cache.arrow`` (Arrow IPC, not ``.parquet``, so no glob over
+the store picks it up), keyed by partition and validated by inode, size and mtime: ``os.replace`` gives every
+rewritten partition a new inode, so a stale entry is never used. A call lists the partition directories,
+stats each ``data.parquet`` and reads only the footers that changed. ``status`` reads it; every ingest
+refreshes the entries of what it wrote (:func:`refresh_cache`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dataengine.storage import layout
+from dataengine.storage.atomic import write_atomic
+from dataengine.storage.layout import CACHE_FILE, DATA_FILE
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+KEY = ["dataset", "symbol", "year", "month"]
+
+_SCHEMA = {
+    "dataset": pl.String,
+    "symbol": pl.String,
+    "year": pl.Int32,
+    "month": pl.Int32,
+    "ino": pl.Int64,
+    "size": pl.Int64,
+    "mtime_ns": pl.Int64,
+    "blocks": pl.Int64,
+    "rows": pl.Int64,
+    "first_us": pl.Int64,
+    "last_us": pl.Int64,
+}
+def _walk(root: Path, datasets: Sequence[str], symbols: Sequence[str] | None = None) -> tuple[dict[str, list[Any]], list[str]]:
+    """Every ``data.parquet`` of the given datasets (of the given symbols only, if any) and its stat, as
+    columns plus the paths; no footer is read. Written for speed: 54,000 partitions take ~0.3 s."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks")}
+    paths: list[str] = []
+    sep, stat, listdir = os.sep, os.stat, os.listdir
+    has_blocks = hasattr(os.stat_result, "st_blocks")
+    for dataset in datasets:
+        base = str(root) + sep + dataset
+        try:
+            symbol_dirs = (
+                [layout.symbol_dirname(s) for s in symbols]
+                if symbols is not None
+                else [n for n in listdir(base) if layout.parse_symbol_dirname(n) is not None]
+            )
+        except OSError:
+            continue
+        for sdir in symbol_dirs:
+            spath = base + sep + sdir
+            symbol = layout.parse_symbol_dirname(sdir)
+            try:
+                years = listdir(spath)
+            except OSError:
+                continue
+            for ydir in years:
+                ypath = spath + sep + ydir
+                year = layout.parse_year_dirname(ydir)
+                try:
+                    months = listdir(ypath) if year is not None else []
+                except OSError:
+                    continue
+                for mdir in months:
+                    month = layout.parse_month_dirname(mdir)
+                    path = ypath + sep + mdir + sep + DATA_FILE
+                    if month is None:
+                        continue
+                    try:
+                        st = stat(path)
+                    except OSError:
+                        continue
+                    cols["dataset"].append(dataset)
+                    cols["symbol"].append(symbol)
+                    cols["year"].append(year)
+                    cols["month"].append(month)
+                    cols["ino"].append(st.st_ino)
+                    cols["size"].append(st.st_size)
+                    cols["mtime_ns"].append(st.st_mtime_ns)
+                    cols["blocks"].append(st.st_blocks * 512 if has_blocks else st.st_size)
+                    paths.append(path)
+    return cols, paths
+
+
+def _to_us(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int((value - EPOCH) // timedelta(microseconds=1))
+    return None
+
+
+def _read_footer(path: str) -> tuple[int, int | None, int | None]:
+    """(rows, first timestamp in µs, last timestamp in µs) from one file's footer."""
+    import pyarrow.parquet as pq  # late: only needed when footers changed
+
+    meta = pq.read_metadata(path)
+    first: int | None = None
+    last: int | None = None
+    column = next((i for i in range(meta.num_columns) if meta.schema.column(i).name == "timestamp"), None)
+    if column is not None:
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is None or not stats.has_min_max:
+                continue
+            lo, hi = _to_us(stats.min), _to_us(stats.max)
+            if lo is not None:
+                first = lo if first is None else min(first, lo)
+            if hi is not None:
+                last = hi if last is None else max(last, hi)
+    return meta.num_rows, first, last
+
+
+class FooterCache:
+    """Footers of a store's partitions, cached under ``metadata/`` and refreshed from the files' stat."""
+
+    def __init__(self, root: Path, *, threads: int = 4) -> None:
+        self.root = root
+        self.path = layout.metadata_dir(root) / CACHE_FILE
+        self.threads = threads
+        self.footers_read = 0  # how many footers the last :meth:`partitions` call had to read
+
+    def load(self) -> pl.DataFrame:
+        try:
+            frame = pl.read_ipc(self.path)
+            if dict(frame.schema) == _SCHEMA:
+                return frame
+        except (OSError, pl.exceptions.PolarsError):
+            pass
+        return pl.DataFrame(schema=_SCHEMA)
+
+    def save(self, frame: pl.DataFrame) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, lambda tmp: frame.write_ipc(tmp, compression="uncompressed"))
+        except OSError as exc:  # a read-only store still answers, only slower next time
+            log.info("cannot save the status cache %s: %s", self.path, exc)
+
+    def partitions(self, datasets: Sequence[str], symbols: Sequence[str] | None = None, *, whole_store: bool = False) -> pl.DataFrame:
+        """One row per stored partition of ``datasets`` (of ``symbols`` only, if given): key, sizes, rows,
+        first/last. The cache is refreshed for that scope; ``whole_store`` also drops entries of datasets that
+        no longer exist."""
+        columns, paths = _walk(self.root, datasets, symbols)
+        current = pl.DataFrame(columns, schema={k: v for k, v in _SCHEMA.items() if k not in ("rows", "first_us", "last_us")})
+        cache = self.load()
+        joined = current.join(
+            cache.select(*KEY, pl.col("ino").alias("c_ino"), pl.col("size").alias("c_size"),
+                         pl.col("mtime_ns").alias("c_mtime"), "rows", "first_us", "last_us"),
+            on=KEY, how="left",
+        )
+        fresh = (pl.col("c_ino") == pl.col("ino")) & (pl.col("c_size") == pl.col("size")) & (pl.col("c_mtime") == pl.col("mtime_ns"))
+        joined = joined.with_columns(fresh.fill_null(False).alias("fresh"))
+        stale_idx = joined.with_row_index().filter(~pl.col("fresh"))["index"].to_list()
+        self.footers_read = len(stale_idx)
+        rows = joined["rows"].to_list()
+        firsts = joined["first_us"].to_list()
+        lasts = joined["last_us"].to_list()
+        if stale_idx:
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="footer") as pool:
+                footers = list(pool.map(_safe_footer, [paths[i] for i in stale_idx], chunksize=256))
+            for i, footer in zip(stale_idx, footers, strict=False):
+                rows[i], firsts[i], lasts[i] = footer
+        result = current.with_columns(
+            pl.Series("rows", rows, pl.Int64), pl.Series("first_us", firsts, pl.Int64), pl.Series("last_us", lasts, pl.Int64)
+        ).filter(pl.col("rows").is_not_null())
+        # the cache entries this call is the authority for: the whole store, or one symbol's partitions
+        scope = pl.lit(True) if whole_store else pl.col("dataset").is_in(list(datasets))
+        if symbols is not None:
+            scope = scope & pl.col("symbol").is_in(list(symbols))
+        kept = cache.filter(~scope)
+        if stale_idx or kept.height + result.height != cache.height:
+            self.save(pl.concat([kept, result.select(list(_SCHEMA))]).sort(KEY))
+        return result
+
+
+def _safe_footer(path: str) -> tuple[int | None, int | None, int | None]:
+    try:
+        return _read_footer(path)
+    except FileNotFoundError:
+        return None, None, None  # replaced or removed since the listing: left out of this answer
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal to the whole status
+        log.warning("cannot read the Parquet footer of %s: %s", path, exc)
+        return None, None, None
+
+
+def refresh_cache(root: str | Path, dataset: str, symbols: Sequence[str]) -> int:
+    """Bring the footer cache up to date for the partitions of ``symbols`` in ``dataset`` (what a run just
+    wrote), so the next ``status`` reads no footer. Returns how many footers were read."""
+    root = Path(root).expanduser()
+    if not (root / dataset).is_dir():
+        return 0
+    cache = FooterCache(root)
+    cache.partitions([dataset], list(symbols))
+    return cache.footers_read

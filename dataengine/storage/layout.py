@@ -1,0 +1,199 @@
+"""The on-disk format of a store, in one place: every other module asks here.
+
+::
+
+    {root}/equities_{label}[_{adjustment}]/symbol={S}/year={YYYY}/month={MM}/data.parquet
+    {root}/equities_.../_dataset.json           which feed a dataset holds
+    {root}/metadata/coverage/{dataset}.jsonl    what each dataset holds completely (incremental runs)
+    {root}/metadata/runs.jsonl                  the run ledger
+    {root}/metadata/run.lock                    one writer per store
+    {root}/metadata/indices/{name}.csv          index membership
+    {root}/metadata/status-cache.arrow          Parquet footers, cached for ``status``
+
+Partitions are New York calendar months (an after-hours bar at 01:00Z on Feb 1 belongs to January), the month
+directory is zero-padded, and the key columns live in the path only, not in the files. The bar schema here is
+the stored one and the decoded one alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from dataengine.datasets import DatasetKey
+
+DATASET_PREFIX = "equities_"
+DATA_FILE = "data.parquet"
+DATASET_FILE = "_dataset.json"
+METADATA_DIR = "metadata"
+CACHE_FILE = "status-cache.arrow"
+
+BAR_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "trade_count": pl.Int64(),
+    "vwap": pl.Float64(),
+}
+DATA_COLUMNS = [c for c in BAR_SCHEMA if c != "symbol"]  # what a partition file holds
+PARTITION_KEYS = ("symbol", "year", "month")
+
+_SYMBOL = "symbol="
+_YEAR = "year="
+_MONTH = "month="
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One stored partition file and its key."""
+
+    symbol: str
+    year: int
+    month: int
+    path: Path
+
+
+def empty_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema=BAR_SCHEMA)
+
+
+def with_partition_columns(bars: pl.DataFrame) -> pl.DataFrame:
+    """Add ``year`` and ``month``: the bar's New York calendar month (an after-hours bar at 21:30 New York
+    on Jan 31 is 02:30Z on Feb 1 and belongs to January)."""
+    local = pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    return bars.with_columns(year=local.dt.year(), month=local.dt.month())
+
+
+# -- names ----------------------------------------------------------------------------------------------
+
+
+def dataset_dir(root: Path, key: DatasetKey | str) -> Path:
+    return root / (key if isinstance(key, str) else key.dirname)
+
+
+def symbol_dirname(symbol: str) -> str:
+    return f"{_SYMBOL}{symbol}"
+
+
+def year_dirname(year: int) -> str:
+    return f"{_YEAR}{year:04d}"
+
+
+def month_dirname(month: int) -> str:
+    return f"{_MONTH}{month:02d}"
+
+
+def partition_path(root: Path, key: DatasetKey | str, symbol: str, year: int, month: int) -> Path:
+    return dataset_dir(root, key) / symbol_dirname(symbol) / year_dirname(year) / month_dirname(month) / DATA_FILE
+
+
+def parse_symbol_dirname(name: str) -> str | None:
+    return name[len(_SYMBOL) :] if name.startswith(_SYMBOL) and len(name) > len(_SYMBOL) else None
+
+
+def parse_year_dirname(name: str) -> int | None:
+    return _int_after(name, _YEAR)
+
+
+def parse_month_dirname(name: str) -> int | None:
+    month = _int_after(name, _MONTH)
+    return month if month is not None and 1 <= month <= 12 else None
+
+
+def parse_partition_path(path: Path) -> tuple[str, int, int] | None:
+    """(symbol, year, month) of a ``.../symbol=S/year=Y/month=M/data.parquet`` path, or None if it is not one."""
+    if path.name != DATA_FILE:
+        return None
+    month_dir, year_dir, symbol_dir = path.parent, path.parent.parent, path.parent.parent.parent
+    symbol = parse_symbol_dirname(symbol_dir.name)
+    year = parse_year_dirname(year_dir.name)
+    month = parse_month_dirname(month_dir.name)
+    if symbol is None or year is None or month is None:
+        return None
+    return symbol, year, month
+
+
+def coverage_path(root: Path, key: DatasetKey | str) -> Path:
+    name = key if isinstance(key, str) else key.dirname
+    return metadata_dir(root) / "coverage" / f"{name}.jsonl"
+
+
+def metadata_dir(root: Path) -> Path:
+    return root / METADATA_DIR
+
+
+def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
+    return dataset_dir(root, key) / DATASET_FILE
+
+
+def describe_dataset(name: str) -> dict[str, str]:
+    """``equities_1min_split`` -> label ``1min``, adjustment ``split`` (from the directory name alone)."""
+    rest = name[len(DATASET_PREFIX) :] if name.startswith(DATASET_PREFIX) else name
+    label, _, adjustment = rest.partition("_")
+    return {"label": label, "adjustment": adjustment or "raw"}
+
+
+# -- listing --------------------------------------------------------------------------------------------
+
+
+def dataset_names(root: Path) -> list[str]:
+    """``equities_*`` directories under ``root``, sorted."""
+    try:
+        return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name.startswith(DATASET_PREFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def symbols_in(directory: Path) -> list[str]:
+    """Symbols with a directory in one dataset directory, sorted."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(s for s in (parse_symbol_dirname(n) for n in names) if s is not None)
+
+
+def iter_partitions(directory: Path, symbol: str | None = None) -> Iterator[Partition]:
+    """Every stored partition of one dataset directory (of one symbol, if given), sorted by key.
+
+    Lists directories level by level (never a glob: a symbol is data, not a pattern) and skips anything that is
+    not ours (stray folders, temp files)."""
+    symbols = [symbol] if symbol is not None else symbols_in(directory)
+    for sym in symbols:
+        yield from _symbol_partitions(directory / symbol_dirname(sym), sym)
+
+
+def _symbol_partitions(symbol_dir: Path, symbol: str) -> Iterator[Partition]:
+    found: list[Partition] = []
+    for year_name in _listdir(symbol_dir):
+        year = parse_year_dirname(year_name)
+        if year is None:
+            continue
+        for month_name in _listdir(symbol_dir / year_name):
+            month = parse_month_dirname(month_name)
+            path = symbol_dir / year_name / month_name / DATA_FILE
+            if month is not None and path.is_file():
+                found.append(Partition(symbol, year, month, path))
+    yield from sorted(found, key=lambda p: (p.year, p.month))
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _int_after(name: str, prefix: str) -> int | None:
+    if not name.startswith(prefix):
+        return None
+    digits = name[len(prefix) :]
+    return int(digits) if digits.isdigit() else None
