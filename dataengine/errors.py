@@ -17,17 +17,24 @@ maps ``exit_code`` to the process exit status::
     │   └── TerminalSourceError         400/422 for a request: invalid symbol, bad parameter
     └── Interrupted                     Ctrl-C / SIGTERM (130)
 
+Exit codes of a run are decided in one place, :func:`exit_code_for`: 0 all done, 1 finished with failed
+symbols, 2 usage or configuration (nothing fetched), 3 fatal during the run, 130 interrupted.
+
 Third-party exceptions (requests, alpaca-py) are translated in exactly one place:
 ``dataengine.api.alpaca_client``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DataEngineError(Exception):
-    """Base of every error dataengine raises on purpose."""
+    """Base of every error dataengine raises on purpose. ``result``: the partial result of the run it
+    stopped, when a run was under way (see :class:`FatalRunError`)."""
 
     exit_code: int = 2
+    result: Any = None
 
 
 class UsageError(DataEngineError):
@@ -45,7 +52,8 @@ class DatasetMismatchError(UsageError):
 
 
 class FatalRunError(DataEngineError):
-    """The run cannot continue; stop every worker."""
+    """The run cannot continue; stop every worker. ``result`` is the partial result of the run it stopped
+    (set by the run before the error reaches the caller; None when it was raised before the run began)."""
 
     exit_code = 3
 
@@ -97,3 +105,28 @@ class Interrupted(DataEngineError):
     """The run was interrupted by the user (Ctrl-C) or a signal."""
 
     exit_code = 130
+
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_FATAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(*, error: BaseException | None = None, failed: bool = False, interrupted: bool = False) -> int:
+    """The exit code of a run: from the error that stopped it, else from what it finished with."""
+    if isinstance(error, KeyboardInterrupt) or (error is None and interrupted):
+        return EXIT_INTERRUPTED
+    if isinstance(error, DataEngineError):
+        return error.exit_code
+    if error is not None:
+        return EXIT_FAILURES  # an internal error: the run ended, something is wrong, cron must notice
+    return EXIT_FAILURES if failed else EXIT_OK
+
+
+def outcome_for(exit_code: int | None) -> str:
+    """``ok``, ``failures`` (exit 1), ``interrupted``, ``error`` (fatal), or ``running`` (no end yet)."""
+    if exit_code is None:
+        return "running"
+    return {EXIT_OK: "ok", EXIT_FAILURES: "failures", EXIT_INTERRUPTED: "interrupted"}.get(exit_code, "error")

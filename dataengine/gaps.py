@@ -15,9 +15,10 @@ import polars as pl
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
+from dataengine.storage import layout
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ONE_MICROSECOND
+from dataengine.timerange import ONE_MICROSECOND, ny_month_end, ny_month_start
 
 Interval = tuple[datetime, datetime]
 
@@ -68,7 +69,7 @@ def find_gaps(
     tf = key.timeframe
     if tf.name in ("week", "month"):
         raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
-    stored = sorted({s for s, *_ in storage.iter_partitions(key)})
+    stored = layout.symbols_in(storage.dataset_dir(key))
     return [_symbol_gaps(storage, key, tf, symbol, start, end) for symbol in (symbols or stored)]
 
 
@@ -113,8 +114,11 @@ def _symbol_gaps(
 
 
 def _month_overlaps(year: int, month: int, start: datetime | None, end: datetime | None) -> bool:
-    first = date(year, month, 1)
-    last = (date(year + (month == 12), month % 12 + 1, 1)) - timedelta(days=1)
-    if start is not None and last < start.astimezone(NEW_YORK).date():
+    if start is not None and ny_month_end(year, month) < start:
         return False
-    return not (end is not None and first > end.astimezone(NEW_YORK).date())
+    return not (end is not None and ny_month_start(year, month) > end)
+
+
+def repair_ranges(reports: list[SymbolGaps]) -> dict[str, list[Interval]]:
+    """What to fetch again to close the true gaps found: per symbol, its runs of missing sessions."""
+    return {r.symbol: r.missing_ranges() for r in reports if r.missing_sessions}

@@ -2,7 +2,7 @@
 
 alpaca-py supplies the request model (``StockBarsRequest``, its enums), the auth headers and the base URL.
 We drive the pages ourselves because ``get_stock_bars`` loops over every page inside one call, keeps the
-whole range in memory, has no timeout and retries only 429/504 with a fixed 3 s sleep (alpaca-api.md §2).
+whole range in memory, has no timeout and retries only 429/504 with a fixed 3 s sleep.
 Each page is decoded straight into a Polars frame and handed on, so memory does not grow with the range.
 
 An ``AlpacaClient`` owns one ``requests.Session`` and is **not** thread-safe: use one per worker thread.
@@ -17,7 +17,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -30,7 +30,9 @@ from alpaca.data.timeframe import TimeFrame
 
 from dataengine.api.pages import PageDecodeError, decode_page, empty_bars
 from dataengine.api.rate_limiter import RateLimiter
+from dataengine.api.source import PAGE_BARS, Page, SourceFactory, WaitHook
 from dataengine.config import Settings
+from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
 from dataengine.errors import (
     AuthError,
@@ -45,7 +47,6 @@ from dataengine.timerange import resolve_range
 
 log = logging.getLogger(__name__)
 
-PAGE_LIMIT = 10_000  # Alpaca's maximum bars per page, counted across all symbols of a request
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 THROTTLE_BUDGET_FACTOR = 4  # 429s may be retried this many times more often than other transient errors
 _INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.IGNORECASE)
@@ -56,22 +57,7 @@ class _ConnectFailed(TransientSourceError):
     """Nothing answered at the address (refused, unresolvable, connect timeout)."""
 
 
-@dataclass
-class Page:
-    """One page of bars: a frame with a ``symbol`` column, and the token of the next page (None at the end)."""
-
-    bars: pl.DataFrame
-    next_page_token: str | None
-
-
-@dataclass
-class ClientStats:
-    """Counters of one client; the pipeline sums them over its workers."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0  # 429 answers
-    bars: int = 0
+ClientStats = RequestCounts  # counters of one client; the run sums them over its workers
 
 
 @dataclass(frozen=True)
@@ -100,12 +86,12 @@ class AlpacaClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
-        on_wait: Callable[[str, float], None] | None = None,
+        on_wait: WaitHook | None = None,
     ) -> None:
-        if api_key is None or secret_key is None:
+        if api_key is None or secret_key is None or settings is not None:
+            # The seed API's AlpacaClient() reads everything from settings, as from_settings does.
             settings = settings or Settings.load()
-            api_key, secret_key = settings.credentials()
-        if settings is not None:
+            api_key, secret_key = (api_key, secret_key) if api_key and secret_key else settings.credentials()
             base_url = base_url or settings.data_url
             timeout = timeout if timeout is not None else settings.request_timeout
             retry = retry or RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff)
@@ -117,8 +103,40 @@ class AlpacaClient:
         self._retry = retry or RetryPolicy()
         self._limiter = rate_limiter
         self._stop = stop
-        self.on_wait = on_wait  # called as on_wait(reason, seconds) before a long wait (progress display)
+        self.on_wait = on_wait
         self.stats = ClientStats()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        stop: threading.Event | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> AlpacaClient:
+        """The one place settings become a client: keys, data URL, timeout, retry policy and pacing."""
+        key, secret = settings.credentials()
+        return cls(
+            key,
+            secret,
+            base_url=settings.data_url,
+            rate_limiter=rate_limiter or RateLimiter(settings.requests_per_minute),
+            timeout=settings.request_timeout,
+            retry=RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff),
+            stop=stop,
+            on_wait=on_wait,
+        )
+
+    @classmethod
+    def factory(cls, settings: Settings) -> SourceFactory:
+        """A source factory for one run: every client it makes shares one pacer, as Alpaca's limit is per key."""
+        limiter = RateLimiter(settings.requests_per_minute)
+
+        def make(*, stop: threading.Event, on_wait: WaitHook | None) -> AlpacaClient:
+            return cls.from_settings(settings, rate_limiter=limiter, stop=stop, on_wait=on_wait)
+
+        return make
 
     def close(self) -> None:
         self._alpaca._session.close()
@@ -186,7 +204,7 @@ class AlpacaClient:
             timeframe=parse_timeframe(timeframe).to_alpaca(),
             start=start,
             end=end,
-            limit=PAGE_LIMIT,
+            limit=PAGE_BARS,
             feed=DataFeed(wire_feed(parse_feed(feed))),
             adjustment=Adjustment(parse_adjustment(adjustment)),
         )
@@ -296,7 +314,7 @@ def _is_refused(exc: Exception) -> bool:
     return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
 
 
-def _rate_headers(headers: requests.structures.CaseInsensitiveDict) -> tuple[int | None, float | None]:
+def _rate_headers(headers: requests.structures.CaseInsensitiveDict[str]) -> tuple[int | None, float | None]:
     def number(name: str) -> float | None:
         try:
             return float(headers[name])

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from dataengine.datasets import DatasetKey
-from dataengine.gaps import SymbolGaps, find_gaps
+from dataengine.gaps import SymbolGaps, find_gaps, repair_ranges
 from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 from dataengine.orchestration.live_progress import choose_reporter
+from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import parse_bound
 
 
@@ -37,24 +39,19 @@ def gaps(
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
     wanted = clean_symbols(symbols) if symbols else None
-    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
-
-    progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
-                               title=f"dataengine gaps --repair · {key.dirname}")
-    pipeline = IngestionPipeline(settings=settings, progress=progress)
-    reports = find_gaps(pipeline.storage, key, wanted, first, last)
+    storage = ParquetStorage(settings.storage_dir)
+    reports = find_gaps(storage, key, wanted, first, last)
     repaired = None
-    if repair and any(r.missing_sessions for r in reports):
-        ranges = {r.symbol: r.missing_ranges() for r in reports if r.missing_sessions}
-        lo = min(a for spans in ranges.values() for a, _ in spans)
-        hi = max(b for spans in ranges.values() for _, b in spans)
-        feed = (pipeline.storage.dataset_info(key) or {}).get("feed", "sip")
-        request = pipeline.prepare(list(ranges), lo, hi, key.timeframe, feed=feed, adjustment=key.adjustment, ranges=ranges)
+    ranges = repair_ranges(reports)
+    if repair and ranges:
+        progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
+                                   title=f"dataengine gaps --repair · {key.dirname}")
+        pipeline = IngestionPipeline(settings=settings, storage=storage, progress=progress)
         try:
-            repaired = pipeline.run(request)
+            repaired = pipeline.ingest_ranges(ranges, key)
         finally:
             progress.close()
-        reports = find_gaps(pipeline.storage, key, wanted, first, last)
+        reports = find_gaps(storage, key, wanted, first, last)
     remaining = sum(len(r.missing_sessions) for r in reports)
     if json_out:
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],

@@ -6,9 +6,7 @@ Files are written only by this module, to ``--output``, and never inside the sto
 
 from __future__ import annotations
 
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +18,7 @@ from rich.text import Text
 
 from dataengine import reader
 from dataengine.errors import UsageError
+from dataengine.storage.atomic import write_atomic
 
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 1000  # a terminal table past this is unreadable; the file formats carry every row
@@ -87,18 +86,16 @@ def _render(frame: pl.DataFrame, fmt: str) -> str:
 
 
 def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:
-    target = output.expanduser()
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         if fmt == "parquet":
             frame.write_parquet(tmp, compression="zstd")
         else:
             tmp.write_text(_render(frame, fmt), encoding="utf-8")
-        os.replace(tmp, target)  # a failed write leaves the old file, never half a new one
+
+    try:
+        write_atomic(output.expanduser(), write)  # a failed write leaves the old file, never half a new one
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _print_table(frame: pl.DataFrame) -> None:

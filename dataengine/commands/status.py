@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dataengine.status import store_status, symbol_status
+from dataengine.timerange import next_month
 
 
 def register(app: typer.Typer) -> None:
@@ -136,5 +137,5 @@ def _ranges(months: list[str]) -> str:
 
 
 def _next(month: str) -> str:
-    y, m = int(month[:4]), int(month[5:])
-    return f"{y + 1:04d}-01" if m == 12 else f"{y:04d}-{m + 1:02d}"
+    y, m = next_month(int(month[:4]), int(month[5:]))
+    return f"{y:04d}-{m:02d}"

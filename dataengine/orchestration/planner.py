@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dataengine import calendar
+from dataengine.api.source import PAGE_BARS
+from dataengine.orchestration.request import IngestRequest
+from dataengine.storage.coverage import CoverageLedger, Interval
+from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts
 
-PAGE_BARS = 10_000
 MAX_UNIT_PAGES = 20  # bounds how much one unit re-fetches after a failure
 MAX_SYMBOL_CHARS = 3_000  # keeps the query string far below URL limits (HTTP 414 seen at ~8 KB)
 
@@ -87,7 +90,7 @@ def plan_units(
     units: list[WorkUnit] = []
     for i in range(0, len(symbols), per_batch):
         for part in _within_url_limit(symbols[i : i + per_batch]):
-            units.append(WorkUnit(tuple(part), start, end, per_symbol * len(part)))
+            units.append(WorkUnit(tuple(part), start, end, per_symbol * len(part)))  # noqa: PERF401 - nested loops
     return units
 
 
@@ -132,3 +135,77 @@ def plan_todo(
         for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages)
     ]
     return sorted(units, key=lambda u: -u.est_bars)
+
+
+# -- from a request and what the store holds, to units ----------------------------------------------------
+
+SLOW_PLAN_RPM = 1_000  # at or below this many requests per minute, requests are what a run waits for
+SLOW_PLAN_MIN_PAGES = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will fetch: per-symbol missing ranges and the work units covering them."""
+
+    todo: dict[str, tuple[Interval, ...]]
+    units: list[WorkUnit]
+
+    @property
+    def up_to_date(self) -> list[str]:
+        return sorted(s for s, spans in self.todo.items() if not spans)
+
+    def summary(self) -> dict[str, object]:
+        est_bars = sum(u.est_bars for u in self.units)
+        return {
+            "symbols": len(self.todo),
+            "symbols_to_fetch": sum(1 for spans in self.todo.values() if spans),
+            "symbols_up_to_date": len(self.up_to_date),
+            "units": len(self.units),
+            "est_bars_max": round(est_bars),
+            "est_requests_max": sum(math.ceil(max(u.est_bars, 1) / PAGE_BARS) for u in self.units),
+            "todo": {s: [[a.isoformat(), b.isoformat()] for a, b in spans] for s, spans in self.todo.items()},
+        }
+
+
+def plan_request(
+    request: IngestRequest,
+    storage: ParquetStorage,
+    coverage: CoverageLedger,
+    *,
+    workers: int,
+    requests_per_minute: int,
+    persist: bool = False,
+) -> Plan:
+    """Per-symbol ranges still to fetch (the request minus trusted coverage), and the units that fetch them.
+
+    ``persist``: record adopted coverage (bars stored without a coverage record) in the ledger, as a run does;
+    a dry run keeps it in memory."""
+    rng = request.range
+    if request.ranges is not None:
+        todo = {s: tuple(request.ranges.get(s, ())) for s in request.symbols}
+    elif request.full_refresh:
+        todo = {s: ((rng.start, rng.end),) for s in request.symbols}
+    else:
+        _adopt_untracked(request, storage, coverage, persist)
+        todo = {}
+        for symbol in request.symbols:
+            # Without --start a stored symbol resumes from its own history, not from the default start.
+            pieces = coverage.pieces().get(symbol)
+            start = rng.start if request.start_given or not pieces else min(p.start for p in pieces)
+            todo[symbol] = tuple(coverage.remaining(symbol, start, rng.end, request.lag))
+    # On a slow plan requests are the bottleneck: fewer, longer units leave fewer partly-filled pages.
+    min_pages = SLOW_PLAN_MIN_PAGES if requests_per_minute <= SLOW_PLAN_RPM else 1
+    return Plan(todo, plan_todo(todo, request.timeframe, workers=workers, min_pages=min_pages))
+
+
+def _adopt_untracked(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, persist: bool) -> None:
+    """Bars stored without a coverage record (``ParquetStorage.store``, older versions) count as covered from
+    their first month to their last bar, fetched when the last file was written."""
+    known = coverage.pieces()
+    for symbol in request.symbols:
+        if symbol in known:
+            continue
+        extent = storage.extent(request.dataset, symbol)
+        if extent is not None:
+            first, last, written = extent
+            coverage.record(symbol, first, last, written, persist=persist)

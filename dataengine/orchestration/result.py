@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dataengine.errors import exit_code_for
+
 
 @dataclass
 class IngestResult:
@@ -31,7 +33,7 @@ class IngestResult:
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else (1 if self.failed else 0)
+        return exit_code_for(failed=bool(self.failed), interrupted=self.interrupted)
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import duckdb
 import polars as pl
 
 from dataengine.config import Settings
+from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DatasetMismatchError, StorageError, UsageError
 from dataengine.storage import layout
@@ -40,16 +40,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DATASET_FILE", "DATA_FILE", "ParquetStorage", "WriteStats", "with_partition_columns"]
 
 
-@dataclass
-class WriteStats:
-    rows_written: int = 0  # bars handed to the store (new or replacing)
-    rows_added: int = 0  # net growth of the store
-    partitions: int = 0
-
-    def add(self, other: WriteStats) -> None:
-        self.rows_written += other.rows_written
-        self.rows_added += other.rows_added
-        self.partitions += other.partitions
+WriteStats = WriteCounts  # the name the seed API's store_data returns
 
 
 class ParquetStorage:

@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dataengine.errors import DataEngineError
+from dataengine.counters import copy_counters
+from dataengine.errors import DataEngineError, exit_code_for, outcome_for
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ class RunRecord:
     @property
     def outcome(self) -> str:
         """``ok``, ``failures`` (exit 1), ``interrupted``, ``error`` (fatal), or ``running`` (no end yet)."""
-        if self.exit_code is None:
-            return "running"
-        return {0: "ok", 1: "failures", 130: "interrupted"}.get(self.exit_code, "error")
+        return outcome_for(self.exit_code)
 
     def begin(self, *, waited_s: float = 0.0) -> None:
         """Mark the moment the run got the store (after any wait for the lock)."""
@@ -112,20 +111,22 @@ class RunRecord:
         if result is not None:
             self.successful = list(result.successful)
             self.failed = dict(result.failed)
-            self.rows_written, self.rows_added = result.rows_written, result.rows_added
-            self.requests, self.retries, self.throttled = result.requests, result.retries, result.throttled
+            copy_counters(result, self)
             self.interrupted = bool(result.interrupted)
             self.elapsed_s = result.elapsed_s
         if elapsed_s is not None:
             self.elapsed_s = round(elapsed_s, 3)
-        if error is None:
-            self.exit_code = result.exit_code if result is not None else 0
-        elif isinstance(error, KeyboardInterrupt):
-            self.exit_code, self.interrupted, self.error = 130, True, "interrupted"
+        self.exit_code = exit_code_for(
+            error=error,
+            failed=bool(result is not None and result.failed),
+            interrupted=bool(result is not None and result.interrupted),
+        )
+        if isinstance(error, KeyboardInterrupt):
+            self.interrupted, self.error = True, "interrupted"
         elif isinstance(error, DataEngineError):
-            self.exit_code, self.error = error.exit_code, str(error)
-        else:
-            self.exit_code, self.error = 1, f"internal error: {type(error).__name__}: {error}"
+            self.error = str(error)
+        elif error is not None:
+            self.error = f"internal error: {type(error).__name__}: {error}"
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)

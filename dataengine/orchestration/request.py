@@ -1,0 +1,71 @@
+"""An ingest request, validated: once built, nothing in it can fail the run with a usage error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
+from dataengine.errors import UsageError
+from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.storage.coverage import Interval
+from dataengine.timeframes import Timeframe, parse_timeframe
+from dataengine.timerange import TimeRange, resolve_range
+
+if TYPE_CHECKING:
+    from alpaca.data.timeframe import TimeFrame
+
+DateLike = str | date | datetime | None
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """What to fetch. ``start_given`` False: each stored symbol resumes from its own stored history;
+    ``full_refresh``: ignore what is stored; ``lag``: sessions of the last fetch fetched again (late
+    corrections); ``ranges``: explicit per-symbol ranges (a repair), instead of what coverage says."""
+
+    symbols: tuple[str, ...]
+    timeframe: Timeframe
+    range: TimeRange
+    feed: str
+    adjustment: str
+    start_given: bool = True
+    full_refresh: bool = False
+    lag: int = 1
+    ranges: dict[str, tuple[Interval, ...]] | None = None
+
+    @property
+    def dataset(self) -> DatasetKey:
+        return DatasetKey(self.timeframe, self.adjustment)
+
+
+def build_request(
+    symbols: Iterable[str],
+    start_date: DateLike = None,
+    end_date: DateLike = None,
+    timeframe: str | TimeFrame | Timeframe = "minute",
+    *,
+    feed: str = "sip",
+    adjustment: str = "raw",
+    full_refresh: bool = False,
+    lag: int = 1,
+    ranges: dict[str, list[Interval]] | None = None,
+) -> IngestRequest:
+    """Validate the user's input into a request; :class:`UsageError` names the first thing wrong."""
+    clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
+    feed = parse_feed(feed)
+    if lag < 0:
+        raise UsageError(f"--lag must be 0 or more sessions, got {lag}")
+    return IngestRequest(
+        symbols=tuple(clean),
+        timeframe=parse_timeframe(timeframe),
+        range=resolve_range(start_date, end_date, feed=feed),
+        feed=feed,
+        adjustment=parse_adjustment(adjustment),
+        start_given=start_date is not None,
+        full_refresh=full_refresh,
+        lag=lag,
+        ranges={s: tuple(v) for s, v in ranges.items()} if ranges is not None else None,
+    )

@@ -1,0 +1,295 @@
+"""The run: units on a thread pool, each streamed page by page into the store, failures isolated per symbol.
+
+Fatal errors (keys rejected, endpoint unreachable, store not writable) stop every worker at once. Ctrl-C stops
+cleanly: workers finish the partition write they are in (each write is atomic) and drop what is not yet
+written. Coverage is recorded as partitions land, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import polars as pl
+
+from dataengine.api.source import BarSource, SourceFactory
+from dataengine.counters import RequestCounts, WriteCounts, copy_counters
+from dataengine.errors import (
+    DataEngineError,
+    FatalRunError,
+    Interrupted,
+    TerminalSourceError,
+    TransientSourceError,
+)
+from dataengine.orchestration.planner import Plan, WorkUnit
+from dataengine.orchestration.progress import ProgressReporter
+from dataengine.orchestration.request import IngestRequest
+from dataengine.orchestration.result import IngestResult
+from dataengine.storage.coverage import CoverageLedger
+from dataengine.storage.layout import with_partition_columns
+from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.timerange import ONE_MICROSECOND, ny_month_start
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_S = 10.0
+
+
+class IngestRun:
+    """One ingest of a planned request: shared by the worker threads, guarded by ``lock``.
+
+    Collaborators come in as arguments: the store, the dataset's coverage ledger, the plan, a factory making
+    one :class:`~dataengine.api.source.BarSource` per worker thread, and the progress reporter.
+    """
+
+    def __init__(
+        self,
+        request: IngestRequest,
+        plan: Plan,
+        *,
+        storage: ParquetStorage,
+        coverage: CoverageLedger,
+        make_source: SourceFactory,
+        progress: ProgressReporter,
+        workers: int,
+    ) -> None:
+        self.request = request
+        self.plan = plan
+        self.storage = storage
+        self.coverage = coverage
+        self.make_source = make_source
+        self.progress = progress
+        self.workers = workers
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.sources: list[BarSource] = []
+        self.remaining: dict[str, int] = {}
+        self.failed: dict[str, str] = {}
+        self.successful: list[str] = []
+        self.written = WriteCounts()
+        self._worker_numbers = itertools.count(1)
+        self.result = IngestResult(
+            timeframe=request.timeframe.name,
+            feed=request.feed,
+            adjustment=request.adjustment,
+            start=request.range.start.isoformat(),
+            end=request.range.end.isoformat(),
+            notes=list(request.range.notes),
+        )
+
+    # -- orchestration (main thread) ----------------------------------------------------------------------
+
+    def execute(self) -> IngestResult:
+        """Fetch every unit on the pool; return the result, or raise the fatal error with ``.result`` set."""
+        started = time.monotonic()
+        plan = self.plan
+        units = plan.units
+        for unit in units:
+            for symbol in unit.symbols:
+                self.remaining[symbol] = self.remaining.get(symbol, 0) + 1
+        if plan.up_to_date:
+            self.successful.extend(plan.up_to_date)
+            self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
+        log.info(
+            "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
+            len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
+            self.request.range.end.isoformat(), self.request.feed, self.request.adjustment, len(units),
+            self.workers,
+        )
+        self.progress.start(
+            symbols=len(self.request.symbols),
+            units=len(units),
+            est_bars=sum(u.est_bars for u in units),
+            counters=self.counters,
+        )
+        fatal: BaseException | None = None
+        pool = ThreadPoolExecutor(max_workers=self.workers, initializer=self._name_worker)
+        futures: list[Future[None]] = [pool.submit(self.execute_unit, unit) for unit in units]
+        try:
+            pending: set[Future[None]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    exc = future.exception()
+                    if isinstance(exc, Interrupted):
+                        continue
+                    if exc is not None:
+                        fatal = exc
+                        self.stop.set()
+                if fatal is not None:
+                    break
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping workers")
+            self.stop.set()
+            self.result.interrupted = True
+        finally:
+            if fatal is not None or self.result.interrupted:
+                self.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=SHUTDOWN_GRACE_S)
+            for source in self.sources:
+                source.close()
+            if units:
+                self.coverage.compact()
+        self.finish(time.monotonic() - started)
+        self.progress.finish(self.result)
+        if fatal is not None:
+            if isinstance(fatal, DataEngineError):
+                fatal.result = self.result
+            raise fatal
+        return self.result
+
+    def _name_worker(self) -> None:
+        """Pool threads are named ``worker-1``, ``worker-2``...: every log record and progress row shows it."""
+        threading.current_thread().name = f"worker-{next(self._worker_numbers)}"
+
+    def finish(self, elapsed: float) -> None:
+        stats = self.counters()
+        r = self.result
+        r.successful = sorted(self.successful)
+        r.failed = dict(sorted(self.failed.items()))
+        if r.interrupted or self.stop.is_set():
+            pending = [s for s, n in self.remaining.items() if n > 0 and s not in self.failed]
+            if pending and not r.interrupted:
+                r.failed.update({s: "not fetched: the run stopped early" for s in pending})
+        copy_counters(stats, r)
+        r.elapsed_s = round(elapsed, 3)
+
+    def counters(self) -> dict[str, int]:
+        """Live totals over all workers (read by progress displays and copied into the result)."""
+        total = RequestCounts()
+        for source in list(self.sources):
+            total.add(source.stats)
+        return {**asdict(total), "rows_written": self.written.rows_written, "rows_added": self.written.rows_added}
+
+    # -- worker side --------------------------------------------------------------------------------------
+
+    def source(self) -> BarSource:
+        """This worker thread's source (made on first use: a client per thread, pacing shared)."""
+        source: BarSource | None = getattr(self.local, "source", None)
+        if source is None:
+            worker = _worker_name()
+            source = self.make_source(
+                stop=self.stop, on_wait=lambda reason, seconds: self.progress.waiting(worker, reason, seconds)
+            )
+            self.local.source = source
+            with self.lock:
+                self.sources.append(source)
+        return source
+
+    def execute_unit(self, unit: WorkUnit) -> None:
+        """Run one unit; isolate per-symbol failures, let fatal ones through."""
+        worker = _worker_name()
+        queue = deque([unit])
+        while queue:
+            current = queue.popleft()
+            if not current.symbols:
+                continue
+            if self.stop.is_set():
+                raise Interrupted("stopped")
+            self.progress.unit_started(worker, current)
+            ok = False
+            try:
+                self.stream_unit(current, worker)
+                ok = True
+            except TerminalSourceError as exc:
+                if exc.symbol in current.symbols and len(current.symbols) > 1:
+                    self.fail_symbol(exc.symbol, str(exc))
+                    queue.append(current.without({exc.symbol}))  # its neighbours go on without it
+                elif len(current.symbols) > 1:
+                    queue.extend(current.halves())  # the server did not say which symbol: bisect
+                else:
+                    self.fail_symbol(current.symbols[0], str(exc))
+            except TransientSourceError as exc:
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
+            except (FatalRunError, Interrupted):
+                self.stop.set()
+                raise
+            except Exception as exc:  # a bug must not take the other symbols down with it
+                log.exception("unexpected error in %s", current.label)
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, f"internal error: {type(exc).__name__}: {exc}")
+            finally:
+                self.progress.unit_finished(worker, current, ok)
+            if ok:
+                self.unit_succeeded(current)
+
+    def stream_unit(self, unit: WorkUnit, worker: str) -> None:
+        """Fetch a unit page by page and write every partition as soon as it is complete.
+
+        Pages are sorted by symbol, then time, so once a page ends in partition P, every buffered row of an
+        earlier partition is final. Memory stays at about one partition plus one page.
+        """
+        source = self.source()
+        request = self.request
+        fetched = datetime.now(timezone.utc)
+        held: pl.DataFrame | None = None
+        for page in source.iter_pages(
+            unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment
+        ):
+            written = 0
+            if page.bars.height:
+                keyed = with_partition_columns(page.bars)  # New York year/month, computed once per bar
+                if held is not None:
+                    keyed = pl.concat([held, keyed])
+                sym, year, month = keyed.select("symbol", "year", "month").row(-1)
+                last = (str(sym), int(year), int(month))
+                in_last = (pl.col("symbol") == last[0]) & (pl.col("year") == last[1]) & (pl.col("month") == last[2])
+                ready = keyed.filter(~in_last)
+                held = keyed.filter(in_last)
+                written = self.write(ready)
+                self.record_progress(unit, ready, last, fetched)
+            self.progress.page_done(worker, unit, page.bars.height, written)
+        if held is not None:
+            self.write(held)
+        for symbol in unit.symbols:
+            self.coverage.record(symbol, unit.start, unit.end, fetched)
+
+    def record_progress(self, unit: WorkUnit, ready: pl.DataFrame, last: tuple[str, int, int], fetched: datetime) -> None:
+        """Record coverage for what was just written, so a killed run resumes where it stopped.
+
+        A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
+        to the start of the month still being filled (pages are sorted by symbol, then time)."""
+        for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
+            if symbol not in unit.symbols:
+                continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
+            end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
+            self.coverage.record(symbol, unit.start, end, fetched)
+
+    def write(self, bars: pl.DataFrame) -> int:
+        if bars.is_empty():
+            return 0
+        stats = self.storage.write_keyed(bars, self.request.dataset)
+        with self.lock:
+            self.written.add(stats)
+        return stats.rows_written
+
+    def fail_symbol(self, symbol: str, reason: str) -> None:
+        with self.lock:
+            first = symbol not in self.failed
+            self.failed.setdefault(symbol, reason)
+        if first:
+            log.warning("%s failed: %s", symbol, reason)
+            self.progress.symbol_done(symbol, False, reason)
+
+    def unit_succeeded(self, unit: WorkUnit) -> None:
+        finished: list[str] = []
+        with self.lock:
+            for symbol in unit.symbols:
+                self.remaining[symbol] -= 1
+                if self.remaining[symbol] == 0 and symbol not in self.failed:
+                    self.successful.append(symbol)
+                    finished.append(symbol)
+        for symbol in finished:
+            self.progress.symbol_done(symbol, True)
+
+
+def _worker_name() -> str:
+    return threading.current_thread().name

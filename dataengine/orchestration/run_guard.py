@@ -1,0 +1,65 @@
+"""One writer per store, and one ledger line per run: the lock and the run ledger around a run.
+
+Every run that asks for the store leaves exactly one ledger record: refused the lock (exit 3, so cron sees
+why), finished (0 or 1), stopped by a fatal error (3, with the partial result), interrupted (130) or killed by
+a bug (1). The record is appended inside the lock, so the ledger has one writer, like the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataengine.errors import LockError
+from dataengine.storage.run_ledger import RunLedger, RunRecord
+from dataengine.storage.run_lock import RunLock
+
+
+@dataclass
+class RunOutcome:
+    """Set ``result`` before leaving the block; the ledger record is closed from it."""
+
+    result: Any = None
+
+
+@contextmanager
+def locked_and_recorded(
+    root: Path,
+    ledger: RunLedger,
+    record: RunRecord,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    command: str = "",
+) -> Iterator[RunOutcome]:
+    """Hold the store's run lock for the block and append ``record`` to the ledger however the block ends.
+
+    Raises :class:`LockError` (after recording the refusal) when another process holds the store and
+    ``wait`` is off or ``timeout`` passes.
+    """
+    started = time.monotonic()
+    lock = RunLock(root, wait=wait, timeout=timeout, command=command)
+    try:
+        lock.acquire()
+    except LockError as exc:
+        record.close(error=exc, elapsed_s=time.monotonic() - started)
+        ledger.append(record)
+        raise
+    try:
+        got_lock = time.monotonic()
+        record.begin(waited_s=got_lock - started)
+        outcome = RunOutcome()
+        try:
+            yield outcome
+        except BaseException as exc:
+            record.close(result=getattr(exc, "result", None), error=exc, elapsed_s=time.monotonic() - got_lock)
+            ledger.append(record)
+            raise
+        record.close(result=outcome.result)
+        ledger.append(record)
+    finally:
+        lock.release()
