@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dataengine.api.source import SourceFactory
 from dataengine.config import Settings
@@ -128,13 +128,23 @@ class IngestionPipeline:
         list as that index's membership from today."""
         if index_name is not None:
             validate_index_name(index_name)
-        symbols = SymbolLoader.from_file(csv_path)
-        request = self.prepare(
-            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+        request = self.prepare_csv(
+            csv_path, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
         )
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
         return self.run(request)
+
+    def prepare_csv(
+        self,
+        csv_path: str | Path,
+        start_date: DateLike = None,
+        end_date: DateLike = None,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        **options: Any,
+    ) -> IngestRequest:
+        """:meth:`prepare` for the symbols of a CSV or text file (a bare name is looked up in the bundled lists)."""
+        return self.prepare(SymbolLoader.from_file(csv_path), start_date, end_date, timeframe, **options)
 
     def prepare(
         self,

@@ -266,13 +266,20 @@ def _merge_sorted(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
 
 
 def _normalise(bars: pl.DataFrame) -> pl.DataFrame:
-    """Coerce a user's frame to the stored schema (timestamps to UTC microseconds, ints for counts)."""
+    """Coerce a user's frame to the stored schema (timestamps to UTC microseconds, ints for counts).
+
+    A naive timestamp is New York time, as everywhere else in dataengine (dates and datetimes given to
+    ``ingest`` and ``read_bars``); at the autumn DST change the earlier of the two instants is taken."""
     ts = bars.schema["timestamp"]
-    if isinstance(ts, pl.Datetime):
-        stamp = pl.col("timestamp").dt.replace_time_zone("UTC") if ts.time_zone is None else pl.col("timestamp").dt.convert_time_zone("UTC")
-        bars = bars.with_columns(stamp.dt.cast_time_unit("us"))
-    else:
+    if not isinstance(ts, pl.Datetime):
         raise UsageError(f"column timestamp must be a datetime, not {ts}")
+    stamp = pl.col("timestamp")
+    if ts.time_zone is None:
+        stamp = stamp.dt.replace_time_zone("America/New_York", ambiguous="earliest")
+    try:
+        bars = bars.with_columns(stamp.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+    except pl.exceptions.ComputeError as exc:  # a wall time that does not exist in New York (DST gap)
+        raise UsageError(f"column timestamp: {exc}".splitlines()[0]) from None
     for name in DATA_COLUMNS:
         if name not in bars.columns:
             bars = bars.with_columns(pl.lit(None).alias(name))

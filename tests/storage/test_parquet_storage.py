@@ -96,10 +96,15 @@ def test_frame_without_symbol_is_refused(tmp_path: Path) -> None:
         ParquetStorage(tmp_path).store(bars("A", datetime(2024, 1, 2, tzinfo=UTC), 2).drop("symbol"), "minute")
 
 
-def test_naive_timestamps_are_taken_as_utc(tmp_path: Path) -> None:
-    frame = bars("A", datetime(2024, 1, 2, 14), 3)
+def test_naive_timestamps_are_new_york_time_as_everywhere_else(tmp_path: Path) -> None:
+    frame = bars("A", datetime(2024, 1, 2, 9, 30), 3)  # 09:30 New York in January is 14:30 UTC
     ParquetStorage(tmp_path).store(frame, "minute")
-    assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, tzinfo=UTC)
+    assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    # and read_bars takes a naive bound the same way, so the bar comes back at the time it was stored at
+    from dataengine.reader import read_bars
+
+    back = read_bars("A", datetime(2024, 1, 2, 9, 30), datetime(2024, 1, 2, 9, 30), storage_dir=tmp_path)
+    assert back.height == 1
 
 
 def test_concurrent_merges_into_one_partition_lose_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,163 @@
+"""``dataengine ingest`` and ``ingest-csv``: parse, make one library call, render (one JSON object with --json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from dataengine.commands.common import Context, command_line, emit, exit_with
+from dataengine.errors import DataEngineError, UsageError
+from dataengine.orchestration.live_progress import choose_reporter
+from dataengine.orchestration.progress import ProgressReporter
+from dataengine.orchestration.result import IngestResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command("ingest-csv")(ingest_csv)
+
+
+Start = Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default 2016-01-01.")]
+End = Annotated[str | None, typer.Option("--end", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", help="minute, 5min, 15min, 30min, hour, day, week, month.")]
+Feed = Annotated[str, typer.Option("--feed", help="sip, iex, otc or delayed_sip.")]
+AdjustmentOpt = Annotated[str, typer.Option("--adjustment", help="raw, split, dividend or all (adjusted bars go to their own dataset).")]
+Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
+Wait = Annotated[bool, typer.Option("--wait", help="If another run holds the store, wait for it instead of exiting 3 at once.")]
+WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", help="With --wait: give up (exit 3) after this many seconds.", min=0)]
+FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Ignore what is stored and fetch the whole range again.")]
+Lag = Annotated[int, typer.Option("--lag", help="Sessions of the last fetch to fetch again for late corrections (0 = none).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what is stored, what would be fetched, estimated requests) and fetch nothing.")]
+
+
+def ingest(
+    ctx: typer.Context,
+    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. AAPL MSFT BRK.B", show_default=False)],
+    start: Start = None,
+    end: End = None,
+    timeframe: TimeframeOpt = "minute",
+    feed: Feed = "sip",
+    adjustment: AdjustmentOpt = "raw",
+    workers: Workers = None,
+    json_out: JsonOut = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
+    full_refresh: FullRefresh = False,
+    lag: Lag = 1,
+    dry_run: DryRun = False,
+) -> None:
+    """Fetch bars for the given symbols and store each bar exactly once."""
+    args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
+                      wait_timeout, full_refresh, lag, dry_run)
+    _ingest(ctx.obj, args, command_line(ctx))
+
+
+def ingest_csv(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
+    index_name: Annotated[str | None, typer.Option("--index-name", help="Also record the list as this index's membership from today.")] = None,
+    start: Start = None,
+    end: End = None,
+    timeframe: TimeframeOpt = "minute",
+    feed: Feed = "sip",
+    adjustment: AdjustmentOpt = "raw",
+    workers: Workers = None,
+    json_out: JsonOut = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = None,
+    full_refresh: FullRefresh = False,
+    lag: Lag = 1,
+    dry_run: DryRun = False,
+) -> None:
+    """Fetch bars for every symbol of a CSV or text file."""
+    args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
+                      wait_timeout, full_refresh, lag, dry_run)
+    _ingest(ctx.obj, args, command_line(ctx))
+
+
+@dataclass
+class IngestArgs:
+    """What the two ingest commands were asked to do."""
+
+    symbols: list[str] | None
+    path: str | None
+    index_name: str | None
+    start: str | None
+    end: str | None
+    timeframe: str
+    feed: str
+    adjustment: str
+    workers: int | None
+    json_out: bool
+    wait: bool
+    wait_timeout: float | None
+    full_refresh: bool
+    lag: int
+    dry_run: bool
+
+
+def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
+    """Run an ingest; with ``--json`` stdout gets exactly one JSON object whatever happens (errors included)."""
+    progress: ProgressReporter | None = None
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {args.workers}")
+        settings = state.settings(workers=args.workers)
+        state.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+
+        what = f"ingest-csv {args.path}" if args.path else "ingest"
+        title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
+                 f" · {args.feed}/{args.adjustment}")
+        progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
+        pipeline = IngestionPipeline(
+            settings=settings, progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
+            lock_timeout=args.wait_timeout, command=command,
+        )
+        options: dict[str, Any] = {
+            "feed": args.feed, "adjustment": args.adjustment, "full_refresh": args.full_refresh, "lag": args.lag
+        }
+        if args.dry_run:
+            if args.path is not None:
+                request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, **options)
+            else:
+                request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, **options)
+            plan = pipeline.dry_run(request)
+            emit(plan if args.json_out else _format_plan(plan), args.json_out)
+            return
+        if args.path is not None:
+            result = pipeline.ingest_from_csv(args.path, args.start, args.end, args.timeframe, args.index_name, **options)
+        else:
+            result = pipeline.ingest_symbols(args.symbols or [], args.start, args.end, args.timeframe, **options)
+    except DataEngineError as exc:
+        if args.json_out:
+            partial: IngestResult | None = exc.result
+            payload = partial.asdict() if partial is not None else {}
+            emit(dict(payload, error=str(exc), exit_code=exc.exit_code), True)
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    emit(dict(result.asdict(), exit_code=result.exit_code) if args.json_out else str(result), args.json_out)
+    exit_with(result.exit_code)
+
+
+def _format_plan(plan: dict[str, Any]) -> str:
+    lines = [
+        f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
+        f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars; "
+        f"{plan['symbols_up_to_date']} already up to date"
+    ]
+    todo = [(s, spans) for s, spans in plan["todo"].items() if spans]
+    for symbol, spans in todo[:20]:
+        lines.append(f"  {symbol}: " + ", ".join(f"{a[:19]}..{b[:19]}" for a, b in spans))
+    if len(todo) > 20:
+        lines.append(f"  ... and {len(todo) - 20} more")
+    return "\n".join(lines)
+
+
