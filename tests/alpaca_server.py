@@ -956,17 +956,18 @@ class FakeAlpaca:
             self._conns.discard(conn)
 
     # -- test controls ---------------------------------------------------------------------------------------
-    def inject(self, fault: str | int, *, count: int = 1, symbol: str | None = None) -> None:
-        """Make the next `count` requests (whose symbols include `symbol`, if given) fail with `fault`:
-        "500" (text/plain body), "502", "503", "504", "429", "drop" (close without response),
-        "hang" (answer after hang_s, or drop at stop()), "partial" (headers + half the body, then close)."""
+    def inject(self, fault: str | int, *, count: int = 1, symbol: str | None = None, with_token: bool = False) -> None:
+        """Make the next `count` requests (whose symbols include `symbol`, if given; that carry a page token,
+        if `with_token`) fail with `fault`: "500" (text/plain body), "502", "503", "504", "429", "drop"
+        (close without response), "hang" (answer after hang_s, or drop at stop()), "partial" (headers + half
+        the body, then close)."""
         fault = str(fault)
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {sorted(FAULTS)}")
         if count < 1:
             raise ValueError("count must be >= 1")
         with self._lock:
-            self._faults.append([fault, count, symbol])
+            self._faults.append([fault, count, symbol, with_token])
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -975,7 +976,7 @@ class FakeAlpaca:
     @property
     def pending_faults(self) -> list[tuple[str, int, str | None]]:
         with self._lock:
-            return [tuple(f) for f in self._faults]  # type: ignore[misc]
+            return [(f[0], f[1], f[2]) for f in self._faults]
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -1024,10 +1025,10 @@ class FakeAlpaca:
             }
         return ok, headers
 
-    def _take_fault(self, symbols: tuple[str, ...]) -> str | None:
+    def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False) -> str | None:
         with self._lock:
             for f in self._faults:
-                if f[2] is None or f[2] in symbols:
+                if (f[2] is None or f[2] in symbols) and (has_token or not f[3]):
                     f[1] -= 1
                     if f[1] <= 0:
                         self._faults.remove(f)
@@ -1056,7 +1057,7 @@ class FakeAlpaca:
             ok, headers = self._rate()
             if not ok:
                 raise _Reply(429, {"message": "rate limit exceeded"})
-            fault = self._take_fault(symbols)
+            fault = self._take_fault(symbols, rec.page_token is not None)
             rec.fault = fault
             if fault == "hang":
                 if self._stop.wait(self.hang_s):

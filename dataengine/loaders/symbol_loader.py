@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dataengine.errors import UsageError
 
-BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "lists"
+BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "lists"  # package data: dataengine/lists/
 SYMBOL_COLUMNS = ("symbol", "ticker")
 # Only what would break a request is refused here; Alpaca judges the rest ("invalid symbol: X" fails that
 # symbol alone, and its neighbours carry on).

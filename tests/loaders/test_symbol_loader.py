@@ -55,3 +55,15 @@ def test_from_list_rejects_symbols_that_would_break_a_request() -> None:
     assert SymbolLoader.from_list(["aapl", "msft"]) == ["AAPL", "MSFT"]
     with pytest.raises(UsageError, match="invalid symbol"):
         SymbolLoader.from_list(["AAPL,MSFT"])
+
+
+def test_bundled_lists_are_real_files_identical_to_the_top_level_copies() -> None:
+    from pathlib import Path
+
+    from dataengine.loaders.symbol_loader import BUNDLED_LISTS
+
+    top = Path(__file__).resolve().parents[2] / "lists"
+    bundled = sorted(p.name for p in BUNDLED_LISTS.iterdir() if p.suffix in (".csv", ".txt"))
+    assert bundled and not BUNDLED_LISTS.is_symlink()
+    for name in bundled:
+        assert (BUNDLED_LISTS / name).read_bytes() == (top / name).read_bytes(), f"{name} drifted between copies"

@@ -70,6 +70,42 @@ def test_retry_keeps_the_page_token(alpaca) -> None:  # type: ignore[no-untyped-
     assert [t for t in tokens[1:]] == clean  # and then the same pages, no restart
 
 
+@pytest.mark.parametrize("fault", ["503", "drop", "partial"])
+def test_a_failed_request_mid_range_is_retried_with_its_page_token(alpaca, fault: str) -> None:  # type: ignore[no-untyped-def]
+    """The fault hits a request that carries a page token (not the first one): the retry must carry the same
+    token and cost exactly one request more than a clean run; restarting the range would cost the pages
+    before it again (and the merge would hide the re-fetched rows, so only the request log can tell)."""
+    p = pipeline(1)
+    alpaca.reset_log()
+    p.ingest_symbols(["AAPL"], "2024-01-01", "2024-01-31", "minute")
+    clean = [r.page_token for r in alpaca.requests]
+    assert len(clean) >= 3 and clean[0] is None and all(clean[1:])
+    alpaca.reset_log()
+    alpaca.inject(fault, count=1, with_token=True)
+    p.ingest_symbols(["AAPL"], "2024-01-01", "2024-01-31", "minute", full_refresh=True)
+    log = alpaca.requests
+    failed = next(i for i, r in enumerate(log) if r.fault == fault)
+    assert failed == 1 and log[failed].page_token == clean[1]
+    assert log[failed + 1].page_token == log[failed].page_token  # retried as it was
+    assert len(log) == len(clean) + 1
+    assert [r.page_token for r in log if r.fault is None] == clean
+    assert_store_equals(read_store(store_root()), expected(alpaca, ["AAPL"], "2024-01-01", "2024-01-31"))
+
+
+def test_a_given_storage_carries_lock_ledger_coverage_and_index_with_it(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dataengine import ParquetStorage
+
+    elsewhere = tmp_path / "elsewhere"
+    p = IngestionPipeline(max_workers=2, storage=ParquetStorage(elsewhere))
+    csv = tmp_path / "two.csv"
+    csv.write_text("Symbol\nAAPL\nMSFT\n")
+    p.ingest_from_csv(csv, "2024-01-02", "2024-01-05", "day", index_name="mine")
+    meta = elsewhere / "metadata"
+    assert (meta / "runs.jsonl").is_file() and (meta / "run.lock").is_file()
+    assert (meta / "coverage" / "equities_1day.jsonl").is_file() and (meta / "indices" / "mine.csv").is_file()
+    assert not store_root().exists()  # the settings' default store was never touched
+
+
 def test_bad_symbol_fails_alone_and_neighbours_are_exact(alpaca) -> None:  # type: ignore[no-untyped-def]
     alpaca.invalid_symbols = frozenset({"BADX"})
     result = pipeline().ingest_symbols(["AAPL", "BADX", "MSFT"], "2024-01-02", "2024-01-05", "day")

@@ -2,7 +2,7 @@ import math
 
 from dataengine.orchestration.planner import PAGE_BARS, plan_units
 from dataengine.timeframes import parse_timeframe
-from dataengine.timerange import resolve_range
+from dataengine.timerange import ONE_MICROSECOND, resolve_range
 
 
 def units_for(n: int, tf: str, start: str, end: str, workers: int = 8):  # type: ignore[no-untyped-def]
@@ -53,9 +53,12 @@ def test_short_ranges_spread_over_workers() -> None:
 
 
 def test_long_histories_split_on_month_boundaries() -> None:
-    units, _ = units_for(2, "minute", "2016-01-01", "2024-12-31")
+    units, rng = units_for(2, "minute", "2016-01-01", "2024-12-31")
     assert all(len(u.symbols) == 1 for u in units)
-    assert all(u.start.astimezone().day in (1, 31, 30) or True for u in units)
+    for symbol in ("S0", "S1"):  # each symbol's chunks tile the range: no hole, no overlap
+        chunks = sorted((u.start, u.end) for u in units if u.symbols == (symbol,))
+        assert len(chunks) > 1 and chunks[0][0] == rng.start and chunks[-1][1] == rng.end
+        assert all(b + ONE_MICROSECOND == c for (_, b), (c, _) in zip(chunks, chunks[1:], strict=False))
     inner_starts = [u.start for u in units if u.start != units[0].start]
     from dataengine.timerange import NEW_YORK
     assert all(s.astimezone(NEW_YORK).day == 1 and s.astimezone(NEW_YORK).hour == 0 for s in inner_starts)

@@ -120,3 +120,37 @@ def test_concurrent_merges_into_one_partition_lose_nothing(tmp_path: Path) -> No
     for t in threads:
         t.join()
     assert pl.read_parquet(path).height == 400  # without the partition lock the last replace wins
+
+
+def test_a_write_that_fails_part_way_leaves_the_old_partition_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new file is written beside the old one and renamed over it only once complete and fsynced: a
+    failure mid-write (disk full, a crash) leaves the old file readable and no temp file behind."""
+    storage = ParquetStorage(tmp_path)
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 30), "minute")
+    path = storage.partition_path(KEY, "AAPL", 2024, 1)
+    before = path.read_bytes()
+    real_replace = os.replace
+
+    def no_replace(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    with pytest.raises(Exception, match="No space left"):
+        storage.store(bars("AAPL", datetime(2024, 1, 3, 14, tzinfo=UTC), 30, price=2.0), "minute")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert path.read_bytes() == before and pl.read_parquet(path).height == 30
+    assert [p.name for p in path.parent.iterdir()] == ["data.parquet"]
+
+
+def test_the_new_file_is_fsynced_before_it_replaces_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataengine.storage.atomic as atomic
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = atomic.fsync_path, os.replace
+    monkeypatch.setattr(atomic, "fsync_path", lambda p: (events.append(("fsync", Path(p).name)), real_fsync(p)))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), real_replace(a, b)))
+    ParquetStorage(tmp_path).store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute")
+    replace_at = events.index(("replace", "data.parquet"))
+    tmp_synced = [i for i, (kind, name) in enumerate(events) if kind == "fsync" and name.startswith(".data.parquet.")]
+    assert tmp_synced and tmp_synced[-1] < replace_at  # the data is on disk before the rename makes it visible
+    assert ("fsync", "month=01") in events[replace_at:]  # and the rename itself is made durable
