@@ -36,6 +36,7 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "max_retries": ("max_retries", _INT, "DATAENGINE_MAX_RETRIES"),
     "progress_interval": ("progress_interval", _FLOAT, "DATAENGINE_PROGRESS_INTERVAL"),
     "retry_backoff": ("retry_backoff", _FLOAT, "DATAENGINE_RETRY_BACKOFF"),
+    "sip_delay_minutes": ("sip_delay_minutes", _INT, "DATAENGINE_SIP_DELAY_MINUTES"),
 }
 _MINIMUM = {
     "workers": 1,
@@ -44,6 +45,7 @@ _MINIMUM = {
     "max_retries": 0,
     "progress_interval": 0.1,
     "retry_backoff": 0.0,
+    "sip_delay_minutes": 0,
 }
 
 
@@ -69,6 +71,9 @@ class Settings:
     max_retries: int = 6
     progress_interval: float = 10.0
     retry_backoff: float = 0.5  # first retry waits up to this long; doubles each attempt (jittered)
+    # SIP bars newer than this are not asked for: Alpaca refuses the last 15 minutes of SIP to plans without
+    # real-time SIP (16 leaves a minute for clock skew). 0 for plans with real-time SIP (Algo Trader Plus).
+    sip_delay_minutes: int = 16
     config_file: Path | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never show a secret, even in a debug log

@@ -11,10 +11,12 @@ maps ``exit_code`` to the process exit status::
     │   ├── AuthError                   credentials rejected by Alpaca (3)
     │   ├── SourceUnreachableError      endpoint down or unreachable after all retries (3)
     │   ├── StorageError                store not writable (3)
-    │   └── LockError                   another run holds the store (3)
+    │   ├── LockError                   another run holds the store (3)
+    │   └── RequestRejectedError        a 4xx about the request itself, naming no symbol (3)
     ├── SourceError                     one request failed; the pipeline decides per symbol
     │   ├── TransientSourceError        429, 5xx, timeouts, dropped connections: retried
-    │   └── TerminalSourceError         400/422 for a request: invalid symbol, bad parameter
+    │   └── TerminalSourceError         a 4xx naming a symbol, a page that cannot be stored as sent
+    │       └── PagingLoopError         the server repeated a page token: paging would never end
     └── Interrupted                     Ctrl-C / SIGTERM (130)
 
 Exit codes of a run are decided in one place, :func:`exit_code_for`: 0 all done, 1 finished with failed
@@ -74,6 +76,10 @@ class LockError(FatalRunError):
     """Another dataengine run holds the store's lock."""
 
 
+class RequestRejectedError(FatalRunError):
+    """Alpaca refused the request itself (400/404/422 naming no symbol): every request would be refused."""
+
+
 class SourceError(DataEngineError):
     """One request to the data source failed."""
 
@@ -99,6 +105,10 @@ class TerminalSourceError(SourceError):
     def __init__(self, message: str, *, status: int | None = None, symbol: str | None = None) -> None:
         super().__init__(message, status=status)
         self.symbol = symbol  # the symbol the server named as invalid, if it named one
+
+
+class PagingLoopError(TerminalSourceError):
+    """A page token came back twice in one range: the run isolates the symbols that cause it."""
 
 
 class Interrupted(DataEngineError):

@@ -67,7 +67,7 @@ def find_gaps(
 ) -> list[SymbolGaps]:
     """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given."""
     tf = key.timeframe
-    if tf.name in ("week", "month"):
+    if not tf.intraday and tf.unit != "Day":
         raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
     stored = layout.symbols_in(storage.dataset_dir(key))
     return [_symbol_gaps(storage, key, tf, symbol, start, end) for symbol in (symbols or stored)]

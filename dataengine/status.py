@@ -28,11 +28,10 @@ from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cac
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
-from dataengine.timeframes import TIMEFRAMES
+from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import months_between
 
 log = logging.getLogger(__name__)
-_LABELS = {tf.label: tf.name for tf in TIMEFRAMES.values()}
 
 def _disk_bytes(st: os.stat_result) -> int:
     blocks = getattr(st, "st_blocks", None)
@@ -48,7 +47,11 @@ def _iso(us: int | None) -> str | None:
 def describe_dataset(name: str) -> dict[str, str | None]:
     """``equities_1min_split`` -> timeframe ``minute``, adjustment ``split`` (from the name)."""
     info = layout.describe_dataset(name)
-    return {"timeframe": _LABELS.get(info["label"], info["label"]), **info}
+    try:
+        timeframe = parse_timeframe(info["label"]).name
+    except UsageError:
+        timeframe = info["label"]  # a directory this version does not know: shown as it is named
+    return {"timeframe": timeframe, **info}
 
 
 def _dataset_info(root: Path, name: str) -> dict[str, Any]:

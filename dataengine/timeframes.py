@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,12 @@ class Timeframe:
     bars_per_session: float
 
     def to_alpaca(self) -> TimeFrame:
+        """alpaca-py's TimeFrame. It refuses 4Month, which Alpaca serves: that one is sent by its ``wire``
+        string instead (see ``AlpacaClient.build_params``)."""
         from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
-        return TimeFrame(self.amount, TimeFrameUnit(self.unit))
+        amount = self.amount if not (self.unit == MONTH and self.amount == 4) else 1
+        return TimeFrame(amount, TimeFrameUnit(self.unit))
 
     @property
     def wire(self) -> str:
@@ -65,6 +69,16 @@ TIMEFRAMES: dict[str, Timeframe] = {
         Timeframe("month", "1month", 1, MONTH, 0.05),
     )
 }
+# Every size Alpaca serves: [1-59]Min, [1-23]Hour, 1Day, 1Week, [1,2,3,4,6,12]Month.
+ALLOWED_AMOUNTS = {MINUTE: range(1, 60), HOUR: range(1, 24), DAY: (1,), WEEK: (1,), MONTH: (1, 2, 3, 4, 6, 12)}
+_UNIT_WORDS = {
+    "min": MINUTE, "mins": MINUTE, "minute": MINUTE, "minutes": MINUTE, "t": MINUTE,
+    "hour": HOUR, "hours": HOUR, "h": HOUR, "hr": HOUR,
+    "day": DAY, "days": DAY, "d": DAY,
+    "week": WEEK, "weeks": WEEK, "w": WEEK,
+    "month": MONTH, "months": MONTH, "mo": MONTH,
+}
+_SIZE = re.compile(r"^\s*(\d{1,3})\s*([A-Za-z]+)\s*$")
 _ALIASES = {
     **{tf.label: tf for tf in TIMEFRAMES.values()},
     **{tf.wire.lower(): tf for tf in TIMEFRAMES.values()},
@@ -75,21 +89,42 @@ _ALIASES = {
     "weekly": TIMEFRAMES["week"],
     "monthly": TIMEFRAMES["month"],
 }
+CHOICES = "minute, 5min, 15min, 30min, hour, day, week, month, or any Alpaca size: 1-59min, 1-23hour, 1/2/3/4/6/12month"
+
+
+def sized(amount: int, unit: str) -> Timeframe:
+    """The timeframe of ``amount`` ``unit`` (Alpaca's unit spelling); :class:`UsageError` if Alpaca has no such size."""
+    if amount not in ALLOWED_AMOUNTS[unit]:
+        raise UsageError(f"Alpaca has no {amount}{unit} bars; sizes are {CHOICES}")
+    for known in TIMEFRAMES.values():
+        if known.amount == amount and known.unit == unit:
+            return known
+    label = f"{amount}{unit.lower()}"
+    # upper estimates per 04:00-20:00 session; buckets are aligned in UTC, so a size that does not divide the
+    # session cuts one more bar at an edge
+    per_session = {MINUTE: -(-960 // amount) + 1, HOUR: 16 // amount + 2, MONTH: 0.05 / amount}.get(unit, 1.0)
+    return Timeframe(label, label, amount, unit, per_session)
 
 
 def parse_timeframe(value: str | TimeFrame | Timeframe | Any) -> Timeframe:
-    """Accept our names (``minute``, ``5min``, ``day``...), dataset labels (``1day``), Alpaca's wire strings
-    (``15Min``) or an alpaca-py ``TimeFrame``; raise :class:`UsageError` for anything else."""
+    """Accept our names (``minute``, ``5min``, ``day``...), any size in our spelling (``10min``, ``2hour``,
+    ``3month``), dataset labels (``1day``), Alpaca's spellings (``15Min``, ``10T``, ``2H``, ``3M``) or an
+    alpaca-py ``TimeFrame``; raise :class:`UsageError` for anything else."""
     if isinstance(value, Timeframe):
         return value
     if hasattr(value, "amount_value") and hasattr(value, "unit_value"):  # alpaca-py's TimeFrame
         unit = getattr(value.unit_value, "value", value.unit_value)
-        for known in TIMEFRAMES.values():
-            if known.amount == value.amount_value and known.unit == unit:
-                return known
-        raise UsageError(f"unsupported timeframe {value.amount_value}{unit}; choose one of: {', '.join(TIMEFRAMES)}")
-    key = str(value).strip().lower()
-    found = TIMEFRAMES.get(key) or _ALIASES.get(key)
-    if found is None:
-        raise UsageError(f"unknown timeframe {value!r}; choose one of: {', '.join(TIMEFRAMES)}")
-    return found
+        return sized(int(value.amount_value), str(unit))
+    text = str(value).strip()
+    found = TIMEFRAMES.get(text.lower()) or _ALIASES.get(text.lower())
+    if found is not None:
+        return found
+    match = _SIZE.match(text)
+    if match is not None:
+        amount, word = int(match[1]), match[2]
+        if word == "M":  # Alpaca's month letter; a lowercase "m" is ambiguous (minute? month?) and refused
+            return sized(amount, MONTH)
+        unit = _UNIT_WORDS.get(word.lower()) if word != "m" else None
+        if unit is not None:
+            return sized(amount, unit)
+    raise UsageError(f"unknown timeframe {value!r}; choose {CHOICES}")

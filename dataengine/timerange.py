@@ -15,9 +15,8 @@ from dataengine.errors import UsageError
 NEW_YORK = ZoneInfo("America/New_York")
 DEFAULT_START = date(2016, 1, 1)
 ONE_MICROSECOND = timedelta(microseconds=1)
-# Free plans are refused SIP data newer than 15 minutes; one more minute of margin for clock skew.
-SIP_DELAY = timedelta(minutes=15)
-SIP_SAFE_DELAY = timedelta(minutes=16)
+# Plans without real-time SIP are refused SIP data newer than 15 minutes; one more minute for clock skew.
+SIP_SAFE_DELAY_MINUTES = 16
 
 
 def ny_midnight(day: date) -> datetime:
@@ -73,19 +72,24 @@ def resolve_range(
     *,
     feed: str = "sip",
     now: datetime | None = None,
+    sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
 ) -> TimeRange:
-    """Apply defaults (start 2016-01-01, end now) and the recent-SIP rule, and validate the order."""
+    """Apply defaults (start 2016-01-01, end now) and the recent-SIP rule, and validate the order.
+
+    ``feed`` is the stored feed (``delayed_sip`` is already ``sip``); SIP bars of the last ``sip_delay_minutes``
+    are left out (0: a plan with real-time SIP)."""
     now = now or datetime.now(timezone.utc)
     start_utc = parse_bound(start if start is not None else DEFAULT_START, is_end=False, name="start")
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else now
     notes: list[str] = []
     if end_utc > now:
         end_utc = now
-    if feed == "sip" and end_utc > now - SIP_DELAY:
-        end_utc = now - SIP_SAFE_DELAY
+    delay = timedelta(minutes=sip_delay_minutes)
+    if feed in ("sip", "delayed_sip") and delay and end_utc > now - delay:
+        end_utc = now - delay
         notes.append(
-            f"end pulled back to {end_utc.strftime('%Y-%m-%d %H:%M')} UTC: "
-            "Alpaca refuses SIP data from the last 15 minutes to free plans"
+            f"end pulled back to {end_utc.strftime('%Y-%m-%d %H:%M')} UTC: Alpaca refuses SIP data from the last "
+            "15 minutes to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
         )
     if start_utc > end_utc:
         raise UsageError(

@@ -896,6 +896,17 @@ class FakeAlpaca:
         self.free_plan = free_plan
         self.invalid_symbols = frozenset(invalid_symbols)
         self.empty_last_page = empty_last_page
+        # Test modes (set them on a running server):
+        # loop_symbol -- a request including this symbol that carries a page token gets that same token back
+        #                (a server bug or a caching proxy): a client that follows tokens blindly never ends.
+        # reject_all  -- (status, body): every bars request is refused this way (a request-wide 4xx).
+        # renames     -- {new symbol: date it took that name}: with asof "-" or before that date the symbol
+        #                has no bars before it (Alpaca maps FB's history to META only as of a later date).
+        # canned      -- bodies answered (status 200) in order, one per request, before any normal answer.
+        self.loop_symbol: str | None = None
+        self.reject_all: tuple[int, dict[str, Any]] | None = None
+        self.renames: dict[str, date] = {}
+        self.canned: list[bytes] = []
         self.hang_s = hang_s
         self.errors: list[BaseException] = []  # unexpected exceptions inside the server (should stay empty)
         self._port = port
@@ -1078,6 +1089,12 @@ class FakeAlpaca:
                 raise _Reply(405, {"message": "method not allowed"})
             if path != "/v2/stocks/bars" and not single:
                 raise _Reply(404, {"message": "Not Found"})
+            if self.reject_all is not None:
+                raise _Reply(*self.reject_all)
+            with self._lock:
+                canned = self.canned.pop(0) if self.canned else None
+            if canned is not None:
+                raise _Reply(200, canned)
             body, rec.bars, rec.next_page_token = self._bars(params, symbols, single, path)
             reply = _Reply(200, body)
             partial = fault == "partial"
@@ -1118,6 +1135,15 @@ class FakeAlpaca:
                 h.wfile.write(body)
         except OSError:
             h.close_connection = True
+
+    def _renamed(self, cfg: _SymCfg, symbol: str, asof: str | None) -> _SymCfg:
+        """A renamed symbol's history before its rename is served only when asof maps it (a date on or after
+        the rename, or no asof: today)."""
+        renamed = self.renames.get(symbol)
+        if renamed is None or (asof not in ("-",) and (asof is None or asof == "" or date.fromisoformat(asof) >= renamed)):
+            return cfg
+        first = max(cfg.first or 0, renamed.toordinal())
+        return cfg._replace(first=first)
 
     def _bars(self, params: dict[str, str], symbols: tuple[str, ...], single: bool, path: str) -> tuple[bytes, int, str | None]:
         unexpected = [k for k in params if k not in ALLOWED_PARAMS or (single and k == "symbols")]
@@ -1207,7 +1233,7 @@ class FakeAlpaca:
         for sym in syms:
             if tok_sym is not None and sym < tok_sym:
                 continue
-            cfg = self.universe.config(sym)
+            cfg = self._renamed(self.universe.config(sym), sym, asof)
             lo, hi = start, end
             if sym == tok_sym:
                 if desc:
@@ -1238,6 +1264,8 @@ class FakeAlpaca:
                 break
         nbars = limit - need
         next_token = encode_page_token(last[0], letter, last[1]) if (more and last is not None) else None
+        if self.loop_symbol in syms and token is not None:
+            next_token = token  # the looping server: the token it was given, again
         if next_token is not None:
             with self._lock:
                 if len(self._tokens) > 1_000_000:

@@ -77,7 +77,9 @@ def test_feed_mismatch_exit_2_names_both(alpaca, capsys) -> None:  # type: ignor
 BAD_INPUTS = [
     (["ingest", "AAPL", "--start", "2024-13-01"], "start '2024-13-01' is not a valid date"),
     (["ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "is after end"),
-    (["ingest", "AAPL", "--timeframe", "2min"], "unknown timeframe '2min'"),
+    (["ingest", "AAPL", "--timeframe", "2day"], "Alpaca has no 2Day bars"),
+    (["ingest", "AAPL", "--timeframe", "5m"], "unknown timeframe '5m'"),
+    (["ingest", "AAPL", "--asof", "2024-13-01"], "--asof '2024-13-01' is not a date"),
     (["ingest", "AAPL", "--feed", "nasdaq"], "unknown feed 'nasdaq'"),
     (["ingest", "AAPL", "--adjustment", "splits"], "unknown adjustment 'splits'"),
     (["ingest", "AAPL", "--workers", "0"], "--workers must be at least 1"),

@@ -28,7 +28,7 @@ from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
-from dataengine.api.pages import PageDecodeError, decode_page, empty_bars
+from dataengine.api.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
 from dataengine.api.rate_limiter import RateLimiter
 from dataengine.api.source import PAGE_BARS, Page, SourceFactory, WaitHook
 from dataengine.config import Settings
@@ -38,6 +38,8 @@ from dataengine.errors import (
     AuthError,
     FatalRunError,
     Interrupted,
+    PagingLoopError,
+    RequestRejectedError,
     SourceUnreachableError,
     TerminalSourceError,
     TransientSourceError,
@@ -170,15 +172,19 @@ class AlpacaClient:
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        asof: str | None = None,
         page_token: str | None = None,
     ) -> Iterator[Page]:
         """Yield every page of bars for ``symbols`` in ``[start, end]`` (UTC instants, inclusive).
 
         Pages come sorted by symbol, then timestamp; one symbol may span pages. A failed request is retried
-        with the same page token, so a retry never restarts the range.
+        with the same page token, so a retry never restarts the range. A server that hands back a token it
+        already gave for this range (a proxy cache, a server bug) would loop forever: that raises
+        :class:`PagingLoopError` instead, which the run isolates like a bad symbol.
         """
-        params = self.build_params(symbols, timeframe, start, end, feed=feed, adjustment=adjustment)
+        params = self.build_params(symbols, timeframe, start, end, feed=feed, adjustment=adjustment, asof=asof)
         token = page_token
+        seen: set[str] = set()
         while True:
             if self._stop is not None and self._stop.is_set():
                 raise Interrupted("stopped")
@@ -187,6 +193,12 @@ class AlpacaClient:
             if not page.next_page_token:
                 return
             token = page.next_page_token
+            if token in seen:
+                raise PagingLoopError(
+                    f"Alpaca repeated page token {token[:24]}... after {len(seen) + 1} pages: paging stopped "
+                    "advancing, so these bars were skipped instead of looping forever"
+                )
+            seen.add(token)
 
     @staticmethod
     def build_params(
@@ -197,18 +209,27 @@ class AlpacaClient:
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        asof: str | None = None,
     ) -> dict[str, str]:
-        """Query parameters for ``/v2/stocks/bars``, expressed through alpaca-py's request model."""
+        """Query parameters for ``/v2/stocks/bars``, expressed through alpaca-py's request model.
+
+        alpaca-py's enums lack some of what Alpaca serves (``4Month``, ``spin-off`` and combinations such as
+        ``split,spin-off``), so the timeframe and adjustment go out as Alpaca spells them."""
+        tf = parse_timeframe(timeframe)
+        adjustment = parse_adjustment(adjustment)
         request = StockBarsRequest(
             symbol_or_symbols=list(symbols),
-            timeframe=parse_timeframe(timeframe).to_alpaca(),
+            timeframe=tf.to_alpaca(),
             start=start,
             end=end,
             limit=PAGE_BARS,
             feed=DataFeed(wire_feed(parse_feed(feed))),
-            adjustment=Adjustment(parse_adjustment(adjustment)),
+            adjustment=Adjustment.RAW,
+            asof=asof,
         )
-        return {k: str(getattr(v, "value", v)) for k, v in request.to_request_fields().items()}
+        params = {k: str(getattr(v, "value", v)) for k, v in request.to_request_fields().items()}
+        params["timeframe"], params["adjustment"] = tf.wire, adjustment
+        return params
 
     def request_page(self, params: dict[str, str], page_token: str | None = None) -> Page:
         """One page, retried on transient failures; raises a :mod:`dataengine.errors` exception otherwise."""
@@ -287,6 +308,8 @@ class AlpacaClient:
         if status == 200:
             try:
                 bars, token = decode_page(body)
+            except FractionalVolumeError as exc:
+                raise TerminalSourceError(str(exc), status=status, symbol=exc.symbol) from None
             except PageDecodeError as exc:
                 raise TransientSourceError(f"malformed page ({exc})", status=status) from None
             self.stats.bars += bars.height
@@ -304,9 +327,11 @@ class AlpacaClient:
                 f"Alpaca rejected the API keys (HTTP {status}: {message}); check APCA_API_KEY_ID and APCA_API_SECRET_KEY"
             )
         match = _INVALID_SYMBOL.search(message)
-        raise TerminalSourceError(
-            f"HTTP {status}: {message}", status=status, symbol=match.group(1).upper() if match else None
-        )
+        if match is None:
+            # About the request itself (a parameter, the timeframe, the plan): every other request of the run
+            # would get the same answer, so stop now instead of splitting batches in search of a bad symbol.
+            raise RequestRejectedError(f"Alpaca rejected the request (HTTP {status}): {message}")
+        raise TerminalSourceError(f"HTTP {status}: {message}", status=status, symbol=match.group(1).upper())
 
 
 def _is_refused(exc: Exception) -> bool:

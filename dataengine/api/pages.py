@@ -11,7 +11,7 @@ import polars as pl
 
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS, empty_bars
 
-__all__ = ["BAR_SCHEMA", "DATA_COLUMNS", "PageDecodeError", "decode_page", "empty_bars"]
+__all__ = ["BAR_SCHEMA", "DATA_COLUMNS", "FractionalVolumeError", "PageDecodeError", "decode_page", "empty_bars"]
 
 
 
@@ -50,6 +50,15 @@ class PageDecodeError(ValueError):
     """The body was not a bars page (truncated or not JSON)."""
 
 
+class FractionalVolumeError(PageDecodeError):
+    """A stock bar with a fractional volume: stored volumes are whole shares, and truncating would be silent
+    data loss, so the page is refused for that symbol instead."""
+
+    def __init__(self, symbol: str, volume: float) -> None:
+        super().__init__(f"{symbol}: fractional volume {volume} in a bar; refusing to store it truncated")
+        self.symbol = symbol
+
+
 def decode_page(raw: bytes) -> tuple[pl.DataFrame, str | None]:
     """Return (bars with ``symbol`` column, next_page_token) for one multi-symbol page."""
     try:
@@ -82,6 +91,10 @@ def decode_page(raw: bytes) -> tuple[pl.DataFrame, str | None]:
     values = pl.DataFrame(
         {"open": o, "high": h, "low": lo, "close": c, "volume": v, "trade_count": n, "vwap": vw}, schema=_VALUE_SCHEMA
     )
+    fractional = values.get_column("volume") % 1 != 0
+    if fractional.any():
+        first = int(fractional.arg_true()[0])
+        raise FractionalVolumeError(symbols[first], v[first])
     frame = values.with_columns(pl.col("volume").cast(pl.Int64)).insert_column(0, _timestamps(t))
     return frame.insert_column(0, pl.Series("symbol", symbols, dtype=pl.String)), page.next_page_token
 

@@ -49,8 +49,10 @@ class BarSource(Protocol):
         *,
         feed: str = "sip",
         adjustment: str = "raw",
+        asof: str | None = None,
     ) -> Iterator[Page]:
-        """Every page for ``symbols`` in ``[start, end]`` (UTC, inclusive), sorted by symbol then time."""
+        """Every page for ``symbols`` in ``[start, end]`` (UTC, inclusive), sorted by symbol then time;
+        ``asof``: the date renamed symbols are mapped as of (``-``: no mapping; None: the source's default)."""
         ...
 
     def close(self) -> None: ...

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 def gaps(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="minute, 5min, 15min, 30min, hour or day.")] = "minute",
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
     adjustment: Annotated[str, typer.Option("--adjustment", help="Which dataset: raw, split, dividend or all.")] = "raw",
     start: Annotated[str | None, typer.Option("--start", help="First day to check (YYYY-MM-DD, New York).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Last day to check, inclusive.")] = None,

@@ -21,9 +21,10 @@ def register(app: typer.Typer) -> None:
 
 Start = Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default 2016-01-01.")]
 End = Annotated[str | None, typer.Option("--end", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
-TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", help="minute, 5min, 15min, 30min, hour, day, week, month.")]
-Feed = Annotated[str, typer.Option("--feed", help="sip, iex, otc or delayed_sip.")]
-AdjustmentOpt = Annotated[str, typer.Option("--adjustment", help="raw, split, dividend or all (adjusted bars go to their own dataset).")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
+Feed = Annotated[str, typer.Option("--feed", metavar="FEED", help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
+AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
+Asof = Annotated[str | None, typer.Option("--asof", metavar="DATE", help="Map renamed symbols as of this day (YYYY-MM-DD), or '-' for no mapping. Default: the day the dataset was created, kept for every later run.")]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
 Wait = Annotated[bool, typer.Option("--wait", help="If another run holds the store, wait for it instead of exiting 3 at once.")]
@@ -48,10 +49,11 @@ def ingest(
     full_refresh: FullRefresh = False,
     lag: Lag = 1,
     dry_run: DryRun = False,
+    asof: Asof = None,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once."""
     args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
-                      wait_timeout, full_refresh, lag, dry_run)
+                      wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
 
 
@@ -71,10 +73,11 @@ def ingest_csv(
     full_refresh: FullRefresh = False,
     lag: Lag = 1,
     dry_run: DryRun = False,
+    asof: Asof = None,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file."""
     args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
-                      wait_timeout, full_refresh, lag, dry_run)
+                      wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
 
 
@@ -97,6 +100,7 @@ class IngestArgs:
     full_refresh: bool
     lag: int
     dry_run: bool
+    asof: str | None = None
 
 
 def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
@@ -118,7 +122,8 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             lock_timeout=args.wait_timeout, command=command,
         )
         options: dict[str, Any] = {
-            "feed": args.feed, "adjustment": args.adjustment, "full_refresh": args.full_refresh, "lag": args.lag
+            "feed": args.feed, "adjustment": args.adjustment, "full_refresh": args.full_refresh, "lag": args.lag,
+            "asof": args.asof,
         }
         if args.dry_run:
             if args.path is not None:
@@ -143,6 +148,9 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             progress.close()
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
+    warning = result.no_data_warning()
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
     emit(dict(result.asdict(), exit_code=result.exit_code) if args.json_out else str(result), args.json_out)
     exit_with(result.exit_code)
 

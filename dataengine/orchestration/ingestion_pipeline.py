@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +99,7 @@ class IngestionPipeline:
         adjustment: str = "raw",
         full_refresh: bool = False,
         lag: int = 1,
+        asof: str | date | None = None,
     ) -> IngestResult:
         """Fetch and store ``symbols`` over ``[start_date, end_date]`` (New York days, inclusive).
 
@@ -107,7 +110,8 @@ class IngestionPipeline:
         Per-symbol failures are in the returned result's ``failed``.
         """
         request = self.prepare(
-            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh,
+            lag=lag, asof=asof,
         )
         return self.run(request)
 
@@ -123,13 +127,15 @@ class IngestionPipeline:
         adjustment: str = "raw",
         full_refresh: bool = False,
         lag: int = 1,
+        asof: str | date | None = None,
     ) -> IngestResult:
         """Like :meth:`ingest_symbols` for the symbols of a CSV or text file; ``index_name`` also records the
         list as that index's membership from today."""
         if index_name is not None:
             validate_index_name(index_name)
         request = self.prepare_csv(
-            csv_path, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag
+            csv_path, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh,
+            lag=lag, asof=asof,
         )
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
@@ -158,15 +164,18 @@ class IngestionPipeline:
         full_refresh: bool = False,
         lag: int = 1,
         ranges: dict[str, list[Interval]] | None = None,
+        asof: str | date | None = None,
     ) -> IngestRequest:
-        """Validate everything a run needs (no request is sent, nothing is written)."""
+        """Validate everything a run needs (no request is sent, nothing is written). ``asof``: the date Alpaca
+        maps renamed symbols as of (``-``: no mapping); a dataset keeps the one it was created with."""
         request = build_request(
             symbols, start_date, end_date, timeframe,
-            feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag, ranges=ranges,
+            feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag, ranges=ranges, asof=asof,
+            sip_delay_minutes=self.settings.sip_delay_minutes,
         )
         if self.source is None:
             self.settings.credentials()  # the default source needs keys: say so before anything runs
-        self.storage.check_feed(request.dataset, request.feed)
+        self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
 
     def coverage(self, dataset: DatasetKey) -> CoverageLedger:
@@ -221,7 +230,7 @@ class IngestionPipeline:
 
     def _execute(self, request: IngestRequest) -> IngestResult:
         self.storage.remove_stale_temp_files()
-        self.storage.claim_dataset(request.dataset, request.feed)
+        request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)
         run = IngestRun(
             request,

@@ -12,7 +12,7 @@ from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage.coverage import Interval
 from dataengine.timeframes import Timeframe, parse_timeframe
-from dataengine.timerange import TimeRange, resolve_range
+from dataengine.timerange import SIP_SAFE_DELAY_MINUTES, TimeRange, resolve_range
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
@@ -35,6 +35,7 @@ class IngestRequest:
     full_refresh: bool = False
     lag: int = 1
     ranges: dict[str, tuple[Interval, ...]] | None = None
+    asof: str | None = None  # Alpaca's symbol-rename date (YYYY-MM-DD, or "-" for none); None: the dataset's
 
     @property
     def dataset(self) -> DatasetKey:
@@ -52,6 +53,8 @@ def build_request(
     full_refresh: bool = False,
     lag: int = 1,
     ranges: dict[str, list[Interval]] | None = None,
+    asof: str | date | None = None,
+    sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
 ) -> IngestRequest:
     """Validate the user's input into a request; :class:`UsageError` names the first thing wrong."""
     clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
@@ -61,11 +64,29 @@ def build_request(
     return IngestRequest(
         symbols=tuple(clean),
         timeframe=parse_timeframe(timeframe),
-        range=resolve_range(start_date, end_date, feed=feed),
+        range=resolve_range(start_date, end_date, feed=feed, sip_delay_minutes=sip_delay_minutes),
         feed=feed,
         adjustment=parse_adjustment(adjustment),
         start_given=start_date is not None,
         full_refresh=full_refresh,
         lag=lag,
         ranges={s: tuple(v) for s, v in ranges.items()} if ranges is not None else None,
+        asof=parse_asof(asof),
     )
+
+
+def parse_asof(value: str | date | None) -> str | None:
+    """``--asof``: a date (``YYYY-MM-DD``) up to which Alpaca maps renamed symbols, or ``-`` for no mapping."""
+    if value is None:
+        return None
+    text = value.isoformat() if isinstance(value, date) else str(value).strip()
+    if text == "-":
+        return text
+    try:
+        return date.fromisoformat(text).isoformat() if len(text) == 10 else _bad_asof(text)
+    except ValueError:
+        return _bad_asof(text)
+
+
+def _bad_asof(text: str) -> str:
+    raise UsageError(f"--asof {text[:40]!r} is not a date (YYYY-MM-DD) or '-' (no symbol mapping)")

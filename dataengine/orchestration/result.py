@@ -25,6 +25,9 @@ class IngestResult:
     end: str = ""
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    no_data: list[str] = field(default_factory=list)  # fetched fine, but the source has no bar of them at all
+    symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
+    asof: str | None = None  # the symbol-mapping date the bars were fetched with
 
     @property
     def ok(self) -> bool:
@@ -32,8 +35,21 @@ class IngestResult:
         return not self.failed and not self.interrupted
 
     @property
+    def nothing_found(self) -> bool:
+        """Every symbol fetched came back without a single bar: most likely a wrong list, so cron should hear."""
+        return bool(self.no_data) and len(self.no_data) >= self.symbols_fetched
+
+    @property
     def exit_code(self) -> int:
-        return exit_code_for(failed=bool(self.failed), interrupted=self.interrupted)
+        return exit_code_for(failed=bool(self.failed) or self.nothing_found, interrupted=self.interrupted)
+
+    def no_data_warning(self) -> str | None:
+        """One line naming the symbols with no data (the first few and a count), or None."""
+        if not self.no_data:
+            return None
+        shown = ", ".join(self.no_data[:8]) + (f" and {len(self.no_data) - 8} more" if len(self.no_data) > 8 else "")
+        return (f"{len(self.no_data)} symbol(s) returned no data at all: {shown} "
+                "(a typo, a delisted ticker, or one the feed does not carry?)")
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,7 @@ from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
+from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.layout import with_partition_columns
 from dataengine.storage.parquet_storage import ParquetStorage
@@ -72,6 +73,7 @@ class IngestRun:
         self.remaining: dict[str, int] = {}
         self.failed: dict[str, str] = {}
         self.successful: list[str] = []
+        self.with_bars: set[str] = set()  # symbols the source returned at least one bar for
         self.written = WriteCounts()
         self._worker_numbers = itertools.count(1)
         self.result = IngestResult(
@@ -132,7 +134,9 @@ class IngestRun:
             if fatal is not None or self.result.interrupted:
                 self.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            wait(futures, timeout=SHUTDOWN_GRACE_S)
+            # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
+            # take the whole grace period. Wait only for the units that were running.
+            wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
             for source in self.sources:
                 source.close()
             if units:
@@ -159,7 +163,20 @@ class IngestRun:
             if pending and not r.interrupted:
                 r.failed.update({s: "not fetched: the run stopped early" for s in pending})
         copy_counters(stats, r)
+        r.no_data = self.no_data()
+        r.symbols_fetched = sum(1 for spans in self.plan.todo.values() if spans)
+        r.asof = self.request.asof
         r.elapsed_s = round(elapsed, 3)
+
+    def no_data(self) -> list[str]:
+        """Symbols fetched without error that the source had no bar for and the dataset holds none of: a typo
+        (APPL) or a ticker the feed does not know. One with bars stored outside the range is not among them."""
+        fetched = {s for s, spans in self.plan.todo.items() if spans}
+        silent = sorted(s for s in self.successful if s in fetched and s not in self.with_bars)
+        if not silent:
+            return []
+        stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
+        return [s for s in silent if s not in stored]
 
     def counters(self) -> dict[str, int]:
         """Live totals over all workers (read by progress displays and copied into the result)."""
@@ -203,7 +220,7 @@ class IngestRun:
                     self.fail_symbol(exc.symbol, str(exc))
                     queue.append(current.without({exc.symbol}))  # its neighbours go on without it
                 elif len(current.symbols) > 1:
-                    queue.extend(current.halves())  # the server did not say which symbol: bisect
+                    queue.extend(current.halves())  # a paging loop names no symbol: bisect to find it
                 else:
                     self.fail_symbol(current.symbols[0], str(exc))
             except TransientSourceError as exc:
@@ -232,9 +249,15 @@ class IngestRun:
         fetched = datetime.now(timezone.utc)
         held: pl.DataFrame | None = None
         for page in source.iter_pages(
-            unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment
+            unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment,
+            asof=request.asof,
         ):
             written = 0
+            if page.bars.height:
+                got = set(page.bars.get_column("symbol").unique().to_list())
+                if not got <= self.with_bars:
+                    with self.lock:
+                        self.with_bars |= got
             if page.bars.height:
                 keyed = with_partition_columns(page.bars)  # New York year/month, computed once per bar
                 if held is not None:

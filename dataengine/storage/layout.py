@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dataengine.datasets import DatasetKey
+from dataengine.datasets import DatasetKey, adjustment_from_suffix
 
 DATASET_PREFIX = "equities_"
 DATA_FILE = "data.parquet"
@@ -135,10 +135,10 @@ def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
 
 
 def describe_dataset(name: str) -> dict[str, str]:
-    """``equities_1min_split`` -> label ``1min``, adjustment ``split`` (from the directory name alone)."""
+    """``equities_1min_split_spinoff`` -> label ``1min``, adjustment ``split,spin-off`` (from the name alone)."""
     rest = name[len(DATASET_PREFIX) :] if name.startswith(DATASET_PREFIX) else name
-    label, _, adjustment = rest.partition("_")
-    return {"label": label, "adjustment": adjustment or "raw"}
+    label, _, suffix = rest.partition("_")
+    return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
 
 
 # -- listing --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from dataengine.storage import layout
 from dataengine.storage.atomic import pid_alive, temp_owner_pid, write_atomic, write_text_atomic
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import ny_month_start
+from dataengine.timerange import NEW_YORK, ny_month_start
 
 log = logging.getLogger(__name__)
 
@@ -99,32 +99,46 @@ class ParquetStorage:
         except (OSError, ValueError) as exc:
             raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
 
-    def check_feed(self, key: DatasetKey, feed: str) -> None:
-        """Refuse to mix feeds in one dataset (raises :class:`DatasetMismatchError`)."""
+    def check_feed(self, key: DatasetKey, feed: str, asof: str | None = None) -> None:
+        """Refuse to mix feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
         info = self.dataset_info(key)
-        if info is not None and info.get("feed") not in (None, feed):
+        if info is None:
+            return
+        if info.get("feed") not in (None, feed):
             raise DatasetMismatchError(
                 f"{self.dataset_dir(key)} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
                 f"(use --feed {info['feed']} or another --storage-dir)"
             )
+        if asof is not None and info.get("asof") not in (None, asof):
+            raise DatasetMismatchError(
+                f"{self.dataset_dir(key)} maps renamed symbols as of {info['asof']}; refusing to add bars mapped "
+                f"as of {asof} (leave --asof out, or use another --storage-dir)"
+            )
 
-    def claim_dataset(self, key: DatasetKey, feed: str) -> None:
-        """Check the feed and record it for a new dataset."""
-        self.check_feed(key, feed)
-        if self.dataset_info(key) is not None:
-            return
-        record = {
+    def claim_dataset(self, key: DatasetKey, feed: str, asof: str | None = None) -> str:
+        """Check feed and ``asof``, and record them for a new dataset; return the dataset's ``asof``.
+
+        Every fetch of a dataset sends the same ``asof``, so renamed symbols map the same way whatever day a run
+        happens on: the one given for a new dataset, else the New York date it was created on."""
+        self.check_feed(key, feed, asof)
+        info = self.dataset_info(key)
+        if info is not None and info.get("asof"):
+            return str(info["asof"])
+        now = datetime.now(timezone.utc)
+        record = info or {
             "timeframe": key.timeframe.label,
             "adjustment": key.adjustment,
             "feed": feed,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": now.isoformat(timespec="seconds"),
         }
+        record["asof"] = asof or now.astimezone(NEW_YORK).date().isoformat()
         target = layout.dataset_record_path(self.root, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(target, json.dumps(record, indent=2) + "\n")
         except OSError as exc:
             raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
+        return str(record["asof"])
 
     # -- writes -------------------------------------------------------------------------------------------
 

@@ -91,6 +91,8 @@ class RunRecord:
     retries: int = 0
     throttled: int = 0
     interrupted: bool = False
+    no_data: list[str] = field(default_factory=list)
+    asof: str | None = None
     error: str | None = None
     exit_code: int | None = None
 
@@ -112,13 +114,15 @@ class RunRecord:
             self.successful = list(result.successful)
             self.failed = dict(result.failed)
             copy_counters(result, self)
+            self.no_data = list(result.no_data)
+            self.asof = result.asof
             self.interrupted = bool(result.interrupted)
             self.elapsed_s = result.elapsed_s
         if elapsed_s is not None:
             self.elapsed_s = round(elapsed_s, 3)
         self.exit_code = exit_code_for(
             error=error,
-            failed=bool(result is not None and result.failed),
+            failed=bool(result is not None and (result.failed or result.nothing_found)),
             interrupted=bool(result is not None and result.interrupted),
         )
         if isinstance(error, KeyboardInterrupt):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dataengine.api.alpaca_client import AlpacaClient, RetryPolicy
-from dataengine.errors import AuthError, FatalRunError, TerminalSourceError, TransientSourceError
+from dataengine.errors import AuthError, FatalRunError, RequestRejectedError, TerminalSourceError, TransientSourceError
 
 ERRORS = Path(__file__).resolve().parents[1] / "data" / "alpaca_samples" / "errors"
 
@@ -79,10 +79,10 @@ def test_400_naming_a_symbol_names_it(answer: type[_Canned]) -> None:
 
 @pytest.mark.parametrize("status,sample", [(400, "400_unexpected_param.json"), (422, "422_invalid_timeframe.json"),
                                            (422, "422_end_too_late.json"), (422, "422_limit_aggregate.json")])
-def test_4xx_naming_no_symbol_is_terminal_without_a_symbol(answer: type[_Canned], status: int, sample: str) -> None:
+def test_4xx_naming_no_symbol_is_about_the_request_and_stops_the_run(answer: type[_Canned], status: int, sample: str) -> None:
     exc = _request(answer, status, sample)
-    assert isinstance(exc, TerminalSourceError) and exc.symbol is None and exc.status == status
-    assert "\n" not in str(exc)
+    assert isinstance(exc, RequestRejectedError) and exc.exit_code == 3
+    assert f"HTTP {status}" in str(exc) and "\n" not in str(exc)
 
 
 @pytest.mark.parametrize("sample", ["429_too_many_requests.txt", "429_rate_limit_exceeded.json"])
