@@ -7,9 +7,13 @@ stderr. Exit codes: 0 all done, 1 some symbols failed, 2 usage or configuration 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +21,7 @@ import typer
 
 from dataengine import __version__
 from dataengine.commands.common import Context
-from dataengine.errors import DataEngineError, UsageError
+from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
 app = typer.Typer(
     name="dataengine",
@@ -125,24 +129,57 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every error to a one-line message and its documented exit code."""
-    try:
-        # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
-        code = app(args=argv, prog_name="dataengine", standalone_mode=False)
-    except DataEngineError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        typer.echo("Interrupted.", err=True)
-        return 130
-    except typer.TyperException as exc:  # the CLI parser's own usage errors
-        typer.echo(f"Error: {exc.format_message()}", err=True)
-        return 2
-    except KeyboardInterrupt:
-        typer.echo("Interrupted.", err=True)
-        return 130
+    with _signals_stop_like_ctrl_c():
+        try:
+            # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
+            code = app(args=argv, prog_name="dataengine", standalone_mode=False)
+        except DataEngineError as exc:
+            typer.echo(f"Error: {_one_line(str(exc))}", err=True)
+            return exc.exit_code
+        except typer.Exit as exc:
+            return exc.exit_code
+        except typer.TyperException as exc:  # the CLI parser's own usage errors (Abort: an interrupt, below)
+            if isinstance(exc, typer.Abort):
+                return _interrupted(exc.__cause__ or exc.__context__)
+            typer.echo(f"Error: {exc.format_message()}", err=True)
+            return 2
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc)
     return code if isinstance(code, int) else 0
+
+
+def _one_line(message: str, limit: int = 600) -> str:
+    """An error as one line of reasonable length, whatever a user's input put into it."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    if isinstance(exc, Terminated):
+        typer.echo(f"Interrupted by {signal.Signals(exc.signum).name}.", err=True)
+        return exit_code_for(error=exc)
+    typer.echo("Interrupted.", err=True)
+    return exit_code_for(error=KeyboardInterrupt())
+
+
+@contextlib.contextmanager
+def _signals_stop_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (systemd, Docker, cron timeouts) and SIGHUP (a closed terminal) stop a run as Ctrl-C does:
+    finish the write in progress, write the ledger line and the JSON, exit 143 / 129."""
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, raise_terminated) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run() -> None:

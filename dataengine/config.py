@@ -14,6 +14,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
@@ -80,7 +81,8 @@ class Settings:
         secret = "***" if self.api_secret_key else None
         return (
             f"Settings(storage_dir={str(self.storage_dir)!r}, workers={self.workers}, "
-            f"api_key_id={self.api_key_id!r}, api_secret_key={secret!r}, data_url={self.data_url!r}, "
+            f"api_key_id={self.api_key_id!r}, api_secret_key={secret!r}, "
+            f"data_url={redact_url(self.data_url) if self.data_url else None!r}, "
             f"requests_per_minute={self.requests_per_minute}, config_file={self.config_file})"
         )
 
@@ -179,6 +181,22 @@ def _check_minimum(name: str, value: object, where: str) -> None:
     low = _MINIMUM.get(name)
     if low is not None and isinstance(value, (int, float)) and value < low:
         raise ConfigError(f"{where}: {name.replace('_', ' ')} must be at least {low}, got {value}")
+
+
+def redact_url(url: str) -> str:
+    """``http://user:pass@host/x`` -> ``http://***@host/x``: a URL as it may be shown or stored (as curl does)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def url_secrets(url: str | None) -> set[str]:
+    """The credentials inside a URL (user and password), for log masking."""
+    if not url or "@" not in urlsplit(url).netloc:
+        return set()
+    userinfo = urlsplit(url).netloc.rsplit("@", 1)[0]
+    return {part for part in (userinfo, *userinfo.split(":", 1)) if len(part) >= 4}
 
 
 def _expand(text: str) -> Path:

@@ -117,6 +117,16 @@ class Interrupted(DataEngineError):
     exit_code = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, Docker, cron timeouts) or SIGHUP, raised in the main thread by the CLI's handler, so a
+    run stops the way Ctrl-C stops it: the write in progress finishes, the ledger line and JSON are written.
+    Exit code 128 + the signal number (143, 129), as shells report a death by that signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
@@ -124,10 +134,15 @@ EXIT_FATAL = 3
 EXIT_INTERRUPTED = 130
 
 
-def exit_code_for(*, error: BaseException | None = None, failed: bool = False, interrupted: bool = False) -> int:
-    """The exit code of a run: from the error that stopped it, else from what it finished with."""
+def exit_code_for(
+    *, error: BaseException | None = None, failed: bool = False, interrupted: bool = False, signum: int | None = None
+) -> int:
+    """The exit code of a run: from the error that stopped it, else from what it finished with.
+    ``signum``: the signal that interrupted it, if not Ctrl-C."""
+    if isinstance(error, Terminated):
+        return 128 + error.signum
     if isinstance(error, KeyboardInterrupt) or (error is None and interrupted):
-        return EXIT_INTERRUPTED
+        return 128 + signum if signum else EXIT_INTERRUPTED
     if isinstance(error, DataEngineError):
         return error.exit_code
     if error is not None:
@@ -139,4 +154,6 @@ def outcome_for(exit_code: int | None) -> str:
     """``ok``, ``failures`` (exit 1), ``interrupted``, ``error`` (fatal), or ``running`` (no end yet)."""
     if exit_code is None:
         return "running"
-    return {EXIT_OK: "ok", EXIT_FAILURES: "failures", EXIT_INTERRUPTED: "interrupted"}.get(exit_code, "error")
+    if exit_code in (EXIT_INTERRUPTED, 129, 143):
+        return "interrupted"
+    return {EXIT_OK: "ok", EXIT_FAILURES: "failures"}.get(exit_code, "error")

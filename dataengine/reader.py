@@ -24,6 +24,7 @@ from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
+from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, months_between, ny_year_month, parse_bound
 
@@ -152,11 +153,9 @@ def dataset_path(key: DatasetKey, storage_dir: str | Path | None = None) -> Path
 
 
 def store_root(storage_dir: str | Path | None = None) -> Path:
-    """The store's root directory (from settings when not given); :class:`UsageError` if it does not exist."""
+    """The store's root directory (from settings when not given); :class:`UsageError` if there is no store."""
     root = Path(storage_dir).expanduser() if storage_dir is not None else Settings.load().storage_dir
-    if not root.is_dir():
-        raise UsageError(f"no store at {root} (pass --storage-dir or set DATAENGINE_STORAGE_DIR)")
-    return root
+    return check_readable_root(root)
 
 
 def _columns(columns: Sequence[str] | None) -> list[str]:
@@ -199,8 +198,7 @@ def _sessions(first_year: int, last_year: int) -> pl.DataFrame:
     )
 
 
-from dataengine.sql_guard import check_read_only, error_message, query  # noqa: E402 - re-exported public names
-from dataengine.sql_views import connect  # noqa: E402
+from dataengine.sql_guard import check_read_only, connect, error_message, query  # noqa: E402 - re-exported public names
 
 __all__ = [
     "check_read_only",

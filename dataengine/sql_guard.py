@@ -11,8 +11,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from dataengine import sql_views
 from dataengine.errors import UsageError
-from dataengine.sql_views import connect, duckdb_message
+from dataengine.sql_views import duckdb_message
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
@@ -32,7 +33,7 @@ def query(sql: str, *, storage_dir: str | Path | None = None, limit: int | None 
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
     caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
     """
-    con = connect(storage_dir, read_only=True)
+    con = sql_views.connect(storage_dir, read_only=True)
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
@@ -88,3 +89,87 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 def error_message(exc: BaseException) -> str:
     """DuckDB's message on one line (see :func:`dataengine.sql_views.duckdb_message`)."""
     return duckdb_message(exc)
+
+
+# -- a connection that cannot write -----------------------------------------------------------------------
+
+# Relation methods that write files or tables; a read-only connection's relations refuse them.
+_WRITING = frozenset({
+    "create", "create_view", "insert", "insert_into", "update", "to_csv", "to_parquet", "to_table", "to_view",
+    "write_csv", "write_parquet",
+})
+# Connection methods that only read results or describe them: passed through as they are.
+_READING = frozenset({
+    "arrow", "close", "description", "df", "extract_statements", "fetch_arrow_table", "fetch_df", "fetch_record_batch",
+    "fetchall", "fetchdf", "fetchmany", "fetchnumpy", "fetchone", "pl", "rowcount", "torch", "tf",
+})
+
+
+class ReadOnlyRelation:
+    """A DuckDB relation whose writing methods (``write_parquet``, ``to_table``, ``insert_into``...) are refused."""
+
+    def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
+        self._relation = relation
+
+    def __getattr__(self, name: str) -> object:
+        if name in _WRITING:
+            raise UsageError(f"the store's read-only connection cannot write: {name}() is refused")
+        value = getattr(self._relation, name)
+        if not callable(value):
+            return _guard(value)
+        return lambda *args, **kwargs: _guard(value(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return repr(self._relation)
+
+
+class ReadOnlyConnection:
+    """What ``connect(read_only=True)`` returns: a DuckDB connection over the store on which every statement
+    must be one SELECT (or EXPLAIN of one), checked by :func:`check_read_only` before it runs, exactly as for
+    ``dataengine query``, and relations cannot be written out. Not shareable between threads (use
+    :meth:`cursor`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def execute(self, sql: str, parameters: object = None) -> ReadOnlyConnection:
+        check_read_only(self._con, sql)
+        self._con.execute(sql, parameters)
+        return self
+
+    def sql(self, sql: str, **kwargs: object) -> ReadOnlyRelation:
+        check_read_only(self._con, sql)
+        return ReadOnlyRelation(self._con.sql(sql, **kwargs))  # type: ignore[arg-type]
+
+    query = sql
+
+    def table(self, name: str) -> ReadOnlyRelation:
+        return ReadOnlyRelation(self._con.table(name))
+
+    def view(self, name: str) -> ReadOnlyRelation:
+        return ReadOnlyRelation(self._con.view(name))
+
+    def cursor(self) -> ReadOnlyConnection:
+        return ReadOnlyConnection(self._con.cursor())
+
+    def __enter__(self) -> ReadOnlyConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
+    def __getattr__(self, name: str) -> object:
+        if name in _READING:
+            return getattr(self._con, name)
+        raise UsageError(f"the store's read-only connection has no {name}(): use execute() or sql() with a SELECT")
+
+
+def _guard(value: object) -> object:
+    return ReadOnlyRelation(value) if isinstance(value, duckdb.DuckDBPyRelation) else value
+
+
+def connect(storage_dir: str | Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
+    """:func:`dataengine.sql_views.connect`; with ``read_only=True`` wrapped in a :class:`ReadOnlyConnection`,
+    so nothing through it can write to the store (or anywhere else)."""
+    con = sql_views.connect(storage_dir, read_only=read_only)
+    return ReadOnlyConnection(con) if read_only else con

@@ -28,6 +28,7 @@ from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cac
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import months_between
 
@@ -82,8 +83,7 @@ def _other_disk_bytes(root: Path, datasets: list[str]) -> int:
 
 
 def _check_root(root: Path) -> None:
-    if not root.is_dir():
-        raise UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+    check_readable_root(root)
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:

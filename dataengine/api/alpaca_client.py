@@ -31,7 +31,7 @@ from alpaca.data.timeframe import TimeFrame
 from dataengine.api.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
 from dataengine.api.rate_limiter import RateLimiter
 from dataengine.api.source import PAGE_BARS, Page, SourceFactory, WaitHook
-from dataengine.config import Settings
+from dataengine.config import Settings, redact_url
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
 from dataengine.errors import (
@@ -249,7 +249,7 @@ class AlpacaClient:
                     attempt, budget = errors, self._retry.max_retries
                 if attempt > budget:
                     if isinstance(exc, _ConnectFailed):
-                        raise SourceUnreachableError(f"cannot reach {self._bars_url}: {exc}") from None
+                        raise SourceUnreachableError(f"cannot reach {redact_url(self._bars_url)}: {exc}") from None
                     exc.retries = attempt - 1
                     raise
                 delay = self._retry.delay(attempt - 1)

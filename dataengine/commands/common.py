@@ -62,10 +62,10 @@ def emit(payload: Any, as_json: bool) -> None:
 
 
 def exit_with(code: int) -> None:
-    if code == 130 and threading.active_count() > 1:
+    if code in (129, 130, 143) and threading.active_count() > 1:
         # A worker is stuck in a request that has not timed out yet; its partition writes are atomic, so
-        # leaving now is safe and Ctrl-C should not wait for a network timeout.
+        # leaving now is safe and Ctrl-C (or SIGTERM) should not wait for a network timeout.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     raise typer.Exit(code)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dataengine.commands.common import Context, command_line, emit, exit_with
+from dataengine.config import url_secrets
 from dataengine.errors import DataEngineError, UsageError
 from dataengine.orchestration.live_progress import choose_reporter
 from dataengine.orchestration.progress import ProgressReporter
@@ -111,6 +112,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             raise UsageError(f"--workers must be at least 1, got {args.workers}")
         settings = state.settings(workers=args.workers)
         state.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+        state.secrets |= url_secrets(settings.data_url)
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
 
         what = f"ingest-csv {args.path}" if args.path else "ingest"

@@ -12,14 +12,19 @@ from dataengine.errors import UsageError
 
 BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "lists"  # package data: dataengine/lists/
 SYMBOL_COLUMNS = ("symbol", "ticker")
-# Only what would break a request is refused here; Alpaca judges the rest ("invalid symbol: X" fails that
-# symbol alone, and its neighbours carry on).
-_VALID = re.compile(r"^[^\s,\x00-\x1f]{1,21}$")
+# Refused here: what would break a request (spaces, commas, control characters) and what could be read as a
+# pattern or a path if it ever reached a file name (* ? [ ] and path separators: a symbol is a directory
+# name in the store). Alpaca judges the rest ("invalid symbol: X" fails that symbol alone).
+_VALID = re.compile(r"^[^\s,\x00-\x1f*?\[\]/\\]{1,21}$")
+_SHOWN = 24  # characters of a bad value echoed back: enough to recognise it, never a 10 MB line
 
 
 def normalise_symbol(raw: str) -> str:
-    """Upper-case, strip, and spell share classes with a dot as Alpaca does (``BRK-B``/``BRK/B`` -> ``BRK.B``)."""
-    return re.sub(r"[-/]", ".", raw.strip().upper())
+    """Upper-case, strip, and spell share classes with a dot as Alpaca does (``BRK-B``/``BRK/B`` -> ``BRK.B``).
+
+    Only a separator between two letters or digits is a share class; ``/``, ``..`` or a leading ``-`` stay as
+    they are and are refused by :func:`clean_symbols`."""
+    return re.sub(r"(?<=[A-Z0-9])[-/](?=[A-Z0-9])", ".", raw.strip().upper())
 
 
 def clean_symbols(raw: Iterable[str], *, source: str = "the symbol list") -> list[str]:
@@ -31,8 +36,8 @@ def clean_symbols(raw: Iterable[str], *, source: str = "the symbol list") -> lis
         symbol = normalise_symbol(item)
         if not symbol or symbol.startswith("#"):
             continue
-        if not _VALID.match(symbol):
-            bad.append(item.strip())
+        if not _VALID.match(symbol) or symbol in (".", "..") or symbol.startswith("."):
+            bad.append(shorten(item.strip()))
             continue
         if symbol not in seen:
             seen.add(symbol)
@@ -43,6 +48,11 @@ def clean_symbols(raw: Iterable[str], *, source: str = "the symbol list") -> lis
     if not out:
         raise UsageError(f"{source}: no symbols")
     return out
+
+
+def shorten(text: str, limit: int = _SHOWN) -> str:
+    """A user's value cut for an error message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def resolve_list_path(path: str | Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataengine.api.source import SourceFactory
-from dataengine.config import Settings
+from dataengine.config import Settings, url_secrets
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration.planner import Plan, plan_request
@@ -30,6 +30,7 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
+from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class IngestionPipeline:
         self.source = source
         self.wait_for_lock = wait_for_lock or lock_timeout is not None
         self.lock_timeout = lock_timeout
-        self.command = mask_secrets(list(command) if command is not None else sys.argv, (settings.api_key_id, settings.api_secret_key))
+        self.command = mask_secrets(list(command) if command is not None else sys.argv, (settings.api_key_id, settings.api_secret_key, *url_secrets(settings.data_url)))
 
     # -- public API (names from the product description) ---------------------------------------------------
 
@@ -137,9 +138,10 @@ class IngestionPipeline:
             csv_path, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh,
             lag=lag, asof=asof,
         )
+        result = self.run(request)  # a run that cannot start (keys rejected, store locked) raises: no record
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
-        return self.run(request)
+        return result
 
     def prepare_csv(
         self,
@@ -175,6 +177,7 @@ class IngestionPipeline:
         )
         if self.source is None:
             self.settings.credentials()  # the default source needs keys: say so before anything runs
+        check_writable_root(self.storage.root)
         self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
 
@@ -229,6 +232,8 @@ class IngestionPipeline:
         return self.run(request)
 
     def _execute(self, request: IngestRequest) -> IngestResult:
+        check_writable_root(self.storage.root)  # again: prepare() and run() may be far apart
+        notes = [f"new store at {self.storage.root}"] if mark_store(self.storage.root) else []
         self.storage.remove_stale_temp_files()
         request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)
@@ -240,6 +245,7 @@ class IngestionPipeline:
             make_source=self.source or _alpaca_factory(self.settings),
             progress=self.progress,
             workers=self.max_workers,
+            notes=notes,
         )
         return run.execute()
 

@@ -28,6 +28,7 @@ class IngestResult:
     no_data: list[str] = field(default_factory=list)  # fetched fine, but the source has no bar of them at all
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
     asof: str | None = None  # the symbol-mapping date the bars were fetched with
+    signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
 
     @property
     def ok(self) -> bool:
@@ -41,7 +42,9 @@ class IngestResult:
 
     @property
     def exit_code(self) -> int:
-        return exit_code_for(failed=bool(self.failed) or self.nothing_found, interrupted=self.interrupted)
+        return exit_code_for(
+            failed=bool(self.failed) or self.nothing_found, interrupted=self.interrupted, signum=self.signal
+        )
 
     def no_data_warning(self) -> str | None:
         """One line naming the symbols with no data (the first few and a count), or None."""

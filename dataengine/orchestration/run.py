@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from dataengine.errors import (
     FatalRunError,
     Interrupted,
     TerminalSourceError,
+    Terminated,
     TransientSourceError,
 )
 from dataengine.orchestration.planner import Plan, WorkUnit
@@ -58,6 +60,7 @@ class IngestRun:
         make_source: SourceFactory,
         progress: ProgressReporter,
         workers: int,
+        notes: Sequence[str] = (),
     ) -> None:
         self.request = request
         self.plan = plan
@@ -82,7 +85,7 @@ class IngestRun:
             adjustment=request.adjustment,
             start=request.range.start.isoformat(),
             end=request.range.end.isoformat(),
-            notes=list(request.range.notes),
+            notes=[*notes, *request.range.notes],
         )
 
     # -- orchestration (main thread) ----------------------------------------------------------------------
@@ -126,8 +129,9 @@ class IngestRun:
                         self.stop.set()
                 if fatal is not None:
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             log.warning("interrupted: stopping workers")
+            self.result.signal = exc.signum if isinstance(exc, Terminated) else None
             self.stop.set()
             self.result.interrupted = True
         finally:

@@ -14,11 +14,15 @@ one's file (:func:`is_temp_name`, :func:`temp_owner_pid`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
 
@@ -36,6 +40,11 @@ def is_temp_name(name: str, target_name: str | None = None) -> bool:
     if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 8:
         return False
     return target_name is None or parts[0] == target_name
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file a temp file was going to replace, or None when ``name`` is not one of ours."""
+    return name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)[0] if is_temp_name(name) else None
 
 
 def temp_owner_pid(name: str) -> int | None:
@@ -104,3 +113,47 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
+
+
+def cut_torn_tail(path: Path, aside_dir: Path) -> int:
+    """Cut an append-only log back to its last complete line before appending to it.
+
+    A crash or a full disk mid-append leaves a last line without its newline; appending after it would glue
+    the next record onto it and lose both (and make the whole file unreadable to ``read_json`` /
+    ``read_ndjson``). The cut bytes are kept in ``aside_dir`` for a look. Returns how many bytes were cut.
+    Call it with the file's writer lock held.
+    """
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return 0
+            keep = _last_newline_end(handle, size)
+            handle.seek(keep)
+            torn = handle.read()
+            aside_dir.mkdir(parents=True, exist_ok=True)
+            aside = aside_dir / f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.torn"
+            aside.write_bytes(torn)
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except FileNotFoundError:
+        return 0
+    log.warning("%s ended in a torn line (%d bytes, kept in %s); cut back to the last complete line", path, len(torn), aside)
+    return len(torn)
+
+
+def _last_newline_end(handle: BinaryIO, size: int, block: int = 64 * 1024) -> int:
+    pos = size
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        handle.seek(pos)
+        chunk = handle.read(step)
+        found = chunk.rfind(b"\n")
+        if found >= 0:
+            return pos + found + 1
+    return 0

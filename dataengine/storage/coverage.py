@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dataengine.calendar import lag_cut
 from dataengine.errors import StorageError
-from dataengine.storage.atomic import write_text_atomic
+from dataengine.storage.atomic import cut_torn_tail, write_text_atomic
 
 log = logging.getLogger(__name__)
 TICK = timedelta(microseconds=1)
@@ -50,6 +50,7 @@ class CoverageLedger:
         self.path = path
         self._lock = threading.Lock()
         self._pieces: dict[str, list[Piece]] | None = None
+        self._tail_checked = False
 
     def pieces(self) -> dict[str, list[Piece]]:
         if self._pieces is None:
@@ -67,6 +68,9 @@ class CoverageLedger:
                 return
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self._tail_checked:
+                    cut_torn_tail(self.path, self.path.parent.parent / "torn")
+                    self._tail_checked = True
                 with open(self.path, "a", encoding="utf-8") as handle:
                     handle.write(piece.to_json() + "\n")
                     handle.flush()

@@ -141,6 +141,39 @@ def describe_dataset(name: str) -> dict[str, str]:
     return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
 
 
+def temp_file_places(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """Every directory dataengine writes files into by temp-and-rename, with the names it writes there."""
+    for name in dataset_names(root):
+        directory = dataset_dir(root, name)
+        yield directory, (DATASET_FILE,)
+        for part in iter_partition_dirs(directory):
+            yield part, (DATA_FILE,)
+    meta = metadata_dir(root)
+    if meta.is_dir():
+        for dirpath, _dirs, _files in os.walk(meta):
+            yield Path(dirpath), _METADATA_FILES
+
+
+# what dataengine writes under metadata/ (a leading * matches any name with that ending)
+_METADATA_FILES = ("*.jsonl", "*.csv", "*.json", CACHE_FILE, "*.parquet")
+
+
+def is_our_target(target: str, patterns: tuple[str, ...]) -> bool:
+    return any(target == p or (p.startswith("*") and target.endswith(p[1:]) and len(target) > len(p) - 1) for p in patterns)
+
+
+def iter_partition_dirs(directory: Path) -> Iterator[Path]:
+    """Every ``symbol=/year=/month=`` directory of one dataset directory (a file in it or not)."""
+    for symbol in symbols_in(directory):
+        symbol_dir = directory / symbol_dirname(symbol)
+        for year_name in _listdir(symbol_dir):
+            if parse_year_dirname(year_name) is None:
+                continue
+            for month_name in _listdir(symbol_dir / year_name):
+                if parse_month_dirname(month_name) is not None:
+                    yield symbol_dir / year_name / month_name
+
+
 # -- listing --------------------------------------------------------------------------------------------
 
 

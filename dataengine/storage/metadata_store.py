@@ -29,6 +29,7 @@ from dataengine.config import Settings
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage.atomic import write_text_atomic
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store_root import check_writable_root, mark_store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 FIELDS = ("symbol", "added", "removed")
@@ -127,6 +128,8 @@ class MetadataStore:
         if not members:
             raise UsageError(f"index {name!r}: a snapshot needs at least one symbol")
         path = self.index_path(name)
+        check_writable_root(self.root)
+        mark_store(self.root)
         with self._lock, RunLock(self.root, wait=True, timeout=60, name=INDICES_LOCK):
             rows = self.rows(name) if path.exists() else []
             states = dict(_states(rows))

@@ -30,7 +30,7 @@ from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DatasetMismatchError, StorageError, UsageError
 from dataengine.storage import layout
-from dataengine.storage.atomic import pid_alive, temp_owner_pid, write_atomic, write_text_atomic
+from dataengine.storage.atomic import pid_alive, temp_owner_pid, temp_target, write_atomic, write_text_atomic
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ny_month_start
@@ -232,17 +232,23 @@ class ParquetStorage:
     # -- housekeeping -------------------------------------------------------------------------------------
 
     def remove_stale_temp_files(self) -> int:
-        """Delete temp files left by dead processes (killed mid-write). Returns how many were removed."""
+        """Delete temp files that dead dataengine processes left (killed mid-write). Returns how many.
+
+        Only names this tool creates (``.{target}.{pid}.{random}.tmp`` for a file it writes), only where it
+        writes them (partition directories, dataset directories, ``metadata/``), and only when that pid is not
+        alive: a user's ``.notes.tmp`` or an editor's swap file anywhere under the store is never touched."""
         removed = 0
-        if not self.root.exists():
-            return 0
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                pid = temp_owner_pid(name)
-                if pid is None or pid_alive(pid):
+        for directory, targets in layout.temp_file_places(self.root):
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                pid, target = temp_owner_pid(name), temp_target(name)
+                if pid is None or target is None or pid_alive(pid) or not layout.is_our_target(target, targets):
                     continue
                 try:
-                    os.unlink(os.path.join(dirpath, name))
+                    os.unlink(directory / name)
                     removed += 1
                 except OSError:
                     pass

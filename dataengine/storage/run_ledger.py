@@ -28,6 +28,7 @@ from typing import Any
 
 from dataengine.counters import copy_counters
 from dataengine.errors import DataEngineError, exit_code_for, outcome_for
+from dataengine.storage.atomic import cut_torn_tail
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class RunRecord:
             error=error,
             failed=bool(result is not None and (result.failed or result.nothing_found)),
             interrupted=bool(result is not None and result.interrupted),
+            signum=result.signal if result is not None else None,
         )
         if isinstance(error, KeyboardInterrupt):
             self.interrupted, self.error = True, "interrupted"
@@ -154,6 +156,7 @@ class RunLedger:
         line = (json.dumps(record.asdict(), separators=(",", ":"), default=str) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            cut_torn_tail(self.path, self.path.parent / "torn")
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, line)

@@ -1,0 +1,72 @@
+"""Which directories may hold a store: checked before anything is written, and marked once one is made.
+
+A store is a directory with ``metadata/`` or ``equities_*`` dataset directories in it; a new one is marked by
+``metadata/store.json`` (format version, creation time). A run refuses, before writing anything, a root that
+cannot be meant: ``/`` (or a drive root), a home directory itself, a path whose parent does not exist (a
+typo), and a non-empty directory that is not a store (it would mix our files with someone else's, and the
+query sandbox would open to all of it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dataengine.errors import UsageError
+from dataengine.storage import layout
+from dataengine.storage.atomic import write_text_atomic
+
+STORE_FILE = "store.json"
+FORMAT_VERSION = 1
+
+
+def is_store(root: Path) -> bool:
+    return layout.metadata_dir(root).is_dir() or bool(layout.dataset_names(root))
+
+
+def check_writable_root(root: Path) -> bool:
+    """Raise :class:`UsageError` for a root a run must not write to; return True when the store would be new."""
+    path = Path(os.path.abspath(root.expanduser()))
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor):
+        raise UsageError(f"refusing to use {path} as a store: it is the root of a file system; pass --storage-dir DIR")
+    if resolved == Path.home().resolve():
+        raise UsageError(f"refusing to use your home directory {path} as a store; pass a directory inside it")
+    if not path.parent.is_dir():
+        raise UsageError(f"--storage-dir {path}: its parent directory {path.parent} does not exist (a typo?)")
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        raise UsageError(f"--storage-dir {path} is a file, not a directory")
+    if is_store(path):
+        return False
+    if any(not name.startswith(".") for name in os.listdir(path)):
+        raise UsageError(
+            f"{path} is not empty and is not a dataengine store (no metadata/ and no equities_* datasets); "
+            "pass an empty or new directory"
+        )
+    return True
+
+
+def mark_store(root: Path) -> bool:
+    """Write ``metadata/store.json`` if the store has none; True when this made a new store."""
+    marker = layout.metadata_dir(root) / STORE_FILE
+    if marker.exists():
+        return False
+    new = not is_store(root)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format_version": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_text_atomic(marker, json.dumps(record, indent=2) + "\n")
+    return new
+
+
+def check_readable_root(root: Path) -> Path:
+    """The root of an existing store, or :class:`UsageError` (nothing here, or a directory that is no store)."""
+    path = root.expanduser()
+    if not path.is_dir():
+        raise UsageError(f"no store at {path} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+    if not is_store(path):
+        raise UsageError(f"{path} is not a dataengine store (no metadata/ and no equities_* datasets)")
+    return path
