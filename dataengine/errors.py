@@ -13,6 +13,7 @@ maps ``exit_code`` to the process exit status::
     │   ├── StorageError                store not writable (3)
     │   ├── LockError                   another run holds the store (3)
     │   └── RequestRejectedError        a 4xx about the request itself, naming no symbol (3)
+    ├── DamagedPartitionError           a stored file cannot be read: verify --repair (1)
     ├── SourceError                     one request failed; the pipeline decides per symbol
     │   ├── TransientSourceError        429, 5xx, timeouts, dropped connections: retried
     │   └── TerminalSourceError         a 4xx naming a symbol, a page that cannot be stored as sent
@@ -78,6 +79,19 @@ class LockError(FatalRunError):
 
 class RequestRejectedError(FatalRunError):
     """Alpaca refused the request itself (400/404/422 naming no symbol): every request would be refused."""
+
+
+class DamagedPartitionError(DataEngineError):
+    """A stored partition file cannot be read (truncated, garbage, emptied by something else). Exit 1: the
+    command finished what it could; ``dataengine verify --repair`` puts the file aside and fetches it again."""
+
+    exit_code = 1
+
+    def __init__(self, path: object, detail: str = "", *, symbol: str | None = None) -> None:
+        reason = f" ({' '.join(detail.split())[:160]})" if detail else ""
+        super().__init__(f"damaged partition {path}{reason}: run 'dataengine verify --repair'")
+        self.path = path
+        self.symbol = symbol
 
 
 class SourceError(DataEngineError):

@@ -14,7 +14,7 @@ import polars as pl
 
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
-from dataengine.errors import UsageError
+from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
@@ -89,12 +89,16 @@ def _symbol_gaps(
         stamps = stamps.filter(pl.col("timestamp") >= start)
     if end is not None:
         stamps = stamps.filter(pl.col("timestamp") <= end)
-    per_day = (
-        stamps.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
-        .group_by("day")
-        .len()
-        .collect()
-    )
+    try:
+        per_day = (
+            stamps.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
+            .group_by("day")
+            .len()
+            .collect()
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        damaged = layout.first_damaged(files)
+        raise DamagedPartitionError(*(damaged or (files[0], str(exc))), symbol=symbol) from None
     if per_day.is_empty():
         return report
     counts: dict[date, int] = dict(zip(per_day["day"].to_list(), per_day["len"].to_list(), strict=False))

@@ -38,7 +38,10 @@ def query(sql: str, *, storage_dir: str | Path | None = None, limit: int | None 
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
-        raise UsageError(duckdb_message(exc)) from None
+        message = duckdb_message(exc)
+        if ".parquet" in message and ("Invalid" in message or "corrupt" in message.lower() or "magic" in message.lower()):
+            message += " (a damaged partition: run 'dataengine verify --repair')"
+        raise UsageError(message) from None
     finally:
         con.close()
 

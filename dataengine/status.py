@@ -86,6 +86,15 @@ def _check_root(root: Path) -> None:
     check_readable_root(root)
 
 
+def _damage(cache: FooterCache) -> dict[str, list[str]]:
+    """Partitions the footer index found damaged or gone, for the report (``verify --repair`` mends them)."""
+    return {
+        "damaged": cache.unreadable["path"].to_list(),
+        "missing_partitions": [str(layout.partition_path(Path(d), "", s, y, m).parent)
+                               for d, s, y, m in cache.gone.iter_rows()],
+    }
+
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
     """The short form of a ledger record that status shows."""
     return {
@@ -163,6 +172,7 @@ def store_status(root: str | Path, *, runs: int = 5) -> dict[str, Any]:
         "running": holder if holder and holder.get("alive") is not False else None,
         "runs": [run_summary(r) for r in sorted(RunLedger(root).last(runs), key=lambda r: r.started, reverse=True)],
         "indices": indices,
+        **_damage(cache),
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
@@ -201,6 +211,7 @@ def symbol_status(root: str | Path, symbol: str) -> dict[str, Any]:
         "root": str(root),
         "symbol": symbol,
         "datasets": datasets,
+        **_damage(cache),
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }

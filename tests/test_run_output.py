@@ -78,7 +78,8 @@ def test_plain_progress_lines_appear_while_running(alpaca, dataengine, monkeypat
     assert len(progress) >= 2, lines
     assert progress[0][0] < ended - 0.5  # seen during the run, not dumped at the end
     assert "planned 3 symbol(s)" in lines[0][1]
-    assert lines[-1][1].split("] ", 1)[1].startswith("finished: 100% | 3/3 symbols done, 0 failed")
+    stamped = [line for _, line in lines if "] " in line]  # notes (such as "new store at ...") follow the run
+    assert stamped[-1].split("] ", 1)[1].startswith("finished: 100% | 3/3 symbols done, 0 failed")
     assert "\x1b[" not in "".join(line for _, line in lines)  # no terminal control codes off a terminal
     assert json.loads(out)["successful"] == ["AAPL", "MSFT", "NVDA"]  # stdout: exactly one JSON object
 

@@ -148,7 +148,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
     finally:
         if progress is not None:
             progress.close()
-    for note in result.notes:
+    for note in result.notes if not state.quiet else ():
         typer.echo(f"note: {note}", err=True)
     warning = result.no_data_warning()
     if warning is not None:

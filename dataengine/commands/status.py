@@ -30,6 +30,12 @@ def status(
         typer.echo(render_symbol(report))
     else:
         typer.echo(render_store(report))
+    damaged, missing = report.get("damaged", []), report.get("missing_partitions", [])
+    if damaged or missing:
+        shown = ", ".join([*damaged, *missing][:3])
+        typer.echo(f"warning: {len(damaged)} damaged and {len(missing)} missing partition(s) ({shown}...): "
+                   "run 'dataengine verify --repair'", err=True)
+        raise typer.Exit(1)
 
 
 # -- rendering (plain text on stdout; no colour, stable for scripts and tests) ----------------------------

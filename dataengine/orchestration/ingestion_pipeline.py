@@ -213,11 +213,12 @@ class IngestionPipeline:
             end=request.range.end.isoformat(),
             symbols_requested=len(request.symbols),
         )
+        new_store = check_writable_root(self.storage.root)  # before the lock file makes it look like a store
         with locked_and_recorded(
             self.storage.root, self.ledger, record,
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:
-            result = outcome.result = self._execute(request)
+            result = outcome.result = self._execute(request, new_store=new_store)
             _refresh_status_cache(self.storage.root, request)
         return result
 
@@ -231,9 +232,9 @@ class IngestionPipeline:
         )
         return self.run(request)
 
-    def _execute(self, request: IngestRequest) -> IngestResult:
-        check_writable_root(self.storage.root)  # again: prepare() and run() may be far apart
-        notes = [f"new store at {self.storage.root}"] if mark_store(self.storage.root) else []
+    def _execute(self, request: IngestRequest, *, new_store: bool) -> IngestResult:
+        mark_store(self.storage.root)
+        notes = [f"new store at {self.storage.root}"] if new_store else []
         self.storage.remove_stale_temp_files()
         request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from dataengine import calendar
 from dataengine.api.source import PAGE_BARS
+from dataengine.errors import DamagedPartitionError
 from dataengine.orchestration.request import IngestRequest
 from dataengine.storage.coverage import CoverageLedger, Interval
+from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts, ny_month_end, ny_month_start
 
 MAX_UNIT_PAGES = 20  # bounds how much one unit re-fetches after a failure
 MAX_SYMBOL_CHARS = 3_000  # keeps the query string far below URL limits (HTTP 414 seen at ~8 KB)
@@ -149,10 +151,11 @@ class Plan:
 
     todo: dict[str, tuple[Interval, ...]]
     units: list[WorkUnit]
+    damaged: dict[str, str] = field(default_factory=dict)  # symbol -> the damaged file it cannot be merged into
 
     @property
     def up_to_date(self) -> list[str]:
-        return sorted(s for s, spans in self.todo.items() if not spans)
+        return sorted(s for s, spans in self.todo.items() if not spans and s not in self.damaged)
 
     def summary(self) -> dict[str, object]:
         est_bars = sum(u.est_bars for u in self.units)
@@ -181,6 +184,9 @@ def plan_request(
     ``persist``: record adopted coverage (bars stored without a coverage record) in the ledger, as a run does;
     a dry run keeps it in memory."""
     rng = request.range
+    damaged: dict[str, str] = {}
+    if request.ranges is None:
+        damaged = _check_partitions(request, storage, coverage, persist)
     if request.ranges is not None:
         todo = {s: tuple(request.ranges.get(s, ())) for s in request.symbols}
     elif request.full_refresh:
@@ -195,7 +201,26 @@ def plan_request(
             todo[symbol] = tuple(coverage.remaining(symbol, start, rng.end, request.lag))
     # On a slow plan requests are the bottleneck: fewer, longer units leave fewer partly-filled pages.
     min_pages = SLOW_PLAN_MIN_PAGES if requests_per_minute <= SLOW_PLAN_RPM else 1
-    return Plan(todo, plan_todo(todo, request.timeframe, workers=workers, min_pages=min_pages))
+    todo = {s: (() if s in damaged else spans) for s, spans in todo.items()}
+    return Plan(todo, plan_todo(todo, request.timeframe, workers=workers, min_pages=min_pages), damaged)
+
+
+def _check_partitions(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, persist: bool) -> dict[str, str]:
+    """Check the footers of the request's symbols' partitions before trusting coverage for them (only the
+    footers that changed since they were last indexed are read). A partition that was written once and is
+    gone (deleted by hand) loses its coverage, so this run fetches it again; a damaged one fails its symbol
+    with a pointer to ``verify --repair``, because merging into it would fail anyway."""
+    dataset = request.dataset.dirname
+    if not storage.dataset_dir(request.dataset).is_dir():
+        return {}
+    index = FooterCache(storage.root)
+    index.partitions([dataset], list(request.symbols))
+    for symbol, year, month in index.gone.select("symbol", "year", "month").iter_rows():
+        coverage.forget(symbol, ny_month_start(year, month), ny_month_end(year, month), persist=persist)
+    return {
+        symbol: str(DamagedPartitionError(path))
+        for symbol, path in index.unreadable.select("symbol", "path").iter_rows()
+    }
 
 
 def _adopt_untracked(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, persist: bool) -> None:

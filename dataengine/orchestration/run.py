@@ -22,6 +22,7 @@ import polars as pl
 from dataengine.api.source import BarSource, SourceFactory
 from dataengine.counters import RequestCounts, WriteCounts, copy_counters
 from dataengine.errors import (
+    DamagedPartitionError,
     DataEngineError,
     FatalRunError,
     Interrupted,
@@ -98,6 +99,8 @@ class IngestRun:
         for unit in units:
             for symbol in unit.symbols:
                 self.remaining[symbol] = self.remaining.get(symbol, 0) + 1
+        for symbol, reason in plan.damaged.items():
+            self.fail_symbol(symbol, reason)
         if plan.up_to_date:
             self.successful.extend(plan.up_to_date)
             self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
@@ -227,6 +230,13 @@ class IngestRun:
                     queue.extend(current.halves())  # a paging loop names no symbol: bisect to find it
                 else:
                     self.fail_symbol(current.symbols[0], str(exc))
+            except DamagedPartitionError as exc:  # a file in the store is damaged: that symbol, not the run
+                if exc.symbol in current.symbols and len(current.symbols) > 1:
+                    self.fail_symbol(exc.symbol, str(exc))
+                    queue.append(current.without({exc.symbol}))
+                else:
+                    for symbol in current.symbols:
+                        self.fail_symbol(symbol, str(exc))
             except TransientSourceError as exc:
                 for symbol in current.symbols:
                     self.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")

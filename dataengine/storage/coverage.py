@@ -66,18 +66,31 @@ class CoverageLedger:
             if not persist:
                 self.pieces().setdefault(symbol, []).append(piece)
                 return
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                if not self._tail_checked:
-                    cut_torn_tail(self.path, self.path.parent.parent / "torn")
-                    self._tail_checked = True
-                with open(self.path, "a", encoding="utf-8") as handle:
-                    handle.write(piece.to_json() + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as exc:
-                raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._append(piece.to_json())
             self.pieces().setdefault(symbol, []).append(piece)
+
+    def _append(self, line: str) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._tail_checked:
+                cut_torn_tail(self.path, self.path.parent.parent / "torn")
+                self._tail_checked = True
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def forget(self, symbol: str, start: datetime, end: datetime, *, persist: bool = True) -> None:
+        """Note that ``[start, end]`` of ``symbol`` is no longer stored (a damaged or deleted partition), so
+        the next plan fetches it again. Appended as a ``drop`` line; compaction applies it."""
+        with self._lock:
+            if persist:
+                self._append(json.dumps({"s": symbol, "a": start.isoformat(), "b": end.isoformat(), "drop": 1},
+                                        separators=(",", ":")))
+            pieces = self.pieces()
+            pieces[symbol] = _cut(pieces.get(symbol, []), start, end)
 
     def trusted(self, symbol: str, lag: int) -> list[Interval]:
         """Merged intervals of ``symbol`` that need no fetching (sorted)."""
@@ -157,13 +170,30 @@ def _read(path: Path) -> dict[str, list[Piece]]:
     for number, line in enumerate(lines, 1):
         try:
             raw = json.loads(line)
+            if raw.get("drop"):
+                pieces[raw["s"]] = _cut(pieces.get(raw["s"], []), _utc(raw["a"]), _utc(raw["b"]))
+                continue
             piece = Piece(raw["s"], _utc(raw["a"]), _utc(raw["b"]), _utc(raw["f"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             if number < len(lines):
                 log.warning("%s:%d: unreadable coverage line ignored", path, number)
             continue  # the last line may be torn by a crash mid-append
         pieces.setdefault(piece.symbol, []).append(piece)
     return pieces
+
+
+def _cut(pieces: list[Piece], start: datetime, end: datetime) -> list[Piece]:
+    """``pieces`` without ``[start, end]`` (a piece across it is split in two)."""
+    out: list[Piece] = []
+    for p in pieces:
+        if p.end < start or p.start > end:
+            out.append(p)
+            continue
+        if p.start < start:
+            out.append(Piece(p.symbol, p.start, start - TICK, p.fetched))
+        if p.end > end:
+            out.append(Piece(p.symbol, end + TICK, p.end, p.fetched))
+    return out
 
 
 def _utc(text: str) -> datetime:

@@ -42,7 +42,9 @@ _SCHEMA = {
     "rows": pl.Int64,
     "first_us": pl.Int64,
     "last_us": pl.Int64,
+    "gone": pl.Boolean,  # the file was indexed once and is not there any more (deleted by something else)
 }
+UNREADABLE = -1  # ``rows`` of a file whose footer cannot be read (truncated, garbage, not Parquet)
 def _walk(root: Path, datasets: Sequence[str], symbols: Sequence[str] | None = None) -> tuple[dict[str, list[Any]], list[str]]:
     """Every ``data.parquet`` of the given datasets (of the given symbols only, if any) and its stat, as
     columns plus the paths; no footer is read. Written for speed: 54,000 partitions take ~0.3 s."""
@@ -132,6 +134,8 @@ class FooterCache:
         self.path = layout.metadata_dir(root) / CACHE_FILE
         self.threads = threads
         self.footers_read = 0  # how many footers the last :meth:`partitions` call had to read
+        self.unreadable = pl.DataFrame(schema={**{k: _SCHEMA[k] for k in KEY}, "path": pl.String})
+        self.gone = pl.DataFrame(schema={k: _SCHEMA[k] for k in KEY})
 
     def load(self) -> pl.DataFrame:
         try:
@@ -150,15 +154,16 @@ class FooterCache:
             log.info("cannot save the status cache %s: %s", self.path, exc)
 
     def partitions(self, datasets: Sequence[str], symbols: Sequence[str] | None = None, *, whole_store: bool = False) -> pl.DataFrame:
-        """One row per stored partition of ``datasets`` (of ``symbols`` only, if given): key, sizes, rows,
+        """One row per readable partition of ``datasets`` (of ``symbols`` only, if given): key, sizes, rows,
         first/last. The cache is refreshed for that scope; ``whole_store`` also drops entries of datasets that
-        no longer exist."""
+        no longer exist. Afterwards :attr:`unreadable` lists the files of that scope whose footer cannot be
+        read, and :attr:`gone` the partitions indexed before whose file has disappeared."""
         columns, paths = _walk(self.root, datasets, symbols)
-        current = pl.DataFrame(columns, schema={k: v for k, v in _SCHEMA.items() if k not in ("rows", "first_us", "last_us")})
+        current = pl.DataFrame(columns, schema={k: v for k, v in _SCHEMA.items() if k not in ("rows", "first_us", "last_us", "gone")})
         cache = self.load()
         joined = current.join(
-            cache.select(*KEY, pl.col("ino").alias("c_ino"), pl.col("size").alias("c_size"),
-                         pl.col("mtime_ns").alias("c_mtime"), "rows", "first_us", "last_us"),
+            cache.filter(~pl.col("gone")).select(*KEY, pl.col("ino").alias("c_ino"), pl.col("size").alias("c_size"),
+                                                 pl.col("mtime_ns").alias("c_mtime"), "rows", "first_us", "last_us"),
             on=KEY, how="left",
         )
         fresh = (pl.col("c_ino") == pl.col("ino")) & (pl.col("c_size") == pl.col("size")) & (pl.col("c_mtime") == pl.col("mtime_ns"))
@@ -173,17 +178,35 @@ class FooterCache:
                 footers = list(pool.map(_safe_footer, [paths[i] for i in stale_idx], chunksize=256))
             for i, footer in zip(stale_idx, footers, strict=False):
                 rows[i], firsts[i], lasts[i] = footer
-        result = current.with_columns(
-            pl.Series("rows", rows, pl.Int64), pl.Series("first_us", firsts, pl.Int64), pl.Series("last_us", lasts, pl.Int64)
+        listed = current.with_columns(
+            pl.Series("rows", rows, pl.Int64), pl.Series("first_us", firsts, pl.Int64), pl.Series("last_us", lasts, pl.Int64),
+            pl.lit(False).alias("gone"), pl.Series("path", paths, pl.String),
         ).filter(pl.col("rows").is_not_null())
         # the cache entries this call is the authority for: the whole store, or one symbol's partitions
         scope = pl.lit(True) if whole_store else pl.col("dataset").is_in(list(datasets))
         if symbols is not None:
             scope = scope & pl.col("symbol").is_in(list(symbols))
+        present = [d for d in datasets if layout.dataset_dir(self.root, d).is_dir()]
+        vanished = (
+            cache.filter(scope & pl.col("dataset").is_in(present))
+            .join(listed.select(KEY), on=KEY, how="anti")
+            .with_columns(pl.lit(True).alias("gone"))
+        )
         kept = cache.filter(~scope)
-        if stale_idx or kept.height + result.height != cache.height:
-            self.save(pl.concat([kept, result.select(list(_SCHEMA))]).sort(KEY))
-        return result
+        updated = pl.concat([kept, listed.select(list(_SCHEMA)), vanished]).sort(KEY)
+        if stale_idx or not updated.equals(cache):
+            self.save(updated)
+        self.unreadable = listed.filter(pl.col("rows") == UNREADABLE).select(*KEY, "path")
+        self.gone = vanished.select(KEY)
+        return listed.filter(pl.col("rows") >= 0).drop("gone", "path")
+
+    def forget_gone(self, dataset: str, keys: Sequence[tuple[str, int, int]]) -> None:
+        """Stop reporting these vanished partitions (they were repaired, or are known to hold nothing)."""
+        cache = self.load()
+        drop = pl.DataFrame({"dataset": [dataset] * len(keys), "symbol": [k[0] for k in keys],
+                             "year": [k[1] for k in keys], "month": [k[2] for k in keys]},
+                            schema={k: _SCHEMA[k] for k in KEY})
+        self.save(cache.join(drop.with_columns(pl.lit(True).alias("gone")), on=[*KEY, "gone"], how="anti"))
 
 
 def _safe_footer(path: str) -> tuple[int | None, int | None, int | None]:
@@ -192,8 +215,8 @@ def _safe_footer(path: str) -> tuple[int | None, int | None, int | None]:
     except FileNotFoundError:
         return None, None, None  # replaced or removed since the listing: left out of this answer
     except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal to the whole status
-        log.warning("cannot read the Parquet footer of %s: %s", path, exc)
-        return None, None, None
+        log.warning("damaged partition %s (%s): run dataengine verify --repair", path, " ".join(str(exc).split())[:200])
+        return UNREADABLE, None, None
 
 
 def refresh_cache(root: str | Path, dataset: str, symbols: Sequence[str]) -> int:

@@ -230,3 +230,15 @@ def _int_after(name: str, prefix: str) -> int | None:
         return None
     digits = name[len(prefix) :]
     return int(digits) if digits.isdigit() else None
+
+
+def first_damaged(paths: list[Path]) -> tuple[Path, str] | None:
+    """The first of ``paths`` whose Parquet footer cannot be read, with the reason (a read failed: which file?)."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        try:
+            pq.read_metadata(path)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the footer is the answer
+            return path, str(exc)
+    return None

@@ -28,7 +28,7 @@ import polars as pl
 from dataengine.config import Settings
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
-from dataengine.errors import DatasetMismatchError, StorageError, UsageError
+from dataengine.errors import DamagedPartitionError, DatasetMismatchError, StorageError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.atomic import pid_alive, temp_owner_pid, temp_target, write_atomic, write_text_atomic
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
@@ -183,7 +183,7 @@ class ParquetStorage:
             try:
                 old_rows = 0
                 if path.exists():
-                    old = pl.read_parquet(path)  # a single file: Polars adds no hive columns (DuckDB would)
+                    old = _read_partition(path)
                     old_rows = old.height
                     merged = _merge_sorted(old, new)
                 else:
@@ -255,6 +255,21 @@ class ParquetStorage:
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
+
+
+def _read_partition(path: Path) -> pl.DataFrame:
+    """A stored partition (a single file: Polars adds no hive columns, DuckDB would); a file that is not a
+    readable partition raises :class:`DamagedPartitionError` naming it, never a raw Polars error."""
+    try:
+        old = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        parsed = layout.parse_partition_path(path)
+        raise DamagedPartitionError(path, str(exc), symbol=parsed[0] if parsed else None) from None
+    if old.columns != DATA_COLUMNS:
+        raise DamagedPartitionError(path, f"columns {old.columns}")
+    return old
 
 
 def _strictly_increasing(ts: pl.Series) -> bool:

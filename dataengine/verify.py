@@ -1,0 +1,120 @@
+"""Is the store whole? Every partition's footer readable, its rows inside the month its path names, and no
+partition that was once written gone. ``repair`` puts damaged files aside and fetches exactly those months.
+
+Only footers are read (through the footer index, which reads just those that changed since the last call), so
+verifying a large store costs about what ``status`` does. A partition counts as gone when the index saw it
+once (every run indexes what it wrote; ``status`` indexes everything) and its file is no longer there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dataengine.datasets import DatasetKey
+from dataengine.storage import layout
+from dataengine.storage.coverage import CoverageLedger, Interval
+from dataengine.storage.footer_index import EPOCH, FooterCache
+from dataengine.timeframes import parse_timeframe
+from dataengine.timerange import ny_month_end, ny_month_start
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+    from dataengine.orchestration.result import IngestResult
+
+log = logging.getLogger(__name__)
+QUARANTINE = "quarantine"
+
+
+@dataclass
+class Damage:
+    """One damaged or missing partition."""
+
+    dataset: str
+    symbol: str
+    year: int
+    month: int
+    kind: str  # unreadable | empty | outside_month | missing
+    path: str
+
+    def describe(self) -> str:
+        what = {
+            "unreadable": "cannot be read (truncated, garbage or not Parquet)",
+            "empty": "holds no bar",
+            "outside_month": "holds bars outside the month its path names",
+            "missing": "was written once and is gone",
+        }[self.kind]
+        return f"{self.dataset} {self.symbol} {self.year:04d}-{self.month:02d}: {self.path} {what}"
+
+
+@dataclass
+class VerifyReport:
+    partitions: int = 0
+    damage: list[Damage] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    repair: dict[str, Any] | None = None  # per dataset, the repair run's result
+
+    @property
+    def ok(self) -> bool:
+        return not self.damage
+
+    def asdict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify(root: Path, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
+    """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer."""
+    started = time.perf_counter()
+    names = datasets if datasets is not None else layout.dataset_names(root)
+    index = FooterCache(root)
+    good = index.partitions(names, symbols)
+    report = VerifyReport(partitions=good.height + index.unreadable.height)
+    for d, s, y, m, path in index.unreadable.iter_rows():
+        report.damage.append(Damage(d, s, y, m, "unreadable", path))
+    for d, s, y, m, rows, first, last in good.select("dataset", "symbol", "year", "month", "rows", "first_us", "last_us").iter_rows():
+        path = str(layout.partition_path(root, d, s, y, m))
+        if rows == 0:
+            report.damage.append(Damage(d, s, y, m, "empty", path))
+        elif first is not None and last is not None and not (
+            _us(ny_month_start(y, m)) <= first and last <= _us(ny_month_end(y, m))
+        ):
+            report.damage.append(Damage(d, s, y, m, "outside_month", path))
+    for d, s, y, m in index.gone.iter_rows():
+        report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
+    report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
+    report.elapsed_s = round(time.perf_counter() - started, 3)
+    return report
+
+
+def repair(root: Path, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
+    """Move damaged files to ``metadata/quarantine/`` (never deleted), drop their coverage, and fetch exactly
+    those months again through ``pipeline``. Returns each dataset's repair run."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    by_dataset: dict[str, dict[str, list[Interval]]] = {}
+    for item in report.damage:
+        path = Path(item.path)
+        if path.exists():
+            aside = layout.metadata_dir(root) / QUARANTINE / stamp / path.relative_to(root)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, aside)
+            log.warning("moved %s aside to %s", path, aside)
+        span = (ny_month_start(item.year, item.month), ny_month_end(item.year, item.month))
+        CoverageLedger(layout.coverage_path(root, item.dataset)).forget(item.symbol, *span)
+        by_dataset.setdefault(item.dataset, {}).setdefault(item.symbol, []).append(span)
+    index = FooterCache(root)
+    results: dict[str, IngestResult] = {}
+    for dataset, ranges in sorted(by_dataset.items()):
+        info = layout.describe_dataset(dataset)
+        key = DatasetKey(parse_timeframe(info["label"]), info["adjustment"])
+        index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in report.damage if d.dataset == dataset])
+        results[dataset] = pipeline.ingest_ranges(ranges, key)
+    return results
+
+
+def _us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
