@@ -13,12 +13,14 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
 from dataengine.errors import ConfigError
+from dataengine.timerange import DEFAULT_START
 
 APP_NAME = "dataengine"
 DEFAULT_WORKERS = {"macos": 6, "windows": 8, "linux": 8}
@@ -38,6 +40,7 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "progress_interval": ("progress_interval", _FLOAT, "DATAENGINE_PROGRESS_INTERVAL"),
     "retry_backoff": ("retry_backoff", _FLOAT, "DATAENGINE_RETRY_BACKOFF"),
     "sip_delay_minutes": ("sip_delay_minutes", _INT, "DATAENGINE_SIP_DELAY_MINUTES"),
+    "default_start": ("default_start", "date", "DATAENGINE_DEFAULT_START"),
 }
 _MINIMUM = {
     "workers": 1,
@@ -75,6 +78,8 @@ class Settings:
     # SIP bars newer than this are not asked for: Alpaca refuses the last 15 minutes of SIP to plans without
     # real-time SIP (16 leaves a minute for clock skew). 0 for plans with real-time SIP (Algo Trader Plus).
     sip_delay_minutes: int = 16
+    # Where history starts when a run gives no --start: every symbol is kept complete from here on.
+    default_start: date = DEFAULT_START
     config_file: Path | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never show a secret, even in a debug log
@@ -170,9 +175,12 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, object]:
 
 def _convert(raw: str, kind: str, name: str, where: str) -> object:
     try:
-        value: object = int(raw) if kind == _INT else float(raw) if kind == _FLOAT else raw
+        value: object = (
+            int(raw) if kind == _INT else float(raw) if kind == _FLOAT else date.fromisoformat(raw) if kind == "date" else raw
+        )
     except ValueError:
-        raise ConfigError(f"{where}: {raw!r} is not a valid {'whole number' if kind == _INT else 'number'}") from None
+        expected = {_INT: "whole number", _FLOAT: "number", "date": "date (YYYY-MM-DD)"}.get(kind, "value")
+        raise ConfigError(f"{where}: {raw[:40]!r} is not a valid {expected}") from None
     _check_minimum(name, value, where)
     return value
 

@@ -16,9 +16,10 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
+from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import ONE_MICROSECOND, ny_month_end, ny_month_start
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_month_end, ny_month_start
 
 Interval = tuple[datetime, datetime]
 
@@ -33,6 +34,7 @@ class SymbolGaps:
     missing_sessions: list[str] = field(default_factory=list)  # true gaps, ISO dates
     quiet_bars: int = 0  # intraday bars absent inside sessions that have bars (no trade in that interval)
     bars: int = 0
+    missing_history: list[str] = field(default_factory=list)  # [first day, last day] never fetched before the history
 
     @property
     def coverage_pct(self) -> float:
@@ -41,8 +43,16 @@ class SymbolGaps:
     def asdict(self) -> dict[str, object]:
         return dict(asdict(self), coverage_pct=round(self.coverage_pct, 3))
 
+    @property
+    def has_gaps(self) -> bool:
+        return bool(self.missing_sessions or self.missing_history)
+
     def missing_ranges(self) -> list[Interval]:
-        """Runs of consecutive missing sessions as UTC ranges (New York days, inclusive)."""
+        """Runs of consecutive missing sessions as UTC ranges (New York days, inclusive), and the history never
+        fetched before the first stored bar."""
+        history = [(calendar.session_start(date.fromisoformat(self.missing_history[0])),
+                    calendar.session_start(date.fromisoformat(self.missing_history[1]) + timedelta(days=1)) - ONE_MICROSECOND)
+                   ] if self.missing_history else []
         days = [date.fromisoformat(d) for d in self.missing_sessions]
         runs: list[list[date]] = []
         all_sessions = calendar.sessions(days[0], days[-1]) if days else []
@@ -52,7 +62,7 @@ class SymbolGaps:
                 runs[-1].append(day)
             else:
                 runs.append([day])
-        return [
+        return history + [
             (calendar.session_start(run[0]), calendar.session_start(run[-1] + timedelta(days=1)) - ONE_MICROSECOND)
             for run in runs
         ]
@@ -64,13 +74,35 @@ def find_gaps(
     symbols: list[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    history_start: date | None = None,
 ) -> list[SymbolGaps]:
-    """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given."""
+    """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given.
+
+    With ``history_start`` (where the store's history begins: the ``default_start`` setting) a symbol whose
+    fetched history begins later has that stretch reported as ``missing_history``: a sample run's symbol
+    whose past was never fetched is a hole, not a listing date."""
     tf = key.timeframe
     if not tf.intraday and tf.unit != "Day":
         raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
     stored = layout.symbols_in(storage.dataset_dir(key))
-    return [_symbol_gaps(storage, key, tf, symbol, start, end) for symbol in (symbols or stored)]
+    coverage = CoverageLedger(storage.coverage_path(key))
+    reports = []
+    for symbol in symbols or stored:
+        report = _symbol_gaps(storage, key, tf, symbol, start, end)
+        if history_start is not None and report.sessions_expected:
+            report.missing_history = _missing_history(coverage, symbol, history_start)
+        reports.append(report)
+    return reports
+
+
+def _missing_history(coverage: CoverageLedger, symbol: str, history_start: date) -> list[str]:
+    pieces = coverage.pieces().get(symbol)
+    if not pieces:
+        return []
+    first = min(p.start for p in pieces).astimezone(NEW_YORK).date()
+    sessions = calendar.sessions(history_start, first - timedelta(days=1)) if first > history_start else []
+    return [sessions[0].isoformat(), sessions[-1].isoformat()] if sessions else []
 
 
 def _symbol_gaps(
@@ -125,4 +157,4 @@ def _month_overlaps(year: int, month: int, start: datetime | None, end: datetime
 
 def repair_ranges(reports: list[SymbolGaps]) -> dict[str, list[Interval]]:
     """What to fetch again to close the true gaps found: per symbol, its runs of missing sessions."""
-    return {r.symbol: r.missing_ranges() for r in reports if r.missing_sessions}
+    return {r.symbol: r.missing_ranges() for r in reports if r.has_gaps}

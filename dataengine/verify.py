@@ -12,14 +12,16 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import polars as pl
 
 from dataengine.datasets import DatasetKey
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
-from dataengine.storage.footer_index import EPOCH, FooterCache
+from dataengine.storage.footer_index import FooterCache
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -76,14 +78,16 @@ def verify(root: Path, *, datasets: list[str] | None = None, symbols: list[str] 
     report = VerifyReport(partitions=good.height + index.unreadable.height)
     for d, s, y, m, path in index.unreadable.iter_rows():
         report.damage.append(Damage(d, s, y, m, "unreadable", path))
-    for d, s, y, m, rows, first, last in good.select("dataset", "symbol", "year", "month", "rows", "first_us", "last_us").iter_rows():
-        path = str(layout.partition_path(root, d, s, y, m))
-        if rows == 0:
-            report.damage.append(Damage(d, s, y, m, "empty", path))
-        elif first is not None and last is not None and not (
-            _us(ny_month_start(y, m)) <= first and last <= _us(ny_month_end(y, m))
-        ):
-            report.damage.append(Damage(d, s, y, m, "outside_month", path))
+    month_start = pl.datetime(pl.col("year"), pl.col("month"), 1, time_zone="America/New_York").dt.epoch("us")
+    next_year = pl.col("year") + (pl.col("month") == 12).cast(pl.Int32)
+    next_month = pl.col("month") % 12 + 1
+    month_end = pl.datetime(next_year, next_month, 1, time_zone="America/New_York").dt.epoch("us") - 1
+    outside = (pl.col("first_us") < month_start) | (pl.col("last_us") > month_end)
+    flagged = good.with_columns(
+        pl.when(pl.col("rows") == 0).then(pl.lit("empty")).when(outside).then(pl.lit("outside_month")).alias("kind")
+    ).filter(pl.col("kind").is_not_null())
+    for d, s, y, m, kind in flagged.select("dataset", "symbol", "year", "month", "kind").iter_rows():
+        report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
@@ -114,7 +118,3 @@ def repair(root: Path, report: VerifyReport, pipeline: IngestionPipeline) -> dic
         index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in report.damage if d.dataset == dataset])
         results[dataset] = pipeline.ingest_ranges(ranges, key)
     return results
-
-
-def _us(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)

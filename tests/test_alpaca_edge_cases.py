@@ -124,7 +124,8 @@ def test_every_bar_size_is_stored_and_read_back(alpaca, capsys, tmp_path: Path, 
     assert any(d["name"] == f"equities_{label}" and d["rows"] == truth.height for d in json.loads(out)["datasets"])
 
 
-def test_gaps_understand_n_minute_bars(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_gaps_understand_n_minute_bars(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-03-04")
     assert run(capsys, "ingest", "AAPL", "--start", "2024-03-04", "--end", "2024-03-08", "-t", "10min")[0] == 0
     code, out, err = run(capsys, "gaps", "AAPL", "-t", "10min", "--json")
     assert code == 0, err

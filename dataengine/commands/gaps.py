@@ -40,7 +40,7 @@ def gaps(
     last = parse_bound(end, is_end=True, name="--end") if end else None
     wanted = clean_symbols(symbols) if symbols else None
     storage = ParquetStorage(settings.storage_dir)
-    reports = find_gaps(storage, key, wanted, first, last)
+    reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
     repaired = None
     ranges = repair_ranges(reports)
     if repair and ranges:
@@ -51,8 +51,9 @@ def gaps(
             repaired = pipeline.ingest_ranges(ranges, key)
         finally:
             progress.close()
-        reports = find_gaps(storage, key, wanted, first, last)
+        reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
     remaining = sum(len(r.missing_sessions) for r in reports)
+    holes = remaining + sum(1 for r in reports if r.missing_history)
     if json_out:
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
                                       "missing_sessions": remaining}
@@ -63,7 +64,7 @@ def gaps(
         typer.echo(render(key.dirname, reports))
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
-    raise typer.Exit(1 if remaining else 0)
+    raise typer.Exit(1 if holes else 0)
 
 
 def render(dataset: str, reports: list[SymbolGaps]) -> str:
@@ -79,5 +80,6 @@ def render(dataset: str, reports: list[SymbolGaps]) -> str:
         lines.append(
             f"  {r.symbol:<{width}}  {r.first_session}..{r.last_session}  sessions {r.sessions_with_bars}/{r.sessions_expected} "
             f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {missing}" if missing else "")
+            + (f"  history never fetched: {r.missing_history[0]}..{r.missing_history[1]}" if r.missing_history else "")
         )
     return "\n".join(lines)

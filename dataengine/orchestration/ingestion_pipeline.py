@@ -173,7 +173,7 @@ class IngestionPipeline:
         request = build_request(
             symbols, start_date, end_date, timeframe,
             feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag, ranges=ranges, asof=asof,
-            sip_delay_minutes=self.settings.sip_delay_minutes,
+            sip_delay_minutes=self.settings.sip_delay_minutes, default_start=self.settings.default_start,
         )
         if self.source is None:
             self.settings.credentials()  # the default source needs keys: say so before anything runs

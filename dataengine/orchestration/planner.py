@@ -195,10 +195,10 @@ def plan_request(
         _adopt_untracked(request, storage, coverage, persist)
         todo = {}
         for symbol in request.symbols:
-            # Without --start a stored symbol resumes from its own history, not from the default start.
-            pieces = coverage.pieces().get(symbol)
-            start = rng.start if request.start_given or not pieces else min(p.start for p in pieces)
-            todo[symbol] = tuple(coverage.remaining(symbol, start, rng.end, request.lag))
+            # Whatever the symbol's stored history: the whole range minus what coverage holds. Without --start
+            # that is the default start on, so a sample run's symbol still gets its missing past (once: a
+            # symbol listed later costs one empty request, then its coverage says so).
+            todo[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
     # On a slow plan requests are the bottleneck: fewer, longer units leave fewer partly-filled pages.
     min_pages = SLOW_PLAN_MIN_PAGES if requests_per_minute <= SLOW_PLAN_RPM else 1
     todo = {s: (() if s in damaged else spans) for s, spans in todo.items()}

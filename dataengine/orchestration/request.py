@@ -12,7 +12,7 @@ from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage.coverage import Interval
 from dataengine.timeframes import Timeframe, parse_timeframe
-from dataengine.timerange import SIP_SAFE_DELAY_MINUTES, TimeRange, resolve_range
+from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, TimeRange, resolve_range
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
@@ -22,7 +22,7 @@ DateLike = str | date | datetime | None
 
 @dataclass(frozen=True)
 class IngestRequest:
-    """What to fetch. ``start_given`` False: each stored symbol resumes from its own stored history;
+    """What to fetch. ``start_given`` False: the range starts at the default start (settings);
     ``full_refresh``: ignore what is stored; ``lag``: sessions of the last fetch fetched again (late
     corrections); ``ranges``: explicit per-symbol ranges (a repair), instead of what coverage says."""
 
@@ -55,6 +55,7 @@ def build_request(
     ranges: dict[str, list[Interval]] | None = None,
     asof: str | date | None = None,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
+    default_start: date = DEFAULT_START,
 ) -> IngestRequest:
     """Validate the user's input into a request; :class:`UsageError` names the first thing wrong."""
     clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
@@ -64,7 +65,10 @@ def build_request(
     return IngestRequest(
         symbols=tuple(clean),
         timeframe=parse_timeframe(timeframe),
-        range=resolve_range(start_date, end_date, feed=feed, sip_delay_minutes=sip_delay_minutes),
+        range=resolve_range(
+            start_date if start_date is not None else default_start, end_date, feed=feed,
+            sip_delay_minutes=sip_delay_minutes,
+        ),
         feed=feed,
         adjustment=parse_adjustment(adjustment),
         start_given=start_date is not None,

@@ -17,9 +17,10 @@ def root():  # type: ignore[no-untyped-def]
     return Settings.load().storage_dir
 
 
-def test_rerun_without_start_fetches_only_new_bars(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_rerun_without_start_fetches_only_new_bars(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")  # history starts here (2016 by default)
     p = IngestionPipeline(max_workers=2)
-    p.ingest_symbols(SYMBOLS, "2024-01-02", "2024-01-31", "minute")
+    p.ingest_symbols(SYMBOLS, None, "2024-01-31", "minute")
     alpaca.reset_log()
     result = p.ingest_symbols(SYMBOLS, None, "2024-02-09", "minute")
     new = expected(alpaca, SYMBOLS, "2024-02-01", "2024-02-09")
@@ -51,10 +52,11 @@ def test_new_symbol_starts_at_the_requested_start_others_resume(alpaca) -> None:
                                    expected(alpaca, ["NVDA"], "2024-01-02", "2024-02-29", "1Day")]).sort("symbol", "timestamp"))
 
 
-def test_last_session_of_a_fetch_is_fetched_again(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_last_session_of_a_fetch_is_fetched_again(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A run up to now leaves today's (or the last) session untrusted: the next run fetches it again."""
-    p = IngestionPipeline(max_workers=1)
     start = (datetime.now(timezone.utc) - timedelta(days=10)).astimezone(NEW_YORK).date().isoformat()
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", start)  # the history starts where the first run did
+    p = IngestionPipeline(max_workers=1)
     p.ingest_symbols(["AAPL"], start, None, "day", feed="iex")
     alpaca.reset_log()
     again = p.ingest_symbols(["AAPL"], None, None, "day", feed="iex")
@@ -67,7 +69,8 @@ def test_last_session_of_a_fetch_is_fetched_again(alpaca) -> None:  # type: igno
     assert timedelta(0) <= since <= timedelta(minutes=1)
 
 
-def test_bars_stored_without_coverage_are_adopted(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_bars_stored_without_coverage_are_adopted(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-01")
     truth = expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-31", "1Day")
     ParquetStorage(root()).store(truth, "day")
     alpaca.reset_log()
@@ -86,3 +89,25 @@ def test_dry_run_sends_nothing_and_writes_nothing(alpaca) -> None:  # type: igno
     assert plan["todo"]["AAPL"] == [] and len(plan["todo"]["MSFT"]) == 1
     assert plan["est_requests_max"] >= 1
     assert alpaca.requests == [] and sorted(root().rglob("*")) == before
+
+
+def test_the_default_run_after_a_sample_run_fetches_the_missing_past_and_the_new_bars(alpaca, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A sample run (--start 2024-01-10) followed by the default run: the default history before the sample
+    is fetched, not skipped, and `gaps` names the hole before it is filled."""
+    from dataengine.cli import main
+
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")
+    assert main(["ingest", "AAPL", "--start", "2024-01-10", "--end", "2024-01-12", "-t", "day"]) == 0
+    code = main(["gaps", "AAPL", "-t", "day", "--json"])
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    import json
+
+    report = json.loads(out)["symbols"][0]
+    assert code == 1 and report["missing_history"] == ["2024-01-02", "2024-01-09"]
+    alpaca.reset_log()
+    assert main(["ingest", "AAPL", "--end", "2024-01-19", "-t", "day"]) == 0
+    fetched = sorted((r.params["start"][:10], r.params["end"][:10]) for r in alpaca.requests)
+    assert fetched[0][0] == "2024-01-02" and all(not ("2024-01-10" <= a <= "2024-01-11") for a, _ in fetched)
+    assert_store_equals(read_store(root(), "equities_1day"), expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-19", "1Day"))
+    capsys.readouterr()
+    assert main(["gaps", "AAPL", "-t", "day", "--json"]) == 0
