@@ -23,11 +23,36 @@ from dataengine import __version__
 from dataengine.commands.common import Context
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
+
+def _human_placeholders() -> None:
+    """Arguments show their metavar (``SYMBOL...``, ``FILE``) in usage lines and help, not Typer's internal
+    type (``<list[str]>``, ``{symbols}``): Typer offers no per-argument switch, so its two display methods are
+    wrapped once here, for arguments that declare a metavar only."""
+    argument = typer.core.TyperArgument
+    if getattr(argument, "_dataengine_placeholders", False):
+        return
+    show_type, usage_name = argument.display_type, argument._usage_display_name
+
+    def display_type(self: Any, ctx: Any) -> Any:
+        return None if self.metavar else show_type(self, ctx)
+
+    def usage(self: Any) -> str:
+        return str(self.metavar) if self.metavar else usage_name(self)
+
+    argument.display_type = display_type  # type: ignore[method-assign]
+    argument._usage_display_name = usage  # type: ignore[method-assign]
+    argument._dataengine_placeholders = True  # type: ignore[attr-defined]
+
+
+_human_placeholders()
+
 app = typer.Typer(
     name="dataengine",
-    help="Pull historical US stock bars from Alpaca into a local, exactly-once, Hive-partitioned Parquet store.",
+    help="Pull historical US stock bars from Alpaca into a local, exactly-once, Hive-partitioned Parquet store.\n\n"
+    "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -43,11 +68,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", help="Settings file (else DATAENGINE_CONFIG, ./settings.ini, the user config dir).")] = None,
-    storage_dir: Annotated[Path | None, typer.Option("--storage-dir", help="Root of the store (else DATAENGINE_STORAGE_DIR, settings.ini, the user data dir).")] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log detail on stderr (-vv for debug).")] = 0,
+    config: Annotated[Path | None, typer.Option("--config", metavar="PATH", help="Settings file (else DATAENGINE_CONFIG, ./settings.ini, the user config dir).")] = None,
+    storage_dir: Annotated[Path | None, typer.Option("--storage-dir", metavar="PATH", help="Root of the store (else DATAENGINE_STORAGE_DIR, settings.ini, the user data dir).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More log detail on stderr (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
-    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,
+    log_file: Annotated[Path | None, typer.Option("--log-file", metavar="PATH", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Global options come before the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
@@ -129,6 +154,8 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every error to a one-line message and its documented exit code."""
+    if not (sys.argv[1:] if argv is None else argv):
+        argv = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
     with _signals_stop_like_ctrl_c():
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.

@@ -19,7 +19,7 @@ from tests.helpers import assert_store_equals, expected, read_store
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "BRK.B"]
 RANGE = ("2024-01-01", "2024-04-30")
-COMMAND = [sys.executable, "-m", "dataengine", "-q", "ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1],
+COMMAND = [sys.executable, "-m", "dataengine", "ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1],
            "-t", "minute", "--workers", "3"]
 
 
@@ -70,7 +70,11 @@ def test_ctrl_c_exits_130_and_leaves_complete_files(alpaca, tmp_path: Path) -> N
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert json.loads(out)["interrupted"] is True
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    last = [line for line in err.splitlines() if "] interrupted:" in line][-1]  # the same numbers as the JSON
+    assert f"{len(report['successful'])}/6 symbols done, {len(report['failed'])} failed" in last
+    assert f"| {report['rows_written']:,} bars | {report['requests']} requests" in last
     store = tmp_path / "store"
     assert every_file_readable(store) > 0
     assert not list(store.rglob("*.tmp"))

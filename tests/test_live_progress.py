@@ -129,7 +129,7 @@ def test_rows_per_worker_with_symbol_chunk_progress_waits_and_idle() -> None:
     screen = text_of(console, progress.render()).splitlines()
     assert screen[0] == "dataengine ingest · minute"
     assert screen[1].startswith("overall") and "1/3 symbols · 1 ok · 0 failed" in screen[1]
-    assert "5,000 bars · 1/4 chunks · 12 requests · 2 retries · 1× 429" in screen[2]
+    assert "1× 429 · 12 requests · 2 retries · 5,000 bars · 1/4 chunks" in screen[2]
     assert [line.split()[0] for line in screen[3:]] == ["worker-1", "worker-2", "worker-10"]  # natural order
     assert "50% AAPL 2024-01-01..2024-06-30 · 5,000 bars · 1 pages" in screen[3]
     assert "waiting 3.0s: retry 1 after 429 · MSFT" in screen[4]
@@ -187,18 +187,49 @@ def test_live_display_only_on_a_real_terminal(monkeypatch: pytest.MonkeyPatch) -
     assert not live_display_possible(terminal()[0])
 
 
-def test_failed_units_count_only_their_failed_symbols() -> None:
+def test_progress_follows_bars_received_and_learns_from_finished_units() -> None:
+    """The share done moves with every page; when a unit finishes below its (upper) estimate, the rest of
+    the estimate is scaled the same way, so the ETA stops being a multiple of the truth."""
     tally = Tally(FakeClock())
-    tally.begin(symbols=4, units=2, est_bars=40_000, counters=None)
+    tally.begin(symbols=4, units=4, est_bars=40_000, counters=None)
+    first = WorkUnit(("AAPL",), JAN, JUN, 10_000)
+    tally.unit_started("worker-1", first)
+    tally.page_done("worker-1", 4_000)
+    assert tally.fraction() == pytest.approx(0.1)  # 4,000 of 40,000 expected
+    tally.page_done("worker-1", 1_000)
+    tally.unit_finished("worker-1", first, ok=True)  # it brought half its estimate
+    assert tally.fraction() == pytest.approx(5_000 / 20_000)  # the rest is expected at half too
     batch = WorkUnit(("BADX", "NFLX"), JAN, JUN, 20_000)
     tally.unit_started("worker-1", batch)
     tally.symbol_done(False, "BADX")  # invalid: the pipeline re-queues NFLX alone
     tally.unit_finished("worker-1", batch, ok=False)
-    assert tally.fraction() == pytest.approx(0.25)
-    tally.unit_started("worker-1", batch.without({"BADX"}))
-    tally.unit_finished("worker-1", batch.without({"BADX"}), ok=True)
-    assert tally.fraction() == pytest.approx(0.5)
-    stopped = WorkUnit(("AAPL", "MSFT"), JAN, JUN, 20_000)
+    assert tally.units_done == 2
+    stopped = WorkUnit(("AAPL", "MSFT"), JAN, JUN, 10_000)
     tally.unit_started("worker-2", stopped)
     tally.unit_finished("worker-2", stopped, ok=False)  # Ctrl-C: nothing failed, nothing done
-    assert tally.fraction() == pytest.approx(0.5)
+    assert tally.units_done == 2
+
+
+def test_up_to_date_symbols_count_as_done_from_the_start_and_a_run_with_nothing_to_do_is_complete() -> None:
+    tally = Tally(FakeClock())
+    tally.begin(symbols=503, units=0, est_bars=0, counters=None, up_to_date=503)
+    assert tally.symbols_ok == 503 and tally.fraction() == 1.0
+
+
+def test_the_live_display_fits_80_columns_and_always_shows_the_eta() -> None:
+    console, _ = terminal(width=80)
+    clock = FakeClock()
+    progress = LiveProgress(console, title="dataengine ingest-csv sp500-2025.csv · minute · 2016-01-01..now · sip/raw",
+                            clock=clock)
+    progress.tally.begin(503, 40, 9_000_000, lambda: {"requests": 1234, "retries": 56, "throttled": 7})
+    for i in range(1, 9):
+        u = WorkUnit(tuple(f"S{j}" for j in range(40)), JAN, JUN, 200_000)
+        progress.unit_started(f"worker-{i}", u)
+        progress.page_done(f"worker-{i}", u, 10_000 * i, 10_000 * i)
+    progress.waiting("worker-3", "retry 1 after 429 (rate limit reset in 20 s)", 20.0)
+    clock.now += 30
+    progress.tally.eta_s()
+    screen = text_of(console, progress.render()).splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in screen), screen
+    assert "ETA " in screen[1] and "× 429" in screen[2]
+    assert len(screen) == 1 + 2 + 8  # title, two overall lines, one per worker: nothing wrapped

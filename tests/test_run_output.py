@@ -77,7 +77,7 @@ def test_plain_progress_lines_appear_while_running(alpaca, dataengine, monkeypat
     progress = [(t, line) for t, line in lines if "symbols done" in line and "finished" not in line]
     assert len(progress) >= 2, lines
     assert progress[0][0] < ended - 0.5  # seen during the run, not dumped at the end
-    assert "planned 3 symbol(s)" in lines[0][1]
+    assert "checking the store and planning" in lines[0][1] and "planned 3 symbol(s)" in lines[1][1]
     stamped = [line for _, line in lines if "] " in line]  # notes (such as "new store at ...") follow the run
     assert stamped[-1].split("] ", 1)[1].startswith("finished: 100% | 3/3 symbols done, 0 failed")
     assert "\x1b[" not in "".join(line for _, line in lines)  # no terminal control codes off a terminal
@@ -181,3 +181,85 @@ def test_a_fatal_run_is_recorded_with_exit_3(alpaca, capsys, tmp_path: Path, mon
     (record,) = RunLedger(tmp_path / "store").all()
     assert record.exit_code == 3 and record.outcome == "error" and "rejected the API keys" in (record.error or "")
     assert "wrong-secret" not in (tmp_path / "store" / "metadata" / "runs.jsonl").read_text()
+
+
+def _final_line(stderr: str) -> str:
+    return [line for line in stderr.splitlines() if "] finished:" in line or "] interrupted:" in line][-1]
+
+
+def _numbers(line: str) -> tuple[int, int, int, int, int]:
+    import re
+
+    m = re.search(r"\| (\d+)/(\d+) symbols done, (\d+) failed \| ([\d,]+) bars \| (\d+) requests", line)
+    assert m, line
+    return int(m[1]), int(m[2]), int(m[3]), int(m[4].replace(",", "")), int(m[5])
+
+
+@pytest.mark.slow
+def test_plain_lines_summary_and_json_tell_the_same_numbers(alpaca, dataengine) -> None:  # type: ignore[no-untyped-def]
+    alpaca.invalid_symbols = frozenset({"BADX"})
+    first = dataengine("ingest", "AAPL", "MSFT", "-t", "day", *ONE_MONTH)
+    assert first.wait(timeout=60) == 0
+    proc = dataengine("ingest", "AAPL", "MSFT", "NVDA", "BADX", "-t", "day", *ONE_MONTH, "--json")
+    out, err = proc.communicate(timeout=60)
+    report = json.loads(out)
+    assert proc.returncode == 1
+    done, total, failed, bars, requests = _numbers(_final_line(err))
+    assert (done, total, failed) == (len(report["successful"]), 4, len(report["failed"])) == (3, 4, 1)
+    assert (bars, requests) == (report["rows_written"], report["requests"])
+    planned = next(line for line in err.splitlines() if "] planned" in line)
+    assert "2 already up to date" in planned and f"run {report['run_id']}" in planned
+    assert _final_line(err).endswith(f"run {report['run_id']}")
+    assert report["storage_dir"] and report["run_id"]
+
+
+@pytest.mark.slow
+def test_a_run_with_nothing_to_do_is_complete_everywhere(alpaca, dataengine) -> None:  # type: ignore[no-untyped-def]
+    assert dataengine("ingest", "AAPL", "-t", "day", *ONE_MONTH).wait(timeout=60) == 0
+    proc = dataengine("ingest", "AAPL", "-t", "day", *ONE_MONTH, "--json")
+    out, err = proc.communicate(timeout=60)
+    line = _final_line(err)
+    assert "finished: 100% | 1/1 symbols done, 0 failed" in line
+    assert err.count("already up to date") == 2  # the plan line, and the note once
+    assert "note:" not in out and json.loads(out)["notes"] == ["1 symbol(s) already up to date: nothing to fetch"]
+
+
+@pytest.mark.slow
+def test_wrong_keys_failures_agree(alpaca, dataengine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("APCA_API_KEY_ID", "wrong")
+    proc = dataengine("ingest", "AAPL", "MSFT", "NVDA", "-t", "day", *ONE_MONTH, "--json")
+    out, err = proc.communicate(timeout=60)
+    report = json.loads(out)
+    assert proc.returncode == 3
+    _, _, failed, _, _ = _numbers(_final_line(err))
+    assert failed == len(report["failed"]) == 3
+
+
+def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(capsys) -> None:  # type: ignore[no-untyped-def]
+    commands = [["ingest"], ["ingest-csv"], ["status"], ["query"], ["gaps"], ["verify"],
+                ["index", "add"], ["index", "show"], ["index", "list"]]
+    for command in commands:
+        for flag in ("--help", "-h"):
+            assert main([*command, flag]) == 0
+            out = capsys.readouterr().out
+            assert "Exit" in out and "Example" in out, command
+            for internal in ("<str>", "<list", "<int", "<float", "<path>", "{", "[default: 0]"):
+                assert internal not in out, (command, internal)
+    assert main([]) == 0 and "Usage: dataengine" in capsys.readouterr().out  # a bare dataengine: the help
+    assert main(["-h"]) == 0 and "--install-completion" in capsys.readouterr().out
+
+
+def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    start = (datetime.now(timezone.utc) - timedelta(days=3)).date().isoformat()
+    assert main(["ingest", "AAPL", "-t", "hour", "--start", start]) == 0
+    out, err = capsys.readouterr()
+    assert f"store: {tmp_path / 'store'}" in out and "pulled back" not in out
+    assert err.count("end pulled back") == 1
+
+
+def test_workers_beyond_what_helps_are_capped_with_a_note(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--workers", "500"]) == 0
+    err = capsys.readouterr().err
+    assert "500 workers asked for, 64 used" in err

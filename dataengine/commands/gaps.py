@@ -22,17 +22,19 @@ def register(app: typer.Typer) -> None:
 
 def gaps(
     ctx: typer.Context,
-    symbols: Annotated[list[str] | None, typer.Argument(help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
+    symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
-    adjustment: Annotated[str, typer.Option("--adjustment", help="Which dataset: raw, split, dividend or all.")] = "raw",
-    start: Annotated[str | None, typer.Option("--start", help="First day to check (YYYY-MM-DD, New York).")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="Last day to check, inclusive.")] = None,
+    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
+    start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar.")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Report sessions with no bars at all (true gaps) apart from quiet minutes inside sessions.
 
-    Exit 0 when there is no true gap, 1 when there is (after --repair: when some remain).
+    Examples: dataengine gaps AAPL · dataengine gaps -t day --repair
+
+    Exit 0 when there is no true gap, 1 when there is (after --repair: when some remain), 2 for bad input.
     """
     settings = ctx.obj.settings()
     key = DatasetKey.of(timeframe, adjustment)

@@ -20,7 +20,7 @@ index_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-AsOf = Annotated[str | None, typer.Option("--as-of", help="Effective date, YYYY-MM-DD (default today).", show_default=False)]
+AsOf = Annotated[str | None, typer.Option("--as-of", metavar="DATE", help="Effective date, YYYY-MM-DD (default today).", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
@@ -47,12 +47,17 @@ def symbols_from(items: list[str]) -> list[str]:
 @index_app.command("add")
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Index name: letters, digits, '_', '-', '.'.", show_default=False)],
-    items: Annotated[list[str], typer.Argument(help="A CSV/text file of symbols, or the symbols themselves.", show_default=False)],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Index name: letters, digits, '_', '-', '.'.", show_default=False)],
+    items: Annotated[list[str], typer.Argument(metavar="FILE|SYMBOL...", help="A CSV/text file of symbols, or the symbols themselves.", show_default=False)],
     as_of: AsOf = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Record the full membership of NAME in force from --as-of (default today)."""
+    """Record the full membership of NAME in force from --as-of (default today).
+
+    Examples: dataengine index add sp500 sp500-2025.csv --as-of 2025-12-22 · dataengine index add mine AAPL MSFT
+
+    Exit 0 recorded · 2 bad name, date or file.
+    """
     validate_index_name(name)
     day = parse_day(as_of) or date.today()
     symbols = symbols_from(items)
@@ -70,11 +75,16 @@ def add(
 @index_app.command("show")
 def show(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Index name.", show_default=False)],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Date, YYYY-MM-DD (default: the latest membership).", show_default=False)] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Index name.", show_default=False)],
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="DATE", help="Date, YYYY-MM-DD (default: the latest membership).", show_default=False)] = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Print the members of NAME in force on --as-of, one per line."""
+    """Print the members of NAME in force on --as-of, one per line.
+
+    Example: dataengine index show sp500 --as-of 2024-06-30
+
+    Exit 0 · 2 unknown index or bad date.
+    """
     validate_index_name(name)
     day = parse_day(as_of)
     store = _store(ctx)
@@ -92,7 +102,12 @@ def show(
 
 @index_app.command("list")
 def list_indices(ctx: typer.Context, json_out: JsonOut = False) -> None:
-    """List the recorded indices with their snapshots (the dates their membership changed)."""
+    """List the recorded indices with their snapshots (the dates their membership changed).
+
+    Example: dataengine index list --json
+
+    Exit 0 · 2 no store.
+    """
     store = _store(ctx)
     report: list[dict[str, Any]] = []
     for name in store.names():

@@ -20,24 +20,24 @@ def register(app: typer.Typer) -> None:
     app.command("ingest-csv")(ingest_csv)
 
 
-Start = Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default 2016-01-01.")]
-End = Annotated[str | None, typer.Option("--end", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
+Start = Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: default_start (2016-01-01).")]
+End = Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
 Feed = Annotated[str, typer.Option("--feed", metavar="FEED", help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
 Asof = Annotated[str | None, typer.Option("--asof", metavar="DATE", help="Map renamed symbols as of this day (YYYY-MM-DD), or '-' for no mapping. Default: the day the dataset was created, kept for every later run.")]
-Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
+Workers = Annotated[int | None, typer.Option("--workers", "-w", metavar="N", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
 Wait = Annotated[bool, typer.Option("--wait", help="If another run holds the store, wait for it instead of exiting 3 at once.")]
-WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", help="With --wait: give up (exit 3) after this many seconds.", min=0)]
+WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", metavar="SECONDS", help="With --wait: give up (exit 3) after this many seconds.", min=0)]
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Ignore what is stored and fetch the whole range again.")]
-Lag = Annotated[int, typer.Option("--lag", help="Sessions of the last fetch to fetch again for late corrections (0 = none).")]
+Lag = Annotated[int, typer.Option("--lag", metavar="N", help="Sessions of the last fetch to fetch again for late corrections (0 = none).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what is stored, what would be fetched, estimated requests) and fetch nothing.")]
 
 
 def ingest(
     ctx: typer.Context,
-    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. AAPL MSFT BRK.B", show_default=False)],
+    symbols: Annotated[list[str], typer.Argument(metavar="SYMBOL...", help="Symbols, e.g. AAPL MSFT BRK.B", show_default=False)],
     start: Start = None,
     end: End = None,
     timeframe: TimeframeOpt = "minute",
@@ -52,7 +52,12 @@ def ingest(
     dry_run: DryRun = False,
     asof: Asof = None,
 ) -> None:
-    """Fetch bars for the given symbols and store each bar exactly once."""
+    """Fetch bars for the given symbols and store each bar exactly once.
+
+    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --dry-run
+
+    Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
+    """
     args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
@@ -60,8 +65,8 @@ def ingest(
 
 def ingest_csv(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
-    index_name: Annotated[str | None, typer.Option("--index-name", help="Also record the list as this index's membership from today.")] = None,
+    path: Annotated[str, typer.Argument(metavar="FILE", help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
+    index_name: Annotated[str | None, typer.Option("--index-name", metavar="NAME", help="Also record the list as this index's membership from today.")] = None,
     start: Start = None,
     end: End = None,
     timeframe: TimeframeOpt = "minute",
@@ -76,7 +81,12 @@ def ingest_csv(
     dry_run: DryRun = False,
     asof: Asof = None,
 ) -> None:
-    """Fetch bars for every symbol of a CSV or text file."""
+    """Fetch bars for every symbol of a CSV or text file.
+
+    Examples: dataengine ingest-csv sp500-2025.csv --timeframe minute · dataengine ingest-csv my.csv -t day --json
+
+    Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
+    """
     args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))

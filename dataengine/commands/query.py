@@ -30,11 +30,16 @@ def register(app: typer.Typer) -> None:
 
 def query(
     ctx: typer.Context,
-    sql: Annotated[str, typer.Argument(help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
+    sql: Annotated[str, typer.Argument(metavar="SQL", help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
 ) -> None:
-    """Run read-only SQL against the store and print a table or write csv/json/parquet."""
+    """Run read-only SQL against the store and print a table or write csv/json/parquet.
+
+    Examples: dataengine query "select symbol, count(*) from bars_1day group by all" · dataengine query "select * from bars_1min where symbol='AAPL' and year=2024" -o aapl.parquet
+
+    Exit 0 · 2 bad or non-read-only SQL, no store.
+    """
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings()
     if output is not None:

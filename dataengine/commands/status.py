@@ -17,11 +17,16 @@ def register(app: typer.Typer) -> None:
 
 def status(
     ctx: typer.Context,
-    symbol: Annotated[str | None, typer.Argument(help="Show one symbol's coverage per dataset instead.", show_default=False)] = None,
+    symbol: Annotated[str | None, typer.Argument(metavar="[SYMBOL]", help="Show one symbol's coverage per dataset instead.", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-    runs: Annotated[int, typer.Option("--runs", help="How many recent runs to show.", min=0)] = 5,
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="How many recent runs to show.", min=0)] = 5,
 ) -> None:
-    """Show the store: size, datasets (symbols, rows, first/last bar, feed), recent runs and indices."""
+    """Show the store: size, datasets (symbols, rows, first/last bar, feed), recent runs and indices.
+
+    Examples: dataengine status · dataengine status AAPL --json
+
+    Exit 0 · 1 a damaged or missing partition was found (see verify) · 2 no store.
+    """
     root = ctx.obj.settings().storage_dir
     report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)
     if json_out:

@@ -203,7 +203,7 @@ class IngestionPipeline:
         record, whether it succeeds, fails, is refused the lock or is interrupted.
         """
         for note in request.range.notes:
-            log.warning(note)
+            log.info(note)  # shown once, with the result's notes
         record = RunRecord(
             command=self.command,
             timeframe=request.timeframe.name,
@@ -218,7 +218,8 @@ class IngestionPipeline:
             self.storage.root, self.ledger, record,
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:
-            result = outcome.result = self._execute(request, new_store=new_store)
+            self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
+            result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
             _refresh_status_cache(self.storage.root, request)
         return result
 
@@ -232,7 +233,7 @@ class IngestionPipeline:
         )
         return self.run(request)
 
-    def _execute(self, request: IngestRequest, *, new_store: bool) -> IngestResult:
+    def _execute(self, request: IngestRequest, *, new_store: bool, run_id: str = "") -> IngestResult:
         mark_store(self.storage.root)
         notes = [f"new store at {self.storage.root}"] if new_store else []
         self.storage.remove_stale_temp_files()
@@ -247,6 +248,7 @@ class IngestionPipeline:
             progress=self.progress,
             workers=self.max_workers,
             notes=notes,
+            run_id=run_id,
         )
         return run.execute()
 

@@ -60,14 +60,17 @@ class LiveProgress(TrackingProgress):
         self.title = title
         self.refresh_per_second = min(max(refresh_per_second, 0.5), MAX_REFRESH_PER_SECOND)
         self._live: Live | None = None
+        self.final: IngestResult | None = None
         self.renders = 0  # frames built so far (tests and the overhead measurement read it)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def start(
-        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None,
+        up_to_date: int = 0, run_id: str = "",
     ) -> None:
-        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters)
+        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters, up_to_date=up_to_date,
+                      run_id=run_id)
         self._live = Live(
             console=self.console,
             get_renderable=self.render,
@@ -78,7 +81,12 @@ class LiveProgress(TrackingProgress):
         )
         self._live.start()
 
+    def announce(self, text: str) -> None:
+        """A line before the display starts (imports and planning take seconds: say what is happening)."""
+        self.console.print(Text(text, style="dim"), overflow="ellipsis", no_wrap=True)
+
     def finish(self, result: IngestResult) -> None:
+        self.final = result  # the last frame shows the result's numbers: the same as the summary and --json
         self.close()
 
     def close(self) -> None:
@@ -100,37 +108,51 @@ class LiveProgress(TrackingProgress):
             workers = [WorkerState(**vars(w)) for w in t.workers.values()]
             ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
             units_done, units_total, elapsed = t.units_done, t.units_total, now - t.started
+        if self.final is not None:
+            r = self.final
+            ok, failed = len(r.successful), len(r.failed)
+            fraction, eta = (fraction if r.interrupted else 1.0), None
+            bars = r.rows_written
+            counters = {"requests": r.requests, "retries": r.retries, "throttled": r.throttled}
+        # Fit the terminal (80 columns and up): cells never wrap; what does not fit is cut from the end of a
+        # line, so each line leads with what matters most (the ETA first).
+        width = self.console.width
+        bar_width = max(10, min(BAR_WIDTH, width // 4))
         grid = Table.grid(padding=(0, 1), expand=False)
-        grid.add_column(no_wrap=True, min_width=9)
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True, justify="right", min_width=4)
-        grid.add_column(no_wrap=True, overflow="ellipsis")
-        eta_text = clock(eta) if eta is not None else "--:--:--"
+        grid.add_column(no_wrap=True, min_width=8, max_width=9, overflow="ellipsis")
+        grid.add_column(no_wrap=True, width=bar_width)
+        grid.add_column(no_wrap=True, justify="right", width=4)
+        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 17, 20))
+        if self.final is not None:
+            lead = "interrupted" if self.final.interrupted else "done"
+        else:
+            lead = f"ETA {clock(eta) if eta is not None else '--:--:--'}"
         grid.add_row(
-            Text("overall", style="bold"), _bar(fraction, BAR_WIDTH), f"{fraction:.0%}",
-            Text(f"{ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)} · ETA {eta_text}", style="bold"),
+            Text("overall", style="bold"), _bar(fraction, bar_width), f"{fraction:.0%}",
+            Text(f"{lead} · {ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)}",
+                 style="bold"),
         )
         grid.add_row(
             "", "", "",
-            f"{bars:,} bars · {units_done}/{units_total} chunks · {counters.get('requests', 0):,} requests · "
-            f"{counters.get('retries', 0)} retries · {counters.get('throttled', 0)}× 429",
+            f"{counters.get('throttled', 0)}× 429 · {counters.get('requests', 0):,} requests · "
+            f"{counters.get('retries', 0)} retries · {bars:,} bars · {units_done}/{units_total} chunks",
         )
         for w in sorted(workers, key=lambda w: _natural(w.name)):
-            grid.add_row(w.name, *self._worker_cells(w, now))
+            grid.add_row(w.name, *self._worker_cells(w, now, bar_width))
         if not self.title:
             return grid
-        return Group(Text(self.title, style="bold"), grid)
+        return Group(Text(self.title, style="bold", no_wrap=True, overflow="ellipsis"), grid)
 
     @staticmethod
-    def _worker_cells(w: WorkerState, now: float) -> tuple[RenderableType, str, RenderableType]:
+    def _worker_cells(w: WorkerState, now: float, bar_width: int) -> tuple[RenderableType, str, RenderableType]:
         if not w.busy:
             return "", "", Text("idle", style="dim")
         fraction = w.unit_fraction()
         doing = f"{w.label} · {w.bars:,} bars · {w.pages} pages"
         if w.wait_until > now:
             waiting = f"waiting {w.wait_until - now:.1f}s: {w.wait_reason} · {doing}"
-            return _bar(fraction, BAR_WIDTH), f"{fraction:.0%}", Text(waiting, style="yellow")
-        return _bar(fraction, BAR_WIDTH), f"{fraction:.0%}", Text(doing)
+            return _bar(fraction, bar_width), f"{fraction:.0%}", Text(waiting, style="yellow")
+        return _bar(fraction, bar_width), f"{fraction:.0%}", Text(doing)
 
 
 def _bar(fraction: float, width: int) -> ProgressBar:

@@ -6,10 +6,11 @@ prints). :class:`TrackingProgress` keeps a :class:`Tally` and logs each unit's o
 :class:`PlainProgress` adds a line every few seconds and one per failed symbol (cron, pipes); the live Rich
 display is :class:`dataengine.orchestration.live_progress.LiveProgress`.
 
-Work is measured in estimated bars: a unit counts its planner estimate when it finishes and, while in
-flight, the bars received so far (capped below its estimate). The ETA divides the work left by the rate of
-the last minute (the whole run's rate during the first minute), so it follows throttling and settles as soon
-as pages flow, without waiting for whole symbols to finish.
+Work is measured in bars received, across every unit in flight, against the bars the run is expected to
+bring: the bars finished units actually brought, plus the planner's (upper) estimate of the rest scaled by
+how far finished units fell short of theirs. So the percentage moves with every page instead of jumping when
+a chunk finishes, and the ETA (the bars left at the rate of the last minute) comes down to earth as soon as
+the first units show what the estimate is worth. Symbols already up to date count as done from the start.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ class ProgressReporter:
     """No-op base; override what you need. Every hook may be called from any worker thread."""
 
     def start(
-        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None,
+        up_to_date: int = 0, run_id: str = "",
     ) -> None:
-        """Called once before any request; ``counters()`` returns live requests/retries/throttled/bars."""
+        """Called once before any request; ``counters()`` returns live requests/retries/throttled/bars;
+        ``up_to_date`` symbols need nothing and count as done from the start."""
+    def announce(self, text: str) -> None:
+        """A line shown at once, before planning (which can take seconds on a large store)."""
     def unit_started(self, worker: str, unit: WorkUnit) -> None: ...
     def page_done(self, worker: str, unit: WorkUnit, bars: int, written: int) -> None: ...
     def waiting(self, worker: str, reason: str, seconds: float) -> None: ...
@@ -85,7 +90,9 @@ class Tally:
         self.est_bars = 0.0
         self.units_done = self.symbols_ok = self.symbols_failed = 0
         self.bars = 0
-        self.est_done = 0.0  # estimated bars of finished units (the ETA's yardstick)
+        self.est_finished = 0.0  # planner estimates of the units finished so far
+        self.bars_finished = 0  # bars those units actually brought
+        self.run_id = ""
         self.workers: dict[str, WorkerState] = {}
         self.failed_symbols: set[str] = set()
         self.counters: Callable[[], dict[str, int]] | None = None
@@ -93,10 +100,14 @@ class Tally:
 
     # -- updates (any thread) -----------------------------------------------------------------------------
 
-    def begin(self, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None) -> None:
+    def begin(
+        self, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None,
+        up_to_date: int = 0, run_id: str = "",
+    ) -> None:
         with self.lock:
             self.started = self.clock()
             self.symbols_total, self.units_total, self.est_bars = symbols, units, est_bars
+            self.symbols_ok, self.run_id = up_to_date, run_id
             self.counters = counters
             self._samples.clear()
 
@@ -128,13 +139,13 @@ class Tally:
         (a batch without its invalid symbol, or its two halves) as new units that carry their own estimate,
         and a unit stopped by Ctrl-C did no work worth counting."""
         with self.lock:
-            self.units_done += 1
-            if ok:
-                self.est_done += unit.est_bars
-            elif unit.symbols:
-                gone = sum(1 for s in unit.symbols if s in self.failed_symbols)
-                self.est_done += unit.est_bars * gone / len(unit.symbols)
             state = self._worker(worker)
+            gone = sum(1 for s in unit.symbols if s in self.failed_symbols)
+            if ok or gone:  # a unit stopped by Ctrl-C is neither done nor failed
+                self.units_done += 1
+                share = 1.0 if ok else gone / len(unit.symbols)
+                self.est_finished += unit.est_bars * share
+                self.bars_finished += round(state.bars * share)
             before = WorkerState(**vars(state))
             state.busy, state.wait_until, state.label, state.symbols = False, 0.0, "", ()
             state.bars = state.pages = 0
@@ -161,23 +172,29 @@ class Tally:
         return self.clock() - self.started
 
     def work_done(self) -> float:
-        """Estimated bars of work done: finished units whole, units in flight by the bars received so far."""
+        """Bars received so far, across finished units and units in flight."""
         with self.lock:
             return self._work_done()
 
     def _work_done(self) -> float:
-        inflight = sum(min(w.bars, w.est_bars * INFLIGHT_CAP) for w in self.workers.values() if w.busy)
-        return self.est_done + inflight
+        return float(self.bars)
+
+    def _expected(self) -> float:
+        """Bars the run is expected to bring: what finished units brought, plus the estimate of the rest
+        scaled by how finished units compared with their estimate."""
+        ratio = self.bars_finished / self.est_finished if self.est_finished > 0 else 1.0
+        return self.bars_finished + max(self.est_bars - self.est_finished, 0.0) * ratio
 
     def fraction(self) -> float:
-        """Share of the run's estimated work done, 0..1."""
+        """Share of the run's expected work done, 0..1."""
         with self.lock:
             return self._fraction(self._work_done())
 
     def _fraction(self, done: float) -> float:
-        if self.est_bars <= 0:
-            return 1.0 if self.units_total and self.units_done >= self.units_total else 0.0
-        return min(done / self.est_bars, 1.0)
+        if self.units_total == 0:
+            return 1.0
+        expected = self._expected()
+        return min(done / expected, INFLIGHT_CAP) if expected > 0 else 0.0
 
     def eta_s(self) -> float | None:
         """Seconds left: the work left divided by the rate of the last minute (of the whole run before that).
@@ -192,7 +209,7 @@ class Tally:
                 self._samples.popleft()
             if self.est_bars <= 0 or done <= 0 or elapsed < 1.0:
                 return None
-            remaining = max(self.est_bars - done, 0.0)
+            remaining = max(self._expected() - done, 0.0)
             t0, w0 = self._samples[0]
             rate = done / elapsed
             if now - t0 >= ETA_WINDOW_S and done > w0:
@@ -217,9 +234,10 @@ class TrackingProgress(ProgressReporter):
         self.tally = Tally(clock)
 
     def start(
-        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None,
+        up_to_date: int = 0, run_id: str = "",
     ) -> None:
-        self.tally.begin(symbols, units, est_bars, counters)
+        self.tally.begin(symbols, units, est_bars, counters, up_to_date, run_id)
 
     def unit_started(self, worker: str, unit: WorkUnit) -> None:
         self.tally.unit_started(worker, unit)
@@ -263,10 +281,14 @@ class PlainProgress(TrackingProgress):
         self._thread: threading.Thread | None = None
 
     def start(
-        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None
+        self, *, symbols: int, units: int, est_bars: float, counters: Callable[[], dict[str, int]] | None = None,
+        up_to_date: int = 0, run_id: str = "",
     ) -> None:
-        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters)
-        self._line(f"planned {symbols} symbol(s) in {units} unit(s), ~{est_bars:,.0f} bars at most")
+        super().start(symbols=symbols, units=units, est_bars=est_bars, counters=counters, up_to_date=up_to_date,
+                      run_id=run_id)
+        fresh = f", {up_to_date} already up to date" if up_to_date else ""
+        self._line(f"planned {symbols} symbol(s) in {units} unit(s), ~{est_bars:,.0f} bars at most{fresh}"
+                   + (f" | run {run_id}" if run_id else ""))
         self._stop.clear()
         self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
         self._thread.start()
@@ -278,7 +300,7 @@ class PlainProgress(TrackingProgress):
 
     def finish(self, result: IngestResult) -> None:
         self.close()
-        self._line(f"finished: {self.status_line(final=True)}")
+        self._line(final_line(result, self.tally.symbols_total, self.tally.elapsed()))
 
     def close(self) -> None:
         self._stop.set()
@@ -302,13 +324,31 @@ class PlainProgress(TrackingProgress):
         while not self._stop.wait(self._interval):
             self._line(self.status_line())
 
+    def announce(self, text: str) -> None:
+        """A line before the run starts (imports and planning take seconds: say what is happening)."""
+        self._line(text)
+
     def _line(self, text: str) -> None:
         with self._write_lock:
             try:
-                self._stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+                # a full local date-time with its UTC offset: lines appended to a cron log stay unambiguous
+                self._stream.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S%z')}] {text}\n")
                 self._stream.flush()
             except (OSError, ValueError):  # a closed pipe must not break the run
                 pass
+
+
+def final_line(result: IngestResult, symbols_total: int, elapsed: float) -> str:
+    """The last line of a run, from its result: the same numbers as the summary and ``--json``."""
+    done, failed = len(result.successful), len(result.failed)
+    total = max(symbols_total, done + failed)
+    head = "interrupted" if result.interrupted else "finished"
+    share = (done + failed) / total if total else 1.0
+    return (
+        f"{head}: {share:.0%} | {done}/{total} symbols done, {failed} failed | {result.rows_written:,} bars | "
+        f"{result.requests} requests, {result.retries} retries, {result.throttled} throttled | elapsed {clock(elapsed)}"
+        + (f" | run {result.run_id}" if result.run_id else "")
+    )
 
 
 def _few(symbols: tuple[str, ...], shown: int = 8) -> str:

@@ -29,6 +29,8 @@ class IngestResult:
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
     asof: str | None = None  # the symbol-mapping date the bars were fetched with
     signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
+    run_id: str = ""  # the run's id in the run ledger
+    storage_dir: str = ""  # the store the bars went to
 
     @property
     def ok(self) -> bool:
@@ -70,8 +72,9 @@ class IngestResult:
             f"{self.rows_written:,} bars written ({self.rows_added:,} new) in {self.elapsed_s:.1f}s "
             f"({rate:,.0f} bars/s), {self.requests} requests, {self.retries} retries, {self.throttled} throttled",
         ]
+        if self.storage_dir:
+            lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
         lines += [f"  failed {symbol}: {reason}" for symbol, reason in sorted(self.failed.items())]
-        lines += [f"  note: {note}" for note in self.notes]
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")
         return "\n".join(lines)

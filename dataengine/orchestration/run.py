@@ -42,6 +42,7 @@ from dataengine.timerange import ONE_MICROSECOND, ny_month_start
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
+MAX_WORKERS = 64  # past this, threads only contend for the GIL, the disk and the request budget
 
 
 class IngestRun:
@@ -62,6 +63,7 @@ class IngestRun:
         progress: ProgressReporter,
         workers: int,
         notes: Sequence[str] = (),
+        run_id: str = "",
     ) -> None:
         self.request = request
         self.plan = plan
@@ -87,6 +89,8 @@ class IngestRun:
             start=request.range.start.isoformat(),
             end=request.range.end.isoformat(),
             notes=[*notes, *request.range.notes],
+            run_id=run_id,
+            storage_dir=str(storage.root),
         )
 
     # -- orchestration (main thread) ----------------------------------------------------------------------
@@ -115,9 +119,17 @@ class IngestRun:
             units=len(units),
             est_bars=sum(u.est_bars for u in units),
             counters=self.counters,
+            up_to_date=len(plan.up_to_date),
+            run_id=self.result.run_id,
         )
         fatal: BaseException | None = None
-        pool = ThreadPoolExecutor(max_workers=self.workers, initializer=self._name_worker)
+        threads = min(self.workers, MAX_WORKERS, max(len(units), 1))
+        if self.workers > MAX_WORKERS:
+            self.result.notes.append(
+                f"{self.workers} workers asked for, {MAX_WORKERS} used: more threads only wait on each other "
+                "and on the rate limit"
+            )
+        pool = ThreadPoolExecutor(max_workers=threads, initializer=self._name_worker)
         futures: list[Future[None]] = [pool.submit(self.execute_unit, unit) for unit in units]
         try:
             pending: set[Future[None]] = set(futures)
