@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dataengine.datasets import DatasetKey
-from dataengine.gaps import SymbolGaps, find_gaps, repair_ranges
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-from dataengine.orchestration.live_progress import choose_reporter
-from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import parse_bound
+
+if TYPE_CHECKING:
+    from dataengine.gaps import SymbolGaps
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +40,12 @@ def gaps(
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
     wanted = clean_symbols(symbols) if symbols else None
+    # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
+    from dataengine.gaps import find_gaps, repair_ranges
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+    from dataengine.orchestration.live_progress import choose_reporter
+    from dataengine.storage.parquet_storage import ParquetStorage
+
     storage = ParquetStorage(settings.storage_dir)
     reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
     repaired = None

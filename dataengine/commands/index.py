@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
-from dataengine.storage.metadata_store import MetadataStore, parse_day, validate_index_name
+
+if TYPE_CHECKING:
+    from dataengine.storage.metadata_store import MetadataStore
 
 index_app = typer.Typer(
     name="index",
@@ -30,6 +32,8 @@ def register(app: typer.Typer) -> None:
 
 def _store(ctx: typer.Context) -> MetadataStore:
     root = ctx.find_root().obj.settings().storage_dir
+    from dataengine.storage.metadata_store import MetadataStore  # Polars: imported when the command runs
+
     return MetadataStore(root)
 
 
@@ -58,6 +62,8 @@ def add(
 
     Exit 0 recorded · 2 bad name, date or file.
     """
+    from dataengine.storage.metadata_store import parse_day, validate_index_name
+
     validate_index_name(name)
     day = parse_day(as_of) or date.today()
     symbols = symbols_from(items)
@@ -85,6 +91,8 @@ def show(
 
     Exit 0 · 2 unknown index or bad date.
     """
+    from dataengine.storage.metadata_store import parse_day, validate_index_name
+
     validate_index_name(name)
     day = parse_day(as_of)
     store = _store(ctx)

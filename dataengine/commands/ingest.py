@@ -10,7 +10,6 @@ import typer
 from dataengine.commands.common import Context, command_line, emit, exit_with
 from dataengine.config import url_secrets
 from dataengine.errors import DataEngineError, UsageError
-from dataengine.orchestration.live_progress import choose_reporter
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.result import IngestResult
 
@@ -128,6 +127,8 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         what = f"ingest-csv {args.path}" if args.path else "ingest"
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
                  f" · {args.feed}/{args.adjustment}")
+        from dataengine.orchestration.live_progress import choose_reporter  # Rich: only when a run starts
+
         progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
         pipeline = IngestionPipeline(
             settings=settings, progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from dataengine import reader
 from dataengine.errors import UsageError
 from dataengine.storage.atomic import write_atomic
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 1000  # a terminal table past this is unreadable; the file formats carry every row
@@ -44,6 +42,8 @@ def query(
     settings = ctx.obj.settings()
     if output is not None:
         _check_output(output, Path(settings.storage_dir))
+    from dataengine import reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
+
     frame = reader.query(sql, storage_dir=settings.storage_dir, limit=TABLE_ROWS + 1 if fmt == "table" else None)
     if fmt == "table":
         _print_table(frame)
@@ -84,6 +84,8 @@ def _check_output(output: Path, root: Path) -> None:
 
 
 def _render(frame: pl.DataFrame, fmt: str) -> str:
+    import polars as pl
+
     try:
         return frame.write_csv() if fmt == "csv" else frame.write_json() + "\n"
     except pl.exceptions.PolarsError as exc:
@@ -104,6 +106,10 @@ def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:
 
 
 def _print_table(frame: pl.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=4096)  # piped: no wrapping to an assumed 80 columns

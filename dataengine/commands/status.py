@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dataengine.status import store_status, symbol_status
 from dataengine.timerange import next_month
 
 
@@ -27,6 +26,8 @@ def status(
 
     Exit 0 · 1 a damaged or missing partition was found (see verify) · 2 no store.
     """
+    from dataengine.status import store_status, symbol_status  # Polars: imported when the command runs
+
     root = ctx.obj.settings().storage_dir
     report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)
     if json_out:

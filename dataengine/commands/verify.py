@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.orchestration.live_progress import choose_reporter
-from dataengine.storage import layout
-from dataengine.storage.store_root import check_readable_root
-from dataengine.verify import VerifyReport, repair, verify
+
+if TYPE_CHECKING:
+    from dataengine.verify import VerifyReport
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +32,11 @@ def verify_command(
 
     Exit 0 when the store is whole (after --repair: whole again), 1 when damage remains, 2 for bad input.
     """
+    from dataengine.orchestration.live_progress import choose_reporter
+    from dataengine.storage import layout
+    from dataengine.storage.store_root import check_readable_root
+    from dataengine.verify import repair, verify  # Polars: imported when the command runs
+
     settings = ctx.obj.settings()
     root = check_readable_root(settings.storage_dir)
     wanted = clean_symbols(symbols, source="symbols") if symbols else None
