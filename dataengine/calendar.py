@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.metadata
+import json
 import warnings
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 
+from dataengine.storage.atomic import write_text_atomic
 from dataengine.timerange import NEW_YORK, ny_midnight
 
 EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
@@ -30,7 +34,41 @@ def _calendar():  # type: ignore[no-untyped-def]
 
 @functools.lru_cache(maxsize=1)
 def _table() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
-    """All sessions known to the calendar, with their regular open/close as UTC datetimes."""
+    """All sessions known to the calendar, with their regular open/close as UTC datetimes.
+
+    exchange_calendars (with pandas) takes about a second to import and build; the table it yields is kept
+    in the user cache directory, keyed by its version and the month (its horizon moves forward), so commands
+    such as ``gaps`` start fast after the first call of a month."""
+    cache = _cache_path()
+    try:
+        rows = json.loads(cache.read_text(encoding="utf-8"))
+        days = [date.fromisoformat(d) for d, _, _ in rows]
+        hours = [(datetime.fromtimestamp(o, timezone.utc), datetime.fromtimestamp(c, timezone.utc)) for _, o, c in rows]
+        return days, dict(zip(days, hours, strict=True))
+    except (OSError, ValueError, TypeError):
+        pass
+    days, table = _table_from_exchange_calendars()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        rows = [[d.isoformat(), table[d][0].timestamp(), table[d][1].timestamp()] for d in days]
+        write_text_atomic(cache, json.dumps(rows, separators=(",", ":")))
+    except OSError:
+        pass  # a read-only home: slower next time, nothing else
+    return days, table
+
+
+def _cache_path() -> Path:
+    import platformdirs
+
+    try:
+        version = importlib.metadata.version("exchange_calendars")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    return Path(platformdirs.user_cache_dir("dataengine", appauthor=False)) / f"xnys-{version}-{month}.json"
+
+
+def _table_from_exchange_calendars() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
     cal = _calendar()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
