@@ -31,3 +31,12 @@ def assert_store_equals(stored: pl.DataFrame, truth: pl.DataFrame) -> None:
     assert stored.height == truth.height, f"stored {stored.height} rows, expected {truth.height}"
     assert stored.select(cols).equals(truth.select(cols)), "stored bars differ from the server's"
     assert stored.select("symbol", "timestamp").is_unique().all(), "a bar is stored twice"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """The CLI in this process: (exit code, stdout, stderr)."""
+    from dataengine.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -10,16 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dataengine.cli import main
-from tests.helpers import assert_store_equals, expected, read_store
+from tests.helpers import assert_store_equals, expected, read_store, run_cli
 
 UTC = timezone.utc
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def store(tmp_path: Path) -> Path:

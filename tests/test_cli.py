@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.cli import app, main
+from dataengine.cli import app
 from tests.conftest import REPO
-from tests.helpers import assert_store_equals, expected, read_store
+from tests.helpers import assert_store_equals, expected, read_store, run_cli
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def store(tmp_path: Path) -> Path:

@@ -14,19 +14,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from dataengine.cli import main
 from dataengine.errors import DamagedPartitionError, UsageError
 from tests.conftest import REPO
-from tests.helpers import assert_store_equals, expected, read_store
+from tests.helpers import assert_store_equals, expected, read_store, run_cli
 from tests.test_crash_resume import COMMAND, every_file_readable, wait_for_requests
 
 RANGE = ("2024-01-01", "2024-03-31")
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def ingest(capsys, *symbols: str, extra: tuple[str, ...] = ()) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
