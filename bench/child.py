@@ -64,6 +64,7 @@ def _cpu() -> float:
 
 
 def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
+    import dataengine.api.alpaca_client  # noqa: F401 - imported before the clock, as the naive loop's alpaca-py is
     from dataengine import IngestionPipeline
 
     clock = Clock()
