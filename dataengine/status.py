@@ -90,8 +90,7 @@ def _damage(cache: FooterCache) -> dict[str, list[str]]:
     """Partitions the footer index found damaged or gone, for the report (``verify --repair`` mends them)."""
     return {
         "damaged": cache.unreadable["path"].to_list(),
-        "missing_partitions": [str(layout.partition_path(Path(d), "", s, y, m).parent)
-                               for d, s, y, m in cache.gone.iter_rows()],
+        "missing_partitions": [layout.partition_relpath(*key) for key in cache.gone.iter_rows()],
     }
 
 

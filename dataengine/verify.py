@@ -100,6 +100,7 @@ def repair(root: Path, report: VerifyReport, pipeline: IngestionPipeline) -> dic
     those months again through ``pipeline``. Returns each dataset's repair run."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
+    ledgers: dict[str, CoverageLedger] = {}
     for item in report.damage:
         path = Path(item.path)
         if path.exists():
@@ -108,7 +109,8 @@ def repair(root: Path, report: VerifyReport, pipeline: IngestionPipeline) -> dic
             os.replace(path, aside)
             log.warning("moved %s aside to %s", path, aside)
         span = (ny_month_start(item.year, item.month), ny_month_end(item.year, item.month))
-        CoverageLedger(layout.coverage_path(root, item.dataset)).forget(item.symbol, *span)
+        ledger = ledgers.setdefault(item.dataset, CoverageLedger(layout.coverage_path(root, item.dataset)))
+        ledger.forget(item.symbol, *span)
         by_dataset.setdefault(item.dataset, {}).setdefault(item.symbol, []).append(span)
     index = FooterCache(root)
     results: dict[str, IngestResult] = {}

@@ -153,11 +153,15 @@ class FooterCache:
         except OSError as exc:  # a read-only store still answers, only slower next time
             log.info("cannot save the status cache %s: %s", self.path, exc)
 
-    def partitions(self, datasets: Sequence[str], symbols: Sequence[str] | None = None, *, whole_store: bool = False) -> pl.DataFrame:
+    def partitions(
+        self, datasets: Sequence[str], symbols: Sequence[str] | None = None, *, whole_store: bool = False,
+        persist: bool = True,
+    ) -> pl.DataFrame:
         """One row per readable partition of ``datasets`` (of ``symbols`` only, if given): key, sizes, rows,
         first/last. The cache is refreshed for that scope; ``whole_store`` also drops entries of datasets that
         no longer exist. Afterwards :attr:`unreadable` lists the files of that scope whose footer cannot be
-        read, and :attr:`gone` the partitions indexed before whose file has disappeared."""
+        read, and :attr:`gone` the partitions indexed before whose file has disappeared. ``persist=False``
+        leaves the cache file as it is (a dry run writes nothing)."""
         columns, paths = _walk(self.root, datasets, symbols)
         current = pl.DataFrame(columns, schema={k: v for k, v in _SCHEMA.items() if k not in ("rows", "first_us", "last_us", "gone")})
         cache = self.load()
@@ -194,7 +198,7 @@ class FooterCache:
         )
         kept = cache.filter(~scope)
         updated = pl.concat([kept, listed.select(list(_SCHEMA)), vanished]).sort(KEY)
-        if stale_idx or not updated.equals(cache):
+        if persist and (stale_idx or not updated.equals(cache)):
             self.save(updated)
         self.unreadable = listed.filter(pl.col("rows") == UNREADABLE).select(*KEY, "path")
         self.gone = vanished.select(KEY)

@@ -95,6 +95,11 @@ def partition_path(root: Path, key: DatasetKey | str, symbol: str, year: int, mo
     return dataset_dir(root, key) / symbol_dirname(symbol) / year_dirname(year) / month_dirname(month) / DATA_FILE
 
 
+def partition_relpath(dataset: str, symbol: str, year: int, month: int) -> str:
+    """``equities_1min/symbol=AAPL/year=2024/month=01``: a partition named relative to the store root."""
+    return "/".join((dataset, symbol_dirname(symbol), year_dirname(year), month_dirname(month)))
+
+
 def parse_symbol_dirname(name: str) -> str | None:
     return name[len(_SYMBOL) :] if name.startswith(_SYMBOL) and len(name) > len(_SYMBOL) else None
 
