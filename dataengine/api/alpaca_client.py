@@ -273,8 +273,9 @@ class AlpacaClient:
             time.sleep(seconds)
 
     def _send(self, query: dict[str, str]) -> Page:
+        permit = None
         if self._limiter is not None:
-            self._limiter.acquire(self._stop, self.on_wait)
+            permit = self._limiter.acquire(self._stop, self.on_wait)
             if self._stop is not None and self._stop.is_set():
                 raise Interrupted("stopped")
         self.stats.requests += 1
@@ -299,7 +300,7 @@ class AlpacaClient:
         remaining, reset = _rate_headers(response.headers)
         status = response.status_code
         if self._limiter is not None:
-            self._limiter.observe(remaining=remaining, reset_epoch=reset, throttled=status == 429)
+            self._limiter.observe(remaining=remaining, reset_epoch=reset, throttled=status == 429, permit=permit)
         log.debug(
             "GET symbols=%s start=%s token=%s -> %d in %.0f ms",
             _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
