@@ -78,7 +78,8 @@ def plan_units(
         return []
     per_symbol = max(estimate_bars(timeframe, start, end), 1.0)
     total_pages = math.ceil(per_symbol * len(symbols) / PAGE_BARS)
-    pages = min(MAX_UNIT_PAGES, max(1, min_pages, total_pages // max(workers, 1)))
+    # ceil: at most one unit per worker, so every unit runs in the first wave (floor left a short second one)
+    pages = min(MAX_UNIT_PAGES, max(1, min_pages, math.ceil(total_pages / max(workers, 1))))
     unit_bars = pages * PAGE_BARS
     if per_symbol > 1.5 * unit_bars:  # a history barely over budget stays whole: two halves cost more pages
         chunks = _time_chunks(start, end, math.ceil(per_symbol / unit_bars))
@@ -165,7 +166,7 @@ class Plan:
             "symbols_up_to_date": len(self.up_to_date),
             "units": len(self.units),
             "est_bars_max": round(est_bars),
-            "est_requests_max": sum(math.ceil(max(u.est_bars, 1) / PAGE_BARS) for u in self.units),
+            "est_requests_max": _max_requests(self.units),
             "todo": {s: [[a.isoformat(), b.isoformat()] for a, b in spans] for s, spans in self.todo.items()},
         }
 
@@ -199,10 +200,18 @@ def plan_request(
             # that is the default start on, so a sample run's symbol still gets its missing past (once: a
             # symbol listed later costs one empty request, then its coverage says so).
             todo[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
-    # On a slow plan requests are the bottleneck: fewer, longer units leave fewer partly-filled pages.
-    min_pages = SLOW_PLAN_MIN_PAGES if requests_per_minute <= SLOW_PLAN_RPM else 1
     todo = {s: (() if s in damaged else spans) for s, spans in todo.items()}
-    return Plan(todo, plan_todo(todo, request.timeframe, workers=workers, min_pages=min_pages), damaged)
+    units = plan_todo(todo, request.timeframe, workers=workers)
+    # A job that fits in one rate-limit window is bound by round trips: as many units as workers. A longer
+    # one on a slow plan is bound by requests: fewer, longer units leave fewer partly-filled pages.
+    if requests_per_minute <= SLOW_PLAN_RPM and _max_requests(units) > requests_per_minute:
+        units = plan_todo(todo, request.timeframe, workers=workers, min_pages=SLOW_PLAN_MIN_PAGES)
+    return Plan(todo, units, damaged)
+
+
+def _max_requests(units: list[WorkUnit]) -> int:
+    """Requests the units cost at most (each unit's bars are an upper estimate)."""
+    return sum(math.ceil(max(u.est_bars, 1) / PAGE_BARS) for u in units)
 
 
 def _check_partitions(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, persist: bool) -> dict[str, str]:

@@ -27,8 +27,8 @@ def test_daily_bars_are_packed_into_whole_pages() -> None:
     units, _ = units_for(500, "day", "2024-01-01", "2024-12-31")
     minimum = math.ceil(sum(u.est_bars for u in units) / PAGE_BARS)
     assert sum(len(u.symbols) for u in units) == 500
-    assert all(u.est_bars <= PAGE_BARS for u in units)  # 2024 had 252 sessions: 39 symbols fill one page
-    assert worst_case_requests(units) == minimum == 13  # and each unit runs on its own worker
+    assert len(units) <= 8  # each unit runs on its own worker: one wave
+    assert worst_case_requests(units) == minimum == 13  # 2024 had 252 sessions: 39 symbols fill one page
 
 
 def test_estimates_use_exact_sessions() -> None:
@@ -48,7 +48,9 @@ def test_slow_plans_get_longer_units() -> None:
 
 def test_short_ranges_spread_over_workers() -> None:
     units, _ = units_for(40, "minute", "2024-03-04", "2024-03-15", workers=16)  # 10 sessions, 39 pages
-    assert len(units) >= 16  # every worker has a stream
+    # every unit starts in the first wave and none is longer than ceil(39 / 16) pages: 3 round trips in all
+    assert 12 <= len(units) <= 16
+    assert max(math.ceil(u.est_bars / PAGE_BARS) for u in units) == 3
     assert worst_case_requests(units) <= 40
 
 
@@ -67,3 +69,20 @@ def test_long_histories_split_on_month_boundaries() -> None:
 def test_symbol_lists_respect_url_length() -> None:
     units, _ = units_for(3000, "month", "2024-01-01", "2024-12-31")
     assert all(sum(len(s) + 1 for s in u.symbols) <= 3000 for u in units)
+
+
+def test_on_the_free_plan_a_job_within_one_window_is_cut_for_the_workers_and_a_longer_one_for_requests(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from dataengine import IngestionPipeline, Settings
+
+    monkeypatch.setenv("DATAENGINE_REQUESTS_PER_MINUTE", "200")
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", str(tmp_path))
+    monkeypatch.setenv("APCA_API_KEY_ID", "k")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "s")
+    pipeline = IngestionPipeline(max_workers=16, settings=Settings.load())
+    symbols = [f"S{i}" for i in range(40)]
+    small = pipeline.plan(pipeline.prepare(symbols, "2024-03-04", "2024-03-15", "minute"))  # 39 pages
+    assert len(small.units) >= 12 and max(math.ceil(u.est_bars / PAGE_BARS) for u in small.units) <= 3
+    large = pipeline.plan(pipeline.prepare(symbols, "2023-01-01", "2023-12-31", "minute"))  # ~970 pages
+    assert all(u.est_bars > 4 * PAGE_BARS for u in large.units[:-1])
