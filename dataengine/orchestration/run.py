@@ -35,7 +35,7 @@ from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
 from dataengine.storage import layout
-from dataengine.storage.coverage import CoverageLedger
+from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import with_partition_columns
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import ONE_MICROSECOND, ny_month_start
@@ -298,19 +298,20 @@ class IngestRun:
             self.progress.page_done(worker, unit, page.bars.height, written)
         if held is not None:
             self.write(held)
-        for symbol in unit.symbols:
-            self.coverage.record(symbol, unit.start, unit.end, fetched)
+        self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
 
     def record_progress(self, unit: WorkUnit, ready: pl.DataFrame, last: tuple[str, int, int], fetched: datetime) -> None:
         """Record coverage for what was just written, so a killed run resumes where it stopped.
 
         A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
         to the start of the month still being filled (pages are sorted by symbol, then time)."""
+        pieces = []
         for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
             if symbol not in unit.symbols:
                 continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
             end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
-            self.coverage.record(symbol, unit.start, end, fetched)
+            pieces.append(Piece(symbol, unit.start, end, fetched))
+        self.coverage.record_many(pieces)
 
     def write(self, bars: pl.DataFrame) -> int:
         if bars.is_empty():

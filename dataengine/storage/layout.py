@@ -135,6 +135,12 @@ def metadata_dir(root: Path) -> Path:
     return root / METADATA_DIR
 
 
+def staging_dir(root: Path) -> Path:
+    """Where batched partition writes are staged before each file is renamed into its dataset: on the store's
+    file system (so the rename is atomic) and outside every dataset directory (so no reader ever lists it)."""
+    return root / METADATA_DIR / "staging"
+
+
 def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
     return dataset_dir(root, key) / DATASET_FILE
 

@@ -13,9 +13,11 @@ own DuckDB connection. Across processes, the run lock (``dataengine.storage.run_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from dataengine.config import Settings
@@ -30,7 +33,15 @@ from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DamagedPartitionError, DatasetMismatchError, StorageError, UsageError
 from dataengine.storage import layout
-from dataengine.storage.atomic import pid_alive, temp_owner_pid, temp_target, write_atomic, write_text_atomic
+from dataengine.storage.atomic import (
+    fsync_path,
+    pid_alive,
+    temp_owner_pid,
+    temp_path,
+    temp_target,
+    write_atomic,
+    write_text_atomic,
+)
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ny_month_start
@@ -41,6 +52,7 @@ __all__ = ["DATASET_FILE", "DATA_FILE", "ParquetStorage", "WriteStats", "with_pa
 
 
 WriteStats = WriteCounts  # the name the seed API's store_data returns
+_BATCH_KEY = "_partition"  # the staging COPY's partition column: the index of the target path
 
 
 class ParquetStorage:
@@ -168,31 +180,53 @@ class ParquetStorage:
 
     def write_keyed(self, keyed: pl.DataFrame, key: DatasetKey) -> WriteStats:
         """Like :meth:`write` for bars in the stored schema that already carry ``year``/``month`` columns
-        (the pipeline computes them once per page)."""
+        (the pipeline computes them once per page).
+
+        Every partition the bars touch is merged with its stored file, then all of them are written by one
+        DuckDB ``COPY ... PARTITION_BY`` into a private staging directory and moved into place one atomic
+        rename each: a daily backfill's page touches ~500 partitions of ~21 rows, and one COPY for all of them
+        costs a sixth of the CPU of one COPY each (perf-notes; bench "daily backfill")."""
+        parts = keyed.partition_by(["symbol", "year", "month"], as_dict=True, include_key=False, maintain_order=True)
+        targets = {
+            self.partition_path(key, str(symbol), int(year), int(month)): part
+            for (symbol, year, month), part in parts.items()
+        }
+        if len(targets) == 1:
+            (path, part), = targets.items()
+            return self.merge_partition(path, part)
         stats = WriteStats()
-        for (symbol, year, month), part in keyed.partition_by(
-            ["symbol", "year", "month"], as_dict=True, include_key=False, maintain_order=True
-        ).items():
-            stats.add(self.merge_partition(self.partition_path(key, str(symbol), int(year), int(month)), part))
+        with contextlib.ExitStack() as held:
+            for path in sorted(targets):  # one global order: two threads never wait on each other's locks
+                held.enter_context(self._partition_lock(path))
+            merged: dict[Path, pl.DataFrame] = {}
+            for path, part in targets.items():
+                new, old_rows = self._merged_with_stored(path, part)
+                merged[path] = new
+                stats.add(WriteStats(rows_written=part.height, rows_added=new.height - old_rows, partitions=1))
+            self._write_batch(merged)
         return stats
 
     def merge_partition(self, path: Path, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
-        new = _unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
         with self._partition_lock(path):
+            merged, old_rows = self._merged_with_stored(path, new)
             try:
-                old_rows = 0
-                if path.exists():
-                    old = _read_partition(path)
-                    old_rows = old.height
-                    merged = _merge_sorted(old, new)
-                else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    merged = new
+                path.parent.mkdir(parents=True, exist_ok=True)
                 self._write_atomically(merged, path)
             except OSError as exc:
                 raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
         return WriteStats(rows_written=new.height, rows_added=merged.height - old_rows, partitions=1)
+
+    def _merged_with_stored(self, path: Path, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """(the partition's bars after the merge, how many rows it held before); hold its lock."""
+        new = _unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
+        try:
+            if not path.exists():
+                return new, 0
+            old = _read_partition(path)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return _merge_sorted(old, new), old.height
 
     def _write_atomically(self, frame: pl.DataFrame, path: Path) -> None:
         con = self._connection()
@@ -209,6 +243,43 @@ class ParquetStorage:
             write_atomic(path, copy_to)
         finally:
             con.unregister("bars")
+
+    def _write_batch(self, frames: dict[Path, pl.DataFrame]) -> None:
+        """Write each frame to its path with one ``COPY ... PARTITION_BY``; every path is replaced atomically.
+
+        The COPY goes to a staging directory under ``metadata/staging`` (same file system as the store, never
+        inside a dataset directory, named after this process so a dead run's leftover is recognised and
+        removed). Each staged file is fsynced and renamed over its target, then each target directory is
+        fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
+        paths = list(frames)
+        stage = temp_path(layout.staging_dir(self.root) / "batch")
+        heights = [frame.height for frame in frames.values()]
+        batch = pl.concat(list(frames.values())).with_columns(
+            pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
+        )
+        con = self._connection()
+        con.register("bars", batch)
+        try:
+            stage.mkdir(parents=True)
+            target = str(stage).replace("'", "''")
+            con.execute(
+                f"COPY (SELECT * FROM bars) TO '{target}' "
+                f"(FORMAT PARQUET, COMPRESSION zstd, PARTITION_BY ({_BATCH_KEY}), FILENAME_PATTERN 'part{{i}}')"
+            )
+            for i, path in enumerate(paths):
+                staged = stage / f"{_BATCH_KEY}={i}" / "part0.parquet"  # one file each: below the size DuckDB splits at
+                fsync_path(staged)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, path)
+            for directory in {path.parent for path in paths}:
+                fsync_path(directory)
+        except duckdb.Error as exc:
+            raise StorageError(f"cannot write {len(paths)} partitions under {self.root}: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot write under {self.root}: {exc.strerror or exc}") from None
+        finally:
+            con.unregister("bars")
+            shutil.rmtree(stage, ignore_errors=True)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -252,9 +323,25 @@ class ParquetStorage:
                     removed += 1
                 except OSError:
                     pass
+        removed += _remove_dead_stages(layout.staging_dir(self.root))
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
+
+
+def _remove_dead_stages(staging: Path) -> int:
+    """Remove the staging directories of batched writes whose process is gone (killed mid-batch)."""
+    removed = 0
+    try:
+        names = os.listdir(staging)
+    except OSError:
+        return 0
+    for name in names:
+        pid = temp_owner_pid(name)
+        if pid is not None and not pid_alive(pid):
+            shutil.rmtree(staging / name, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _read_partition(path: Path) -> pl.DataFrame:
