@@ -154,3 +154,66 @@ def test_the_new_file_is_fsynced_before_it_replaces_the_old_one(tmp_path: Path, 
     tmp_synced = [i for i, (kind, name) in enumerate(events) if kind == "fsync" and name.startswith(".data.parquet.")]
     assert tmp_synced and tmp_synced[-1] < replace_at  # the data is on disk before the rename makes it visible
     assert ("fsync", "month=01") in events[replace_at:]  # and the rename itself is made durable
+
+
+def many_partitions(price: float = 1.0) -> pl.DataFrame:
+    """Daily-bar-like frame: 6 symbols x 3 months, a bar a day (the shape of a daily backfill's page)."""
+    days = [datetime(2024, 1, 2, 5, tzinfo=UTC) + timedelta(days=d) for d in range(90)]
+    return pl.concat([
+        pl.DataFrame({
+            "symbol": s, "timestamp": days, "open": price, "high": price + 1, "low": price - 0.5, "close": price,
+            "volume": 100, "trade_count": 3, "vwap": price,
+        })
+        for s in ("AAPL", "BRK.B", "MSFT", "A", "Z", "O'NEIL")
+    ])
+
+
+def test_a_page_touching_many_partitions_merges_each_exactly_and_leaves_no_staging(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    first = storage.store(many_partitions(), "day")
+    assert first.partitions == 6 * 3 and first.rows_added == 6 * 90  # 2024-01-02 .. 2024-03-31
+    # the second page overlaps half of what is stored: new values win, nothing doubles, every file stays sorted
+    later = many_partitions(price=2.0).with_columns(pl.col("timestamp") + timedelta(days=45))
+    second = storage.store(later, "day")
+    assert second.rows_added == 6 * 45
+    stored = pl.read_parquet(f"{tmp_path}/equities_1day/**/*.parquet", hive_partitioning=True)
+    assert stored.height == 6 * 135 and stored.select("symbol", "timestamp").is_unique().all()
+    assert stored.filter(pl.col("timestamp") >= datetime(2024, 2, 16, tzinfo=UTC))["close"].unique().to_list() == [2.0]
+    for path in tmp_path.rglob("data.parquet"):
+        assert pl.read_parquet(path)["timestamp"].is_sorted()
+    assert not list((tmp_path / "metadata" / "staging").iterdir())
+    assert sorted({p.name for p in tmp_path.rglob("*.parquet")}) == ["data.parquet"]
+
+
+def test_a_batch_that_fails_part_way_leaves_every_partition_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = ParquetStorage(tmp_path)
+    storage.store(many_partitions(), "day")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("data.parquet")}
+    real_replace, calls = os.replace, []
+
+    def fail_third(src: object, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", fail_third)
+    with pytest.raises(Exception, match="No space left"):
+        storage.store(many_partitions(price=3.0), "day")
+    monkeypatch.setattr(os, "replace", real_replace)
+    for path, data in before.items():  # each file is the old one or the whole new one, never torn
+        frame = pl.read_parquet(path)
+        assert path.read_bytes() == data or frame["close"].unique().to_list() == [3.0]
+    assert not list((tmp_path / "metadata" / "staging").iterdir())
+
+
+def test_a_dead_runs_staging_directory_is_removed(tmp_path: Path) -> None:
+    storage = ParquetStorage(tmp_path)
+    staging = tmp_path / "metadata" / "staging"
+    dead = staging / ".batch.999999.abcd1234.tmp" / "_partition=0"  # pid 999999 does not exist
+    live = staging / f".batch.{os.getpid()}.abcd1234.tmp" / "_partition=0"
+    for d in (dead, live):
+        d.mkdir(parents=True)
+        (d / "part0.parquet").write_bytes(b"half")
+    assert storage.remove_stale_temp_files() == 1
+    assert not dead.parent.exists() and live.exists()
