@@ -44,10 +44,16 @@ def test_a_run_deletes_only_its_own_dead_temp_files(alpaca, capsys, tmp_path: Pa
              store / "metadata" / ".draft.1234.abcdefgh.tmp", store / "equities_1min" / ".x.999999.abcd1234.tmp"]
     for path in users:
         path.write_text("mine")
-    ours = part / ".data.parquet.999999.abcd1234.tmp"  # a killed writer's leftover (pid 999999 does not exist)
-    ours.write_text("half a partition")
+    # a killed writer's leftovers (pid 999999 does not exist): where this version stages a partition write, and
+    # where older versions did (inside the partition directory; only verify --repair walks every partition)
+    ours = store / "metadata" / "staging" / ".data.parquet.999999.abcd1234.tmp"
+    legacy = part / ".data.parquet.999999.abcd1234.tmp"
+    for path in (ours, legacy):
+        path.write_text("half a partition")
     assert ingest(capsys, "AAPL", extra=("--full-refresh",))[0] == 0
-    assert all(p.read_text() == "mine" for p in users) and not ours.exists()
+    assert all(p.read_text() == "mine" for p in users) and not ours.exists() and legacy.exists()
+    assert run(capsys, "verify", "--repair")[0] == 0
+    assert all(p.read_text() == "mine" for p in users) and not legacy.exists()
 
 
 # -- 2: roots that cannot be meant -----------------------------------------------------------------------------

@@ -44,6 +44,10 @@ def verify_command(
     if timeframe is not None:
         label = DatasetKey.of(timeframe).timeframe.label
         datasets = [d for d in layout.dataset_names(root) if layout.describe_dataset(d)["label"] == label]
+    if repair_it:  # temp files a killed older version left in partition directories (runs never look there)
+        from dataengine.storage.parquet_storage import ParquetStorage
+
+        ParquetStorage(root).remove_stale_temp_files(deep=True)
     report = verify(root, datasets=datasets, symbols=wanted)
     if repair_it and not report.ok:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".tmp"
 
 
-def temp_path(target: Path) -> Path:
-    """A fresh temp-file path beside ``target`` for this process."""
-    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+def temp_path(target: Path, directory: Path | None = None) -> Path:
+    """A fresh temp-file path for this process: beside ``target``, or in ``directory`` (same file system)."""
+    return (directory or target.parent) / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
 
 
 def is_temp_name(name: str, target_name: str | None = None) -> bool:
@@ -54,12 +54,14 @@ def temp_owner_pid(name: str) -> int | None:
     return int(name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)[1])
 
 
-def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(target: Path, write: Callable[[Path], None], *, temp_dir: Path | None = None) -> None:
     """Replace ``target`` with what ``write(tmp)`` writes to a temp path, atomically and durably.
 
-    If ``write`` raises, the temp file is removed and ``target`` is left exactly as it was.
+    If ``write`` raises, the temp file is removed and ``target`` is left exactly as it was. ``temp_dir`` (on
+    the same file system) keeps the temp file out of the target's directory: a dataset directory must hold
+    nothing a directory reader could pick up, even for the instant of a write or after a kill -9.
     """
-    tmp = temp_path(target)
+    tmp = temp_path(target, temp_dir)
     try:
         write(tmp)
         fsync_path(tmp)
@@ -71,15 +73,15 @@ def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
     fsync_path(target.parent)
 
 
-def write_bytes_atomic(target: Path, data: bytes) -> None:
+def write_bytes_atomic(target: Path, data: bytes, *, temp_dir: Path | None = None) -> None:
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
-    write_atomic(target, write)
+    write_atomic(target, write, temp_dir=temp_dir)
 
 
-def write_text_atomic(target: Path, text: str) -> None:
-    write_bytes_atomic(target, text.encode("utf-8"))
+def write_text_atomic(target: Path, text: str, *, temp_dir: Path | None = None) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"), temp_dir=temp_dir)
 
 
 def fsync_path(path: Path) -> None:

@@ -152,13 +152,15 @@ def describe_dataset(name: str) -> dict[str, str]:
     return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
 
 
-def temp_file_places(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
-    """Every directory dataengine writes files into by temp-and-rename, with the names it writes there."""
+def temp_file_places(root: Path, *, partitions: bool = True) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """Every directory dataengine writes files into by temp-and-rename, with the names it writes there
+    (``partitions``: also every partition directory, where older versions wrote their temp files)."""
     for name in dataset_names(root):
         directory = dataset_dir(root, name)
         yield directory, (DATASET_FILE,)
-        for part in iter_partition_dirs(directory):
-            yield part, (DATA_FILE,)
+        if partitions:
+            for part in iter_partition_dirs(directory):
+                yield part, (DATA_FILE,)
     meta = metadata_dir(root)
     if meta.is_dir():
         for dirpath, _dirs, _files in os.walk(meta):

@@ -22,9 +22,8 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import polars as pl
 
@@ -45,6 +44,9 @@ from dataengine.storage.atomic import (
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ny_month_start
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class ParquetStorage:
         target = layout.dataset_record_path(self.root, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(target, json.dumps(record, indent=2) + "\n")
+            write_text_atomic(target, json.dumps(record, indent=2) + "\n", temp_dir=self._staging())
         except OSError as exc:
             raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
         return str(record["asof"])
@@ -236,12 +238,12 @@ class ParquetStorage:
             target = str(tmp).replace("'", "''")
             try:
                 con.execute(f"COPY (SELECT * FROM bars) TO '{target}' (FORMAT PARQUET, COMPRESSION zstd)")
-            except duckdb.Error as exc:
+            except _duckdb_error() as exc:
                 raise StorageError(f"cannot write {path}: {exc}") from None
 
         con.register("bars", frame)  # Arrow hand-off, zero-copy for these numeric/timestamp columns
         try:
-            write_atomic(path, copy_to)
+            write_atomic(path, copy_to, temp_dir=self._staging())
         finally:
             con.unregister("bars")
 
@@ -253,7 +255,7 @@ class ParquetStorage:
         removed). Each staged file is fsynced and renamed over its target, then each target directory is
         fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
         paths = list(frames)
-        stage = temp_path(layout.staging_dir(self.root) / "batch")
+        stage = temp_path(Path("batch"), self._staging())
         heights = [frame.height for frame in frames.values()]
         batch = pl.concat(list(frames.values())).with_columns(
             pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
@@ -278,7 +280,7 @@ class ParquetStorage:
                 os.replace(staged, path)
             for directory in {path.parent for path in paths}:
                 fsync_path(directory)
-        except duckdb.Error as exc:
+        except _duckdb_error() as exc:
             raise StorageError(f"cannot write {len(paths)} partitions under {self.root}: {exc}") from None
         except OSError as exc:
             raise StorageError(f"cannot write under {self.root}: {exc.strerror or exc}") from None
@@ -286,6 +288,13 @@ class ParquetStorage:
             con.execute(f"DROP TABLE IF EXISTS {_BATCH_TABLE}")
             con.unregister("bars")
             shutil.rmtree(stage, ignore_errors=True)
+
+    def _staging(self) -> Path:
+        """``metadata/staging``: where every temp file of a write lives until its rename (made if missing:
+        a user may delete ``metadata/`` between runs)."""
+        staging = layout.staging_dir(self.root)
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -296,6 +305,8 @@ class ParquetStorage:
         if con is None:
             with self._locks_guard:
                 if self._duckdb is None:
+                    import duckdb  # ~0.1 s: only once something is written
+
                     self._duckdb = duckdb.connect()
                     self._duckdb.execute("SET threads=1")
                 con = self._duckdb.cursor()
@@ -308,14 +319,16 @@ class ParquetStorage:
 
     # -- housekeeping -------------------------------------------------------------------------------------
 
-    def remove_stale_temp_files(self) -> int:
+    def remove_stale_temp_files(self, *, deep: bool = False) -> int:
         """Delete temp files that dead dataengine processes left (killed mid-write). Returns how many.
 
         Only names this tool creates (``.{target}.{pid}.{random}.tmp`` for a file it writes), only where it
-        writes them (partition directories, dataset directories, ``metadata/``), and only when that pid is not
-        alive: a user's ``.notes.tmp`` or an editor's swap file anywhere under the store is never touched."""
+        writes them, and only when that pid is not alive: a user's ``.notes.tmp`` or an editor's swap file
+        anywhere under the store is never touched. Partition files are staged under ``metadata/staging``, so a
+        run looks there, in ``metadata/`` and at the top of each dataset directory, whatever the store's size;
+        ``deep`` also walks every partition directory, where earlier versions staged them (``verify --repair``)."""
         removed = 0
-        for directory, targets in layout.temp_file_places(self.root):
+        for directory, targets in layout.temp_file_places(self.root, partitions=deep):
             try:
                 names = os.listdir(directory)
             except OSError:
@@ -333,6 +346,12 @@ class ParquetStorage:
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
+
+
+def _duckdb_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
 
 
 def _remove_dead_stages(staging: Path) -> int:

@@ -80,7 +80,11 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
     mine = part / f".data.parquet.{os.getpid()}.abcd1234.tmp"
     dead.write_bytes(b"torn")
     mine.write_bytes(b"in progress")
-    assert storage.remove_stale_temp_files() == 1
+    staged = tmp_path / "metadata" / "staging" / ".data.parquet.999999.abcd1234.tmp"
+    staged.write_bytes(b"torn")
+    # a run looks only where this version stages its writes; verify --repair also walks every partition
+    assert storage.remove_stale_temp_files() == 1 and not staged.exists() and dead.exists()
+    assert storage.remove_stale_temp_files(deep=True) == 1
     assert not dead.exists() and mine.exists()
 
 
@@ -148,10 +152,14 @@ def test_the_new_file_is_fsynced_before_it_replaces_the_old_one(tmp_path: Path, 
     events: list[tuple[str, str]] = []
     real_fsync, real_replace = atomic.fsync_path, os.replace
     monkeypatch.setattr(atomic, "fsync_path", lambda p: (events.append(("fsync", Path(p).name)), real_fsync(p)))
+    real_temp = atomic.temp_path
+    monkeypatch.setattr(atomic, "temp_path", lambda *a: (t := real_temp(*a), events.append(("temp", t.parent.name)))[0])
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), real_replace(a, b)))
     ParquetStorage(tmp_path).store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 5), "minute")
     replace_at = events.index(("replace", "data.parquet"))
     tmp_synced = [i for i, (kind, name) in enumerate(events) if kind == "fsync" and name.startswith(".data.parquet.")]
+    temps = [name for kind, name in events if kind == "temp"]
+    assert temps and all(parent == "staging" for parent in temps)  # never inside the dataset directory
     assert tmp_synced and tmp_synced[-1] < replace_at  # the data is on disk before the rename makes it visible
     assert ("fsync", "month=01") in events[replace_at:]  # and the rename itself is made durable
 
