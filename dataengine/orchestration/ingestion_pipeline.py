@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataengine.api.source import SourceFactory
+from dataengine.api.source import BarSource, SourceFactory, WaitHook
 from dataengine.config import Settings, url_secrets
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import SymbolLoader
@@ -220,7 +221,8 @@ class IngestionPipeline:
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
             result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-            _refresh_status_cache(self.storage.root, request)
+            if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
+                _refresh_status_cache(self.storage.root, request)
         return result
 
     def ingest_ranges(self, ranges: dict[str, list[Interval]], dataset: DatasetKey) -> IngestResult:
@@ -254,9 +256,20 @@ class IngestionPipeline:
 
 
 def _alpaca_factory(settings: Settings) -> SourceFactory:
-    from dataengine.api.alpaca_client import AlpacaClient  # imports alpaca-py: only when a run starts
+    """Alpaca clients for one run, made when the first worker needs one: alpaca-py (with pandas) costs ~0.6 s
+    to import, and a nightly run with nothing to fetch never pays it."""
+    made: list[SourceFactory] = []
+    guard = threading.Lock()
 
-    return AlpacaClient.factory(settings)
+    def make(*, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
+        with guard:
+            if not made:
+                from dataengine.api.alpaca_client import AlpacaClient
+
+                made.append(AlpacaClient.factory(settings))  # one factory: every client shares its pacer
+        return made[0](stop=stop, on_wait=on_wait)
+
+    return make
 
 
 def _refresh_status_cache(root: Path, request: IngestRequest) -> None:
