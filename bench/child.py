@@ -10,6 +10,7 @@ Contestants:
   same environment variables a user sets (the parent puts them in this process's environment).
 * ``naive``  -- what a user would write with alpaca-py: one symbol at a time,
   ``get_stock_bars(StockBarsRequest(...)).df``, then pandas ``to_parquet`` per symbol-month (same layout).
+* ``cli``    -- ``dataengine ARGV...`` (``dataengine.cli.main``) in this process, as a user runs it.
 * ``floor``  -- the physical floor (perf-notes §6): fetch the pages with plain ``requests`` into files
   (timed as phase ``fetch``), then DuckDB ``read_json`` -> ``COPY ... PARTITION_BY`` into partitioned Parquet
   (timed as phase ``duckdb``; this phase is the floor).
@@ -159,7 +160,30 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor}
+def run_cli(spec: dict[str, Any]) -> dict[str, Any]:
+    """``dataengine ARGV...`` as a user runs it: the clock starts before the CLI is imported, so *work* is
+    nearly the whole process (the parent's process columns add the interpreter's own start)."""
+    import contextlib
+    import io
+
+    clock = Clock()
+    from dataengine.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(list(spec["argv"]))
+    work = clock.lap()
+    text = out.getvalue().strip()
+    reported: dict[str, Any] = {"exit": code}
+    if text.startswith("{"):
+        info = json.loads(text)
+        if isinstance(info.get("successful"), list):
+            info["successful"] = len(info["successful"])
+        reported.update(info)
+    return {"work": work, "reported": reported, "ok": code == 0}
+
+
+CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cli": run_cli}
 
 
 def main(argv: list[str]) -> None:

@@ -133,14 +133,15 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     read it); it slows the child, so use it for diagnosis only.
     """
     scratch.mkdir(parents=True, exist_ok=True)
-    store = scratch / "store"
-    if store.exists():
+    store = Path(spec.get("store_dir") or scratch / "store")
+    if store.exists() and not spec.get("keep_store"):
         shutil.rmtree(store)
     spec = dict(spec, store=str(store), scratch=str(scratch), result_path=str(scratch / "result.json"),
                 url=server.url, key=KEY, secret=SECRET)
     spec_path = scratch / "spec.json"
     spec_path.write_text(json.dumps(spec))
     server.fake.reset_log()
+    server.fake.reset_rate_limit()  # every contestant starts on a fresh rate-limit window, as a user's first job
     command = [sys.executable, "-m", "bench.child", str(spec_path)]
     if profile is not None:
         spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -184,7 +185,7 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     run.failed_requests = run.requests - run.requests_ok - run.throttled
     run.bars_served = sum(r.bars for r in records if r.status == 200)
     run.extra["request_times"] = [(round(r.time, 4), r.status) for r in records]
-    run.rows_stored, run.files = count_rows(store)
+    run.rows_stored, run.files = count_rows(store) if spec.get("count_rows", True) else (0, 0)
     if run.ok and run.expected_bars and run.rows_stored != run.expected_bars:
         run.ok = False
         run.error = f"stored {run.rows_stored} rows, expected {run.expected_bars}"

@@ -24,15 +24,15 @@ def run_row(run: Run) -> str:
     rate = run.bars / run.wall_s if run.wall_s else None
     if run.extra.get("phase_of"):  # one phase of another run: only its own time applies
         return (
-            f"| {run.contestant} | {_num(run.wall_s, '.2f')} | {_num(run.cpu_s, '.2f')} | {_num(per_bar, '.2f')} "
-            f"| {_num(rate, ',.0f')} | – | – | {run.requests} | {run.throttled} | {run.bars_served:,} | – "
-            f"| phase of the row above |"
+            f"| {run.contestant} | – | – | – | {_num(run.wall_s, '.2f')} | {_num(run.cpu_s, '.2f')} "
+            f"| {_num(per_bar, '.2f')} | {_num(rate, ',.0f')} | – | {run.requests} | {run.throttled} "
+            f"| {run.bars_served:,} | – | phase of the row above |"
         )
     return (
-        f"| {run.contestant} | {_num(run.wall_s, '.2f')} | {_num(run.cpu_s, '.2f')} | {_num(per_bar, '.2f')} "
-        f"| {_num(rate, ',.0f')} | {_num(run.process_wall_s, '.2f')} / {_num(run.process_cpu_s, '.2f')} "
-        f"| {_num(run.peak_rss_mib, '.0f')} | {run.requests} | {run.throttled} | {run.bars_served:,} "
-        f"| {run.rows_stored:,} / {run.files:,} | {status} |"
+        f"| {run.contestant} | **{_num(run.process_wall_s, '.2f')}** | **{_num(run.process_cpu_s, '.2f')}** "
+        f"| {_num(run.per_bar_us(run.process_cpu_s), '.2f')} | {_num(run.wall_s, '.2f')} | {_num(run.cpu_s, '.2f')} "
+        f"| {_num(per_bar, '.2f')} | {_num(rate, ',.0f')} | {_num(run.peak_rss_mib, '.0f')} | {run.requests} "
+        f"| {run.throttled} | {run.bars_served:,} | {run.rows_stored:,} / {run.files:,} | {status} |"
     )
 
 
@@ -62,9 +62,9 @@ def targets_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 HEADER = (
-    "| contestant | wall s | CPU s | CPU µs/bar | bars/s | process wall / CPU s | peak RSS MiB | requests "
-    "| 429s | bars served | rows / files stored | result |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "| contestant | process wall s | process CPU s | process CPU µs/bar | work wall s | work CPU s | work CPU µs/bar "
+    "| bars/s (work) | peak RSS MiB | requests | 429s | bars served | rows / files stored | result |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
@@ -81,8 +81,9 @@ def markdown(results: list[dict[str, Any]], proj: dict[str, Any], info: dict[str
         "",
         ("All traffic goes to the project's fake Alpaca server (`tests/alpaca_server.py`) on 127.0.0.1, in the "
         "harness process, with every page generated and encoded before timing. Each contestant runs in its own "
-        "process. *wall s* and *CPU s* cover the work only (after imports; CPU = user+sys of all threads); "
-        "*process* columns cover the whole child (interpreter start, imports); peak RSS is the child's "
+        "process. The headline *process* columns cover the whole child, as a user meets it (interpreter start, "
+        "imports, the work, exit; CPU = user+sys of all threads); *work* columns cover the work only (for the CLI "
+        "rows: from before the CLI is imported; for the library rows: after imports); peak RSS is the child's "
         "own peak RSS (`VmHWM`; `ru_maxrss` would include the parent's RSS at exec). Rows stored are read back "
         "from the Parquet footers and must equal the bars in range."),
         "",

@@ -105,17 +105,18 @@ class Bench:
 
     def _once(self, scenario: str, server: Server, e: Entry, i: int, keep_times: bool) -> Run:
         scratch = self.scratch / scenario / f"{e.name}-{i}".replace(" ", "_").replace("/", "_")
+        ours = e.kind in ("engine", "cli")
         env_extra = {
             "APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret", "APCA_API_DATA_URL": server.url,
-            "DATAENGINE_STORAGE_DIR": str(scratch / "store"), "DATAENGINE_REQUESTS_PER_MINUTE": str(e.rpm),
-            "DATAENGINE_WORKERS": str(e.workers),
-        } if e.kind == "engine" else {}
+            "DATAENGINE_STORAGE_DIR": str(e.request.get("store_dir") or scratch / "store"),
+            "DATAENGINE_REQUESTS_PER_MINUTE": str(e.rpm), "DATAENGINE_WORKERS": str(e.workers),
+        } if ours else {}
         spec = dict(e.request, kind=e.kind, workers=e.workers)
         run = Run(scenario=scenario, contestant=e.name, expected_bars=e.expected)
-        if e.kind == "engine":
+        if ours:
             run.extra.update(workers=e.workers, rpm=e.rpm)
         profile = None
-        if self.profile_dir is not None and e.kind == "engine":
+        if self.profile_dir is not None and ours:
             profile = self.profile_dir / f"{scenario}-{e.name}-{i}.txt".replace(" ", "_").replace("/", "_")
         server.start_faults(self.fault_rate)
         try:
@@ -153,6 +154,13 @@ def _request(syms: list[str], rng: tuple[str, str], timeframe: str) -> dict[str,
     }
 
 
+def _cli(request: dict[str, Any], *extra: str, command: str = "ingest") -> dict[str, Any]:
+    """The same job as ``dataengine -q ingest SYMBOL... --start --end --timeframe --json``."""
+    argv = ["-q", command, *request["symbols"], "--start", request["start"], "--end", request["end"],
+            "--timeframe", request["timeframe"], "--json", *extra]
+    return dict(request, argv=argv)
+
+
 def _target(name: str, wanted: str, measured: str, met: bool | None) -> dict[str, Any]:
     return {"target": name, "wanted": wanted, "measured": measured, "met": met}
 
@@ -185,6 +193,36 @@ def latency_bound(b: Bench) -> dict[str, Any]:
     }
 
 
+# -- 1b. latency-bound on the free plan, as a user meets it --------------------------------------------------
+
+
+def free_plan(b: Bench) -> dict[str, Any]:
+    """The latency-bound job against a server that enforces the free plan's 200 requests a minute and sends
+    Alpaca's X-RateLimit-* headers, 250 ms a request; dataengine as a user runs it (the CLI, the default
+    200/min setting), both sides timed as whole processes."""
+    s = b.size
+    syms = symbols(s.latency_symbols)
+    req = _request(syms, s.latency_range, "minute")
+    with Server(latency_s=0.25, rate_limit=200, rate_window_s=60.0) as srv:
+        bars = srv.prewarm(syms, "1Min", *utc_bounds(*s.latency_range))
+        naive, cli = b.contests("freeplan", srv, [
+            Entry("naive alpaca-py loop", "naive", req, bars),
+            Entry("dataengine ingest (CLI), 16 workers, 200/min", "cli", _cli(req), bars, workers=16, rpm=200),
+        ])
+    speedup = _ratio(naive.process_wall_s, cli.process_wall_s)
+    return {
+        "name": "freeplan",
+        "title": (f"1b. Free plan: 200 requests/min with Alpaca's rate-limit headers, 250 ms per request, {len(syms)} "
+                  f"symbols x {s.latency_range[0]}..{s.latency_range[1]} of minute bars, whole processes"),
+        "params": {"latency_s": 0.25, "rate_limit": 200, "window_s": 60, "symbols": len(syms), "range": s.latency_range,
+                   "bars": bars},
+        "runs": [naive, cli],
+        "ratios": {"process wall naive/CLI": speedup, "process CPU naive/CLI": _ratio(naive.process_cpu_s, cli.process_cpu_s)},
+        "targets": [_target("whole-process wall time vs naive", ">= 8x faster (aim 14x)", f"{speedup:.1f}x",
+                            speedup >= 8 and cli.ok and cli.throttled == 0)],
+    }
+
+
 # -- 2. CPU-bound --------------------------------------------------------------------------------------------
 
 
@@ -194,8 +232,9 @@ def cpu_bound(b: Bench) -> dict[str, Any]:
     req = _request(syms, s.cpu_range, "minute")
     with Server() as srv:
         bars = srv.prewarm(syms, "1Min", *utc_bounds(*s.cpu_range))
-        naive, engine, engine2, floor = b.contests("cpu", srv, [
+        naive, cli, engine, engine2, floor = b.contests("cpu", srv, [
             Entry("naive alpaca-py loop", "naive", req, bars),
+            Entry("dataengine ingest (CLI), 8 workers", "cli", _cli(req), bars, workers=8),
             Entry("engine, 8 workers", "engine", req, bars, workers=8),
             Entry("engine, 2 workers", "engine", req, bars, workers=2),
             Entry("floor: DuckDB read_json -> COPY PARTITION_BY", "floor", req, bars),
@@ -209,6 +248,7 @@ def cpu_bound(b: Bench) -> dict[str, Any]:
     fetch_run.extra.update(phase_of=floor.contestant,
                            note="plain requests.Session, one multi-symbol request chain, bodies written to files")
     cpu_vs_naive = _ratio(engine.cpu_s, naive.cpu_s)
+    process_cpu = _ratio(naive.process_cpu_s, cli.process_cpu_s)
     floor_cpu = _ratio(engine.cpu_s, duck.get("cpu_s", float("nan")))
     floor_wall = _ratio(engine.wall_s, duck.get("wall_s", float("nan")))
     best = min((engine, engine2), key=lambda r: r.cpu_s)
@@ -216,8 +256,10 @@ def cpu_bound(b: Bench) -> dict[str, Any]:
         "name": "cpu",
         "title": f"2. CPU-bound: no latency, {len(syms)} symbols x {s.cpu_range[0]}..{s.cpu_range[1]} of minute bars",
         "params": {"latency_s": 0.0, "symbols": len(syms), "range": s.cpu_range, "bars": bars},
-        "runs": [naive, engine, engine2, floor, fetch_run],
+        "runs": [naive, cli, engine, engine2, floor, fetch_run],
         "ratios": {
+            "process CPU naive/CLI": process_cpu,
+            "process wall naive/CLI": _ratio(naive.process_wall_s, cli.process_wall_s),
             "wall naive/engine": _ratio(naive.wall_s, engine.wall_s),
             "cpu per bar engine/naive": cpu_vs_naive,
             "cpu engine/floor (DuckDB phase)": floor_cpu,
@@ -226,7 +268,11 @@ def cpu_bound(b: Bench) -> dict[str, Any]:
             "cpu 2-worker engine/floor (DuckDB phase)": _ratio(engine2.cpu_s, duck.get("cpu_s", float("nan"))),
         },
         "targets": [
-            _target("engine CPU per bar vs naive", "<= 1/3", f"1/{1 / cpu_vs_naive:.1f}", cpu_vs_naive <= 1 / 3 and engine.ok),
+            _target("whole-process CPU per bar, CLI vs naive", ">= 6x less (aim <= 3 µs/bar)",
+                    f"{process_cpu:.1f}x less ({cli.per_bar_us(cli.process_cpu_s):.2f} vs "
+                    f"{naive.per_bar_us(naive.process_cpu_s):.2f} µs/bar)", process_cpu >= 6 and cli.ok),
+            _target("engine CPU per bar vs naive (after imports)", "<= 1/3", f"1/{1 / cpu_vs_naive:.1f}",
+                    cpu_vs_naive <= 1 / 3 and engine.ok),
             _target("engine vs floor (CPU, DuckDB phase)", "within 2x (aim)", f"{floor_cpu:.2f}x", floor_cpu <= 2),
             _target("engine vs floor (wall, DuckDB phase)", "within 2x (aim)", f"{floor_wall:.2f}x", floor_wall <= 2),
         ],
@@ -244,10 +290,12 @@ def request_bound(b: Bench) -> dict[str, Any]:
     with Server() as srv:
         bars = srv.prewarm(syms, "1Day", *utc_bounds(*s.request_range))
         entries = [Entry("naive alpaca-py loop", "naive", req, bars)] if s.request_naive else []
-        runs = b.contests("requests", srv, [*entries, Entry("engine, 8 workers", "engine", req, bars, workers=8)])
+        runs = b.contests("requests", srv, [*entries, Entry("dataengine ingest (CLI), 8 workers", "cli", _cli(req),
+                                                            bars, workers=8)])
         engine = runs[-1]
     minimum = math.ceil(bars / PAGE)
     ratio = _ratio(engine.requests, minimum)
+    cpu_share = _ratio(engine.process_cpu_s, runs[0].process_cpu_s) if len(runs) > 1 else float("nan")
     return {
         "name": "requests",
         "title": f"3. Request-bound: {len(syms)} symbols x {s.request_range[0]}..{s.request_range[1]} of daily bars",
@@ -255,11 +303,16 @@ def request_bound(b: Bench) -> dict[str, Any]:
         "runs": runs,
         "ratios": {
             "requests engine/ceil(bars/10,000)": ratio,
-            **({"wall naive/engine": _ratio(runs[0].wall_s, engine.wall_s),
-                "cpu naive/engine": _ratio(runs[0].cpu_s, engine.cpu_s)} if len(runs) > 1 else {}),
+            **({"process wall naive/CLI": _ratio(runs[0].process_wall_s, engine.process_wall_s),
+                "process CPU CLI/naive": cpu_share} if len(runs) > 1 else {}),
         },
-        "targets": [_target("requests vs ceil(bars/10,000)", "<= 1.2x",
-                            f"{engine.requests} / {minimum} = {ratio:.2f}x", ratio <= 1.2 and engine.ok)],
+        "targets": [
+            _target("requests vs ceil(bars/10,000)", "<= 1.2x",
+                    f"{engine.requests} / {minimum} = {ratio:.2f}x", ratio <= 1.2 and engine.ok),
+            *([_target("whole-process CPU vs the naive loop writing the same monthly layout", "<= 0.5x",
+                       f"{engine.process_cpu_s:.1f} s / {runs[0].process_cpu_s:.1f} s = {cpu_share:.2f}x",
+                       cpu_share <= 0.5 and engine.ok)] if len(runs) > 1 else []),
+        ],
     }
 
 
@@ -387,8 +440,41 @@ def memory(b: Bench) -> dict[str, Any]:
         "runs": runs,
         "ratios": {"peak RSS larger/smaller range": growth, "bars larger/smaller": _ratio(large.bars, small.bars)},
         "targets": [
-            _target("peak RSS", "< 400 MiB", f"{large.peak_rss_mib:.0f} MiB", large.peak_rss_mib < 400 and large.ok),
+            _target("peak RSS", "< 300 MiB", f"{large.peak_rss_mib:.0f} MiB", large.peak_rss_mib < 300 and large.ok),
             _target("flat as the range doubles", "not growing (<= 1.15x)", f"{growth:.2f}x", growth <= 1.15),
+        ],
+    }
+
+
+# -- 5b. start-up: the nightly update with nothing to fetch, and status ----------------------------------------
+
+
+def startup(b: Bench) -> dict[str, Any]:
+    """A store of 500 symbols x 2024 of daily bars (6,000 monthly files), then as whole processes: the nightly
+    update when everything is stored already (it must start, decide and exit), and ``dataengine status``."""
+    syms = symbols(500)
+    req = _request(syms, ("2024-01-01", "2024-12-31"), "day")
+    store = str(b.scratch / "startup" / "store")
+    with Server() as srv:
+        bars = srv.prewarm(syms, "1Day", *utc_bounds("2024-01-01", "2024-12-31"))
+        fill = b.contest("startup", "filling the store (not timed as a target)", "cli", srv,
+                         dict(_cli(req), store_dir=store), expected=bars)
+        nightly, status = b.contests("startup", srv, [
+            Entry("nightly update, nothing to fetch: dataengine ingest", "cli",
+                  dict(_cli(req), store_dir=store, keep_store=True), bars),
+            Entry("dataengine status", "cli", dict(req, argv=["status"], store_dir=store, keep_store=True), bars),
+        ])
+    ok = nightly.ok and nightly.requests == 0
+    return {
+        "name": "startup",
+        "title": "5b. Start-up: 500 symbols x 2024 of daily bars stored (6,000 files); whole processes",
+        "params": {"symbols": len(syms), "bars": bars},
+        "runs": [fill, nightly, status],
+        "ratios": {},
+        "targets": [
+            _target("nightly update with nothing to fetch, process wall", "<= 1 s",
+                    f"{nightly.process_wall_s:.2f} s ({nightly.requests} requests)", nightly.process_wall_s <= 1.0 and ok),
+            _target("dataengine status, process wall", "reported", f"{status.process_wall_s:.2f} s", None),
         ],
     }
 
@@ -451,10 +537,12 @@ def _sessions(start: datetime, end: datetime) -> int:
 
 SCENARIOS = {
     "latency": latency_bound,
+    "freeplan": free_plan,
     "cpu": cpu_bound,
     "requests": request_bound,
     "rate": rate_limit_bound,
     "memory": memory,
+    "startup": startup,
 }
 
 
