@@ -51,6 +51,7 @@ def connect(storage_dir: str | Path | None = None, *, read_only: bool = False) -
             label = dataset[len(layout.DATASET_PREFIX) :]
             con.execute(_bars_view(layout.dataset_dir(root, dataset), f"bars_{label}"))
         con.execute(_index_view(root))
+        _action_views(con, root)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
@@ -73,6 +74,78 @@ def _bars_view(directory: Path, name: str) -> str:
         f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
         f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})"
     )
+
+
+_ACTION_TYPES = {
+    "id": "VARCHAR", "type": "VARCHAR", "symbol": "VARCHAR", "ex_date": "DATE", "process_date": "DATE",
+    "payable_date": "DATE", "old_rate": "DOUBLE", "new_rate": "DOUBLE", "rate": "DOUBLE", "special": "BOOLEAN",
+    "new_symbol": "VARCHAR", "raw": "VARCHAR",
+}
+_CLOSE_TYPES = {"symbol": "VARCHAR", "ex_date": "DATE", "close": "DOUBLE"}
+# The factors of dataengine.corporate_actions.factor_events / cumulative_factors, in SQL: per symbol and
+# ex-date, this event's own ratios, and the products over it and every later event (what bars on days before
+# this ex-date, and on or after the previous one, are multiplied by).
+_FACTORS_SQL = """
+CREATE VIEW adjustment_factors AS
+WITH events AS (
+    SELECT symbol, ex_date, old_rate / new_rate AS sp, new_rate / old_rate AS sv, 1.0 AS dp
+    FROM corporate_actions
+    WHERE type IN ('forward_split', 'reverse_split') AND new_rate > 0 AND old_rate > 0 AND ex_date IS NOT NULL
+    UNION ALL
+    SELECT a.symbol, a.ex_date, 1.0, 1.0, 1 - a.rate / c.close
+    FROM corporate_actions a JOIN dividend_closes c ON a.symbol = c.symbol AND a.ex_date = c.ex_date
+    WHERE a.type = 'cash_dividend' AND a.rate IS NOT NULL AND c.close > 0
+), per_day AS (
+    SELECT symbol, ex_date, product(sp) AS sp, product(sv) AS sv, product(dp) AS dp FROM events GROUP BY symbol, ex_date
+)
+SELECT symbol, ex_date, sp AS split_ratio, dp AS dividend_factor,
+       product(sp) OVER later AS split_price_factor, product(sv) OVER later AS split_volume_factor,
+       product(dp) OVER later AS dividend_price_factor, product(sp * dp) OVER later AS all_price_factor
+FROM per_day
+WINDOW later AS (PARTITION BY symbol ORDER BY ex_date DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+"""
+_ADJUSTED_FACTORS = {
+    "split": ("split_price_factor", "split_volume_factor"),
+    "dividend": ("dividend_price_factor", "1.0"),
+    "all": ("all_price_factor", "split_volume_factor"),
+}
+
+
+def _action_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset
+    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
+    from dataengine.corporate_actions import ACTIONS_DIR, ACTIONS_FILE, CLOSES_FILE
+
+    for name, path, types in (
+        ("corporate_actions", root / ACTIONS_DIR / ACTIONS_FILE, _ACTION_TYPES),
+        ("dividend_closes", root / ACTIONS_DIR / CLOSES_FILE, _CLOSE_TYPES),
+    ):
+        if path.is_file():
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(path)})')
+        else:
+            empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
+    con.execute(_FACTORS_SQL)
+    for dataset in layout.dataset_names(root):
+        info = layout.describe_dataset(dataset)
+        if info["adjustment"] != "raw":
+            continue
+        label = dataset[len(layout.DATASET_PREFIX) :]
+        for kind, (price, volume) in _ADJUSTED_FACTORS.items():
+            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume))
+
+
+def _adjusted_view(source: str, name: str, price: str, volume: str) -> str:
+    p = f"coalesce(f.{price}, 1.0)"
+    v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
+    prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
+    return f"""
+CREATE VIEW "{name}" AS
+SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
+       b.vwap * {p} AS vwap, b.year, b.month
+FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
+ASOF LEFT JOIN adjustment_factors f ON b.symbol = f.symbol AND b._day < f.ex_date
+"""
 
 
 def _index_view(root: Path) -> str:

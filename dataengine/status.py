@@ -210,9 +210,24 @@ def symbol_status(root: str | Path, symbol: str) -> dict[str, Any]:
         "root": str(root),
         "symbol": symbol,
         "datasets": datasets,
+        "corporate_actions": _actions_of(root, symbol),
         **_damage(cache),
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _actions_of(root: Path, symbol: str) -> dict[str, Any]:
+    """How many corporate actions are stored for ``symbol``, the latest one, and a rename away from it."""
+    from dataengine.corporate_actions import ActionStore, describe, renamed_to
+
+    store = ActionStore(root)
+    mine = store.select([symbol]).filter(pl.col("symbol") == symbol)
+    renamed = renamed_to(mine, symbol)
+    return {
+        "count": mine.height,
+        "latest": describe(mine.row(-1, named=True)) if mine.height else None,
+        "renamed": {"to": renamed[0], "on": renamed[1].isoformat()} if renamed else None,
     }
 
 

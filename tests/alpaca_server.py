@@ -37,6 +37,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -253,6 +254,8 @@ class _SymCfg(NamedTuple):
     first: int | None  # date ordinal, inclusive
     last: int | None
     holes: frozenset  # of date ordinals
+    # corporate actions that move prices: (ex-date ordinal, split ratio new/old or 1.0, cash per share or 0.0)
+    events: tuple = ()
 
 
 _PLAIN_CFG = _SymCfg(False, False, None, None, frozenset())
@@ -285,7 +288,24 @@ class Universe:
         }
         self.holes = {s: frozenset(_to_date(d) for d in ds) for s, ds in (holes or {}).items()}
         self.only = None if only is None else frozenset(only)
+        # corporate actions the server knows, in Alpaca's record shape plus "type" (forward_split, ...)
+        self.actions: list[dict[str, Any]] = []
         self._cfgs: dict[str, _SymCfg] = {}
+
+    def announce(self, kind: str, **record: Any) -> dict[str, Any]:
+        """Add one corporate action (Alpaca's fields: symbol, ex_date, process_date, new_rate/old_rate, rate,
+        ...; an ``id`` is made if not given). Bars served from then on reflect it: raw bars of a split symbol
+        jump at the ex-date, and ``adjustment=`` bars are computed from every action known at request time."""
+        if kind not in _ACTION_GROUPS:
+            raise ValueError(f"unknown corporate action type {kind!r}")
+        action = {"type": kind, **record}
+        action.setdefault("id", str(uuid.UUID(hashlib.md5(repr(sorted(action.items())).encode()).hexdigest())))  # Alpaca's ids are UUIDs
+        for key in ("ex_date", "process_date", "payable_date", "record_date", "effective_date"):
+            if key in action and action[key] is not None:
+                action[key] = _to_date(action[key]).isoformat()
+        self.actions = [a for a in self.actions if a["id"] != action["id"]] + [action]
+        self._cfgs.clear()
+        return action
 
     def _key(self) -> tuple:
         return (
@@ -325,10 +345,27 @@ class Universe:
                     None if last is None else last.toordinal(),
                     frozenset(d.toordinal() for d in self.holes.get(symbol, ())),
                 )
+            events = _price_events(symbol, self.actions)
+            if events:
+                cfg = cfg._replace(events=events)
             if cfg == _PLAIN_CFG:
                 cfg = _PLAIN_CFG
             self._cfgs[symbol] = cfg
         return cfg
+
+
+def _price_events(symbol: str, actions: list[dict[str, Any]]) -> tuple:
+    """(ex ordinal, split ratio, cash per share) of the actions that move ``symbol``'s prices, by ex-date."""
+    out = []
+    for a in actions:
+        if a.get("symbol") != symbol or not a.get("ex_date"):
+            continue
+        ex = date.fromisoformat(a["ex_date"]).toordinal()
+        if a["type"] in ("forward_split", "reverse_split"):
+            out.append((ex, float(a["new_rate"]) / float(a["old_rate"]), 0.0))
+        elif a["type"] == "cash_dividend":
+            out.append((ex, 1.0, float(a["rate"])))
+    return tuple(sorted(out))
 
 
 _DEFAULT_UNIVERSE = Universe()
@@ -466,6 +503,46 @@ def _finalize(vals: dict[str, np.ndarray], feed: str, adjustment: str) -> dict[s
     return {"o": o, "h": h, "l": lo, "c": c, "v": v, "n": n, "vw": vw}
 
 
+def _split_factor(cfg: _SymCfg, day_ord: np.ndarray) -> np.ndarray:
+    """Per bar: how many of today's shares one share was on that day (the product of later splits' ratios)."""
+    factor = np.ones(len(day_ord))
+    for ex, ratio, _ in cfg.events:
+        if ratio != 1.0:
+            factor[day_ord < ex] *= ratio
+    return factor
+
+
+def raw_close_before(symbol: str, cfg: _SymCfg, ex_ordinal: int) -> float:
+    """The raw daily close the server serves for the last session before ``ex_ordinal`` (a dividend's C)."""
+    s = _sessions()
+    k = int(np.searchsorted(s.ordinal, ex_ordinal, "left")) - 1
+    day = s.day_ns[k : k + 1]
+    base = _raw_values(symbol, day, daily=True)["c"]
+    return float(np.round(base * _split_factor(cfg, s.ordinal[k : k + 1]), 4)[0])
+
+
+def _apply_events(symbol: str, cfg: _SymCfg, vals: dict[str, np.ndarray], day_ord: np.ndarray, adjustment: str) -> tuple[dict[str, np.ndarray], str]:
+    """Raw bars of a symbol with corporate actions, or bars adjusted for them (the CRSP-style factors the
+    issue names): the synthetic series is the split-adjusted price; raw prices before a split are higher by its
+    ratio, raw volumes lower. Returns the values and the adjustment left for :func:`_finalize` ("raw")."""
+    parts = set(adjustment.split(","))
+    by_split = bool(parts & {"split", "all"})
+    by_dividend = bool(parts & {"dividend", "all"})
+    shares = _split_factor(cfg, day_ord)
+    raw_volume = np.maximum(1, np.floor(vals["v"] / shares)).astype(np.int64)
+    price = shares.copy()  # raw = synthetic x split ratios still to come
+    if by_split:
+        price /= shares
+    if by_dividend:
+        for ex, _, cash in cfg.events:
+            if cash:
+                price[day_ord < ex] *= 1.0 - cash / raw_close_before(symbol, cfg, ex)
+    out = {k: vals[k] * price for k in ("o", "h", "l", "c", "vw")}
+    out["v"] = np.floor(raw_volume * shares + 1e-9).astype(np.int64) if by_split else raw_volume
+    out["n"] = vals["n"]
+    return out, "raw"
+
+
 def _aggregate(ts_group: np.ndarray, stamps: np.ndarray, vals: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Aggregate consecutive rows with equal ts_group; the bar is stamped with stamps[first row of the group]."""
     if len(ts_group) == 0:
@@ -507,13 +584,20 @@ def _gen_arrays(symbol: str, cfg: _SymCfg, tf: _TF, feed: str, adjustment: str, 
         idx = np.flatnonzero(avail)
     if tf.unit in ("Min", "Hour"):
         ts = _minute_grid(symbol, cfg, idx)
-        vals = _finalize(_raw_values(symbol, ts, daily=False), feed, adjustment)
+        vals = _raw_values(symbol, ts, daily=False)
+        if cfg.events:
+            day_ord = s.ordinal[np.searchsorted(s.ws_ns, ts, "right") - 1]
+            vals, adjustment = _apply_events(symbol, cfg, vals, day_ord, adjustment)
+        vals = _finalize(vals, feed, adjustment)
         if tf.bucket_ns != MIN_NS:
             bucket = ts // tf.bucket_ns * tf.bucket_ns
             ts, vals = _aggregate(bucket, bucket, vals)
         return ts, vals
     ts = s.day_ns[idx]
-    vals = _finalize(_raw_values(symbol, ts, daily=True), feed, adjustment)
+    vals = _raw_values(symbol, ts, daily=True)
+    if cfg.events:
+        vals, adjustment = _apply_events(symbol, cfg, vals, s.ordinal[idx], adjustment)
+    vals = _finalize(vals, feed, adjustment)
     if tf.unit == "Day":
         return ts, vals
     if tf.unit == "Week":
@@ -802,6 +886,17 @@ class RequestRecord:
 
 
 _SINGLE_PATH_RE = re.compile(r"/v2/stocks/([^/]+)/bars")
+ACTIONS_PATH = "/v1/corporate-actions"
+# Alpaca's corporate action types and the group each is listed under in a response body
+_ACTION_GROUPS = {
+    "forward_split": "forward_splits", "reverse_split": "reverse_splits", "unit_split": "unit_splits",
+    "stock_dividend": "stock_dividends", "cash_dividend": "cash_dividends", "spin_off": "spin_offs",
+    "cash_merger": "cash_mergers", "stock_merger": "stock_mergers", "stock_and_cash_merger": "stock_and_cash_mergers",
+    "redemption": "redemptions", "name_change": "name_changes", "worthless_removal": "worthless_removals",
+    "rights_distribution": "rights_distributions",
+}
+_ACTION_SYMBOL_FIELDS = ("symbol", "old_symbol", "new_symbol", "source_symbol", "acquiree_symbol", "acquirer_symbol")
+ACTIONS_MAX_LIMIT = 1000
 
 
 class _Drop(Exception):
@@ -913,6 +1008,7 @@ class FakeAlpaca:
         self._lock = threading.Lock()
         self._log: list[RequestRecord] = []
         self._faults: list[list[Any]] = []  # [fault, remaining, symbol]
+        self._action_faults: list[list[Any]] = []
         self._tokens: dict[str, set] = {}
         self._win_start: float | None = None
         self._win_count = 0
@@ -967,22 +1063,31 @@ class FakeAlpaca:
             self._conns.discard(conn)
 
     # -- test controls ---------------------------------------------------------------------------------------
-    def inject(self, fault: str | int, *, count: int = 1, symbol: str | None = None, with_token: bool = False) -> None:
-        """Make the next `count` requests (whose symbols include `symbol`, if given; that carry a page token,
-        if `with_token`) fail with `fault`: "500" (text/plain body), "502", "503", "504", "429", "drop"
+    def inject(self, fault: str | int, *, count: int = 1, symbol: str | None = None, with_token: bool = False,
+               endpoint: str = "bars") -> None:
+        """Make the next `count` bars requests (whose symbols include `symbol`, if given; that carry a page
+        token, if `with_token`) fail with `fault`: "500" (text/plain body), "502", "503", "504", "429", "drop"
         (close without response), "hang" (answer after hang_s, or drop at stop()), "partial" (headers + half
-        the body, then close)."""
+        the body, then close). ``endpoint="actions"``: the next corporate-actions requests instead."""
         fault = str(fault)
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {sorted(FAULTS)}")
         if count < 1:
             raise ValueError("count must be >= 1")
+        if endpoint not in ("bars", "actions"):
+            raise ValueError("endpoint must be 'bars' or 'actions'")
         with self._lock:
-            self._faults.append([fault, count, symbol, with_token])
+            (self._faults if endpoint == "bars" else self._action_faults).append([fault, count, symbol, with_token])
+
+    def announce(self, kind: str, **record: Any) -> dict[str, Any]:
+        """Announce a corporate action on the running server (see :meth:`Universe.announce`)."""
+        with self._lock:
+            return self.universe.announce(kind, **record)
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._action_faults.clear()
 
     @property
     def pending_faults(self) -> list[tuple[str, int, str | None]]:
@@ -990,10 +1095,20 @@ class FakeAlpaca:
             return [(f[0], f[1], f[2]) for f in self._faults]
 
     @property
-    def requests(self) -> list[RequestRecord]:
-        """Snapshot of the request log (thread-safe copy)."""
+    def all_requests(self) -> list[RequestRecord]:
+        """Snapshot of the request log (thread-safe copy): every request, bars and corporate actions."""
         with self._lock:
             return list(self._log)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The requests for bars (what most tests count and inspect)."""
+        return [r for r in self.all_requests if r.path != ACTIONS_PATH]
+
+    @property
+    def action_requests(self) -> list[RequestRecord]:
+        """The requests for corporate actions."""
+        return [r for r in self.all_requests if r.path == ACTIONS_PATH]
 
     def reset_log(self) -> None:
         with self._lock:
@@ -1036,13 +1151,14 @@ class FakeAlpaca:
             }
         return ok, headers
 
-    def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False) -> str | None:
+    def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False, actions: bool = False) -> str | None:
         with self._lock:
-            for f in self._faults:
+            faults = self._action_faults if actions else self._faults
+            for f in faults:
                 if (f[2] is None or f[2] in symbols) and (has_token or not f[3]):
                     f[1] -= 1
                     if f[1] <= 0:
-                        self._faults.remove(f)
+                        faults.remove(f)
                     return f[0]
         return None
 
@@ -1068,7 +1184,8 @@ class FakeAlpaca:
             ok, headers = self._rate()
             if not ok:
                 raise _Reply(429, {"message": "rate limit exceeded"})
-            fault = self._take_fault(symbols, rec.page_token is not None)
+            actions = path == ACTIONS_PATH
+            fault = self._take_fault(symbols, rec.page_token is not None, actions=actions)
             rec.fault = fault
             if fault == "hang":
                 if self._stop.wait(self.hang_s):
@@ -1087,6 +1204,8 @@ class FakeAlpaca:
                 raise _Reply(self.auth_status, {"message": "unauthorized" if self.auth_status == 401 else "forbidden"})
             if h.command != "GET":
                 raise _Reply(405, {"message": "method not allowed"})
+            if actions:
+                raise _Reply(200, self._corporate_actions(params))
             if path != "/v2/stocks/bars" and not single:
                 raise _Reply(404, {"message": "Not Found"})
             if self.reject_all is not None:
@@ -1135,6 +1254,53 @@ class FakeAlpaca:
                 h.wfile.write(body)
         except OSError:
             h.close_connection = True
+
+    def _corporate_actions(self, params: dict[str, str]) -> dict[str, Any]:
+        """``GET /v1/corporate-actions``: records grouped by type, filtered by symbols, types and *process* date
+        (both default to today, as on Alpaca), ``limit`` records a page, sorted by process date."""
+        allowed = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "sort", "page_token"}
+        unexpected = [k for k in params if k not in allowed]
+        if unexpected:
+            raise _Reply(400, {"code": 40010001, "message": f"unexpected query parameter(s): {', '.join(unexpected)}"})
+        types = [t for t in (params.get("types") or "").split(",") if t]
+        bad = [t for t in types if t not in _ACTION_GROUPS]
+        if bad:
+            raise _Reply(400, {"code": 40010001, "message": f"invalid types: {','.join(bad)}"})
+        today = datetime.now(timezone.utc).date()
+        try:
+            start = date.fromisoformat(params["start"]) if params.get("start") else today
+            end = date.fromisoformat(params["end"]) if params.get("end") else today
+        except ValueError:
+            raise _Reply(400, {"code": 40010001, "message": "invalid date: use YYYY-MM-DD"}) from None
+        try:
+            limit = int(params.get("limit") or 100)
+        except ValueError:
+            raise _Reply(400, {"code": 40010001, "message": f"invalid limit: {params.get('limit')}"}) from None
+        if not 1 <= limit <= ACTIONS_MAX_LIMIT:
+            raise _Reply(422, {"code": 42210000, "message": f"invalid limit: must be between 1 and {ACTIONS_MAX_LIMIT}"})
+        symbols = {x for x in (params.get("symbols") or "").split(",") if x}
+        with self._lock:
+            known = list(self.universe.actions)
+        rows = [
+            a for a in known
+            if (not symbols or any(a.get(f) in symbols for f in _ACTION_SYMBOL_FIELDS))
+            and (not types or a["type"] in types)
+            and start.isoformat() <= a["process_date"] <= end.isoformat()
+        ]
+        rows.sort(key=lambda a: (a["process_date"], a["id"]), reverse=params.get("sort") == "desc")
+        offset = 0
+        if params.get("page_token"):
+            try:
+                offset = int(base64.urlsafe_b64decode(params["page_token"].encode()).decode().split(":")[1])
+            except (ValueError, IndexError, binascii.Error):
+                raise _Reply(400, {"code": 40010001, "message": "invalid page token"}) from None
+        page = rows[offset : offset + limit]
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for a in page:
+            groups.setdefault(_ACTION_GROUPS[a["type"]], []).append({k: v for k, v in a.items() if k != "type"})
+        more = offset + limit < len(rows)
+        token = base64.urlsafe_b64encode(f"ca:{offset + limit}".encode()).decode() if more else None
+        return {"corporate_actions": groups, "next_page_token": token}
 
     def _renamed(self, cfg: _SymCfg, symbol: str, asof: str | None) -> _SymCfg:
         """A renamed symbol's history before its rename is served only when asof maps it (a date on or after

@@ -113,9 +113,15 @@ def test_scan_bars_is_lazy_and_matches(store: Path) -> None:
 
 
 def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
+    import shutil
+
     raw = reader.read_bars("AAPL", timeframe="day", storage_dir=store)
+    # the raw dataset holds the range: adjusted from it and the stored actions (none here), not read from the
+    # dataset stored with Alpaca's adjustment
+    local = reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)
+    assert raw.height == local.height == 4 and local["close"].to_list() == raw["close"].to_list()
+    shutil.rmtree(store / "equities_1day")  # no raw bars: the Alpaca-adjusted dataset is what there is
     adjusted = reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)
-    assert raw.height == adjusted.height == 4
     assert (adjusted["close"] * 2).to_list() == raw["close"].to_list()
 
 
@@ -158,7 +164,9 @@ def test_regular_hours_leave_daily_bars_alone(store: Path) -> None:
 def test_connect_has_a_view_per_dataset_and_index_members(store: Path) -> None:
     con = reader.connect(store)
     views = {row[0] for row in con.sql("select view_name from duckdb_views() where not internal").fetchall()}
-    assert views == {"bars_1min", "bars_1day", "bars_1day_all", "index_members"}
+    actions = {"corporate_actions", "dividend_closes", "adjustment_factors"}
+    computed = {f"raw_adjusted_{kind}_{size}" for kind in ("split", "dividend", "all") for size in ("1min", "1day")}
+    assert views == {"bars_1min", "bars_1day", "bars_1day_all", "index_members", *actions, *computed}
     types = dict(con.sql("select column_name, column_type from (describe bars_1min)").fetchall())
     assert types["month"] == types["year"] == "INTEGER" and types["timestamp"] == "TIMESTAMP WITH TIME ZONE"
     joined = con.sql(

@@ -77,7 +77,8 @@ def test_plain_progress_lines_appear_while_running(alpaca, dataengine, monkeypat
     progress = [(t, line) for t, line in lines if "symbols done" in line and "finished" not in line]
     assert len(progress) >= 2, lines
     assert progress[0][0] < ended - 0.5  # seen during the run, not dumped at the end
-    assert "checking the store and planning" in lines[0][1] and "planned 3 symbol(s)" in lines[1][1]
+    assert "checking the store and planning" in lines[0][1] and "fetching corporate actions" in lines[1][1]
+    assert "planned 3 symbol(s)" in lines[2][1]
     stamped = [line for _, line in lines if "] " in line]  # notes (such as "new store at ...") follow the run
     assert stamped[-1].split("] ", 1)[1].startswith("finished: 100% | 3/3 symbols done, 0 failed")
     assert "\x1b[" not in "".join(line for _, line in lines)  # no terminal control codes off a terminal
@@ -94,7 +95,7 @@ def test_failed_symbol_gets_its_own_line_and_the_ledger_records_it(alpaca, capsy
     assert record.exit_code == 1 and record.outcome == "failures"
     assert record.failed == {"BADX": "HTTP 400: invalid symbol: BADX"} and record.successful == ["AAPL"]
     assert record.rows_written == json.loads(out)["rows_written"] > 0
-    assert record.requests == len(alpaca.requests) and record.ended and record.started < record.ended
+    assert record.requests == len(alpaca.all_requests) and record.ended and record.started < record.ended
     assert record.command == ["dataengine", "ingest", "AAPL", "BADX", "--start", "2024-01-02", "--end", "2024-01-31",
                               "--timeframe", "day", "--json"]
     text = (tmp_path / "store" / "metadata" / "runs.jsonl").read_text()

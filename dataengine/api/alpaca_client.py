@@ -17,9 +17,10 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 import polars as pl
 import requests
@@ -59,6 +60,7 @@ class _ConnectFailed(TransientSourceError):
     """Nothing answered at the address (refused, unresolvable, connect timeout)."""
 
 
+_T = TypeVar("_T")
 ClientStats = RequestCounts  # counters of one client; the run sums them over its workers
 
 
@@ -100,7 +102,9 @@ class AlpacaClient:
             rate_limiter = rate_limiter or RateLimiter(settings.requests_per_minute)
         self._alpaca = StockHistoricalDataClient(api_key, secret_key, raw_data=True, url_override=base_url)
         base = self._alpaca._base_url
-        self._bars_url = f"{getattr(base, 'value', base)}/v2/stocks/bars"
+        self._base = str(getattr(base, "value", base)).rstrip("/")
+        self._bars_url = f"{self._base}/v2/stocks/bars"
+        self._actions_url = f"{self._base}/v1/corporate-actions"
         self._timeout = timeout if timeout is not None else 30.0
         self._retry = retry or RetryPolicy()
         self._limiter = rate_limiter
@@ -234,10 +238,40 @@ class AlpacaClient:
     def request_page(self, params: dict[str, str], page_token: str | None = None) -> Page:
         """One page, retried on transient failures; raises a :mod:`dataengine.errors` exception otherwise."""
         query = dict(params, page_token=page_token) if page_token else params
+        return self._with_retries(lambda: self._decode_bars(self._send(self._bars_url, query)))
+
+    def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
+        """Every corporate action of ``symbols`` with a *process* date in ``[start, end]``, one row each
+        (:mod:`dataengine.corporate_actions` schema). Paced, retried and counted like bar pages."""
+        from dataengine.corporate_actions import ACTION_PAGE_LIMIT, decode_actions, empty_actions
+
+        query = {
+            "symbols": ",".join(symbols), "start": start.isoformat(), "end": end.isoformat(),
+            "limit": str(ACTION_PAGE_LIMIT), "sort": "asc",
+        }
+        frames, token, seen = [], None, set()
+        while True:
+            if self._stop is not None and self._stop.is_set():
+                raise Interrupted("stopped")
+            page_query = dict(query, page_token=token) if token else query
+
+            def exchange(q: dict[str, str] = page_query) -> tuple[pl.DataFrame, str | None]:
+                return decode_actions(self._send(self._actions_url, q))
+
+            frame, token = self._with_retries(exchange)
+            frames.append(frame)
+            if not token:
+                return pl.concat(frames) if frames else empty_actions()
+            if token in seen:
+                raise PagingLoopError(f"Alpaca repeated corporate-actions page token {token[:24]}...: paging stopped")
+            seen.add(token)
+
+    def _with_retries(self, exchange: Callable[[], _T]) -> _T:
+        """Run one exchange, retrying transient failures with backoff (429s on a budget of their own)."""
         errors = throttled = 0
         while True:
             try:
-                return self._send(query)
+                return exchange()
             except TransientSourceError as exc:
                 # A 429 says "wait for the reset", not "something is broken": it has a larger budget of its
                 # own, so a 429 storm slows a run down instead of failing its symbols.
@@ -249,7 +283,7 @@ class AlpacaClient:
                     attempt, budget = errors, self._retry.max_retries
                 if attempt > budget:
                     if isinstance(exc, _ConnectFailed):
-                        raise SourceUnreachableError(f"cannot reach {redact_url(self._bars_url)}: {exc}") from None
+                        raise SourceUnreachableError(f"cannot reach {redact_url(self._base)}: {exc}") from None
                     exc.retries = attempt - 1
                     raise
                 delay = self._retry.delay(attempt - 1)
@@ -272,7 +306,8 @@ class AlpacaClient:
         else:
             time.sleep(seconds)
 
-    def _send(self, query: dict[str, str]) -> Page:
+    def _send(self, url: str, query: dict[str, str]) -> bytes:
+        """One paced HTTP GET; the body of a 200, else the :mod:`dataengine.errors` exception its status means."""
         permit = None
         if self._limiter is not None:
             permit = self._limiter.acquire(self._stop, self.on_wait)
@@ -282,7 +317,7 @@ class AlpacaClient:
         started = time.perf_counter()
         try:
             response = self._alpaca._session.get(
-                self._bars_url,
+                url,
                 params=query,
                 headers=self._alpaca._get_default_headers(),
                 timeout=self._timeout,
@@ -307,14 +342,7 @@ class AlpacaClient:
             (time.perf_counter() - started) * 1e3,
         )
         if status == 200:
-            try:
-                bars, token = decode_page(body)
-            except FractionalVolumeError as exc:
-                raise TerminalSourceError(str(exc), status=status, symbol=exc.symbol) from None
-            except PageDecodeError as exc:
-                raise TransientSourceError(f"malformed page ({exc})", status=status) from None
-            self.stats.bars += bars.height
-            return Page(bars, token)
+            return body
         message = _error_message(body)
         if status == 429:
             self.stats.throttled += 1
@@ -333,6 +361,17 @@ class AlpacaClient:
             # would get the same answer, so stop now instead of splitting batches in search of a bad symbol.
             raise RequestRejectedError(f"Alpaca rejected the request (HTTP {status}): {message}")
         raise TerminalSourceError(f"HTTP {status}: {message}", status=status, symbol=match.group(1).upper())
+
+
+    def _decode_bars(self, body: bytes) -> Page:
+        try:
+            bars, token = decode_page(body)
+        except FractionalVolumeError as exc:
+            raise TerminalSourceError(str(exc), status=200, symbol=exc.symbol) from None
+        except PageDecodeError as exc:
+            raise TransientSourceError(f"malformed page ({exc})", status=200) from None
+        self.stats.bars += bars.height
+        return Page(bars, token)
 
 
 def _is_refused(exc: Exception) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
@@ -53,6 +53,11 @@ class BarSource(Protocol):
     ) -> Iterator[Page]:
         """Every page for ``symbols`` in ``[start, end]`` (UTC, inclusive), sorted by symbol then time;
         ``asof``: the date renamed symbols are mapped as of (``-``: no mapping; None: the source's default)."""
+        ...
+
+    def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
+        """Corporate actions of ``symbols`` with a process date in ``[start, end]``
+        (:data:`dataengine.corporate_actions.ACTION_SCHEMA`). A source without them may omit this method."""
         ...
 
     def close(self) -> None: ...

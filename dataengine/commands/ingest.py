@@ -164,6 +164,8 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
     warning = result.no_data_warning()
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
+    for symbol, reason in sorted(result.refetched.items()) if args.json_out else ():  # str(result) names them too
+        typer.echo(f"re-fetched {symbol}: {reason}", err=True)
     emit(dict(result.asdict(), exit_code=result.exit_code) if args.json_out else str(result), args.json_out)
     exit_with(result.exit_code)
 

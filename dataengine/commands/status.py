@@ -90,9 +90,16 @@ def render_store(report: dict[str, Any]) -> str:
 
 
 def render_symbol(report: dict[str, Any]) -> str:
+    actions = report.get("corporate_actions") or {}
+    notes = []
+    if actions.get("renamed"):
+        notes.append(f"{report['symbol']} was renamed {actions['renamed']['to']} on {actions['renamed']['on']}: "
+                     f"fetch {actions['renamed']['to']} for its later bars")
+    if actions.get("count"):
+        notes.append(f"corporate actions: {actions['count']} stored, latest {actions['latest']} (dataengine actions {report['symbol']})")
     if not report["datasets"]:
-        return f"{report['symbol']}: no bars stored in {report['root']}"
-    lines = [f"{report['symbol']} in {report['root']}", ""]
+        return "\n".join([f"{report['symbol']}: no bars stored in {report['root']}", *notes])
+    lines = [f"{report['symbol']} in {report['root']}", *notes, ""]
     lines += _table(
         ["dataset", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing months"],
         [

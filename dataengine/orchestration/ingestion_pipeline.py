@@ -12,27 +12,40 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataengine.api.source import BarSource, SourceFactory, WaitHook
 from dataengine.config import Settings, url_secrets
+from dataengine.corporate_actions import ActionStore
+from dataengine.counters import copy_counters
 from dataengine.datasets import DatasetKey
+from dataengine.errors import DataEngineError
 from dataengine.loaders.symbol_loader import SymbolLoader
-from dataengine.orchestration.planner import Plan, plan_request
+from dataengine.orchestration.actions_update import (
+    ActionsUpdate,
+    FetchedUnder,
+    action_ids,
+    relevant_types,
+    stale_symbols,
+    update_actions,
+)
+from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import DateLike, IngestRequest, build_request
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run import IngestRun
 from dataengine.orchestration.run_guard import locked_and_recorded
+from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.timeframes import Timeframe
+from dataengine.timerange import NEW_YORK
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
@@ -225,6 +238,39 @@ class IngestionPipeline:
                 _refresh_status_cache(self.storage.root, request)
         return result
 
+    def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
+        """Fetch and store the corporate actions of ``symbols`` (default: every symbol in the store) processed
+        from ``start_date`` (default ``default_start``) to today, without fetching bars; under the run lock,
+        with a ledger record, like a run. The result's ``actions_new`` counts new or changed actions."""
+        from dataengine.loaders.symbol_loader import clean_symbols
+        from dataengine.timerange import parse_bound
+
+        root = self.storage.root
+        if symbols is None:
+            wanted = sorted({s for name in layout.dataset_names(root) for s in layout.symbols_in(layout.dataset_dir(root, name))})
+        else:
+            wanted = sorted(clean_symbols(list(symbols), source="symbols"))
+        start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()
+        record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted))
+        check_writable_root(root)
+        with locked_and_recorded(
+            root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
+        ) as outcome:
+            started = time.monotonic()
+            source = (self.source or _alpaca_factory(self.settings))(stop=threading.Event(), on_wait=None)
+            try:
+                update = self._update_actions_of(wanted, start, source, feed="sip")
+            finally:
+                source.close()
+            result = IngestResult(
+                successful=[s for s in wanted if s not in update.failed], failed=dict(sorted(update.failed.items())),
+                start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
+                elapsed_s=round(time.monotonic() - started, 3),
+            )
+            copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
+            outcome.result = result
+        return result
+
     def ingest_ranges(self, ranges: dict[str, list[Interval]], dataset: DatasetKey) -> IngestResult:
         """Fetch exactly ``ranges`` (per symbol) into an existing dataset, with its recorded feed: a repair."""
         lo = min(a for spans in ranges.values() for a, _ in spans)
@@ -241,18 +287,99 @@ class IngestionPipeline:
         self.storage.remove_stale_temp_files()
         request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)
+        make_source = self.source or _alpaca_factory(self.settings)
+        stop = threading.Event()
+        actions_source = make_source(stop=stop, on_wait=None)
+        try:
+            update = self._update_actions(request, actions_source)
+        except BaseException as exc:
+            actions_source.close()
+            if isinstance(exc, DataEngineError):  # keys rejected, Alpaca unreachable: fatal for the run as for bars
+                exc.result = _not_started(request, exc, actions_source, run_id, str(self.storage.root))
+                self.progress.finish(exc.result)
+            raise
+        stale = self._stale_adjusted(request, coverage)
+        plan = self.plan(_refetching(request, coverage, stale), coverage, persist=True)
         run = IngestRun(
             request,
-            self.plan(request, coverage, persist=True),
+            plan,
             storage=self.storage,
             coverage=coverage,
-            make_source=self.source or _alpaca_factory(self.settings),
+            make_source=make_source,
             progress=self.progress,
             workers=self.max_workers,
             notes=notes,
             run_id=run_id,
+            failed_before=update.failed,
+            sources=[actions_source],
         )
-        return run.execute()
+        run.result.refetched = stale
+        run.result.actions_new = update.changed.height
+        result = run.execute()
+        self._record_fetched_under(request, result)
+        return result
+
+    def _update_actions(self, request: IngestRequest, source: BarSource) -> ActionsUpdate:
+        """Fetch and store the corporate actions of the request's symbols (see :mod:`.actions_update`)."""
+        if not hasattr(source, "fetch_actions"):
+            return ActionsUpdate()  # a source without corporate actions (a test double, another vendor)
+        start = request.range.start.astimezone(NEW_YORK).date()
+        return self._update_actions_of(request.symbols, start, source, feed=request.feed)
+
+    def _update_actions_of(self, symbols: Sequence[str], start: date, source: BarSource, *, feed: str) -> ActionsUpdate:
+        if not symbols:
+            return ActionsUpdate()
+        self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
+        return update_actions(self.storage.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
+
+    def _stale_adjusted(self, request: IngestRequest, coverage: CoverageLedger) -> dict[str, str]:
+        """For a dataset stored with Alpaca's adjustment: the symbols a newly learned action makes stale."""
+        if not relevant_types(request.adjustment):
+            return {}
+        first = {s: min(p.start for p in pieces) for s, pieces in coverage.pieces().items() if pieces}
+        wanted = {s: first[s].astimezone(NEW_YORK).date() for s in request.symbols if s in first}
+        recorded = FetchedUnder(self.storage.root, request.dataset.dirname).load()
+        stale = stale_symbols(ActionStore(self.storage.root).load(), recorded, wanted, request.adjustment)
+        for symbol, reason in stale.items():
+            log.warning("%s: re-fetching its stored %s bars: %s", symbol, request.dataset.dirname, reason)
+        return stale
+
+    def _record_fetched_under(self, request: IngestRequest, result: IngestResult) -> None:
+        """Note, per symbol fetched without failure, the actions an adjusted dataset's bars now reflect."""
+        if not relevant_types(request.adjustment) or result.interrupted:
+            return
+        under = FetchedUnder(self.storage.root, request.dataset.dirname)
+        known = under.load()
+        actions = ActionStore(self.storage.root).load()
+        for symbol in result.successful:
+            known[symbol] = action_ids(actions, symbol, request.adjustment)
+        under.save(known)
+
+
+def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:
+    """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
+    result = IngestResult(
+        failed={symbol: f"not fetched: {error}" for symbol in sorted(request.symbols)},
+        timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
+        start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
+    )
+    copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
+    return result
+
+
+def _refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str, str]) -> IngestRequest:
+    """The request with each stale symbol's whole stored range to fetch again (the others as planned)."""
+    if not stale:
+        return request
+    rng = request.range
+    ranges: dict[str, tuple[Interval, ...]] = {}
+    for symbol in request.symbols:
+        if symbol in stale:
+            first = min(p.start for p in coverage.pieces()[symbol])
+            ranges[symbol] = ((min(first, rng.start), rng.end),)
+        else:
+            ranges[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
+    return replace(request, ranges=ranges)
 
 
 def _alpaca_factory(settings: Settings) -> SourceFactory:

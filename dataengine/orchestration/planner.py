@@ -92,12 +92,13 @@ def plan_units(
     per_batch = max(1, math.floor(unit_bars / per_symbol))
     units: list[WorkUnit] = []
     for i in range(0, len(symbols), per_batch):
-        for part in _within_url_limit(symbols[i : i + per_batch]):
+        for part in within_url_limit(symbols[i : i + per_batch]):
             units.append(WorkUnit(tuple(part), start, end, per_symbol * len(part)))  # noqa: PERF401 - nested loops
     return units
 
 
-def _within_url_limit(symbols: Sequence[str]) -> list[list[str]]:
+def within_url_limit(symbols: Sequence[str]) -> list[list[str]]:
+    """``symbols`` in batches whose comma-joined length keeps a request's URL far below server limits."""
     parts: list[list[str]] = [[]]
     chars = 0
     for symbol in symbols:

@@ -31,6 +31,8 @@ class IngestResult:
     signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
     run_id: str = ""  # the run's id in the run ledger
     storage_dir: str = ""  # the store the bars went to
+    actions_new: int = 0  # corporate actions new or changed since the last run
+    refetched: dict[str, str] = field(default_factory=dict)  # symbol -> why its stored adjusted bars were re-fetched
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,7 @@ class IngestResult:
         ]
         if self.storage_dir:
             lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
+        lines += [f"  re-fetched {symbol}: {reason}" for symbol, reason in sorted(self.refetched.items())]
         lines += [f"  failed {symbol}: {reason}" for symbol, reason in sorted(self.failed.items())]
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")

@@ -64,7 +64,12 @@ class IngestRun:
         workers: int,
         notes: Sequence[str] = (),
         run_id: str = "",
+        failed_before: dict[str, str] | None = None,
+        sources: Sequence[BarSource] = (),
     ) -> None:
+        """``failed_before``: symbols a step before the bars failed (their corporate actions), failed in the
+        result whatever their bars do; ``sources``: sources made for such a step, counted and closed with
+        the workers'."""
         self.request = request
         self.plan = plan
         self.storage = storage
@@ -75,7 +80,8 @@ class IngestRun:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.sources: list[BarSource] = []
+        self.sources: list[BarSource] = list(sources)
+        self.failed_before = dict(failed_before or {})
         self.remaining: dict[str, int] = {}
         self.failed: dict[str, str] = {}
         self.successful: list[str] = []
@@ -103,7 +109,7 @@ class IngestRun:
         for unit in units:
             for symbol in unit.symbols:
                 self.remaining[symbol] = self.remaining.get(symbol, 0) + 1
-        for symbol, reason in plan.damaged.items():
+        for symbol, reason in {**self.failed_before, **plan.damaged}.items():
             self.fail_symbol(symbol, reason)
         if plan.up_to_date:
             self.successful.extend(plan.up_to_date)

@@ -94,6 +94,7 @@ class RunRecord:
     interrupted: bool = False
     no_data: list[str] = field(default_factory=list)
     asof: str | None = None
+    refetched: dict[str, str] = field(default_factory=dict)  # adjusted bars re-fetched after a new action
     error: str | None = None
     exit_code: int | None = None
 
@@ -117,6 +118,7 @@ class RunRecord:
             copy_counters(result, self)
             self.no_data = list(result.no_data)
             self.asof = result.asof
+            self.refetched = dict(getattr(result, "refetched", {}))
             self.interrupted = bool(result.interrupted)
             self.elapsed_s = result.elapsed_s
         if elapsed_s is not None:

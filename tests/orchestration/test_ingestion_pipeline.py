@@ -27,7 +27,7 @@ def test_multi_month_minute_range_stored_exactly(alpaca) -> None:  # type: ignor
     truth = expected(alpaca, SYMBOLS, "2024-01-01", "2024-03-31")
     assert_store_equals(read_store(store_root()), truth)
     assert result.rows_added == truth.height
-    assert result.requests == len(alpaca.requests)
+    assert result.requests == len(alpaca.all_requests)
     assert result.requests <= -(-truth.height // 10_000) + 3  # close to ceil(bars / 10,000)
 
 
@@ -128,7 +128,7 @@ def test_bad_keys_are_fatal_after_few_requests(alpaca, monkeypatch) -> None:  # 
     with pytest.raises(AuthError, match="rejected the API keys") as info:
         pipeline(4).ingest_symbols([f"S{i}" for i in range(200)], "2024-01-01", "2024-12-31", "minute")
     assert len(alpaca.requests) <= 4
-    assert info.value.result.requests == len(alpaca.requests)  # type: ignore[attr-defined]
+    assert info.value.result.requests == len(alpaca.all_requests)  # type: ignore[attr-defined]
 
 
 def test_exhausted_retries_fail_the_symbol_not_the_run(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,79 @@
+"""``dataengine actions``: the stored corporate actions, one line each; ``--update`` fetches them."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from dataengine.commands.common import command_line, exit_with
+
+
+def register(app: typer.Typer) -> None:
+    app.command("actions")(actions)
+
+
+def actions(
+    ctx: typer.Context,
+    symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols (default: every symbol with stored actions).", show_default=False)] = None,
+    types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
+    start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="From this ex-date (YYYY-MM-DD; the process date for types without one); with --update, the first process date to fetch (default: default_start).")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Up to this ex-date, inclusive (YYYY-MM-DD).")] = None,
+    update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every stored symbol) from Alpaca, without fetching bars.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Show the corporate actions stored beside the bars: symbol, type, ex-date, ratio or amount.
+
+    Examples: dataengine actions AAPL · dataengine actions --type split --start 2020-01-01 · dataengine actions --update
+
+    Exit 0, 1 when --update could not fetch some symbols, 2 for bad input, 3 when another run holds the store.
+    """
+    from dataengine.corporate_actions import ActionStore, describe, parse_types
+    from dataengine.errors import UsageError
+    from dataengine.loaders.symbol_loader import clean_symbols
+    from dataengine.storage.store_root import check_readable_root
+
+    wanted = sorted(clean_symbols(symbols, source="symbols")) if symbols else None
+    kinds = parse_types(types)
+    first, last = _day(start, "--start"), _day(end, "--end")
+    if first is not None and last is not None and first > last:
+        raise UsageError(f"--start {first} is after --end {last}")
+    settings = ctx.obj.settings()
+    code = 0
+    result = None
+    if update:
+        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+
+        pipeline = IngestionPipeline(settings=settings, command=command_line(ctx))
+        result = pipeline.update_corporate_actions(wanted, first or settings.default_start)
+        code = result.exit_code
+        if not json_out and not ctx.obj.quiet:
+            typer.echo(f"corporate actions: {result.actions_new} new or changed, {result.requests} request(s)", err=True)
+            for symbol, reason in result.failed.items():
+                typer.echo(f"  failed {symbol}: {reason}", err=True)
+    root = check_readable_root(settings.storage_dir)
+    rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last)
+    if json_out:
+        payload: dict[str, object] = {"actions": rows.drop("raw").to_dicts(), "count": rows.height}
+        if result is not None:
+            payload["update"] = result.asdict()
+        typer.echo(json.dumps(payload, default=str))
+    else:
+        for row in rows.iter_rows(named=True):
+            typer.echo(describe(row))
+        if rows.is_empty() and not ctx.obj.quiet:
+            typer.echo("no corporate actions stored" + (" for these symbols" if wanted else "") + " (fetch them with --update)", err=True)
+    exit_with(code)
+
+
+def _day(value: str | None, name: str) -> date | None:
+    from dataengine.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None

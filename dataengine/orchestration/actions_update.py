@@ -1,0 +1,206 @@
+"""A run's corporate-actions step: fetch the run's symbols' actions, store them, and say what they change.
+
+When: before the bars, in every ``ingest`` run (and ``actions --update``). Which: Alpaca filters actions by
+*process* date and gives no promise on when an action appears (days after its ex-date; a dividend's process
+date is its payable date), so every run asks for the whole span from the run's start to today, not a
+trailing window: an action created since the last run is found whatever its dates. It costs
+ceil(actions / 1,000) requests per batch of symbols (for the S&P 500 since 2016, ~18,000 actions: ~20
+requests; one or two for a handful of symbols), paced, retried and counted with the bars.
+
+It also keeps what read-time adjustment needs: the raw close of the session before each cash dividend's
+ex-date (from the store's raw daily bars, else fetched once as daily bars), and, for a dataset stored with
+Alpaca's adjustment, which actions each symbol's bars were fetched under, so a new one makes the run
+re-fetch that symbol's stored history instead of appending bars on a new basis to bars on the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from dataengine.corporate_actions import (
+    DIVIDEND_TYPE,
+    SPLIT_TYPES,
+    ActionStore,
+    CloseStore,
+    empty_actions,
+)
+from dataengine.errors import StorageError, TerminalSourceError, TransientSourceError
+from dataengine.storage import layout
+from dataengine.storage.atomic import write_text_atomic
+from dataengine.timeframes import parse_timeframe
+from dataengine.timerange import NEW_YORK
+
+log = logging.getLogger(__name__)
+
+CLOSE_LOOKBACK_DAYS = 10  # the session before an ex-date lies within this many days (long weekends, closures)
+
+
+class ActionSource(Protocol):
+    def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame: ...
+
+
+@dataclass
+class ActionsUpdate:
+    """What the step found: new or changed actions, and symbols it could not fetch them for (and why)."""
+
+    changed: pl.DataFrame = field(default_factory=empty_actions)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def update_actions(
+    root: Path, symbols: Sequence[str], start: date, source: ActionSource, *, batches: list[list[str]], feed: str = "sip",
+) -> ActionsUpdate:
+    """Fetch and store the actions of ``symbols`` processed from ``start`` to today; fill dividend closes."""
+    update = ActionsUpdate()
+    today = datetime.now(NEW_YORK).date()
+    frames = []
+    for batch in batches:
+        try:
+            frames.append(source.fetch_actions(batch, start, today))
+        except (TransientSourceError, TerminalSourceError) as exc:
+            for symbol in batch:
+                update.failed[symbol] = f"corporate actions not fetched: {exc}"
+    if frames:
+        update.changed = ActionStore(root).merge(pl.concat(frames))
+    ok = [s for s in symbols if s not in update.failed]
+    try:
+        fill_dividend_closes(root, ok, source, feed=feed)
+    except (TransientSourceError, TerminalSourceError) as exc:
+        for symbol in ok:
+            update.failed[symbol] = f"closes before dividends not fetched: {exc}"
+    return update
+
+
+def fill_dividend_closes(root: Path, symbols: Sequence[str], source: object, *, feed: str = "sip") -> int:
+    """Record C, the raw close of the last session before each cash dividend's ex-date, for ``symbols``:
+    from the store's raw daily bars when they hold it, else from daily bars fetched for the purpose (one
+    multi-symbol request per 10,000 bars). Returns how many closes were added."""
+    closes = CloseStore(root)
+    dividends = (
+        ActionStore(root).load()
+        .filter((pl.col("type") == DIVIDEND_TYPE) & pl.col("symbol").is_in(list(symbols)) & pl.col("ex_date").is_not_null())
+        .select("symbol", "ex_date").unique()
+    )
+    need = dividends.join(closes.load().select("symbol", "ex_date"), on=["symbol", "ex_date"], how="anti")
+    if need.is_empty():
+        return 0
+    low, last = need["ex_date"].min(), need["ex_date"].max()
+    assert isinstance(low, date) and isinstance(last, date)
+    first = low - timedelta(days=CLOSE_LOOKBACK_DAYS)
+    daily = _stored_daily(root, need["symbol"].unique().to_list(), first, last)
+    found = _closes_before(need, daily)
+    still = need.join(found.select("symbol", "ex_date"), on=["symbol", "ex_date"], how="anti")
+    if still.height and hasattr(source, "iter_pages"):
+        low, high = still["ex_date"].min(), still["ex_date"].max()
+        assert isinstance(low, date) and isinstance(high, date)
+        lo = datetime.combine(low - timedelta(days=CLOSE_LOOKBACK_DAYS), time(), NEW_YORK)
+        hi = datetime.combine(high, time(), NEW_YORK)
+        pages = source.iter_pages(
+            still["symbol"].unique().sort().to_list(), parse_timeframe("day"), lo.astimezone(timezone.utc),
+            hi.astimezone(timezone.utc), feed=feed, adjustment="raw",
+        )
+        fetched = [page.bars for page in pages if page.bars.height]
+        if fetched:
+            found = pl.concat([found, _closes_before(still, pl.concat(fetched))])
+    return closes.add(found)
+
+
+def _stored_daily(root: Path, symbols: list[str], first: date, last: date) -> pl.DataFrame:
+    from dataengine.datasets import DatasetKey
+    from dataengine.reader import read_bars
+
+    if not layout.dataset_dir(root, DatasetKey.of("day", "raw")).is_dir():
+        return pl.DataFrame(schema={"symbol": pl.String, "timestamp": pl.Datetime("us", "UTC"), "close": pl.Float64})
+    return read_bars(symbols, first, last, "day", storage_dir=root, columns=["close"])
+
+
+def _closes_before(need: pl.DataFrame, daily: pl.DataFrame) -> pl.DataFrame:
+    """For each (symbol, ex_date) of ``need``: the close of the last daily bar on a day before the ex-date,
+    within the lookback."""
+    if daily.is_empty():
+        return pl.DataFrame(schema={"symbol": pl.String, "ex_date": pl.Date, "close": pl.Float64})
+    bars = daily.select(
+        "symbol", pl.col("timestamp").dt.convert_time_zone(str(NEW_YORK)).dt.date().alias("day"), "close"
+    ).sort("day")
+    return (
+        need.sort("ex_date")
+        .join_asof(bars, left_on="ex_date", right_on="day", by="symbol", strategy="backward", allow_exact_matches=False,
+                   check_sortedness=False)  # both sorted by day; Polars cannot check it per symbol
+        .filter(pl.col("close").is_not_null() & (pl.col("ex_date") - pl.col("day") <= timedelta(days=CLOSE_LOOKBACK_DAYS)))
+        .select("symbol", "ex_date", "close")
+    )
+
+
+# -- stored Alpaca-adjusted datasets --------------------------------------------------------------------------
+
+
+def relevant_types(adjustment: str) -> tuple[str, ...]:
+    """The action types a stored adjusted dataset's bars depend on."""
+    parts = set(adjustment.split(","))
+    types: tuple[str, ...] = ()
+    if parts & {"split", "all"}:
+        types += SPLIT_TYPES
+    if parts & {"dividend", "all"}:
+        types += (DIVIDEND_TYPE,)
+    return types
+
+
+class FetchedUnder:
+    """Per symbol, the ids of the actions an adjusted dataset's bars were fetched under:
+    ``metadata/adjusted/{dataset}.json``, replaced atomically."""
+
+    def __init__(self, root: Path, dataset: str) -> None:
+        self.root = root
+        self.path = layout.metadata_dir(root) / "adjusted" / f"{dataset}.json"
+
+    def load(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return {str(k): list(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{self.path}: unreadable ({exc})") from None
+
+    def save(self, known: dict[str, list[str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = layout.staging_dir(self.root)
+        staging.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path, json.dumps(dict(sorted(known.items())), indent=1) + "\n", temp_dir=staging)
+
+
+def stale_symbols(
+    actions: pl.DataFrame, recorded: dict[str, list[str]], first_stored: dict[str, date], adjustment: str
+) -> dict[str, str]:
+    """Symbols whose stored adjusted bars predate an action they should reflect: one with an ex-date after
+    the symbol's first stored bar that was not known when its bars were fetched. Symbol -> reason."""
+    types = relevant_types(adjustment)
+    out: dict[str, str] = {}
+    for symbol, first in first_stored.items():
+        if symbol not in recorded:
+            continue  # stored before actions were recorded: nothing to compare with (recorded from this run on)
+        known = set(recorded[symbol])
+        new = actions.filter(
+            (pl.col("symbol") == symbol) & pl.col("type").is_in(types) & (pl.col("ex_date") > first)
+            & ~pl.col("id").is_in(list(known))
+        ).sort("ex_date")
+        if new.height:
+            from dataengine.corporate_actions import describe
+
+            out[symbol] = "new corporate action(s) since its bars were fetched: " + "; ".join(
+                describe(row) for row in new.iter_rows(named=True)
+            )
+    return out
+
+
+def action_ids(actions: pl.DataFrame, symbol: str, adjustment: str) -> list[str]:
+    types = relevant_types(adjustment)
+    return sorted(actions.filter((pl.col("symbol") == symbol) & pl.col("type").is_in(types))["id"].to_list())
