@@ -98,7 +98,7 @@ class Server:
         def inject() -> None:
             seen_faults = 0
             while not self._stop.wait(0.005):
-                n = len(self.fake.requests)
+                n = len(self.fake.all_requests)
                 due = int((n + 1) * rate) - seen_faults  # the next request becomes a fault when it is due
                 if due > 0 and not self.fake.pending_faults:
                     self.fake.inject(kind, count=1)
@@ -178,7 +178,8 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     if "work" in out:
         run.wall_s, run.cpu_s = out["work"]["wall_s"], out["work"]["cpu_s"]
     run.extra.update({k: out[k] for k in ("reported", "phases") if k in out})
-    records = server.fake.requests
+    records = server.fake.all_requests  # bars and corporate actions: what the quota pays for
+    run.extra["action_requests"] = len(server.fake.action_requests)
     run.requests = len(records)
     run.requests_ok = sum(r.status == 200 for r in records)
     run.throttled = sum(r.status == 429 for r in records)

@@ -294,7 +294,8 @@ def request_bound(b: Bench) -> dict[str, Any]:
                                                             bars, workers=8)])
         engine = runs[-1]
     minimum = math.ceil(bars / PAGE)
-    ratio = _ratio(engine.requests, minimum)
+    bar_requests = engine.requests - engine.extra.get("action_requests", 0)
+    ratio = _ratio(bar_requests, minimum)
     cpu_share = _ratio(engine.process_cpu_s, runs[0].process_cpu_s) if len(runs) > 1 else float("nan")
     return {
         "name": "requests",
@@ -302,13 +303,14 @@ def request_bound(b: Bench) -> dict[str, Any]:
         "params": {"symbols": len(syms), "range": s.request_range, "bars": bars, "min_requests": minimum},
         "runs": runs,
         "ratios": {
-            "requests engine/ceil(bars/10,000)": ratio,
+            "bar requests engine/ceil(bars/10,000)": ratio,
             **({"process wall naive/CLI": _ratio(runs[0].process_wall_s, engine.process_wall_s),
                 "process CPU CLI/naive": cpu_share} if len(runs) > 1 else {}),
         },
         "targets": [
-            _target("requests vs ceil(bars/10,000)", "<= 1.2x",
-                    f"{engine.requests} / {minimum} = {ratio:.2f}x", ratio <= 1.2 and engine.ok),
+            _target("bar requests vs ceil(bars/10,000)", "<= 1.2x",
+                    f"{bar_requests} / {minimum} = {ratio:.2f}x (+{engine.extra.get('action_requests', 0)} for "
+                    "corporate actions)", ratio <= 1.2 and engine.ok),
             *([_target("whole-process CPU vs the naive loop writing the same monthly layout", "<= 0.5x",
                        f"{engine.process_cpu_s:.1f} s / {runs[0].process_cpu_s:.1f} s = {cpu_share:.2f}x",
                        cpu_share <= 0.5 and engine.ok)] if len(runs) > 1 else []),
@@ -392,10 +394,10 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
         failed = run.extra.get("reported", {}).get("failed") or {}
         targets.append(_target(
             f"achieved rate ({key}){'' if is_target else ' [stress test]'}",
-            ">= 95% of the limit, no request failed for good",
+            ">= 97% of the limit, no 429 in steady state, no request failed for good",
             f"{share:.1%} ({stats['rate_per_s']:.3f}/s of {limit / window:.3f}/s; {run.throttled} x 429, all retried; "
             f"{len(failed)} symbols failed)",
-            (share >= 0.95 and run.ok and not failed) if is_target else None,
+            (share >= 0.97 and run.ok and not failed and run.throttled == 0) if is_target else None,
         ))
     return {
         "name": "rate",
@@ -464,7 +466,8 @@ def startup(b: Bench) -> dict[str, Any]:
                   dict(_cli(req), store_dir=store, keep_store=True), bars),
             Entry("dataengine status", "cli", dict(req, argv=["status"], store_dir=store, keep_store=True), bars),
         ])
-    ok = nightly.ok and nightly.requests == 0
+    actions = nightly.extra.get("action_requests", 0)
+    ok = nightly.ok and nightly.requests == actions  # no bars: only the corporate actions are asked for
     return {
         "name": "startup",
         "title": "5b. Start-up: 500 symbols x 2024 of daily bars stored (6,000 files); whole processes",
@@ -473,10 +476,102 @@ def startup(b: Bench) -> dict[str, Any]:
         "ratios": {},
         "targets": [
             _target("nightly update with nothing to fetch, process wall", "<= 1 s",
-                    f"{nightly.process_wall_s:.2f} s ({nightly.requests} requests)", nightly.process_wall_s <= 1.0 and ok),
+                    f"{nightly.process_wall_s:.2f} s (0 bar requests, {actions} for corporate actions)",
+                    nightly.process_wall_s <= 1.0 and ok),
             _target("dataengine status, process wall", "reported", f"{status.process_wall_s:.2f} s", None),
         ],
     }
+
+
+# -- 5c. adjusting at read time ---------------------------------------------------------------------------------
+
+
+def adjust_speed(b: Bench) -> dict[str, Any]:
+    """One symbol's minute bars since 2016 (a 4:1 split and quarterly dividends), read raw and read adjusted
+    for split+dividend (``read_bars(..., adjustment="all")``), in this process, median of 5 reads each."""
+    import json
+    import resource
+    import time
+
+    from dataengine.corporate_actions import ActionStore, CloseStore, decode_actions
+    from dataengine.reader import read_bars
+    from dataengine.storage.parquet_storage import ParquetStorage
+    from dataengine.storage.store_root import mark_store
+    from tests.alpaca_server import FakeAlpaca, raw_close_before
+
+    years = (2023, 2024) if b.size.quick else tuple(range(2016, 2025))
+    store = b.scratch / "adjust" / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    mark_store(store)
+    fake = FakeAlpaca()  # never started: its ground truth writes the store directly
+    fake.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=4, old_rate=1,
+                  ex_date="2020-08-31", process_date="2020-08-31")
+    for year in years:
+        for month in (2, 5, 8, 11):
+            fake.announce("cash_dividend", symbol="AAPL", cusip="037833100", rate=0.2 + year % 3 / 100, special=False,
+                          foreign=False, ex_date=f"{year}-{month:02d}-10", process_date=f"{year}-{month:02d}-17")
+    storage = ParquetStorage(store)
+    bars = 0
+    for year in years:
+        frame = fake.synthetic_frame("AAPL", "1Min", f"{year}-01-01T05:00:00Z", f"{year + 1}-01-01T04:59:00Z")
+        storage.store(frame.insert_column(0, pl_series("symbol", ["AAPL"] * frame.height)), "minute")
+        bars += frame.height
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for a in fake.universe.actions:
+        groups.setdefault(a["type"] + "s", []).append({k: v for k, v in a.items() if k != "type"})
+    ActionStore(store).merge(decode_actions(json.dumps({"corporate_actions": groups}).encode())[0])
+    cfg = fake.universe.config("AAPL")
+    from datetime import date
+
+    import polars as pl
+
+    dividends = [date.fromisoformat(a["ex_date"]) for a in fake.universe.actions if a["type"] == "cash_dividend"]
+    CloseStore(store).add(pl.DataFrame({
+        "symbol": ["AAPL"] * len(dividends), "ex_date": dividends,
+        "close": [raw_close_before("AAPL", cfg, d.toordinal()) for d in dividends],
+    }))
+    first, last = f"{years[0]}-01-01", f"{years[-1]}-12-31"
+
+    def timed(adjustment: str) -> tuple[float, float, int]:
+        walls, cpus = [], []
+        rows = 0
+        for _ in range(5):
+            r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            rows = read_bars("AAPL", first, last, "minute", storage_dir=store, adjustment=adjustment).height
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            walls.append(time.perf_counter() - w0)
+            cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+        return median(walls), median(cpus), rows
+
+    raw_wall, raw_cpu, raw_rows = timed("raw")
+    adj_wall, adj_cpu, adj_rows = timed("all")
+    extra = adj_wall - raw_wall
+    b.log(f"  read raw {raw_wall:.3f}s wall, adjusted {adj_wall:.3f}s ({adj_rows:,} bars, {len(fake.universe.actions)} actions)")
+    runs = [
+        Run(scenario="adjust", contestant=f"read_bars raw, {years[0]}-{years[-1]}", ok=raw_rows == bars,
+            expected_bars=bars, wall_s=raw_wall, cpu_s=raw_cpu, rows_stored=raw_rows),
+        Run(scenario="adjust", contestant=f"read_bars adjustment='all', {years[0]}-{years[-1]}", ok=adj_rows == bars,
+            expected_bars=bars, wall_s=adj_wall, cpu_s=adj_cpu, rows_stored=adj_rows),
+    ]
+    return {
+        "name": "adjust",
+        "title": (f"5c. Adjusting at read time: one symbol's minute bars {years[0]}-{years[-1]} ({bars:,} bars), "
+                  f"a 4:1 split and {len(dividends)} dividends; in-process reads, median of 5"),
+        "params": {"bars": bars, "actions": len(fake.universe.actions)},
+        "runs": runs,
+        "ratios": {"adjusted/raw wall": _ratio(adj_wall, raw_wall)},
+        "targets": [_target(f"adjusting {len(years)} years of minute bars, wall time on top of the raw read",
+                            "well under 1 s", f"{extra:.2f} s ({adj_wall:.2f} s adjusted vs {raw_wall:.2f} s raw)",
+                            extra < 0.5 and all(r.ok for r in runs))],
+        "notes": ["No process columns: both reads run in the harness process, after its imports (the figure is the "
+                  "cost of the read itself)."],
+    }
+
+
+def pl_series(name: str, values: list[str]) -> Any:
+    import polars as pl
+
+    return pl.Series(name, values)
 
 
 # -- 6. projection -------------------------------------------------------------------------------------------
@@ -543,6 +638,7 @@ SCENARIOS = {
     "rate": rate_limit_bound,
     "memory": memory,
     "startup": startup,
+    "adjust": adjust_speed,
 }
 
 

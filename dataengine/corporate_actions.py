@@ -305,20 +305,24 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
 
 def adjust_frame(bars: pl.LazyFrame, factors: pl.DataFrame) -> pl.LazyFrame:
     """Apply cumulative ``factors`` to bars (columns symbol, timestamp, OHLCV...): each bar takes the factor of
-    the first ex-date after its New York trading day (a day bar is stamped at midnight New York, a minute bar
-    at its minute: both belong to that day), none after the last. trade_count is never changed."""
-    day = pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date()
-    keyed = bars.with_columns(_day=day)
+    the first ex-date after its New York trading day, none after the last. The test is on instants: a bar is
+    before an ex-date when it starts before that day's midnight in New York (a day bar is stamped at midnight,
+    a minute bar at its minute), so no per-bar time-zone conversion and no sort is needed: the bars come
+    sorted by time within each symbol, as the store keeps them, and keep their order. trade_count is never
+    changed."""
     table = factors.lazy().select(
-        "symbol", pl.col("ex_date").alias("_ex"), "price_factor", "volume_factor"
-    ).sort("_ex")
-    joined = keyed.sort("_day").join_asof(
-        table, left_on="_day", right_on="_ex", by="symbol", strategy="forward", allow_exact_matches=False,
-        check_sortedness=False,  # both sides are sorted by day just above; Polars cannot check it per symbol
+        "symbol",
+        pl.col("ex_date").cast(pl.Datetime("us")).dt.replace_time_zone("America/New_York")
+        .dt.convert_time_zone("UTC").alias("_from"),
+        "price_factor", "volume_factor",
+    ).sort("_from")
+    joined = bars.join_asof(
+        table, left_on="timestamp", right_on="_from", by="symbol", strategy="forward", allow_exact_matches=False,
+        check_sortedness=False,  # sorted by time within each symbol (measured exact); Polars can check only globally
     )
     price = pl.col("price_factor").fill_null(1.0)
     volume = pl.col("volume_factor").fill_null(1.0)
     return joined.with_columns(
         *[(pl.col(c) * price).alias(c) for c in PRICE_COLUMNS],
         (pl.col("volume").cast(pl.Float64) * volume).round(0).cast(pl.Int64).alias("volume"),
-    ).drop("_day", "_ex", "price_factor", "volume_factor").sort("symbol", "timestamp")
+    ).drop("_from", "price_factor", "volume_factor")

@@ -13,7 +13,10 @@ from dataengine.api.pages import PageDecodeError, decode_page
 from dataengine.storage.layout import BAR_SCHEMA
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "alpaca_samples"
-STOCK_PAGES = sorted(p for p in SAMPLES.glob("*.json") if p.name != "SOURCES.json" and "crypto" not in p.name)
+STOCK_PAGES = sorted(
+    p for p in SAMPLES.glob("*.json")
+    if p.name != "SOURCES.json" and "crypto" not in p.name and "corporate_actions" not in p.name  # bars pages only
+)
 
 
 def _utc(text: str) -> datetime:
