@@ -69,7 +69,7 @@ def _version(value: bool) -> None:
 def _global_options(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", metavar="PATH", help="Settings file (else DATAENGINE_CONFIG, ./settings.ini, the user config dir).")] = None,
-    storage_dir: Annotated[Path | None, typer.Option("--storage-dir", metavar="PATH", help="Root of the store (else DATAENGINE_STORAGE_DIR, settings.ini, the user data dir).")] = None,
+    storage_dir: Annotated[str | None, typer.Option("--storage-dir", metavar="PATH", help="Root of the store (else DATAENGINE_STORAGE_DIR, settings.ini, the user data dir).")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="More log detail on stderr (-vv for debug).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final summary.")] = False,
     log_file: Annotated[Path | None, typer.Option("--log-file", metavar="PATH", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 import platform
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -207,5 +208,23 @@ def url_secrets(url: str | None) -> set[str]:
     return {part for part in (userinfo, *userinfo.split(":", 1)) if len(part) >= 4}
 
 
+# A URI: any scheme followed by //, or a known storage scheme with a typo after it (s3:/bucket). Two letters or
+# more, so a Windows drive letter (C:) is not one; a local directory named "my:store" stays allowed.
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?")
+_STORAGE_SCHEMES = {"s3", "s3a", "s3n", "gs", "gcs", "az", "abfs", "abfss", "adl", "file", "http", "https", "hdfs", "r2"}
+
+
+def storage_path(value: str | Path) -> Path:
+    """A store root given by a user (flag, setting, API argument) as a local path; a URI is a ConfigError."""
+    return value.expanduser() if isinstance(value, Path) else _expand(value)
+
+
 def _expand(text: str) -> Path:
+    scheme = _URI_SCHEME.match(text.strip())
+    if scheme and (scheme.group(2) or scheme.group(1).lower() in _STORAGE_SCHEMES):
+        # Path() would turn s3://bucket/x into the local directory ./s3:/bucket/x and write a whole store there.
+        raise ConfigError(
+            f"storage dir {text.strip()!r}: {scheme.group(1)}: object storage is not supported yet; "
+            "use a local directory (nothing was written)"
+        )
     return Path(os.path.expandvars(text)).expanduser()

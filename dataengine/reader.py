@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from dataengine import calendar
-from dataengine.config import Settings
+from dataengine.config import Settings, storage_path
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -189,7 +189,7 @@ def dataset_path(key: DatasetKey, storage_dir: str | Path | None = None) -> Path
 
 def store_root(storage_dir: str | Path | None = None) -> Path:
     """The store's root directory (from settings when not given); :class:`UsageError` if there is no store."""
-    root = Path(storage_dir).expanduser() if storage_dir is not None else Settings.load().storage_dir
+    root = storage_path(storage_dir) if storage_dir is not None else Settings.load().storage_dir
     return check_readable_root(root)
 
 

@@ -272,3 +272,20 @@ def test_index_membership_is_not_recorded_when_the_run_cannot_start(alpaca, caps
     listing.write_text("Symbol\nAAPL\nMSFT\n")
     code, _, _ = run(capsys, "ingest-csv", str(listing), "--index-name", "mine", "--start", "2024-01-02", "--end", "2024-01-02")
     assert code == 3 and not (tmp_path / "store" / "metadata" / "indices" / "mine.csv").exists()
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/prefix", "gs://bucket/x", "az://container/x", "file:///tmp/x", "s3:/bucket"])
+def test_an_object_storage_uri_is_refused_before_anything_is_written(alpaca, capsys, tmp_path: Path, monkeypatch, uri: str) -> None:  # type: ignore[no-untyped-def]
+    """Path() would collapse s3://bucket/x into the local directory ./s3:/bucket/x and write a store there."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--storage-dir", uri, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert code == 2 and "object storage is not supported yet" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", uri)
+    code, _, err = run(capsys, "status")
+    assert code == 2 and "object storage is not supported yet" in err
+    assert not list(tmp_path.iterdir()) and not alpaca.all_requests
+    from dataengine import ParquetStorage
+    from dataengine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not supported yet"):
+        ParquetStorage(uri)

@@ -20,7 +20,7 @@ class Context:
     """What the global options resolve to; handed to every command as ``ctx.obj``."""
 
     config: Path | None
-    storage_dir: Path | None
+    storage_dir: str | None  # as given: a URI must reach the settings' check whole (Path() collapses "s3://")
     verbose: int
     quiet: bool
     log_file: Path | None = None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from dataengine.config import Settings
+from dataengine.config import Settings, storage_path
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
 from dataengine.errors import DamagedPartitionError, DatasetMismatchError, StorageError, UsageError
@@ -64,7 +64,7 @@ class ParquetStorage:
     def __init__(self, root: str | Path | None = None, *, settings: Settings | None = None) -> None:
         if root is None:
             root = (settings or Settings.load()).storage_dir
-        self.root = Path(root).expanduser()
+        self.root = storage_path(root)
         self._locks: dict[Path, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._local = threading.local()
