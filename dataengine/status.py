@@ -57,8 +57,9 @@ def describe_dataset(name: str) -> dict[str, str | None]:
 
 def _dataset_info(root: Path, name: str) -> dict[str, Any]:
     info = describe_dataset(name)
+    path = layout.read_dataset_record(root, name)
     try:
-        record = json.loads(layout.dataset_record_path(root, name).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
     except (OSError, ValueError):
         record = {}
     return {"name": name, **info, "feed": record.get("feed"), "adjustment": record.get("adjustment", info["adjustment"])}
@@ -76,9 +77,9 @@ def _other_disk_bytes(root: Path, datasets: list[str]) -> int:
                         total += _disk_bytes(os.stat(os.path.join(dirpath, name)))
         elif entry.is_file(follow_symlinks=False):
             total += _disk_bytes(entry.stat())
-    for name in datasets:
+    for name in datasets:  # a record still inside its dataset directory (stores written by earlier versions)
         with contextlib.suppress(OSError):
-            total += _disk_bytes(os.stat(layout.dataset_record_path(root, name)))
+            total += _disk_bytes(os.stat(layout.legacy_dataset_record_path(root, name)))
     return total
 
 

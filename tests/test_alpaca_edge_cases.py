@@ -23,7 +23,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def dataset_record(tmp_path: Path, name: str) -> dict[str, str]:
-    return json.loads((store(tmp_path) / name / "_dataset.json").read_text())
+    return json.loads((store(tmp_path) / "metadata" / "datasets" / f"{name}.json").read_text())
 
 
 # -- 1, 7: delayed_sip on a free plan; real-time plans skip the pull-back ----------------------------------

@@ -3,7 +3,7 @@
 ::
 
     {root}/equities_{label}[_{adjustment}]/symbol={S}/year={YYYY}/month={MM}/data.parquet
-    {root}/equities_.../_dataset.json           which feed a dataset holds
+    {root}/metadata/datasets/{dataset}.json     which feed a dataset holds (before: equities_.../_dataset.json)
     {root}/metadata/coverage/{dataset}.jsonl    what each dataset holds completely (incremental runs)
     {root}/metadata/runs.jsonl                  the run ledger
     {root}/metadata/run.lock                    one writer per store
@@ -142,7 +142,25 @@ def staging_dir(root: Path) -> Path:
 
 
 def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
+    """Where a dataset's record (feed, asof, ...) lives: in ``metadata/``, so that a dataset directory holds
+    nothing but partitions and every engine reads it as a directory with no glue (Polars refused a directory
+    with a ``.json`` among the ``.parquet`` files)."""
+    name = key if isinstance(key, str) else key.dirname
+    return metadata_dir(root) / "datasets" / f"{name}.json"
+
+
+def legacy_dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
+    """Where stores written by earlier versions keep the record: ``_dataset.json`` inside the dataset directory. It is
+    read when the new place has none, and moved by the next run that writes to the dataset."""
     return dataset_dir(root, key) / DATASET_FILE
+
+
+def read_dataset_record(root: Path, key: DatasetKey | str) -> Path | None:
+    """The existing record file of a dataset (the new place first), or None."""
+    for path in (dataset_record_path(root, key), legacy_dataset_record_path(root, key)):
+        if path.is_file():
+            return path
+    return None
 
 
 def describe_dataset(name: str) -> dict[str, str]:

@@ -105,7 +105,9 @@ class ParquetStorage:
     # -- dataset identity ---------------------------------------------------------------------------------
 
     def dataset_info(self, key: DatasetKey) -> dict[str, Any] | None:
-        path = layout.dataset_record_path(self.root, key)
+        path = layout.read_dataset_record(self.root, key)
+        if path is None:
+            return None
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
             return info if isinstance(info, dict) else None
@@ -137,7 +139,8 @@ class ParquetStorage:
         happens on: the one given for a new dataset, else the New York date it was created on."""
         self.check_feed(key, feed, asof)
         info = self.dataset_info(key)
-        if info is not None and info.get("asof"):
+        legacy = layout.legacy_dataset_record_path(self.root, key)
+        if info is not None and info.get("asof") and not legacy.exists():
             return str(info["asof"])
         now = datetime.now(timezone.utc)
         record = info or {
@@ -146,11 +149,12 @@ class ParquetStorage:
             "feed": feed,
             "created": now.isoformat(timespec="seconds"),
         }
-        record["asof"] = asof or now.astimezone(NEW_YORK).date().isoformat()
+        record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
         target = layout.dataset_record_path(self.root, key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(target, json.dumps(record, indent=2) + "\n", temp_dir=self._staging())
+            legacy.unlink(missing_ok=True)  # moved out of the dataset directory (stores written by earlier versions)
         except OSError as exc:
             raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
         return str(record["asof"])
