@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 import requests
@@ -223,9 +223,7 @@ class AlpacaClient:
 
         alpaca-py's enums lack some of what Alpaca serves (``4Month``, ``spin-off`` and combinations such as
         ``split,spin-off``), so the timeframe and adjustment go out as Alpaca spells them."""
-        from alpaca.data.enums import Adjustment, DataFeed
-        from alpaca.data.requests import StockBarsRequest
-
+        Adjustment, DataFeed, StockBarsRequest = _alpaca_request_model()
         tf = parse_timeframe(timeframe)
         adjustment = parse_adjustment(adjustment)
         request = StockBarsRequest(
@@ -379,6 +377,22 @@ class AlpacaClient:
             raise TransientSourceError(f"malformed page ({exc})", status=200) from None
         self.stats.bars += bars.height
         return Page(bars, token)
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _alpaca_request_model() -> tuple[Any, Any, Any]:
+    """alpaca-py's (Adjustment, DataFeed, StockBarsRequest), imported once. Worker threads build their first
+    requests at the same moment; importing alpaca-py from several threads at once deadlocked on its circular
+    imports (measured: ``_DeadlockError`` on ``alpaca.common.models``, then a half-initialised module), so
+    the first import happens under one lock and every other thread waits for it."""
+    with _IMPORT_LOCK:
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame  # noqa: F401 - Timeframe.to_alpaca imports it next
+
+        return Adjustment, DataFeed, StockBarsRequest
 
 
 def _user_agent() -> str:
