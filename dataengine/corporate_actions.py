@@ -26,7 +26,7 @@ import polars as pl
 
 from dataengine.errors import StorageError, TransientSourceError, UsageError
 from dataengine.storage import layout
-from dataengine.storage.atomic import write_atomic
+from dataengine.storage.atomic import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,46 @@ class ActionStore:
         if end is not None:
             frame = frame.filter(day <= end)
         return frame.with_columns(day.alias("_day")).sort("_day", "symbol", "id").drop("_day")
+
+
+FETCHED_FILE = "fetched.json"
+
+
+class FetchedLog:
+    """Per symbol, the first process date its actions were fetched from and when: ``corporate_actions/
+    fetched.json``. It tells "no actions" apart from "never asked": adjusting a symbol never asked for is an
+    error, not raw prices passed off as adjusted."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / ACTIONS_DIR / FETCHED_FILE
+
+    def load(self) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"{self.path}: unreadable ({exc})") from None
+
+    def record(self, symbols: Iterable[str], start: date, at: str) -> None:
+        known = self.load()
+        for symbol in symbols:
+            first = known.get(symbol, {}).get("from")
+            known[symbol] = {"from": min(first, start.isoformat()) if first else start.isoformat(), "at": at}
+        text = json.dumps(dict(sorted(known.items())), indent=1) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = layout.staging_dir(self.root)
+            staging.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.path, text, temp_dir=staging)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def missing(self, symbols: Iterable[str]) -> list[str]:
+        known = self.load()
+        return sorted(s for s in symbols if s not in known)
 
 
 CLOSES_FILE = "closes.parquet"

@@ -92,6 +92,7 @@ def scan_bars(
         if layout.dataset_dir(root, raw).is_dir() and (
             not adjusted_stored or _partitions(symbols, _bound(start, False), _bound(end, True), raw, root)
         ):
+            _check_actions_fetched(symbols, raw, root)
             bars = scan_bars(symbols, start, end, raw.timeframe, root, None, regular_hours)
             return adjust(bars, key.adjustment, root).select(["symbol", *_columns(columns)])
     wanted = _columns(columns)
@@ -131,6 +132,24 @@ def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | Path | None =
     root = store_root(storage_dir)
     events = factor_events(ActionStore(root).load(), CloseStore(root).load(), adjustment)
     return adjust_frame(bars, cumulative_factors(events))
+
+
+def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: Path) -> None:
+    """Adjusting needs every symbol's actions to have been asked for at least once (by an ingest run or
+    ``actions --update``): "none stored" must mean "none exist", not "never fetched" (a store written by an
+    earlier version)."""
+    from dataengine.corporate_actions import FetchedLog
+
+    wanted = _symbols(symbols, layout.dataset_dir(root, raw))
+    missing = FetchedLog(root).missing(wanted)
+    if missing:
+        few = len(missing) <= 10
+        shown = " ".join(missing) if few else f"{' '.join(missing[:10])} ... ({len(missing)} symbols)"
+        command = "dataengine actions --update" + (" " + " ".join(missing) if few else "")
+        raise UsageError(
+            f"the corporate actions of {shown} were never fetched, so their bars cannot be adjusted yet: "
+            f"run '{command}'"
+        )
 
 
 def _bound(value: DateLike, is_end: bool) -> datetime | None:

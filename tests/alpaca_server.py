@@ -1002,6 +1002,9 @@ class FakeAlpaca:
         self.reject_all: tuple[int, dict[str, Any]] | None = None
         self.renames: dict[str, date] = {}
         self.canned: list[bytes] = []
+        # actions_no_future -- refuse corporate-actions requests whose end lies after today (422), as a server
+        #                      that does not list declared actions ahead might
+        self.actions_no_future = False
         self.hang_s = hang_s
         self.errors: list[BaseException] = []  # unexpected exceptions inside the server (should stay empty)
         self._port = port
@@ -1272,6 +1275,8 @@ class FakeAlpaca:
             end = date.fromisoformat(params["end"]) if params.get("end") else today
         except ValueError:
             raise _Reply(400, {"code": 40010001, "message": "invalid date: use YYYY-MM-DD"}) from None
+        if self.actions_no_future and end > today:
+            raise _Reply(422, {"code": 42210000, "message": "end must not be in the future"})
         try:
             limit = int(params.get("limit") or 100)
         except ValueError:

@@ -282,3 +282,21 @@ def test_read_bars_offline_needs_no_server_even_for_dividends(alpaca) -> None:  
     }
     alpaca.stop()
     assert read_bars("MSFT", "2024-02-01", "2024-02-29", "minute", adjustment="dividend").height > 0
+
+
+def test_a_declared_dividend_is_found_between_its_ex_date_and_its_payment(alpaca) -> None:  # type: ignore[no-untyped-def]
+    """Its process date is its payable date, weeks ahead: a run looks 90 days ahead (and, if a server refuses
+    a future end, asks up to today instead of failing)."""
+    from datetime import timedelta
+
+    today = date.today()
+    alpaca.announce("cash_dividend", symbol="AAPL", cusip="037833100", rate=0.25, special=False, foreign=False,
+                    ex_date=(today - timedelta(days=3)).isoformat(), process_date=(today + timedelta(days=20)).isoformat())
+    p = IngestionPipeline(max_workers=2)
+    start = (today - timedelta(days=30)).isoformat()
+    assert p.ingest_symbols(["AAPL"], start, None, "day").actions_new == 1
+    assert {r.params["end"] for r in alpaca.action_requests} == {(today + timedelta(days=90)).isoformat()}
+    alpaca.actions_no_future = True
+    alpaca.reset_log()
+    again = p.ingest_symbols(["AAPL"], start, None, "day")
+    assert again.ok and [r.status for r in alpaca.action_requests] == [422, 200]

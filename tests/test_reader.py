@@ -115,7 +115,15 @@ def test_scan_bars_is_lazy_and_matches(store: Path) -> None:
 def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
     import shutil
 
+    from datetime import date
+
+    from dataengine.corporate_actions import FetchedLog
+
     raw = reader.read_bars("AAPL", timeframe="day", storage_dir=store)
+    # stored by hand: its corporate actions were never asked for, so "none stored" proves nothing
+    with pytest.raises(UsageError, match=r"corporate actions of AAPL were never fetched.*actions --update AAPL"):
+        reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)
+    FetchedLog(store).record(["AAPL"], date(2024, 1, 1), "2024-12-31T00:00:00")  # as 'actions --update' finding none
     # the raw dataset holds the range: adjusted from it and the stored actions (none here), not read from the
     # dataset stored with Alpaca's adjustment
     local = reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)

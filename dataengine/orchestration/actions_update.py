@@ -2,7 +2,7 @@
 
 When: before the bars, in every ``ingest`` run (and ``actions --update``). Which: Alpaca filters actions by
 *process* date and gives no promise on when an action appears (days after its ex-date; a dividend's process
-date is its payable date), so every run asks for the whole span from the run's start to today, not a
+date is its payable date), so every run asks for the whole span from the run's start to 90 days ahead, not a
 trailing window: an action created since the last run is found whatever its dates. It costs
 ceil(actions / 1,000) requests per batch of symbols (for the S&P 500 since 2016, ~18,000 actions: ~20
 requests; one or two for a handful of symbols), paced, retried and counted with the bars.
@@ -30,9 +30,10 @@ from dataengine.corporate_actions import (
     SPLIT_TYPES,
     ActionStore,
     CloseStore,
+    FetchedLog,
     empty_actions,
 )
-from dataengine.errors import StorageError, TerminalSourceError, TransientSourceError
+from dataengine.errors import RequestRejectedError, StorageError, TerminalSourceError, TransientSourceError
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_text_atomic
 from dataengine.timeframes import parse_timeframe
@@ -41,6 +42,7 @@ from dataengine.timerange import NEW_YORK
 log = logging.getLogger(__name__)
 
 CLOSE_LOOKBACK_DAYS = 10  # the session before an ex-date lies within this many days (long weekends, closures)
+LOOKAHEAD_DAYS = 90  # declared actions whose process date is still ahead (see update_actions)
 
 
 class ActionSource(Protocol):
@@ -60,17 +62,28 @@ def update_actions(
 ) -> ActionsUpdate:
     """Fetch and store the actions of ``symbols`` processed from ``start`` to today; fill dividend closes."""
     update = ActionsUpdate()
-    today = datetime.now(NEW_YORK).date()
+    now = datetime.now(NEW_YORK)
+    # Declared actions are listed ahead of their process date (a dividend's is its payable date, weeks after
+    # its ex-date): look ahead, or a dividend would be missing between its ex-date and its payment.
+    end = now.date() + timedelta(days=LOOKAHEAD_DAYS)
     frames = []
     for batch in batches:
         try:
-            frames.append(source.fetch_actions(batch, start, today))
+            try:
+                frames.append(source.fetch_actions(batch, start, end))
+            except RequestRejectedError:
+                if end == now.date():
+                    raise
+                log.warning("Alpaca refused corporate actions with a future end date; asking up to today from now on")
+                end = now.date()
+                frames.append(source.fetch_actions(batch, start, end))
         except (TransientSourceError, TerminalSourceError) as exc:
             for symbol in batch:
                 update.failed[symbol] = f"corporate actions not fetched: {exc}"
     if frames:
         update.changed = ActionStore(root).merge(pl.concat(frames))
     ok = [s for s in symbols if s not in update.failed]
+    FetchedLog(root).record(ok, start, now.isoformat(timespec="seconds"))
     try:
         fill_dividend_closes(root, ok, source, feed=feed)
     except (TransientSourceError, TerminalSourceError) as exc:
