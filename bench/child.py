@@ -65,8 +65,10 @@ def _cpu() -> float:
 
 
 def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
-    import dataengine.api.alpaca_client  # noqa: F401 - imported before the clock, as the naive loop's alpaca-py is
     from dataengine import IngestionPipeline
+    from dataengine.api.alpaca_client import _alpaca_request_model
+
+    _alpaca_request_model()  # alpaca-py imported before the clock, as the naive loop's is (the CLI rows pay it)
 
     clock = Clock()
     pipeline = IngestionPipeline(max_workers=spec["workers"])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -209,3 +210,30 @@ def _bench(base: Path) -> None:
 if __name__ == "__main__" and "--bench" in sys.argv:
     args = [a for a in sys.argv[1:] if a != "--bench"]
     _bench(Path(args[0]) if args else Path("/tmp"))
+
+
+def test_a_run_fills_the_status_cache_from_what_it_wrote_without_reading_a_footer(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The footers a run writes are known to it (rows, first and last bar, the file's stat right after the
+    rename): the status cache takes them instead of reading 6,000 footers back after a daily backfill."""
+    import dataengine.storage.footer_index as footer_index
+    from dataengine import IngestionPipeline, Settings
+
+    read: list[str] = []
+    real = footer_index._read_footer
+    monkeypatch.setattr(footer_index, "_read_footer", lambda path: (read.append(path), real(path))[1])
+    symbols = ["AAPL", "BRK.B", "MSFT", "NVDA"]
+    assert IngestionPipeline(max_workers=2).ingest_symbols(symbols, "2024-01-02", "2024-06-28", "day").ok
+    assert read == []  # 24 partitions written, in batches, and not one footer read back
+    root = Settings.load().storage_dir
+    cache = FooterCache(root)
+    got = cache.partitions(["equities_1day"], symbols).sort("symbol", "year", "month")
+    assert cache.footers_read == 0 and got.height == 24
+    for row in got.iter_rows(named=True):  # and what it cached is what the files say
+        path = root / "equities_1day" / f"symbol={row['symbol']}" / f"year={row['year']}" / f"month={row['month']:02d}"
+        meta = pq.read_metadata(path / "data.parquet")
+        assert meta.num_rows == row["rows"]
+    bars = duckdb.sql(f"select symbol, min(timestamp), max(timestamp), count(*) from read_parquet('{root}/equities_1day/**/*.parquet', hive_partitioning = true) group by symbol order by symbol").fetchall()
+    by_symbol = got.group_by("symbol").agg(pl.col("first_us").min(), pl.col("last_us").max(), pl.col("rows").sum()).sort("symbol")
+    assert [r[3] for r in bars] == by_symbol["rows"].to_list()
+    assert [int(r[1].timestamp() * 1_000_000) for r in bars] == by_symbol["first_us"].to_list()
+    assert [int(r[2].timestamp() * 1_000_000) for r in bars] == by_symbol["last_us"].to_list()

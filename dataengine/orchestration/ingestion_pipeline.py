@@ -50,6 +50,8 @@ from dataengine.timerange import NEW_YORK
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
 
+    from dataengine.storage.footer_index import WrittenFooter
+
 log = logging.getLogger(__name__)
 
 __all__ = ["IngestRequest", "IngestionPipeline", "Plan"]
@@ -235,7 +237,7 @@ class IngestionPipeline:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
             result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
             if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                _refresh_status_cache(self.storage.root, request)
+                _refresh_status_cache(self.storage.root, request, self.storage.written_footers())
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
@@ -399,14 +401,14 @@ def _alpaca_factory(settings: Settings) -> SourceFactory:
     return make
 
 
-def _refresh_status_cache(root: Path, request: IngestRequest) -> None:
+def _refresh_status_cache(root: Path, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
     """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
     ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
     from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run
 
     started = time.monotonic()
     try:
-        read = refresh_cache(root, request.dataset.dirname, request.symbols)
+        read = refresh_cache(root, request.dataset.dirname, request.symbols, known)
     except Exception as exc:  # noqa: BLE001
         log.info("status cache not refreshed: %s", exc)
         return

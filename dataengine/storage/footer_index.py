@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,23 @@ def _read_footer(path: str) -> tuple[int, int | None, int | None]:
     return meta.num_rows, first, last
 
 
+@dataclass(frozen=True)
+class WrittenFooter:
+    """What a writer knows of a file it just wrote: its footer's facts and its stat right after the rename."""
+
+    rows: int
+    first_us: int | None
+    last_us: int | None
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, rows: int, first_us: int | None, last_us: int | None) -> WrittenFooter:
+        st = os.stat(path)
+        return cls(rows, first_us, last_us, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class FooterCache:
     """Footers of a store's partitions, cached under ``metadata/`` and refreshed from the files' stat."""
 
@@ -155,13 +173,14 @@ class FooterCache:
 
     def partitions(
         self, datasets: Sequence[str], symbols: Sequence[str] | None = None, *, whole_store: bool = False,
-        persist: bool = True,
+        persist: bool = True, known: Mapping[str, WrittenFooter] | None = None,
     ) -> pl.DataFrame:
         """One row per readable partition of ``datasets`` (of ``symbols`` only, if given): key, sizes, rows,
         first/last. The cache is refreshed for that scope; ``whole_store`` also drops entries of datasets that
         no longer exist. Afterwards :attr:`unreadable` lists the files of that scope whose footer cannot be
         read, and :attr:`gone` the partitions indexed before whose file has disappeared. ``persist=False``
-        leaves the cache file as it is (a dry run writes nothing)."""
+        leaves the cache file as it is (a dry run writes nothing). ``known``: footers this process wrote itself
+        (by path), used instead of reading a file whose stat is still the one taken right after writing it."""
         columns, paths = _walk(self.root, datasets, symbols)
         current = pl.DataFrame(columns, schema={k: v for k, v in _SCHEMA.items() if k not in ("rows", "first_us", "last_us", "gone")})
         cache = self.load()
@@ -173,10 +192,20 @@ class FooterCache:
         fresh = (pl.col("c_ino") == pl.col("ino")) & (pl.col("c_size") == pl.col("size")) & (pl.col("c_mtime") == pl.col("mtime_ns"))
         joined = joined.with_columns(fresh.fill_null(False).alias("fresh"))
         stale_idx = joined.with_row_index().filter(~pl.col("fresh"))["index"].to_list()
-        self.footers_read = len(stale_idx)
         rows = joined["rows"].to_list()
         firsts = joined["first_us"].to_list()
         lasts = joined["last_us"].to_list()
+        if known:
+            inos, sizes, mtimes = joined["ino"].to_list(), joined["size"].to_list(), joined["mtime_ns"].to_list()
+            unknown = []
+            for i in stale_idx:
+                mine = known.get(paths[i])
+                if mine is not None and (mine.ino, mine.size, mine.mtime_ns) == (inos[i], sizes[i], mtimes[i]):
+                    rows[i], firsts[i], lasts[i] = mine.rows, mine.first_us, mine.last_us
+                else:
+                    unknown.append(i)
+            stale_idx = unknown
+        self.footers_read = len(stale_idx)
         if stale_idx:
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="footer") as pool:
                 footers = list(pool.map(_safe_footer, [paths[i] for i in stale_idx], chunksize=256))
@@ -223,12 +252,15 @@ def _safe_footer(path: str) -> tuple[int | None, int | None, int | None]:
         return UNREADABLE, None, None
 
 
-def refresh_cache(root: str | Path, dataset: str, symbols: Sequence[str]) -> int:
+def refresh_cache(
+    root: str | Path, dataset: str, symbols: Sequence[str], known: Mapping[str, WrittenFooter] | None = None
+) -> int:
     """Bring the footer cache up to date for the partitions of ``symbols`` in ``dataset`` (what a run just
-    wrote), so the next ``status`` reads no footer. Returns how many footers were read."""
+    wrote), so the next ``status`` reads no footer; ``known``: what the run wrote (no file is read for those).
+    Returns how many footers were read."""
     root = Path(root).expanduser()
     if not (root / dataset).is_dir():
         return 0
     cache = FooterCache(root)
-    cache.partitions([dataset], list(symbols))
+    cache.partitions([dataset], list(symbols), known=known)
     return cache.footers_read

@@ -41,6 +41,7 @@ from dataengine.storage.atomic import (
     write_atomic,
     write_text_atomic,
 )
+from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ny_month_start
@@ -69,6 +70,7 @@ class ParquetStorage:
         self._locks_guard = threading.Lock()
         self._local = threading.local()
         self._duckdb: duckdb.DuckDBPyConnection | None = None
+        self._written: dict[str, WrittenFooter] = {}  # what this instance wrote, for the status cache
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -220,9 +222,24 @@ class ParquetStorage:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._write_atomically(merged, path)
+                self._note_written(path, merged)
             except OSError as exc:
                 raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
         return WriteStats(rows_written=new.height, rows_added=merged.height - old_rows, partitions=1)
+
+    def written_footers(self) -> dict[str, WrittenFooter]:
+        """Row count, first and last timestamp, and stat right after the rename of every partition this
+        instance wrote, by path: the status cache takes them instead of reading those footers again (a daily
+        backfill's 6,000 files took 3.3 s of CPU to read back)."""
+        with self._locks_guard:
+            return dict(self._written)
+
+    def _note_written(self, path: Path, frame: pl.DataFrame) -> None:
+        stamps = frame.get_column("timestamp").dt.epoch("us")
+        first, last = (int(stamps[0]), int(stamps[-1])) if frame.height else (None, None)  # sorted
+        footer = WrittenFooter.of(path, frame.height, first, last)
+        with self._locks_guard:
+            self._written[str(path)] = footer
 
     def _merged_with_stored(self, path: Path, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """(the partition's bars after the merge, how many rows it held before); hold its lock."""
@@ -282,6 +299,7 @@ class ParquetStorage:
                 fsync_path(staged)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, path)
+                self._note_written(path, frames[path])
             for directory in {path.parent for path in paths}:
                 fsync_path(directory)
         except _duckdb_error() as exc:
