@@ -234,6 +234,15 @@ class ParquetStorage:
         with self._locks_guard:
             return dict(self._written)
 
+    def _note_batch(self, paths: list[Path], batch: pl.DataFrame) -> None:
+        """:meth:`_note_written` for a whole batch, its rows counted and ends found in one pass."""
+        stamps = pl.col("timestamp").dt.epoch("us")
+        ends = batch.group_by(_BATCH_KEY).agg(pl.len(), stamps.first().alias("first"), stamps.last().alias("last"))
+        for i, rows, first, last in ends.sort(_BATCH_KEY).iter_rows():
+            footer = WrittenFooter.of(paths[i], rows, first, last)
+            with self._locks_guard:
+                self._written[str(paths[i])] = footer
+
     def _note_written(self, path: Path, frame: pl.DataFrame) -> None:
         stamps = frame.get_column("timestamp").dt.epoch("us")
         first, last = (int(stamps[0]), int(stamps[-1])) if frame.height else (None, None)  # sorted
@@ -299,9 +308,9 @@ class ParquetStorage:
                 fsync_path(staged)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, path)
-                self._note_written(path, frames[path])
             for directory in {path.parent for path in paths}:
                 fsync_path(directory)
+            self._note_batch(paths, batch)
         except _duckdb_error() as exc:
             raise StorageError(f"cannot write {len(paths)} partitions under {self.root}: {exc}") from None
         except OSError as exc:
