@@ -65,10 +65,7 @@ def _cpu() -> float:
 
 
 def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
-    from dataengine import IngestionPipeline
-    from dataengine.api.alpaca_client import _alpaca_request_model
-
-    _alpaca_request_model()  # alpaca-py imported before the clock, as the naive loop's is (the CLI rows pay it)
+    from dataengine import IngestionPipeline  # imports before the clock, as the naive loop's alpaca-py
 
     clock = Clock()
     pipeline = IngestionPipeline(max_workers=spec["workers"])
