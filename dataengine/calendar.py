@@ -105,6 +105,7 @@ def session_start(day: date) -> datetime:
     return ny_midnight(day)
 
 
+@functools.lru_cache(maxsize=256)  # a run asks it once per symbol with the same few fetch times
 def lag_cut(moment: datetime, lag_sessions: int) -> datetime:
     """The instant from which bars fetched at ``moment`` are not yet trusted.
 

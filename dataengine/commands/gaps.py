@@ -43,7 +43,7 @@ def gaps(
     # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
     from dataengine.gaps import find_gaps, repair_ranges
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-    from dataengine.orchestration.live_progress import choose_reporter
+    from dataengine.orchestration.progress import choose_reporter
     from dataengine.storage.parquet_storage import ParquetStorage
 
     storage = ParquetStorage(settings.storage_dir)

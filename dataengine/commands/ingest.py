@@ -127,7 +127,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         what = f"ingest-csv {args.path}" if args.path else "ingest"
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
                  f" · {args.feed}/{args.adjustment}")
-        from dataengine.orchestration.live_progress import choose_reporter  # Rich: only when a run starts
+        from dataengine.orchestration.progress import choose_reporter  # Rich: only on a terminal
 
         progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
         pipeline = IngestionPipeline(

@@ -32,7 +32,7 @@ def verify_command(
 
     Exit 0 when the store is whole (after --repair: whole again), 1 when damage remains, 2 for bad input.
     """
-    from dataengine.orchestration.live_progress import choose_reporter
+    from dataengine.orchestration.progress import choose_reporter
     from dataengine.storage import layout
     from dataengine.storage.store_root import check_readable_root
     from dataengine.verify import repair, verify  # Polars: imported when the command runs

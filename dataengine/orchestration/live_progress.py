@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dataengine.orchestration.progress import PlainProgress, ProgressReporter, TrackingProgress, WorkerState, clock
+from dataengine.orchestration.progress import ProgressReporter, TrackingProgress, WorkerState, clock
 
 if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
@@ -164,10 +163,8 @@ def _natural(name: str) -> list[object]:
 
 
 def choose_reporter(*, quiet: bool, interval: float, title: str) -> ProgressReporter:
-    """What a command shows while it runs: quiet, log only; a terminal on stderr, the live per-worker
-    display; otherwise plain lines every ``interval`` seconds. Call ``close()`` on it when done."""
-    if quiet:
-        return TrackingProgress()
-    if live_display_possible():
-        return LiveProgress(title=title)
-    return PlainProgress(sys.stderr, interval)
+    """Moved to :func:`dataengine.orchestration.progress.choose_reporter` (which imports Rich only for a
+    terminal); kept here for callers of earlier versions."""
+    from dataengine.orchestration.progress import choose_reporter as choose
+
+    return choose(quiet=quiet, interval=interval, title=title)

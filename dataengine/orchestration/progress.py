@@ -16,6 +16,8 @@ the first units show what the estimate is worth. Symbols already up to date coun
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -361,3 +363,18 @@ def clock(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
+
+def choose_reporter(*, quiet: bool, interval: float, title: str) -> ProgressReporter:
+    """What a command shows while it runs: quiet, log only; a terminal on stderr, the live per-worker
+    display; otherwise plain lines every ``interval`` seconds. Call ``close()`` on it when done.
+
+    Rich (~70 ms to import) is imported only when stderr is a terminal, or FORCE_TERMINAL asks for one: cron
+    runs and ``-q`` never pay for it."""
+    if quiet:
+        return TrackingProgress()
+    if sys.stderr.isatty() or os.environ.get("FORCE_TERMINAL"):
+        from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
+
+        if live_display_possible():
+            return LiveProgress(title=title)
+    return PlainProgress(sys.stderr, interval)
