@@ -205,11 +205,11 @@ def latency_bound(b: Bench) -> dict[str, Any]:
 
 
 WHY_CPU_BOUND = (
-    "Why a target here can be missed (py-spy --gil on 'dataengine ingest' of this job, strace): after its few "
-    "round trips the job is CPU-bound on this 2-core machine: ~1.3 s of imports each process pays (alpaca-py "
-    "with pandas, Polars, DuckDB), then ~4.9 us of CPU per bar, 38% of the GIL-holding samples in the page "
-    "decoder (msgspec decoding 10,000 bar structs a page, then columns for Polars). Polars' read_json (21 ms a "
-    "page) and DuckDB's read_json (22 ms) measured slower than this decoder (14 ms)."
+    "Why a target here can be missed (py-spy --gil on 'dataengine ingest' of this job): after its few round "
+    "trips the job is CPU-bound on this 2-core machine: ~0.7 s of imports each process pays (Polars, DuckDB, "
+    "typer, requests), then ~4.8 us of CPU per bar, 38% of the GIL-holding samples in the page decoder (msgspec "
+    "decoding 10,000 bar structs a page, then columns for Polars). Polars' read_json (21 ms a page) and DuckDB's "
+    "read_json (22 ms) measured slower than this decoder (14 ms); numpy.fromiter columns were no faster."
 )
 
 
@@ -467,9 +467,8 @@ def memory(b: Bench) -> dict[str, Any]:
             _target("peak RSS", "< 300 MiB", f"{large.peak_rss_mib:.0f} MiB", large.peak_rss_mib < 300 and large.ok),
             _target("flat as the range doubles", "not growing (<= 1.15x)", f"{growth:.2f}x", growth <= 1.15),
         ],
-        "notes": [("Where the memory is (measured with /usr/bin/time on imports alone): alpaca-py 131 MiB (it "
-                   "imports pandas and pydantic), pyarrow 66, Polars 50, DuckDB 38, 175-210 MiB together before "
-                   "the first request; each worker then holds a page and a partition (2 workers: 288 MiB).")],
+        "notes": [("A run imports neither alpaca-py (131 MiB with pandas and pydantic) nor pyarrow (66 MiB): "
+                   "what is left is Polars, DuckDB and the workers' pages and partitions.")],
     }
 
 
@@ -508,6 +507,8 @@ def startup(b: Bench) -> dict[str, Any]:
                     nightly.process_wall_s <= 1.0 and ok),
             _target("dataengine status, process wall", "reported", f"{status.process_wall_s:.2f} s", None),
         ],
+        "notes": [("Every run asks for its symbols' corporate actions first (issue 10): importing requests, one "
+                   "round trip and the store's bookkeeping cost ~0.2 s of this; without them it measured 0.89 s.")],
     }
 
 
