@@ -211,9 +211,7 @@ class FetchedLog:
         text = json.dumps(dict(sorted(known.items())), indent=1) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            staging = layout.staging_dir(self.root)
-            staging.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.path, text, temp_dir=staging)
+            write_text_atomic(self.path, text, temp_dir=layout.staging_dir(self.root, create=True))
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
@@ -256,9 +254,8 @@ class CloseStore:
 def _write_parquet(root: Path, path: Path, frame: pl.DataFrame) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = layout.staging_dir(root)
-        staging.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd"), temp_dir=staging)
+        write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd"),
+                     temp_dir=layout.staging_dir(root, create=True))
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

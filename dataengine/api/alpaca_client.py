@@ -13,10 +13,8 @@ The :class:`RateLimiter` passed in may (and should) be shared by all of them.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 import polars as pl
 import requests
 
+from dataengine.api.answers import rate_headers, refusal
 from dataengine.api.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
 from dataengine.api.rate_limiter import RateLimiter
 from dataengine.api.source import PAGE_BARS, Page, SourceFactory, WaitHook
@@ -34,11 +33,8 @@ from dataengine.config import Settings, redact_url
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
 from dataengine.errors import (
-    AuthError,
-    FatalRunError,
     Interrupted,
     PagingLoopError,
-    RequestRejectedError,
     SourceUnreachableError,
     TerminalSourceError,
     TransientSourceError,
@@ -52,10 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_DATA_URL = "https://data.alpaca.markets"  # alpaca-py's BaseURL.DATA
 
-RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 THROTTLE_BUDGET_FACTOR = 4  # 429s may be retried this many times more often than other transient errors
-_INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.IGNORECASE)
-_ENTITLEMENT = "subscription does not permit"
 
 
 class _ConnectFailed(TransientSourceError):
@@ -336,7 +329,7 @@ class AlpacaClient:
             raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
         except requests.exceptions.RequestException as exc:
             raise TransientSourceError(f"request failed: {type(exc).__name__}") from None
-        remaining, reset = _rate_headers(response.headers)
+        remaining, reset = rate_headers(response.headers)
         status = response.status_code
         if self._limiter is not None:
             self._limiter.observe(remaining=remaining, reset_epoch=reset, throttled=status == 429, permit=permit)
@@ -347,25 +340,9 @@ class AlpacaClient:
         )
         if status == 200:
             return body
-        message = _error_message(body)
         if status == 429:
             self.stats.throttled += 1
-            raise TransientSourceError(f"HTTP 429 {message}", status=status, retry_at=reset)
-        if status in RETRYABLE_STATUS:
-            raise TransientSourceError(f"HTTP {status} {message}", status=status)
-        if status == 403 and _ENTITLEMENT in message.lower():
-            raise FatalRunError(f"Alpaca refused the request for this subscription (HTTP 403): {message}")
-        if status in (401, 403):
-            raise AuthError(
-                f"Alpaca rejected the API keys (HTTP {status}: {message}); check APCA_API_KEY_ID and APCA_API_SECRET_KEY"
-            )
-        match = _INVALID_SYMBOL.search(message)
-        if match is None:
-            # About the request itself (a parameter, the timeframe, the plan): every other request of the run
-            # would get the same answer, so stop now instead of splitting batches in search of a bad symbol.
-            raise RequestRejectedError(f"Alpaca rejected the request (HTTP {status}): {message}")
-        raise TerminalSourceError(f"HTTP {status}: {message}", status=status, symbol=match.group(1).upper())
-
+        raise refusal(status, body, reset)
 
     def _decode_bars(self, body: bytes) -> Page:
         try:
@@ -400,29 +377,6 @@ _USER_AGENT = _user_agent()
 def _is_refused(exc: Exception) -> bool:
     text = str(exc)
     return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
-
-
-def _rate_headers(headers: requests.structures.CaseInsensitiveDict[str]) -> tuple[int | None, float | None]:
-    def number(name: str) -> float | None:
-        try:
-            return float(headers[name])
-        except (KeyError, ValueError):
-            return None
-
-    remaining = number("X-RateLimit-Remaining")
-    return (int(remaining) if remaining is not None else None), number("X-RateLimit-Reset")
-
-
-def _error_message(body: bytes) -> str:
-    """Alpaca sends ``{"code": .., "message": ..}``, ``{"message": ..}`` or plain text; keep it one line."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        payload = json.loads(text)
-        if isinstance(payload, dict) and "message" in payload:
-            text = str(payload["message"])
-    except ValueError:
-        pass
-    return " ".join(text.split())[:300]
 
 
 def _short(symbols: str) -> str:

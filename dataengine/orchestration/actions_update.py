@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
@@ -38,6 +38,11 @@ from dataengine.storage import layout
 from dataengine.storage.atomic import write_text_atomic
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import NEW_YORK
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.request import IngestRequest
+    from dataengine.orchestration.result import IngestResult
+    from dataengine.storage.coverage import CoverageLedger, Interval
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +190,8 @@ class FetchedUnder:
 
     def save(self, known: dict[str, list[str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = layout.staging_dir(self.root)
-        staging.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path, json.dumps(dict(sorted(known.items())), indent=1) + "\n", temp_dir=staging)
+        write_text_atomic(self.path, json.dumps(dict(sorted(known.items())), indent=1) + "\n",
+                          temp_dir=layout.staging_dir(self.root, create=True))
 
 
 def stale_symbols(
@@ -217,3 +221,43 @@ def stale_symbols(
 def action_ids(actions: pl.DataFrame, symbol: str, adjustment: str) -> list[str]:
     types = relevant_types(adjustment)
     return sorted(actions.filter((pl.col("symbol") == symbol) & pl.col("type").is_in(types))["id"].to_list())
+
+
+def stale_adjusted(root: Path, request: IngestRequest, coverage: CoverageLedger) -> dict[str, str]:
+    """For a dataset stored with Alpaca's adjustment: the symbols a newly learned action makes stale."""
+    if not relevant_types(request.adjustment):
+        return {}
+    first = {s: min(p.start for p in pieces) for s, pieces in coverage.pieces().items() if pieces}
+    wanted = {s: first[s].astimezone(NEW_YORK).date() for s in request.symbols if s in first}
+    recorded = FetchedUnder(root, request.dataset.dirname).load()
+    stale = stale_symbols(ActionStore(root).load(), recorded, wanted, request.adjustment)
+    for symbol, reason in stale.items():
+        log.warning("%s: re-fetching its stored %s bars: %s", symbol, request.dataset.dirname, reason)
+    return stale
+
+
+def refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str, str]) -> IngestRequest:
+    """The request with each stale symbol's whole stored range to fetch again (the others as planned)."""
+    if not stale:
+        return request
+    rng = request.range
+    ranges: dict[str, tuple[Interval, ...]] = {}
+    for symbol in request.symbols:
+        if symbol in stale:
+            first = min(p.start for p in coverage.pieces()[symbol])
+            ranges[symbol] = ((min(first, rng.start), rng.end),)
+        else:
+            ranges[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
+    return replace(request, ranges=ranges)
+
+
+def record_fetched_under(root: Path, request: IngestRequest, result: IngestResult) -> None:
+    """Note, per symbol fetched without failure, the actions an adjusted dataset's bars now reflect."""
+    if not relevant_types(request.adjustment) or result.interrupted:
+        return
+    under = FetchedUnder(root, request.dataset.dirname)
+    known = under.load()
+    actions = ActionStore(root).load()
+    for symbol in result.successful:
+        known[symbol] = action_ids(actions, symbol, request.adjustment)
+    under.save(known)

@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from dataengine.api.source import BarSource, SourceFactory, WaitHook
 from dataengine.config import Settings, url_secrets
-from dataengine.corporate_actions import ActionStore
 from dataengine.counters import copy_counters
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DataEngineError
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration.actions_update import (
     ActionsUpdate,
-    FetchedUnder,
-    action_ids,
-    relevant_types,
-    stale_symbols,
+    record_fetched_under,
+    refetching,
+    stale_adjusted,
     update_actions,
 )
 from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
@@ -300,8 +298,8 @@ class IngestionPipeline:
                 exc.result = _not_started(request, exc, actions_source, run_id, str(self.storage.root))
                 self.progress.finish(exc.result)
             raise
-        stale = self._stale_adjusted(request, coverage)
-        plan = self.plan(_refetching(request, coverage, stale), coverage, persist=True)
+        stale = stale_adjusted(self.storage.root, request, coverage)
+        plan = self.plan(refetching(request, coverage, stale), coverage, persist=True)
         run = IngestRun(
             request,
             plan,
@@ -318,7 +316,7 @@ class IngestionPipeline:
         run.result.refetched = stale
         run.result.actions_new = update.changed.height
         result = run.execute()
-        self._record_fetched_under(request, result)
+        record_fetched_under(self.storage.root, request, result)
         return result
 
     def _update_actions(self, request: IngestRequest, source: BarSource) -> ActionsUpdate:
@@ -334,29 +332,6 @@ class IngestionPipeline:
         self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
         return update_actions(self.storage.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
 
-    def _stale_adjusted(self, request: IngestRequest, coverage: CoverageLedger) -> dict[str, str]:
-        """For a dataset stored with Alpaca's adjustment: the symbols a newly learned action makes stale."""
-        if not relevant_types(request.adjustment):
-            return {}
-        first = {s: min(p.start for p in pieces) for s, pieces in coverage.pieces().items() if pieces}
-        wanted = {s: first[s].astimezone(NEW_YORK).date() for s in request.symbols if s in first}
-        recorded = FetchedUnder(self.storage.root, request.dataset.dirname).load()
-        stale = stale_symbols(ActionStore(self.storage.root).load(), recorded, wanted, request.adjustment)
-        for symbol, reason in stale.items():
-            log.warning("%s: re-fetching its stored %s bars: %s", symbol, request.dataset.dirname, reason)
-        return stale
-
-    def _record_fetched_under(self, request: IngestRequest, result: IngestResult) -> None:
-        """Note, per symbol fetched without failure, the actions an adjusted dataset's bars now reflect."""
-        if not relevant_types(request.adjustment) or result.interrupted:
-            return
-        under = FetchedUnder(self.storage.root, request.dataset.dirname)
-        known = under.load()
-        actions = ActionStore(self.storage.root).load()
-        for symbol in result.successful:
-            known[symbol] = action_ids(actions, symbol, request.adjustment)
-        under.save(known)
-
 
 def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:
     """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
@@ -367,21 +342,6 @@ def _not_started(request: IngestRequest, error: Exception, source: BarSource, ru
     )
     copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
     return result
-
-
-def _refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str, str]) -> IngestRequest:
-    """The request with each stale symbol's whole stored range to fetch again (the others as planned)."""
-    if not stale:
-        return request
-    rng = request.range
-    ranges: dict[str, tuple[Interval, ...]] = {}
-    for symbol in request.symbols:
-        if symbol in stale:
-            first = min(p.start for p in coverage.pieces()[symbol])
-            ranges[symbol] = ((min(first, rng.start), rng.end),)
-        else:
-            ranges[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
-    return replace(request, ranges=ranges)
 
 
 def _alpaca_factory(settings: Settings) -> SourceFactory:

@@ -135,10 +135,14 @@ def metadata_dir(root: Path) -> Path:
     return root / METADATA_DIR
 
 
-def staging_dir(root: Path) -> Path:
-    """Where batched partition writes are staged before each file is renamed into its dataset: on the store's
-    file system (so the rename is atomic) and outside every dataset directory (so no reader ever lists it)."""
-    return root / METADATA_DIR / "staging"
+def staging_dir(root: Path, *, create: bool = False) -> Path:
+    """Where every write of the store is staged before its file is renamed into place: on the store's file
+    system (so the rename is atomic) and outside every dataset directory (so no reader ever lists it).
+    ``create``: make it if missing (a user may delete ``metadata/`` between runs)."""
+    path = root / METADATA_DIR / "staging"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:

@@ -14,7 +14,6 @@ own DuckDB connection. Across processes, the run lock (``dataengine.storage.run_
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -30,8 +29,8 @@ import polars as pl
 from dataengine.config import Settings, storage_path
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
-from dataengine.errors import DamagedPartitionError, DatasetMismatchError, StorageError, UsageError
-from dataengine.storage import layout
+from dataengine.errors import StorageError, UsageError
+from dataengine.storage import dataset_record, layout
 from dataengine.storage.atomic import (
     fsync_path,
     pid_alive,
@@ -39,12 +38,12 @@ from dataengine.storage.atomic import (
     temp_path,
     temp_target,
     write_atomic,
-    write_text_atomic,
 )
+from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
 from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ny_month_start
+from dataengine.timerange import ny_month_start
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,62 +103,18 @@ class ParquetStorage:
             return None
         return ny_month_start(year, month), last, written
 
-    # -- dataset identity ---------------------------------------------------------------------------------
+    # -- dataset identity (storage/dataset_record.py) ---------------------------------------------------
 
     def dataset_info(self, key: DatasetKey) -> dict[str, Any] | None:
-        path = layout.read_dataset_record(self.root, key)
-        if path is None:
-            return None
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-            return info if isinstance(info, dict) else None
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
+        return dataset_record.read(self.root, key)
 
     def check_feed(self, key: DatasetKey, feed: str, asof: str | None = None) -> None:
         """Refuse to mix feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
-        info = self.dataset_info(key)
-        if info is None:
-            return
-        if info.get("feed") not in (None, feed):
-            raise DatasetMismatchError(
-                f"{self.dataset_dir(key)} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
-                f"(use --feed {info['feed']} or another --storage-dir)"
-            )
-        if asof is not None and info.get("asof") not in (None, asof):
-            raise DatasetMismatchError(
-                f"{self.dataset_dir(key)} maps renamed symbols as of {info['asof']}; refusing to add bars mapped "
-                f"as of {asof} (leave --asof out, or use another --storage-dir)"
-            )
+        dataset_record.check(self.root, key, feed, asof)
 
     def claim_dataset(self, key: DatasetKey, feed: str, asof: str | None = None) -> str:
-        """Check feed and ``asof``, and record them for a new dataset; return the dataset's ``asof``.
-
-        Every fetch of a dataset sends the same ``asof``, so renamed symbols map the same way whatever day a run
-        happens on: the one given for a new dataset, else the New York date it was created on."""
-        self.check_feed(key, feed, asof)
-        info = self.dataset_info(key)
-        legacy = layout.legacy_dataset_record_path(self.root, key)
-        if info is not None and info.get("asof") and not legacy.exists():
-            return str(info["asof"])
-        now = datetime.now(timezone.utc)
-        record = info or {
-            "timeframe": key.timeframe.label,
-            "adjustment": key.adjustment,
-            "feed": feed,
-            "created": now.isoformat(timespec="seconds"),
-        }
-        record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
-        target = layout.dataset_record_path(self.root, key)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(target, json.dumps(record, indent=2) + "\n", temp_dir=self._staging())
-            legacy.unlink(missing_ok=True)  # moved out of the dataset directory (stores written by earlier versions)
-        except OSError as exc:
-            raise StorageError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
-        return str(record["asof"])
+        """Check feed and ``asof``, record them for a new dataset; return the dataset's ``asof``."""
+        return dataset_record.claim(self.root, key, feed, asof)
 
     # -- writes -------------------------------------------------------------------------------------------
 
@@ -185,7 +140,7 @@ class ParquetStorage:
         stats = WriteStats()
         if bars.is_empty():
             return stats
-        return self.write_keyed(with_partition_columns(_normalise(bars)), key)
+        return self.write_keyed(with_partition_columns(normalise(bars)), key)
 
     def write_keyed(self, keyed: pl.DataFrame, key: DatasetKey) -> WriteStats:
         """Like :meth:`write` for bars in the stored schema that already carry ``year``/``month`` columns
@@ -252,14 +207,14 @@ class ParquetStorage:
 
     def _merged_with_stored(self, path: Path, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """(the partition's bars after the merge, how many rows it held before); hold its lock."""
-        new = _unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
+        new = unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
         try:
             if not path.exists():
                 return new, 0
-            old = _read_partition(path)
+            old = read_partition(path)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return _merge_sorted(old, new), old.height
+        return merge_sorted(old, new), old.height
 
     def _write_atomically(self, frame: pl.DataFrame, path: Path) -> None:
         con = self._connection()
@@ -273,7 +228,7 @@ class ParquetStorage:
 
         con.register("bars", ArrowStream(frame))  # zero-copy Arrow hand-off
         try:
-            write_atomic(path, copy_to, temp_dir=self._staging())
+            write_atomic(path, copy_to, temp_dir=layout.staging_dir(self.root, create=True))
         finally:
             con.unregister("bars")
 
@@ -285,7 +240,7 @@ class ParquetStorage:
         removed). Each staged file is fsynced and renamed over its target, then each target directory is
         fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
         paths = list(frames)
-        stage = temp_path(Path("batch"), self._staging())
+        stage = temp_path(Path("batch"), layout.staging_dir(self.root, create=True))
         heights = [frame.height for frame in frames.values()]
         batch = pl.concat(list(frames.values())).with_columns(
             pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
@@ -319,13 +274,6 @@ class ParquetStorage:
             con.execute(f"DROP TABLE IF EXISTS {_BATCH_TABLE}")
             con.unregister("bars")
             shutil.rmtree(stage, ignore_errors=True)
-
-    def _staging(self) -> Path:
-        """``metadata/staging``: where every temp file of a write lives until its rename (made if missing:
-        a user may delete ``metadata/`` between runs)."""
-        staging = layout.staging_dir(self.root)
-        staging.mkdir(parents=True, exist_ok=True)
-        return staging
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -410,71 +358,3 @@ def _remove_dead_stages(staging: Path) -> int:
             shutil.rmtree(staging / name, ignore_errors=True)
             removed += 1
     return removed
-
-
-def _read_partition(path: Path) -> pl.DataFrame:
-    """A stored partition (a single file: Polars adds no hive columns, DuckDB would); a file that is not a
-    readable partition raises :class:`DamagedPartitionError` naming it, never a raw Polars error."""
-    try:
-        old = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        parsed = layout.parse_partition_path(path)
-        raise DamagedPartitionError(path, str(exc), symbol=parsed[0] if parsed else None) from None
-    if old.columns != DATA_COLUMNS:
-        raise DamagedPartitionError(path, f"columns {old.columns}")
-    return old
-
-
-def _strictly_increasing(ts: pl.Series) -> bool:
-    if ts.null_count():
-        return False
-    values = ts.to_numpy()  # zero-copy; on the tiny partitions of daily bars a Polars expression costs 5x more
-    return values.size < 2 or bool((values[1:] > values[:-1]).all())
-
-
-def _unique_sorted(bars: pl.DataFrame) -> pl.DataFrame:
-    """One row per timestamp (the last one wins), sorted by timestamp.
-
-    Pages arrive sorted and without repeats, so one vectorised check usually saves the hash-unique and the sort.
-    """
-    if _strictly_increasing(bars.get_column("timestamp")):
-        return bars
-    return bars.unique("timestamp", keep="last", maintain_order=True).sort("timestamp")
-
-
-def _merge_sorted(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
-    """``old`` and ``new`` (sorted, unique) as one sorted frame; new rows replace old ones at equal timestamps."""
-    old_ts, new_ts = old.get_column("timestamp"), new.get_column("timestamp")
-    if old.height and new.height and _strictly_increasing(old_ts):
-        if old_ts[-1] < new_ts[0]:  # appending after what is stored (the usual incremental run)
-            return pl.concat([old, new])
-        if new_ts[-1] < old_ts[0]:  # back-filling in front of it
-            return pl.concat([new, old])
-    return pl.concat([old.join(new.select("timestamp"), on="timestamp", how="anti"), new]).sort("timestamp")
-
-
-def _normalise(bars: pl.DataFrame) -> pl.DataFrame:
-    """Coerce a user's frame to the stored schema (timestamps to UTC microseconds, ints for counts).
-
-    A naive timestamp is New York time, as everywhere else in dataengine (dates and datetimes given to
-    ``ingest`` and ``read_bars``); at the autumn DST change the earlier of the two instants is taken."""
-    ts = bars.schema["timestamp"]
-    if not isinstance(ts, pl.Datetime):
-        raise UsageError(f"column timestamp must be a datetime, not {ts}")
-    stamp = pl.col("timestamp")
-    if ts.time_zone is None:
-        stamp = stamp.dt.replace_time_zone("America/New_York", ambiguous="earliest")
-    try:
-        bars = bars.with_columns(stamp.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-    except pl.exceptions.ComputeError as exc:  # a wall time that does not exist in New York (DST gap)
-        raise UsageError(f"column timestamp: {exc}".splitlines()[0]) from None
-    for name in DATA_COLUMNS:
-        if name not in bars.columns:
-            bars = bars.with_columns(pl.lit(None).alias(name))
-    return bars.with_columns(
-        pl.col("symbol").cast(pl.String),
-        pl.col(["open", "high", "low", "close", "vwap"]).cast(pl.Float64),
-        pl.col(["volume", "trade_count"]).cast(pl.Int64),
-    )

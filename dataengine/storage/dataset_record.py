@@ -1,0 +1,78 @@
+"""A dataset's record: which feed it holds, how renamed symbols are mapped (``asof``), when it was made.
+
+``metadata/datasets/{dataset}.json``, replaced atomically; stores written by earlier versions kept it as
+``_dataset.json`` inside the dataset directory, where it is still read and from where the next claim moves it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dataengine.datasets import DatasetKey
+from dataengine.errors import DatasetMismatchError, StorageError
+from dataengine.storage import layout
+from dataengine.storage.atomic import write_text_atomic
+from dataengine.timerange import NEW_YORK
+
+
+def read(root: Path, key: DatasetKey) -> dict[str, Any] | None:
+    """The record, or None for a dataset that has none yet."""
+    path = layout.read_dataset_record(root, key)
+    if path is None:
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return info if isinstance(info, dict) else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
+
+
+def check(root: Path, key: DatasetKey, feed: str, asof: str | None = None) -> None:
+    """Refuse to mix feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
+    info = read(root, key)
+    if info is None:
+        return
+    where = layout.dataset_dir(root, key)
+    if info.get("feed") not in (None, feed):
+        raise DatasetMismatchError(
+            f"{where} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
+            f"(use --feed {info['feed']} or another --storage-dir)"
+        )
+    if asof is not None and info.get("asof") not in (None, asof):
+        raise DatasetMismatchError(
+            f"{where} maps renamed symbols as of {info['asof']}; refusing to add bars mapped "
+            f"as of {asof} (leave --asof out, or use another --storage-dir)"
+        )
+
+
+def claim(root: Path, key: DatasetKey, feed: str, asof: str | None = None) -> str:
+    """Check feed and ``asof``, and record them for a new dataset; return the dataset's ``asof``.
+
+    Every fetch of a dataset sends the same ``asof``, so renamed symbols map the same way whatever day a run
+    happens on: the one given for a new dataset, else the New York date it was created on."""
+    check(root, key, feed, asof)
+    info = read(root, key)
+    legacy = layout.legacy_dataset_record_path(root, key)
+    if info is not None and info.get("asof") and not legacy.exists():
+        return str(info["asof"])
+    now = datetime.now(timezone.utc)
+    record = info or {
+        "timeframe": key.timeframe.label,
+        "adjustment": key.adjustment,
+        "feed": feed,
+        "created": now.isoformat(timespec="seconds"),
+    }
+    record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
+    target = layout.dataset_record_path(root, key)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(target, json.dumps(record, indent=2) + "\n", temp_dir=layout.staging_dir(root, create=True))
+        legacy.unlink(missing_ok=True)  # moved out of the dataset directory (stores written by earlier versions)
+    except OSError as exc:
+        raise StorageError(f"cannot write to {root}: {exc.strerror or exc}") from None
+    return str(record["asof"])
