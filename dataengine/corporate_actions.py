@@ -24,9 +24,8 @@ from typing import Any
 
 import polars as pl
 
-from dataengine.errors import StorageError, TransientSourceError, UsageError
-from dataengine.storage import layout
-from dataengine.storage.atomic import write_atomic, write_text_atomic
+from dataengine.errors import TransientSourceError, UsageError
+from dataengine.storage.store_files import read_json_map, read_table, write_json_map, write_table
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +138,7 @@ class ActionStore:
         self.path = actions_path(root)
 
     def load(self) -> pl.DataFrame:
-        try:
-            return pl.read_parquet(self.path).select(list(ACTION_SCHEMA))
-        except FileNotFoundError:
-            return empty_actions()
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise StorageError(f"{self.path}: unreadable corporate actions ({exc})".splitlines()[0]) from None
+        return read_table(self.path, ACTION_SCHEMA)
 
     def merge(self, fetched: pl.DataFrame) -> pl.DataFrame:
         """Store ``fetched`` once per ``id`` (a changed record replaces the stored one); return the rows that
@@ -156,7 +150,7 @@ class ActionStore:
             return changed
         merged = pl.concat([stored.join(changed.select("id"), on="id", how="anti"), changed])
         merged = merged.sort("symbol", "ex_date", "process_date", "id", nulls_last=True)
-        _write_parquet(self.root, self.path, merged)
+        write_table(self.root, self.path, merged)
         log.info("corporate actions: %d new or changed, %d stored", changed.height, merged.height)
         return changed
 
@@ -195,25 +189,14 @@ class FetchedLog:
         self.path = root / ACTIONS_DIR / FETCHED_FILE
 
     def load(self) -> dict[str, dict[str, str]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"{self.path}: unreadable ({exc})") from None
+        return read_json_map(self.path)
 
     def record(self, symbols: Iterable[str], start: date, at: str) -> None:
         known = self.load()
         for symbol in symbols:
             first = known.get(symbol, {}).get("from")
             known[symbol] = {"from": min(first, start.isoformat()) if first else start.isoformat(), "at": at}
-        text = json.dumps(dict(sorted(known.items())), indent=1) + "\n"
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.path, text, temp_dir=layout.staging_dir(self.root, create=True))
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        write_json_map(self.root, self.path, known)
 
     def missing(self, symbols: Iterable[str]) -> list[str]:
         known = self.load()
@@ -234,12 +217,7 @@ class CloseStore:
         self.path = root / ACTIONS_DIR / CLOSES_FILE
 
     def load(self) -> pl.DataFrame:
-        try:
-            return pl.read_parquet(self.path).select(list(CLOSE_SCHEMA))
-        except FileNotFoundError:
-            return pl.DataFrame(schema=CLOSE_SCHEMA)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise StorageError(f"{self.path}: unreadable ({exc})".splitlines()[0]) from None
+        return read_table(self.path, CLOSE_SCHEMA)
 
     def add(self, closes: pl.DataFrame) -> int:
         if closes.is_empty():
@@ -247,17 +225,8 @@ class CloseStore:
         closes = closes.select(list(CLOSE_SCHEMA)).unique(["symbol", "ex_date"], keep="last")
         stored = self.load()
         merged = pl.concat([stored.join(closes, on=["symbol", "ex_date"], how="anti"), closes]).sort("symbol", "ex_date")
-        _write_parquet(self.root, self.path, merged)
+        write_table(self.root, self.path, merged)
         return closes.height
-
-
-def _write_parquet(root: Path, path: Path, frame: pl.DataFrame) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd"),
-                     temp_dir=layout.staging_dir(root, create=True))
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- what an action does to prices ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ the footers that changed since the last call.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -22,8 +21,8 @@ from typing import Any
 
 import polars as pl
 
-from dataengine.errors import UsageError
-from dataengine.storage import layout
+from dataengine.errors import StorageError, UsageError
+from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
@@ -57,10 +56,9 @@ def describe_dataset(name: str) -> dict[str, str | None]:
 
 def _dataset_info(root: Path, name: str) -> dict[str, Any]:
     info = describe_dataset(name)
-    path = layout.read_dataset_record(root, name)
     try:
-        record = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
-    except (OSError, ValueError):
+        record = dataset_record.read(root, name) or {}
+    except StorageError:  # a damaged record: status still answers, without the feed
         record = {}
     return {"name": name, **info, "feed": record.get("feed"), "adjustment": record.get("adjustment", info["adjustment"])}
 

@@ -15,7 +15,6 @@ re-fetch that symbol's stored history instead of appending bars on a new basis t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -33,9 +32,9 @@ from dataengine.corporate_actions import (
     FetchedLog,
     empty_actions,
 )
-from dataengine.errors import RequestRejectedError, StorageError, TerminalSourceError, TransientSourceError
+from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
 from dataengine.storage import layout
-from dataengine.storage.atomic import write_text_atomic
+from dataengine.storage.store_files import read_json_map, write_json_map
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import NEW_YORK
 
@@ -180,18 +179,10 @@ class FetchedUnder:
         self.path = layout.metadata_dir(root) / "adjusted" / f"{dataset}.json"
 
     def load(self) -> dict[str, list[str]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return {str(k): list(v) for k, v in data.items()} if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"{self.path}: unreadable ({exc})") from None
+        return {str(k): list(v) for k, v in read_json_map(self.path).items()}
 
     def save(self, known: dict[str, list[str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path, json.dumps(dict(sorted(known.items())), indent=1) + "\n",
-                          temp_dir=layout.staging_dir(self.root, create=True))
+        write_json_map(self.root, self.path, known)
 
 
 def stale_symbols(

@@ -267,7 +267,7 @@ class IngestionPipeline:
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
                 elapsed_s=round(time.monotonic() - started, 3),
             )
-            copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
+            _count_requests(source, result)
             outcome.result = result
         return result
 
@@ -340,8 +340,13 @@ def _not_started(request: IngestRequest, error: Exception, source: BarSource, ru
         timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
         start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
     )
-    copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
+    _count_requests(source, result)
     return result
+
+
+def _count_requests(source: BarSource, result: IngestResult) -> None:
+    """A result of requests only (no bar written): the source's counters, rows zero."""
+    copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
 
 
 def _alpaca_factory(settings: Settings) -> SourceFactory:

@@ -18,7 +18,7 @@ from dataengine.storage.atomic import write_text_atomic
 from dataengine.timerange import NEW_YORK
 
 
-def read(root: Path, key: DatasetKey) -> dict[str, Any] | None:
+def read(root: Path, key: DatasetKey | str) -> dict[str, Any] | None:
     """The record, or None for a dataset that has none yet."""
     path = layout.read_dataset_record(root, key)
     if path is None:

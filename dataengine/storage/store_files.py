@@ -1,0 +1,55 @@
+"""The small whole-file records a store keeps beside its partitions (JSON maps, one-file Parquet tables): read
+whole, replaced whole and atomically through ``metadata/staging``, a damaged one a one-line StorageError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dataengine.errors import StorageError
+from dataengine.storage import layout
+from dataengine.storage.atomic import write_atomic, write_text_atomic
+
+
+def read_json_map(path: Path) -> dict[str, Any]:
+    """A JSON object file as a dict; {} when there is none yet."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{path}: unreadable ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_map(root: Path, path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` (keys sorted) atomically; ``root`` is the store it belongs to."""
+    text = json.dumps(dict(sorted(data.items())), indent=1) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text, temp_dir=layout.staging_dir(root, create=True))
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A one-file Parquet table with ``schema``'s columns; empty when there is none yet."""
+    try:
+        return pl.read_parquet(path).select(list(schema))
+    except FileNotFoundError:
+        return pl.DataFrame(schema=schema)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise StorageError(f"{path}: unreadable ({exc})".splitlines()[0]) from None
+
+
+def write_table(root: Path, path: Path, frame: pl.DataFrame) -> None:
+    """Replace ``path`` with ``frame`` as zstd Parquet, atomically."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd"),
+                     temp_dir=layout.staging_dir(root, create=True))
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
