@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dataengine.orchestration.progress import ProgressReporter, TrackingProgress, WorkerState, clock
+from dataengine.orchestration.progress import TrackingProgress, WorkerState, clock
 
 if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
@@ -160,11 +160,3 @@ def _bar(fraction: float, width: int) -> ProgressBar:
 
 def _natural(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]
-
-
-def choose_reporter(*, quiet: bool, interval: float, title: str) -> ProgressReporter:
-    """Moved to :func:`dataengine.orchestration.progress.choose_reporter` (which imports Rich only for a
-    terminal); kept here for callers of earlier versions."""
-    from dataengine.orchestration.progress import choose_reporter as choose
-
-    return choose(quiet=quiet, interval=interval, title=title)
