@@ -16,11 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
+if TYPE_CHECKING:
+    from dataengine.storage.store_path import StorePath
+
 from dataengine.errors import ConfigError
+from dataengine.storage.s3 import S3Path
 from dataengine.timerange import DEFAULT_START
 
 APP_NAME = "dataengine"
@@ -66,7 +71,7 @@ def current_os() -> str:
 class Settings:
     """Everything a run needs to know that is not a per-run choice. Immutable; safe to share across threads."""
 
-    storage_dir: Path
+    storage_dir: StorePath
     workers: int
     api_key_id: str | None = None
     api_secret_key: str | None = None
@@ -214,17 +219,23 @@ _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?")
 _STORAGE_SCHEMES = {"s3", "s3a", "s3n", "gs", "gcs", "az", "abfs", "abfss", "adl", "file", "http", "https", "hdfs", "r2"}
 
 
-def storage_path(value: str | Path) -> Path:
-    """A store root given by a user (flag, setting, API argument) as a local path; a URI is a ConfigError."""
+def storage_path(value: str | StorePath) -> StorePath:
+    """A store root given by a user (flag, setting, API argument): a local path or an ``s3://bucket/prefix``;
+    any other URI is a ConfigError."""
+    if isinstance(value, S3Path):
+        return value
     return value.expanduser() if isinstance(value, Path) else _expand(value)
 
 
-def _expand(text: str) -> Path:
-    scheme = _URI_SCHEME.match(text.strip())
+def _expand(text: str) -> StorePath:
+    text = os.path.expandvars(text.strip())
+    scheme = _URI_SCHEME.match(text)
+    if scheme and scheme.group(1) == "s3" and scheme.group(2):
+        return S3Path.from_url(text)
     if scheme and (scheme.group(2) or scheme.group(1).lower() in _STORAGE_SCHEMES):
-        # Path() would turn s3://bucket/x into the local directory ./s3:/bucket/x and write a whole store there.
+        # Path() would turn gs://bucket/x into the local directory ./gs:/bucket/x and write a whole store there.
         raise ConfigError(
-            f"storage dir {text.strip()!r}: {scheme.group(1)}: object storage is not supported yet; "
-            "use a local directory (nothing was written)"
+            f"storage dir {text!r}: {scheme.group(1)}: not a supported store; use a local directory or "
+            "s3://bucket/prefix (nothing was written)"
         )
-    return Path(os.path.expandvars(text)).expanduser()
+    return Path(text).expanduser()

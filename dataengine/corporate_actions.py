@@ -19,13 +19,13 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from dataengine.errors import TransientSourceError, UsageError
 from dataengine.storage.store_files import read_json_map, read_table, write_json_map, write_table
+from dataengine.storage.store_path import StorePath
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +126,14 @@ def _num(value: Any) -> float | None:
 # -- the store ------------------------------------------------------------------------------------------------
 
 
-def actions_path(root: Path) -> Path:
+def actions_path(root: StorePath) -> StorePath:
     return root / ACTIONS_DIR / ACTIONS_FILE
 
 
 class ActionStore:
     """The stored corporate actions of one store root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: StorePath) -> None:
         self.root = root
         self.path = actions_path(root)
 
@@ -184,7 +184,7 @@ class FetchedLog:
     fetched.json``. It tells "no actions" apart from "never asked": adjusting a symbol never asked for is an
     error, not raw prices passed off as adjusted."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: StorePath) -> None:
         self.root = root
         self.path = root / ACTIONS_DIR / FETCHED_FILE
 
@@ -212,7 +212,7 @@ class CloseStore:
     ``{root}/corporate_actions/closes.parquet``. Kept so that adjusting needs neither the daily dataset nor the
     network at read time."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: StorePath) -> None:
         self.root = root
         self.path = root / ACTIONS_DIR / CLOSES_FILE
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from pathlib import Path
 
 import polars as pl
 
@@ -24,6 +23,7 @@ from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
+from dataengine.storage.store_path import StorePath, is_s3, scan_parquet
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, months_between, ny_year_month, parse_bound
@@ -44,7 +44,7 @@ def read_bars(
     start: DateLike = None,
     end: DateLike = None,
     timeframe: str | Timeframe = "minute",
-    storage_dir: str | Path | None = None,
+    storage_dir: str | StorePath | None = None,
     columns: Sequence[str] | None = None,
     regular_hours: bool = False,
     *,
@@ -77,7 +77,7 @@ def scan_bars(
     start: DateLike = None,
     end: DateLike = None,
     timeframe: str | Timeframe = "minute",
-    storage_dir: str | Path | None = None,
+    storage_dir: str | StorePath | None = None,
     columns: Sequence[str] | None = None,
     regular_hours: bool = False,
     *,
@@ -105,7 +105,7 @@ def scan_bars(
     schema = {name: BAR_SCHEMA[name] for name in ("symbol", *wanted)}
     if not paths:
         return pl.LazyFrame(schema=schema)
-    frame = pl.scan_parquet(paths, hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
+    frame = scan_parquet(paths, hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
     stamp = pl.col("timestamp")
     if start_utc is not None:
         frame = frame.filter(stamp >= start_utc)
@@ -124,7 +124,7 @@ def scan_bars(
 LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
 
 
-def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | Path | None = None) -> pl.LazyFrame:
+def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
     with the store's corporate actions: see README "Adjusted prices" for the formulas. No network."""
     from dataengine.corporate_actions import ActionStore, CloseStore, adjust_frame, cumulative_factors, factor_events
@@ -134,7 +134,7 @@ def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | Path | None =
     return adjust_frame(bars, cumulative_factors(events))
 
 
-def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: Path) -> None:
+def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: StorePath) -> None:
     """Adjusting needs every symbol's actions to have been asked for at least once (by an ingest run or
     ``actions --update``): "none stored" must mean "none exist", not "never fetched" (a store written by an
     earlier version)."""
@@ -161,8 +161,8 @@ def partition_paths(
     start: datetime | None,
     end: datetime | None,
     key: DatasetKey,
-    storage_dir: str | Path | None = None,
-) -> list[Path]:
+    storage_dir: str | StorePath | None = None,
+) -> list[StorePath]:
     """The partition files holding bars of ``symbols`` between the UTC instants ``start`` and ``end``.
 
     Sorted by (symbol, year, month). For a range of up to three years the paths are computed and only
@@ -176,13 +176,13 @@ def _partitions(
     start: datetime | None,
     end: datetime | None,
     key: DatasetKey,
-    storage_dir: str | Path | None,
+    storage_dir: str | StorePath | None,
 ) -> list[layout.Partition]:
     base = dataset_path(key, storage_dir)
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
     for symbol in _symbols(symbols, base):
-        if months is not None and len(months) <= _MAX_COMPUTED_MONTHS:
+        if months is not None and len(months) <= _MAX_COMPUTED_MONTHS and not is_s3(base):  # S3: one LIST, not a HEAD a month
             for y, m in months:
                 path = layout.partition_path(base.parent, base.name, symbol, y, m)
                 if path.is_file():
@@ -194,7 +194,7 @@ def _partitions(
     return out
 
 
-def dataset_path(key: DatasetKey, storage_dir: str | Path | None = None) -> Path:
+def dataset_path(key: DatasetKey, storage_dir: str | StorePath | None = None) -> StorePath:
     """The directory of one dataset; :class:`UsageError` naming the datasets present if it does not exist."""
     root = store_root(storage_dir)
     path = layout.dataset_dir(root, key)
@@ -206,7 +206,7 @@ def dataset_path(key: DatasetKey, storage_dir: str | Path | None = None) -> Path
     return path
 
 
-def store_root(storage_dir: str | Path | None = None) -> Path:
+def store_root(storage_dir: str | StorePath | None = None) -> StorePath:
     """The store's root directory (from settings when not given); :class:`UsageError` if there is no store."""
     root = storage_path(storage_dir) if storage_dir is not None else Settings.load().storage_dir
     return check_readable_root(root)
@@ -223,7 +223,7 @@ def _columns(columns: Sequence[str] | None) -> list[str]:
     return ["timestamp", *dict.fromkeys(c for c in columns if c not in ("symbol", "timestamp"))]
 
 
-def _symbols(symbols: str | Iterable[str] | None, base: Path) -> list[str]:
+def _symbols(symbols: str | Iterable[str] | None, base: StorePath) -> list[str]:
     if symbols is None:
         return layout.symbols_in(base)
     if isinstance(symbols, str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,6 +13,7 @@ import pyarrow as pa
 from dataengine import sql_views
 from dataengine.errors import UsageError
 from dataengine.sql_views import duckdb_message
+from dataengine.storage.store_path import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
@@ -25,7 +25,7 @@ _REFUSED_HINT = {
 }
 
 
-def query(sql: str, *, storage_dir: str | Path | None = None, limit: int | None = None) -> pl.DataFrame:
+def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | None = None) -> pl.DataFrame:
     """Run one read-only SQL statement against the store's views and return the result as a frame.
 
     Only ``SELECT`` (with ``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``...) and ``EXPLAIN
@@ -171,7 +171,7 @@ def _guard(value: object) -> object:
     return ReadOnlyRelation(value) if isinstance(value, duckdb.DuckDBPyRelation) else value
 
 
-def connect(storage_dir: str | Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
+def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
     """:func:`dataengine.sql_views.connect`; with ``read_only=True`` wrapped in a :class:`ReadOnlyConnection`,
     so nothing through it can write to the store (or anywhere else)."""
     con = sql_views.connect(storage_dir, read_only=read_only)

@@ -16,17 +16,18 @@ import logging
 import os
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from dataengine.config import storage_path
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store_path import StorePath, is_s3
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import months_between
@@ -54,7 +55,7 @@ def describe_dataset(name: str) -> dict[str, str | None]:
     return {"timeframe": timeframe, **info}
 
 
-def _dataset_info(root: Path, name: str) -> dict[str, Any]:
+def _dataset_info(root: StorePath, name: str) -> dict[str, Any]:
     info = describe_dataset(name)
     try:
         record = dataset_record.read(root, name) or {}
@@ -63,8 +64,10 @@ def _dataset_info(root: Path, name: str) -> dict[str, Any]:
     return {"name": name, **info, "feed": record.get("feed"), "adjustment": record.get("adjustment", info["adjustment"])}
 
 
-def _other_disk_bytes(root: Path, datasets: list[str]) -> int:
+def _other_disk_bytes(root: StorePath, datasets: list[str]) -> int:
     """Bytes on disk outside the partition files: metadata, dataset records, directories' own files."""
+    if is_s3(root):  # every object outside the datasets, in one listing of the store's metadata
+        return sum(st.st_size for _, st in (root / layout.METADATA_DIR).iter_objects())
     total = 0
     skip = set(datasets)
     for entry in os.scandir(root):
@@ -77,11 +80,11 @@ def _other_disk_bytes(root: Path, datasets: list[str]) -> int:
             total += _disk_bytes(entry.stat())
     for name in datasets:  # a record still inside its dataset directory (stores written by earlier versions)
         with contextlib.suppress(OSError):
-            total += _disk_bytes(os.stat(layout.legacy_dataset_record_path(root, name)))
+            total += _disk_bytes(os.stat(root / name / layout.DATASET_FILE))
     return total
 
 
-def _check_root(root: Path) -> None:
+def _check_root(root: StorePath) -> None:
     check_readable_root(root)
 
 
@@ -113,10 +116,10 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def store_status(root: str | Path, *, runs: int = 5) -> dict[str, Any]:
+def store_status(root: str | StorePath, *, runs: int = 5) -> dict[str, Any]:
     """Everything :command:`dataengine status` shows, as one JSON-ready dict."""
     started = time.perf_counter()
-    root = Path(root).expanduser()
+    root = storage_path(root)
     _check_root(root)
     names = layout.dataset_names(root)
     cache = FooterCache(root)
@@ -176,10 +179,10 @@ def store_status(root: str | Path, *, runs: int = 5) -> dict[str, Any]:
     }
 
 
-def symbol_status(root: str | Path, symbol: str) -> dict[str, Any]:
+def symbol_status(root: str | StorePath, symbol: str) -> dict[str, Any]:
     """One symbol's coverage per dataset: rows, first/last bar, months held and months missing in between."""
     started = time.perf_counter()
-    root = Path(root).expanduser()
+    root = storage_path(root)
     _check_root(root)
     symbol = symbol.strip().upper()
     names = layout.dataset_names(root)
@@ -216,7 +219,7 @@ def symbol_status(root: str | Path, symbol: str) -> dict[str, Any]:
     }
 
 
-def _actions_of(root: Path, symbol: str) -> dict[str, Any]:
+def _actions_of(root: StorePath, symbol: str) -> dict[str, Any]:
     """How many corporate actions are stored for ``symbol``, the latest one, and a rename away from it."""
     from dataengine.corporate_actions import ActionStore, describe, renamed_to
 

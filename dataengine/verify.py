@@ -9,11 +9,9 @@ once (every run indexes what it wrote; ``status`` indexes everything) and its fi
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -22,6 +20,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
+from dataengine.storage.store_path import StorePath, as_store_path, move_aside, relative_name
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -69,7 +68,7 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def verify(root: Path, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
+def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
     """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer."""
     started = time.perf_counter()
     names = datasets if datasets is not None else layout.dataset_names(root)
@@ -95,18 +94,17 @@ def verify(root: Path, *, datasets: list[str] | None = None, symbols: list[str] 
     return report
 
 
-def repair(root: Path, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
+def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
     """Move damaged files to ``metadata/quarantine/`` (never deleted), drop their coverage, and fetch exactly
     those months again through ``pipeline``. Returns each dataset's repair run."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
     ledgers: dict[str, CoverageLedger] = {}
     for item in report.damage:
-        path = Path(item.path)
-        if path.exists():
-            aside = layout.metadata_dir(root) / QUARANTINE / stamp / path.relative_to(root)
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, aside)
+        path = as_store_path(item.path)
+        if path.is_file():
+            aside = layout.metadata_dir(root) / QUARANTINE / stamp / relative_name(path, root)
+            move_aside(path, aside)
             log.warning("moved %s aside to %s", path, aside)
         span = (ny_month_start(item.year, item.month), ny_month_end(item.year, item.month))
         ledger = ledgers.setdefault(item.dataset, CoverageLedger(layout.coverage_path(root, item.dataset)))

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
@@ -35,6 +34,7 @@ from dataengine.corporate_actions import (
 from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
 from dataengine.storage import layout
 from dataengine.storage.store_files import read_json_map, write_json_map
+from dataengine.storage.store_path import StorePath
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import NEW_YORK
 
@@ -62,7 +62,7 @@ class ActionsUpdate:
 
 
 def update_actions(
-    root: Path, symbols: Sequence[str], start: date, source: ActionSource, *, batches: list[list[str]], feed: str = "sip",
+    root: StorePath, symbols: Sequence[str], start: date, source: ActionSource, *, batches: list[list[str]], feed: str = "sip",
 ) -> ActionsUpdate:
     """Fetch and store the actions of ``symbols`` processed from ``start`` to today; fill dividend closes."""
     update = ActionsUpdate()
@@ -96,7 +96,7 @@ def update_actions(
     return update
 
 
-def fill_dividend_closes(root: Path, symbols: Sequence[str], source: object, *, feed: str = "sip") -> int:
+def fill_dividend_closes(root: StorePath, symbols: Sequence[str], source: object, *, feed: str = "sip") -> int:
     """Record C, the raw close of the last session before each cash dividend's ex-date, for ``symbols``:
     from the store's raw daily bars when they hold it, else from daily bars fetched for the purpose (one
     multi-symbol request per 10,000 bars). Returns how many closes were added."""
@@ -130,7 +130,7 @@ def fill_dividend_closes(root: Path, symbols: Sequence[str], source: object, *, 
     return closes.add(found)
 
 
-def _stored_daily(root: Path, symbols: list[str], first: date, last: date) -> pl.DataFrame:
+def _stored_daily(root: StorePath, symbols: list[str], first: date, last: date) -> pl.DataFrame:
     from dataengine.datasets import DatasetKey
     from dataengine.reader import read_bars
 
@@ -174,7 +174,7 @@ class FetchedUnder:
     """Per symbol, the ids of the actions an adjusted dataset's bars were fetched under:
     ``metadata/adjusted/{dataset}.json``, replaced atomically."""
 
-    def __init__(self, root: Path, dataset: str) -> None:
+    def __init__(self, root: StorePath, dataset: str) -> None:
         self.root = root
         self.path = layout.metadata_dir(root) / "adjusted" / f"{dataset}.json"
 
@@ -214,7 +214,7 @@ def action_ids(actions: pl.DataFrame, symbol: str, adjustment: str) -> list[str]
     return sorted(actions.filter((pl.col("symbol") == symbol) & pl.col("type").is_in(types))["id"].to_list())
 
 
-def stale_adjusted(root: Path, request: IngestRequest, coverage: CoverageLedger) -> dict[str, str]:
+def stale_adjusted(root: StorePath, request: IngestRequest, coverage: CoverageLedger) -> dict[str, str]:
     """For a dataset stored with Alpaca's adjustment: the symbols a newly learned action makes stale."""
     if not relevant_types(request.adjustment):
         return {}
@@ -242,7 +242,7 @@ def refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str
     return replace(request, ranges=ranges)
 
 
-def record_fetched_under(root: Path, request: IngestRequest, result: IngestResult) -> None:
+def record_fetched_under(root: StorePath, request: IngestRequest, result: IngestResult) -> None:
     """Note, per symbol fetched without failure, the actions an adjusted dataset's bars now reflect."""
     if not relevant_types(request.adjustment) or result.interrupted:
         return

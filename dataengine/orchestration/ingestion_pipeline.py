@@ -41,6 +41,7 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
+from dataengine.storage.store_path import StorePath
 from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK
@@ -66,7 +67,7 @@ class IngestionPipeline:
         max_workers: int | None = None,
         *,
         settings: Settings | None = None,
-        storage_dir: str | Path | None = None,
+        storage_dir: str | StorePath | None = None,
         storage: ParquetStorage | None = None,
         metadata: MetadataStore | None = None,
         progress: ProgressReporter | None = None,
@@ -366,7 +367,7 @@ def _alpaca_factory(settings: Settings) -> SourceFactory:
     return make
 
 
-def _refresh_status_cache(root: Path, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
+def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
     """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
     ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
     from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run

@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dataengine.errors import LockError
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store_path import StorePath
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RunOutcome:
 
 @contextmanager
 def locked_and_recorded(
-    root: Path,
+    root: StorePath,
     ledger: RunLedger,
     record: RunRecord,
     *,

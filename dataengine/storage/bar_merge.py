@@ -3,20 +3,19 @@ to the stored schema. Pure functions on Polars frames (and the one read of a sto
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS
+from dataengine.storage.store_path import StorePath, read_parquet
 
 
-def read_partition(path: Path) -> pl.DataFrame:
+def read_partition(path: StorePath) -> pl.DataFrame:
     """A stored partition (a single file: Polars adds no hive columns, DuckDB would); a file that is not a
     readable partition raises :class:`DamagedPartitionError` naming it, never a raw Polars error."""
     try:
-        old = pl.read_parquet(path)
+        old = read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise

@@ -1,6 +1,7 @@
 """Which time ranges of which symbols a dataset holds completely: the basis of incremental and resumed runs.
 
-Each line of ``{root}/metadata/coverage/{dataset}.jsonl`` says "every bar of SYMBOL in [start, end] was
+Each line of ``{root}/metadata/coverage/{dataset}.jsonl`` (on S3: of the commits under
+``metadata/coverage/{dataset}/``, :mod:`dataengine.storage.commit_log`) says "every bar of SYMBOL in [start, end] was
 fetched at FETCHED and is stored". Lines are appended (and fsynced) as partitions are written, so a run killed
 at any moment leaves a record of exactly what it finished; a torn last line is ignored. At the end of a run
 the file is compacted (overlapping pieces merged) and atomically replaced.
@@ -22,6 +23,8 @@ from pathlib import Path
 from dataengine.calendar import lag_cut
 from dataengine.errors import StorageError
 from dataengine.storage.atomic import cut_torn_tail, write_text_atomic
+from dataengine.storage.commit_log import CommitLog
+from dataengine.storage.store_path import StorePath, is_s3
 
 log = logging.getLogger(__name__)
 TICK = timedelta(microseconds=1)
@@ -46,15 +49,18 @@ class Piece:
 class CoverageLedger:
     """Coverage of one dataset. Appends are thread-safe; one process writes at a time (the run lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: StorePath) -> None:
         self.path = path
+        # S3 cannot append: there the same lines go into one object per commit, under {dataset}/
+        self._commits = CommitLog(path.parent / path.name.removesuffix(".jsonl"), what=f"coverage {path.name}") \
+            if is_s3(path) else None
         self._lock = threading.Lock()
         self._pieces: dict[str, list[Piece]] | None = None
         self._tail_checked = False
 
     def pieces(self) -> dict[str, list[Piece]]:
         if self._pieces is None:
-            self._pieces = _read(self.path)
+            self._pieces = self._read()
         return self._pieces
 
     def record(self, symbol: str, start: datetime, end: datetime, fetched: datetime, *, persist: bool = True) -> None:
@@ -73,7 +79,17 @@ class CoverageLedger:
             for piece in pieces:
                 known.setdefault(piece.symbol, []).append(piece)
 
+    def _read(self) -> dict[str, list[Piece]]:
+        if self._commits is not None:
+            return _parse(self._commits.read(), self.path)
+        assert isinstance(self.path, Path)
+        return _read(self.path)
+
     def _append(self, line: str) -> None:
+        if self._commits is not None:
+            self._commits.append(line + "\n")
+            return
+        assert isinstance(self.path, Path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self._tail_checked:
@@ -111,11 +127,11 @@ class CoverageLedger:
         Two pieces merge when the later one starts before the earlier one's trusted end (with ``merge_lag``),
         i.e. it re-fetched the earlier piece's untrusted tail; the merged piece keeps the later fetch time.
         """
-        if not self.path.exists():
+        if self._commits is None and not self.path.exists():
             return
         with self._lock:
             merged: list[Piece] = []
-            for symbol, pieces in sorted(_read(self.path).items()):
+            for symbol, pieces in sorted(self._read().items()):
                 current: Piece | None = None
                 for piece in sorted(pieces, key=lambda p: (p.start, p.end)):
                     if current is not None and piece.start <= current.trusted_end(merge_lag) + TICK:
@@ -127,8 +143,12 @@ class CoverageLedger:
                         current = piece
                 if current is not None:
                     merged.append(current)
+            text = "".join(p.to_json() + "\n" for p in merged)
             try:
-                write_text_atomic(self.path, "".join(p.to_json() + "\n" for p in merged))
+                if self._commits is not None:
+                    self._commits.replace(text)
+                else:
+                    write_text_atomic(self.path, text)
             except OSError as exc:
                 raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
             self._pieces = None
@@ -164,13 +184,17 @@ def subtract(start: datetime, end: datetime, covered: list[Interval]) -> list[In
 
 
 def _read(path: Path) -> dict[str, list[Piece]]:
-    pieces: dict[str, list[Piece]] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return pieces
+        return {}
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return _parse(lines, path)
+
+
+def _parse(lines: list[str], path: StorePath) -> dict[str, list[Piece]]:
+    pieces: dict[str, list[Piece]] = {}
     for number, line in enumerate(lines, 1):
         try:
             raw = json.loads(line)

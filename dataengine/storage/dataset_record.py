@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DatasetMismatchError, StorageError
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_text_atomic
+from dataengine.storage.store_path import StorePath
 from dataengine.timerange import NEW_YORK
 
 
-def read(root: Path, key: DatasetKey | str) -> dict[str, Any] | None:
+def read(root: StorePath, key: DatasetKey | str) -> dict[str, Any] | None:
     """The record, or None for a dataset that has none yet."""
     path = layout.read_dataset_record(root, key)
     if path is None:
@@ -32,7 +32,7 @@ def read(root: Path, key: DatasetKey | str) -> dict[str, Any] | None:
         raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
 
 
-def check(root: Path, key: DatasetKey, feed: str, asof: str | None = None) -> None:
+def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> None:
     """Refuse to mix feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
     info = read(root, key)
     if info is None:
@@ -50,7 +50,7 @@ def check(root: Path, key: DatasetKey, feed: str, asof: str | None = None) -> No
         )
 
 
-def claim(root: Path, key: DatasetKey, feed: str, asof: str | None = None) -> str:
+def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> str:
     """Check feed and ``asof``, and record them for a new dataset; return the dataset's ``asof``.
 
     Every fetch of a dataset sends the same ``asof``, so renamed symbols map the same way whatever day a run

@@ -11,20 +11,23 @@ refreshes the entries of what it wrote (:func:`refresh_cache`).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from dataengine.config import storage_path
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_atomic
 from dataengine.storage.layout import CACHE_FILE, DATA_FILE
+from dataengine.storage.s3 import S3Path
+from dataengine.storage.store_path import StorePath, is_s3, parquet_metadata
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,11 @@ _SCHEMA = {
     "gone": pl.Boolean,  # the file was indexed once and is not there any more (deleted by something else)
 }
 UNREADABLE = -1  # ``rows`` of a file whose footer cannot be read (truncated, garbage, not Parquet)
-def _walk(root: Path, datasets: Sequence[str], symbols: Sequence[str] | None = None) -> tuple[dict[str, list[Any]], list[str]]:
+def _walk(root: StorePath, datasets: Sequence[str], symbols: Sequence[str] | None = None) -> tuple[dict[str, list[Any]], list[str]]:
     """Every ``data.parquet`` of the given datasets (of the given symbols only, if any) and its stat, as
     columns plus the paths; no footer is read. Written for speed: 54,000 partitions take ~0.3 s."""
+    if is_s3(root):
+        return _walk_s3(root, datasets, symbols)
     cols: dict[str, list[Any]] = {k: [] for k in ("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks")}
     paths: list[str] = []
     sep, stat, listdir = os.sep, os.stat, os.listdir
@@ -98,6 +103,26 @@ def _walk(root: Path, datasets: Sequence[str], symbols: Sequence[str] | None = N
     return cols, paths
 
 
+def _walk_s3(root: S3Path, datasets: Sequence[str], symbols: Sequence[str] | None) -> tuple[dict[str, list[Any]], list[str]]:
+    """:func:`_walk` on S3: one LIST per 1,000 objects of each dataset, or of each symbol when symbols are
+    given (a nightly run lists what it wrote, never the whole store). ``ino`` is derived from the ETag."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks")}
+    paths: list[str] = []
+    for dataset in datasets:
+        base = root / dataset
+        prefixes = [base / layout.symbol_dirname(s) for s in symbols] if symbols is not None else [base]
+        for prefix in prefixes:
+            for obj, st in prefix.iter_objects():
+                key = layout.parse_partition_path(obj)
+                if key is None or obj.parent.parent.parent.parent != base:
+                    continue
+                for name, value in zip(("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks"),
+                                       (dataset, *key, st.st_ino, st.st_size, st.st_mtime_ns, st.st_size), strict=True):
+                    cols[name].append(value)
+                paths.append(str(obj))
+    return cols, paths
+
+
 def _to_us(value: Any) -> int | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -108,9 +133,7 @@ def _to_us(value: Any) -> int | None:
 
 def _read_footer(path: str) -> tuple[int, int | None, int | None]:
     """(rows, first timestamp in µs, last timestamp in µs) from one file's footer."""
-    import pyarrow.parquet as pq  # late: only needed when footers changed
-
-    meta = pq.read_metadata(path)
+    meta = parquet_metadata(path)
     first: int | None = None
     last: int | None = None
     column = next((i for i in range(meta.num_columns) if meta.schema.column(i).name == "timestamp"), None)
@@ -139,15 +162,15 @@ class WrittenFooter:
     mtime_ns: int
 
     @classmethod
-    def of(cls, path: Path, rows: int, first_us: int | None, last_us: int | None) -> WrittenFooter:
-        st = os.stat(path)
+    def of(cls, path: StorePath, rows: int, first_us: int | None, last_us: int | None) -> WrittenFooter:
+        st = path.written_stat() if is_s3(path) else os.stat(path)
         return cls(rows, first_us, last_us, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class FooterCache:
     """Footers of a store's partitions, cached under ``metadata/`` and refreshed from the files' stat."""
 
-    def __init__(self, root: Path, *, threads: int = 4) -> None:
+    def __init__(self, root: StorePath, *, threads: int = 4) -> None:
         self.root = root
         self.path = layout.metadata_dir(root) / CACHE_FILE
         self.threads = threads
@@ -157,7 +180,7 @@ class FooterCache:
 
     def load(self) -> pl.DataFrame:
         try:
-            frame = pl.read_ipc(self.path)
+            frame = pl.read_ipc(io.BytesIO(self.path.read_bytes()) if is_s3(self.path) else self.path)
             if dict(frame.schema) == _SCHEMA:
                 return frame
         except (OSError, pl.exceptions.PolarsError):
@@ -253,12 +276,12 @@ def _safe_footer(path: str) -> tuple[int | None, int | None, int | None]:
 
 
 def refresh_cache(
-    root: str | Path, dataset: str, symbols: Sequence[str], known: Mapping[str, WrittenFooter] | None = None
+    root: str | StorePath, dataset: str, symbols: Sequence[str], known: Mapping[str, WrittenFooter] | None = None
 ) -> int:
     """Bring the footer cache up to date for the partitions of ``symbols`` in ``dataset`` (what a run just
     wrote), so the next ``status`` reads no footer; ``known``: what the run wrote (no file is read for those).
     Returns how many footers were read."""
-    root = Path(root).expanduser()
+    root = storage_path(root)
     if not (root / dataset).is_dir():
         return 0
     cache = FooterCache(root)

@@ -18,13 +18,14 @@ the stored one and the decoded one alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from dataengine.datasets import DatasetKey, adjustment_from_suffix
+from dataengine.storage.store_path import StorePath, is_s3, listdir, parquet_metadata
 
 DATASET_PREFIX = "equities_"
 DATA_FILE = "data.parquet"
@@ -58,7 +59,7 @@ class Partition:
     symbol: str
     year: int
     month: int
-    path: Path
+    path: StorePath
 
 
 def empty_bars() -> pl.DataFrame:
@@ -75,7 +76,7 @@ def with_partition_columns(bars: pl.DataFrame) -> pl.DataFrame:
 # -- names ----------------------------------------------------------------------------------------------
 
 
-def dataset_dir(root: Path, key: DatasetKey | str) -> Path:
+def dataset_dir(root: StorePath, key: DatasetKey | str) -> StorePath:
     return root / (key if isinstance(key, str) else key.dirname)
 
 
@@ -91,7 +92,7 @@ def month_dirname(month: int) -> str:
     return f"{_MONTH}{month:02d}"
 
 
-def partition_path(root: Path, key: DatasetKey | str, symbol: str, year: int, month: int) -> Path:
+def partition_path(root: StorePath, key: DatasetKey | str, symbol: str, year: int, month: int) -> StorePath:
     return dataset_dir(root, key) / symbol_dirname(symbol) / year_dirname(year) / month_dirname(month) / DATA_FILE
 
 
@@ -113,7 +114,7 @@ def parse_month_dirname(name: str) -> int | None:
     return month if month is not None and 1 <= month <= 12 else None
 
 
-def parse_partition_path(path: Path) -> tuple[str, int, int] | None:
+def parse_partition_path(path: StorePath) -> tuple[str, int, int] | None:
     """(symbol, year, month) of a ``.../symbol=S/year=Y/month=M/data.parquet`` path, or None if it is not one."""
     if path.name != DATA_FILE:
         return None
@@ -126,26 +127,26 @@ def parse_partition_path(path: Path) -> tuple[str, int, int] | None:
     return symbol, year, month
 
 
-def coverage_path(root: Path, key: DatasetKey | str) -> Path:
+def coverage_path(root: StorePath, key: DatasetKey | str) -> StorePath:
     name = key if isinstance(key, str) else key.dirname
     return metadata_dir(root) / "coverage" / f"{name}.jsonl"
 
 
-def metadata_dir(root: Path) -> Path:
+def metadata_dir(root: StorePath) -> StorePath:
     return root / METADATA_DIR
 
 
-def staging_dir(root: Path, *, create: bool = False) -> Path:
+def staging_dir(root: StorePath, *, create: bool = False) -> StorePath:
     """Where every write of the store is staged before its file is renamed into place: on the store's file
     system (so the rename is atomic) and outside every dataset directory (so no reader ever lists it).
     ``create``: make it if missing (a user may delete ``metadata/`` between runs)."""
     path = root / METADATA_DIR / "staging"
-    if create:
+    if create and not is_s3(path):
         path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
+def dataset_record_path(root: StorePath, key: DatasetKey | str) -> StorePath:
     """Where a dataset's record (feed, asof, ...) lives: in ``metadata/``, so that a dataset directory holds
     nothing but partitions and every engine reads it as a directory with no glue (Polars refused a directory
     with a ``.json`` among the ``.parquet`` files)."""
@@ -153,13 +154,13 @@ def dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
     return metadata_dir(root) / "datasets" / f"{name}.json"
 
 
-def legacy_dataset_record_path(root: Path, key: DatasetKey | str) -> Path:
+def legacy_dataset_record_path(root: StorePath, key: DatasetKey | str) -> StorePath:
     """Where stores written by earlier versions keep the record: ``_dataset.json`` inside the dataset directory. It is
     read when the new place has none, and moved by the next run that writes to the dataset."""
     return dataset_dir(root, key) / DATASET_FILE
 
 
-def read_dataset_record(root: Path, key: DatasetKey | str) -> Path | None:
+def read_dataset_record(root: StorePath, key: DatasetKey | str) -> StorePath | None:
     """The existing record file of a dataset (the new place first), or None."""
     for path in (dataset_record_path(root, key), legacy_dataset_record_path(root, key)):
         if path.is_file():
@@ -174,16 +175,19 @@ def describe_dataset(name: str) -> dict[str, str]:
     return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
 
 
-def temp_file_places(root: Path, *, partitions: bool = True) -> Iterator[tuple[Path, tuple[str, ...]]]:
+def temp_file_places(root: StorePath, *, partitions: bool = True) -> Iterator[tuple[Path, tuple[str, ...]]]:
     """Every directory dataengine writes files into by temp-and-rename, with the names it writes there
-    (``partitions``: also every partition directory, where older versions wrote their temp files)."""
+    (``partitions``: also every partition directory, where older versions wrote their temp files). None on
+    S3, where every write is one PUT and leaves no temp file."""
+    if is_s3(root):
+        return
     for name in dataset_names(root):
-        directory = dataset_dir(root, name)
+        directory = root / name
         yield directory, (DATASET_FILE,)
         if partitions:
             for part in iter_partition_dirs(directory):
                 yield part, (DATA_FILE,)
-    meta = metadata_dir(root)
+    meta = root / METADATA_DIR
     if meta.is_dir():
         for dirpath, _dirs, _files in os.walk(meta):
             yield Path(dirpath), _METADATA_FILES
@@ -212,24 +216,22 @@ def iter_partition_dirs(directory: Path) -> Iterator[Path]:
 # -- listing --------------------------------------------------------------------------------------------
 
 
-def dataset_names(root: Path) -> list[str]:
+def dataset_names(root: StorePath) -> list[str]:
     """``equities_*`` directories under ``root``, sorted."""
+    if is_s3(root):
+        return sorted(n for n in root.listdir() if n.startswith(DATASET_PREFIX) and not n.endswith(".json"))
     try:
         return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name.startswith(DATASET_PREFIX))
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def symbols_in(directory: Path) -> list[str]:
+def symbols_in(directory: StorePath) -> list[str]:
     """Symbols with a directory in one dataset directory, sorted."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return sorted(s for s in (parse_symbol_dirname(n) for n in names) if s is not None)
+    return sorted(s for s in (parse_symbol_dirname(n) for n in listdir(directory)) if s is not None)
 
 
-def iter_partitions(directory: Path, symbol: str | None = None) -> Iterator[Partition]:
+def iter_partitions(directory: StorePath, symbol: str | None = None) -> Iterator[Partition]:
     """Every stored partition of one dataset directory (of one symbol, if given), sorted by key.
 
     Lists directories level by level (never a glob: a symbol is data, not a pattern) and skips anything that is
@@ -239,8 +241,15 @@ def iter_partitions(directory: Path, symbol: str | None = None) -> Iterator[Part
         yield from _symbol_partitions(directory / symbol_dirname(sym), sym)
 
 
-def _symbol_partitions(symbol_dir: Path, symbol: str) -> Iterator[Partition]:
+def _symbol_partitions(symbol_dir: StorePath, symbol: str) -> Iterator[Partition]:
     found: list[Partition] = []
+    if is_s3(symbol_dir):  # one LIST for all of a symbol's months (not one per year directory)
+        for obj, _ in symbol_dir.iter_objects():
+            key = parse_partition_path(obj)
+            if key is not None and key[0] == symbol and obj.parent.parent.parent == symbol_dir:
+                found.append(Partition(symbol, key[1], key[2], obj))
+        yield from sorted(found, key=lambda p: (p.year, p.month))
+        return
     for year_name in _listdir(symbol_dir):
         year = parse_year_dirname(year_name)
         if year is None:
@@ -267,13 +276,11 @@ def _int_after(name: str, prefix: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def first_damaged(paths: list[Path]) -> tuple[Path, str] | None:
+def first_damaged(paths: Sequence[StorePath]) -> tuple[StorePath, str] | None:
     """The first of ``paths`` whose Parquet footer cannot be read, with the reason (a read failed: which file?)."""
-    import pyarrow.parquet as pq
-
     for path in paths:
         try:
-            pq.read_metadata(path)
+            parquet_metadata(path)
         except Exception as exc:  # noqa: BLE001 - any failure to read the footer is the answer
             return path, str(exc)
     return None

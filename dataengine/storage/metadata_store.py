@@ -21,14 +21,14 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 
 import polars as pl
 
-from dataengine.config import Settings
+from dataengine.config import Settings, storage_path
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage.atomic import write_text_atomic
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store_path import StorePath, listdir
 from dataengine.storage.store_root import check_writable_root, mark_store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -74,24 +74,23 @@ class MetadataStore:
     """Reads and writes index membership. Thread-safe; writes are serialised across processes by a lock
     file (``metadata/indices.lock``) and replace the CSV atomically, so readers never see a torn file."""
 
-    def __init__(self, root: str | Path | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, root: str | StorePath | None = None, *, settings: Settings | None = None) -> None:
         if root is None:
             root = (settings or Settings.load()).storage_dir
-        self.root = Path(root).expanduser()
+        self.root = storage_path(root)
         self._lock = threading.Lock()
 
     @property
-    def indices_dir(self) -> Path:
+    def indices_dir(self) -> StorePath:
         return self.root / "metadata" / "indices"
 
-    def index_path(self, name: str) -> Path:
+    def index_path(self, name: str) -> StorePath:
         return self.indices_dir / f"{validate_index_name(name)}.csv"
 
     def names(self) -> list[str]:
         """Recorded indices, sorted."""
-        if not self.indices_dir.is_dir():
-            return []
-        return sorted(p.stem for p in self.indices_dir.glob("*.csv") if _NAME.match(p.stem) and ".." not in p.stem)
+        stems = [n[: -len(".csv")] for n in listdir(self.indices_dir) if n.endswith(".csv")]
+        return sorted(s for s in stems if _NAME.match(s) and ".." not in s)
 
     def exists(self, name: str) -> bool:
         return self.index_path(name).is_file()
@@ -100,9 +99,8 @@ class MetadataStore:
         """The file's rows as dicts of ``symbol, added, removed`` (validated)."""
         path = self.index_path(name)
         try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                rows = [{k: (row.get(k) or "").strip() for k in FIELDS} for row in reader]
+            reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
+            rows = [{k: (row.get(k) or "").strip() for k in FIELDS} for row in reader]
         except FileNotFoundError:
             raise UsageError(f"unknown index {name!r} (known: {', '.join(self.names()) or 'none'})") from None
         except (OSError, csv.Error, UnicodeDecodeError) as exc:
@@ -117,7 +115,7 @@ class MetadataStore:
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def store(self, name: str, symbols: Iterable[str], as_of: date | str | None = None) -> Path:
+    def store(self, name: str, symbols: Iterable[str], as_of: date | str | None = None) -> StorePath:
         """Record ``symbols`` as the membership in force from ``as_of`` (default today).
 
         A snapshot replaces whatever membership was in force from ``as_of`` up to the next recorded change;
@@ -131,7 +129,7 @@ class MetadataStore:
         check_writable_root(self.root)
         mark_store(self.root)
         with self._lock, RunLock(self.root, wait=True, timeout=60, name=INDICES_LOCK):
-            rows = self.rows(name) if path.exists() else []
+            rows = self.rows(name) if path.is_file() else []
             states = dict(_states(rows))
             states[day] = members
             self._write(path, _rows_from_states(states))
@@ -160,7 +158,7 @@ class MetadataStore:
             before = members
         return out
 
-    def _write(self, path: Path, rows: list[dict[str, str]]) -> None:
+    def _write(self, path: StorePath, rows: list[dict[str, str]]) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()

@@ -17,8 +17,10 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ from dataengine.storage.atomic import (
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
 from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
+from dataengine.storage.store_path import StorePath, is_s3, read_parquet
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import ny_month_start
 
@@ -61,11 +64,11 @@ _BATCH_TABLE = "staged_bars"
 class ParquetStorage:
     """The bar store under one root directory."""
 
-    def __init__(self, root: str | Path | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, root: str | StorePath | None = None, *, settings: Settings | None = None) -> None:
         if root is None:
             root = (settings or Settings.load()).storage_dir
         self.root = storage_path(root)
-        self._locks: dict[Path, threading.Lock] = {}
+        self._locks: dict[StorePath, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._local = threading.local()
         self._duckdb: duckdb.DuckDBPyConnection | None = None
@@ -73,18 +76,18 @@ class ParquetStorage:
 
     # -- layout -------------------------------------------------------------------------------------------
 
-    def dataset_dir(self, key: DatasetKey) -> Path:
+    def dataset_dir(self, key: DatasetKey) -> StorePath:
         return layout.dataset_dir(self.root, key)
 
-    def partition_path(self, key: DatasetKey, symbol: str, year: int, month: int) -> Path:
+    def partition_path(self, key: DatasetKey, symbol: str, year: int, month: int) -> StorePath:
         return layout.partition_path(self.root, key, symbol, year, month)
 
-    def iter_partitions(self, key: DatasetKey, symbol: str | None = None) -> Iterator[tuple[str, int, int, Path]]:
+    def iter_partitions(self, key: DatasetKey, symbol: str | None = None) -> Iterator[tuple[str, int, int, StorePath]]:
         """(symbol, year, month, path) of every stored partition, sorted."""
         for part in layout.iter_partitions(self.dataset_dir(key), symbol):
             yield part.symbol, part.year, part.month, part.path
 
-    def coverage_path(self, key: DatasetKey) -> Path:
+    def coverage_path(self, key: DatasetKey) -> StorePath:
         return layout.coverage_path(self.root, key)
 
     def extent(self, key: DatasetKey, symbol: str) -> tuple[datetime, datetime, datetime] | None:
@@ -95,7 +98,7 @@ class ParquetStorage:
         _, year, month, _ = parts[0]
         last_path = parts[-1][3]
         try:
-            last = pl.read_parquet(last_path, columns=["timestamp"])["timestamp"].max()
+            last = read_parquet(last_path, columns=["timestamp"])["timestamp"].max()
             written = datetime.fromtimestamp(last_path.stat().st_mtime, timezone.utc)
         except (OSError, pl.exceptions.ComputeError) as exc:
             raise StorageError(f"cannot read {last_path}: {exc}") from None
@@ -162,7 +165,7 @@ class ParquetStorage:
         with contextlib.ExitStack() as held:
             for path in sorted(targets):  # one global order: two threads never wait on each other's locks
                 held.enter_context(self._partition_lock(path))
-            merged: dict[Path, pl.DataFrame] = {}
+            merged: dict[StorePath, pl.DataFrame] = {}
             for path, part in targets.items():
                 new, old_rows = self._merged_with_stored(path, part)
                 merged[path] = new
@@ -170,7 +173,7 @@ class ParquetStorage:
             self._write_batch(merged)
         return stats
 
-    def merge_partition(self, path: Path, new: pl.DataFrame) -> WriteStats:
+    def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
         with self._partition_lock(path):
             merged, old_rows = self._merged_with_stored(path, new)
@@ -189,7 +192,7 @@ class ParquetStorage:
         with self._locks_guard:
             return dict(self._written)
 
-    def _note_batch(self, paths: list[Path], batch: pl.DataFrame) -> None:
+    def _note_batch(self, paths: list[StorePath], batch: pl.DataFrame) -> None:
         """:meth:`_note_written` for a whole batch, its rows counted and ends found in one pass."""
         stamps = pl.col("timestamp").dt.epoch("us")
         ends = batch.group_by(_BATCH_KEY).agg(pl.len(), stamps.first().alias("first"), stamps.last().alias("last"))
@@ -198,25 +201,25 @@ class ParquetStorage:
             with self._locks_guard:
                 self._written[str(paths[i])] = footer
 
-    def _note_written(self, path: Path, frame: pl.DataFrame) -> None:
+    def _note_written(self, path: StorePath, frame: pl.DataFrame) -> None:
         stamps = frame.get_column("timestamp").dt.epoch("us")
         first, last = (int(stamps[0]), int(stamps[-1])) if frame.height else (None, None)  # sorted
         footer = WrittenFooter.of(path, frame.height, first, last)
         with self._locks_guard:
             self._written[str(path)] = footer
 
-    def _merged_with_stored(self, path: Path, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    def _merged_with_stored(self, path: StorePath, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """(the partition's bars after the merge, how many rows it held before); hold its lock."""
         new = unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
         try:
-            if not path.exists():
-                return new, 0
             old = read_partition(path)
+        except FileNotFoundError:
+            return new, 0
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
         return merge_sorted(old, new), old.height
 
-    def _write_atomically(self, frame: pl.DataFrame, path: Path) -> None:
+    def _write_atomically(self, frame: pl.DataFrame, path: StorePath) -> None:
         con = self._connection()
 
         def copy_to(tmp: Path) -> None:
@@ -232,7 +235,7 @@ class ParquetStorage:
         finally:
             con.unregister("bars")
 
-    def _write_batch(self, frames: dict[Path, pl.DataFrame]) -> None:
+    def _write_batch(self, frames: dict[StorePath, pl.DataFrame]) -> None:
         """Write each frame to its path with one ``COPY ... PARTITION_BY``; every path is replaced atomically.
 
         The COPY goes to a staging directory under ``metadata/staging`` (same file system as the store, never
@@ -240,7 +243,9 @@ class ParquetStorage:
         removed). Each staged file is fsynced and renamed over its target, then each target directory is
         fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
         paths = list(frames)
-        stage = temp_path(Path("batch"), layout.staging_dir(self.root, create=True))
+        staging = layout.staging_dir(self.root, create=True)
+        local = None if is_s3(staging) else staging  # on S3: a local staging directory, then one PUT per file
+        stage = temp_path(Path("batch"), local or Path(tempfile.mkdtemp(prefix="dataengine-")))
         heights = [frame.height for frame in frames.values()]
         batch = pl.concat(list(frames.values())).with_columns(
             pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
@@ -258,13 +263,8 @@ class ParquetStorage:
                 f"COPY {_BATCH_TABLE} TO '{target}' "
                 f"(FORMAT PARQUET, COMPRESSION zstd, PARTITION_BY ({_BATCH_KEY}), FILENAME_PATTERN 'part{{i}}')"
             )
-            for i, path in enumerate(paths):
-                staged = stage / f"{_BATCH_KEY}={i}" / "part0.parquet"  # one file each: below the size DuckDB splits at
-                fsync_path(staged)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, path)
-            for directory in {path.parent for path in paths}:
-                fsync_path(directory)
+            staged = [stage / f"{_BATCH_KEY}={i}" / "part0.parquet" for i in range(len(paths))]  # one file each
+            _move_into_place(staged, paths)
             self._note_batch(paths, batch)
         except _duckdb_error() as exc:
             raise StorageError(f"cannot write {len(paths)} partitions under {self.root}: {exc}") from None
@@ -273,7 +273,7 @@ class ParquetStorage:
         finally:
             con.execute(f"DROP TABLE IF EXISTS {_BATCH_TABLE}")
             con.unregister("bars")
-            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(stage if local else stage.parent, ignore_errors=True)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -292,7 +292,7 @@ class ParquetStorage:
             self._local.con = con
         return con
 
-    def _partition_lock(self, path: Path) -> threading.Lock:
+    def _partition_lock(self, path: StorePath) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(path, threading.Lock())
 
@@ -321,7 +321,9 @@ class ParquetStorage:
                     removed += 1
                 except OSError:
                     pass
-        removed += _remove_dead_stages(layout.staging_dir(self.root))
+        staging = layout.staging_dir(self.root)
+        if not is_s3(staging):
+            removed += _remove_dead_stages(staging)
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
@@ -343,6 +345,27 @@ def _duckdb_error() -> type[Exception]:
     import duckdb
 
     return duckdb.Error
+
+
+def _move_into_place(staged: list[Path], targets: list[StorePath]) -> None:
+    """Each staged file over its target: locally fsync, rename, then fsync each directory once; on S3 one PUT
+    each (atomic per object), eight at a time, since a page of daily bars touches ~500 partitions."""
+    if targets and is_s3(targets[0]):
+        s3_targets = [t for t in targets if is_s3(t)]
+
+        def put(i: int) -> None:
+            s3_targets[i].write_bytes(staged[i].read_bytes())
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="put") as pool:
+            list(pool.map(put, range(len(s3_targets))))
+        return
+    for source, target in zip(staged, targets, strict=True):
+        assert isinstance(target, Path)
+        fsync_path(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+    for directory in {target.parent for target in targets}:
+        fsync_path(directory)
 
 
 def _remove_dead_stages(staging: Path) -> int:

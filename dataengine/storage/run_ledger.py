@@ -26,9 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dataengine.config import storage_path
 from dataengine.counters import copy_counters
-from dataengine.errors import DataEngineError, exit_code_for, outcome_for
+from dataengine.errors import DataEngineError, StorageError, exit_code_for, outcome_for
 from dataengine.storage.atomic import cut_torn_tail
+from dataengine.storage.commit_log import CommitLog
+from dataengine.storage.store_path import StorePath, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +152,22 @@ class RunLedger:
     """Append and read run records. Appends are one ``O_APPEND`` write each, so concurrent appenders
     (a run and a refused run) never interleave lines. Thread-safe."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
+    def __init__(self, root: str | StorePath) -> None:
+        self.root = storage_path(root)
         self.path = self.root / "metadata" / LEDGER_FILE
+        # S3 cannot append: there each run's record is one object under metadata/runs/
+        self._commits = CommitLog(self.root / "metadata" / "runs", what="run ledger") if is_s3(self.root) else None
 
     def append(self, record: RunRecord) -> None:
         """Add a record. A ledger that cannot be written is logged, never fatal: the run itself is done."""
         line = (json.dumps(record.asdict(), separators=(",", ":"), default=str) + "\n").encode()
+        if self._commits is not None:
+            try:
+                self._commits.append(line.decode(), retry=True)
+            except StorageError as exc:
+                log.error("cannot add to the run ledger %s: %s", self._commits.prefix, exc)
+            return
+        assert isinstance(self.path, Path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             cut_torn_tail(self.path, self.path.parent / "torn")
@@ -172,7 +184,11 @@ class RunLedger:
         """The ``n`` most recent records, oldest first; reads only the tail of the file."""
         if n <= 0:
             return []
-        lines = _tail_lines(self.path, n)
+        if self._commits is not None:
+            lines = self._commits.tail(n)
+        else:
+            assert isinstance(self.path, Path)
+            lines = _tail_lines(self.path, n)
         records: list[RunRecord] = []
         for raw in lines:
             try:
@@ -184,6 +200,8 @@ class RunLedger:
         return records[-n:]
 
     def all(self) -> list[RunRecord]:
+        if self._commits is not None:
+            return self.last(n=10**9)
         return self.last(n=10**9) if self.path.exists() else []
 
 

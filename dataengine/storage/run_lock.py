@@ -22,14 +22,17 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from dataengine.config import storage_path
 from dataengine.errors import LockError, StorageError
 from dataengine.storage.atomic import pid_alive
+from dataengine.storage.lease_lock import LeaseHolder, holder_status, lease_seconds
+from dataengine.storage.store_path import StorePath, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
     command = holder.get("command")
     if command:
         text += f" ({command})"
+    if holder.get("lease_until"):
+        text += f"; its lease ends {holder['lease_until']} unless it renews it"
     return text
 
 
@@ -86,7 +91,7 @@ class RunLock:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | StorePath,
         *,
         wait: bool = False,
         timeout: float | None = None,
@@ -94,7 +99,7 @@ class RunLock:
         command: str | Sequence[str] | None = None,
         name: str = LOCK_FILE,
     ) -> None:
-        self.root = Path(root).expanduser()
+        self.root = storage_path(root)
         self.path = self.root / "metadata" / name
         self.wait = wait or timeout is not None
         self.timeout = timeout
@@ -102,31 +107,22 @@ class RunLock:
         self.command = command if isinstance(command, str) or command is None else " ".join(command)
         self.taken_over: dict[str, Any] | None = None  # the record of a dead holder this lock replaced
         self._fd: int | None = None
+        # On S3 the lock is an object with a lease (storage/lease_lock.py); locally an OS lock.
+        self._lease = LeaseHolder(self.path, self.command, lease_seconds()) if is_s3(self.path) else None
+        self._lease_held = False
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None or self._lease_held
 
     def acquire(self) -> RunLock:
-        if self._fd is not None:
+        if self.held:
             raise RuntimeError("RunLock is not re-entrant")
+        if self._lease is not None:
+            return self._acquire_lease(self._lease)
         fd = self._open()
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        announced = False
         try:
-            while not _try_lock(fd):
-                holder = _read_holder(fd)
-                if not self.wait or (deadline is not None and time.monotonic() >= deadline):
-                    waited = " after waiting" if self.wait else ""
-                    hint = "" if self.wait else "; pass --wait to wait for it"
-                    raise LockError(
-                        f"the store {self.root} is in use by another dataengine run{waited}: "
-                        f"{describe_holder(holder)}{hint}"
-                    )
-                if not announced:
-                    log.warning("waiting for the store lock held by %s", describe_holder(holder))
-                    announced = True
-                time.sleep(self.poll_s if deadline is None else max(0.0, min(self.poll_s, deadline - time.monotonic())))
+            self._wait_for(lambda: (_try_lock(fd), _read_holder(fd)))
         except BaseException:
             os.close(fd)
             raise
@@ -141,7 +137,47 @@ class RunLock:
         self._write_holder()
         return self
 
+    def _acquire_lease(self, lease: LeaseHolder) -> RunLock:
+        dead: list[dict[str, Any] | None] = [None]
+
+        def attempt() -> tuple[bool, dict[str, Any] | None]:
+            taken, dead[0], live = lease.try_acquire()
+            return taken, live
+
+        self._wait_for(attempt)
+        if dead[0] is not None:
+            self.taken_over = dead[0]
+            log.warning("taking over the store lock from %s, whose lease ended (killed, crashed or cut off)",
+                        describe_holder(dead[0]))
+        lease.start_renewing()
+        self._lease_held = True
+        return self
+
+    def _wait_for(self, attempt: Callable[[], tuple[bool, dict[str, Any] | None]]) -> None:
+        """Call ``attempt`` (-> taken, holder) until it takes the lock, or raise LockError (no wait, timeout)."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        announced = False
+        while True:
+            taken, holder = attempt()
+            if taken:
+                return
+            if not self.wait or (deadline is not None and time.monotonic() >= deadline):
+                waited = " after waiting" if self.wait else ""
+                hint = "" if self.wait else "; pass --wait to wait for it"
+                raise LockError(
+                    f"the store {self.root} is in use by another dataengine run{waited}: "
+                    f"{describe_holder(holder)}{hint}"
+                )
+            if not announced:
+                log.warning("waiting for the store lock held by %s", describe_holder(holder))
+                announced = True
+            time.sleep(self.poll_s if deadline is None else max(0.0, min(self.poll_s, deadline - time.monotonic())))
+
     def release(self) -> None:
+        if self._lease is not None and self._lease_held:
+            self._lease_held = False
+            self._lease.release()  # raises LockError when the lease was lost during the run
+            return
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -159,14 +195,16 @@ class RunLock:
         self.release()
 
     @staticmethod
-    def holder(root: str | Path, name: str = LOCK_FILE) -> dict[str, Any] | None:
+    def holder(root: str | StorePath, name: str = LOCK_FILE) -> dict[str, Any] | None:
         """The record of the run holding the store now, or None; for display only.
 
         It does not try the lock (a probe could make a starting run fail): it reads the holder record, which
         a clean release empties, and on this host checks that the pid is alive. ``alive`` is False for the
         record of a killed run (the next run takes the lock over) and None when the host is another one.
         """
-        path = Path(root).expanduser() / "metadata" / name
+        path = storage_path(root) / "metadata" / name
+        if is_s3(path):
+            return holder_status(path)
         try:
             data = path.read_bytes()
         except OSError:
@@ -184,6 +222,7 @@ class RunLock:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _open(self) -> int:
+        assert isinstance(self.path, Path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -4,7 +4,6 @@ whole, replaced whole and atomically through ``metadata/staging``, a damaged one
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -12,9 +11,10 @@ import polars as pl
 from dataengine.errors import StorageError
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_atomic, write_text_atomic
+from dataengine.storage.store_path import StorePath, read_parquet
 
 
-def read_json_map(path: Path) -> dict[str, Any]:
+def read_json_map(path: StorePath) -> dict[str, Any]:
     """A JSON object file as a dict; {} when there is none yet."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -25,7 +25,7 @@ def read_json_map(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_json_map(root: Path, path: Path, data: dict[str, Any]) -> None:
+def write_json_map(root: StorePath, path: StorePath, data: dict[str, Any]) -> None:
     """Replace ``path`` with ``data`` (keys sorted) atomically; ``root`` is the store it belongs to."""
     text = json.dumps(dict(sorted(data.items())), indent=1) + "\n"
     try:
@@ -35,17 +35,17 @@ def write_json_map(root: Path, path: Path, data: dict[str, Any]) -> None:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def read_table(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def read_table(path: StorePath, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """A one-file Parquet table with ``schema``'s columns; empty when there is none yet."""
     try:
-        return pl.read_parquet(path).select(list(schema))
+        return read_parquet(path).select(list(schema))
     except FileNotFoundError:
         return pl.DataFrame(schema=schema)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StorageError(f"{path}: unreadable ({exc})".splitlines()[0]) from None
 
 
-def write_table(root: Path, path: Path, frame: pl.DataFrame) -> None:
+def write_table(root: StorePath, path: StorePath, frame: pl.DataFrame) -> None:
     """Replace ``path`` with ``frame`` as zstd Parquet, atomically."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

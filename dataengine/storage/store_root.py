@@ -17,17 +17,21 @@ from pathlib import Path
 from dataengine.errors import UsageError
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_text_atomic
+from dataengine.storage.s3 import S3Path
+from dataengine.storage.store_path import StorePath, is_s3
 
 STORE_FILE = "store.json"
 FORMAT_VERSION = 1
 
 
-def is_store(root: Path) -> bool:
+def is_store(root: StorePath) -> bool:
     return layout.metadata_dir(root).is_dir() or bool(layout.dataset_names(root))
 
 
-def check_writable_root(root: Path) -> bool:
+def check_writable_root(root: StorePath) -> bool:
     """Raise :class:`UsageError` for a root a run must not write to; return True when the store would be new."""
+    if is_s3(root):
+        return _check_s3_root(root, writing=True)
     path = Path(os.path.abspath(root.expanduser()))
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
@@ -50,10 +54,10 @@ def check_writable_root(root: Path) -> bool:
     return True
 
 
-def mark_store(root: Path) -> bool:
+def mark_store(root: StorePath) -> bool:
     """Write ``metadata/store.json`` if the store has none; True when this made a new store."""
     marker = layout.metadata_dir(root) / STORE_FILE
-    if marker.exists():
+    if marker.is_file():
         return False
     new = not is_store(root)
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -62,11 +66,27 @@ def mark_store(root: Path) -> bool:
     return new
 
 
-def check_readable_root(root: Path) -> Path:
+def check_readable_root(root: StorePath) -> StorePath:
     """The root of an existing store, or :class:`UsageError` (nothing here, or a directory that is no store)."""
+    if is_s3(root):
+        _check_s3_root(root, writing=False)
+        return root
     path = root.expanduser()
     if not path.is_dir():
         raise UsageError(f"no store at {path} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
     if not is_store(path):
         raise UsageError(f"{path} is not a dataengine store (no metadata/ and no equities_* datasets)")
     return path
+
+
+def _check_s3_root(root: S3Path, *, writing: bool) -> bool:
+    """The bucket must exist (a typo in its name is a one-line error, not a new bucket); a prefix holding other
+    things than a store is refused like a non-empty local directory. True when the store would be new."""
+    root.client.check_bucket()
+    if is_store(root):
+        return False
+    if not writing:
+        raise UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+    if next(root.iter_objects(limit=1), None) is not None:
+        raise UsageError(f"{root} is not empty and is not a dataengine store; pass an empty or new prefix")
+    return True

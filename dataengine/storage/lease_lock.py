@@ -1,0 +1,152 @@
+"""One writer per store on S3: a lock object with a lease, since S3 has no OS lock a dead process releases.
+
+``metadata/run.lock`` is created with ``If-None-Match: *``, so of two runs that start together exactly one
+creates it. It names its holder (pid, host, start, command) and the instant its lease ends. A live run renews
+the lease every third of its length by replacing the object with ``If-Match`` on the ETag it wrote last. A run
+that dies (kill -9, a lost VM) stops renewing: once its lease has ended, the next run takes the lock over by a
+replace with ``If-Match`` on the ETag it read, so of two runs taking over at once only one wins, and cron is
+never blocked for longer than one lease. A clean release deletes the object (``If-Match`` again, so a run
+never deletes a lock another run has taken over).
+
+The lease is ``DATAENGINE_LOCK_LEASE`` seconds (default 60). Expiry is judged by the clock of the run that
+wants the lock against the instant the holder wrote, so hosts' clocks must agree to well within a lease
+(NTP does). A run that cannot renew its lease in time (cut off from S3 for longer than the lease) logs it and
+ends with exit 3 when it releases: another run may have written the store meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dataengine.errors import ConfigError, LockError
+from dataengine.storage.s3 import S3Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 60.0
+
+
+def lease_seconds() -> float:
+    text = os.environ.get("DATAENGINE_LOCK_LEASE", "")
+    if not text:
+        return DEFAULT_LEASE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 86_400:
+        raise ConfigError(f"DATAENGINE_LOCK_LEASE={text!r}: expected seconds between 1 and 86400")
+    return value
+
+
+def read_holder(path: S3Path) -> tuple[dict[str, Any], str] | None:
+    """(the holder record, its ETag), or None when no run holds the lock."""
+    found = path.client.get(path.key)
+    if found is None:
+        return None
+    try:
+        record = json.loads(found[0].decode("utf-8", "replace"))
+    except ValueError:
+        record = {}
+    return (record if isinstance(record, dict) else {}), found[1]
+
+
+def expired(record: dict[str, Any], now: datetime | None = None) -> bool:
+    try:
+        until = datetime.fromisoformat(str(record["lease_until"]))
+    except (KeyError, ValueError):
+        return True  # no readable lease: a record this tool did not write whole
+    return (now or datetime.now(timezone.utc)) >= until
+
+
+class LeaseHolder:
+    """The acquire/renew/release cycle of one run's lease on one lock object."""
+
+    def __init__(self, path: S3Path, command: str | None, lease_s: float) -> None:
+        self.path = path
+        self.lease_s = lease_s
+        self.record: dict[str, Any] = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if command:
+            self.record["command"] = command
+        self.etag: str | None = None
+        self.lost: str | None = None  # why the lease was lost, if it was
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        until = datetime.now(timezone.utc) + timedelta(seconds=self.lease_s)
+        record = {**self.record, "lease_until": until.isoformat(timespec="milliseconds"), "lease_s": self.lease_s}
+        return (json.dumps(record) + "\n").encode()
+
+    def try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
+        """(taken, the dead holder taken over, the live holder that refused us)."""
+        while True:
+            etag = self.path.client.put(self.path.key, self._body(), if_none_match=True)
+            if etag is not None:
+                self.etag = etag
+                return True, None, None
+            current = read_holder(self.path)
+            if current is None:
+                continue  # released between our create and our read: try again
+            record, their_etag = current
+            if not expired(record):
+                return False, None, record
+            etag = self.path.client.put(self.path.key, self._body(), if_match=their_etag)
+            if etag is not None:
+                self.etag = etag
+                return True, record, None
+            # another run took the dead holder's lock over first, or the holder renewed: look again
+
+    def start_renewing(self) -> None:
+        self._renewer = threading.Thread(target=self._renew_loop, name="lock-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        last_renewed = time.monotonic()
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                etag = self.path.client.put(self.path.key, self._body(), if_match=self.etag)
+            except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
+                if time.monotonic() - last_renewed >= self.lease_s:
+                    self.lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
+                    log.error("lost the store lock on %s: %s", self.path, self.lost)
+                    return
+                log.warning("cannot renew the store lock's lease yet: %s", exc)
+                continue
+            if etag is None:
+                self.lost = "another run took the lock over (this run's lease had ended)"
+                log.error("lost the store lock on %s: %s", self.path, self.lost)
+                return
+            self.etag, last_renewed = etag, time.monotonic()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=30)
+        if self.etag is not None and self.lost is None:
+            self.path.client.delete(self.path.key, if_match=self.etag)
+        self.etag = None
+        if self.lost is not None:
+            raise LockError(f"the store lock {self.path} was lost during the run: {self.lost}; another run may "
+                            "have written meanwhile (run again to check the store is complete)")
+
+
+def holder_status(path: S3Path) -> dict[str, Any] | None:
+    """The lock's holder record for display, with ``alive``: True while its lease runs, False once it ended."""
+    found = read_holder(path)
+    if found is None:
+        return None
+    record = found[0]
+    record["alive"] = not expired(record)
+    return record
