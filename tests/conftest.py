@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A developer's keys, settings and stores never leak into a test (nor a test's into them)."""
     for name in list(os.environ):
-        if name.startswith(("APCA_", "DATAENGINE_")):
+        if name.startswith(("APCA_", "DATAENGINE_", "AWS_")):
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
@@ -46,3 +47,44 @@ def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator["FakeAlp
         monkeypatch.setenv("DATAENGINE_REQUESTS_PER_MINUTE", "60000")
         yield server
         assert not server.errors, f"the fake server itself failed: {server.errors!r}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 protocol server on 127.0.0.1 for the whole session (moto's), with conditional writes."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket on the S3 server, the standard AWS environment pointing at it, and its store URL in
+    DATAENGINE_STORAGE_DIR (also for the dataengine processes a test starts)."""
+    import boto3
+
+    from dataengine.storage.s3 import forget_clients
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "test-access"), ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+                        ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", s3_endpoint)):
+        monkeypatch.setenv(name, value)
+    bucket = f"store-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/team/bars"
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", url)
+    forget_clients()
+    yield url
+    forget_clients()
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, alpaca: "FakeAlpaca", tmp_path: Path) -> str:
+    """The store a test writes through, once on a local directory and once on S3: the root as given to
+    --storage-dir (and set in DATAENGINE_STORAGE_DIR)."""
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_store"))
+    return str(tmp_path / "store")

@@ -1,4 +1,5 @@
-"""Incremental runs: only what is missing is fetched; the lag re-fetches the last session of a fetch."""
+"""Incremental runs: only what is missing is fetched; the lag re-fetches the last session of a fetch. Each test
+runs on a local store and on a store on S3 (``backend``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import polars as pl
 
 from dataengine import IngestionPipeline, ParquetStorage, Settings
 from dataengine.timerange import NEW_YORK
-from tests.helpers import assert_store_equals, expected, read_store
+from tests.helpers import assert_store_equals, expected, read_store, store_listing
 
 SYMBOLS = ["AAPL", "MSFT"]
 
@@ -17,7 +18,7 @@ def root():  # type: ignore[no-untyped-def]
     return Settings.load().storage_dir
 
 
-def test_rerun_without_start_fetches_only_new_bars(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rerun_without_start_fetches_only_new_bars(alpaca, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")  # history starts here (2016 by default)
     p = IngestionPipeline(max_workers=2)
     p.ingest_symbols(SYMBOLS, None, "2024-01-31", "minute")
@@ -31,7 +32,7 @@ def test_rerun_without_start_fetches_only_new_bars(alpaca, monkeypatch) -> None:
     assert_store_equals(read_store(root()), expected(alpaca, SYMBOLS, "2024-01-02", "2024-02-09"))
 
 
-def test_same_range_again_fetches_nothing_unless_full_refresh(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_same_range_again_fetches_nothing_unless_full_refresh(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     p = IngestionPipeline(max_workers=2)
     p.ingest_symbols(SYMBOLS, "2024-03-01", "2024-03-08", "minute")
     alpaca.reset_log()
@@ -43,7 +44,7 @@ def test_same_range_again_fetches_nothing_unless_full_refresh(alpaca) -> None:  
     assert forced.requests > 0 and forced.rows_added == 0
 
 
-def test_new_symbol_starts_at_the_requested_start_others_resume(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_new_symbol_starts_at_the_requested_start_others_resume(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     p = IngestionPipeline(max_workers=2)
     p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day")
     alpaca.reset_log()
@@ -55,7 +56,7 @@ def test_new_symbol_starts_at_the_requested_start_others_resume(alpaca) -> None:
                                    expected(alpaca, ["NVDA"], "2024-01-02", "2024-02-29", "1Day")]).sort("symbol", "timestamp"))
 
 
-def test_last_session_of_a_fetch_is_fetched_again(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_last_session_of_a_fetch_is_fetched_again(alpaca, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A run up to now leaves today's (or the last) session untrusted: the next run fetches it again."""
     start = (datetime.now(timezone.utc) - timedelta(days=10)).astimezone(NEW_YORK).date().isoformat()
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", start)  # the history starts where the first run did
@@ -72,7 +73,7 @@ def test_last_session_of_a_fetch_is_fetched_again(alpaca, monkeypatch) -> None: 
     assert timedelta(0) <= since <= timedelta(minutes=1)
 
 
-def test_bars_stored_without_coverage_are_adopted(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bars_stored_without_coverage_are_adopted(alpaca, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-01")
     truth = expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-31", "1Day")
     ParquetStorage(root()).store(truth, "day")
@@ -82,19 +83,19 @@ def test_bars_stored_without_coverage_are_adopted(alpaca, monkeypatch) -> None: 
     assert [r.params["start"] for r in alpaca.requests] == ["2024-01-31T05:00:00.000001+00:00"]
 
 
-def test_dry_run_sends_nothing_and_writes_nothing(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_sends_nothing_and_writes_nothing(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     p = IngestionPipeline(max_workers=2)
     p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day")
-    before = sorted(root().rglob("*"))
+    before = store_listing(backend)
     alpaca.reset_log()
     plan = p.dry_run(p.prepare(["AAPL", "MSFT"], "2024-01-02", "2024-01-31", "day"))
     assert plan["symbols_up_to_date"] == 1 and plan["symbols_to_fetch"] == 1
     assert plan["todo"]["AAPL"] == [] and len(plan["todo"]["MSFT"]) == 1
     assert plan["est_requests_max"] >= 1
-    assert alpaca.requests == [] and sorted(root().rglob("*")) == before
+    assert alpaca.requests == [] and store_listing(backend) == before
 
 
-def test_the_default_run_after_a_sample_run_fetches_the_missing_past_and_the_new_bars(alpaca, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_run_after_a_sample_run_fetches_the_missing_past_and_the_new_bars(alpaca, backend, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """A sample run (--start 2024-01-10) followed by the default run: the default history before the sample
     is fetched, not skipped, and `gaps` names the hole before it is filled."""
     from dataengine.cli import main
