@@ -113,6 +113,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "requests": record.requests,
         "error": record.error,
         "command": " ".join(record.command),
+        **({"storage_requests": record.storage_requests} if record.storage_requests else {}),
     }
 
 

@@ -33,6 +33,7 @@ class IngestResult:
     storage_dir: str = ""  # the store the bars went to
     actions_new: int = 0  # corporate actions new or changed since the last run
     refetched: dict[str, str] = field(default_factory=dict)  # symbol -> why its stored adjusted bars were re-fetched
+    storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind (LIST, GET, PUT, ...)
 
     @property
     def ok(self) -> bool:
@@ -76,6 +77,9 @@ class IngestResult:
         ]
         if self.storage_dir:
             lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
+        if self.storage_requests:
+            counts = ", ".join(f"{n:,} {kind}" for kind, n in self.storage_requests.items())
+            lines.append(f"  storage requests: {counts}")
         lines += [f"  re-fetched {symbol}: {reason}" for symbol, reason in sorted(self.refetched.items())]
         lines += [f"  failed {symbol}: {reason}" for symbol, reason in sorted(self.failed.items())]
         if self.interrupted:

@@ -16,7 +16,7 @@ from typing import Any
 from dataengine.errors import LockError
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.store_path import StorePath
+from dataengine.storage.store_path import StorePath, storage_request_counts
 
 
 @dataclass
@@ -24,6 +24,14 @@ class RunOutcome:
     """Set ``result`` before leaving the block; the ledger record is closed from it."""
 
     result: Any = None
+
+
+def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int]) -> None:
+    """What the run cost in storage requests (S3: LIST, GET, PUT, ...), up to its ledger record and the lock's
+    release (one PUT and one DELETE more on S3). Nothing for a local store."""
+    if result is not None and hasattr(result, "storage_requests"):
+        now = storage_request_counts(root)
+        result.storage_requests = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
 
 
 @contextmanager
@@ -42,6 +50,7 @@ def locked_and_recorded(
     ``wait`` is off or ``timeout`` passes.
     """
     started = time.monotonic()
+    counted = storage_request_counts(root)
     lock = RunLock(root, wait=wait, timeout=timeout, command=command)
     try:
         lock.acquire()
@@ -56,9 +65,12 @@ def locked_and_recorded(
         try:
             yield outcome
         except BaseException as exc:
-            record.close(result=getattr(exc, "result", None), error=exc, elapsed_s=time.monotonic() - got_lock)
+            partial = getattr(exc, "result", None)
+            _note_storage_requests(partial, root, counted)
+            record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
             ledger.append(record)
             raise
+        _note_storage_requests(outcome.result, root, counted)
         record.close(result=outcome.result)
         ledger.append(record)
     finally:

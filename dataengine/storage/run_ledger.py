@@ -98,6 +98,7 @@ class RunRecord:
     no_data: list[str] = field(default_factory=list)
     asof: str | None = None
     refetched: dict[str, str] = field(default_factory=dict)  # adjusted bars re-fetched after a new action
+    storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind
     error: str | None = None
     exit_code: int | None = None
 
@@ -122,6 +123,7 @@ class RunRecord:
             self.no_data = list(result.no_data)
             self.asof = result.asof
             self.refetched = dict(getattr(result, "refetched", {}))
+            self.storage_requests = dict(getattr(result, "storage_requests", {}))
             self.interrupted = bool(result.interrupted)
             self.elapsed_s = result.elapsed_s
         if elapsed_s is not None:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dataengine.errors import ConfigError, StorageError
+from dataengine.errors import ConfigError, StorageError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -182,10 +182,14 @@ class S3Client:
             raise self._error("list", prefix, exc) from None
 
     def check_bucket(self) -> None:
-        """A one-line StorageError when the bucket does not exist, cannot be reached or refuses these credentials."""
+        """A one-line UsageError when the bucket does not exist (a typo: nothing is created), a StorageError when
+        it cannot be reached or refuses these credentials."""
         try:
             self.s3.head_bucket(Bucket=self.bucket)
         except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("NoSuchBucket", "404"):
+                raise UsageError(f"S3 bucket {self.bucket!r} does not exist (a typo? dataengine never creates "
+                                 "buckets)") from None
             raise self._error("open", "", exc) from None
 
     # -- what readers need ---------------------------------------------------------------------------------

@@ -31,6 +31,12 @@ def is_s3(path: object) -> TypeIs[S3Path]:
     return isinstance(path, S3Path)
 
 
+def storage_request_counts(root: StorePath) -> dict[str, int]:
+    """Requests sent to the store's service so far by this process, by kind (S3: LIST, GET, HEAD, PUT,
+    DELETE); {} for a local store."""
+    return root.client.request_counts() if is_s3(root) else {}
+
+
 def listdir(path: StorePath) -> list[str]:
     """Names right under a directory (a prefix on S3); [] when there is nothing."""
     if is_s3(path):

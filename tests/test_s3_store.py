@@ -1,0 +1,185 @@
+"""A store on S3 (a real S3 protocol server on 127.0.0.1, moto's): what differs from a local store. The lock is a
+lease object, coverage and the run ledger are one object per commit, a run reports its requests and a nightly
+update lists only the symbols it updates. The end-to-end tests shared with the local store are parametrized
+over both (``backend``) in their own files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from dataengine import IngestionPipeline, read_bars
+from dataengine.errors import LockError, StorageError
+from dataengine.storage.commit_log import CommitLog
+from dataengine.storage.run_ledger import RunLedger
+from dataengine.storage.run_lock import RunLock
+from dataengine.storage.s3 import S3Path
+from tests.conftest import REPO
+from tests.helpers import assert_store_equals, expected, read_store, run_cli, s3_objects
+
+HOLD_LOCK = """
+import sys, time
+from dataengine.storage.run_lock import RunLock
+lock = RunLock(sys.argv[1], command="dataengine ingest HELD").acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_cli_run_on_s3_is_exact_and_reports_its_requests_in_json_ledger_and_status(alpaca, s3_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "BRK.B", "--start", "2024-01-25", "--end", "2024-02-06", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert_store_equals(read_store(s3_store), expected(alpaca, ["AAPL", "BRK.B"], "2024-01-25", "2024-02-06"))
+    costs = result["storage_requests"]
+    assert costs["PUT"] >= 4 and costs["LIST"] >= 1 and set(costs) <= {"LIST", "GET", "HEAD", "PUT", "DELETE"}
+    assert result["storage_dir"] == s3_store
+    objects = s3_objects(s3_store)
+    runs = [json.loads(body) for key, body in objects.items() if key.startswith("metadata/runs/")]
+    assert len(runs) == 1 and runs[0]["storage_requests"] == costs and runs[0]["run_id"] == result["run_id"]
+    assert "metadata/run.lock" not in objects  # released: the lock object is deleted
+    assert not any(key.endswith(".tmp") for key in objects)
+    code, out, _ = run_cli(capsys, "status", "--json")
+    assert code == 0 and json.loads(out)["runs"][0]["storage_requests"] == costs
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-25", "--end", "2024-02-06")
+    assert code == 0 and "storage requests:" in out + err and " LIST" in out + err
+
+
+def test_a_nightly_update_lists_only_the_symbols_it_updates(alpaca, s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The cost rule of the issue: a nightly update of a few symbols must not LIST the whole store."""
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")
+    everyone = [f"S{i:03d}" for i in range(40)]
+    pipeline = IngestionPipeline(max_workers=4)
+    assert pipeline.ingest_symbols(everyone, None, "2024-03-28", "day").ok
+    nightly = pipeline.ingest_symbols(everyone[:3], None, "2024-04-05", "day")
+    assert nightly.ok and nightly.rows_added == 3 * 5
+    lists = nightly.storage_requests["LIST"]
+    assert lists < 20, f"{lists} LIST requests for 3 symbols of 40: the run listed more than what it updates"
+    assert nightly.storage_requests.get("GET", 0) < 40
+
+
+def test_two_runs_at_once_one_exits_3_naming_the_holder_then_a_dead_holders_lease_expires(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "2")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, s3_store], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # longer than the lease: the live holder renews it
+        code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-03")
+        assert code == 3 and f"pid {holder.pid}" in err and "HELD" in err and "lease ends" in err
+        assert len(err.strip().splitlines()) == 1
+        state = RunLock.holder(s3_store)
+        assert state is not None and state["alive"] is True and state["pid"] == holder.pid
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # dies holding the lock: nobody deletes the object
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    with pytest.raises(LockError, match="lease ends"):
+        RunLock(s3_store).acquire()  # its lease still runs
+    time.sleep(2.2)
+    state = RunLock.holder(s3_store)
+    assert state is not None and state["alive"] is False
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-03")
+    assert code == 0 and "taking over the store lock" in err  # cron is never blocked for longer than a lease
+    assert_store_equals(read_store(s3_store), expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-03"))
+
+
+def test_of_two_runs_taking_over_a_dead_lock_only_one_wins(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
+    S3Path.from_url(s3_store + "/metadata/run.lock").write_bytes(
+        json.dumps({"pid": 1, "host": "gone", "lease_until": "2020-01-01T00:00:00+00:00"}).encode())
+    first, second = RunLock(s3_store), RunLock(s3_store)
+    first.acquire()
+    assert first.taken_over is not None and first.taken_over["host"] == "gone"
+    with pytest.raises(LockError, match=f"pid {os.getpid()}"):
+        second.acquire()
+    first.release()
+    with second:
+        assert second.held
+
+
+def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
+    lock = RunLock(s3_store).acquire()
+    # another run took the lock over (as if this one had been cut off for longer than its lease)
+    S3Path.from_url(s3_store + "/metadata/run.lock").write_bytes(json.dumps({"pid": 2, "host": "other"}).encode())
+    time.sleep(1.0)
+    with pytest.raises(LockError, match="lost"):
+        lock.release()
+    assert json.loads(S3Path.from_url(s3_store + "/metadata/run.lock").read_bytes())["host"] == "other"  # not deleted
+
+
+def test_two_writers_cannot_both_write_one_commit(s3_store) -> None:  # type: ignore[no-untyped-def]
+    prefix = S3Path.from_url(s3_store + "/metadata/coverage/equities_1min")
+    a, b = CommitLog(prefix, what="coverage"), CommitLog(prefix, what="coverage")
+    a.append("one\n")
+    b.commits()
+    b._next = 0  # b had listed before a wrote: it tries the same number
+    with pytest.raises(StorageError, match="another process"):
+        b.append("two\n")
+    a.append("three\n")
+    a.replace("one\nthree\n")  # compaction: a snapshot, then the old commits go
+    a.append("four\n")
+    assert CommitLog(prefix, what="coverage").read() == ["one", "three", "four"]
+    assert [c.snapshot for c in a.commits()] == [True, False]
+
+
+def test_the_run_ledger_keeps_every_run_even_when_two_append_at_once(s3_store) -> None:  # type: ignore[no-untyped-def]
+    from dataengine.storage.run_ledger import RunRecord
+
+    one, two = RunLedger(s3_store), RunLedger(s3_store)
+    one.append(RunRecord(command=["first"]))
+    two._commits._next = 0  # type: ignore[union-attr]  # a stale view: the number is taken, the next one is used
+    two.append(RunRecord(command=["second"]))
+    assert [r.command for r in RunLedger(s3_store).all()] == [["first"], ["second"]]
+    assert [r.command for r in RunLedger(s3_store).last(1)] == [["second"]]
+
+
+def test_a_missing_bucket_and_bad_credentials_are_one_line_errors(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", "s3://no-such-bucket-here/x")
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "status")
+    assert code == 2 and "does not exist" in err
+    assert not alpaca.all_requests
+
+
+def test_a_prefix_holding_something_else_is_refused(alpaca, s3_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    S3Path.from_url(s3_store + "/notes.txt").write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert code == 2 and "not empty and is not a dataengine store" in err
+    assert set(s3_objects(s3_store)) == {"notes.txt"}
+
+
+def test_read_api_sql_status_and_gaps_on_s3(alpaca, s3_store, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dataengine import connect
+
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-25")  # the history gaps checks starts here
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL", "MSFT"], "2024-01-25", "2024-02-06", "minute").ok
+    truth = expected(alpaca, ["AAPL", "MSFT"], "2024-01-25", "2024-02-06")
+    bars = read_bars(["AAPL", "MSFT"], "2024-01-25", "2024-02-06")
+    assert_store_equals(bars, truth)
+    one = read_bars("AAPL", "2024-02-01", "2024-02-01", columns=["close"])
+    assert one.height == expected(alpaca, ["AAPL"], "2024-02-01", "2024-02-01").height
+    con = connect()
+    counts = dict(con.sql("SELECT symbol, count(*) FROM bars_1min GROUP BY 1").fetchall())
+    assert counts == dict(truth.group_by("symbol").len().iter_rows())
+    pruned = con.execute("SELECT count(*) FROM bars_1min WHERE symbol = 'AAPL' AND year = 2024 AND month = 2").fetchone()
+    assert pruned is not None and pruned[0] == expected(alpaca, ["AAPL"], "2024-02-01", "2024-02-06").height
+    code, out, err = run_cli(capsys, "query", "SELECT count(*) AS n FROM bars_1min", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["n"] == truth.height, err
+    code, out, _ = run_cli(capsys, "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and status["datasets"][0]["rows"] == truth.height
+    code, out, _ = run_cli(capsys, "status", "AAPL", "--json")
+    assert code == 0 and json.loads(out)["datasets"][0]["rows"] == truth.filter(pl.col("symbol") == "AAPL").height
+    code, out, _ = run_cli(capsys, "gaps", "AAPL", "MSFT", "--start", "2024-01-25", "--end", "2024-02-06", "--json")
+    report = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and len(report["symbols"]) == 2, report
