@@ -243,9 +243,7 @@ class ParquetStorage:
         removed). Each staged file is fsynced and renamed over its target, then each target directory is
         fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
         paths = list(frames)
-        staging = layout.staging_dir(self.root, create=True)
-        local = None if is_s3(staging) else staging  # on S3: a local staging directory, then one PUT per file
-        stage = temp_path(Path("batch"), local or Path(tempfile.mkdtemp(prefix="dataengine-")))
+        stage = temp_path(Path("batch"), _local_staging(self.root))
         heights = [frame.height for frame in frames.values()]
         batch = pl.concat(list(frames.values())).with_columns(
             pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
@@ -273,7 +271,7 @@ class ParquetStorage:
         finally:
             con.execute(f"DROP TABLE IF EXISTS {_BATCH_TABLE}")
             con.unregister("bars")
-            shutil.rmtree(stage if local else stage.parent, ignore_errors=True)
+            shutil.rmtree(stage, ignore_errors=True)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the store's one in-memory DuckDB database.
@@ -321,9 +319,7 @@ class ParquetStorage:
                     removed += 1
                 except OSError:
                     pass
-        staging = layout.staging_dir(self.root)
-        if not is_s3(staging):
-            removed += _remove_dead_stages(staging)
+        removed += _remove_dead_stages(_local_staging(self.root))
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
@@ -345,6 +341,13 @@ def _duckdb_error() -> type[Exception]:
     import duckdb
 
     return duckdb.Error
+
+
+def _local_staging(root: StorePath) -> Path:
+    """Where batched writes are staged: ``metadata/staging`` (the store's own file system, so a rename moves a
+    file into place), or for a store on S3 the system's temp directory, from where each file goes up in one PUT."""
+    staging = layout.staging_dir(root, create=True)
+    return Path(tempfile.gettempdir()) if is_s3(staging) else staging
 
 
 def _move_into_place(staged: list[Path], targets: list[StorePath]) -> None:

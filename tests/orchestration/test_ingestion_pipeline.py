@@ -1,4 +1,5 @@
-"""The pipeline against the local Alpaca-compatible server: exact storage through faults and re-runs."""
+"""The pipeline against the local Alpaca-compatible server: exact storage through faults and re-runs, on a local
+store and on a store on S3 (``backend``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def store_root() -> Path:
     return Settings.load().storage_dir
 
 
-def test_multi_month_minute_range_stored_exactly(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_multi_month_minute_range_stored_exactly(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     result = pipeline().ingest_symbols(SYMBOLS, "2024-01-01", "2024-03-31", "minute")
     assert result.ok and sorted(result.successful) == sorted(SYMBOLS)
     truth = expected(alpaca, SYMBOLS, "2024-01-01", "2024-03-31")
@@ -31,7 +32,7 @@ def test_multi_month_minute_range_stored_exactly(alpaca) -> None:  # type: ignor
     assert result.requests <= -(-truth.height // 10_000) + 3  # close to ceil(bars / 10,000)
 
 
-def test_overlapping_reruns_keep_each_bar_once(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_overlapping_reruns_keep_each_bar_once(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     p = pipeline()
     p.ingest_symbols(SYMBOLS, "2024-01-01", "2024-01-20", "minute")
     p.ingest_symbols(SYMBOLS, "2024-01-10", "2024-02-10", "minute")
@@ -41,7 +42,7 @@ def test_overlapping_reruns_keep_each_bar_once(alpaca) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize("fault", ["500", "502", "503", "504", "429", "drop", "partial"])
-def test_transient_faults_are_retried_without_loss(alpaca, fault: str) -> None:  # type: ignore[no-untyped-def]
+def test_transient_faults_are_retried_without_loss(alpaca, backend, fault: str) -> None:  # type: ignore[no-untyped-def]
     alpaca.inject(fault, count=3)
     result = pipeline(2).ingest_symbols(SYMBOLS, "2024-02-01", "2024-02-29", "minute")
     assert result.ok, result.failed
@@ -49,7 +50,7 @@ def test_transient_faults_are_retried_without_loss(alpaca, fault: str) -> None: 
     assert_store_equals(read_store(store_root()), expected(alpaca, SYMBOLS, "2024-02-01", "2024-02-29"))
 
 
-def test_hung_request_times_out_and_is_retried(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_hung_request_times_out_and_is_retried(alpaca, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "0.5")
     alpaca.inject("hang", count=1)
     result = pipeline(1).ingest_symbols(["AAPL"], "2024-02-01", "2024-02-05", "minute")
@@ -71,7 +72,7 @@ def test_retry_keeps_the_page_token(alpaca) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.parametrize("fault", ["503", "drop", "partial"])
-def test_a_failed_request_mid_range_is_retried_with_its_page_token(alpaca, fault: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_request_mid_range_is_retried_with_its_page_token(alpaca, backend, fault: str) -> None:  # type: ignore[no-untyped-def]
     """The fault hits a request that carries a page token (not the first one): the retry must carry the same
     token and cost exactly one request more than a clean run; restarting the range would cost the pages
     before it again (and the merge would hide the re-fetched rows, so only the request log can tell)."""
@@ -106,7 +107,7 @@ def test_a_given_storage_carries_lock_ledger_coverage_and_index_with_it(alpaca, 
     assert not store_root().exists()  # the settings' default store was never touched
 
 
-def test_bad_symbol_fails_alone_and_neighbours_are_exact(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_bad_symbol_fails_alone_and_neighbours_are_exact(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     alpaca.invalid_symbols = frozenset({"BADX"})
     result = pipeline().ingest_symbols(["AAPL", "BADX", "MSFT"], "2024-01-02", "2024-01-05", "day")
     assert result.failed.keys() == {"BADX"} and "invalid symbol" in result.failed["BADX"]
