@@ -40,7 +40,7 @@ def test_polars_duckdb_and_pyarrow_read_a_dataset_directory_as_it_is(alpaca, bac
     else:
         path = dataset()
         assert {p.name for p in path.rglob("*") if p.is_file()} == {"data.parquet"}
-        # the snippets of README "Reading with Polars, DuckDB, pyarrow", exactly
+        # the snippets of README "Reading with Spark, DuckDB, Polars, pyarrow", exactly
         polars_rows = pl.scan_parquet(path, hive_partitioning=True).select(pl.len()).collect().item()
         by_symbol = pl.scan_parquet(path, hive_partitioning=True).group_by("symbol").len().collect()
         duck = duckdb.sql(f"select count(*) from read_parquet('{path}/**/*.parquet', hive_partitioning = true)").fetchall()

@@ -116,6 +116,28 @@ def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  
     assert json.loads(S3Path.from_url(s3_store + "/metadata/run.lock").read_bytes())["host"] == "other"  # not deleted
 
 
+def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
+    alpaca.latency_s = 0.05
+    lock = S3Path.from_url(s3_store + "/metadata/run.lock")
+
+    def take_over() -> None:  # another host takes the lock over, as if this run's lease had ended
+        while not lock.is_file():
+            time.sleep(0.02)
+        lock.write_bytes(json.dumps({"pid": 2, "host": "other"}).encode())
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-03-29", "--json")
+    thief.join()
+    assert code == 3 and "was lost during the run" in err, err
+    record = RunLedger(s3_store).last(1)[0]
+    assert record.exit_code == 3 and "lost" in (record.error or "")
+    assert json.loads(lock.read_bytes())["host"] == "other"  # the new holder's lock is left alone
+
+
 def test_two_writers_cannot_both_write_one_commit(s3_store) -> None:  # type: ignore[no-untyped-def]
     prefix = S3Path.from_url(s3_store + "/metadata/coverage/equities_1min")
     a, b = CommitLog(prefix, what="coverage"), CommitLog(prefix, what="coverage")

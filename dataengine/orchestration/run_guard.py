@@ -64,6 +64,7 @@ def locked_and_recorded(
         outcome = RunOutcome()
         try:
             yield outcome
+            lock.check_held()  # a lease lost during the run (S3) fails it, in the ledger too
         except BaseException as exc:
             partial = getattr(exc, "result", None)
             _note_storage_requests(partial, root, counted)

@@ -138,8 +138,11 @@ class LeaseHolder:
             self.path.client.delete(self.path.key, if_match=self.etag)
         self.etag = None
         if self.lost is not None:
-            raise LockError(f"the store lock {self.path} was lost during the run: {self.lost}; another run may "
-                            "have written meanwhile (run again to check the store is complete)")
+            raise LockError(self.lost_message())
+
+    def lost_message(self) -> str:
+        return (f"the store lock {self.path} was lost during the run: {self.lost}; another run may have written "
+                "meanwhile (run again: it fetches whatever is missing)")
 
 
 def holder_status(path: S3Path) -> dict[str, Any] | None:

@@ -173,6 +173,12 @@ class RunLock:
                 announced = True
             time.sleep(self.poll_s if deadline is None else max(0.0, min(self.poll_s, deadline - time.monotonic())))
 
+    def check_held(self) -> None:
+        """Raise LockError when this run lost the lock while it ran: only possible on S3, where another run
+        takes over a lease that was not renewed in time."""
+        if self._lease is not None and self._lease.lost is not None:
+            raise LockError(self._lease.lost_message())
+
     def release(self) -> None:
         if self._lease is not None and self._lease_held:
             self._lease_held = False
