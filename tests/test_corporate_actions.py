@@ -124,7 +124,7 @@ def test_the_test_server_speaks_alpaca_py_and_our_client_follows_its_pages(alpac
 # -- in the store -------------------------------------------------------------------------------------------
 
 
-def test_actions_are_stored_once_across_reruns_and_a_correction_replaces_the_record(alpaca) -> None:  # type: ignore[no-untyped-def]
+def test_actions_are_stored_once_across_reruns_and_a_correction_replaces_the_record(alpaca, backend) -> None:  # type: ignore[no-untyped-def]
     announce_all(alpaca)
     p = IngestionPipeline(max_workers=2)
     first = p.ingest_symbols([*SYMBOLS, "FB"], "2022-01-03", "2024-03-15", "day")
@@ -140,7 +140,7 @@ def test_actions_are_stored_once_across_reruns_and_a_correction_replaces_the_rec
     assert fixed.actions_new == 1 and stored.height == 7
     assert stored.filter(pl.col("id") == special["id"])["rate"].to_list() == [2.75]
     # DuckDB and Polars read the stored file directly
-    assert pl.read_parquet(root() / "corporate_actions" / "actions.parquet").height == 7
+    assert pl.read_parquet(f"{root()}/corporate_actions/actions.parquet").height == 7
     assert connect().sql("select count(*) from corporate_actions").fetchall() == [(7,)]
 
 
@@ -162,7 +162,7 @@ def test_a_run_that_cannot_fetch_actions_fails_those_symbols_and_loses_nothing(a
 
 
 @pytest.mark.parametrize("timeframe,wire", [("minute", "1Min"), ("day", "1Day")])
-def test_local_adjustment_is_raw_times_the_factors_bar_for_bar_offline(alpaca, timeframe: str, wire: str) -> None:  # type: ignore[no-untyped-def]
+def test_local_adjustment_is_raw_times_the_factors_bar_for_bar_offline(alpaca, backend, timeframe: str, wire: str) -> None:  # type: ignore[no-untyped-def]
     announce_all(alpaca)
     assert IngestionPipeline(max_workers=4).ingest_symbols(SYMBOLS, "2024-02-01", "2024-03-08", timeframe).ok
     truth = {s: alpaca.synthetic_frame(s, wire, "2024-02-01T05:00:00Z", "2024-03-09T05:00:00Z") for s in SYMBOLS}
@@ -202,7 +202,7 @@ def test_sql_views_give_the_same_adjusted_bars(alpaca) -> None:  # type: ignore[
 # -- datasets stored with Alpaca's adjustment stay true -------------------------------------------------------
 
 
-def test_a_new_split_refetches_an_adjusted_dataset_and_never_the_raw_one(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_split_refetches_an_adjusted_dataset_and_never_the_raw_one(alpaca, backend, capsys) -> None:  # type: ignore[no-untyped-def]
     announce_all(alpaca)
     p = IngestionPipeline(max_workers=2)
     for adjustment in ("split", "raw"):
@@ -239,7 +239,7 @@ def test_a_new_split_refetches_an_adjusted_dataset_and_never_the_raw_one(alpaca,
 # -- the CLI ----------------------------------------------------------------------------------------------------
 
 
-def test_actions_command_lists_filters_updates_and_status_names_a_rename(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_actions_command_lists_filters_updates_and_status_names_a_rename(alpaca, backend, capsys) -> None:  # type: ignore[no-untyped-def]
     announce_all(alpaca)
     assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL", "FB"], "2022-06-01", "2022-06-30", "day").ok
     assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").ok

@@ -8,15 +8,20 @@ from pathlib import Path
 import pytest
 
 from dataengine.cli import main
+from tests.helpers import store_listing
 
 
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["local", "s3"])
+def cli(request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """The CLI on a local store, and on a store on S3."""
+    store = request.getfixturevalue("s3_store") if request.param == "s3" else str(tmp_path / "store")
+
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--storage-dir", str(tmp_path / "store"), *args])
+        code = main(["--storage-dir", store, *args])
         out, err = capsys.readouterr()
         return code, out, err
 
+    run.store = store  # type: ignore[attr-defined]
     return run
 
 
@@ -95,11 +100,11 @@ def test_ingest_csv_index_name_records_a_snapshot(alpaca, cli, tmp_path: Path) -
     ],
 )
 def test_bad_input_exits_2(cli, history, tmp_path: Path, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
-    before = sorted(p.name for p in (tmp_path / "store" / "metadata" / "indices").iterdir())
+    before = store_listing(cli.store)
     code, out, err = cli(*args)
     assert code == 2 and out == ""
     assert err.startswith("Error: ") and message in err and "Traceback" not in err
-    assert sorted(p.name for p in (tmp_path / "store" / "metadata" / "indices").iterdir()) == before
+    assert store_listing(cli.store) == before
 
 
 def test_every_index_command_has_help(cli) -> None:  # type: ignore[no-untyped-def]
