@@ -13,7 +13,7 @@ import polars as pl
 
 from dataengine.errors import UsageError
 from dataengine.storage import layout
-from dataengine.storage.layout import DATA_FILE
+from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.s3 import S3Path, arrow_filesystem
 from dataengine.storage.store_path import StorePath, is_s3, listdir, read_parquet
 
@@ -205,10 +205,13 @@ def _arrow_dataset(directory: S3Path) -> pyarrow.dataset.Dataset:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    hive = ds.partitioning(pa.schema([("symbol", pa.string()), ("year", pa.int32()), ("month", pa.int32())]),
-                           flavor="hive")
-    return ds.dataset(f"{directory.bucket}/{directory.key}", filesystem=arrow_filesystem(directory),
-                      format="parquet", partitioning=hive)
+    keys = [("symbol", pa.string()), ("year", pa.int32()), ("month", pa.int32())]
+    # The schema is given, not read from the first object: a damaged file then fails the query that reads it
+    # (naming it), not every connection to the store.
+    types = {"timestamp": pa.timestamp("us", tz="UTC"), "volume": pa.int64(), "trade_count": pa.int64()}
+    schema = pa.schema([(name, types.get(name, pa.float64())) for name in DATA_COLUMNS] + keys)
+    return ds.dataset(f"{directory.bucket}/{directory.key}", filesystem=arrow_filesystem(directory), schema=schema,
+                      format="parquet", partitioning=ds.partitioning(pa.schema(keys), flavor="hive"))
 
 
 def duckdb_message(exc: BaseException) -> str:

@@ -31,8 +31,9 @@ def wait_for_requests(server, count: int, timeout: float = 60.0) -> None:  # typ
         time.sleep(0.01)
 
 
-def every_file_readable(root: str) -> int:
+def every_file_readable(store: str | Path) -> int:
     """How many partition files the store holds, each read whole (a torn file raises)."""
+    root = str(store)
     if root.startswith("s3://"):
         return sum(1 for key, body in s3_objects(root).items() if key.endswith("data.parquet") and pl.read_parquet(body) is not None)
     files = list(Path(root).rglob("data.parquet"))

@@ -5,19 +5,21 @@ hostile input is refused. Each test does what an outside trial did to the tool."
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 import pytest
 
+from dataengine.config import storage_path
 from dataengine.errors import DamagedPartitionError, UsageError
 from tests.conftest import REPO
-from tests.helpers import assert_store_equals, expected, read_store, run_cli
+from tests.helpers import assert_store_equals, expected, read_store, run_cli, store_listing
 from tests.test_crash_resume import COMMAND, every_file_readable, wait_for_requests
 
 RANGE = ("2024-01-01", "2024-03-31")
@@ -121,8 +123,8 @@ def test_read_only_connections_refuse_every_write(alpaca, capsys, tmp_path: Path
 # -- 4: damage found, reported and repaired --------------------------------------------------------------------
 
 
-def damage_store(store: Path) -> dict[str, Path]:
-    base = store / "equities_1min"
+def damage_store(store: str) -> dict[str, Any]:
+    base = storage_path(store) / "equities_1min"  # a local path or an S3Path: the same calls
     paths = {
         "truncated": base / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet",
         "garbage": base / "symbol=AAPL" / "year=2024" / "month=02" / "data.parquet",
@@ -136,15 +138,20 @@ def damage_store(store: Path) -> dict[str, Path]:
     paths["emptied"].write_bytes(b"")
     paths["first"].unlink()
     paths["middle"].unlink()
-    import shutil
+    gone = base / "symbol=AMD"  # a whole symbol gone
+    if isinstance(gone, Path):
+        import shutil
 
-    shutil.rmtree(base / "symbol=AMD")  # a whole symbol gone
+        shutil.rmtree(gone)
+    else:
+        for obj, _ in gone.iter_objects():
+            obj.unlink()
     return paths
 
 
 @pytest.mark.slow
-def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    store = tmp_path / "store"
+def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = backend
     symbols = ["AAPL", "MSFT", "NVDA", "AMD"]
     assert ingest(capsys, *symbols)[0] == 0
     damaged = damage_store(store)
@@ -175,15 +182,15 @@ def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(a
     assert code == 0, err
     assert json.loads(out)["ok"] is True
     assert_store_equals(read_store(store), expected(alpaca, symbols, *RANGE))
-    quarantined = list((store / "metadata" / "quarantine").rglob("data.parquet"))
-    assert len(quarantined) == 3
+    quarantined = [name for name, _ in store_listing(store) if name.startswith("metadata/quarantine/")]
+    assert len(quarantined) == 3 and all(name.endswith("data.parquet") for name in quarantined)
     assert run(capsys, "verify")[0] == 0
 
 
-def test_a_partition_deleted_by_hand_is_fetched_by_the_next_plain_run(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    store = tmp_path / "store"
+def test_a_partition_deleted_by_hand_is_fetched_by_the_next_plain_run(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = backend
     assert ingest(capsys, "AAPL", "MSFT")[0] == 0
-    (store / "equities_1min" / "symbol=MSFT" / "year=2024" / "month=02" / "data.parquet").unlink()
+    (storage_path(store) / "equities_1min" / "symbol=MSFT" / "year=2024" / "month=02" / "data.parquet").unlink()
     alpaca.reset_log()
     code, out, _ = ingest(capsys, "AAPL", "MSFT")
     assert code == 0
