@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from typing_extensions import TypeIs
 
 from dataengine.storage.s3 import S3Path, polars_options
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow.parquet
 
 StorePath = Path | S3Path
@@ -75,6 +75,8 @@ def move_aside(source: StorePath, target: StorePath) -> None:
 
 def read_parquet(path: StorePath, **kwargs: Any) -> pl.DataFrame:
     """One Parquet file whole (one GET on S3)."""
+    import polars as pl
+
     if is_s3(path):
         return pl.read_parquet(io.BytesIO(path.read_bytes()), **kwargs)
     return pl.read_parquet(path, **kwargs)
@@ -95,6 +97,8 @@ def parquet_metadata(path: StorePath | str) -> pyarrow.parquet.FileMetaData:
 def scan_parquet(paths: Sequence[StorePath], **kwargs: Any) -> pl.LazyFrame:
     """A lazy scan of these files: local paths, or ``s3://`` URLs read by Polars itself with the store's
     credentials (one object per file, only the columns and row groups a query needs)."""
+    import polars as pl
+
     if paths and is_s3(paths[0]):
         return pl.scan_parquet([str(p) for p in paths], storage_options=polars_options(paths[0]), **kwargs)
     return pl.scan_parquet([p for p in paths if isinstance(p, Path)], **kwargs)
