@@ -54,7 +54,7 @@ def read_lines_with_times(stream) -> tuple[list[tuple[float, str]], threading.Th
     return lines, thread
 
 
-def wait_for_holder(root: Path, timeout: float = 30) -> dict:  # type: ignore[type-arg]
+def wait_for_holder(root: Path | str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         holder = RunLock.holder(root)
@@ -135,10 +135,10 @@ def test_secrets_are_masked_in_the_log(alpaca, capsys, tmp_path: Path, monkeypat
 
 
 @pytest.mark.slow
-def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, dataengine, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, backend: str, dataengine, capsys) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.2
     first = dataengine("ingest", "AAPL", "MSFT", "--workers", "1", "--start", "2024-01-02", "--end", "2024-02-29")
-    root = tmp_path / "store"
+    root = backend
     holder = wait_for_holder(root)
     alpaca.latency_s = 0.0
 
@@ -161,13 +161,18 @@ def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, dataengine, cap
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-def test_a_killed_run_does_not_block_the_next(alpaca, dataengine, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_run_does_not_block_the_next(alpaca, backend: str, dataengine, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Locally the kernel releases a dead run's lock at once; on S3 its lease ends (1 s here) and the next run
+    takes the lock over."""
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
     alpaca.latency_s = 0.3
     victim = dataengine("ingest", "AAPL", "--workers", "1", "--start", "2024-01-02", "--end", "2024-03-29")
-    root = tmp_path / "store"
+    root = backend
     wait_for_holder(root)
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=10)
+    if root.startswith("s3://"):
+        time.sleep(1.1)
     alpaca.latency_s = 0.0
     assert main(["ingest", "MSFT", "-t", "day", *ONE_MONTH]) == 0
     err = capsys.readouterr()[1]

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,7 @@ from dataengine.storage.atomic import (
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
 from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
-from dataengine.storage.store_path import StorePath, is_s3, read_parquet
+from dataengine.storage.store_path import StorePath, each_file, is_s3, read_parquet
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import ny_month_start
 
@@ -166,8 +165,8 @@ class ParquetStorage:
             for path in sorted(targets):  # one global order: two threads never wait on each other's locks
                 held.enter_context(self._partition_lock(path))
             merged: dict[StorePath, pl.DataFrame] = {}
-            for path, part in targets.items():
-                new, old_rows = self._merged_with_stored(path, part)
+            done = each_file(self.root, lambda item: self._merged_with_stored(*item), list(targets.items()))
+            for (path, part), (new, old_rows) in zip(targets.items(), done, strict=True):
                 merged[path] = new
                 stats.add(WriteStats(rows_written=part.height, rows_added=new.height - old_rows, partitions=1))
             self._write_batch(merged)
@@ -352,15 +351,9 @@ def _local_staging(root: StorePath) -> Path:
 
 def _move_into_place(staged: list[Path], targets: list[StorePath]) -> None:
     """Each staged file over its target: locally fsync, rename, then fsync each directory once; on S3 one PUT
-    each (atomic per object), eight at a time, since a page of daily bars touches ~500 partitions."""
+    each (atomic per object), several at a time (:func:`each_file`)."""
     if targets and is_s3(targets[0]):
-        s3_targets = [t for t in targets if is_s3(t)]
-
-        def put(i: int) -> None:
-            s3_targets[i].write_bytes(staged[i].read_bytes())
-
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="put") as pool:
-            list(pool.map(put, range(len(s3_targets))))
+        each_file(targets[0], lambda i: targets[i].write_bytes(staged[i].read_bytes()), range(len(targets)))
         return
     for source, target in zip(staged, targets, strict=True):
         assert isinstance(target, Path)

@@ -14,7 +14,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dataengine.errors import UsageError
+from dataengine.errors import StorageError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.atomic import write_text_atomic
 from dataengine.storage.s3 import S3Path
@@ -62,8 +62,24 @@ def mark_store(root: StorePath) -> bool:
     new = not is_store(root)
     marker.parent.mkdir(parents=True, exist_ok=True)
     record = {"format_version": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_text_atomic(marker, json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    if is_s3(marker):
+        _create_checking_conditions(marker, text.encode())
+    else:
+        write_text_atomic(marker, text)
     return new
+
+
+def _create_checking_conditions(marker: S3Path, body: bytes) -> None:
+    """Create the marker with ``If-None-Match: *``, then try again: the service must refuse the second create.
+    The lock and the commits rely on it; a service that ignores the condition (an old MinIO, some gateways)
+    would let two runs write at once, so the store is refused there, once, when it would be created."""
+    if marker.client.put(marker.key, body, if_none_match=True) is None:
+        return  # another run created it just now
+    if marker.client.put(marker.key, body, if_none_match=True) is not None:
+        marker.unlink()
+        raise StorageError(f"{marker.parent.parent}: this S3 service ignores conditional writes (If-None-Match), "
+                           "which the run lock and the coverage commits need; use AWS S3, a recent MinIO or R2")
 
 
 def check_readable_root(root: StorePath) -> StorePath:
