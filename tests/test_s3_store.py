@@ -180,7 +180,7 @@ def test_a_prefix_holding_something_else_is_refused(alpaca, s3_store, capsys) ->
     assert set(s3_objects(s3_store)) == {"notes.txt"}
 
 
-def test_read_api_sql_status_and_gaps_on_s3(alpaca, s3_store, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_read_api_sql_status_and_gaps_on_s3(alpaca, s3_store, capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from dataengine import connect
 
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-25")  # the history gaps checks starts here
@@ -197,6 +197,8 @@ def test_read_api_sql_status_and_gaps_on_s3(alpaca, s3_store, capsys, monkeypatc
     assert pruned is not None and pruned[0] == expected(alpaca, ["AAPL"], "2024-02-01", "2024-02-06").height
     code, out, err = run_cli(capsys, "query", "SELECT count(*) AS n FROM bars_1min", "--format", "json")
     assert code == 0 and json.loads(out)[0]["n"] == truth.height, err
+    code, _, err = run_cli(capsys, "query", "SELECT * FROM bars_1min WHERE symbol = 'MSFT'", "-o", str(tmp_path / "msft.parquet"))
+    assert code == 0 and pl.read_parquet(tmp_path / "msft.parquet").height == truth.filter(pl.col("symbol") == "MSFT").height, err
     code, out, _ = run_cli(capsys, "status", "--json")
     status = json.loads(out)
     assert code == 0 and status["datasets"][0]["rows"] == truth.height

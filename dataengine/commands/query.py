@@ -18,6 +18,8 @@ from dataengine.storage.atomic import write_atomic
 if TYPE_CHECKING:
     import polars as pl
 
+    from dataengine.storage.store_path import StorePath
+
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 1000  # a terminal table past this is unreadable; the file formats carry every row
 
@@ -41,7 +43,7 @@ def query(
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings()
     if output is not None:
-        _check_output(output, Path(settings.storage_dir))
+        _check_output(output, settings.storage_dir)
     from dataengine import reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
 
     frame = reader.query(sql, storage_dir=settings.storage_dir, limit=TABLE_ROWS + 1 if fmt == "table" else None)
@@ -72,10 +74,10 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
     return fmt
 
 
-def _check_output(output: Path, root: Path) -> None:
+def _check_output(output: Path, root: StorePath) -> None:
     target = output.expanduser().resolve()
     store = root.expanduser().resolve()
-    if target == store or store in target.parents:
+    if isinstance(store, Path) and (target == store or store in target.parents):  # a store on S3 has no local file
         raise UsageError(f"refusing to write {output} inside the store {store}; choose a path outside it")
     if target.is_dir():
         raise UsageError(f"--output {output} is a directory")

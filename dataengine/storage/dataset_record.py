@@ -58,7 +58,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
     check(root, key, feed, asof)
     info = read(root, key)
     legacy = layout.legacy_dataset_record_path(root, key)
-    if info is not None and info.get("asof") and not legacy.exists():
+    if info is not None and info.get("asof") and not legacy.is_file():
         return str(info["asof"])
     now = datetime.now(timezone.utc)
     record = info or {
