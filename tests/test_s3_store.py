@@ -164,12 +164,24 @@ def test_the_run_ledger_keeps_every_run_even_when_two_append_at_once(s3_store) -
     assert [r.command for r in RunLedger(s3_store).last(1)] == [["second"]]
 
 
-def test_a_missing_bucket_and_bad_credentials_are_one_line_errors(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_bucket_is_a_one_line_usage_error(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_STORAGE_DIR", "s3://no-such-bucket-here/x")
     code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli(capsys, "status")
     assert code == 2 and "does not exist" in err
+    assert not alpaca.all_requests
+
+
+def test_missing_credentials_are_a_one_line_error(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dataengine.storage.s3 import forget_clients
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to look for
+    forget_clients()
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert code == 3 and "no AWS credentials" in err and len(err.strip().splitlines()) == 1, err
     assert not alpaca.all_requests
 
 

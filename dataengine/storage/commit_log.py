@@ -87,7 +87,8 @@ class CommitLog:
             while True:
                 seq = self._next_seq()
                 target = self.prefix / f"{seq:0{_DIGITS}d}{_COMMIT}"
-                if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is not None:
+                if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is not None or \
+                        _ours(target, text):
                     self._next = seq + 1
                     return
                 self._next = None  # someone else wrote that number: list again
@@ -101,8 +102,16 @@ class CommitLog:
             older = self.commits()
             seq = max((c.seq + 1 for c in older), default=0)
             target = self.prefix / f"{seq:0{_DIGITS}d}{_SNAPSHOT}"
-            if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is None:
+            if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is None and \
+                    not _ours(target, text):
                 raise StorageError(f"{self.what}: another process wrote at the same time as this compaction")
             self._next = seq + 1
             for commit in older:
                 commit.path.unlink()
+
+
+def _ours(target: S3Path, text: str) -> bool:
+    """Whether the object a conditional create was refused for holds exactly ``text``: our own first attempt
+    landed, and only its answer was lost (boto3 retried it and got 412)."""
+    found = target.client.get(target.key)
+    return found is not None and found[0] == text.encode("utf-8")

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -76,6 +77,7 @@ class LeaseHolder:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "holder": uuid.uuid4().hex,  # tells this holder's record from any other, even of the same process
         }
         if command:
             self.record["command"] = command
@@ -100,6 +102,9 @@ class LeaseHolder:
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
+            if record.get("holder") == self.record["holder"]:
+                self.etag = their_etag  # our own create landed; only its answer was lost and retried into a 412
+                return True, None, None
             if not expired(record):
                 return False, None, record
             etag = self.path.client.put(self.path.key, self._body(), if_match=their_etag)

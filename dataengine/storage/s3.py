@@ -91,15 +91,22 @@ class S3Client:
         self.counts: Counter[str] = Counter()
         self.written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
-        self.s3.meta.events.register("before-call.s3", self._count)
+        # once per HTTP request sent, retries included: what the service bills
+        self.s3.meta.events.register("before-send.s3", self._count)
 
-    def _count(self, model: Any, **_: Any) -> None:
+    def _count(self, event_name: str = "", **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
         with self._counts_guard:
-            self.counts[_KIND.get(model.name, model.name)] += 1
+            self.counts[_KIND.get(operation, operation)] += 1
 
     def request_counts(self) -> dict[str, int]:
         with self._counts_guard:
             return dict(sorted(self.counts.items()))
+
+    def written_stat(self, key: str) -> S3Stat | None:
+        """The stat of the object as this process last PUT it, if it did."""
+        with self._counts_guard:
+            return self.written.get(key)
 
     # -- objects -----------------------------------------------------------------------------------------
 
@@ -335,8 +342,7 @@ class S3Path:
 
     def written_stat(self) -> S3Stat:
         """The stat of the object as this process last wrote it (no request), else as S3 has it now."""
-        with self.client._counts_guard:
-            known = self.client.written.get(self.key)
+        known = self.client.written_stat(self.key)
         return known if known is not None else self.stat()
 
     def is_file(self) -> bool:
