@@ -27,7 +27,7 @@ from dataengine.storage import layout
 from dataengine.storage.atomic import write_atomic
 from dataengine.storage.layout import CACHE_FILE, DATA_FILE
 from dataengine.storage.s3 import S3Path
-from dataengine.storage.store_path import StorePath, is_s3, parquet_metadata
+from dataengine.storage.store_path import StorePath, each_file, is_s3, parquet_metadata
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,15 @@ def _walk(root: StorePath, datasets: Sequence[str], symbols: Sequence[str] | Non
 
 def _walk_s3(root: S3Path, datasets: Sequence[str], symbols: Sequence[str] | None) -> tuple[dict[str, list[Any]], list[str]]:
     """:func:`_walk` on S3: one LIST per 1,000 objects of each dataset, or of each symbol when symbols are
-    given (a nightly run lists what it wrote, never the whole store). ``ino`` is derived from the ETag."""
+    given (a nightly run lists what it wrote, never the whole store), sixteen LISTs at a time. ``ino`` is
+    derived from the ETag."""
     cols: dict[str, list[Any]] = {k: [] for k in ("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks")}
     paths: list[str] = []
     for dataset in datasets:
         base = root / dataset
         prefixes = [base / layout.symbol_dirname(s) for s in symbols] if symbols is not None else [base]
-        for prefix in prefixes:
-            for obj, st in prefix.iter_objects():
+        for listed in each_file(root, lambda prefix: list(prefix.iter_objects()), prefixes):
+            for obj, st in listed:
                 key = layout.parse_partition_path(obj)
                 if key is None or obj.parent.parent.parent.parent != base:
                     continue
@@ -173,7 +174,7 @@ class FooterCache:
     def __init__(self, root: StorePath, *, threads: int = 4) -> None:
         self.root = root
         self.path = layout.metadata_dir(root) / CACHE_FILE
-        self.threads = threads
+        self.threads = max(threads, 16) if is_s3(root) else threads  # on S3 a footer is a GET: a round trip
         self.footers_read = 0  # how many footers the last :meth:`partitions` call had to read
         self.unreadable = pl.DataFrame(schema={**{k: _SCHEMA[k] for k in KEY}, "path": pl.String})
         self.gone = pl.DataFrame(schema={k: _SCHEMA[k] for k in KEY})
