@@ -10,6 +10,10 @@
     {root}/metadata/indices/{name}.csv          index membership
     {root}/metadata/status-cache.arrow          Parquet footers, cached for ``status``
 
+On S3 (:mod:`dataengine.storage.s3`) the same names hold, except what needs appends: the coverage ledgers and
+the run ledger are one object per commit under ``metadata/coverage/{dataset}/`` and ``metadata/runs/``
+(:mod:`dataengine.storage.commit_log`), and the lock is an object with a lease (:mod:`.lease_lock`).
+
 Partitions are New York calendar months (an after-hours bar at 01:00Z on Feb 1 belongs to January), the month
 directory is zero-padded, and the key columns live in the path only, not in the files. The bar schema here is
 the stored one and the decoded one alike.
@@ -219,7 +223,7 @@ def iter_partition_dirs(directory: Path) -> Iterator[Path]:
 def dataset_names(root: StorePath) -> list[str]:
     """``equities_*`` directories under ``root``, sorted."""
     if is_s3(root):
-        return sorted(n for n in root.listdir() if n.startswith(DATASET_PREFIX) and not n.endswith(".json"))
+        return sorted(n for n in root.subdirs() if n.startswith(DATASET_PREFIX))
     try:
         return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name.startswith(DATASET_PREFIX))
     except (FileNotFoundError, NotADirectoryError):

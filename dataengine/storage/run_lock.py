@@ -1,4 +1,5 @@
-"""One writer per store: an OS advisory lock on ``{root}/metadata/run.lock``.
+"""One writer per store: an OS advisory lock on ``{root}/metadata/run.lock``; on S3, where no OS lock exists,
+the same file as an object with a lease (:mod:`dataengine.storage.lease_lock`) behind the same class.
 
 The lock is ``fcntl.flock`` on POSIX and ``msvcrt.locking`` on Windows. The kernel drops it when the holding
 process dies, however it dies (``kill -9``, OOM killer, power loss), so a stale lock cannot block cron: the

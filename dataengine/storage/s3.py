@@ -365,6 +365,10 @@ class S3Path:
         dirs, objects = self.client.list(self._dir_prefix())
         return dirs + [key.rsplit("/", 1)[-1] for key, _ in objects]
 
+    def subdirs(self) -> list[str]:
+        """Names of the "sub-directories" right under this prefix (prefixes with an object below them)."""
+        return self.client.list(self._dir_prefix())[0]
+
     def iter_objects(self, limit: int | None = None) -> Iterator[tuple[S3Path, S3Stat]]:
         """Every object below this prefix, at any depth, with its stat (one LIST per 1,000 objects; ``limit``:
         at most that many, in one LIST)."""
