@@ -162,9 +162,9 @@ def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, backend: str, d
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_killed_run_does_not_block_the_next(alpaca, backend: str, dataengine, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Locally the kernel releases a dead run's lock at once; on S3 its lease ends (1 s here) and the next run
+    """Locally the kernel releases a dead run's lock at once; on S3 its lease ends (2 s here) and the next run
     takes the lock over."""
-    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
+    monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "2")
     alpaca.latency_s = 0.3
     victim = dataengine("ingest", "AAPL", "--workers", "1", "--start", "2024-01-02", "--end", "2024-03-29")
     root = backend
@@ -172,7 +172,7 @@ def test_a_killed_run_does_not_block_the_next(alpaca, backend: str, dataengine, 
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=10)
     if root.startswith("s3://"):
-        time.sleep(1.1)
+        time.sleep(2.1)
     alpaca.latency_s = 0.0
     assert main(["ingest", "MSFT", "-t", "day", *ONE_MONTH]) == 0
     err = capsys.readouterr()[1]

@@ -120,7 +120,7 @@ def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca
     import threading
 
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
-    alpaca.latency_s = 0.05
+    alpaca.latency_s = 0.2
     lock = S3Path.from_url(s3_store + "/metadata/run.lock")
 
     def take_over() -> None:  # another host takes the lock over, as if this run's lease had ended
@@ -130,9 +130,12 @@ def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca
 
     thief = threading.Thread(target=take_over)
     thief.start()
-    code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-03-29", "--json")
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-06-28",
+                             "--workers", "1", "--json")
     thief.join()
     assert code == 3 and "was lost during the run" in err, err
+    truth = expected(alpaca, ["AAPL", "MSFT"], "2024-01-02", "2024-06-28")
+    assert json.loads(out)["rows_written"] < truth.height  # it stopped writing once it knew, not at the end
     record = RunLedger(s3_store).last(1)[0]
     assert record.exit_code == 3 and "lost" in (record.error or "")
     assert json.loads(lock.read_bytes())["host"] == "other"  # the new holder's lock is left alone

@@ -234,7 +234,11 @@ class IngestionPipeline:
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
-            result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+            self.storage.write_guard = outcome.lock.check_held if outcome.lock else None  # no write once the lock is lost
+            try:
+                result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+            finally:
+                self.storage.write_guard = None
             if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
                 _refresh_status_cache(self.storage.root, request, self.storage.written_footers())
         return result

@@ -21,9 +21,11 @@ from dataengine.storage.store_path import StorePath, storage_request_counts
 
 @dataclass
 class RunOutcome:
-    """Set ``result`` before leaving the block; the ledger record is closed from it."""
+    """Set ``result`` before leaving the block; the ledger record is closed from it. ``lock`` is the held lock:
+    ``lock.check_held()`` raises LockError once it is lost (a lease on S3 that was not renewed in time)."""
 
     result: Any = None
+    lock: RunLock | None = None
 
 
 def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int]) -> None:
@@ -61,12 +63,14 @@ def locked_and_recorded(
     try:
         got_lock = time.monotonic()
         record.begin(waited_s=got_lock - started)
-        outcome = RunOutcome()
+        outcome = RunOutcome(lock=lock)
         try:
             yield outcome
             lock.check_held()  # a lease lost during the run (S3) fails it, in the ledger too
         except BaseException as exc:
-            partial = getattr(exc, "result", None)
+            partial = getattr(exc, "result", None) or outcome.result
+            if partial is not None and isinstance(exc, LockError):
+                exc.result = partial  # a lock lost at the very end: the run's result still goes out with the error
             _note_storage_requests(partial, root, counted)
             record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
             ledger.append(record)

@@ -83,6 +83,8 @@ class LeaseHolder:
             self.record["command"] = command
         self.etag: str | None = None
         self.lost: str | None = None  # why the lease was lost, if it was
+        self.reported = False  # a LockError about it was raised already (once is enough)
+        self.renewed_at = 0.0  # wall-clock time of the last write of the lease (a suspended VM's clock moves on)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -96,20 +98,20 @@ class LeaseHolder:
         while True:
             etag = self.path.client.put(self.path.key, self._body(), if_none_match=True)
             if etag is not None:
-                self.etag = etag
+                self.etag, self.renewed_at = etag, time.time()
                 return True, None, None
             current = read_holder(self.path)
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
             if record.get("holder") == self.record["holder"]:
-                self.etag = their_etag  # our own create landed; only its answer was lost and retried into a 412
+                self.etag, self.renewed_at = their_etag, time.time()  # our own create landed; only its answer was lost and retried into a 412
                 return True, None, None
             if not expired(record):
                 return False, None, record
             etag = self.path.client.put(self.path.key, self._body(), if_match=their_etag)
             if etag is not None:
-                self.etag = etag
+                self.etag, self.renewed_at = etag, time.time()
                 return True, record, None
             # another run took the dead holder's lock over first, or the holder renewed: look again
 
@@ -133,7 +135,14 @@ class LeaseHolder:
                 self.lost = "another run took the lock over (this run's lease had ended)"
                 log.error("lost the store lock on %s: %s", self.path, self.lost)
                 return
-            self.etag, last_renewed = etag, time.monotonic()
+            self.etag, last_renewed, self.renewed_at = etag, time.monotonic(), time.time()
+
+    def check(self) -> str | None:
+        """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length
+        (this process was paused or cut off; the renewal thread has not found out yet)."""
+        if self.lost is None and time.time() - self.renewed_at > 0.8 * self.lease_s:
+            self.lost = f"the lease was not renewed for {time.time() - self.renewed_at:.0f} s (paused or cut off)"
+        return self.lost
 
     def release(self) -> None:
         self._stop.set()
@@ -142,10 +151,11 @@ class LeaseHolder:
         if self.etag is not None and self.lost is None:
             self.path.client.delete(self.path.key, if_match=self.etag)
         self.etag = None
-        if self.lost is not None:
+        if self.lost is not None and not self.reported:
             raise LockError(self.lost_message())
 
     def lost_message(self) -> str:
+        self.reported = True
         return (f"the store lock {self.path} was lost during the run: {self.lost}; another run may have written "
                 "meanwhile (run again: it fetches whatever is missing)")
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,9 @@ class ParquetStorage:
         self._local = threading.local()
         self._duckdb: duckdb.DuckDBPyConnection | None = None
         self._written: dict[str, WrittenFooter] = {}  # what this instance wrote, for the status cache
+        # Called before every write; raises when the run no longer holds the store (a lost S3 lease), so a run
+        # that was paused past its lease never overwrites what the run that took over wrote meanwhile.
+        self.write_guard: Callable[[], None] | None = None
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class ParquetStorage:
             (path, part), = targets.items()
             return self.merge_partition(path, part)
         stats = WriteStats()
+        if self.write_guard is not None:
+            self.write_guard()
         with contextlib.ExitStack() as held:
             for path in sorted(targets):  # one global order: two threads never wait on each other's locks
                 held.enter_context(self._partition_lock(path))
@@ -174,6 +179,8 @@ class ParquetStorage:
 
     def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
+        if self.write_guard is not None:
+            self.write_guard()
         with self._partition_lock(path):
             merged, old_rows = self._merged_with_stored(path, new)
             try:

@@ -177,7 +177,7 @@ class RunLock:
     def check_held(self) -> None:
         """Raise LockError when this run lost the lock while it ran: only possible on S3, where another run
         takes over a lease that was not renewed in time."""
-        if self._lease is not None and self._lease.lost is not None:
+        if self._lease is not None and self._lease_held and self._lease.check() is not None:
             raise LockError(self._lease.lost_message())
 
     def release(self) -> None:
