@@ -55,8 +55,8 @@ def s3_endpoint() -> Iterator[str]:
     """A real S3 protocol server on 127.0.0.1 for the whole session (moto's), with conditional writes."""
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise (a test may ask)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)  # request lines at INFO
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,3 +223,31 @@ def test_read_api_sql_status_and_gaps_on_s3(alpaca, s3_store, capsys, monkeypatc
     code, out, _ = run_cli(capsys, "gaps", "AAPL", "MSFT", "--start", "2024-01-25", "--end", "2024-02-06", "--json")
     report = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and len(report["symbols"]) == 2, report
+
+
+def test_reading_one_symbol_month_opens_one_object(alpaca, s3_store, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """What the S3 server was asked for, from its own request log: read_bars and a SQL filter on the partition
+    keys fetch the one object of that symbol-month, whatever else the store holds."""
+    import logging
+
+    from dataengine import connect
+
+    monkeypatch.delenv("DATAENGINE_STORAGE_DIR")  # the root as an argument, as a script would give it
+    pipeline = IngestionPipeline(max_workers=2, storage_dir=s3_store)
+    assert pipeline.ingest_symbols(["AAPL", "MSFT", "NVDA"], "2024-01-02", "2024-03-29", "minute").ok
+    wanted = "equities_1min/symbol=AAPL/year=2024/month=02/data.parquet"
+
+    def objects_read(read) -> set[str]:  # type: ignore[no-untyped-def]
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            read()
+        lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+        gets = [m.group(1) for m in (re.search(r"GET (/\S+) HTTP", line) for line in lines) if m]
+        return {path.split("/team/bars/", 1)[-1] for path in gets if "list-type" not in path}
+
+    bars = {}
+    assert objects_read(lambda: bars.update(f=read_bars("AAPL", "2024-02-01", "2024-02-29", storage_dir=s3_store))) == {wanted}
+    assert bars["f"].height == expected(alpaca, ["AAPL"], "2024-02-01", "2024-02-29").height
+    sql = "SELECT count(*) FROM bars_1min WHERE symbol = 'AAPL' AND year = 2024 AND month = 2"
+    con = connect(s3_store)
+    assert objects_read(lambda: con.execute(sql).fetchall()) == {wanted}
