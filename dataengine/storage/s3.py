@@ -81,8 +81,8 @@ class S3Client:
         self.bucket = bucket
         self._session = boto3.session.Session()
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
-        # (throttling and 5xx with backoff), and the pool fits a full thread pool of workers.
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64,
+        # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=160,
                         s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=60)
         try:
             self.s3 = self._session.client("s3", config=config)
