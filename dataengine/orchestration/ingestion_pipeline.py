@@ -49,7 +49,7 @@ from dataengine.timerange import NEW_YORK
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
 
-    from dataengine.storage.footer_index import WrittenFooter
+    from dataengine.storage.footer_index import Listing, WrittenFooter
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +235,15 @@ class IngestionPipeline:
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
             self.storage.write_guard = outcome.lock.check_held if outcome.lock else None  # no write once the lock is lost
+            self.storage.listings.clear()  # listings are valid under this run's lock only
             try:
                 result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+                if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
+                    _refresh_status_cache(self.storage.root, request, self.storage.written_footers(),
+                                          self.storage.listings)
             finally:
                 self.storage.write_guard = None
-            if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                _refresh_status_cache(self.storage.root, request, self.storage.written_footers())
+                self.storage.listings.clear()
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
@@ -371,14 +374,16 @@ def _alpaca_factory(settings: Settings) -> SourceFactory:
     return make
 
 
-def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
+def _refresh_status_cache(
+    root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter], listings: dict[str, Listing],
+) -> None:
     """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
     ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
     from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run
 
     started = time.monotonic()
     try:
-        read = refresh_cache(root, request.dataset.dirname, request.symbols, known)
+        read = refresh_cache(root, request.dataset.dirname, request.symbols, known, listings)
     except Exception as exc:  # noqa: BLE001
         log.info("status cache not refreshed: %s", exc)
         return

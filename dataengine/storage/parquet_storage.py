@@ -41,7 +41,7 @@ from dataengine.storage.atomic import (
     write_atomic,
 )
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
-from dataengine.storage.footer_index import WrittenFooter
+from dataengine.storage.footer_index import Listing, WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
 from dataengine.storage.store_path import StorePath, each_file, is_s3, read_parquet
 from dataengine.timeframes import Timeframe
@@ -75,6 +75,9 @@ class ParquetStorage:
         # Called before every write; raises when the run no longer holds the store (a lost S3 lease), so a run
         # that was paused past its lease never overwrites what the run that took over wrote meanwhile.
         self.write_guard: Callable[[], None] | None = None
+        # S3 listings of symbol prefixes made during the current run (its plan's check), by prefix; the status
+        # index reuses them with this run's writes laid over, instead of listing again. Emptied per run.
+        self.listings: dict[str, Listing] = {}
 
     # -- layout -------------------------------------------------------------------------------------------
 
