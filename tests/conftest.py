@@ -69,7 +69,7 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     DATAENGINE_STORAGE_DIR (also for the dataengine processes a test starts)."""
     import boto3
 
-    from dataengine.storage.s3 import forget_clients
+    from dataengine.storage.s3_client import forget_clients
 
     for name, value in (("AWS_ACCESS_KEY_ID", "test-access"), ("AWS_SECRET_ACCESS_KEY", "test-secret"),
                         ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", s3_endpoint)):

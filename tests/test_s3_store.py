@@ -182,7 +182,7 @@ def test_a_missing_bucket_is_a_one_line_usage_error(alpaca, s3_store, monkeypatc
 
 
 def test_missing_credentials_are_a_one_line_error(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dataengine.storage.s3 import forget_clients
+    from dataengine.storage.s3_client import forget_clients
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

@@ -1,0 +1,228 @@
+"""The S3 client of a store on S3: boto3, one per bucket and process, every HTTP request counted by kind.
+
+boto3 is the one Python client that sends S3's conditional writes (``If-None-Match: *`` to create only if
+absent, ``If-Match: ETAG`` to replace only the version read), which the lock, the coverage commits and the run
+ledger rely on, and it takes credentials, region and endpoint from the standard AWS sources (environment,
+``~/.aws`` profiles, SSO, instance roles). Errors become one-line :class:`StorageError` (or UsageError for a
+bucket that does not exist), never a traceback; credentials are never put in a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from dataengine.errors import ConfigError, StorageError, UsageError
+
+_KIND = {"ListObjectsV2": "LIST", "GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT",
+         "DeleteObject": "DELETE", "HeadBucket": "HEAD", "CopyObject": "PUT"}
+
+
+@dataclass(frozen=True)
+class S3Stat:
+    """What a HEAD or a LIST says of an object: the fields of ``os.stat_result`` the store reads, plus the ETag.
+
+    ``st_ino`` is a number derived from the ETag: an object rewritten with other bytes gets another one, as a
+    local file replaced by rename gets a new inode, so caches keyed on (ino, size) work on both backends."""
+
+    st_size: int
+    etag: str
+    st_mtime: float
+
+    @property
+    def st_ino(self) -> int:
+        return int.from_bytes(hashlib.blake2b(self.etag.encode(), digest_size=7).digest(), "big")
+
+    @property
+    def st_mtime_ns(self) -> int:
+        return 0  # S3 has no settable mtime: identity is the ETag and the size
+
+
+class S3Client:
+    """One thread-safe boto3 client for one bucket, with every request counted by kind (LIST, GET, PUT, ...)."""
+
+    def __init__(self, bucket: str) -> None:
+        import boto3  # ~0.3 s; only for a store on S3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self._session = boto3.session.Session()
+        # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
+        # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=160,
+                        s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=60)
+        try:
+            self.s3 = self._session.client("s3", config=config)
+        except Exception as exc:  # noqa: BLE001 - a bad region or endpoint setting: one line, no traceback
+            raise ConfigError(f"cannot set up the S3 client: {exc}") from None
+        self.counts: Counter[str] = Counter()
+        self.written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
+        self._counts_guard = threading.Lock()
+        # once per HTTP request sent, retries included: what the service bills
+        self.s3.meta.events.register("before-send.s3", self._count)
+
+    def _count(self, event_name: str = "", **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._counts_guard:
+            self.counts[_KIND.get(operation, operation)] += 1
+
+    def request_counts(self) -> dict[str, int]:
+        with self._counts_guard:
+            return dict(sorted(self.counts.items()))
+
+    def written_stat(self, key: str) -> S3Stat | None:
+        """The stat of the object as this process last PUT it, if it did."""
+        with self._counts_guard:
+            return self.written.get(key)
+
+    # -- objects -----------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """(body, ETag) of an object, or None when there is none."""
+        try:
+            answer = self.s3.get_object(Bucket=self.bucket, Key=key)
+            return answer["Body"].read(), answer["ETag"]
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._error("read", key, exc) from None
+
+    def head(self, key: str) -> S3Stat | None:
+        try:
+            answer = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._error("read", key, exc) from None
+        return S3Stat(answer["ContentLength"], answer["ETag"], answer["LastModified"].timestamp())
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str | None:
+        """Write an object whole (S3 replaces an object atomically: readers see the old one or the new one).
+
+        ``if_none_match``: only if no object has the key; ``if_match``: only if the object still has that ETag.
+        Returns the new ETag, or None when the condition failed (HTTP 412, or 409 for a concurrent create)."""
+        extra: dict[str, Any] = {}
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        try:
+            etag = str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)["ETag"])
+            with self._counts_guard:
+                self.written[key] = S3Stat(len(data), etag, time.time())
+            return etag
+        except Exception as exc:  # noqa: BLE001
+            if extra and _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return None
+            raise self._error("write", key, exc) from None
+
+    def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete an object (only if it still has ETag ``if_match``, if given); False when that condition failed."""
+        extra: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key, **extra)
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("PreconditionFailed", "412"):
+                return False
+            if _code(exc) in ("NoSuchKey", "404"):
+                return True
+            raise self._error("delete", key, exc) from None
+        return True
+
+    def list(
+        self, prefix: str, *, delimiter: bool = True, limit: int | None = None
+    ) -> tuple[list[str], list[tuple[str, S3Stat]]]:
+        """(sub-"directory" names, objects with their stat) under ``prefix`` (which ends in ``/``), following
+        pages. ``delimiter=False`` lists every object below, one request per 1,000 of them; ``limit``: one page
+        of at most that many."""
+        dirs: list[str] = []
+        objects: list[tuple[str, S3Stat]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = "/"
+        if limit is not None:
+            kwargs["MaxKeys"] = limit
+        try:
+            while True:
+                page = self.s3.list_objects_v2(**kwargs)
+                dirs.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", ()))
+                objects.extend(
+                    (o["Key"], S3Stat(o["Size"], o["ETag"], o["LastModified"].timestamp())) for o in page.get("Contents", ())
+                )
+                if not page.get("IsTruncated") or limit is not None:
+                    return dirs, objects
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        except Exception as exc:  # noqa: BLE001
+            raise self._error("list", prefix, exc) from None
+
+    def check_bucket(self) -> None:
+        """A one-line UsageError when the bucket does not exist (a typo: nothing is created), a StorageError when
+        it cannot be reached or refuses these credentials."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("NoSuchBucket", "404"):
+                raise UsageError(f"S3 bucket {self.bucket!r} does not exist (a typo? dataengine never creates "
+                                 "buckets)") from None
+            raise self._error("open", "", exc) from None
+
+    # -- what readers need ---------------------------------------------------------------------------------
+
+    def credentials(self) -> dict[str, str]:
+        """Resolved access key, secret, session token, region and endpoint (for Polars and pyarrow)."""
+        out: dict[str, str] = {"region": self.s3.meta.region_name or "us-east-1"}
+        creds = self._session.get_credentials()
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            out.update(access_key=str(frozen.access_key), secret_key=str(frozen.secret_key))
+            if frozen.token:
+                out["token"] = frozen.token
+        endpoint = self.s3.meta.endpoint_url
+        if endpoint and not re.match(r"^https://s3[.-]([a-z0-9-]+\.)?amazonaws\.com", endpoint):
+            out["endpoint"] = endpoint
+        return out
+
+    def _error(self, action: str, key: str, exc: Exception) -> StorageError:
+        code = _code(exc)
+        where = f"s3://{self.bucket}/{key}"
+        if (code in ("NoSuchBucket", "404") and action == "open") or code == "NoSuchBucket":
+            return StorageError(f"S3 bucket {self.bucket!r} does not exist (or is not visible with these credentials)")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+            return StorageError(f"cannot {action} {where}: access denied ({code}); check the AWS credentials")
+        name = type(exc).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError"):
+            return StorageError(f"cannot {action} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
+                                "AWS_SECRET_ACCESS_KEY, or a profile)")
+        message = str(exc).splitlines()[0] if str(exc) else name
+        return StorageError(f"cannot {action} {where}: {message}")
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+_clients: dict[str, S3Client] = {}
+_clients_guard = threading.Lock()
+
+
+def client_for(bucket: str) -> S3Client:
+    """The process's client for ``bucket`` (one per bucket: its counters are the run's)."""
+    with _clients_guard:
+        client = _clients.get(bucket)
+        if client is None:
+            client = _clients[bucket] = S3Client(bucket)
+        return client
+
+
+def forget_clients() -> None:
+    """Drop the cached clients (tests point the environment at a new endpoint)."""
+    with _clients_guard:
+        _clients.clear()
