@@ -164,7 +164,7 @@ class IngestRun:
             wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
             for source in self.sources:
                 source.close()
-            if units:
+            if units and self.storage.may_write():
                 self.coverage.compact()
         self.finish(time.monotonic() - started)
         self.progress.finish(self.result)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dataengine.errors import StorageError
 from dataengine.storage.s3 import S3Path
+from dataengine.storage.store_path import each_file
 
 _DIGITS = 10
 _SNAPSHOT = ".snapshot.jsonl"
@@ -54,15 +55,17 @@ class CommitLog:
         return sorted(found, key=lambda c: (c.seq, not c.snapshot))
 
     def read(self) -> list[str]:
-        """The log's lines: the newest snapshot's, then every commit after it, in order. A commit deleted
-        between the LIST and its GET (a compaction ran meanwhile) means: read again, from the new snapshot."""
+        """The log's lines: the newest snapshot's, then every commit after it, in order (sixteen GETs at a time:
+        a long backfill leaves one commit per page). A commit deleted between the LIST and its GET (a
+        compaction ran meanwhile) means: read again, from the new snapshot."""
         for _ in range(5):
             commits = self.commits()
             start = max((i for i, c in enumerate(commits) if c.snapshot), default=0)
             try:
-                return [line for c in commits[start:] for line in c.path.read_text().splitlines()]
+                texts = each_file(self.prefix, lambda c: c.path.read_text(), commits[start:])
             except FileNotFoundError:
                 continue
+            return [line for text in texts for line in text.splitlines()]
         raise StorageError(f"{self.what}: changed under every read (is something compacting it in a loop?)")
 
     def tail(self, count: int) -> list[str]:
@@ -87,8 +90,7 @@ class CommitLog:
             while True:
                 seq = self._next_seq()
                 target = self.prefix / f"{seq:0{_DIGITS}d}{_COMMIT}"
-                if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is not None or \
-                        _ours(target, text):
+                if _create(target, text):
                     self._next = seq + 1
                     return
                 self._next = None  # someone else wrote that number: list again
@@ -102,16 +104,18 @@ class CommitLog:
             older = self.commits()
             seq = max((c.seq + 1 for c in older), default=0)
             target = self.prefix / f"{seq:0{_DIGITS}d}{_SNAPSHOT}"
-            if target.client.put(target.key, text.encode("utf-8"), if_none_match=True) is None and \
-                    not _ours(target, text):
+            if not _create(target, text):
                 raise StorageError(f"{self.what}: another process wrote at the same time as this compaction")
             self._next = seq + 1
-            for commit in older:
-                commit.path.unlink()
+            each_file(self.prefix, lambda c: c.path.unlink(), older)
 
 
-def _ours(target: S3Path, text: str) -> bool:
-    """Whether the object a conditional create was refused for holds exactly ``text``: our own first attempt
-    landed, and only its answer was lost (boto3 retried it and got 412)."""
+def _create(target: S3Path, text: str) -> bool:
+    """Create ``target`` holding ``text`` only if no object has its name (``If-None-Match: *``). A refusal is
+    still a success when the object holds exactly ``text``: our own first attempt landed and only its answer
+    was lost (boto3 retried it and got 412)."""
+    data = text.encode("utf-8")
+    if target.client.put(target.key, data, if_none_match=True) is not None:
+        return True
     found = target.client.get(target.key)
-    return found is not None and found[0] == text.encode("utf-8")
+    return found is not None and found[0] == data

@@ -104,8 +104,8 @@ class LeaseHolder:
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
-            if record.get("holder") == self.record["holder"]:
-                self.etag, self.renewed_at = their_etag, time.time()  # our own create landed; only its answer was lost and retried into a 412
+            if record.get("holder") == self.record["holder"]:  # our create landed; its answer was lost and retried
+                self.etag, self.renewed_at = their_etag, time.time()
                 return True, None, None
             if not expired(record):
                 return False, None, record
@@ -120,12 +120,11 @@ class LeaseHolder:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        last_renewed = time.monotonic()
         while not self._stop.wait(self.lease_s / 3):
             try:
                 etag = self.path.client.put(self.path.key, self._body(), if_match=self.etag)
             except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
-                if time.monotonic() - last_renewed >= self.lease_s:
+                if time.time() - self.renewed_at >= self.lease_s:
                     self.lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
                     log.error("lost the store lock on %s: %s", self.path, self.lost)
                     return
@@ -135,7 +134,7 @@ class LeaseHolder:
                 self.lost = "another run took the lock over (this run's lease had ended)"
                 log.error("lost the store lock on %s: %s", self.path, self.lost)
                 return
-            self.etag, last_renewed, self.renewed_at = etag, time.monotonic(), time.time()
+            self.etag, self.renewed_at = etag, time.time()
 
     def check(self) -> str | None:
         """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length
@@ -148,7 +147,7 @@ class LeaseHolder:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=30)
-        if self.etag is not None and self.lost is None:
+        if self.etag is not None:  # If-Match: deletes our lock object, never one another run has taken over
             self.path.client.delete(self.path.key, if_match=self.etag)
         self.etag = None
         if self.lost is not None and not self.reported:

@@ -30,7 +30,7 @@ import polars as pl
 from dataengine.config import Settings, storage_path
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
-from dataengine.errors import StorageError, UsageError
+from dataengine.errors import LockError, StorageError, UsageError
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.atomic import (
     fsync_path,
@@ -179,6 +179,16 @@ class ParquetStorage:
                 stats.add(WriteStats(rows_written=part.height, rows_added=new.height - old_rows, partitions=1))
             self._write_batch(merged)
         return stats
+
+    def may_write(self) -> bool:
+        """Whether this run still holds the store (see ``write_guard``): a run that lost its S3 lease leaves the
+        coverage ledger uncompacted, whatever it was doing, rather than rewriting it under another run."""
+        try:
+            if self.write_guard is not None:
+                self.write_guard()
+        except LockError:
+            return False
+        return True
 
     def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""

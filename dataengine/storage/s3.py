@@ -11,7 +11,6 @@ whose resolved credentials are handed to Polars and pyarrow for reads (:func:`po
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -159,9 +158,6 @@ class S3Path:
         _, objects = self.client.list(self._dir_prefix(), delimiter=False, limit=limit)
         for key, stat in objects:
             yield S3Path(self.bucket, key), stat
-
-    def open_bytes(self) -> io.BytesIO:
-        return io.BytesIO(self.read_bytes())
 
 
 def polars_options(path: S3Path) -> dict[str, str]:

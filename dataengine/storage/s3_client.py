@@ -60,8 +60,8 @@ class S3Client:
             self.s3 = self._session.client("s3", config=config)
         except Exception as exc:  # noqa: BLE001 - a bad region or endpoint setting: one line, no traceback
             raise ConfigError(f"cannot set up the S3 client: {exc}") from None
-        self.counts: Counter[str] = Counter()
-        self.written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
+        self._counts: Counter[str] = Counter()
+        self._written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
         # once per HTTP request sent, retries included: what the service bills
         self.s3.meta.events.register("before-send.s3", self._count)
@@ -69,16 +69,16 @@ class S3Client:
     def _count(self, event_name: str = "", **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
         with self._counts_guard:
-            self.counts[_KIND.get(operation, operation)] += 1
+            self._counts[_KIND.get(operation, operation)] += 1
 
     def request_counts(self) -> dict[str, int]:
         with self._counts_guard:
-            return dict(sorted(self.counts.items()))
+            return dict(sorted(self._counts.items()))
 
     def written_stat(self, key: str) -> S3Stat | None:
         """The stat of the object as this process last PUT it, if it did."""
         with self._counts_guard:
-            return self.written.get(key)
+            return self._written.get(key)
 
     # -- objects -----------------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class S3Client:
         try:
             etag = str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)["ETag"])
             with self._counts_guard:
-                self.written[key] = S3Stat(len(data), etag, time.time())
+                self._written[key] = S3Stat(len(data), etag, time.time())
             return etag
         except Exception as exc:  # noqa: BLE001
             if extra and _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):

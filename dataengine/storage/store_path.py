@@ -100,8 +100,8 @@ def parquet_metadata(path: StorePath | str) -> pyarrow.parquet.FileMetaData:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if isinstance(path, str) and path.startswith("s3://"):
-        path = S3Path.from_url(path)
+    if isinstance(path, str):
+        path = as_store_path(path)
     if is_s3(path):
         return pq.read_metadata(pa.BufferReader(path.read_bytes()))
     return pq.read_metadata(path)
