@@ -9,7 +9,6 @@ bucket that does not exist), never a traceback; credentials are never put in a m
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -36,6 +35,8 @@ class S3Stat:
 
     @property
     def st_ino(self) -> int:
+        import hashlib
+
         return int.from_bytes(hashlib.blake2b(self.etag.encode(), digest_size=7).digest(), "big")
 
     @property
