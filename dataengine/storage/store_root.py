@@ -79,7 +79,7 @@ def _create_checking_conditions(marker: S3Path, body: bytes) -> None:
     if marker.client.put(marker.key, body, if_none_match=True) is not None:
         marker.unlink()
         raise StorageError(f"{marker.parent.parent}: this S3 service ignores conditional writes (If-None-Match), "
-                           "which the run lock and the coverage commits need; use AWS S3, a recent MinIO or R2")
+                           "which the run lock and the coverage commits need; use a service that honours them (AWS S3 does)")
 
 
 def check_readable_root(root: StorePath) -> StorePath:
@@ -89,7 +89,7 @@ def check_readable_root(root: StorePath) -> StorePath:
         return root
     path = root.expanduser()
     if not path.is_dir():
-        raise UsageError(f"no store at {path} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+        raise _no_store(path)
     if not is_store(path):
         raise UsageError(f"{path} is not a dataengine store (no metadata/ and no equities_* datasets)")
     return path
@@ -102,7 +102,11 @@ def _check_s3_root(root: S3Path, *, writing: bool) -> bool:
     if is_store(root):
         return False
     if not writing:
-        raise UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+        raise _no_store(root)
     if next(root.iter_objects(limit=1), None) is not None:
         raise UsageError(f"{root} is not empty and is not a dataengine store; pass an empty or new prefix")
     return True
+
+
+def _no_store(root: StorePath) -> UsageError:
+    return UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
