@@ -87,6 +87,19 @@ class Settings:
     # Where history starts when a run gives no --start: every symbol is kept complete from here on.
     default_start: date = DEFAULT_START
     config_file: Path | None = field(default=None, compare=False)
+    # where each value came from, by field name: "flag", "environment VAR", "PATH [section] key"; a field
+    # missing here has its built-in default (``dataengine doctor`` shows it; the default store may be created)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def origin(self, name: str) -> str:
+        """Where the value of field ``name`` came from: ``default``, ``flag``, ``environment VAR`` or the file."""
+        return self.origins.get(name, "default")
+
+    @property
+    def storage_dir_is_default(self) -> bool:
+        """True when nobody chose the store: the platform's user data dir, which a first run may create
+        (parents included) instead of taking a missing parent for a typo."""
+        return self.origin("storage_dir") == "default"
 
     def __repr__(self) -> str:  # never show a secret, even in a debug log
         secret = "***" if self.api_secret_key else None
@@ -106,14 +119,16 @@ class Settings:
             )
         return self.api_key_id, self.api_secret_key
 
-    def with_overrides(self, **values: object) -> Settings:
-        """Apply flag values (``None`` means not given) on top of these settings, validated."""
+    def with_overrides(self, *, origin: str = "flag", **values: object) -> Settings:
+        """Apply flag values (``None`` means not given) on top of these settings, validated. ``origin``: what
+        to call where they came from (``flag``; ``argument`` for the Python API)."""
         given = {k: v for k, v in values.items() if v is not None}
         for name, value in given.items():
             _check_minimum(name, value, "command line")
         if "storage_dir" in given:
             given["storage_dir"] = _expand(str(given["storage_dir"]))
-        return replace(self, **given)  # type: ignore[arg-type]
+        origins = {**self.origins, **dict.fromkeys(given, origin)}
+        return replace(self, **given, origins=origins)  # type: ignore[arg-type]
 
     @classmethod
     def load(
@@ -131,16 +146,19 @@ class Settings:
             "storage_dir": Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
             "workers": DEFAULT_WORKERS.get(os_name, 8),
         }
+        origins: dict[str, str] = {}
         path = _find_settings_file(config_path or env.get("DATAENGINE_CONFIG") or None, cwd or Path.cwd())
         if path is not None:
-            values.update(_read_settings_file(path, os_name))
+            for name, (value, where) in _read_settings_file(path, os_name).items():
+                values[name], origins[name] = value, where
             values["config_file"] = path
         for (name, kind, var) in _KEYS.values():
             if var and env.get(var):
                 values[name] = _convert(env[var], kind, name, f"environment variable {var}")
+                origins[name] = f"environment {var}"
         if isinstance(values["storage_dir"], str):
             values["storage_dir"] = _expand(values["storage_dir"])
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values, origins=origins)  # type: ignore[arg-type]
 
 
 def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
@@ -155,7 +173,8 @@ def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
     return None
 
 
-def _read_settings_file(path: Path, os_name: str) -> dict[str, object]:
+def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str]]:
+    """Field name -> (value, where it was set: ``PATH [section] key``)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -165,7 +184,7 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, object]:
         raise ConfigError(f"{path}: malformed settings file: {first_line}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
-    values: dict[str, object] = {}
+    values: dict[str, tuple[object, str]] = {}
     for section in ("DEFAULT", "common", os_name):
         if section != "DEFAULT" and not parser.has_section(section):
             continue
@@ -175,7 +194,7 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, object]:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
             name, kind, _ = _KEYS[key]
             if raw.strip():
-                values[name] = _convert(raw.strip(), kind, name, f"{path}: [{section}] {key}")
+                values[name] = (_convert(raw.strip(), kind, name, f"{path}: [{section}] {key}"), f"{path} [{section}] {key}")
     return values
 
 

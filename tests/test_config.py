@@ -36,6 +36,17 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     assert loaded.with_overrides(storage_dir="/from/flag", workers=2).storage_dir == Path("/from/flag")
 
 
+def test_each_value_says_where_it_came_from(tmp_path: Path) -> None:
+    ini = write(tmp_path / "settings.ini", "[linux]\napi_threads = 3\n")
+    loaded = Settings.load(env={"DATAENGINE_STORAGE_DIR": "/from/env"}, cwd=tmp_path, os_name="linux")
+    assert loaded.origin("workers") == f"{ini} [linux] api_threads"
+    assert loaded.origin("storage_dir") == "environment DATAENGINE_STORAGE_DIR"
+    assert loaded.origin("max_retries") == "default"
+    assert not loaded.storage_dir_is_default
+    assert loaded.with_overrides(workers=2).origin("workers") == "flag"
+    assert Settings.load(env={}, cwd=tmp_path / "nowhere").storage_dir_is_default
+
+
 def test_config_env_var_names_the_file(tmp_path: Path) -> None:
     ini = write(tmp_path / "other.ini", "[common]\napi_threads = 2\n")
     assert Settings.load(env={"DATAENGINE_CONFIG": str(ini)}, cwd=tmp_path).workers == 2

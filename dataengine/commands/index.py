@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(ctx: typer.Context) -> MetadataStore:
-    root = ctx.find_root().obj.settings().storage_dir
+    settings = ctx.find_root().obj.settings()
     from dataengine.storage.metadata_store import MetadataStore  # Polars: imported when the command runs
 
-    return MetadataStore(root)
+    return MetadataStore(settings=settings)
 
 
 def looks_like_file(item: str) -> bool:

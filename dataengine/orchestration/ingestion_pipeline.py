@@ -88,9 +88,9 @@ class IngestionPipeline:
         if storage_dir is None and storage is not None:
             storage_dir = storage.root
         if storage_dir is not None:
-            settings = settings.with_overrides(storage_dir=storage_dir)
+            settings = settings.with_overrides(storage_dir=storage_dir, origin="argument")
         if max_workers is not None:
-            settings = settings.with_overrides(workers=max_workers)
+            settings = settings.with_overrides(workers=max_workers, origin="argument")
         self.settings = settings
         self.max_workers = settings.workers
         self.storage = storage or ParquetStorage(settings.storage_dir)
@@ -192,7 +192,7 @@ class IngestionPipeline:
         )
         if self.source is None:
             self.settings.credentials()  # the default source needs keys: say so before anything runs
-        check_writable_root(self.storage.root)
+        check_writable_root(self.storage.root, create=self.settings.storage_dir_is_default)
         self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
 
@@ -228,7 +228,7 @@ class IngestionPipeline:
             end=request.range.end.isoformat(),
             symbols_requested=len(request.symbols),
         )
-        new_store = check_writable_root(self.storage.root)  # before the lock file makes it look like a store
+        new_store = check_writable_root(self.storage.root, create=self.settings.storage_dir_is_default)  # before the lock file makes it look like a store
         with locked_and_recorded(
             self.storage.root, self.ledger, record,
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
@@ -260,7 +260,7 @@ class IngestionPipeline:
             wanted = sorted(clean_symbols(list(symbols), source="symbols"))
         start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()
         record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted))
-        check_writable_root(root)
+        check_writable_root(root, create=self.settings.storage_dir_is_default)
         with locked_and_recorded(
             root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:

@@ -76,8 +76,11 @@ class MetadataStore:
 
     def __init__(self, root: str | StorePath | None = None, *, settings: Settings | None = None) -> None:
         if root is None:
-            root = (settings or Settings.load()).storage_dir
+            settings = settings or Settings.load()
+            root = settings.storage_dir
         self.root = storage_path(root)
+        # the default location nobody typed may be created with its parents (a fresh account)
+        self._create = settings is not None and settings.storage_dir == self.root and settings.storage_dir_is_default
         self._lock = threading.Lock()
 
     @property
@@ -126,7 +129,7 @@ class MetadataStore:
         if not members:
             raise UsageError(f"index {name!r}: a snapshot needs at least one symbol")
         path = self.index_path(name)
-        check_writable_root(self.root)
+        check_writable_root(self.root, create=self._create)
         mark_store(self.root)
         with self._lock, RunLock(self.root, wait=True, timeout=60, name=INDICES_LOCK):
             rows = self.rows(name) if path.is_file() else []

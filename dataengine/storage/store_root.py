@@ -28,11 +28,17 @@ def is_store(root: StorePath) -> bool:
     return layout.metadata_dir(root).is_dir() or bool(layout.dataset_names(root))
 
 
-def check_writable_root(root: StorePath) -> bool:
-    """Raise :class:`UsageError` for a root a run must not write to; return True when the store would be new."""
+def check_writable_root(root: StorePath, *, create: bool = False) -> bool:
+    """Raise :class:`UsageError` for a root a run must not write to; return True when the store would be new.
+
+    ``create``: the root is the default location nobody typed (the platform's user data dir): missing parents
+    are not a typo there (on a fresh account ``~/.local/share`` does not exist yet) and are made, with the
+    store, by the run's first write."""
     if is_s3(root):
         return _check_s3_root(root, writing=True)
     path = Path(os.path.abspath(root.expanduser()))
+    if create and not path.exists():
+        return True
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
         raise UsageError(f"refusing to use {path} as a store: it is the root of a file system; pass --storage-dir DIR")
