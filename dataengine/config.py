@@ -11,21 +11,15 @@ from __future__ import annotations
 import configparser
 import os
 import platform
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 
-if TYPE_CHECKING:
-    from dataengine.storage.store_path import StorePath
-
 from dataengine.errors import ConfigError
-from dataengine.storage.s3 import S3Path
 from dataengine.timerange import DEFAULT_START
 
 APP_NAME = "dataengine"
@@ -71,7 +65,8 @@ def current_os() -> str:
 class Settings:
     """Everything a run needs to know that is not a per-run choice. Immutable; safe to share across threads."""
 
-    storage_dir: StorePath
+    # a local directory, or an s3:// URL as given; dataengine.storage.store.open_store makes it a store
+    storage_dir: Path | str
     workers: int
     api_key_id: str | None = None
     api_secret_key: str | None = None
@@ -232,29 +227,12 @@ def url_secrets(url: str | None) -> set[str]:
     return {part for part in (userinfo, *userinfo.split(":", 1)) if len(part) >= 4}
 
 
-# A URI: any scheme followed by //, or a known storage scheme with a typo after it (s3:/bucket). Two letters or
-# more, so a Windows drive letter (C:) is not one; a local directory named "my:store" stays allowed.
-_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?")
-_STORAGE_SCHEMES = {"s3", "s3a", "s3n", "gs", "gcs", "az", "abfs", "abfss", "adl", "file", "http", "https", "hdfs", "r2"}
-
-
-def storage_path(value: str | StorePath) -> StorePath:
-    """A store root given by a user (flag, setting, API argument): a local path or an ``s3://bucket/prefix``;
-    any other URI is a ConfigError."""
-    if isinstance(value, S3Path):
-        return value
-    return value.expanduser() if isinstance(value, Path) else _expand(value)
-
-
-def _expand(text: str) -> StorePath:
+def _expand(text: str) -> Path | str:
+    """A store location as a user wrote it, ``$VARS`` expanded: a local path (``~`` expanded), or a URL kept as
+    text. What a location may be (a directory, ``s3://bucket/prefix``; no other URI) is decided when the store
+    is opened (:func:`dataengine.storage.store.open_store`), before anything is read or written."""
     text = os.path.expandvars(text.strip())
-    scheme = _URI_SCHEME.match(text)
-    if scheme and scheme.group(1) == "s3" and scheme.group(2):
-        return S3Path.from_url(text)
-    if scheme and (scheme.group(2) or scheme.group(1).lower() in _STORAGE_SCHEMES):
-        # Path() would turn gs://bucket/x into the local directory ./gs:/bucket/x and write a whole store there.
-        raise ConfigError(
-            f"storage dir {text!r}: {scheme.group(1)}: not a supported store; use a local directory or "
-            "s3://bucket/prefix (nothing was written)"
-        )
-    return Path(text).expanduser()
+    if not text:
+        # a cron line with an unset variable ($STORE) would otherwise make the current directory a store
+        raise ConfigError("storage dir is empty (an unset variable?); give a directory or s3://bucket/prefix")
+    return text if "://" in text or text.lower().startswith(("s3:", "gs:", "az:", "file:")) else Path(text).expanduser()

@@ -24,14 +24,13 @@ from typing import Any
 import polars as pl
 
 from dataengine.errors import TransientSourceError, UsageError
+from dataengine.storage import layout
+from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, read_table, write_json_map, write_table
-from dataengine.storage.store_path import StorePath
 
 log = logging.getLogger(__name__)
 
 ACTION_PAGE_LIMIT = 1000  # Alpaca's maximum ``limit`` for corporate actions
-ACTIONS_DIR = "corporate_actions"
-ACTIONS_FILE = "actions.parquet"
 
 ACTION_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),
@@ -126,16 +125,12 @@ def _num(value: Any) -> float | None:
 # -- the store ------------------------------------------------------------------------------------------------
 
 
-def actions_path(root: StorePath) -> StorePath:
-    return root / ACTIONS_DIR / ACTIONS_FILE
-
-
 class ActionStore:
     """The stored corporate actions of one store root."""
 
     def __init__(self, root: StorePath) -> None:
         self.root = root
-        self.path = actions_path(root)
+        self.path = layout.actions_path(root)
 
     def load(self) -> pl.DataFrame:
         return read_table(self.path, ACTION_SCHEMA)
@@ -150,7 +145,7 @@ class ActionStore:
             return changed
         merged = pl.concat([stored.join(changed.select("id"), on="id", how="anti"), changed])
         merged = merged.sort("symbol", "ex_date", "process_date", "id", nulls_last=True)
-        write_table(self.root, self.path, merged)
+        write_table(self.path, merged)
         log.info("corporate actions: %d new or changed, %d stored", changed.height, merged.height)
         return changed
 
@@ -176,7 +171,6 @@ class ActionStore:
         return frame.with_columns(day.alias("_day")).sort("_day", "symbol", "id").drop("_day")
 
 
-FETCHED_FILE = "fetched.json"
 
 
 class FetchedLog:
@@ -186,7 +180,7 @@ class FetchedLog:
 
     def __init__(self, root: StorePath) -> None:
         self.root = root
-        self.path = root / ACTIONS_DIR / FETCHED_FILE
+        self.path = layout.fetched_actions_path(root)
 
     def load(self) -> dict[str, dict[str, str]]:
         return read_json_map(self.path)
@@ -196,14 +190,13 @@ class FetchedLog:
         for symbol in symbols:
             first = known.get(symbol, {}).get("from")
             known[symbol] = {"from": min(first, start.isoformat()) if first else start.isoformat(), "at": at}
-        write_json_map(self.root, self.path, known)
+        write_json_map(self.path, known)
 
     def missing(self, symbols: Iterable[str]) -> list[str]:
         known = self.load()
         return sorted(s for s in symbols if s not in known)
 
 
-CLOSES_FILE = "closes.parquet"
 CLOSE_SCHEMA: dict[str, pl.DataType] = {"symbol": pl.String(), "ex_date": pl.Date(), "close": pl.Float64()}
 
 
@@ -214,7 +207,7 @@ class CloseStore:
 
     def __init__(self, root: StorePath) -> None:
         self.root = root
-        self.path = root / ACTIONS_DIR / CLOSES_FILE
+        self.path = layout.closes_path(root)
 
     def load(self) -> pl.DataFrame:
         return read_table(self.path, CLOSE_SCHEMA)
@@ -225,7 +218,7 @@ class CloseStore:
         closes = closes.select(list(CLOSE_SCHEMA)).unique(["symbol", "ex_date"], keep="last")
         stored = self.load()
         merged = pl.concat([stored.join(closes, on=["symbol", "ex_date"], how="anti"), closes]).sort("symbol", "ex_date")
-        write_table(self.root, self.path, merged)
+        write_table(self.path, merged)
         return closes.height
 
 

@@ -18,7 +18,6 @@ from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.parquet_storage import ParquetStorage
-from dataengine.storage.store_path import scan_parquet
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_month_end, ny_month_start
 
@@ -117,7 +116,7 @@ def _symbol_gaps(
     ]
     if not files:
         return report
-    stamps = scan_parquet(files).select("timestamp")
+    stamps = storage.root.store.scan_parquet([f.key for f in files]).select("timestamp")
     if start is not None:
         stamps = stamps.filter(pl.col("timestamp") >= start)
     if end is not None:

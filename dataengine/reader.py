@@ -13,17 +13,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 import polars as pl
 
 from dataengine import calendar
-from dataengine.config import Settings, storage_path
+from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
-from dataengine.storage.store_path import StorePath, is_s3, scan_parquet
+from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, months_between, ny_year_month, parse_bound
@@ -105,7 +106,7 @@ def scan_bars(
     schema = {name: BAR_SCHEMA[name] for name in ("symbol", *wanted)}
     if not paths:
         return pl.LazyFrame(schema=schema)
-    frame = scan_parquet(paths, hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
+    frame = paths[0].store.scan_parquet([p.key for p in paths], hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
     stamp = pl.col("timestamp")
     if start_utc is not None:
         frame = frame.filter(stamp >= start_utc)
@@ -181,8 +182,11 @@ def _partitions(
     base = dataset_path(key, storage_dir)
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
+    # Locally a stat per computed month beats listing; where a stat is a request, one listing per symbol wins.
+    computed = months is not None and len(months) <= _MAX_COMPUTED_MONTHS and base.local is not None
     for symbol in _symbols(symbols, base):
-        if months is not None and len(months) <= _MAX_COMPUTED_MONTHS and not is_s3(base):  # S3: one LIST, not a HEAD a month
+        if computed:
+            assert months is not None
             for y, m in months:
                 path = layout.partition_path(base.parent, base.name, symbol, y, m)
                 if path.is_file():
@@ -206,10 +210,12 @@ def dataset_path(key: DatasetKey, storage_dir: str | StorePath | None = None) ->
     return path
 
 
-def store_root(storage_dir: str | StorePath | None = None) -> StorePath:
-    """The store's root directory (from settings when not given); :class:`UsageError` if there is no store."""
-    root = storage_path(storage_dir) if storage_dir is not None else Settings.load().storage_dir
-    return check_readable_root(root)
+def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:
+    """The store's root (from settings when not given): the one place a reader resolves a location into a
+    store; :class:`UsageError` if there is no store there."""
+    if storage_dir is None:
+        storage_dir = Settings.load().storage_dir
+    return check_readable_root(open_store(storage_dir))
 
 
 def _columns(columns: Sequence[str] | None) -> list[str]:

@@ -13,7 +13,7 @@ import pyarrow as pa
 from dataengine import sql_views
 from dataengine.errors import UsageError
 from dataengine.sql_views import duckdb_message
-from dataengine.storage.store_path import StorePath
+from dataengine.storage.store import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)

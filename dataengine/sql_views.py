@@ -14,8 +14,7 @@ import polars as pl
 from dataengine.errors import UsageError
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
-from dataengine.storage.s3 import S3Path, arrow_filesystem
-from dataengine.storage.store_path import StorePath, is_s3, listdir, read_parquet
+from dataengine.storage.store import StorePath
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -51,7 +50,7 @@ def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = Fal
     """
     from dataengine.reader import store_root  # the one place a store root is resolved and checked
 
-    root = store_root(storage_dir).resolve()  # the views and the sandbox must name the same directory
+    root = store_root(storage_dir)
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -68,7 +67,7 @@ def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = Fal
     return con
 
 
-def _sql_string(text: str | StorePath) -> str:
+def _sql_string(text: object) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
@@ -76,13 +75,14 @@ def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str) 
     if next(layout.iter_partitions(directory), None) is None:
         empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
         return f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false'
-    if is_s3(directory):
-        # DuckDB scans a pyarrow dataset on S3 (its httpfs extension cannot be downloaded everywhere), with
-        # projections and filters pushed down: a filter on symbol, year and month opens only those objects.
+    local = directory.local
+    if local is None:
+        # A remote store: DuckDB scans a pyarrow dataset (its httpfs extension cannot be downloaded everywhere),
+        # with projections and filters pushed down: a filter on symbol, year and month opens only those objects.
         con.register(f"_{name}_files", _arrow_dataset(directory))
         return f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM "_{name}_files"'
     # '*/*/*/data.parquet' rather than '**': measured at half the glob cost, and it never matches a temp file.
-    pattern = _sql_string(f"{directory}/*/*/*/{DATA_FILE}")
+    pattern = _sql_string(f"{local.resolve()}/*/*/*/{DATA_FILE}")
     return (
         f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
         f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})"
@@ -127,17 +127,16 @@ _ADJUSTED_FACTORS = {
 def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
     """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset
     ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
-    from dataengine.corporate_actions import ACTIONS_DIR, ACTIONS_FILE, CLOSES_FILE
-
     for name, path, types in (
-        ("corporate_actions", root / ACTIONS_DIR / ACTIONS_FILE, _ACTION_TYPES),
-        ("dividend_closes", root / ACTIONS_DIR / CLOSES_FILE, _CLOSE_TYPES),
+        ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
+        ("dividend_closes", layout.closes_path(root), _CLOSE_TYPES),
     ):
-        if is_s3(path) and path.is_file():
-            con.register(f"_{name}_file", read_parquet(path))
+        local = path.local
+        if local is not None and local.is_file():
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
+        elif local is None and path.is_file():  # a remote store: the small table is read whole, once
+            con.register(f"_{name}_file", root.store.read_parquet(path.key))
             con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
-        elif path.is_file():
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(path)})')
         else:
             empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
             con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
@@ -165,9 +164,10 @@ ASOF LEFT JOIN adjustment_factors f ON b.symbol = f.symbol AND b._day < f.ex_dat
 
 
 def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> str:
-    indices = layout.metadata_dir(root) / "indices"
-    names = [n for n in listdir(indices) if n.endswith(".csv")]
-    if is_s3(indices) and names:
+    indices = layout.indices_dir(root)
+    names = [n for n in indices.listdir() if n.endswith(".csv")]
+    local = indices.local
+    if local is None and names:  # a remote store: the small CSVs are read whole, once
         frames = [pl.read_csv(io.BytesIO((indices / n).read_bytes()), schema=_INDEX_SCHEMA)
                   .with_columns(index_name=pl.lit(n[: -len(".csv")])) for n in names]
         con.register("_index_members", pl.concat(frames))
@@ -177,7 +177,8 @@ def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> str:
             "CREATE VIEW index_members AS SELECT NULL::VARCHAR AS index_name, NULL::VARCHAR AS symbol, "
             "NULL::DATE AS added, NULL::DATE AS removed WHERE false"
         )
-    pattern = _sql_string(f"{indices}/*.csv")
+    assert local is not None
+    pattern = _sql_string(f"{local.resolve()}/*.csv")
     return (
         "CREATE VIEW index_members AS SELECT parse_filename(filename, true) AS index_name, symbol, added, removed "
         f"FROM read_csv({pattern}, header = true, filename = true, "
@@ -187,7 +188,8 @@ def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> str:
 
 def _lock_down(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
     # Order matters: every SET must come before lock_configuration (docs: operations_manual/securing_duckdb).
-    allowed = "" if is_s3(root) else _sql_string(str(root).rstrip("/") + "/")  # S3: DuckDB reads no file itself
+    local = root.local  # a remote store: DuckDB reads no file itself
+    allowed = "" if local is None else _sql_string(str(local.resolve()).rstrip("/") + "/")
     for statement in (
         f"SET allowed_directories = [{allowed}]",
         "SET enable_external_access = false",
@@ -201,7 +203,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
 
 
 
-def _arrow_dataset(directory: S3Path) -> pyarrow.dataset.Dataset:
+def _arrow_dataset(directory: StorePath) -> pyarrow.dataset.Dataset:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -210,8 +212,8 @@ def _arrow_dataset(directory: S3Path) -> pyarrow.dataset.Dataset:
     # (naming it), not every connection to the store.
     types = {"timestamp": pa.timestamp("us", tz="UTC"), "volume": pa.int64(), "trade_count": pa.int64()}
     schema = pa.schema([(name, types.get(name, pa.float64())) for name in DATA_COLUMNS] + keys)
-    return ds.dataset(f"{directory.bucket}/{directory.key}", filesystem=arrow_filesystem(directory), schema=schema,
-                      format="parquet", partitioning=ds.partitioning(pa.schema(keys), flavor="hive"))
+    return directory.store.arrow_dataset(directory.key, schema=schema, format="parquet",
+                                         partitioning=ds.partitioning(pa.schema(keys), flavor="hive"))
 
 
 def duckdb_message(exc: BaseException) -> str:

@@ -11,33 +11,26 @@ the footers that changed since the last call.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from dataengine.config import storage_path
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.store_path import StorePath, is_s3
+from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import months_between
 
 log = logging.getLogger(__name__)
-
-def _disk_bytes(st: os.stat_result) -> int:
-    blocks = getattr(st, "st_blocks", None)
-    return blocks * 512 if blocks is not None else st.st_size
-
 
 def _iso(us: int | None) -> str | None:
     if us is None:
@@ -65,22 +58,16 @@ def _dataset_info(root: StorePath, name: str) -> dict[str, Any]:
 
 
 def _other_disk_bytes(root: StorePath, datasets: list[str]) -> int:
-    """Bytes on disk outside the partition files: metadata, dataset records, directories' own files."""
-    if is_s3(root):  # every object outside the datasets, in one listing of the store's metadata
-        return sum(st.st_size for _, st in (root / layout.METADATA_DIR).iter_objects())
-    total = 0
+    """Bytes on disk outside the partition files: metadata, corporate actions, dataset records."""
+    dirs, files = root.store.list_dir(root.key)
+    total = sum(st.disk_bytes for _, st in files)
     skip = set(datasets)
-    for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False) and entry.name not in skip:
-            for dirpath, _dirs, files in os.walk(entry.path):
-                for name in files:
-                    with contextlib.suppress(OSError):
-                        total += _disk_bytes(os.stat(os.path.join(dirpath, name)))
-        elif entry.is_file(follow_symlinks=False):
-            total += _disk_bytes(entry.stat())
+    for name in dirs:
+        if name not in skip:
+            total += sum(st.disk_bytes for _, st in (root / name).walk())
     for name in datasets:  # a record still inside its dataset directory (stores written by earlier versions)
-        with contextlib.suppress(OSError):
-            total += _disk_bytes(os.stat(root / name / layout.DATASET_FILE))
+        legacy = root.store.stat(layout.legacy_dataset_record_path(root, name).key)
+        total += legacy.disk_bytes if legacy is not None else 0
     return total
 
 
@@ -117,10 +104,10 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def store_status(root: str | StorePath, *, runs: int = 5) -> dict[str, Any]:
+def store_status(root: str | Path | StorePath, *, runs: int = 5) -> dict[str, Any]:
     """Everything :command:`dataengine status` shows, as one JSON-ready dict."""
     started = time.perf_counter()
-    root = storage_path(root)
+    root = open_store(root)
     _check_root(root)
     names = layout.dataset_names(root)
     cache = FooterCache(root)
@@ -180,10 +167,10 @@ def store_status(root: str | StorePath, *, runs: int = 5) -> dict[str, Any]:
     }
 
 
-def symbol_status(root: str | StorePath, symbol: str) -> dict[str, Any]:
+def symbol_status(root: str | Path | StorePath, symbol: str) -> dict[str, Any]:
     """One symbol's coverage per dataset: rows, first/last bar, months held and months missing in between."""
     started = time.perf_counter()
-    root = storage_path(root)
+    root = open_store(root)
     _check_root(root)
     symbol = symbol.strip().upper()
     names = layout.dataset_names(root)

@@ -20,7 +20,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
-from dataengine.storage.store_path import StorePath, as_store_path, move_aside, relative_name
+from dataengine.storage.store import StorePath
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
 
 log = logging.getLogger(__name__)
-QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -101,10 +100,10 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
     ledgers: dict[str, CoverageLedger] = {}
     for item in report.damage:
-        path = as_store_path(item.path)
+        path = layout.partition_path(root, item.dataset, item.symbol, item.year, item.month)
         if path.is_file():
-            aside = layout.metadata_dir(root) / QUARANTINE / stamp / relative_name(path, root)
-            move_aside(path, aside)
+            aside = layout.quarantine_dir(root, stamp) / path.relative_to(root)
+            root.store.move(path.key, aside.key)
             log.warning("moved %s aside to %s", path, aside)
         span = (ny_month_start(item.year, item.month), ny_month_end(item.year, item.month))
         ledger = ledgers.setdefault(item.dataset, CoverageLedger(layout.coverage_path(root, item.dataset)))

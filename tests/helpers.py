@@ -7,11 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
-from dataengine.storage.s3 import S3Path
 from dataengine.timerange import resolve_range
 
 
-def read_store(root: Path | str | S3Path, dataset: str = "equities_1min") -> pl.DataFrame:
+def read_store(root: Path | str, dataset: str = "equities_1min") -> pl.DataFrame:
     """Every partition of a dataset with its symbol/year/month, read without dataengine's reader: a local
     directory by glob, a store on S3 by listing the bucket with boto3 (the test's own client)."""
     text = str(root)

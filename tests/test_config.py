@@ -86,10 +86,10 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
 
 
 def test_an_s3_store_is_taken_from_the_file_the_environment_or_the_flag(tmp_path: Path) -> None:
-    from dataengine.storage.s3 import S3Path
+    from dataengine.storage.store import open_store
 
     write(tmp_path / "settings.ini", "[common]\nlocal_storage_dir = s3://team-bars/prod\n")
     loaded = Settings.load(env={}, cwd=tmp_path, os_name="linux")
-    assert loaded.storage_dir == S3Path("team-bars", "prod")
-    assert Settings.load(env={"DATAENGINE_STORAGE_DIR": "s3://team-bars/dev/"}, cwd=tmp_path).storage_dir == S3Path("team-bars", "dev")
+    assert str(open_store(loaded.storage_dir)) == "s3://team-bars/prod"
+    assert str(open_store(Settings.load(env={"DATAENGINE_STORAGE_DIR": "s3://team-bars/dev/"}, cwd=tmp_path).storage_dir)) == "s3://team-bars/dev"
     assert str(loaded.with_overrides(storage_dir="s3://other-bucket").storage_dir) == "s3://other-bucket"

@@ -18,6 +18,7 @@ from dataengine import IngestionPipeline, Settings
 from dataengine.corporate_actions import ActionStore, decode_actions
 from dataengine.errors import TransientSourceError
 from dataengine.reader import connect, read_bars
+from dataengine.storage.store import StorePath, open_store
 from tests.alpaca_server import FakeAlpaca, raw_close_before
 from tests.helpers import run_cli
 
@@ -45,8 +46,8 @@ def announce_all(server: FakeAlpaca) -> None:
 SYMBOLS = ["AAPL", "GE", "MSFT", "NVDA"]
 
 
-def root() -> Path:
-    return Settings.load().storage_dir
+def root() -> StorePath:
+    return open_store(Settings.load().storage_dir)
 
 
 def expected_adjusted(server: FakeAlpaca, raw: pl.DataFrame, symbol: str, kind: str) -> pl.DataFrame:
@@ -275,7 +276,7 @@ def test_read_bars_offline_needs_no_server_even_for_dividends(alpaca) -> None:  
     """The close before each dividend is stored by the run: reading later needs no daily dataset."""
     announce_all(alpaca)
     assert IngestionPipeline(max_workers=2).ingest_symbols(["MSFT"], "2024-02-01", "2024-02-29", "minute").ok
-    closes = pl.read_parquet(root() / "corporate_actions" / "closes.parquet")
+    closes = pl.read_parquet((root() / "corporate_actions" / "closes.parquet").local)
     cfg = alpaca.universe.config("MSFT")
     assert dict(zip(closes["ex_date"].to_list(), closes["close"].to_list(), strict=True)) == {
         d: raw_close_before("MSFT", cfg, d.toordinal()) for d in (date(2024, 2, 8), date(2024, 3, 1))

@@ -15,6 +15,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.storage.store import open_store
 from dataengine.timerange import NEW_YORK
 
 DAYS = [date(2024, 11, 27), date(2024, 11, 28), date(2024, 11, 29), date(2024, 12, 2)]  # 28th: Thanksgiving
@@ -79,7 +80,7 @@ def test_one_symbol_month_opens_one_file_of_many(store: Path) -> None:
     for i in range(40):
         shutil.copytree(base / "symbol=SPY", base / f"symbol=S{i:03d}")
     key = DatasetKey.of("minute")
-    paths = reader.partition_paths("AAPL", *_utc("2024-12-01", "2024-12-31"), key, store)
+    paths = [p.local for p in reader.partition_paths("AAPL", *_utc("2024-12-01", "2024-12-31"), key, store)]
     assert paths == [base / "symbol=AAPL" / "year=2024" / "month=12" / "data.parquet"]
     for other in base.glob("symbol=*/year=*/month=*/data.parquet"):
         if other != paths[0]:
@@ -123,7 +124,7 @@ def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
     # stored by hand: its corporate actions were never asked for, so "none stored" proves nothing
     with pytest.raises(UsageError, match=r"corporate actions of AAPL were never fetched.*actions --update AAPL"):
         reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)
-    FetchedLog(store).record(["AAPL"], date(2024, 1, 1), "2024-12-31T00:00:00")  # as 'actions --update' finding none
+    FetchedLog(open_store(store)).record(["AAPL"], date(2024, 1, 1), "2024-12-31T00:00:00")  # as 'actions --update' finding none
     # the raw dataset holds the range: adjusted from it and the stored actions (none here), not read from the
     # dataset stored with Alpaca's adjustment
     local = reader.read_bars("AAPL", timeframe="1day", adjustment="all", storage_dir=store)

@@ -21,7 +21,7 @@ from dataengine.errors import LockError, StorageError
 from dataengine.storage.commit_log import CommitLog
 from dataengine.storage.run_ledger import RunLedger
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.s3 import S3Path
+from dataengine.storage.store import open_store
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store, run_cli, s3_objects
 
@@ -98,7 +98,7 @@ def test_two_runs_at_once_one_exits_3_naming_the_holder_then_a_dead_holders_leas
 
 def test_of_two_runs_taking_over_a_dead_lock_only_one_wins(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
-    S3Path.from_url(s3_store + "/metadata/run.lock").write_bytes(
+    (open_store(s3_store) / "metadata/run.lock").write_bytes(
         json.dumps({"pid": 1, "host": "gone", "lease_until": "2020-01-01T00:00:00+00:00"}).encode())
     first, second = RunLock(s3_store), RunLock(s3_store)
     first.acquire()
@@ -114,11 +114,11 @@ def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
     lock = RunLock(s3_store).acquire()
     # another run took the lock over (as if this one had been cut off for longer than its lease)
-    S3Path.from_url(s3_store + "/metadata/run.lock").write_bytes(json.dumps({"pid": 2, "host": "other"}).encode())
+    (open_store(s3_store) / "metadata/run.lock").write_bytes(json.dumps({"pid": 2, "host": "other"}).encode())
     time.sleep(1.0)
     with pytest.raises(LockError, match="lost"):
         lock.release()
-    assert json.loads(S3Path.from_url(s3_store + "/metadata/run.lock").read_bytes())["host"] == "other"  # not deleted
+    assert json.loads((open_store(s3_store) / "metadata/run.lock").read_bytes())["host"] == "other"  # not deleted
 
 
 def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca, s3_store, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +126,7 @@ def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca
 
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
     alpaca.latency_s = 0.2
-    lock = S3Path.from_url(s3_store + "/metadata/run.lock")
+    lock = (open_store(s3_store) / "metadata/run.lock")
 
     def take_over() -> None:  # another host takes the lock over, as if this run's lease had ended
         while not lock.is_file():
@@ -147,8 +147,8 @@ def test_a_run_that_loses_its_lease_exits_3_and_its_ledger_record_says_so(alpaca
 
 
 def test_two_writers_cannot_both_write_one_commit(s3_store) -> None:  # type: ignore[no-untyped-def]
-    prefix = S3Path.from_url(s3_store + "/metadata/coverage/equities_1min")
-    a, b = CommitLog(prefix, what="coverage"), CommitLog(prefix, what="coverage")
+    prefix = open_store(s3_store) / "metadata/coverage/equities_1min"
+    a, b = CommitLog(prefix.store, prefix.key, what="coverage"), CommitLog(prefix.store, prefix.key, what="coverage")
     a.append("one\n")
     b.commits()
     b._next = 0  # b had listed before a wrote: it tries the same number
@@ -157,7 +157,7 @@ def test_two_writers_cannot_both_write_one_commit(s3_store) -> None:  # type: ig
     a.append("three\n")
     a.replace("one\nthree\n")  # compaction: a snapshot, then the old commits go
     a.append("four\n")
-    assert CommitLog(prefix, what="coverage").read() == ["one", "three", "four"]
+    assert CommitLog(prefix.store, prefix.key, what="coverage").lines() == ["one", "three", "four"]
     assert [c.snapshot for c in a.commits()] == [True, False]
 
 
@@ -166,7 +166,7 @@ def test_the_run_ledger_keeps_every_run_even_when_two_append_at_once(s3_store) -
 
     one, two = RunLedger(s3_store), RunLedger(s3_store)
     one.append(RunRecord(command=["first"]))
-    two._commits._next = 0  # type: ignore[union-attr]  # a stale view: the number is taken, the next one is used
+    two._log._next = 0  # type: ignore[attr-defined]  # a stale view: the number is taken, the next one is used
     two.append(RunRecord(command=["second"]))
     assert [r.command for r in RunLedger(s3_store).all()] == [["first"], ["second"]]
     assert [r.command for r in RunLedger(s3_store).last(1)] == [["second"]]
@@ -194,7 +194,7 @@ def test_missing_credentials_are_a_one_line_error(alpaca, s3_store, monkeypatch,
 
 
 def test_a_prefix_holding_something_else_is_refused(alpaca, s3_store, capsys) -> None:  # type: ignore[no-untyped-def]
-    S3Path.from_url(s3_store + "/notes.txt").write_bytes(b"mine")
+    (open_store(s3_store) / "notes.txt").write_bytes(b"mine")
     code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02")
     assert code == 2 and "not empty and is not a dataengine store" in err
     assert set(s3_objects(s3_store)) == {"notes.txt"}

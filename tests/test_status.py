@@ -26,6 +26,7 @@ from dataengine.status import FooterCache, store_status, symbol_status
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store import open_store
 
 
 def write_partition(root: Path, dataset: str, symbol: str, year: int, month: int, rows: int) -> Path:
@@ -201,7 +202,7 @@ def _bench(base: Path) -> None:
     started = time.perf_counter()
     symbol_status(root, "S123")
     print(f"status SYMBOL: {time.perf_counter() - started:.3f}s")
-    cache = FooterCache(root)
+    cache = FooterCache(open_store(root))
     started = time.perf_counter()
     cache.load()
     print(f"cache load: {time.perf_counter() - started:.3f}s, {cache.path.stat().st_size:,} bytes")
@@ -225,7 +226,7 @@ def test_a_run_fills_the_status_cache_from_what_it_wrote_without_reading_a_foote
     assert IngestionPipeline(max_workers=2).ingest_symbols(symbols, "2024-01-02", "2024-06-28", "day").ok
     assert read == []  # 24 partitions written, in batches, and not one footer read back
     root = Settings.load().storage_dir
-    cache = FooterCache(root)
+    cache = FooterCache(open_store(root))
     got = cache.partitions(["equities_1day"], symbols).sort("symbol", "year", "month")
     assert cache.footers_read == 0 and got.height == 24
     for row in got.iter_rows(named=True):  # and what it cached is what the files say

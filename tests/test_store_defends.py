@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from dataengine.config import storage_path
+from dataengine.storage.store import open_store
 from dataengine.errors import DamagedPartitionError, UsageError
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store, run_cli, store_listing
@@ -124,7 +124,7 @@ def test_read_only_connections_refuse_every_write(alpaca, capsys, tmp_path: Path
 
 
 def damage_store(store: str) -> dict[str, Any]:
-    base = storage_path(store) / "equities_1min"  # a local path or an S3Path: the same calls
+    base = open_store(store) / "equities_1min"  # a local directory or a prefix on S3: the same calls
     paths = {
         "truncated": base / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet",
         "garbage": base / "symbol=AAPL" / "year=2024" / "month=02" / "data.parquet",
@@ -139,12 +139,12 @@ def damage_store(store: str) -> dict[str, Any]:
     paths["first"].unlink()
     paths["middle"].unlink()
     gone = base / "symbol=AMD"  # a whole symbol gone
-    if isinstance(gone, Path):
+    if gone.local is not None:
         import shutil
 
-        shutil.rmtree(gone)
+        shutil.rmtree(gone.local)
     else:
-        for obj, _ in gone.iter_objects():
+        for obj, _ in gone.walk():
             obj.unlink()
     return paths
 
@@ -190,7 +190,7 @@ def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(a
 def test_a_partition_deleted_by_hand_is_fetched_by_the_next_plain_run(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
     store = backend
     assert ingest(capsys, "AAPL", "MSFT")[0] == 0
-    (storage_path(store) / "equities_1min" / "symbol=MSFT" / "year=2024" / "month=02" / "data.parquet").unlink()
+    (open_store(store) / "equities_1min" / "symbol=MSFT" / "year=2024" / "month=02" / "data.parquet").unlink()
     alpaca.reset_log()
     code, out, _ = ingest(capsys, "AAPL", "MSFT")
     assert code == 0

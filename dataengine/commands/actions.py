@@ -46,14 +46,14 @@ def actions(
     if update:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
-        pipeline = IngestionPipeline(settings=settings, command=command_line(ctx))
+        pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), command=command_line(ctx))
         result = pipeline.update_corporate_actions(wanted, first or settings.default_start)
         code = result.exit_code
         if not json_out and not ctx.obj.quiet:
             typer.echo(f"corporate actions: {result.actions_new} new or changed, {result.requests} request(s)", err=True)
             for symbol, reason in result.failed.items():
                 typer.echo(f"  failed {symbol}: {reason}", err=True)
-    root = check_readable_root(settings.storage_dir)
+    root = check_readable_root(ctx.obj.store(settings))
     rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last)
     if json_out:
         payload: dict[str, object] = {"actions": rows.drop("raw").to_dicts(), "count": rows.height}

@@ -8,11 +8,14 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dataengine.config import Settings
+
+if TYPE_CHECKING:
+    from dataengine.storage.store import StorePath
 
 
 @dataclass
@@ -28,6 +31,14 @@ class Context:
 
     def settings(self, **overrides: Any) -> Settings:
         return Settings.load(config_path=self.config).with_overrides(storage_dir=self.storage_dir, **overrides)
+
+    def store(self, settings: Settings | None = None) -> StorePath:
+        """The store the command works on: the settings' location opened once, here (a local directory or
+        s3://bucket/prefix; a malformed URL is a ConfigError, exit 2, before anything is read or written)."""
+        from dataengine.storage.store import open_store
+
+        settings = settings or self.settings()
+        return open_store(settings.storage_dir, create=settings.storage_dir_is_default)
 
 
 def command_line(ctx: typer.Context) -> list[str]:

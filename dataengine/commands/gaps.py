@@ -46,14 +46,14 @@ def gaps(
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.storage.parquet_storage import ParquetStorage
 
-    storage = ParquetStorage(settings.storage_dir)
+    storage = ParquetStorage(ctx.obj.store(settings))
     reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
     repaired = None
     ranges = repair_ranges(reports)
     if repair and ranges:
         progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
                                    title=f"dataengine gaps --repair · {key.dirname}")
-        pipeline = IngestionPipeline(settings=settings, storage=storage, progress=progress)
+        pipeline = IngestionPipeline(settings=settings, storage_dir=storage.root, progress=progress)
         try:
             repaired = pipeline.ingest_ranges(ranges, key)
         finally:

@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(ctx: typer.Context) -> MetadataStore:
-    settings = ctx.find_root().obj.settings()
+    root = ctx.find_root().obj.store()
     from dataengine.storage.metadata_store import MetadataStore  # Polars: imported when the command runs
 
-    return MetadataStore(settings=settings)
+    return MetadataStore(root)
 
 
 def looks_like_file(item: str) -> bool:

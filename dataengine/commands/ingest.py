@@ -131,7 +131,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
 
         progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
         pipeline = IngestionPipeline(
-            settings=settings, progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
+            settings=settings, storage_dir=state.store(settings), progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
             lock_timeout=args.wait_timeout, command=command,
         )
         options: dict[str, Any] = {

@@ -18,7 +18,6 @@ from dataengine.storage.atomic import write_atomic
 if TYPE_CHECKING:
     import polars as pl
 
-    from dataengine.storage.store_path import StorePath
 
 FORMATS = ("table", "csv", "json", "parquet")
 TABLE_ROWS = 1000  # a terminal table past this is unreadable; the file formats carry every row
@@ -43,10 +42,10 @@ def query(
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings()
     if output is not None:
-        _check_output(output, settings.storage_dir)
+        _check_output(output, ctx.obj.store(settings).local)
     from dataengine import reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
 
-    frame = reader.query(sql, storage_dir=settings.storage_dir, limit=TABLE_ROWS + 1 if fmt == "table" else None)
+    frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None)
     if fmt == "table":
         _print_table(frame)
     elif output is None:
@@ -74,10 +73,11 @@ def _choose_format(fmt: str | None, output: Path | None) -> str:
     return fmt
 
 
-def _check_output(output: Path, root: StorePath) -> None:
+def _check_output(output: Path, store: Path | None) -> None:
+    """``store``: the store's local directory (None for a remote store: nothing local to protect)."""
     target = output.expanduser().resolve()
-    store = root.expanduser().resolve()
-    if isinstance(store, Path) and (target == store or store in target.parents):  # a store on S3 has no local file
+    store = store.resolve() if store is not None else None
+    if store is not None and (target == store or store in target.parents):
         raise UsageError(f"refusing to write {output} inside the store {store}; choose a path outside it")
     if target.is_dir():
         raise UsageError(f"--output {output} is a directory")

@@ -38,7 +38,7 @@ def verify_command(
     from dataengine.verify import repair, verify  # Polars: imported when the command runs
 
     settings = ctx.obj.settings()
-    root = check_readable_root(settings.storage_dir)
+    root = check_readable_root(ctx.obj.store(settings))
     wanted = clean_symbols(symbols, source="symbols") if symbols else None
     datasets = None
     if timeframe is not None:
@@ -54,7 +54,7 @@ def verify_command(
 
         progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval, title="dataengine verify --repair")
         try:
-            runs = repair(root, report, IngestionPipeline(settings=settings, progress=progress))
+            runs = repair(root, report, IngestionPipeline(settings=settings, storage_dir=root, progress=progress))
         finally:
             progress.close()
         before = report

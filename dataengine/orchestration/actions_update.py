@@ -33,8 +33,8 @@ from dataengine.corporate_actions import (
 )
 from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
 from dataengine.storage import layout
+from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, write_json_map
-from dataengine.storage.store_path import StorePath
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import NEW_YORK
 
@@ -176,13 +176,13 @@ class FetchedUnder:
 
     def __init__(self, root: StorePath, dataset: str) -> None:
         self.root = root
-        self.path = layout.metadata_dir(root) / "adjusted" / f"{dataset}.json"
+        self.path = layout.adjusted_record_path(root, dataset)
 
     def load(self) -> dict[str, list[str]]:
         return {str(k): list(v) for k, v in read_json_map(self.path).items()}
 
     def save(self, known: dict[str, list[str]]) -> None:
-        write_json_map(self.root, self.path, known)
+        write_json_map(self.path, known)
 
 
 def stale_symbols(

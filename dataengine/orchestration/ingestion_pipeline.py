@@ -41,7 +41,7 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
-from dataengine.storage.store_path import StorePath
+from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK
@@ -49,7 +49,7 @@ from dataengine.timerange import NEW_YORK
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
 
-    from dataengine.storage.footer_index import Listing, WrittenFooter
+    from dataengine.storage.footer_index import WrittenFooter
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +67,34 @@ class IngestionPipeline:
         max_workers: int | None = None,
         *,
         settings: Settings | None = None,
-        storage_dir: str | StorePath | None = None,
-        storage: ParquetStorage | None = None,
-        metadata: MetadataStore | None = None,
+        storage_dir: str | Path | StorePath | None = None,
         progress: ProgressReporter | None = None,
-        ledger: RunLedger | None = None,
         source: SourceFactory | None = None,
         wait_for_lock: bool = False,
         lock_timeout: float | None = None,
         command: Sequence[str] | None = None,
     ) -> None:
         """``max_workers`` stays positional (the seed API's ``IngestionPipeline(8)``); every collaborator is a
-        keyword argument. The store's root is ``storage_dir``, else ``storage.root`` when a storage is given,
-        else the settings' ``storage_dir``; the lock, ledger, coverage and index metadata all live under it.
-        ``source``: what makes one bar source per worker thread for each run (default: Alpaca clients from the
-        settings, sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait
+        keyword argument. The store is ``storage_dir`` (a directory, ``s3://bucket/prefix`` or an opened store),
+        else the settings' ``storage_dir``: it is opened once, here, and the bars, lock, ledger, coverage and
+        index metadata all live under it. ``source``: what makes one bar source per worker thread for each run
+        (default: Alpaca clients from the settings, sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait
         for it (at most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at
         once. ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
         settings = settings or Settings.load()
-        if storage_dir is None and storage is not None:
-            storage_dir = storage.root
-        if storage_dir is not None:
+        if storage_dir is not None and not isinstance(storage_dir, StorePath):
             settings = settings.with_overrides(storage_dir=storage_dir, origin="argument")
         if max_workers is not None:
             settings = settings.with_overrides(workers=max_workers, origin="argument")
         self.settings = settings
         self.max_workers = settings.workers
-        self.storage = storage or ParquetStorage(settings.storage_dir)
-        self.metadata = metadata or MetadataStore(settings.storage_dir)
+        root = storage_dir if isinstance(storage_dir, StorePath) else \
+            open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+        self.root = root
+        self.storage = ParquetStorage(root)
+        self.metadata = MetadataStore(root)
         self.progress = progress or ProgressReporter()
-        self.ledger = ledger or RunLedger(settings.storage_dir)
+        self.ledger = RunLedger(root)
         self.source = source
         self.wait_for_lock = wait_for_lock or lock_timeout is not None
         self.lock_timeout = lock_timeout
@@ -192,7 +190,7 @@ class IngestionPipeline:
         )
         if self.source is None:
             self.settings.credentials()  # the default source needs keys: say so before anything runs
-        check_writable_root(self.storage.root, create=self.settings.storage_dir_is_default)
+        check_writable_root(self.root)
         self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
 
@@ -228,22 +226,15 @@ class IngestionPipeline:
             end=request.range.end.isoformat(),
             symbols_requested=len(request.symbols),
         )
-        new_store = check_writable_root(self.storage.root, create=self.settings.storage_dir_is_default)  # before the lock file makes it look like a store
+        new_store = check_writable_root(self.root)  # before the lock file makes it look like a store
         with locked_and_recorded(
-            self.storage.root, self.ledger, record,
+            self.root, self.ledger, record,
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
-            self.storage.write_guard = outcome.lock.check_held if outcome.lock else None  # no write once the lock is lost
-            self.storage.listings.clear()  # listings are valid under this run's lock only
-            try:
-                result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-                if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                    _refresh_status_cache(self.storage.root, request, self.storage.written_footers(),
-                                          self.storage.listings)
-            finally:
-                self.storage.write_guard = None
-                self.storage.listings.clear()
+            result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+            if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
+                _refresh_status_cache(self.root, request, self.storage.written_footers())
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
@@ -253,14 +244,14 @@ class IngestionPipeline:
         from dataengine.loaders.symbol_loader import clean_symbols
         from dataengine.timerange import parse_bound
 
-        root = self.storage.root
+        root = self.root
         if symbols is None:
             wanted = sorted({s for name in layout.dataset_names(root) for s in layout.symbols_in(layout.dataset_dir(root, name))})
         else:
             wanted = sorted(clean_symbols(list(symbols), source="symbols"))
         start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()
         record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted))
-        check_writable_root(root, create=self.settings.storage_dir_is_default)
+        check_writable_root(root)
         with locked_and_recorded(
             root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
         ) as outcome:
@@ -290,8 +281,8 @@ class IngestionPipeline:
         return self.run(request)
 
     def _execute(self, request: IngestRequest, *, new_store: bool, run_id: str = "") -> IngestResult:
-        mark_store(self.storage.root)
-        notes = [f"new store at {self.storage.root}"] if new_store else []
+        mark_store(self.root)
+        notes = [f"new store at {self.root}"] if new_store else []
         self.storage.remove_stale_temp_files()
         request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)
@@ -303,10 +294,10 @@ class IngestionPipeline:
         except BaseException as exc:
             actions_source.close()
             if isinstance(exc, DataEngineError):  # keys rejected, Alpaca unreachable: fatal for the run as for bars
-                exc.result = _not_started(request, exc, actions_source, run_id, str(self.storage.root))
+                exc.result = _not_started(request, exc, actions_source, run_id, str(self.root))
                 self.progress.finish(exc.result)
             raise
-        stale = stale_adjusted(self.storage.root, request, coverage)
+        stale = stale_adjusted(self.root, request, coverage)
         plan = self.plan(refetching(request, coverage, stale), coverage, persist=True)
         run = IngestRun(
             request,
@@ -324,7 +315,7 @@ class IngestionPipeline:
         run.result.refetched = stale
         run.result.actions_new = update.changed.height
         result = run.execute()
-        record_fetched_under(self.storage.root, request, result)
+        record_fetched_under(self.root, request, result)
         return result
 
     def _update_actions(self, request: IngestRequest, source: BarSource) -> ActionsUpdate:
@@ -338,7 +329,7 @@ class IngestionPipeline:
         if not symbols:
             return ActionsUpdate()
         self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
-        return update_actions(self.storage.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
+        return update_actions(self.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
 
 
 def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:
@@ -374,16 +365,14 @@ def _alpaca_factory(settings: Settings) -> SourceFactory:
     return make
 
 
-def _refresh_status_cache(
-    root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter], listings: dict[str, Listing],
-) -> None:
+def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
     """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
     ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
     from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run
 
     started = time.monotonic()
     try:
-        read = refresh_cache(root, request.dataset.dirname, request.symbols, known, listings)
+        read = refresh_cache(root, request.dataset.dirname, request.symbols, known)
     except Exception as exc:  # noqa: BLE001
         log.info("status cache not refreshed: %s", exc)
         return

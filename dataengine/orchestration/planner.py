@@ -223,7 +223,7 @@ def _check_partitions(request: IngestRequest, storage: ParquetStorage, coverage:
     dataset = request.dataset.dirname
     if not storage.dataset_dir(request.dataset).is_dir():
         return {}
-    index = FooterCache(storage.root, listings=storage.listings)
+    index = FooterCache(storage.root)
     index.partitions([dataset], list(request.symbols), persist=persist)
     for symbol, year, month in index.gone.select("symbol", "year", "month").iter_rows():
         coverage.forget(symbol, ny_month_start(year, month), ny_month_end(year, month), persist=persist)

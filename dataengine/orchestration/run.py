@@ -7,6 +7,7 @@ written. Coverage is recorded as partitions land, so a killed run resumes where 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -26,6 +27,7 @@ from dataengine.errors import (
     DataEngineError,
     FatalRunError,
     Interrupted,
+    LockError,
     TerminalSourceError,
     Terminated,
     TransientSourceError,
@@ -164,8 +166,11 @@ class IngestRun:
             wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
             for source in self.sources:
                 source.close()
-            if units and self.storage.may_write():
-                self.coverage.compact()
+            if units:
+                # Fenced like every write: a run that lost the lock leaves the coverage uncompacted rather than
+                # rewrite it under the run that took over (which the run guard then reports, exit 3).
+                with contextlib.suppress(LockError):
+                    self.coverage.compact()
         self.finish(time.monotonic() - started)
         self.progress.finish(self.result)
         if fatal is not None:

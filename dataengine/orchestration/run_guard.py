@@ -16,7 +16,7 @@ from typing import Any
 from dataengine.errors import LockError
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.store_path import StorePath, storage_request_counts
+from dataengine.storage.store import StorePath
 
 
 @dataclass
@@ -32,7 +32,7 @@ def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int])
     """What the run cost in storage requests (S3: LIST, GET, PUT, ...), up to its ledger record and the lock's
     release (one PUT and one DELETE more on S3). Nothing for a local store."""
     if result is not None and hasattr(result, "storage_requests"):
-        now = storage_request_counts(root)
+        now = root.store.request_counts()
         result.storage_requests = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
 
 
@@ -52,7 +52,7 @@ def locked_and_recorded(
     ``wait`` is off or ``timeout`` passes.
     """
     started = time.monotonic()
-    counted = storage_request_counts(root)
+    counted = root.store.request_counts()
     lock = RunLock(root, wait=wait, timeout=timeout, command=command)
     try:
         lock.acquire()

@@ -16,14 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-
-from dataengine.storage.store_path import StorePath, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +55,13 @@ def temp_owner_pid(name: str) -> int | None:
     return int(name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)[1])
 
 
-def write_atomic(target: StorePath, write: Callable[[Path], None], *, temp_dir: StorePath | None = None) -> None:
+def write_atomic(target: Path, write: Callable[[Path], None], *, temp_dir: Path | None = None) -> None:
     """Replace ``target`` with what ``write(tmp)`` writes to a temp path, atomically and durably.
 
     If ``write`` raises, the temp file is removed and ``target`` is left exactly as it was. ``temp_dir`` (on
     the same file system) keeps the temp file out of the target's directory: a dataset directory must hold
     nothing a directory reader could pick up, even for the instant of a write or after a kill -9.
-
-    On S3 the temp file is local and its bytes go up in one PUT, which S3 applies whole or not at all.
     """
-    if is_s3(target):
-        with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
-            tmp = Path(local) / target.name
-            write(tmp)
-            target.write_bytes(tmp.read_bytes())
-        return
-    assert not is_s3(temp_dir)
     tmp = temp_path(target, temp_dir)
     try:
         write(tmp)
@@ -85,26 +74,19 @@ def write_atomic(target: StorePath, write: Callable[[Path], None], *, temp_dir: 
     fsync_path(target.parent)
 
 
-def write_bytes_atomic(target: StorePath, data: bytes, *, temp_dir: StorePath | None = None) -> None:
-    if is_s3(target):
-        target.write_bytes(data)  # one PUT: atomic
-        return
-
+def write_bytes_atomic(target: Path, data: bytes, *, temp_dir: Path | None = None) -> None:
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
     write_atomic(target, write, temp_dir=temp_dir)
 
 
-def write_text_atomic(target: StorePath, text: str, *, temp_dir: StorePath | None = None) -> None:
+def write_text_atomic(target: Path, text: str, *, temp_dir: Path | None = None) -> None:
     write_bytes_atomic(target, text.encode("utf-8"), temp_dir=temp_dir)
 
 
-def fsync_path(path: StorePath) -> None:
-    """fsync a file or a directory; directories cannot be opened on Windows, where the rename is atomic anyway.
-    Nothing to do on S3, where a PUT is durable when it returns."""
-    if is_s3(path):
-        return
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory; directories cannot be opened on Windows, where the rename is atomic anyway."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -178,3 +160,25 @@ def _last_newline_end(handle: BinaryIO, size: int, block: int = 64 * 1024) -> in
         if found >= 0:
             return pos + found + 1
     return 0
+
+
+def remove_dead_stages(staging: Path) -> int:
+    """Remove the temp files and batch staging directories in ``staging`` whose writer is gone (killed
+    mid-write); a live process's are kept. Returns how many."""
+    removed = 0
+    try:
+        names = os.listdir(staging)
+    except OSError:
+        return 0
+    for name in names:
+        pid = temp_owner_pid(name)
+        if pid is None or pid_alive(pid):
+            continue
+        path = staging / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed += 1
+    return removed

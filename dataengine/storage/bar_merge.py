@@ -8,14 +8,14 @@ import polars as pl
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS
-from dataengine.storage.store_path import StorePath, read_parquet
+from dataengine.storage.store import StorePath
 
 
 def read_partition(path: StorePath) -> pl.DataFrame:
     """A stored partition (a single file: Polars adds no hive columns, DuckDB would); a file that is not a
     readable partition raises :class:`DamagedPartitionError` naming it, never a raw Polars error."""
     try:
-        old = read_parquet(path)
+        old = path.store.read_parquet(path.key)
     except (pl.exceptions.PolarsError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dataengine.errors import StorageError
-from dataengine.storage.s3 import S3Path
-from dataengine.storage.store_path import each_file
+
+if TYPE_CHECKING:
+    from dataengine.storage.store import Store
 
 _DIGITS = 10
 _SNAPSHOT = ".snapshot.jsonl"
@@ -28,33 +30,41 @@ _COMMIT = ".jsonl"
 class Commit:
     seq: int
     snapshot: bool
-    path: S3Path
+    key: str
+    tag: str  # its ETag when listed: compaction deletes exactly the version it read
 
 
-def _parse(path: S3Path) -> Commit | None:
-    name = path.name
+def _parse(key: str, tag: str) -> Commit | None:
+    name = key.rsplit("/", 1)[-1]
     for suffix, snapshot in ((_SNAPSHOT, True), (_COMMIT, False)):
         stem = name[: -len(suffix)] if name.endswith(suffix) else ""
         if len(stem) == _DIGITS and stem.isdigit():
-            return Commit(int(stem), snapshot, path)
+            return Commit(int(stem), snapshot, key, tag)
     return None
 
 
 class CommitLog:
-    """The commits under one prefix. Thread-safe; ``append`` after ``read`` (or alone) in one process."""
+    """The commits under one prefix of a store. Thread-safe; ``append`` after ``lines`` (or alone) in one
+    process. ``fenced``: writes pass the store's fence (coverage); a run ledger record takes a fresh number
+    and overwrites nothing, so it is written even by a run that lost the lock (the ledger says so)."""
 
-    def __init__(self, prefix: S3Path, *, what: str) -> None:
+    def __init__(self, store: Store, prefix: str, *, what: str, fenced: bool = True) -> None:
+        self.store = store
         self.prefix = prefix
         self.what = what  # for messages: "coverage of equities_1min"
+        self.fenced = fenced
         self._next: int | None = None
         self._guard = threading.Lock()
 
     def commits(self) -> list[Commit]:
         """Every commit and snapshot, oldest first (one LIST per 1,000)."""
-        found = [c for c in (_parse(p) for p, _ in self.prefix.iter_objects()) if c is not None]
+        found = [c for c in (_parse(k, st.tag) for k, st in self.store.walk(self.prefix)) if c is not None]
         return sorted(found, key=lambda c: (c.seq, not c.snapshot))
 
-    def read(self) -> list[str]:
+    def _read(self, commit: Commit) -> str:
+        return self.store.read(commit.key).decode("utf-8")
+
+    def lines(self) -> list[str]:
         """The log's lines: the newest snapshot's, then every commit after it, in order (sixteen GETs at a time:
         a long backfill leaves one commit per page). A commit deleted between the LIST and its GET (a
         compaction ran meanwhile) means: read again, from the new snapshot."""
@@ -62,7 +72,7 @@ class CommitLog:
             commits = self.commits()
             start = max((i for i, c in enumerate(commits) if c.snapshot), default=0)
             try:
-                texts = each_file(self.prefix, lambda c: c.path.read_text(), commits[start:])
+                texts = self.store.each(self._read, commits[start:])
             except FileNotFoundError:
                 continue
             return [line for text in texts for line in text.splitlines()]
@@ -73,7 +83,7 @@ class CommitLog:
         lines: list[str] = []
         for commit in self.commits()[-count:] if count > 0 else []:
             try:
-                lines.extend(commit.path.read_text().splitlines())
+                lines.extend(self._read(commit).splitlines())
             except FileNotFoundError:
                 continue
         return lines
@@ -89,8 +99,7 @@ class CommitLog:
         with self._guard:
             while True:
                 seq = self._next_seq()
-                target = self.prefix / f"{seq:0{_DIGITS}d}{_COMMIT}"
-                if _create(target, text):
+                if self._create(f"{self.prefix}/{seq:0{_DIGITS}d}{_COMMIT}", text):
                     self._next = seq + 1
                     return
                 self._next = None  # someone else wrote that number: list again
@@ -99,23 +108,22 @@ class CommitLog:
                                        "time; is another dataengine run writing this store without the lock?")
 
     def replace(self, text: str) -> None:
-        """Make ``text`` the whole log: a snapshot after every commit so far, then delete the older objects."""
+        """Make ``text`` the whole log: a snapshot after every commit so far, then delete the older objects,
+        each only in the version listed (``If-Match``): a commit rewritten since is never deleted unseen."""
         with self._guard:
             older = self.commits()
             seq = max((c.seq + 1 for c in older), default=0)
-            target = self.prefix / f"{seq:0{_DIGITS}d}{_SNAPSHOT}"
-            if not _create(target, text):
+            if not self._create(f"{self.prefix}/{seq:0{_DIGITS}d}{_SNAPSHOT}", text):
                 raise StorageError(f"{self.what}: another process wrote at the same time as this compaction")
             self._next = seq + 1
-            each_file(self.prefix, lambda c: c.path.unlink(), older)
+            self.store.each(lambda c: self.store.delete(c.key, if_match=c.tag), older)
 
-
-def _create(target: S3Path, text: str) -> bool:
-    """Create ``target`` holding ``text`` only if no object has its name (``If-None-Match: *``). A refusal is
-    still a success when the object holds exactly ``text``: our own first attempt landed and only its answer
-    was lost (boto3 retried it and got 412)."""
-    data = text.encode("utf-8")
-    if target.client.put(target.key, data, if_none_match=True) is not None:
-        return True
-    found = target.client.get(target.key)
-    return found is not None and found[0] == data
+    def _create(self, key: str, text: str) -> bool:
+        """Create ``key`` holding ``text`` only if no object has its name (``If-None-Match: *``). A refusal
+        is still a success when the object holds exactly ``text``: our own first attempt landed and only its
+        answer was lost (the client retried it and got 412)."""
+        data = text.encode("utf-8")
+        if self.store.put(key, data, create=True, fenced=self.fenced) is not None:
+            return True
+        found = self.store.read_tagged(key)
+        return found is not None and found[0] == data

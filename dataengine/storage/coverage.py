@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from dataengine.calendar import lag_cut
-from dataengine.errors import StorageError
-from dataengine.storage.atomic import cut_torn_tail, write_text_atomic
-from dataengine.storage.commit_log import CommitLog
-from dataengine.storage.store_path import StorePath, is_s3
+from dataengine.storage.store import StorePath
 
 log = logging.getLogger(__name__)
 TICK = timedelta(microseconds=1)
@@ -51,12 +46,9 @@ class CoverageLedger:
 
     def __init__(self, path: StorePath) -> None:
         self.path = path
-        # S3 cannot append: there the same lines go into one object per commit, under {dataset}/
-        self._commits = CommitLog(path.parent / path.name.removesuffix(".jsonl"), what=f"coverage {path.name}") \
-            if is_s3(path) else None
+        self._log = path.store.log(path.key, f"coverage {path.name}")
         self._lock = threading.Lock()
         self._pieces: dict[str, list[Piece]] | None = None
-        self._tail_checked = False
 
     def pieces(self) -> dict[str, list[Piece]]:
         if self._pieces is None:
@@ -80,27 +72,10 @@ class CoverageLedger:
                 known.setdefault(piece.symbol, []).append(piece)
 
     def _read(self) -> dict[str, list[Piece]]:
-        if self._commits is not None:
-            return _parse(self._commits.read(), self.path)
-        assert isinstance(self.path, Path)
-        return _read(self.path)
+        return _parse(self._log.lines(), self.path)
 
     def _append(self, line: str) -> None:
-        if self._commits is not None:
-            self._commits.append(line + "\n")
-            return
-        assert isinstance(self.path, Path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._tail_checked:
-                cut_torn_tail(self.path, self.path.parent.parent / "torn")
-                self._tail_checked = True
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self._log.append(line + "\n")
 
     def forget(self, symbol: str, start: datetime, end: datetime, *, persist: bool = True) -> None:
         """Note that ``[start, end]`` of ``symbol`` is no longer stored (a damaged or deleted partition), so
@@ -127,11 +102,12 @@ class CoverageLedger:
         Two pieces merge when the later one starts before the earlier one's trusted end (with ``merge_lag``),
         i.e. it re-fetched the earlier piece's untrusted tail; the merged piece keeps the later fetch time.
         """
-        if self._commits is None and not self.path.exists():
-            return
         with self._lock:
+            lines = self._log.lines()
+            if not lines:
+                return
             merged: list[Piece] = []
-            for symbol, pieces in sorted(self._read().items()):
+            for symbol, pieces in sorted(_parse(lines, self.path).items()):
                 current: Piece | None = None
                 for piece in sorted(pieces, key=lambda p: (p.start, p.end)):
                     if current is not None and piece.start <= current.trusted_end(merge_lag) + TICK:
@@ -143,14 +119,7 @@ class CoverageLedger:
                         current = piece
                 if current is not None:
                     merged.append(current)
-            text = "".join(p.to_json() + "\n" for p in merged)
-            try:
-                if self._commits is not None:
-                    self._commits.replace(text)
-                else:
-                    write_text_atomic(self.path, text)
-            except OSError as exc:
-                raise StorageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._log.replace("".join(p.to_json() + "\n" for p in merged))
             self._pieces = None
 
 
@@ -181,16 +150,6 @@ def subtract(start: datetime, end: datetime, covered: list[Interval]) -> list[In
     if cursor <= end:
         out.append((cursor, end))
     return out
-
-
-def _read(path: Path) -> dict[str, list[Piece]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _parse(lines, path)
 
 
 def _parse(lines: list[str], path: StorePath) -> dict[str, list[Piece]]:

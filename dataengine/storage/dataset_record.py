@@ -13,8 +13,7 @@ from typing import Any
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DatasetMismatchError, StorageError
 from dataengine.storage import layout
-from dataengine.storage.atomic import write_text_atomic
-from dataengine.storage.store_path import StorePath
+from dataengine.storage.store import StorePath
 from dataengine.timerange import NEW_YORK
 
 
@@ -68,11 +67,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
         "created": now.isoformat(timespec="seconds"),
     }
     record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
-    target = layout.dataset_record_path(root, key)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(target, json.dumps(record, indent=2) + "\n", temp_dir=layout.staging_dir(root, create=True))
-        legacy.unlink(missing_ok=True)  # moved out of the dataset directory (stores written by earlier versions)
-    except OSError as exc:
-        raise StorageError(f"cannot write to {root}: {exc.strerror or exc}") from None
+    layout.dataset_record_path(root, key).write_text(json.dumps(record, indent=2) + "\n")
+    if legacy.is_file():
+        legacy.unlink()  # moved out of the dataset directory (stores written by earlier versions)
     return str(record["asof"])

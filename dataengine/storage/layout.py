@@ -1,18 +1,28 @@
-"""The on-disk format of a store, in one place: every other module asks here.
+"""The on-disk format of a store, in one place: every path under a root is named here, and every other module
+asks here.
 
 ::
 
     {root}/equities_{label}[_{adjustment}]/symbol={S}/year={YYYY}/month={MM}/data.parquet
+    {root}/corporate_actions/actions.parquet    every corporate action of the stored symbols, once per id
+    {root}/corporate_actions/closes.parquet     the raw close before each cash dividend
+    {root}/corporate_actions/fetched.json       which symbols' actions were asked for, from when
+    {root}/metadata/store.json                  the store's marker (format version)
     {root}/metadata/datasets/{dataset}.json     which feed a dataset holds (before: equities_.../_dataset.json)
     {root}/metadata/coverage/{dataset}.jsonl    what each dataset holds completely (incremental runs)
+    {root}/metadata/adjusted/{dataset}.json     per symbol, the actions an adjusted dataset was fetched under
     {root}/metadata/runs.jsonl                  the run ledger
-    {root}/metadata/run.lock                    one writer per store
+    {root}/metadata/run.lock                    one writer per store (and indices.lock for index writes)
     {root}/metadata/indices/{name}.csv          index membership
     {root}/metadata/status-cache.arrow          Parquet footers, cached for ``status``
+    {root}/metadata/quarantine/{time}/...       damaged files set aside by ``verify --repair``
+    {root}/metadata/torn/                       torn log tails cut off after a crash
+    {root}/metadata/staging/                    temp files of writes in progress (local stores)
 
-On S3 (:mod:`dataengine.storage.s3`) the same names hold, except what needs appends: the coverage ledgers and
-the run ledger are one object per commit under ``metadata/coverage/{dataset}/`` and ``metadata/runs/``
-(:mod:`dataengine.storage.commit_log`), and the lock is an object with a lease (:mod:`.lease_lock`).
+On S3 (:mod:`dataengine.storage.s3_store`) the same names hold, except what needs appends: the coverage
+ledgers and the run ledger are one object per commit under ``metadata/coverage/{dataset}/`` and
+``metadata/runs/`` (:mod:`dataengine.storage.commit_log`), and the lock is an object with a lease
+(:mod:`.lease_lock`).
 
 Partitions are New York calendar months (an after-hours bar at 01:00Z on Feb 1 belongs to January), the month
 directory is zero-padded, and the key columns live in the path only, not in the files. The bar schema here is
@@ -21,21 +31,28 @@ the stored one and the decoded one alike.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from dataengine.datasets import DatasetKey, adjustment_from_suffix
-from dataengine.storage.store_path import StorePath, is_s3, listdir, parquet_metadata
+from dataengine.storage.store import StorePath
 
 DATASET_PREFIX = "equities_"
 DATA_FILE = "data.parquet"
 DATASET_FILE = "_dataset.json"
 METADATA_DIR = "metadata"
 CACHE_FILE = "status-cache.arrow"
+STORE_FILE = "store.json"
+LOCK_FILE = "run.lock"
+INDICES_LOCK_FILE = "indices.lock"
+LEDGER_FILE = "runs.jsonl"
+ACTIONS_DIR = "corporate_actions"
+ACTIONS_FILE = "actions.parquet"
+CLOSES_FILE = "closes.parquet"
+FETCHED_FILE = "fetched.json"
+QUARANTINE_DIR = "quarantine"
 
 BAR_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
@@ -132,22 +149,56 @@ def parse_partition_path(path: StorePath) -> tuple[str, int, int] | None:
 
 
 def coverage_path(root: StorePath, key: DatasetKey | str) -> StorePath:
+    """A dataset's coverage ledger (on S3 the prefix of its commits, without ``.jsonl``)."""
     name = key if isinstance(key, str) else key.dirname
     return metadata_dir(root) / "coverage" / f"{name}.jsonl"
 
 
 def metadata_dir(root: StorePath) -> StorePath:
-    return root / METADATA_DIR
+    return root.root / METADATA_DIR
 
 
-def staging_dir(root: StorePath, *, create: bool = False) -> StorePath:
-    """Where every write of the store is staged before its file is renamed into place: on the store's file
-    system (so the rename is atomic) and outside every dataset directory (so no reader ever lists it).
-    ``create``: make it if missing (a user may delete ``metadata/`` between runs)."""
-    path = root / METADATA_DIR / "staging"
-    if create and not is_s3(path):
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+def store_marker(root: StorePath) -> StorePath:
+    return metadata_dir(root) / STORE_FILE
+
+
+def lock_path(root: StorePath, name: str = LOCK_FILE) -> StorePath:
+    return metadata_dir(root) / name
+
+
+def ledger_path(root: StorePath) -> StorePath:
+    """The run ledger (on S3 its records are objects under ``metadata/runs/``)."""
+    return metadata_dir(root) / LEDGER_FILE
+
+
+def indices_dir(root: StorePath) -> StorePath:
+    return metadata_dir(root) / "indices"
+
+
+def status_cache_path(root: StorePath) -> StorePath:
+    return metadata_dir(root) / CACHE_FILE
+
+
+def adjusted_record_path(root: StorePath, dataset: str) -> StorePath:
+    """Per symbol, the actions an adjusted dataset's bars were fetched under."""
+    return metadata_dir(root) / "adjusted" / f"{dataset}.json"
+
+
+def quarantine_dir(root: StorePath, stamp: str) -> StorePath:
+    """Where ``verify --repair`` sets damaged files aside (never deleted), one directory per repair."""
+    return metadata_dir(root) / QUARANTINE_DIR / stamp
+
+
+def actions_path(root: StorePath) -> StorePath:
+    return root.root / ACTIONS_DIR / ACTIONS_FILE
+
+
+def closes_path(root: StorePath) -> StorePath:
+    return root.root / ACTIONS_DIR / CLOSES_FILE
+
+
+def fetched_actions_path(root: StorePath) -> StorePath:
+    return root.root / ACTIONS_DIR / FETCHED_FILE
 
 
 def dataset_record_path(root: StorePath, key: DatasetKey | str) -> StorePath:
@@ -179,42 +230,24 @@ def describe_dataset(name: str) -> dict[str, str]:
     return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
 
 
-def temp_file_places(root: StorePath, *, partitions: bool = True) -> Iterator[tuple[Path, tuple[str, ...]]]:
-    """Every directory dataengine writes files into by temp-and-rename, with the names it writes there
-    (``partitions``: also every partition directory, where older versions wrote their temp files). None on
-    S3, where every write is one PUT and leaves no temp file."""
-    if is_s3(root):
-        return
+def temp_file_places(root: StorePath, *, partitions: bool = True) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Every directory (as a key) where earlier versions wrote temp files beside their targets, with the
+    names written there: the top of each dataset directory, every directory under ``metadata/`` and
+    (``partitions``) every partition directory. Lazy: a store whose writes leave no temp file never asks."""
     for name in dataset_names(root):
-        directory = root / name
-        yield directory, (DATASET_FILE,)
-        if partitions:
-            for part in iter_partition_dirs(directory):
+        dataset = root / name
+        yield dataset.key, (DATASET_FILE,)
+        if partitions:  # any file at partition depth: a first write left its temp file in an empty month
+            parts = {p.parent.key for p, _ in dataset.walk() if p.parent.parent.parent.parent == dataset}
+            for part in sorted(parts):
                 yield part, (DATA_FILE,)
-    meta = root / METADATA_DIR
-    if meta.is_dir():
-        for dirpath, _dirs, _files in os.walk(meta):
-            yield Path(dirpath), _METADATA_FILES
+    meta = metadata_dir(root)
+    for directory in sorted({meta.key} | {path.parent.key for path, _ in meta.walk()}):
+        yield directory, _METADATA_FILES
 
 
 # what dataengine writes under metadata/ (a leading * matches any name with that ending)
 _METADATA_FILES = ("*.jsonl", "*.csv", "*.json", CACHE_FILE, "*.parquet")
-
-
-def is_our_target(target: str, patterns: tuple[str, ...]) -> bool:
-    return any(target == p or (p.startswith("*") and target.endswith(p[1:]) and len(target) > len(p) - 1) for p in patterns)
-
-
-def iter_partition_dirs(directory: Path) -> Iterator[Path]:
-    """Every ``symbol=/year=/month=`` directory of one dataset directory (a file in it or not)."""
-    for symbol in symbols_in(directory):
-        symbol_dir = directory / symbol_dirname(symbol)
-        for year_name in _listdir(symbol_dir):
-            if parse_year_dirname(year_name) is None:
-                continue
-            for month_name in _listdir(symbol_dir / year_name):
-                if parse_month_dirname(month_name) is not None:
-                    yield symbol_dir / year_name / month_name
 
 
 # -- listing --------------------------------------------------------------------------------------------
@@ -222,17 +255,12 @@ def iter_partition_dirs(directory: Path) -> Iterator[Path]:
 
 def dataset_names(root: StorePath) -> list[str]:
     """``equities_*`` directories under ``root``, sorted."""
-    if is_s3(root):
-        return sorted(n for n in root.subdirs() if n.startswith(DATASET_PREFIX))
-    try:
-        return sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name.startswith(DATASET_PREFIX))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return sorted(n for n in root.root.subdirs() if n.startswith(DATASET_PREFIX))
 
 
 def symbols_in(directory: StorePath) -> list[str]:
     """Symbols with a directory in one dataset directory, sorted."""
-    return sorted(s for s in (parse_symbol_dirname(n) for n in listdir(directory)) if s is not None)
+    return sorted(s for s in (parse_symbol_dirname(n) for n in directory.subdirs()) if s is not None)
 
 
 def iter_partitions(directory: StorePath, symbol: str | None = None) -> Iterator[Partition]:
@@ -246,31 +274,13 @@ def iter_partitions(directory: StorePath, symbol: str | None = None) -> Iterator
 
 
 def _symbol_partitions(symbol_dir: StorePath, symbol: str) -> Iterator[Partition]:
+    """One walk of the symbol's directory (on S3 one LIST for all its months, not one per year)."""
     found: list[Partition] = []
-    if is_s3(symbol_dir):  # one LIST for all of a symbol's months (not one per year directory)
-        for obj, _ in symbol_dir.iter_objects():
-            key = parse_partition_path(obj)
-            if key is not None and key[0] == symbol and obj.parent.parent.parent == symbol_dir:
-                found.append(Partition(symbol, key[1], key[2], obj))
-        yield from sorted(found, key=lambda p: (p.year, p.month))
-        return
-    for year_name in _listdir(symbol_dir):
-        year = parse_year_dirname(year_name)
-        if year is None:
-            continue
-        for month_name in _listdir(symbol_dir / year_name):
-            month = parse_month_dirname(month_name)
-            path = symbol_dir / year_name / month_name / DATA_FILE
-            if month is not None and path.is_file():
-                found.append(Partition(symbol, year, month, path))
+    for path, _ in symbol_dir.walk():
+        key = parse_partition_path(path)
+        if key is not None and key[0] == symbol and path.parent.parent.parent == symbol_dir:
+            found.append(Partition(symbol, key[1], key[2], path))
     yield from sorted(found, key=lambda p: (p.year, p.month))
-
-
-def _listdir(path: Path) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 def _int_after(name: str, prefix: str) -> int | None:
@@ -284,7 +294,7 @@ def first_damaged(paths: Sequence[StorePath]) -> tuple[StorePath, str] | None:
     """The first of ``paths`` whose Parquet footer cannot be read, with the reason (a read failed: which file?)."""
     for path in paths:
         try:
-            parquet_metadata(path)
+            path.store.parquet_metadata(path.key)
         except Exception as exc:  # noqa: BLE001 - any failure to read the footer is the answer
             return path, str(exc)
     return None

@@ -23,11 +23,14 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dataengine.errors import ConfigError, LockError
-from dataengine.storage.s3 import S3Path
+from dataengine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dataengine.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,9 @@ def lease_seconds() -> float:
     return value
 
 
-def read_holder(path: S3Path) -> tuple[dict[str, Any], str] | None:
+def read_holder(store: Store, key: str) -> tuple[dict[str, Any], str] | None:
     """(the holder record, its ETag), or None when no run holds the lock."""
-    found = path.client.get(path.key)
+    found = store.read_tagged(key)
     if found is None:
         return None
     try:
@@ -68,50 +71,62 @@ def expired(record: dict[str, Any], now: datetime | None = None) -> bool:
 
 
 class LeaseHolder:
-    """The acquire/renew/release cycle of one run's lease on one lock object."""
+    """The acquire/renew/release cycle of one run's lease on one lock object. ``clock``: wall-clock seconds
+    (tests pass a fake one; a suspended VM's wall clock moves on, which is what a lease must see)."""
 
-    def __init__(self, path: S3Path, command: str | None, lease_s: float) -> None:
-        self.path = path
+    def __init__(self, store: Store, key: str, command: str | None, lease_s: float, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.key = key
         self.lease_s = lease_s
+        self.clock = clock
         self.record: dict[str, Any] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": self._now().isoformat(timespec="seconds"),
             "holder": uuid.uuid4().hex,  # tells this holder's record from any other, even of the same process
         }
         if command:
             self.record["command"] = command
         self.etag: str | None = None
-        self.lost: str | None = None  # why the lease was lost, if it was
-        self.reported = False  # a LockError about it was raised already (once is enough)
+        self.why_lost: str | None = None  # why the lease was lost, if it was
         self.renewed_at = 0.0  # wall-clock time of the last write of the lease (a suspended VM's clock moves on)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
+
+    def _put(self, *, create: bool = False, if_match: str | None = None) -> str | None:
+        return self.store.put(self.key, self._body(), create=create, if_match=if_match, fenced=False)
+
     def _body(self) -> bytes:
-        until = datetime.now(timezone.utc) + timedelta(seconds=self.lease_s)
+        until = self._now() + timedelta(seconds=self.lease_s)
         record = {**self.record, "lease_until": until.isoformat(timespec="milliseconds"), "lease_s": self.lease_s}
         return (json.dumps(record) + "\n").encode()
 
     def try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         """(taken, the dead holder taken over, the live holder that refused us)."""
         while True:
-            etag = self.path.client.put(self.path.key, self._body(), if_none_match=True)
+            etag = self._put(create=True)
             if etag is not None:
-                self.etag, self.renewed_at = etag, time.time()
+                self.etag, self.renewed_at = etag, self.clock()
+                self.start_renewing()
                 return True, None, None
-            current = read_holder(self.path)
+            current = read_holder(self.store, self.key)
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
             if record.get("holder") == self.record["holder"]:  # our create landed; its answer was lost and retried
-                self.etag, self.renewed_at = their_etag, time.time()
+                self.etag, self.renewed_at = their_etag, self.clock()
+                self.start_renewing()
                 return True, None, None
-            if not expired(record):
+            if not expired(record, self._now()):
                 return False, None, record
-            etag = self.path.client.put(self.path.key, self._body(), if_match=their_etag)
+            etag = self._put(if_match=their_etag)
             if etag is not None:
-                self.etag, self.renewed_at = etag, time.time()
+                self.etag, self.renewed_at = etag, self.clock()
+                self.start_renewing()
                 return True, record, None
             # another run took the dead holder's lock over first, or the holder renewed: look again
 
@@ -121,47 +136,46 @@ class LeaseHolder:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
-            try:
-                etag = self.path.client.put(self.path.key, self._body(), if_match=self.etag)
-            except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
-                if time.time() - self.renewed_at >= self.lease_s:
-                    self.lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
-                    log.error("lost the store lock on %s: %s", self.path, self.lost)
-                    return
-                log.warning("cannot renew the store lock's lease yet: %s", exc)
-                continue
-            if etag is None:
-                self.lost = "another run took the lock over (this run's lease had ended)"
-                log.error("lost the store lock on %s: %s", self.path, self.lost)
+            if not self.renew():
                 return
-            self.etag, self.renewed_at = etag, time.time()
 
-    def check(self) -> str | None:
+    def renew(self) -> bool:
+        """Replace the lease with ``If-Match`` on the ETag this run wrote last; False once it is lost."""
+        try:
+            etag = self._put(if_match=self.etag)
+        except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
+            if self.clock() - self.renewed_at >= self.lease_s:
+                self.why_lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
+                log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
+                return False
+            log.warning("cannot renew the store lock's lease yet: %s", exc)
+            return True
+        if etag is None:
+            self.why_lost = "another run took the lock over (this run's lease had ended)"
+            log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
+            return False
+        self.etag, self.renewed_at = etag, self.clock()
+        return True
+
+    def lost(self) -> str | None:
         """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length
         (this process was paused or cut off; the renewal thread has not found out yet)."""
-        if self.lost is None and time.time() - self.renewed_at > 0.8 * self.lease_s:
-            self.lost = f"the lease was not renewed for {time.time() - self.renewed_at:.0f} s (paused or cut off)"
-        return self.lost
+        if self.why_lost is None and self.clock() - self.renewed_at > 0.8 * self.lease_s:
+            self.why_lost = f"the lease was not renewed for {self.clock() - self.renewed_at:.0f} s (paused or cut off)"
+        return self.why_lost
 
     def release(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=30)
         if self.etag is not None:  # If-Match: deletes our lock object, never one another run has taken over
-            self.path.client.delete(self.path.key, if_match=self.etag)
+            self.store.delete(self.key, if_match=self.etag, fenced=False)
         self.etag = None
-        if self.lost is not None and not self.reported:
-            raise LockError(self.lost_message())
-
-    def lost_message(self) -> str:
-        self.reported = True
-        return (f"the store lock {self.path} was lost during the run: {self.lost}; another run may have written "
-                "meanwhile (run again: it fetches whatever is missing)")
 
 
-def holder_status(path: S3Path) -> dict[str, Any] | None:
+def holder_status(store: Store, key: str) -> dict[str, Any] | None:
     """The lock's holder record for display, with ``alive``: True while its lease runs, False once it ended."""
-    found = read_holder(path)
+    found = read_holder(store, key)
     if found is None:
         return None
     record = found[0]

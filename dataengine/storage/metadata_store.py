@@ -21,19 +21,22 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from dataengine.config import Settings, storage_path
-from dataengine.errors import StorageError, UsageError
-from dataengine.storage.atomic import write_text_atomic
+from dataengine.errors import UsageError
+from dataengine.storage import layout
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.store_path import StorePath, listdir
+from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
+
+if TYPE_CHECKING:
+    from dataengine.config import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 FIELDS = ("symbol", "added", "removed")
-INDICES_LOCK = "indices.lock"
 
 
 def validate_index_name(name: str) -> str:
@@ -74,25 +77,26 @@ class MetadataStore:
     """Reads and writes index membership. Thread-safe; writes are serialised across processes by a lock
     file (``metadata/indices.lock``) and replace the CSV atomically, so readers never see a torn file."""
 
-    def __init__(self, root: str | StorePath | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, root: str | Path | StorePath | None = None, *, settings: Settings | None = None) -> None:
+        """``root``: the store (default: the settings' store, the public API's promise)."""
         if root is None:
+            from dataengine.config import Settings  # the seed API's MetadataStore(): the one default, resolved here
+
             settings = settings or Settings.load()
-            root = settings.storage_dir
-        self.root = storage_path(root)
-        # the default location nobody typed may be created with its parents (a fresh account)
-        self._create = settings is not None and settings.storage_dir == self.root and settings.storage_dir_is_default
+            root = open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+        self.root = open_store(root)
         self._lock = threading.Lock()
 
     @property
     def indices_dir(self) -> StorePath:
-        return self.root / "metadata" / "indices"
+        return layout.indices_dir(self.root)
 
     def index_path(self, name: str) -> StorePath:
         return self.indices_dir / f"{validate_index_name(name)}.csv"
 
     def names(self) -> list[str]:
         """Recorded indices, sorted."""
-        stems = [n[: -len(".csv")] for n in listdir(self.indices_dir) if n.endswith(".csv")]
+        stems = [n[: -len(".csv")] for n in self.indices_dir.listdir() if n.endswith(".csv")]
         return sorted(s for s in stems if _NAME.match(s) and ".." not in s)
 
     def exists(self, name: str) -> bool:
@@ -129,9 +133,9 @@ class MetadataStore:
         if not members:
             raise UsageError(f"index {name!r}: a snapshot needs at least one symbol")
         path = self.index_path(name)
-        check_writable_root(self.root, create=self._create)
+        check_writable_root(self.root)
         mark_store(self.root)
-        with self._lock, RunLock(self.root, wait=True, timeout=60, name=INDICES_LOCK):
+        with self._lock, RunLock(self.root, wait=True, timeout=60, name=layout.INDICES_LOCK_FILE):
             rows = self.rows(name) if path.is_file() else []
             states = dict(_states(rows))
             states[day] = members
@@ -166,11 +170,7 @@ class MetadataStore:
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["symbol"], r["added"])))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, buffer.getvalue())
-        except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        path.write_text(buffer.getvalue())
 
 
 def _is_iso_day(text: str) -> bool:

@@ -1,11 +1,13 @@
 """Partitioned Parquet store: ``{root}/equities_{tf}/symbol=S/year=YYYY/month=MM/data.parquet``.
 
 Exactly once per (symbol, timestamp): new bars are merged with the partition's existing file (new values win),
-sorted, and written by DuckDB through :func:`~dataengine.storage.atomic.write_atomic` (temp file, fsync,
-rename, directory fsync). A crash at any moment leaves the old file or the new one, never a torn one. DuckDB's
-``COPY ... PARTITION_BY`` modes are not used on the live tree: OVERWRITE_OR_IGNORE replaces a partition's
-existing rows and OVERWRITE wipes the whole target directory. Paths and the schema come from
-:mod:`dataengine.storage.layout`.
+sorted, written by DuckDB to a local file and moved into place by the store atomically
+(:meth:`~dataengine.storage.store.Store.write_with`, :meth:`~dataengine.storage.store.Store.place`: a temp
+file, fsync, rename and directory fsync locally; one PUT on S3). A crash at any moment leaves the old file or
+the new one, never a torn one. DuckDB's ``COPY ... PARTITION_BY`` modes are not used on the live tree:
+OVERWRITE_OR_IGNORE replaces a partition's existing rows and OVERWRITE wipes the whole target directory. Paths
+and the schema come from :mod:`dataengine.storage.layout`. Every write passes the store's fence: a run that
+lost its lock writes nothing more.
 
 Thread-safe: writes to the same partition are serialised by a per-partition lock, and every thread gets its
 own DuckDB connection. Across processes, the run lock (``dataengine.storage.run_lock``) keeps one writer.
@@ -15,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,28 +27,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from dataengine.config import Settings, storage_path
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DatasetKey, parse_feed
-from dataengine.errors import LockError, StorageError, UsageError
+from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
-from dataengine.storage.atomic import (
-    fsync_path,
-    pid_alive,
-    temp_owner_pid,
-    temp_path,
-    temp_target,
-    write_atomic,
-)
+from dataengine.storage.atomic import temp_path
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
-from dataengine.storage.footer_index import Listing, WrittenFooter
+from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, with_partition_columns
-from dataengine.storage.store_path import StorePath, each_file, is_s3, read_parquet
+from dataengine.storage.store import StorePath, open_store
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import ny_month_start
 
 if TYPE_CHECKING:
     import duckdb
+
+    from dataengine.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +57,19 @@ _BATCH_TABLE = "staged_bars"
 class ParquetStorage:
     """The bar store under one root directory."""
 
-    def __init__(self, root: str | StorePath | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(self, root: str | Path | StorePath | None = None, *, settings: Settings | None = None) -> None:
+        """``root``: the store (default: the settings' store, the public API's promise)."""
         if root is None:
-            root = (settings or Settings.load()).storage_dir
-        self.root = storage_path(root)
+            from dataengine.config import Settings  # the seed API's ParquetStorage(): the one default, resolved here
+
+            settings = settings or Settings.load()
+            root = open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+        self.root = open_store(root)
         self._locks: dict[StorePath, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._local = threading.local()
         self._duckdb: duckdb.DuckDBPyConnection | None = None
         self._written: dict[str, WrittenFooter] = {}  # what this instance wrote, for the status cache
-        # Called before every write; raises when the run no longer holds the store (a lost S3 lease), so a run
-        # that was paused past its lease never overwrites what the run that took over wrote meanwhile.
-        self.write_guard: Callable[[], None] | None = None
-        # S3 listings of symbol prefixes made during the current run (its plan's check), by prefix; the status
-        # index reuses them with this run's writes laid over, instead of listing again. Emptied per run.
-        self.listings: dict[str, Listing] = {}
 
     # -- layout -------------------------------------------------------------------------------------------
 
@@ -103,8 +95,8 @@ class ParquetStorage:
         _, year, month, _ = parts[0]
         last_path = parts[-1][3]
         try:
-            last = read_parquet(last_path, columns=["timestamp"])["timestamp"].max()
-            written = datetime.fromtimestamp(last_path.stat().st_mtime, timezone.utc)
+            last = self.root.store.read_parquet(last_path.key, columns=["timestamp"])["timestamp"].max()
+            written = datetime.fromtimestamp(last_path.stat().modified, timezone.utc)
         except (OSError, pl.exceptions.ComputeError) as exc:
             raise StorageError(f"cannot read {last_path}: {exc}") from None
         if not isinstance(last, datetime):
@@ -167,37 +159,22 @@ class ParquetStorage:
             (path, part), = targets.items()
             return self.merge_partition(path, part)
         stats = WriteStats()
-        if self.write_guard is not None:
-            self.write_guard()
         with contextlib.ExitStack() as held:
             for path in sorted(targets):  # one global order: two threads never wait on each other's locks
                 held.enter_context(self._partition_lock(path))
             merged: dict[StorePath, pl.DataFrame] = {}
-            done = each_file(self.root, lambda item: self._merged_with_stored(*item), list(targets.items()))
+            done = self.root.store.each(lambda item: self._merged_with_stored(*item), list(targets.items()))
             for (path, part), (new, old_rows) in zip(targets.items(), done, strict=True):
                 merged[path] = new
                 stats.add(WriteStats(rows_written=part.height, rows_added=new.height - old_rows, partitions=1))
             self._write_batch(merged)
         return stats
 
-    def may_write(self) -> bool:
-        """Whether this run still holds the store (see ``write_guard``): a run that lost its S3 lease leaves the
-        coverage ledger uncompacted, whatever it was doing, rather than rewriting it under another run."""
-        try:
-            if self.write_guard is not None:
-                self.write_guard()
-        except LockError:
-            return False
-        return True
-
     def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
-        if self.write_guard is not None:
-            self.write_guard()
         with self._partition_lock(path):
             merged, old_rows = self._merged_with_stored(path, new)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 self._write_atomically(merged, path)
                 self._note_written(path, merged)
             except OSError as exc:
@@ -250,19 +227,19 @@ class ParquetStorage:
 
         con.register("bars", ArrowStream(frame))  # zero-copy Arrow hand-off
         try:
-            write_atomic(path, copy_to, temp_dir=layout.staging_dir(self.root, create=True))
+            self.root.store.write_with(path.key, copy_to)
         finally:
             con.unregister("bars")
 
     def _write_batch(self, frames: dict[StorePath, pl.DataFrame]) -> None:
         """Write each frame to its path with one ``COPY ... PARTITION_BY``; every path is replaced atomically.
 
-        The COPY goes to a staging directory under ``metadata/staging`` (same file system as the store, never
-        inside a dataset directory, named after this process so a dead run's leftover is recognised and
-        removed). Each staged file is fsynced and renamed over its target, then each target directory is
-        fsynced. The staging partition key is the target's index, so no symbol ever needs escaping."""
+        The COPY goes to a directory in the store's staging area (for a local store under ``metadata/staging``,
+        on its file system, never inside a dataset directory), named after this process so a dead run's
+        leftover is recognised and removed; the store then moves each file into place atomically. The staging
+        partition key is the target's index, so no symbol ever needs escaping."""
         paths = list(frames)
-        stage = temp_path(Path("batch"), _local_staging(self.root))
+        stage = temp_path(Path("batch"), self.root.store.staging())
         heights = [frame.height for frame in frames.values()]
         batch = pl.concat(list(frames.values())).with_columns(
             pl.Series(_BATCH_KEY, np.repeat(np.arange(len(heights), dtype=np.uint32), heights))
@@ -281,7 +258,7 @@ class ParquetStorage:
                 f"(FORMAT PARQUET, COMPRESSION zstd, PARTITION_BY ({_BATCH_KEY}), FILENAME_PATTERN 'part{{i}}')"
             )
             staged = [stage / f"{_BATCH_KEY}={i}" / "part0.parquet" for i in range(len(paths))]  # one file each
-            _move_into_place(staged, paths)
+            self.root.store.place(staged, [p.key for p in paths])
             self._note_batch(paths, batch)
         except _duckdb_error() as exc:
             raise StorageError(f"cannot write {len(paths)} partitions under {self.root}: {exc}") from None
@@ -320,25 +297,10 @@ class ParquetStorage:
 
         Only names this tool creates (``.{target}.{pid}.{random}.tmp`` for a file it writes), only where it
         writes them, and only when that pid is not alive: a user's ``.notes.tmp`` or an editor's swap file
-        anywhere under the store is never touched. Partition files are staged under ``metadata/staging``, so a
-        run looks there, in ``metadata/`` and at the top of each dataset directory, whatever the store's size;
-        ``deep`` also walks every partition directory, where earlier versions staged them (``verify --repair``)."""
-        removed = 0
-        for directory, targets in layout.temp_file_places(self.root, partitions=deep):
-            try:
-                names = os.listdir(directory)
-            except OSError:
-                continue
-            for name in names:
-                pid, target = temp_owner_pid(name), temp_target(name)
-                if pid is None or target is None or pid_alive(pid) or not layout.is_our_target(target, targets):
-                    continue
-                try:
-                    os.unlink(directory / name)
-                    removed += 1
-                except OSError:
-                    pass
-        removed += _remove_dead_stages(_local_staging(self.root))
+        anywhere under the store is never touched. Writes are staged under ``metadata/staging``, so a run looks
+        there, in ``metadata/`` and at the top of each dataset directory, whatever the store's size; ``deep``
+        also walks every partition directory, where earlier versions staged them (``verify --repair``)."""
+        removed = self.root.store.remove_stale_temp_files(layout.temp_file_places(self.root, partitions=deep))
         if removed:
             log.info("removed %d temp file(s) left by an interrupted run", removed)
         return removed
@@ -360,40 +322,3 @@ def _duckdb_error() -> type[Exception]:
     import duckdb
 
     return duckdb.Error
-
-
-def _local_staging(root: StorePath) -> Path:
-    """Where batched writes are staged: ``metadata/staging`` (the store's own file system, so a rename moves a
-    file into place), or for a store on S3 the system's temp directory, from where each file goes up in one PUT."""
-    staging = layout.staging_dir(root, create=True)
-    return Path(tempfile.gettempdir()) if is_s3(staging) else staging
-
-
-def _move_into_place(staged: list[Path], targets: list[StorePath]) -> None:
-    """Each staged file over its target: locally fsync, rename, then fsync each directory once; on S3 one PUT
-    each (atomic per object), several at a time (:func:`each_file`)."""
-    if targets and is_s3(targets[0]):
-        each_file(targets[0], lambda i: targets[i].write_bytes(staged[i].read_bytes()), range(len(targets)))
-        return
-    for source, target in zip(staged, targets, strict=True):
-        assert isinstance(target, Path)
-        fsync_path(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
-    for directory in {target.parent for target in targets}:
-        fsync_path(directory)
-
-
-def _remove_dead_stages(staging: Path) -> int:
-    """Remove the staging directories of batched writes whose process is gone (killed mid-batch)."""
-    removed = 0
-    try:
-        names = os.listdir(staging)
-    except OSError:
-        return 0
-    for name in names:
-        pid = temp_owner_pid(name)
-        if pid is not None and not pid_alive(pid):
-            shutil.rmtree(staging / name, ignore_errors=True)
-            removed += 1
-    return removed

@@ -26,16 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dataengine.config import storage_path
 from dataengine.counters import copy_counters
 from dataengine.errors import DataEngineError, StorageError, exit_code_for, outcome_for
-from dataengine.storage.atomic import cut_torn_tail
-from dataengine.storage.commit_log import CommitLog
-from dataengine.storage.store_path import StorePath, is_s3
+from dataengine.storage import layout
+from dataengine.storage.store import StorePath, open_store
 
 log = logging.getLogger(__name__)
-
-LEDGER_FILE = "runs.jsonl"
 _SECRET_OPTION = re.compile(r"(key|secret|token|password|passwd)", re.IGNORECASE)
 MASK = "***"
 
@@ -151,76 +147,36 @@ class RunRecord:
 
 
 class RunLedger:
-    """Append and read run records. Appends are one ``O_APPEND`` write each, so concurrent appenders
-    (a run and a refused run) never interleave lines. Thread-safe."""
+    """Append and read run records: a JSON Lines file appended with one write per record (on S3 one object
+    per record, :mod:`.commit_log`). Concurrent appenders (a run and a refused run) never interleave or
+    collide. Thread-safe."""
 
-    def __init__(self, root: str | StorePath) -> None:
-        self.root = storage_path(root)
-        self.path = self.root / "metadata" / LEDGER_FILE
-        # S3 cannot append: there each run's record is one object under metadata/runs/
-        self._commits = CommitLog(self.root / "metadata" / "runs", what="run ledger") if is_s3(self.root) else None
+    def __init__(self, root: StorePath | str | Path) -> None:
+        self.root = open_store(root)
+        self.path = layout.ledger_path(self.root)
+        # Unfenced: a record takes a fresh line or number and overwrites nothing, so even a run that lost the
+        # lock leaves one, saying so.
+        self._log = self.root.store.log(self.path.key, "run ledger", fenced=False)
 
     def append(self, record: RunRecord) -> None:
         """Add a record. A ledger that cannot be written is logged, never fatal: the run itself is done."""
-        line = (json.dumps(record.asdict(), separators=(",", ":"), default=str) + "\n").encode()
-        if self._commits is not None:
-            try:
-                self._commits.append(line.decode(), retry=True)
-            except StorageError as exc:
-                log.error("cannot add to the run ledger %s: %s", self._commits.prefix, exc)
-            return
-        assert isinstance(self.path, Path)
+        line = json.dumps(record.asdict(), separators=(",", ":"), default=str) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            cut_torn_tail(self.path, self.path.parent / "torn")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            log.error("cannot append to the run ledger %s: %s", self.path, exc.strerror or exc)
+            self._log.append(line, retry=True)
+        except StorageError as exc:
+            log.error("cannot add to the run ledger %s: %s", self.path, exc)
 
     def last(self, n: int = 5) -> list[RunRecord]:
-        """The ``n`` most recent records, oldest first; reads only the tail of the file."""
-        if n <= 0:
-            return []
-        if self._commits is not None:
-            lines = self._commits.tail(n)
-        else:
-            assert isinstance(self.path, Path)
-            lines = _tail_lines(self.path, n)
+        """The ``n`` most recent records, oldest first; reads only the tail of the ledger."""
         records: list[RunRecord] = []
-        for raw in lines:
+        for raw in self._log.tail(n):
             try:
                 data = json.loads(raw)
             except ValueError:
                 continue  # a torn line from a crash mid-append
             if isinstance(data, dict):
                 records.append(RunRecord.from_dict(data))
-        return records[-n:]
+        return records[-n:] if n > 0 else []
 
     def all(self) -> list[RunRecord]:
-        if self._commits is not None:
-            return self.last(n=10**9)
-        return self.last(n=10**9) if self.path.exists() else []
-
-
-def _tail_lines(path: Path, n: int, block: int = 64 * 1024) -> list[str]:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below; only the open may fail here
-    except FileNotFoundError:
-        return []
-    with handle:
-        handle.seek(0, os.SEEK_END)
-        end = handle.tell()
-        data = b""
-        pos = end
-        while pos > 0 and data.count(b"\n") <= n:
-            step = min(block, pos)
-            pos -= step
-            handle.seek(pos)
-            data = handle.read(step) + data
-    lines = [line for line in data.decode("utf-8", "replace").split("\n") if line.strip()]
-    return lines[-n:]  # with more than n newlines read, a partial first line is never among the last n
+        return self.last(n=10**9)

@@ -9,9 +9,7 @@ from typing import Any
 import polars as pl
 
 from dataengine.errors import StorageError
-from dataengine.storage import layout
-from dataengine.storage.atomic import write_atomic, write_text_atomic
-from dataengine.storage.store_path import StorePath, read_parquet
+from dataengine.storage.store import StorePath
 
 
 def read_json_map(path: StorePath) -> dict[str, Any]:
@@ -25,31 +23,24 @@ def read_json_map(path: StorePath) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_json_map(root: StorePath, path: StorePath, data: dict[str, Any]) -> None:
-    """Replace ``path`` with ``data`` (keys sorted) atomically; ``root`` is the store it belongs to."""
-    text = json.dumps(dict(sorted(data.items())), indent=1) + "\n"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, text, temp_dir=layout.staging_dir(root, create=True))
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+def write_json_map(path: StorePath, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` (keys sorted) atomically."""
+    path.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
 
 
 def read_table(path: StorePath, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """A one-file Parquet table with ``schema``'s columns; empty when there is none yet."""
     try:
-        return read_parquet(path).select(list(schema))
+        return path.store.read_parquet(path.key).select(list(schema))
     except FileNotFoundError:
         return pl.DataFrame(schema=schema)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StorageError(f"{path}: unreadable ({exc})".splitlines()[0]) from None
 
 
-def write_table(root: StorePath, path: StorePath, frame: pl.DataFrame) -> None:
+def write_table(path: StorePath, frame: pl.DataFrame) -> None:
     """Replace ``path`` with ``frame`` as zstd Parquet, atomically."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd"),
-                     temp_dir=layout.staging_dir(root, create=True))
+        path.store.write_with(path.key, lambda tmp: frame.write_parquet(tmp, compression="zstd"))
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None

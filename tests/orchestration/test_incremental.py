@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 
 from dataengine import IngestionPipeline, ParquetStorage, Settings
+from dataengine.storage.store import open_store
 from dataengine.timerange import NEW_YORK
 from tests.helpers import assert_store_equals, expected, read_store, store_listing
 
@@ -15,7 +16,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 
 
 def root():  # type: ignore[no-untyped-def]
-    return Settings.load().storage_dir
+    return open_store(Settings.load().storage_dir)
 
 
 def test_rerun_without_start_fetches_only_new_bars(alpaca, backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -97,7 +97,7 @@ def test_a_given_storage_carries_lock_ledger_coverage_and_index_with_it(alpaca, 
     from dataengine import ParquetStorage
 
     elsewhere = tmp_path / "elsewhere"
-    p = IngestionPipeline(max_workers=2, storage=ParquetStorage(elsewhere))
+    p = IngestionPipeline(max_workers=2, storage_dir=elsewhere)
     csv = tmp_path / "two.csv"
     csv.write_text("Symbol\nAAPL\nMSFT\n")
     p.ingest_from_csv(csv, "2024-01-02", "2024-01-05", "day", index_name="mine")

@@ -6,7 +6,13 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from dataengine.storage.coverage import TICK, CoverageLedger, merge_intervals, subtract
+from dataengine.storage.coverage import TICK, merge_intervals, subtract
+from dataengine.storage.coverage import CoverageLedger as _Ledger
+from dataengine.storage.store import open_store
+
+
+def CoverageLedger(path: Path) -> _Ledger:  # noqa: N802 - the ledger of a file in a local store rooted beside it
+    return _Ledger(open_store(path.parent) / path.name)
 
 UTC = timezone.utc
 
@@ -70,7 +76,7 @@ def test_compaction_merges_refetched_tails_and_keeps_the_later_fetch_time(tmp_pa
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(line["s"], line["f"]) for line in lines] == [("AAPL", second_fetch.isoformat()), ("MSFT", first_fetch.isoformat())]
     assert CoverageLedger(path).remaining("AAPL", t(1), second_fetch, lag=1) == before
-    assert not [p for p in tmp_path.iterdir() if p.name != "cov.jsonl"]  # no temp file left behind
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "cov.jsonl"]  # no temp file left behind
 
 
 def test_a_torn_last_line_is_ignored_and_earlier_lines_count(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_concurrent_merges_into_one_partition_lose_nothing(tmp_path: Path) -> No
         t.start()
     for t in threads:
         t.join()
-    assert pl.read_parquet(path).height == 400  # without the partition lock the last replace wins
+    assert pl.read_parquet(path.local).height == 400  # without the partition lock the last replace wins
 
 
 def test_a_write_that_fails_part_way_leaves_the_old_partition_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +142,7 @@ def test_a_write_that_fails_part_way_leaves_the_old_partition_whole(tmp_path: Pa
     with pytest.raises(Exception, match="No space left"):
         storage.store(bars("AAPL", datetime(2024, 1, 3, 14, tzinfo=UTC), 30, price=2.0), "minute")
     monkeypatch.setattr(os, "replace", real_replace)
-    assert path.read_bytes() == before and pl.read_parquet(path).height == 30
+    assert path.read_bytes() == before and pl.read_parquet(path.local).height == 30
     assert [p.name for p in path.parent.iterdir()] == ["data.parquet"]
 
 

@@ -16,14 +16,13 @@ def test_append_and_read_back_in_order(tmp_path: Path) -> None:
     ledger = RunLedger(tmp_path)
     for i in range(3):
         ledger.append(RunRecord(command=["dataengine", "ingest", f"S{i}"], exit_code=0))
-    assert ledger.path == tmp_path / "metadata" / "runs.jsonl"
+    assert ledger.path.local == tmp_path / "metadata" / "runs.jsonl"
     assert [r.command[-1] for r in ledger.last(2)] == ["S1", "S2"]
     assert len(ledger.all()) == 3
 
 
 def test_tail_read_of_a_long_ledger(tmp_path: Path) -> None:
     ledger = RunLedger(tmp_path)
-    ledger.path.parent.mkdir(parents=True)
     failed = {f"X{j}": "HTTP 400: invalid symbol" for j in range(5)}
     ledger.path.write_text("".join(json.dumps(RunRecord(run_id=f"r{i}", failed=failed).asdict()) + "\n" for i in range(2000)))
     assert [r.run_id for r in ledger.last(3)] == ["r1997", "r1998", "r1999"]

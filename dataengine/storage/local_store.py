@@ -1,0 +1,312 @@
+"""A store in a local directory: the :class:`~dataengine.storage.store.Store` of files.
+
+Every replacement is a temp file in the store's staging directory (same file system, outside every dataset
+directory), fsynced, renamed over its target with ``os.replace`` and the directory fsynced
+(:mod:`.atomic`); a conditional create is a hard link, which fails when the name exists. The lock is an OS
+advisory lock (:mod:`.flock_lock`); append-only logs are files appended with one fsynced write
+(:mod:`.file_log`). Engines open the files directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as stat_mode
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dataengine.errors import StorageError, UsageError
+from dataengine.storage import atomic
+from dataengine.storage.file_log import FileLog
+from dataengine.storage.flock_lock import FlockBackend, read_holder_file
+from dataengine.storage.store import AppendLog, LockBackend, Stat
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow.dataset
+    import pyarrow.parquet
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# where every write is staged (the store's own file system, so a rename moves it into place) and where a torn
+# log tail is kept: named here, under metadata/, as the layout module documents
+STAGING_KEY = "metadata/staging"
+TORN_KEY = "metadata/torn"
+
+
+def _stat(st: os.stat_result) -> Stat:
+    blocks = getattr(st, "st_blocks", None)
+    disk = blocks * 512 if blocks is not None else st.st_size
+    return Stat(st.st_size, f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}", st.st_mtime_ns, st.st_ino, disk, st.st_mtime)
+
+
+class LocalStore:
+    """A store rooted at a local directory. ``create_parents``: the root is the default location nobody
+    typed (the platform's user data dir), whose missing parents are no typo and are made by the first write."""
+
+    def __init__(self, root: Path, *, create_parents: bool = False) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.url = str(self.root)
+        self.create_parents = create_parents
+        self._fence: Callable[[], None] | None = None
+
+    def _path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except IsADirectoryError:
+            raise FileNotFoundError(2, "a directory, not a file", self.describe(key)) from None
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with open(self._path(key), "rb") as handle:
+                return handle.read(), _stat(os.fstat(handle.fileno())).tag
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def stat(self, key: str) -> Stat | None:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror or exc}") from None
+        return _stat(st) if stat_mode.S_ISREG(st.st_mode) else None
+
+    def is_dir(self, key: str) -> bool:
+        return self._path(key).is_dir()
+
+    def list_dir(self, key: str) -> tuple[list[str], list[tuple[str, Stat]]]:
+        dirs: list[str] = []
+        files: list[tuple[str, Stat]] = []
+        prefix = f"{key}/" if key else ""
+        try:
+            with os.scandir(self._path(key)) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):  # gone since the listing
+                        if entry.is_dir():
+                            dirs.append(entry.name)
+                        elif entry.is_file():
+                            files.append((prefix + entry.name, _stat(entry.stat())))
+        except OSError:
+            pass
+        return sorted(dirs), sorted(files)
+
+    def walk(self, key: str) -> list[tuple[str, Stat]]:
+        out: list[tuple[str, Stat]] = []
+        base = self._path(key)
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            prefix = "" if rel == "." else rel + "/"
+            for name in files:
+                with contextlib.suppress(OSError):
+                    out.append((prefix + name, _stat(os.stat(os.path.join(dirpath, name)))))
+        return sorted(out)
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def _check_fence(self) -> None:
+        if self._fence is not None:
+            self._fence()
+
+    def staging(self) -> Path:
+        path = self._path(STAGING_KEY)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot write to {self.url}: {exc.strerror or exc}") from None
+        return path
+
+    def put(self, key: str, data: bytes, *, create: bool = False, if_match: str | None = None,
+            fenced: bool = True) -> str | None:
+        if fenced:
+            self._check_fence()
+        target = self._path(key)
+        try:
+            if if_match is not None:
+                # Local writers are serialised by the run lock: a check then a replace is enough here.
+                current = self.stat(key)
+                if current is None or current.tag != if_match:
+                    return None
+            if create:
+                return self._create(target, data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes_atomic(target, data, temp_dir=self.staging())
+            return _stat(os.stat(target)).tag
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    def _create(self, target: Path, data: bytes) -> str | None:
+        """Create ``target`` with ``data`` only if no file has its name: the data is written and fsynced
+        under a temp name, then hard-linked to the target (a link never replaces an existing name)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_path(target, self.staging())
+        try:
+            tmp.write_bytes(data)
+            atomic.fsync_path(tmp)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return None
+            atomic.fsync_path(target.parent)
+            return _stat(os.stat(target)).tag
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def write_with(self, key: str, write: Callable[[Path], None]) -> None:
+        self._check_fence()
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        atomic.write_atomic(target, write, temp_dir=self.staging())
+
+    def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
+        """fsync each staged file, rename it over its target, then fsync each target directory once."""
+        self._check_fence()
+        targets = [self._path(key) for key in keys]
+        for source, target in zip(staged, targets, strict=True):
+            atomic.fsync_path(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        for directory in {target.parent for target in targets}:
+            atomic.fsync_path(directory)
+
+    def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
+        if fenced:
+            self._check_fence()
+        if if_match is not None:
+            current = self.stat(key)
+            if current is not None and current.tag != if_match:
+                return False
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.describe(key)}: {exc.strerror or exc}") from None
+        return True
+
+    def move(self, key: str, target: str) -> None:
+        self._check_fence()
+        destination = self._path(target)
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._path(key), destination)
+        except OSError as exc:
+            raise StorageError(f"cannot move {self.describe(key)}: {exc.strerror or exc}") from None
+
+    def remove_stale_temp_files(self, places: Iterator[tuple[str, tuple[str, ...]]]) -> int:
+        """Only names :mod:`.atomic` makes, only for the targets named, and only when their writer is dead:
+        a user's ``.notes.tmp`` or an editor's swap file is never touched."""
+        removed = atomic.remove_dead_stages(self._path(STAGING_KEY))
+        for directory, targets in places:
+            path = self._path(directory)
+            try:
+                names = os.listdir(path)
+            except OSError:
+                continue
+            for name in names:
+                pid, target = atomic.temp_owner_pid(name), atomic.temp_target(name)
+                if pid is None or target is None or atomic.pid_alive(pid) or not _is_our_target(target, targets):
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(path / name)
+                    removed += 1
+        return removed
+
+    # -- the lock, the fence, the logs ---------------------------------------------------------------------
+
+    def lock(self, key: str, command: str | None) -> LockBackend:
+        return FlockBackend(self._path(key), command)
+
+    def lock_holder(self, key: str) -> dict[str, Any] | None:
+        return read_holder_file(self._path(key))
+
+    def hold(self, fence: Callable[[], None] | None) -> Callable[[], None] | None:
+        previous, self._fence = self._fence, fence
+        return previous
+
+    def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:
+        return FileLog(self._path(key), self._path(TORN_KEY), fence=self._check_fence if fenced else None,
+                       staging=self.staging)
+
+    # -- the root -------------------------------------------------------------------------------------------
+
+    def check_root(self, *, writing: bool) -> bool:
+        """A root that cannot be meant: the root of a file system, a home directory itself, a path whose parent
+        is missing (a typo; unless it is the default location), a file."""
+        path = self.root
+        if not path.exists():
+            if not writing:
+                return False
+            if not self.create_parents and not path.parent.is_dir():
+                raise UsageError(f"--storage-dir {path}: its parent directory {path.parent} does not exist (a typo?)")
+            return True
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a permission problem
+            raise UsageError(f"--storage-dir {path}: cannot be resolved ({exc})") from None
+        if resolved == Path(resolved.anchor):
+            raise UsageError(f"refusing to use {path} as a store: it is the root of a file system; pass --storage-dir DIR")
+        if resolved == Path.home().resolve():
+            raise UsageError(f"refusing to use your home directory {path} as a store; pass a directory inside it")
+        if not path.is_dir():
+            raise UsageError(f"--storage-dir {path} is a file, not a directory")
+        return False
+
+    def create_marker(self, key: str, data: bytes) -> bool:
+        return self.put(key, data, create=True, fenced=False) is not None
+
+    # -- engines --------------------------------------------------------------------------------------------
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def read_parquet(self, key: str, **kwargs: Any) -> pl.DataFrame:
+        import polars as pl
+
+        return pl.read_parquet(self._path(key), **kwargs)
+
+    def parquet_metadata(self, key: str) -> pyarrow.parquet.FileMetaData:
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(self._path(key))
+
+    def scan_parquet(self, keys: Sequence[str], **kwargs: Any) -> pl.LazyFrame:
+        import polars as pl
+
+        return pl.scan_parquet([self._path(key) for key in keys], **kwargs)
+
+    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset:
+        import pyarrow.dataset as ds
+
+        return ds.dataset(str(self._path(key)), **kwargs)
+
+    def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
+        if local_threads <= 1 or len(items) < 2:
+            return [work(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=local_threads, thread_name_prefix="store") as pool:
+            return list(pool.map(work, items))
+
+    def request_counts(self) -> dict[str, int]:
+        return {}
+
+
+def _is_our_target(target: str, patterns: tuple[str, ...]) -> bool:
+    """``target`` is one of ``patterns`` (a leading ``*`` matches any name with that ending)."""
+    return any(target == p or (p.startswith("*") and target.endswith(p[1:]) and len(target) > len(p) - 1) for p in patterns)
+

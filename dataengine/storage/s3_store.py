@@ -1,0 +1,316 @@
+"""A store under a prefix on S3 (or an S3-compatible service: MinIO, Cloudflare R2, GCS's S3 API): the
+:class:`~dataengine.storage.store.Store` of objects.
+
+What a file system gives, S3 gives its own way: a PUT replaces an object whole (a reader sees the old one or
+the new one), ``If-None-Match: *`` creates only if absent and ``If-Match`` replaces or deletes only the
+version read; append-only logs are one object per commit (:mod:`.commit_log`) and the lock is an object with
+a lease (:mod:`.lease_lock`). Requests go through the bucket's boto3 client (:mod:`.s3_client`), which
+counts each one; its resolved credentials are handed to Polars and pyarrow for reads and never logged.
+
+While a run holds the lock, nobody else writes the store: listings made then are kept, with this run's own
+writes laid over them, so a nightly run lists each symbol once, not once to plan and again to index.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dataengine.errors import ConfigError, StorageError
+from dataengine.storage import atomic
+from dataengine.storage.commit_log import CommitLog
+from dataengine.storage.lease_lock import LeaseHolder, holder_status, lease_seconds
+from dataengine.storage.s3_client import S3Client, S3Stat, client_for
+from dataengine.storage.store import AppendLog, LockBackend, Stat
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow.dataset
+    import pyarrow.fs
+    import pyarrow.parquet
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SCHEME = "s3://"
+# S3's bucket naming rules (3-63 lower-case letters, digits, dots, hyphens); also what MinIO and R2 accept.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PARALLEL = 16  # requests in flight at once where each is a round trip (a page of daily bars: ~500 partitions)
+
+
+def parse_url(text: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, ``some/prefix``); a malformed URL is a ConfigError."""
+    rest = text[len(SCHEME) :] if text.startswith(SCHEME) else None
+    bucket, _, prefix = (rest or "").partition("/")
+    if rest is None or not _BUCKET.match(bucket) or ".." in bucket:
+        raise ConfigError(f"storage dir {text!r}: not an S3 URL of the form s3://bucket/prefix (nothing was written)")
+    prefix = prefix.strip("/")
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise ConfigError(f"storage dir {text!r}: empty, '.' or '..' segments in the prefix (nothing was written)")
+    return bucket, prefix
+
+
+def _stat(found: S3Stat) -> Stat:
+    return Stat(found.st_size, found.etag, found.st_mtime_ns, found.st_ino, found.st_size, found.st_mtime)
+
+
+class S3Store:
+    """A store rooted at ``s3://bucket/prefix``. Thread-safe."""
+
+    def __init__(self, bucket: str, prefix: str = "") -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"{SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{bucket}"
+        self._fence: Callable[[], None] | None = None
+        self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
+        self._guard = threading.Lock()
+
+    @classmethod
+    def from_url(cls, text: str) -> S3Store:
+        return cls(*parse_url(text))
+
+    @property
+    def client(self) -> S3Client:
+        return client_for(self.bucket)
+
+    def _k(self, key: str) -> str:
+        """The object key of a store key."""
+        return f"{self.prefix}/{key}".strip("/") if self.prefix else key
+
+    def _rel(self, object_key: str) -> str:
+        return object_key[len(self.prefix) :].lstrip("/") if self.prefix else object_key
+
+    def describe(self, key: str) -> str:
+        return f"{self.url}/{key}" if key else self.url
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes:
+        found = self.client.get(self._k(key))
+        if found is None:
+            raise FileNotFoundError(2, "no such object", self.describe(key))
+        return found[0]
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        return self.client.get(self._k(key))
+
+    def stat(self, key: str) -> Stat | None:
+        kept = self._kept(key)
+        if kept is not None:
+            return kept[0]
+        found = self.client.head(self._k(key))
+        return _stat(found) if found is not None else None
+
+    def _kept(self, key: str) -> tuple[Stat | None] | None:
+        """What a kept listing says of ``key`` (a 1-tuple: its stat or None for "absent"), or None when no
+        kept listing covers it."""
+        with self._guard:
+            if self._walks is None:
+                return None
+            for prefix, objects in self._walks.items():
+                if key.startswith(prefix + "/"):
+                    return (objects.get(key),)
+        return None
+
+    def is_dir(self, key: str) -> bool:
+        prefix = self._k(key)
+        _, objects = self.client.list(f"{prefix}/" if prefix else "", delimiter=False, limit=1)
+        return bool(objects)
+
+    def list_dir(self, key: str) -> tuple[list[str], list[tuple[str, Stat]]]:
+        prefix = self._k(key)
+        dirs, objects = self.client.list(f"{prefix}/" if prefix else "")
+        return dirs, [(self._rel(k), _stat(s)) for k, s in objects]
+
+    def walk(self, key: str) -> list[tuple[str, Stat]]:
+        """One LIST per 1,000 objects; kept while the lock is held (and updated by this run's writes)."""
+        with self._guard:
+            if self._walks is not None and key in self._walks:
+                return sorted(self._walks[key].items())
+        prefix = self._k(key)
+        _, objects = self.client.list(f"{prefix}/" if prefix else "", delimiter=False)
+        found = {self._rel(k): _stat(s) for k, s in objects}
+        with self._guard:
+            if self._walks is not None:
+                self._walks[key] = found
+        return sorted(found.items())
+
+    def _note(self, key: str, stat: Stat | None) -> None:
+        """Lay a write (or a delete, ``stat`` None) over the kept listings that cover ``key``."""
+        with self._guard:
+            if self._walks is None:
+                return
+            for prefix, objects in self._walks.items():
+                if key.startswith(prefix + "/"):
+                    if stat is None:
+                        objects.pop(key, None)
+                    else:
+                        objects[key] = stat
+
+    def _forget(self, key: str) -> None:
+        """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
+        with self._guard:
+            if self._walks is not None:
+                for prefix in [p for p in self._walks if key.startswith(p + "/")]:
+                    del self._walks[prefix]
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def _check_fence(self) -> None:
+        if self._fence is not None:
+            self._fence()
+
+    def put(self, key: str, data: bytes, *, create: bool = False, if_match: str | None = None,
+            fenced: bool = True) -> str | None:
+        if fenced:
+            self._check_fence()
+        etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match)
+        if etag is None:
+            self._forget(key)
+            return None
+        self._note(key, _stat(self.client.written_stat(self._k(key)) or S3Stat(len(data), etag, time.time())))
+        return etag
+
+    def write_with(self, key: str, write: Callable[[Path], None]) -> None:
+        """The file is written locally, then goes up in one PUT, which S3 applies whole or not at all."""
+        self._check_fence()
+        with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
+            tmp = Path(local) / key.rsplit("/", 1)[-1]
+            write(tmp)
+            self.put(key, tmp.read_bytes())
+
+    def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
+        self._check_fence()
+        self.each(lambda i: self.put(keys[i], staged[i].read_bytes()), range(len(keys)))
+
+    def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
+        if fenced:
+            self._check_fence()
+        done = self.client.delete(self._k(key), if_match=if_match)
+        if done:
+            self._note(key, None)
+        return done
+
+    def move(self, key: str, target: str) -> None:
+        """A copy, then a delete (S3 has no rename)."""
+        self.put(target, self.read(key))
+        self.delete(key)
+
+    def staging(self) -> Path:
+        """Batches are staged in the local temp directory (nothing temporary is ever made in the bucket)."""
+        return Path(tempfile.gettempdir())
+
+    def remove_stale_temp_files(self, places: Iterator[tuple[str, tuple[str, ...]]]) -> int:
+        return atomic.remove_dead_stages(self.staging())  # a PUT leaves nothing half-made in the bucket
+
+    # -- the lock, the fence, the logs ---------------------------------------------------------------------
+
+    def lock(self, key: str, command: str | None) -> LockBackend:
+        return LeaseHolder(self, key, command, lease_seconds())
+
+    def lock_holder(self, key: str) -> dict[str, Any] | None:
+        return holder_status(self, key)
+
+    def hold(self, fence: Callable[[], None] | None) -> Callable[[], None] | None:
+        with self._guard:
+            previous, self._fence = self._fence, fence
+            self._walks = {} if fence is not None else None
+        return previous
+
+    def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:
+        """S3 cannot append: ``metadata/coverage/x.jsonl`` becomes the commit objects under
+        ``metadata/coverage/x/``."""
+        return CommitLog(self, key.removesuffix(".jsonl"), what=what, fenced=fenced)
+
+    # -- the root -------------------------------------------------------------------------------------------
+
+    def check_root(self, *, writing: bool) -> bool:
+        """The bucket must exist: a typo in its name is a one-line error, never a new bucket."""
+        self.client.check_bucket()
+        return False
+
+    def create_marker(self, key: str, data: bytes) -> bool:
+        """Create the marker with ``If-None-Match: *``, then try again: the service must refuse the second
+        create. The lock and the commits rely on it; a service that ignores the condition (an old MinIO, some
+        gateways) would let two runs write at once, so the store is refused there, once, when it is made."""
+        if self.put(key, data, create=True, fenced=False) is None:
+            return False  # another run created it just now
+        if self.put(key, data, create=True, fenced=False) is not None:
+            self.delete(key)
+            raise StorageError(f"{self.url}: this S3 service ignores conditional writes (If-None-Match), which the "
+                               "run lock and the coverage commits need; use a service that honours them (AWS S3 does)")
+        return True
+
+    # -- engines --------------------------------------------------------------------------------------------
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def read_parquet(self, key: str, **kwargs: Any) -> pl.DataFrame:
+        """One object whole (one GET)."""
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.read(key)), **kwargs)
+
+    def parquet_metadata(self, key: str) -> pyarrow.parquet.FileMetaData:
+        """A footer (one GET of the object; partitions are a few hundred KiB)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(pa.BufferReader(self.read(key)))
+
+    def scan_parquet(self, keys: Sequence[str], **kwargs: Any) -> pl.LazyFrame:
+        """Polars reads each object itself with the store's credentials: only the columns and row groups a
+        query needs."""
+        import polars as pl
+
+        return pl.scan_parquet([self.describe(k) for k in keys], storage_options=self.polars_options(), **kwargs)
+
+    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset:
+        """What DuckDB scans a store on S3 through (DuckDB's own httpfs extension cannot be downloaded in every
+        environment), with projections and filters pushed down."""
+        import pyarrow.dataset as ds
+
+        return ds.dataset(f"{self.bucket}/{self._k(key)}", filesystem=self.arrow_filesystem(), **kwargs)
+
+    def polars_options(self) -> dict[str, str]:
+        """``storage_options`` for Polars: the credentials and endpoint boto3 resolved."""
+        creds = self.client.credentials()
+        options = {"aws_region": creds["region"]}
+        if "access_key" in creds:
+            options.update(aws_access_key_id=creds["access_key"], aws_secret_access_key=creds["secret_key"])
+        if "token" in creds:
+            options["aws_session_token"] = creds["token"]
+        if "endpoint" in creds:
+            options["aws_endpoint_url"] = creds["endpoint"]
+            options["aws_allow_http"] = str(creds["endpoint"].startswith("http://")).lower()
+        return options
+
+    def arrow_filesystem(self) -> pyarrow.fs.S3FileSystem:
+        import pyarrow.fs
+
+        creds = self.client.credentials()
+        kwargs: dict[str, Any] = {"region": creds["region"]}
+        if "access_key" in creds:
+            kwargs.update(access_key=creds["access_key"], secret_key=creds["secret_key"], session_token=creds.get("token"))
+        if "endpoint" in creds:
+            scheme, _, host = creds["endpoint"].partition("://")
+            kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+        return pyarrow.fs.S3FileSystem(**kwargs)
+
+    def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
+        if len(items) < 2:
+            return [work(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="s3") as pool:
+            return list(pool.map(work, items))
+
+    def request_counts(self) -> dict[str, int]:
+        return self.client.request_counts()
