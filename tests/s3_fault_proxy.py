@@ -85,7 +85,9 @@ class Rule:
 @dataclass(frozen=True)
 class Exchange:
     """One HTTP attempt as the proxy saw it. ``status`` is what the client got (for a ``cut``, the status line
-    it got before the body stopped); ``upstream_status`` what the server answered (None: never forwarded)."""
+    it got before the body stopped); ``upstream_status`` what the server answered (None: never forwarded);
+    ``headers`` the request's (lower-cased names). Recorded before the client gets a byte of the answer, so a
+    client that has its answer finds its exchange here."""
 
     method: str
     path: str
@@ -94,6 +96,7 @@ class Exchange:
     upstream_status: int | None
     fault: FaultKind | None
     access_key: str | None
+    headers: dict[str, str]
 
 
 def on(method: str | None = None, path_contains: str | None = None, query_contains: str | None = None
@@ -131,7 +134,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         handler = type("_BoundHandler", (_Handler,), {"proxy": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="s3-fault-proxy", daemon=True)
         self._thread.start()
@@ -177,6 +180,11 @@ class FaultProxy:
             self._rules.clear()
             self._exchanges.clear()
 
+    def forget(self) -> None:
+        """Forget every exchange so far; the rules stay."""
+        with self._guard:
+            self._exchanges.clear()
+
     @contextmanager
     def faults(self, kind: FaultKind, **options: object) -> Iterator[Rule]:
         """A rule for the duration of a ``with`` block."""
@@ -184,7 +192,7 @@ class FaultProxy:
         try:
             yield rule
         finally:
-            with self._guard:
+            with self._guard, suppress(ValueError):  # gone already if clear() was called inside the block
                 self._rules.remove(rule)
 
     @property
@@ -216,9 +224,19 @@ class FaultProxy:
             self._exchanges.append(exchange)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet when a client hangs up (a client that gave up on a delay, or read a cut body); loud otherwise."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class _Handler(BaseHTTPRequestHandler):
     proxy: FaultProxy
     protocol_version = "HTTP/1.1"  # keep-alive, as S3 clients expect
+    disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart (delayed ACK)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silent: the exchanges are the log."""
@@ -252,13 +270,13 @@ class _Handler(BaseHTTPRequestHandler):
         access_key = found.group(1) if found else None
 
         def record(status: int, upstream: int | None, fault: FaultKind | None) -> None:
-            proxy._record(Exchange(self.command, path, query, status, upstream, fault, access_key))
+            proxy._record(Exchange(self.command, path, query, status, upstream, fault, access_key, request.headers))
 
         if delay := sum(rule.seconds for rule in proxy._fire(request, ("delay",), first=False)):
             time.sleep(delay)
         for rule in proxy._fire(request, ("fail_before",)):
-            self._send_error(rule)
             record(rule.status, None, "fail_before")
+            self._send_error(rule)
             return
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
@@ -268,14 +286,19 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             answer = response.read()
             answer_headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP]
+        except OSError:  # the server is gone or hung: a gateway's answer, not a traceback
+            record(502, None, None)
+            self._send_error(Rule("fail_before", status=502, code="BadGateway"))
+            return
         finally:
             upstream.close()
         kinds: tuple[FaultKind, ...] = ("fail_after", "cut") if len(answer) >= 2 else ("fail_after",)
         rule = next(iter(proxy._fire(request, kinds)), None)
         if rule is not None and rule.kind == "fail_after":
-            self._send_error(rule)
             record(rule.status, response.status, "fail_after")
+            self._send_error(rule)
             return
+        record(response.status, response.status, None if rule is None else "cut")
         self.send_response(response.status, response.reason)
         for name, value in answer_headers:
             if name.lower() != "content-length":
@@ -291,11 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with suppress(OSError):  # the client may have gone already
                 self.connection.shutdown(socket.SHUT_RDWR)
-            record(response.status, response.status, "cut")
-            return
-        if self.command != "HEAD":
+        elif self.command != "HEAD":
             self.wfile.write(answer)
-        record(response.status, response.status, None)
 
     def _send_error(self, rule: Rule) -> None:
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{rule.code}</Code>'
