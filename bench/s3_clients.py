@@ -8,7 +8,9 @@ own process) for per-request client overhead, and a fake EC2 instance-metadata s
 Sections (``--only``): ``capabilities`` (what our protocols need, one by one), ``counting`` (HTTP attempts vs
 calls), ``credentials`` (env, profiles, credential_process, instance role), ``cuts`` (bodies cut mid-stream),
 ``weight`` (import time, RSS), ``latency`` (small GET/PUT/HEAD/LIST, 16 parallel 300 KiB PUTs), ``readers``
-(Polars, pyarrow and DuckDB on the same credentials). Results go to ``bench/results/s3_clients.{md,json}``.
+(Polars, pyarrow and DuckDB on the same credentials). Results go to ``bench/results/s3_clients.{md,json}``;
+the decision drawn from them is ``bench/results/s3_clients-decision.md``. Needs ``pip install obstore fsspec``
+besides the test extra (neither is a dataengine dependency).
 """
 
 from __future__ import annotations
