@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.alpaca_server import FakeAlpaca, clear_cache
+from tests.alpaca_server import FakeAlpaca, clear_cache  # noqa: E402 - after the sys.path line above
 
 KEY, SECRET = "test-key", "test-secret"
 CHILD_TIMEOUT_S = 900.0
@@ -73,7 +73,7 @@ class Server:
         self._injector: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def __enter__(self) -> Server:  # noqa: PYI034 - a plain class, never subclassed
+    def __enter__(self) -> Server:
         self.fake.start()
         return self
 

@@ -405,7 +405,7 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
         done = list(pool.map(one, long_plans))
     done += [one(p) for p in plans if p[1] < 60]
     runs, targets, rates = [], [], {}
-    for (limit, window, rng, factor, is_target), run in done:
+    for (limit, window, _rng, factor, is_target), run in done:
         stats = window_rate(run.extra.pop("request_times"), window)
         run.extra["windows"] = stats
         run.extra["limit"] = {"requests": limit, "window_s": window, "engine_rpm": run.extra.get("rpm")}
