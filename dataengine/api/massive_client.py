@@ -109,7 +109,7 @@ class MassiveClient:
         return cls(
             settings.massive_key(),
             base_url=settings.massive_api_url,
-            rate_limiter=rate_limiter or RateLimiter(requests_per_minute or _default_pace()),
+            rate_limiter=rate_limiter or RateLimiter(_pace(requests_per_minute)),
             timeout=settings.request_timeout,
             retry=RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff),
             stop=stop,
@@ -120,7 +120,7 @@ class MassiveClient:
     def factory(cls, settings: Settings, *, requests_per_minute: int | None = None) -> SourceFactory:
         """A source factory for one run: every client it makes shares one pacer, as Massive's limit is per key."""
         settings.massive_key()  # a missing key is a usage error now, not in a worker
-        limiter = RateLimiter(requests_per_minute or _default_pace())
+        limiter = RateLimiter(_pace(requests_per_minute))
 
         def make(*, stop: threading.Event, on_wait: WaitHook | None) -> MassiveClient:
             return cls.from_settings(settings, rate_limiter=limiter, stop=stop, on_wait=on_wait)
@@ -345,8 +345,9 @@ def _relative(next_url: str) -> str:
     return f"{parts.path}?{query}" if query else parts.path
 
 
-def _default_pace() -> int:
-    return MASSIVE.requests_per_minute or 1
+def _pace(requests_per_minute: int | None) -> int:
+    """The pace asked for, else the plan :data:`MASSIVE` assumes (the free plan's 5 a minute)."""
+    return requests_per_minute or MASSIVE.requests_per_minute or 1
 
 
 def _utc(instant: datetime) -> datetime:

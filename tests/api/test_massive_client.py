@@ -7,6 +7,7 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -15,9 +16,11 @@ import pytest
 from dataengine.api.alpaca_client import RetryPolicy
 from dataengine.api.massive_client import MassiveClient, _relative
 from dataengine.api.rate_limiter import RateLimiter
+from dataengine.config import Settings
 from dataengine.corporate_actions import ACTION_SCHEMA, adjust_frame, cumulative_factors, factor_events
 from dataengine.errors import (
     AuthError,
+    ConfigError,
     FatalRunError,
     Interrupted,
     PagingLoopError,
@@ -248,3 +251,16 @@ def test_nothing_listening_is_unreachable_after_the_retries(massive_client: Make
     with pytest.raises(SourceUnreachableError, match=r"cannot reach http://127\.0\.0\.1:9"):
         fetch(client, ["AAPL"], "day", days("2024-01-02", "2024-01-05"))
     assert client.stats.requests == 4
+
+
+def test_settings_make_clients_that_share_one_pacer_at_the_free_plans_pace(massive: FakeMassive, tmp_path: Path) -> None:
+    settings = Settings.load(env={"MASSIVE_API_KEY": massive.api_key, "MASSIVE_API_URL": massive.url}, cwd=tmp_path)
+    make = MassiveClient.factory(settings)
+    first, second = (make(stop=threading.Event(), on_wait=None) for _ in range(2))
+    assert first._limiter is second._limiter and first._limiter is not None and first._limiter.per_minute == 5
+    assert fetch(first, ["AAPL"], "day", days("2024-01-02", "2024-01-05")).height == 4
+    assert MassiveClient.factory(settings, requests_per_minute=6000)(stop=threading.Event(), on_wait=None)._limiter.per_minute == 6000  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="MASSIVE_API_KEY"):
+        MassiveClient.factory(Settings.load(env={}, cwd=tmp_path))
+    for client in (first, second):
+        client.close()

@@ -44,3 +44,18 @@ def test_adjustments_feeds_and_history() -> None:
     assert MASSIVE.feeds == ("sip",) and not MASSIVE.maps_renamed_symbols and MASSIVE.corporate_actions
     assert ALPACA.earliest(date(2026, 3, 1)) == date(2016, 1, 1)
     assert MASSIVE.earliest(date(2026, 3, 1)) == date(2024, 3, 1)  # the free plan's two years
+
+
+def test_capabilities_cost_no_http_client_and_the_massive_source_no_alpaca_py() -> None:
+    """In a fresh process: a planner reads SourceInfo without requests; the Massive client never needs alpaca-py."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dataengine.api.source import SOURCES; a = 'requests' in sys.modules; "
+        "import dataengine.api.massive_client; "
+        "print(a, sorted({m.split('.')[0] for m in sys.modules} & {'alpaca', 'pandas', 'pydantic'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False []"
