@@ -34,6 +34,8 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "api_key_id": ("api_key_id", _STR, "APCA_API_KEY_ID"),
     "api_secret_key": ("api_secret_key", _STR, "APCA_API_SECRET_KEY"),
     "data_url": ("data_url", _STR, "APCA_API_DATA_URL"),
+    "massive_api_key": ("massive_api_key", _STR, "MASSIVE_API_KEY"),  # the official client's variable
+    "massive_api_url": ("massive_api_url", _STR, "MASSIVE_API_URL"),
     "requests_per_minute": ("requests_per_minute", _INT, "DATAENGINE_REQUESTS_PER_MINUTE"),
     "request_timeout": ("request_timeout", _FLOAT, "DATAENGINE_REQUEST_TIMEOUT"),
     "max_retries": ("max_retries", _INT, "DATAENGINE_MAX_RETRIES"),
@@ -71,6 +73,8 @@ class Settings:
     api_key_id: str | None = None
     api_secret_key: str | None = None
     data_url: str | None = None
+    massive_api_key: str | None = None
+    massive_api_url: str | None = None  # None: Massive's host (dataengine.api.massive_client.DEFAULT_URL)
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     request_timeout: float = 30.0
     max_retries: int = 6
@@ -102,6 +106,7 @@ class Settings:
             f"Settings(storage_dir={str(self.storage_dir)!r}, workers={self.workers}, "
             f"api_key_id={self.api_key_id!r}, api_secret_key={secret!r}, "
             f"data_url={redact_url(self.data_url) if self.data_url else None!r}, "
+            f"massive_api_key={'***' if self.massive_api_key else None!r}, "
             f"requests_per_minute={self.requests_per_minute}, config_file={self.config_file})"
         )
 
@@ -113,6 +118,12 @@ class Settings:
                 "(or api_key_id / api_secret_key in settings.ini)"
             )
         return self.api_key_id, self.api_secret_key
+
+    def massive_key(self) -> str:
+        """Massive's API key, or a :class:`ConfigError` that names its environment variable."""
+        if not self.massive_api_key:
+            raise ConfigError("Massive API key missing: set MASSIVE_API_KEY (or massive_api_key in settings.ini)")
+        return self.massive_api_key
 
     def with_overrides(self, *, origin: str = "flag", **values: object) -> Settings:
         """Apply flag values (``None`` means not given) on top of these settings, validated. ``origin``: what

@@ -93,3 +93,11 @@ def test_an_s3_store_is_taken_from_the_file_the_environment_or_the_flag(tmp_path
     assert str(open_store(loaded.storage_dir)) == "s3://team-bars/prod"
     assert str(open_store(Settings.load(env={"DATAENGINE_STORAGE_DIR": "s3://team-bars/dev/"}, cwd=tmp_path).storage_dir)) == "s3://team-bars/dev"
     assert str(loaded.with_overrides(storage_dir="s3://other-bucket").storage_dir) == "s3://other-bucket"
+
+
+def test_massive_key_and_url_from_env_never_shown_and_named_when_missing(tmp_path: Path) -> None:
+    s = Settings.load(env={"MASSIVE_API_KEY": "mk-secret", "MASSIVE_API_URL": "https://api.polygon.io"}, cwd=tmp_path)
+    assert (s.massive_key(), s.massive_api_url) == ("mk-secret", "https://api.polygon.io")
+    assert "mk-secret" not in repr(s)
+    with pytest.raises(ConfigError, match="MASSIVE_API_KEY"):
+        Settings.load(env={}, cwd=tmp_path).massive_key()

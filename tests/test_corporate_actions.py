@@ -301,3 +301,40 @@ def test_a_declared_dividend_is_found_between_its_ex_date_and_its_payment(alpaca
     alpaca.reset_log()
     again = p.ingest_symbols(["AAPL"], start, None, "day")
     assert again.ok and [r.status for r in alpaca.action_requests] == [422, 200]
+
+
+# -- Massive's records ----------------------------------------------------------------------------------------
+
+def test_massive_splits_decode_as_ratios_with_tagged_ids() -> None:
+    from dataengine.corporate_actions import action_source, decode_massive_splits
+
+    body = (b'{"results":[{"execution_date":"2020-08-31","id":"E3641","split_from":1,"split_to":4,"ticker":"AAPL"},'
+            b'{"execution_date":"2022-05-20","split_from":2,"split_to":1,"ticker":"BRW"}],'
+            b'"status":"OK","next_url":"https://api.massive.com/v3/reference/splits?cursor=YXA9"}')
+    frame, next_url = decode_massive_splits(body)
+    assert next_url == "https://api.massive.com/v3/reference/splits?cursor=YXA9"
+    assert frame.select("type", "symbol", "ex_date", "old_rate", "new_rate").rows() == [
+        ("forward_split", "AAPL", date(2020, 8, 31), 1.0, 4.0), ("reverse_split", "BRW", date(2022, 5, 20), 2.0, 1.0)]
+    assert frame["id"][0] == "massive:E3641" and frame["id"][1].startswith("massive:sha1:")  # no id: the record's hash
+    assert frame.select(action_source())["literal"].to_list() == ["massive", "massive"]
+
+
+def test_massive_dividends_decode_with_their_kind_and_only_usd_amounts() -> None:
+    from dataengine.corporate_actions import decode_massive_dividends
+
+    body = (b'{"results":[{"cash_amount":0.22,"currency":"USD","dividend_type":"CD","ex_dividend_date":"2021-11-05",'
+            b'"id":"E8e3c","pay_date":"2021-11-11","ticker":"AAPL"},{"cash_amount":1.5,"dividend_type":"SC",'
+            b'"ex_dividend_date":"2023-11-10","ticker":"AAPL"},{"cash_amount":3.1,"currency":"CAD",'
+            b'"dividend_type":"CD","ex_dividend_date":"2024-01-02","ticker":"SHOP"}],"status":"OK"}')
+    frame, next_url = decode_massive_dividends(body)
+    assert next_url is None and set(frame["type"]) == {"cash_dividend"}
+    assert frame.select("rate", "special", "payable_date").rows() == [
+        (0.22, False, date(2021, 11, 11)), (1.5, True, None), (None, False, None)]
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"status":"ERROR","error":"Unknown API Key"}', b'{"results":{"a":1}}'])
+def test_a_massive_body_that_is_no_page_is_refused(body: bytes) -> None:
+    from dataengine.corporate_actions import decode_massive_splits
+
+    with pytest.raises((ValueError, TypeError)):
+        decode_massive_splits(body)

@@ -1,7 +1,9 @@
-"""What a run needs from a data source: pages of bars for symbols over a range, with counters.
+"""What a run needs from a data source: pages of bars for symbols over a range, with counters; and what each
+source can do (:class:`SourceInfo`), so a planner can size requests without importing any HTTP client.
 
-Alpaca is the one source today (:class:`dataengine.api.alpaca_client.AlpacaClient`); another source is a class
-with these methods, plus a :class:`SourceFactory` that makes one per worker thread.
+Sources: Alpaca (:class:`dataengine.api.alpaca_client.AlpacaClient`) and Massive, ex-Polygon
+(:class:`dataengine.api.massive_client.MassiveClient`). Another source is a class with these methods, a
+:class:`SourceFactory` that makes one per worker thread, and a :class:`SourceInfo` in :data:`SOURCES`.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import polars as pl
 
 from dataengine.counters import RequestCounts
+from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
     from dataengine.timeframes import Timeframe
 
 # The most bars a page may hold, counted across all symbols of a request (Alpaca's `limit` maximum): a request
-# for N bars costs ceil(N / PAGE_BARS) pages, which is what the planner packs units by.
+# for N bars costs ceil(N / PAGE_BARS) pages, which is what the planner packs units by. Alpaca's value: a planner
+# serving several sources reads ``SourceInfo.bars_per_page(timeframe)`` instead.
 PAGE_BARS = 10_000
 WaitHook = Callable[[str, float], None]  # (reason, seconds): called before a long wait (progress display)
 
@@ -67,3 +71,113 @@ class SourceFactory(Protocol):
     """Makes a worker's source; sources made by one factory share its pacing (one per run)."""
 
     def __call__(self, *, stop: threading.Event, on_wait: WaitHook | None) -> BarSource: ...
+
+
+# -- what each source can do ----------------------------------------------------------------------------------
+
+# Bar sizes by unit (the units of :mod:`dataengine.timeframes`: Min, Hour, Day, Week, Month) and the amounts served.
+BarSizes = tuple[tuple[str, tuple[int, ...]], ...]
+_DATAENGINE_SIZES: BarSizes = (
+    ("Min", tuple(range(1, 60))), ("Hour", tuple(range(1, 24))), ("Day", (1,)), ("Week", (1,)),
+    ("Month", (1, 2, 3, 4, 6, 12)),
+)
+_BASE_BARS_PER_SESSION = {"minute": 960.0, "day": 1.0}  # one 04:00-20:00 session in minutes; in days
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What one data source serves and how it pages and paces: facts a planner reads, no HTTP. Immutable.
+
+    ``page_bars`` counts bars of any size across all symbols of a request when ``page_unit`` is ``bars``
+    (Alpaca), or *base aggregates* when it is ``base``: minutes for intraday sizes, days for day and longer
+    (Massive builds a page of 5-minute bars from at most ``page_bars`` minute bars). ``symbols_per_request``
+    None: many, batched up to a URL-length bound. ``history_start``/``history_years``: the earliest day served
+    (None: not known or plan-dependent), and a rolling limit in years back from today (None: none known).
+    ``requests_per_minute``: the default pace (the plan a source is assumed to be on; None: unthrottled);
+    ``rate_limit_headers``: answers say what is left of the quota (pace by them), else pace by the number alone
+    and back off on 429. ``adjustments``: what the source's bars can be asked for in (parts combinable with
+    commas, as in :func:`dataengine.datasets.parse_adjustment`); local adjustment from ``corporate_actions``
+    works for any source that has them.
+    """
+
+    name: str
+    page_bars: int
+    page_unit: Literal["bars", "base"]
+    symbols_per_request: int | None
+    bar_sizes: BarSizes
+    history_start: date | None
+    history_years: float | None
+    adjustments: tuple[str, ...]
+    feeds: tuple[str, ...]
+    corporate_actions: bool
+    maps_renamed_symbols: bool  # Alpaca's ``asof``; a source without it serves point-in-time tickers
+    rate_limit_headers: bool
+    requests_per_minute: int | None
+    action_page_limit: int  # corporate-action records per page at most
+
+    def serves(self, timeframe: Timeframe) -> bool:
+        return any(unit == timeframe.unit and timeframe.amount in amounts for unit, amounts in self.bar_sizes)
+
+    def serves_adjustment(self, adjustment: str) -> bool:
+        """``adjustment`` in canonical form (``raw``, ``all``, ``split,spin-off``...)."""
+        return adjustment in self.adjustments or set(adjustment.split(",")) <= set(self.adjustments)
+
+    def bars_per_page(self, timeframe: Timeframe) -> int:
+        """The most bars of ``timeframe`` one page can hold (upper estimate: sizes that do not divide a session
+        cut one more bar at its edges): a request for B bars costs at least ceil(B / this) pages."""
+        if self.page_unit == "bars":
+            return self.page_bars
+        base = _BASE_BARS_PER_SESSION["minute" if timeframe.intraday else "day"]
+        return max(1, int(self.page_bars * timeframe.bars_per_session / base))
+
+    def earliest(self, today: date) -> date | None:
+        """The first day this source serves history for, as far as is known (None: unknown)."""
+        rolling = None
+        if self.history_years is not None:
+            days = int(self.history_years * 365.25)
+            rolling = date.fromordinal(today.toordinal() - days)
+        known = [d for d in (self.history_start, rolling) if d is not None]
+        return max(known) if known else None
+
+
+ALPACA = SourceInfo(
+    name="alpaca",
+    page_bars=PAGE_BARS,
+    page_unit="bars",
+    symbols_per_request=None,  # comma-joined in the query; the planner bounds the URL (MAX_SYMBOL_CHARS)
+    bar_sizes=_DATAENGINE_SIZES,  # [1-59]Min, [1-23]Hour, 1Day, 1Week, [1,2,3,4,6,12]Month
+    history_start=date(2016, 1, 1),
+    history_years=None,
+    adjustments=("raw", "split", "dividend", "spin-off", "all"),
+    feeds=("sip", "iex", "otc", "boats"),
+    corporate_actions=True,
+    maps_renamed_symbols=True,
+    rate_limit_headers=True,  # X-RateLimit-Remaining / -Reset on every answer
+    requests_per_minute=200,  # the free plan; Algo Trader Plus: 10,000 (setting ``requests_per_minute``)
+    action_page_limit=1000,
+)
+MASSIVE = SourceInfo(
+    name="massive",
+    page_bars=50_000,  # the aggregates endpoint's ``limit`` maximum, in base aggregates
+    page_unit="base",
+    symbols_per_request=1,  # one ticker in the path
+    bar_sizes=_DATAENGINE_SIZES,  # any multiplier of minute/hour/day/week/month: every size dataengine names
+    history_start=None,  # plan-dependent: paid plans go back well before 2016
+    history_years=2,  # the free plan; paid plans: 5, 10, 20+ years
+    adjustments=("raw",),  # the API also serves split-adjusted bars; dataengine stores raw and adjusts locally
+    feeds=("sip",),  # consolidated tape only
+    corporate_actions=True,  # /v3/reference/splits and /v3/reference/dividends, on every plan
+    maps_renamed_symbols=False,
+    rate_limit_headers=False,  # no quota headers: a 429 is all the server says
+    requests_per_minute=5,  # the free plan; paid plans are not throttled per minute
+    action_page_limit=1000,
+)
+SOURCES: dict[str, SourceInfo] = {info.name: info for info in (ALPACA, MASSIVE)}
+
+
+def source_info(name: str) -> SourceInfo:
+    """The :class:`SourceInfo` of a source by name (``--source``); :class:`UsageError` for an unknown one."""
+    found = SOURCES.get(str(name).strip().lower())
+    if found is None:
+        raise UsageError(f"unknown source {str(name)[:40]!r}; choose one of: {', '.join(SOURCES)}")
+    return found
