@@ -27,7 +27,7 @@ from dataengine.errors import (
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AlpacaClient": "dataengine.api.alpaca_client",
+    "AlpacaClient": "dataengine.sources.alpaca_client",
     "IngestionPipeline": "dataengine.orchestration.ingestion_pipeline",
     "IngestResult": "dataengine.orchestration.result",
     "MetadataStore": "dataengine.storage.metadata_store",
@@ -40,12 +40,12 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from dataengine.api.alpaca_client import AlpacaClient
     from dataengine.config import Settings
     from dataengine.loaders.symbol_loader import SymbolLoader
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
     from dataengine.orchestration.result import IngestResult
     from dataengine.reader import connect, read_bars, scan_bars
+    from dataengine.sources.alpaca_client import AlpacaClient
     from dataengine.storage.metadata_store import MetadataStore
     from dataengine.storage.parquet_storage import ParquetStorage
 

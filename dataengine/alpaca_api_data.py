@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from dataengine.api.alpaca_client import AlpacaClient
+from dataengine.sources.alpaca_client import AlpacaClient
 from dataengine.storage.parquet_storage import ParquetStorage, WriteStats
 
 warnings.warn(

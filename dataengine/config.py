@@ -74,7 +74,7 @@ class Settings:
     api_secret_key: str | None = None
     data_url: str | None = None
     massive_api_key: str | None = None
-    massive_api_url: str | None = None  # None: Massive's host (dataengine.api.massive_client.DEFAULT_URL)
+    massive_api_url: str | None = None  # None: Massive's host (dataengine.sources.massive_client.DEFAULT_URL)
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     request_timeout: float = 30.0
     max_retries: int = 6

@@ -24,7 +24,7 @@ Exit codes of a run are decided in one place, :func:`exit_code_for`: 0 all done,
 symbols, 2 usage or configuration (nothing fetched), 3 fatal during the run, 130 interrupted.
 
 Third-party exceptions (requests, alpaca-py) are translated in exactly one place:
-``dataengine.api.alpaca_client``.
+``dataengine.sources.alpaca_client``.
 """
 
 from __future__ import annotations

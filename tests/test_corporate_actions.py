@@ -107,7 +107,7 @@ def test_the_test_server_speaks_alpaca_py_and_our_client_follows_its_pages(alpac
     from alpaca.data.requests import CorporateActionsRequest
 
     import dataengine.corporate_actions as ca
-    from dataengine.api.alpaca_client import AlpacaClient
+    from dataengine.sources.alpaca_client import AlpacaClient
 
     announce_all(alpaca)
     client = CorporateActionsClient("test-key", "test-secret", url_override=alpaca.url)

@@ -22,7 +22,7 @@ def test_all_is_explicit_and_resolves() -> None:
 
 
 def test_subpackages_expose_the_described_modules() -> None:
-    from dataengine.api import AlpacaClient
+    from dataengine.api import AlpacaClient  # the product description's import path
     from dataengine.loaders import SymbolLoader
     from dataengine.orchestration import IngestionPipeline
     from dataengine.storage import MetadataStore, ParquetStorage

@@ -1,4 +1,6 @@
-"""The Alpaca side. ``AlpacaClient`` is imported on first use (it pulls in alpaca-py, ~0.6 s)."""
+"""The product description's import path for the Alpaca client (``from dataengine.api import AlpacaClient``).
+
+The data sources live in :mod:`dataengine.sources`; this package only keeps that promise."""
 
 from typing import Any
 
@@ -7,7 +9,7 @@ __all__ = ["AlpacaClient"]
 
 def __getattr__(name: str) -> Any:
     if name == "AlpacaClient":
-        from dataengine.api.alpaca_client import AlpacaClient
+        from dataengine.sources.alpaca_client import AlpacaClient
 
         return AlpacaClient
     raise AttributeError(name)

@@ -17,7 +17,6 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataengine.api.source import BarSource, SourceFactory, WaitHook
 from dataengine.config import Settings, url_secrets
 from dataengine.counters import copy_counters
 from dataengine.datasets import DatasetKey
@@ -36,6 +35,7 @@ from dataengine.orchestration.request import DateLike, IngestRequest, build_requ
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run import IngestRun
 from dataengine.orchestration.run_guard import locked_and_recorded
+from dataengine.sources.source import BarSource, SourceFactory, WaitHook
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
@@ -357,7 +357,7 @@ def _alpaca_factory(settings: Settings) -> SourceFactory:
     def make(*, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
         with guard:
             if not made:
-                from dataengine.api.alpaca_client import AlpacaClient
+                from dataengine.sources.alpaca_client import AlpacaClient
 
                 made.append(AlpacaClient.factory(settings))  # one factory: every client shares its pacer
         return made[0](stop=stop, on_wait=on_wait)

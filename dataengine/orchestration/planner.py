@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dataengine import calendar
-from dataengine.api.source import PAGE_BARS
 from dataengine.errors import DamagedPartitionError
 from dataengine.orchestration.request import IngestRequest
+from dataengine.sources.source import PAGE_BARS
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.parquet_storage import ParquetStorage

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from dataengine.api.source import BarSource, SourceFactory
 from dataengine.counters import RequestCounts, WriteCounts, copy_counters
 from dataengine.errors import (
     DamagedPartitionError,
@@ -36,6 +35,7 @@ from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
+from dataengine.sources.source import BarSource, SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import with_partition_columns
@@ -51,7 +51,7 @@ class IngestRun:
     """One ingest of a planned request: shared by the worker threads, guarded by ``lock``.
 
     Collaborators come in as arguments: the store, the dataset's coverage ledger, the plan, a factory making
-    one :class:`~dataengine.api.source.BarSource` per worker thread, and the progress reporter.
+    one :class:`~dataengine.sources.source.BarSource` per worker thread, and the progress reporter.
     """
 
     def __init__(

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dataengine.api.massive_wire import decode_aggs, refusal
-from dataengine.api.pages import FractionalVolumeError, PageDecodeError
 from dataengine.errors import AuthError, FatalRunError, RequestRejectedError, TransientSourceError
+from dataengine.sources.massive_wire import decode_aggs, refusal
+from dataengine.sources.pages import FractionalVolumeError, PageDecodeError
 from dataengine.storage.layout import BAR_SCHEMA
 
 # Shaped as Massive's published example and its client's recorded answers (values of our own).

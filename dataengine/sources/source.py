@@ -1,8 +1,8 @@
 """What a run needs from a data source: pages of bars for symbols over a range, with counters; and what each
 source can do (:class:`SourceInfo`), so a planner can size requests without importing any HTTP client.
 
-Sources: Alpaca (:class:`dataengine.api.alpaca_client.AlpacaClient`) and Massive, ex-Polygon
-(:class:`dataengine.api.massive_client.MassiveClient`). Another source is a class with these methods, a
+Sources: Alpaca (:class:`dataengine.sources.alpaca_client.AlpacaClient`) and Massive, ex-Polygon
+(:class:`dataengine.sources.massive_client.MassiveClient`). Another source is a class with these methods, a
 :class:`SourceFactory` that makes one per worker thread, and a :class:`SourceInfo` in :data:`SOURCES`.
 """
 

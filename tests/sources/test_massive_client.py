@@ -13,9 +13,6 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from dataengine.api.alpaca_client import RetryPolicy
-from dataengine.api.massive_client import MassiveClient, _relative
-from dataengine.api.rate_limiter import RateLimiter
 from dataengine.config import Settings
 from dataengine.corporate_actions import ACTION_SCHEMA, adjust_frame, cumulative_factors, factor_events
 from dataengine.errors import (
@@ -29,6 +26,9 @@ from dataengine.errors import (
     TerminalSourceError,
     TransientSourceError,
 )
+from dataengine.sources.alpaca_client import RetryPolicy
+from dataengine.sources.massive_client import MassiveClient, _relative
+from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.storage.layout import BAR_SCHEMA
 from tests.massive_server import FakeMassive
 

@@ -1,6 +1,6 @@
 """The request budget on a controlled clock: windows, the server's headers, pauses."""
 
-from dataengine.api.rate_limiter import WINDOW_S, RateLimiter
+from dataengine.sources.rate_limiter import WINDOW_S, RateLimiter
 
 
 class Clock:

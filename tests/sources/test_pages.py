@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dataengine.api.pages import PageDecodeError, decode_page
+from dataengine.sources.pages import PageDecodeError, decode_page
 from dataengine.storage.layout import BAR_SCHEMA
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "alpaca_samples"

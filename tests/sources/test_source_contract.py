@@ -13,10 +13,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dataengine.api.alpaca_client import AlpacaClient, RetryPolicy
-from dataengine.api.massive_client import TIMESPANS, MassiveClient
-from dataengine.api.source import SOURCES, BarSource, SourceInfo
 from dataengine.corporate_actions import ACTION_SCHEMA
+from dataengine.sources.alpaca_client import AlpacaClient, RetryPolicy
+from dataengine.sources.massive_client import TIMESPANS, MassiveClient
+from dataengine.sources.source import SOURCES, BarSource, SourceInfo
 from dataengine.storage.layout import BAR_SCHEMA
 from dataengine.timeframes import parse_timeframe
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from dataengine.api.massive_client import MassiveClient
+    from dataengine.sources.massive_client import MassiveClient
     from tests.massive_server import FakeMassive
 
 
@@ -25,8 +25,8 @@ def massive() -> Iterator[FakeMassive]:
 @pytest.fixture
 def massive_client(massive: FakeMassive) -> Iterator[Callable[..., MassiveClient]]:
     """Makes clients of the ``massive`` server (keyword arguments override the test defaults); closes them."""
-    from dataengine.api.alpaca_client import RetryPolicy
-    from dataengine.api.massive_client import MassiveClient
+    from dataengine.sources.alpaca_client import RetryPolicy
+    from dataengine.sources.massive_client import MassiveClient
 
     made: list[MassiveClient] = []
 

@@ -10,9 +10,9 @@ import pytest
 from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.requests import StockBarsRequest
 
-from dataengine.api.alpaca_client import AlpacaClient
-from dataengine.api.source import PAGE_BARS
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
+from dataengine.sources.alpaca_client import AlpacaClient
+from dataengine.sources.source import PAGE_BARS
 from dataengine.timeframes import parse_timeframe
 
 UTC = timezone.utc

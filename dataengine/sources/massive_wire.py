@@ -15,7 +15,6 @@ import json
 import msgspec
 import polars as pl
 
-from dataengine.api.pages import FractionalVolumeError, PageDecodeError
 from dataengine.errors import (
     AuthError,
     DataEngineError,
@@ -23,6 +22,7 @@ from dataengine.errors import (
     RequestRejectedError,
     TransientSourceError,
 )
+from dataengine.sources.pages import FractionalVolumeError, PageDecodeError
 from dataengine.storage.layout import BAR_SCHEMA, empty_bars
 
 __all__ = ["decode_aggs", "error_message", "refusal"]

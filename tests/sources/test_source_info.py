@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from dataengine.api.source import ALPACA, MASSIVE, PAGE_BARS, SOURCES, source_info
 from dataengine.errors import UsageError
+from dataengine.sources.source import ALPACA, MASSIVE, PAGE_BARS, SOURCES, source_info
 from dataengine.timeframes import TIMEFRAMES, parse_timeframe
 
 
@@ -52,8 +52,8 @@ def test_capabilities_cost_no_http_client_and_the_massive_source_no_alpaca_py() 
     import sys
 
     code = (
-        "import sys; from dataengine.api.source import SOURCES; a = 'requests' in sys.modules; "
-        "import dataengine.api.massive_client; "
+        "import sys; from dataengine.sources.source import SOURCES; a = 'requests' in sys.modules; "
+        "import dataengine.sources.massive_client; "
         "print(a, sorted({m.split('.')[0] for m in sys.modules} & {'alpaca', 'pandas', 'pydantic'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

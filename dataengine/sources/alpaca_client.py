@@ -26,10 +26,6 @@ import polars as pl
 import requests
 
 from dataengine import __version__
-from dataengine.api.answers import rate_headers, refusal
-from dataengine.api.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
-from dataengine.api.rate_limiter import RateLimiter
-from dataengine.api.source import PAGE_BARS, Page, SourceFactory, WaitHook
 from dataengine.config import Settings, redact_url
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
@@ -40,6 +36,10 @@ from dataengine.errors import (
     TerminalSourceError,
     TransientSourceError,
 )
+from dataengine.sources.answers import rate_headers, refusal
+from dataengine.sources.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
+from dataengine.sources.rate_limiter import RateLimiter
+from dataengine.sources.source import PAGE_BARS, Page, SourceFactory, WaitHook
 from dataengine.timeframes import Timeframe, parse_timeframe
 from dataengine.timerange import resolve_range
 
@@ -216,7 +216,7 @@ class AlpacaClient:
     ) -> dict[str, str]:
         """Query parameters for ``/v2/stocks/bars``: exactly what alpaca-py's ``StockBarsRequest(...)
         .to_request_fields()`` gives for the same request (RFC 3339 instants, ``limit``, ``feed``, ``asof``
-        when given, comma-joined symbols; tests/api/test_request_params.py holds the two equal), built here
+        when given, comma-joined symbols; tests/sources/test_request_params.py holds the two equal), built here
         so that a run never imports alpaca-py's models (with pandas and pydantic: ~0.6 s and ~130 MiB per
         process). The timeframe and adjustment go out as Alpaca spells them: alpaca-py's enums lack some of
         what Alpaca serves (``4Month``, ``spin-off``, combinations such as ``split,spin-off``)."""

@@ -33,11 +33,6 @@ import polars as pl
 import requests
 
 from dataengine import __version__
-from dataengine.api.alpaca_client import THROTTLE_BUDGET_FACTOR, RetryPolicy
-from dataengine.api.massive_wire import decode_aggs, refusal
-from dataengine.api.pages import FractionalVolumeError, PageDecodeError
-from dataengine.api.rate_limiter import RateLimiter
-from dataengine.api.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook
 from dataengine.config import Settings, redact_url
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed
@@ -49,6 +44,11 @@ from dataengine.errors import (
     TerminalSourceError,
     TransientSourceError,
 )
+from dataengine.sources.alpaca_client import THROTTLE_BUDGET_FACTOR, RetryPolicy
+from dataengine.sources.massive_wire import decode_aggs, refusal
+from dataengine.sources.pages import FractionalVolumeError, PageDecodeError
+from dataengine.sources.rate_limiter import RateLimiter
+from dataengine.sources.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook
 from dataengine.timeframes import DAY, HOUR, MINUTE, MONTH, WEEK, Timeframe, parse_timeframe
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class _ConnectFailed(TransientSourceError):
 
 class MassiveClient:
     """Fetches raw historical stock bars and corporate actions from Massive, page by page, with timeouts,
-    retries and shared pacing. Satisfies :class:`dataengine.api.source.BarSource`."""
+    retries and shared pacing. Satisfies :class:`dataengine.sources.source.BarSource`."""
 
     info: SourceInfo = MASSIVE
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.api.alpaca_client import AlpacaClient, RetryPolicy
 from dataengine.errors import AuthError, FatalRunError, RequestRejectedError, TerminalSourceError, TransientSourceError
+from dataengine.sources.alpaca_client import AlpacaClient, RetryPolicy
 
 ERRORS = Path(__file__).resolve().parents[1] / "data" / "alpaca_samples" / "errors"
 
@@ -21,7 +21,7 @@ class _Canned(BaseHTTPRequestHandler):
     body = b""
     headers_out: dict[str, str] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.send_response(self.status)
         for name, value in self.headers_out.items():
             self.send_header(name, value)
