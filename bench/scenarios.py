@@ -523,7 +523,7 @@ def adjust_speed(b: Bench) -> dict[str, Any]:
     import time
 
     from dataengine.corporate_actions import ActionStore, CloseStore, FetchedLog, decode_actions
-    from dataengine.reader import read_bars
+    from dataengine.read import read_bars
     from dataengine.storage.parquet_storage import ParquetStorage
     from dataengine.storage.store_root import mark_store
     from tests.alpaca_server import FakeAlpaca, raw_close_before

@@ -34,9 +34,9 @@ _LAZY = {
     "ParquetStorage": "dataengine.storage.parquet_storage",
     "Settings": "dataengine.config",
     "SymbolLoader": "dataengine.loaders.symbol_loader",
-    "connect": "dataengine.reader",
-    "read_bars": "dataengine.reader",
-    "scan_bars": "dataengine.reader",
+    "connect": "dataengine.read",
+    "read_bars": "dataengine.read",
+    "scan_bars": "dataengine.read",
 }
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from dataengine.loaders.symbol_loader import SymbolLoader
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
     from dataengine.orchestration.result import IngestResult
-    from dataengine.reader import connect, read_bars, scan_bars
+    from dataengine.read import connect, read_bars, scan_bars
     from dataengine.sources.alpaca_client import AlpacaClient
     from dataengine.storage.metadata_store import MetadataStore
     from dataengine.storage.parquet_storage import ParquetStorage

@@ -107,7 +107,7 @@ def test_a_fatal_error_with_queued_units_stops_without_the_grace_period(alpaca, 
 @pytest.mark.parametrize(("size", "label", "wire"), [("10min", "10min", "10Min"), ("2H", "2hour", "2Hour"),
                                                      ("3month", "3month", "3Month")])
 def test_every_bar_size_is_stored_and_read_back(alpaca, capsys, tmp_path: Path, size: str, label: str, wire: str) -> None:  # type: ignore[no-untyped-def]
-    from dataengine.reader import read_bars
+    from dataengine.read import read_bars
 
     code, _, err = run(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-06-28", "-t", size)
     assert code == 0, err

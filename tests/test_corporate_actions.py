@@ -17,7 +17,7 @@ import pytest
 from dataengine import IngestionPipeline, Settings
 from dataengine.corporate_actions import ActionStore, decode_actions
 from dataengine.errors import TransientSourceError
-from dataengine.reader import connect, read_bars
+from dataengine.read import connect, read_bars
 from dataengine.storage.store import StorePath, open_store
 from tests.alpaca_server import FakeAlpaca, raw_close_before
 from tests.helpers import run_cli

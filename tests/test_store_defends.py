@@ -168,7 +168,7 @@ def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(a
     assert code == 1 and "verify --repair" in err and "Traceback" not in err
     code, _, err = run(capsys, "gaps", "AAPL")
     assert code == 1 and "verify --repair" in err and str(damaged["truncated"]) in err
-    from dataengine.reader import read_bars
+    from dataengine.read import read_bars
 
     with pytest.raises(DamagedPartitionError, match="verify --repair"):
         read_bars("AAPL", "2024-01-01", "2024-02-28", storage_dir=store)

@@ -1,6 +1,6 @@
 """``dataengine query "SQL"``: one read-only SQL statement against the store's views.
 
-The statement runs through :func:`dataengine.reader.query` (sandboxed connection, SELECT/EXPLAIN only).
+The statement runs through :func:`dataengine.read.query` (sandboxed connection, SELECT/EXPLAIN only).
 Files are written only by this module, to ``--output``, and never inside the store.
 """
 
@@ -43,7 +43,7 @@ def query(
     settings = ctx.obj.settings()
     if output is not None:
         _check_output(output, ctx.obj.store(settings).local)
-    from dataengine import reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
+    from dataengine import read as reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
 
     frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None)
     if fmt == "table":

@@ -132,7 +132,7 @@ def fill_dividend_closes(root: StorePath, symbols: Sequence[str], source: object
 
 def _stored_daily(root: StorePath, symbols: list[str], first: date, last: date) -> pl.DataFrame:
     from dataengine.datasets import DatasetKey
-    from dataengine.reader import read_bars
+    from dataengine.read import read_bars
 
     if not layout.dataset_dir(root, DatasetKey.of("day", "raw")).is_dir():
         return pl.DataFrame(schema={"symbol": pl.String, "timestamp": pl.Datetime("us", "UTC"), "close": pl.Float64})

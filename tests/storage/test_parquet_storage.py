@@ -105,7 +105,7 @@ def test_naive_timestamps_are_new_york_time_as_everywhere_else(tmp_path: Path) -
     ParquetStorage(tmp_path).store(frame, "minute")
     assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
     # and read_bars takes a naive bound the same way, so the bar comes back at the time it was stored at
-    from dataengine.reader import read_bars
+    from dataengine.read import read_bars
 
     back = read_bars("A", datetime(2024, 1, 2, 9, 30), datetime(2024, 1, 2, 9, 30), storage_dir=tmp_path)
     assert back.height == 1

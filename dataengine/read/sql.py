@@ -1,18 +1,19 @@
-"""Read-only SQL over a store: exactly one SELECT (or EXPLAIN of one), checked by DuckDB's own parser before it
-runs, on a sandboxed connection (:func:`dataengine.sql_views.connect` with ``read_only=True``)."""
+"""SQL over a store: :func:`connect` (DuckDB with the store's views, :mod:`.views`) and :func:`query`, read-only:
+exactly one SELECT (or EXPLAIN of one), checked by DuckDB's own parser before it runs, on a sandboxed
+connection."""
 
 from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from dataengine import sql_views
 from dataengine.errors import UsageError
-from dataengine.sql_views import duckdb_message
+from dataengine.read.views import duckdb_message, open_views
 from dataengine.storage.store import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -33,7 +34,7 @@ def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | 
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
     caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
     """
-    con = sql_views.connect(storage_dir, read_only=True)
+    con = open_views(storage_dir, read_only=True)
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
@@ -90,7 +91,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 
 
 def error_message(exc: BaseException) -> str:
-    """DuckDB's message on one line (see :func:`dataengine.sql_views.duckdb_message`)."""
+    """DuckDB's message on one line (see :func:`.views.duckdb_message`)."""
     return duckdb_message(exc)
 
 
@@ -171,8 +172,9 @@ def _guard(value: object) -> object:
     return ReadOnlyRelation(value) if isinstance(value, duckdb.DuckDBPyRelation) else value
 
 
-def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
-    """:func:`dataengine.sql_views.connect`; with ``read_only=True`` wrapped in a :class:`ReadOnlyConnection`,
-    so nothing through it can write to the store (or anywhere else)."""
-    con = sql_views.connect(storage_dir, read_only=read_only)
+def connect(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
+    """An in-memory DuckDB connection with views over the store (:func:`.views.open_views`: ``bars_1min``,
+    ``bars_1day_all``, ``index_members``, ``corporate_actions``, ...); with ``read_only=True`` wrapped in a
+    :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else)."""
+    con = open_views(storage_dir, read_only=read_only)
     return ReadOnlyConnection(con) if read_only else con

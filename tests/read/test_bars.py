@@ -1,4 +1,4 @@
-"""dataengine.reader: read_bars / scan_bars over exact partition paths, regular hours, DuckDB views."""
+"""dataengine.read: read_bars / scan_bars over exact partition paths, regular hours, DuckDB views."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import dataengine
-from dataengine import reader
+from dataengine import read as reader
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.storage.metadata_store import MetadataStore

@@ -1,9 +1,9 @@
-"""Reading the store back as Polars frames; ``connect`` and ``query`` (DuckDB SQL) are re-exported here.
+"""Reading the store back as Polars frames.
 
 ``read_bars``/``scan_bars`` build the exact partition paths from (symbols, dataset, New York months) and hand
 only those files to Polars, so one symbol-month of a 500-symbol store opens one file and never lists the
-tree (measured: 3-8 ms by path against 130-180 ms through a ``**`` glob). SQL lives in
-:mod:`dataengine.sql_views` (views) and :mod:`dataengine.sql_guard` (the read-only statement check).
+tree (measured: 3-8 ms by path against 130-180 ms through a ``**`` glob). SQL lives in :mod:`.views` (DuckDB
+views) and :mod:`.sql` (the one ``connect`` and ``query``, with the read-only statement check).
 
 Nothing here writes to the store. Every function is safe to call from several threads at once.
 """
@@ -13,19 +13,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from pathlib import Path
 
 import polars as pl
 
 from dataengine import calendar
-from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.read.root import dataset_path, store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
-from dataengine.storage.store import StorePath, open_store
-from dataengine.storage.store_root import check_readable_root
+from dataengine.storage.store import StorePath
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, months_between, ny_year_month, parse_bound
 
@@ -198,26 +196,6 @@ def _partitions(
     return out
 
 
-def dataset_path(key: DatasetKey, storage_dir: str | StorePath | None = None) -> StorePath:
-    """The directory of one dataset; :class:`UsageError` naming the datasets present if it does not exist."""
-    root = store_root(storage_dir)
-    path = layout.dataset_dir(root, key)
-    if not path.is_dir():
-        present = ", ".join(n[len(layout.DATASET_PREFIX) :] for n in layout.dataset_names(root)) or "none"
-        raise UsageError(
-            f"no {key.timeframe.label} bars with adjustment {key.adjustment!r} in {root} (datasets present: {present})"
-        )
-    return path
-
-
-def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:
-    """The store's root (from settings when not given): the one place a reader resolves a location into a
-    store; :class:`UsageError` if there is no store there."""
-    if storage_dir is None:
-        storage_dir = Settings.load().storage_dir
-    return check_readable_root(open_store(storage_dir))
-
-
 def _columns(columns: Sequence[str] | None) -> list[str]:
     if columns is None:
         return list(DATA_COLUMNS)
@@ -258,17 +236,4 @@ def _sessions(first_year: int, last_year: int) -> pl.DataFrame:
     )
 
 
-from dataengine.sql_guard import check_read_only, connect, error_message, query  # noqa: E402 - re-exported public names
-
-__all__ = [
-    "adjust",
-    "check_read_only",
-    "connect",
-    "dataset_path",
-    "error_message",
-    "partition_paths",
-    "query",
-    "read_bars",
-    "scan_bars",
-    "store_root",
-]
+__all__ = ["adjust", "partition_paths", "read_bars", "scan_bars"]

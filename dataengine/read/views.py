@@ -1,17 +1,20 @@
-"""DuckDB views over a store, for SQL: one view per dataset, and the index membership.
+"""DuckDB views over a store, for SQL: one view per dataset, the index membership and the corporate actions.
 
 Nothing here writes to the store. A DuckDB connection is not shared between threads (use ``con.cursor()``).
+The public ``connect`` and ``query`` are :mod:`.sql`'s, which open their connections here.
 """
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
 
 from dataengine.errors import UsageError
+from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.store import StorePath
@@ -37,7 +40,7 @@ _VIEW_COLUMNS = ", ".join(_DUCKDB_TYPES)
 _INDEX_SCHEMA = {"symbol": pl.String, "added": pl.Date, "removed": pl.Date}
 
 
-def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_views(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
     One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... with
@@ -46,10 +49,8 @@ def connect(storage_dir: str | StorePath | None = None, *, read_only: bool = Fal
     matching files). ``index_members(index_name, symbol, added, removed)`` reads the index CSVs. Timestamps
     are UTC (``SET TimeZone`` is applied). With ``read_only=True`` the connection can read files under the
     store root only, cannot load extensions, and its configuration is locked; it still accepts COPY into
-    the root, which :func:`dataengine.sql_guard.query` refuses. Views see datasets present when it is called.
+    the root, which :func:`dataengine.read.sql.query` refuses. Views see datasets present when it is called.
     """
-    from dataengine.reader import store_root  # the one place a store root is resolved and checked
-
     root = store_root(storage_dir)
     con = duckdb.connect(":memory:")
     try:
