@@ -59,7 +59,7 @@ def test_a_store_of_an_earlier_version_keeps_working_and_its_records_move_out(al
     legacy = dataset("equities_1day") / "_dataset.json"
     legacy.write_text(record.read_text())  # as earlier versions kept it
     record.unlink()
-    from dataengine.status import store_status
+    from dataengine.reports.status import store_status
 
     assert store_status(root)["datasets"][0]["feed"] == "sip"  # read from the old place
     assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-12", "day").ok

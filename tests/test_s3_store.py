@@ -64,7 +64,7 @@ def test_a_nightly_update_lists_only_the_symbols_it_updates(alpaca, s3_store, mo
     lists = nightly.storage_requests["LIST"]
     # one per updated symbol (the plan's check, reused by the status index) and a few for the store's records
     assert lists <= 3 + 8, f"{lists} LIST requests for 3 symbols of 40: the run listed more than what it updates"
-    from dataengine.status import store_status
+    from dataengine.reports.status import store_status
 
     assert store_status(s3_store)["footers_read"] == 0  # the run left the status index complete
     assert nightly.storage_requests.get("GET", 0) < 40

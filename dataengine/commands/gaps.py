@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import parse_bound
 
 if TYPE_CHECKING:
-    from dataengine.gaps import SymbolGaps
+    from dataengine.reports.gaps import SymbolGaps
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +29,8 @@ def gaps(
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
 ) -> None:
     """Report sessions with no bars at all (true gaps) apart from quiet minutes inside sessions.
 
@@ -41,24 +44,26 @@ def gaps(
     last = parse_bound(end, is_end=True, name="--end") if end else None
     wanted = clean_symbols(symbols) if symbols else None
     # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
-    from dataengine.gaps import find_gaps, repair_ranges
-    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-    from dataengine.orchestration.progress import choose_reporter
+    from dataengine.reports.gaps import find_gaps, repair_gaps
     from dataengine.storage.parquet_storage import ParquetStorage
 
-    storage = ParquetStorage(ctx.obj.store(settings))
-    reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
+    root = ctx.obj.store(settings)
     repaired = None
-    ranges = repair_ranges(reports)
-    if repair and ranges:
+    if not repair:
+        reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start)
+    else:
+        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+        from dataengine.orchestration.progress import choose_reporter
+
         progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
                                    title=f"dataengine gaps --repair · {key.dirname}")
-        pipeline = IngestionPipeline(settings=settings, storage_dir=storage.root, progress=progress)
+        pipeline = IngestionPipeline(settings=settings, storage_dir=root, progress=progress,
+                                     wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
+                                     command=command_line(ctx))
         try:
-            repaired = pipeline.ingest_ranges(ranges, key)
+            reports, repaired = repair_gaps(pipeline, key, wanted, first, last, history_start=settings.default_start)
         finally:
             progress.close()
-        reports = find_gaps(storage, key, wanted, first, last, history_start=settings.default_start)
     remaining = sum(len(r.missing_sessions) for r in reports)
     holes = remaining + sum(1 for r in reports if r.missing_history)
     if json_out:

@@ -26,7 +26,7 @@ def status(
 
     Exit 0 · 1 a damaged or missing partition was found (see verify) · 2 no store.
     """
-    from dataengine.status import store_status, symbol_status  # Polars: imported when the command runs
+    from dataengine.reports.status import store_status, symbol_status  # Polars: imported when the command runs
 
     root = ctx.obj.store()
     report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
 
 if TYPE_CHECKING:
-    from dataengine.verify import VerifyReport
+    from dataengine.reports.verify import VerifyReport
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +25,8 @@ def verify_command(
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", help="Only this bar size's datasets (default: every dataset).")] = None,
     repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files to metadata/quarantine/ and fetch those months again.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
     none that was written once gone. Names each damaged or missing partition.
@@ -33,9 +36,9 @@ def verify_command(
     Exit 0 when the store is whole (after --repair: whole again), 1 when damage remains, 2 for bad input.
     """
     from dataengine.orchestration.progress import choose_reporter
+    from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
     from dataengine.storage import layout
     from dataengine.storage.store_root import check_readable_root
-    from dataengine.verify import repair, verify  # Polars: imported when the command runs
 
     settings = ctx.obj.settings()
     root = check_readable_root(ctx.obj.store(settings))
@@ -44,24 +47,22 @@ def verify_command(
     if timeframe is not None:
         label = DatasetKey.of(timeframe).timeframe.label
         datasets = [d for d in layout.dataset_names(root) if layout.describe_dataset(d)["label"] == label]
-    if repair_it:  # temp files a killed older version left in partition directories (runs never look there)
-        from dataengine.storage.parquet_storage import ParquetStorage
-
-        ParquetStorage(root).remove_stale_temp_files(deep=True)
-    report = verify(root, datasets=datasets, symbols=wanted)
-    if repair_it and not report.ok:
+    if not repair_it:
+        report = verify(root, datasets=datasets, symbols=wanted)
+    else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
         progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval, title="dataengine verify --repair")
+        pipeline = IngestionPipeline(settings=settings, storage_dir=root, progress=progress,
+                                     wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
+                                     command=command_line(ctx))
         try:
-            runs = repair(root, report, IngestionPipeline(settings=settings, storage_dir=root, progress=progress))
+            report = verify_and_repair(root, pipeline, datasets=datasets, symbols=wanted)
         finally:
             progress.close()
-        before = report
-        report = verify(root, datasets=datasets, symbols=wanted)
-        report.repair = {d: r.asdict() for d, r in runs.items()}
-        if not json_out:
-            typer.echo(f"repaired {len(before.damage)} partition(s): damaged files kept in {layout.metadata_dir(root) / 'quarantine'}")
+        if report.repaired and not json_out:
+            typer.echo(f"repaired {report.repaired} partition(s): damaged files kept in "
+                       f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}")
     typer.echo(json.dumps(report.asdict()) if json_out else render(report))
     raise typer.Exit(0 if report.ok else 1)
 

@@ -11,7 +11,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
@@ -41,6 +42,7 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
+from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.timeframes import Timeframe
@@ -98,6 +100,7 @@ class IngestionPipeline:
         self.source = source
         self.wait_for_lock = wait_for_lock or lock_timeout is not None
         self.lock_timeout = lock_timeout
+        self._held: RunLock | None = None  # the run lock, while :meth:`holding_store` holds it
         self.command = mask_secrets(list(command) if command is not None else sys.argv, (settings.api_key_id, settings.api_secret_key, *url_secrets(settings.data_url)))
 
     # -- public API (names from the product description) ---------------------------------------------------
@@ -194,6 +197,19 @@ class IngestionPipeline:
         self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
 
+    @contextmanager
+    def holding_store(self) -> Iterator[None]:
+        """Hold the store's run lock (or wait for it, as the pipeline was told) across several steps: a repair
+        sets damaged files aside and drops their coverage, then fetches them again, and nothing else may write
+        in between. Runs started inside use this hold. Raises LockError (exit 3) when the store is busy."""
+        lock = RunLock(self.root, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command))
+        with lock:
+            self._held = lock
+            try:
+                yield
+            finally:
+                self._held = None
+
     def coverage(self, dataset: DatasetKey) -> CoverageLedger:
         return CoverageLedger(self.storage.coverage_path(dataset))
 
@@ -229,7 +245,7 @@ class IngestionPipeline:
         new_store = check_writable_root(self.root)  # before the lock file makes it look like a store
         with locked_and_recorded(
             self.root, self.ledger, record,
-            wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
+            wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command), held=self._held,
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
             result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
@@ -254,6 +270,7 @@ class IngestionPipeline:
         check_writable_root(root)
         with locked_and_recorded(
             root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
+            held=self._held,
         ) as outcome:
             started = time.monotonic()
             source = (self.source or _alpaca_factory(self.settings))(stop=threading.Event(), on_wait=None)

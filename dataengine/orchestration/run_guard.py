@@ -45,17 +45,20 @@ def locked_and_recorded(
     wait: bool = False,
     timeout: float | None = None,
     command: str = "",
+    held: RunLock | None = None,
 ) -> Iterator[RunOutcome]:
     """Hold the store's run lock for the block and append ``record`` to the ledger however the block ends.
 
     Raises :class:`LockError` (after recording the refusal) when another process holds the store and
-    ``wait`` is off or ``timeout`` passes.
+    ``wait`` is off or ``timeout`` passes. ``held``: a lock the caller took already and keeps after the block
+    (a repair sets files aside and fetches them again under one hold).
     """
     started = time.monotonic()
     counted = root.store.request_counts()
-    lock = RunLock(root, wait=wait, timeout=timeout, command=command)
+    lock = held or RunLock(root, wait=wait, timeout=timeout, command=command)
     try:
-        lock.acquire()
+        if held is None:
+            lock.acquire()
     except LockError as exc:
         record.close(error=exc, elapsed_s=time.monotonic() - started)
         ledger.append(record)
@@ -79,4 +82,5 @@ def locked_and_recorded(
         record.close(result=outcome.result)
         ledger.append(record)
     finally:
-        lock.release()
+        if held is None:
+            lock.release()

@@ -58,6 +58,7 @@ class VerifyReport:
     damage: list[Damage] = field(default_factory=list)
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
+    repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
 
     @property
     def ok(self) -> bool:
@@ -93,9 +94,31 @@ def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[
     return report
 
 
+def verify_and_repair(
+    root: StorePath, pipeline: IngestionPipeline, *, datasets: list[str] | None = None, symbols: list[str] | None = None,
+) -> VerifyReport:
+    """``verify --repair``: under the store's run lock (taken, or waited for, before anything is touched), set
+    damaged files aside, fetch exactly those months again, and verify once more. The report is the one after
+    the repair, with each dataset's repair run in ``repair``."""
+    with pipeline.holding_store():
+        from dataengine.storage.parquet_storage import ParquetStorage
+
+        # temp files a killed older version left in partition directories (runs never look there)
+        ParquetStorage(root).remove_stale_temp_files(deep=True)
+        report = verify(root, datasets=datasets, symbols=symbols)
+        if report.ok:
+            return report
+        runs = repair(root, report, pipeline)
+        after = verify(root, datasets=datasets, symbols=symbols)
+    after.repair = {d: r.asdict() for d, r in runs.items()}
+    after.repaired = len(report.damage)
+    return after
+
+
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
     """Move damaged files to ``metadata/quarantine/`` (never deleted), drop their coverage, and fetch exactly
-    those months again through ``pipeline``. Returns each dataset's repair run."""
+    those months again through ``pipeline``. Returns each dataset's repair run. Call it with the store held
+    (:meth:`IngestionPipeline.holding_store`): nothing may write between setting a file aside and fetching it."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
     ledgers: dict[str, CoverageLedger] = {}

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataengine.cli import main
-from dataengine.status import FooterCache, store_status, symbol_status
+from dataengine.reports.status import FooterCache, store_status, symbol_status
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -20,6 +21,10 @@ from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_month_end, ny_month_start
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
+    from dataengine.orchestration.result import IngestResult
 
 Interval = tuple[datetime, datetime]
 
@@ -158,3 +163,18 @@ def _month_overlaps(year: int, month: int, start: datetime | None, end: datetime
 def repair_ranges(reports: list[SymbolGaps]) -> dict[str, list[Interval]]:
     """What to fetch again to close the true gaps found: per symbol, its runs of missing sessions."""
     return {r.symbol: r.missing_ranges() for r in reports if r.has_gaps}
+
+
+def repair_gaps(
+    pipeline: IngestionPipeline, key: DatasetKey, symbols: list[str] | None = None, start: datetime | None = None,
+    end: datetime | None = None, *, history_start: date | None = None,
+) -> tuple[list[SymbolGaps], IngestResult | None]:
+    """``gaps --repair``: under the store's run lock, find the gaps, fetch exactly those sessions again, and
+    find again. Returns the gaps that remain and the repair run (None when there was nothing to fetch)."""
+    with pipeline.holding_store():
+        reports = find_gaps(pipeline.storage, key, symbols, start, end, history_start=history_start)
+        ranges = repair_ranges(reports)
+        if not ranges:
+            return reports, None
+        repaired = pipeline.ingest_ranges(ranges, key)
+        return find_gaps(pipeline.storage, key, symbols, start, end, history_start=history_start), repaired
