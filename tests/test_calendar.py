@@ -38,6 +38,12 @@ def test_the_shipped_table_is_exchange_calendars_xnys() -> None:
     assert [(day, *calendar.regular_hours(day)) for day, _, _ in expected] == expected
 
 
+def test_the_table_reaches_five_years_past_today() -> None:
+    """Past its last day the calendar refuses to answer (users must upgrade): this fails five years ahead, in time
+    to extend the table with ``python scripts/gen_xnys_sessions.py --end YYYY-12-31`` and release it."""
+    assert calendar._table().last >= date.today().replace(year=date.today().year + 5, month=1, day=1)
+
+
 def test_holidays_early_closes_and_daylight_saving() -> None:
     assert date(2024, 7, 4) not in calendar.sessions(date(2024, 7, 1), date(2024, 7, 5))
     assert calendar.sessions(date(2025, 1, 8), date(2025, 1, 10)) == [date(2025, 1, 8), date(2025, 1, 10)]  # Carter
