@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -77,12 +74,6 @@ class Bench:
         self.scratch = scratch
         self.fault_rate = fault_rate
         self.log = log
-        # One user cache for every dataengine contestant, warmed once: the XNYS session table a user's first
-        # run builds (with exchange_calendars and pandas, ~1 s and ~100 MiB) is there for all later ones.
-        self.user_cache = scratch / "user-cache"
-        warm = dict(os.environ, XDG_CACHE_HOME=str(self.user_cache), PYTHONPATH=str(REPO))
-        subprocess.run([sys.executable, "-c", "from dataengine import calendar; calendar.sessions(__import__('datetime').date(2016, 1, 1), __import__('datetime').date.today())"],
-                       env=warm, check=True, cwd=REPO)
 
     def contest(
         self, scenario: str, name: str, kind: str, server: Server, request: dict[str, Any], *,
@@ -119,7 +110,6 @@ class Bench:
             "APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret", "APCA_API_DATA_URL": server.url,
             "DATAENGINE_STORAGE_DIR": str(e.request.get("store_dir") or scratch / "store"),
             "DATAENGINE_REQUESTS_PER_MINUTE": str(e.rpm), "DATAENGINE_WORKERS": str(e.workers),
-            "XDG_CACHE_HOME": str(self.user_cache),
         } if ours else {}
         env_extra.update(e.request.get("env", {}))  # e.g. a HOME shared by runs of one user (warm caches)
         spec = dict(e.request, kind=e.kind, workers=e.workers)
@@ -481,7 +471,7 @@ def startup(b: Bench) -> dict[str, Any]:
     syms = symbols(500)
     req = _request(syms, ("2024-01-01", "2024-12-31"), "day")
     store = str(b.scratch / "startup" / "store")
-    home = b.scratch / "startup" / "home"  # one user: the nightly finds the caches the first run left (XNYS sessions)
+    home = b.scratch / "startup" / "home"  # one user: the nightly runs where the first run did
     user = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share")}
     with Server() as srv:
         bars = srv.prewarm(syms, "1Day", *utc_bounds("2024-01-01", "2024-12-31"))

@@ -1,104 +1,81 @@
-"""NYSE sessions from exchange_calendars' XNYS (holidays and early closes included), with day-level caching.
+"""NYSE sessions (exchange_calendars' XNYS: holidays and early closes included), shipped with the package.
 
 Used to know which sessions should have bars (gaps), where regular hours end on early-close days, and how far
-back the re-fetch window reaches. Never hand-written holiday lists.
+back the re-fetch window reaches. Never hand-written holiday lists: ``xnys_sessions.txt.gz`` beside this module
+is generated from exchange_calendars by ``scripts/gen_xnys_sessions.py`` (which documents its format), and
+``tests/test_calendar.py`` holds it equal to exchange_calendars. Reading it takes a few milliseconds and imports
+neither pandas nor exchange_calendars, so a user's first run costs what every later run does.
+
+The table answers for 2000-01-01 .. 2035-12-31: there are no sessions before its first day (older than any bar
+Alpaca serves), and asking about a day after its last one is an error that says to upgrade dataengine, never a
+silent guess. Thread-safe: the table is read once and never changed.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
-import importlib.util
-import json
-import os
-import warnings
+import zlib
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from dataengine.storage.atomic import write_text_atomic
+from dataengine.errors import UsageError
 from dataengine.timerange import NEW_YORK, ny_midnight
 
 EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
 EXTENDED_CLOSE = time(20, 0)
 EARLY_EXTENDED_CLOSE = time(17, 0)
+TABLE = Path(__file__).resolve().parent / "xnys_sessions.txt.gz"
+
+
+@dataclass(frozen=True)
+class _Table:
+    first: date  # the days the table answers for
+    last: date
+    days: list[date]  # every session in that range, in order
+    lines: list[str]  # "YYYY-MM-DD HH:MM HH:MM" (date, open, close in UTC), one per day
+
+    def check(self, day: date) -> None:
+        if day > self.last:
+            raise UsageError(
+                f"dataengine's NYSE calendar ends on {self.last.isoformat()} and {day.isoformat()} is past it: "
+                "upgrade dataengine (a newer release ships later sessions)"
+            )
 
 
 @functools.lru_cache(maxsize=1)
-def _calendar():  # type: ignore[no-untyped-def]
-    with warnings.catch_warnings():
-        # exchange_calendars under pandas 3 warns about its own use of deprecated pandas APIs
-        warnings.simplefilter("ignore")
-        import exchange_calendars
-
-        return exchange_calendars.get_calendar("XNYS", start="2000-01-01")
-
-
-@functools.lru_cache(maxsize=1)
-def _table() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
-    """All sessions known to the calendar, with their regular open/close as UTC datetimes.
-
-    exchange_calendars (with pandas) takes about a second to import and build; the table it yields is kept
-    in the user cache directory, keyed by its version and the month (its horizon moves forward), so commands
-    such as ``gaps`` start fast after the first call of a month."""
-    cache = _cache_path()
-    try:
-        rows = json.loads(cache.read_text(encoding="utf-8"))
-        days = [date.fromisoformat(d) for d, _, _ in rows]
-        hours = [(datetime.fromtimestamp(o, timezone.utc), datetime.fromtimestamp(c, timezone.utc)) for _, o, c in rows]
-        return days, dict(zip(days, hours, strict=True))
-    except (OSError, ValueError, TypeError):
-        pass
-    days, table = _table_from_exchange_calendars()
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        rows = [[d.isoformat(), table[d][0].timestamp(), table[d][1].timestamp()] for d in days]
-        write_text_atomic(cache, json.dumps(rows, separators=(",", ":")))
-    except OSError:
-        pass  # a read-only home: slower next time, nothing else
-    return days, table
-
-
-def _cache_path() -> Path:
-    import platformdirs
-
-    month = datetime.now(timezone.utc).strftime("%Y-%m")
-    return Path(platformdirs.user_cache_dir("dataengine", appauthor=False)) / f"xnys-{_calendar_build()}-{month}.json"
-
-
-def _calendar_build() -> str:
-    """Which installed exchange_calendars the cache was built with: its version from the ``.dist-info`` beside
-    the package (a listdir; ``importlib.metadata.version`` scans every sys.path entry, ~90 ms a process)."""
-    spec = importlib.util.find_spec("exchange_calendars")
-    if spec is None or not spec.submodule_search_locations:
-        return "unknown"
-    site = Path(next(iter(spec.submodule_search_locations))).parent
-    try:
-        infos = sorted(n for n in os.listdir(site) if n.lower().startswith("exchange_calendars-") and n.endswith(".dist-info"))
-    except OSError:
-        return "unknown"
-    return infos[-1][len("exchange_calendars-") : -len(".dist-info")] if infos else "unknown"
-
-
-def _table_from_exchange_calendars() -> tuple[list[date], dict[date, tuple[datetime, datetime]]]:
-    cal = _calendar()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        schedule = cal.schedule
-        days = [d.date() for d in schedule.index]
-        opens = [o.to_pydatetime().astimezone(timezone.utc) for o in schedule["open"]]
-        closes = [c.to_pydatetime().astimezone(timezone.utc) for c in schedule["close"]]
-    return days, dict(zip(days, zip(opens, closes, strict=False), strict=False))
+def _table() -> _Table:
+    # zlib reads the gzip file itself (wbits 16 + 15): the gzip module would be one more import
+    lines = zlib.decompress(TABLE.read_bytes(), wbits=31).decode("ascii").splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    first, last = next(line for line in header if line.startswith("# range: ")).split()[2:4]
+    rows = lines[len(header) :]
+    return _Table(date.fromisoformat(first), date.fromisoformat(last), [date.fromisoformat(r[:10]) for r in rows], rows)
 
 
 def sessions(first: date, last: date) -> list[date]:
     """Trading days from ``first`` to ``last`` inclusive."""
-    days, _ = _table()
-    return days[bisect.bisect_left(days, first) : bisect.bisect_right(days, last)]
+    table = _table()
+    table.check(last)
+    return table.days[bisect.bisect_left(table.days, first) : bisect.bisect_right(table.days, last)]
 
 
 def regular_hours(day: date) -> tuple[datetime, datetime]:
-    """(open, close) of the regular session in UTC; close is 13:00 New York on early-close days."""
-    return _table()[1][day]
+    """(open, close) of the regular session in UTC; close is 13:00 New York on early-close days.
+
+    Raises ``KeyError`` when ``day`` is not a session."""
+    table = _table()
+    table.check(day)
+    i = bisect.bisect_left(table.days, day)
+    if i == len(table.days) or table.days[i] != day:
+        raise KeyError(day)
+    row = table.lines[i]
+    return _utc(day, row[11:16]), _utc(day, row[17:22])
+
+
+def _utc(day: date, hh_mm: str) -> datetime:
+    return datetime(day.year, day.month, day.day, int(hh_mm[:2]), int(hh_mm[3:]), tzinfo=timezone.utc)
 
 
 def is_early_close(day: date) -> bool:
@@ -126,8 +103,9 @@ def lag_cut(moment: datetime, lag_sessions: int) -> datetime:
     if lag_sessions <= 0:
         return moment
     local_day = moment.astimezone(NEW_YORK).date()
-    days, _ = _table()
-    i = bisect.bisect_right(days, local_day) - lag_sessions
+    table = _table()
+    table.check(local_day)
+    i = bisect.bisect_right(table.days, local_day) - lag_sessions
     if i < 0:
         return moment - timedelta(days=lag_sessions)
-    return session_start(days[i])
+    return session_start(table.days[i])

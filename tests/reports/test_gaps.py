@@ -71,17 +71,3 @@ def test_daily_gaps_and_human_output(alpaca, capsys) -> None:  # type: ignore[no
 def test_gaps_refuses_weekly(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["gaps", "-t", "week"]) == 2
     assert "not week or month" in capsys.readouterr().err
-
-
-def test_the_cached_session_table_is_exchange_calendars_own() -> None:
-    """gaps and regular hours read XNYS sessions from a per-month cache file after the first call: it must
-    hold exactly what exchange_calendars says (holidays, early closes)."""
-    from dataengine import calendar
-
-    calendar._table.cache_clear()
-    fresh = calendar._table()  # builds it and writes the cache (HOME is a temp dir in tests)
-    assert calendar._cache_path().is_file()
-    calendar._table.cache_clear()
-    cached = calendar._table()  # read back from the file
-    assert cached == fresh == calendar._table_from_exchange_calendars()
-    assert calendar.is_early_close(__import__("datetime").date(2024, 11, 29))
