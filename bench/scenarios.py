@@ -512,7 +512,8 @@ def adjust_speed(b: Bench) -> dict[str, Any]:
     import resource
     import time
 
-    from dataengine.corporate_actions import ActionStore, CloseStore, FetchedLog, decode_actions
+    from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
+    from dataengine.actions.wire import decode_actions
     from dataengine.read import read_bars
     from dataengine.storage.parquet_storage import ParquetStorage
     from dataengine.storage.store_root import mark_store

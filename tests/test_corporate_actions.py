@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 
 from dataengine import IngestionPipeline, Settings
-from dataengine.corporate_actions import ActionStore, decode_actions
+from dataengine.actions.store import ActionStore
+from dataengine.actions.wire import decode_actions
 from dataengine.errors import TransientSourceError
 from dataengine.read import connect, read_bars
 from dataengine.storage.store import StorePath, open_store
@@ -106,7 +107,7 @@ def test_the_test_server_speaks_alpaca_py_and_our_client_follows_its_pages(alpac
     from alpaca.data.historical.corporate_actions import CorporateActionsClient
     from alpaca.data.requests import CorporateActionsRequest
 
-    import dataengine.corporate_actions as ca
+    import dataengine.actions.wire as ca
     from dataengine.sources.alpaca_client import AlpacaClient
 
     announce_all(alpaca)
@@ -306,7 +307,8 @@ def test_a_declared_dividend_is_found_between_its_ex_date_and_its_payment(alpaca
 # -- Massive's records ----------------------------------------------------------------------------------------
 
 def test_massive_splits_decode_as_ratios_with_tagged_ids() -> None:
-    from dataengine.corporate_actions import action_source, decode_massive_splits
+    from dataengine.actions.schema import action_source
+    from dataengine.actions.wire import decode_massive_splits
 
     body = (b'{"results":[{"execution_date":"2020-08-31","id":"E3641","split_from":1,"split_to":4,"ticker":"AAPL"},'
             b'{"execution_date":"2022-05-20","split_from":2,"split_to":1,"ticker":"BRW"}],'
@@ -320,7 +322,7 @@ def test_massive_splits_decode_as_ratios_with_tagged_ids() -> None:
 
 
 def test_massive_dividends_decode_with_their_kind_and_only_usd_amounts() -> None:
-    from dataengine.corporate_actions import decode_massive_dividends
+    from dataengine.actions.wire import decode_massive_dividends
 
     body = (b'{"results":[{"cash_amount":0.22,"currency":"USD","dividend_type":"CD","ex_dividend_date":"2021-11-05",'
             b'"id":"E8e3c","pay_date":"2021-11-11","ticker":"AAPL"},{"cash_amount":1.5,"dividend_type":"SC",'
@@ -334,7 +336,7 @@ def test_massive_dividends_decode_with_their_kind_and_only_usd_amounts() -> None
 
 @pytest.mark.parametrize("body", [b"{", b'{"status":"ERROR","error":"Unknown API Key"}', b'{"results":{"a":1}}'])
 def test_a_massive_body_that_is_no_page_is_refused(body: bytes) -> None:
-    from dataengine.corporate_actions import decode_massive_splits
+    from dataengine.actions.wire import decode_massive_splits
 
     with pytest.raises((ValueError, TypeError)):
         decode_massive_splits(body)

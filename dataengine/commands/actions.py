@@ -30,7 +30,8 @@ def actions(
 
     Exit 0, 1 when --update could not fetch some symbols, 2 for bad input, 3 when another run holds the store.
     """
-    from dataengine.corporate_actions import ActionStore, describe, parse_types
+    from dataengine.actions.schema import describe, parse_types
+    from dataengine.actions.store import ActionStore
     from dataengine.errors import UsageError
     from dataengine.loaders.symbol_loader import clean_symbols
     from dataengine.storage.store_root import check_readable_root

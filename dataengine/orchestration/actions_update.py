@@ -23,14 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
-from dataengine.corporate_actions import (
-    DIVIDEND_TYPE,
-    SPLIT_TYPES,
-    ActionStore,
-    CloseStore,
-    FetchedLog,
-    empty_actions,
-)
+from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, empty_actions
+from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
 from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -201,7 +195,7 @@ def stale_symbols(
             & ~pl.col("id").is_in(list(known))
         ).sort("ex_date")
         if new.height:
-            from dataengine.corporate_actions import describe
+            from dataengine.actions.schema import describe
 
             out[symbol] = "new corporate action(s) since its bars were fetched: " + "; ".join(
                 describe(row) for row in new.iter_rows(named=True)

@@ -118,7 +118,7 @@ def scan_bars(
     return frame.select(list(schema))
 
 
-# Computed from the raw bars and the stored corporate actions (dataengine.corporate_actions); other kinds
+# Computed from the raw bars and the stored corporate actions (dataengine.actions); other kinds
 # (spin-off, combinations) exist only as datasets stored with Alpaca's adjustment.
 LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
 
@@ -126,7 +126,8 @@ LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
     with the store's corporate actions: see README "Adjusted prices" for the formulas. No network."""
-    from dataengine.corporate_actions import ActionStore, CloseStore, adjust_frame, cumulative_factors, factor_events
+    from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
+    from dataengine.actions.store import ActionStore, CloseStore
 
     root = store_root(storage_dir)
     events = factor_events(ActionStore(root).load(), CloseStore(root).load(), adjustment)
@@ -137,7 +138,7 @@ def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey,
     """Adjusting needs every symbol's actions to have been asked for at least once (by an ingest run or
     ``actions --update``): "none stored" must mean "none exist", not "never fetched" (a store written by an
     earlier version)."""
-    from dataengine.corporate_actions import FetchedLog
+    from dataengine.actions.store import FetchedLog
 
     wanted = _symbols(symbols, layout.dataset_dir(root, raw))
     missing = FetchedLog(root).missing(wanted)

@@ -96,28 +96,6 @@ _ACTION_TYPES = {
     "new_symbol": "VARCHAR", "raw": "VARCHAR",
 }
 _CLOSE_TYPES = {"symbol": "VARCHAR", "ex_date": "DATE", "close": "DOUBLE"}
-# The factors of dataengine.corporate_actions.factor_events / cumulative_factors, in SQL: per symbol and
-# ex-date, this event's own ratios, and the products over it and every later event (what bars on days before
-# this ex-date, and on or after the previous one, are multiplied by).
-_FACTORS_SQL = """
-CREATE VIEW adjustment_factors AS
-WITH events AS (
-    SELECT symbol, ex_date, old_rate / new_rate AS sp, new_rate / old_rate AS sv, 1.0 AS dp
-    FROM corporate_actions
-    WHERE type IN ('forward_split', 'reverse_split') AND new_rate > 0 AND old_rate > 0 AND ex_date IS NOT NULL
-    UNION ALL
-    SELECT a.symbol, a.ex_date, 1.0, 1.0, 1 - a.rate / c.close
-    FROM corporate_actions a JOIN dividend_closes c ON a.symbol = c.symbol AND a.ex_date = c.ex_date
-    WHERE a.type = 'cash_dividend' AND a.rate IS NOT NULL AND c.close > 0
-), per_day AS (
-    SELECT symbol, ex_date, product(sp) AS sp, product(sv) AS sv, product(dp) AS dp FROM events GROUP BY symbol, ex_date
-)
-SELECT symbol, ex_date, sp AS split_ratio, dp AS dividend_factor,
-       product(sp) OVER later AS split_price_factor, product(sv) OVER later AS split_volume_factor,
-       product(dp) OVER later AS dividend_price_factor, product(sp * dp) OVER later AS all_price_factor
-FROM per_day
-WINDOW later AS (PARTITION BY symbol ORDER BY ex_date DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-"""
 _ADJUSTED_FACTORS = {
     "split": ("split_price_factor", "split_volume_factor"),
     "dividend": ("dividend_price_factor", "1.0"),
@@ -141,7 +119,13 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
         else:
             empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
             con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
-    con.execute(_FACTORS_SQL)
+    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
+    from dataengine.actions.store import ActionStore, CloseStore
+
+    con.register("_factors", factor_table(ActionStore(root).load(), CloseStore(root).load()))
+    con.execute("CREATE TEMP TABLE _adjustment_factors AS SELECT * FROM _factors")  # a copy: a few rows per symbol
+    con.unregister("_factors")
+    con.execute("CREATE VIEW adjustment_factors AS SELECT * FROM _adjustment_factors")
     for dataset in layout.dataset_names(root):
         info = layout.describe_dataset(dataset)
         if info["adjustment"] != "raw":

@@ -209,7 +209,8 @@ def symbol_status(root: str | Path | StorePath, symbol: str) -> dict[str, Any]:
 
 def _actions_of(root: StorePath, symbol: str) -> dict[str, Any]:
     """How many corporate actions are stored for ``symbol``, the latest one, and a rename away from it."""
-    from dataengine.corporate_actions import ActionStore, describe, renamed_to
+    from dataengine.actions.schema import describe, renamed_to
+    from dataengine.actions.store import ActionStore
 
     store = ActionStore(root)
     mine = store.select([symbol]).filter(pl.col("symbol") == symbol)

@@ -240,8 +240,9 @@ class AlpacaClient:
 
     def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Every corporate action of ``symbols`` with a *process* date in ``[start, end]``, one row each
-        (:mod:`dataengine.corporate_actions` schema). Paced, retried and counted like bar pages."""
-        from dataengine.corporate_actions import ACTION_PAGE_LIMIT, decode_actions, empty_actions
+        (:mod:`dataengine.actions.schema`). Paced, retried and counted like bar pages."""
+        from dataengine.actions.schema import empty_actions
+        from dataengine.actions.wire import ACTION_PAGE_LIMIT, decode_actions
 
         query = {
             "symbols": ",".join(symbols), "start": start.isoformat(), "end": end.isoformat(),

@@ -208,9 +208,10 @@ class MassiveClient:
     def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Splits with an execution date and cash dividends with an ex-date in ``[start, end]``, of each symbol
         (two requests per symbol at least: Massive filters these endpoints by one ticker), as rows of
-        :data:`dataengine.corporate_actions.ACTION_SCHEMA` with ``massive:`` ids. Paced, retried and counted
+        :data:`dataengine.actions.schema.ACTION_SCHEMA` with ``massive:`` ids. Paced, retried and counted
         like bar pages."""
-        from dataengine.corporate_actions import decode_massive_dividends, decode_massive_splits, empty_actions
+        from dataengine.actions.schema import empty_actions
+        from dataengine.actions.wire import decode_massive_dividends, decode_massive_splits
 
         frames: list[pl.DataFrame] = []
         endpoints = ((SPLITS_PATH, "execution_date", decode_massive_splits),

@@ -61,7 +61,7 @@ class BarSource(Protocol):
 
     def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Corporate actions of ``symbols`` with a process date in ``[start, end]``
-        (:data:`dataengine.corporate_actions.ACTION_SCHEMA`). A source without them may omit this method."""
+        (:data:`dataengine.actions.schema.ACTION_SCHEMA`). A source without them may omit this method."""
         ...
 
     def close(self) -> None: ...

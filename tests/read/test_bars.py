@@ -118,7 +118,7 @@ def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
 
     from datetime import date
 
-    from dataengine.corporate_actions import FetchedLog
+    from dataengine.actions.store import FetchedLog
 
     raw = reader.read_bars("AAPL", timeframe="day", storage_dir=store)
     # stored by hand: its corporate actions were never asked for, so "none stored" proves nothing

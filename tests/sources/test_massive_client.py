@@ -14,7 +14,8 @@ import polars as pl
 import pytest
 
 from dataengine.config import Settings
-from dataengine.corporate_actions import ACTION_SCHEMA, adjust_frame, cumulative_factors, factor_events
+from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
+from dataengine.actions.schema import ACTION_SCHEMA
 from dataengine.errors import (
     AuthError,
     ConfigError,

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dataengine.corporate_actions import ACTION_SCHEMA
+from dataengine.actions.schema import ACTION_SCHEMA
 from dataengine.sources.alpaca_client import AlpacaClient, RetryPolicy
 from dataengine.sources.massive_client import TIMESPANS, MassiveClient
 from dataengine.sources.source import SOURCES, BarSource, SourceInfo
