@@ -122,7 +122,12 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         settings = state.settings(workers=args.workers)
         state.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
         state.secrets |= url_secrets(settings.data_url)
-        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports alpaca-py: only here
+        from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports Polars: only here
+        from dataengine.orchestration.request import IngestOptions
+        from dataengine.storage.metadata_store import validate_index_name
+
+        if args.index_name is not None:
+            validate_index_name(args.index_name)  # before the run, not after hours of it
 
         what = f"ingest-csv {args.path}" if args.path else "ingest"
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
@@ -134,22 +139,19 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             settings=settings, storage_dir=state.store(settings), progress=progress, wait_for_lock=args.wait or args.wait_timeout is not None,
             lock_timeout=args.wait_timeout, command=command,
         )
-        options: dict[str, Any] = {
-            "feed": args.feed, "adjustment": args.adjustment, "full_refresh": args.full_refresh, "lag": args.lag,
-            "asof": args.asof,
-        }
+        options = IngestOptions(feed=args.feed, adjustment=args.adjustment, full_refresh=args.full_refresh,
+                                lag=args.lag, asof=args.asof)
+        if args.path is not None:
+            request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, options)
+        else:
+            request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options)
         if args.dry_run:
-            if args.path is not None:
-                request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, **options)
-            else:
-                request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, **options)
             plan = pipeline.dry_run(request)
             emit(plan if args.json_out else _format_plan(plan), args.json_out)
             return
-        if args.path is not None:
-            result = pipeline.ingest_from_csv(args.path, args.start, args.end, args.timeframe, args.index_name, **options)
-        else:
-            result = pipeline.ingest_symbols(args.symbols or [], args.start, args.end, args.timeframe, **options)
+        result = pipeline.run(request)
+        if args.index_name is not None:
+            pipeline.metadata.store(args.index_name, list(request.symbols))
     except DataEngineError as exc:
         if args.json_out:
             partial: IngestResult | None = exc.result

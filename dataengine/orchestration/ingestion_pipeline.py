@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dataengine.config import Settings, url_secrets
 from dataengine.counters import copy_counters
@@ -32,7 +32,7 @@ from dataengine.orchestration.actions_update import (
 )
 from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
 from dataengine.orchestration.progress import ProgressReporter
-from dataengine.orchestration.request import DateLike, IngestRequest, build_request
+from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run import IngestRun
 from dataengine.orchestration.run_guard import locked_and_recorded
@@ -50,6 +50,7 @@ from dataengine.timerange import NEW_YORK
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
+    from typing_extensions import Unpack
 
     from dataengine.storage.footer_index import WrittenFooter
 
@@ -111,26 +112,18 @@ class IngestionPipeline:
         start_date: DateLike = None,
         end_date: DateLike = None,
         timeframe: str | TimeFrame | Timeframe = "minute",
-        *,
-        feed: str = "sip",
-        adjustment: str = "raw",
-        full_refresh: bool = False,
-        lag: int = 1,
-        asof: str | date | None = None,
+        **options: Unpack[IngestKeywords],
     ) -> IngestResult:
         """Fetch and store ``symbols`` over ``[start_date, end_date]`` (New York days, inclusive).
 
-        Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent sessions
-        of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches everything.
-        Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
+        ``options`` are :class:`IngestOptions`' fields (``feed``, ``adjustment``, ``full_refresh``, ``lag``,
+        ``asof``). Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent
+        sessions of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches
+        everything. Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
         :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
         Per-symbol failures are in the returned result's ``failed``.
         """
-        request = self.prepare(
-            symbols, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh,
-            lag=lag, asof=asof,
-        )
-        return self.run(request)
+        return self.run(self.prepare(symbols, start_date, end_date, timeframe, IngestOptions(**options)))
 
     def ingest_from_csv(
         self,
@@ -139,21 +132,13 @@ class IngestionPipeline:
         end_date: DateLike = None,
         timeframe: str | TimeFrame | Timeframe = "minute",
         index_name: str | None = None,
-        *,
-        feed: str = "sip",
-        adjustment: str = "raw",
-        full_refresh: bool = False,
-        lag: int = 1,
-        asof: str | date | None = None,
+        **options: Unpack[IngestKeywords],
     ) -> IngestResult:
         """Like :meth:`ingest_symbols` for the symbols of a CSV or text file; ``index_name`` also records the
         list as that index's membership from today."""
         if index_name is not None:
             validate_index_name(index_name)
-        request = self.prepare_csv(
-            csv_path, start_date, end_date, timeframe, feed=feed, adjustment=adjustment, full_refresh=full_refresh,
-            lag=lag, asof=asof,
-        )
+        request = self.prepare_csv(csv_path, start_date, end_date, timeframe, IngestOptions(**options))
         result = self.run(request)  # a run that cannot start (keys rejected, store locked) raises: no record
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
@@ -165,10 +150,10 @@ class IngestionPipeline:
         start_date: DateLike = None,
         end_date: DateLike = None,
         timeframe: str | TimeFrame | Timeframe = "minute",
-        **options: Any,
+        options: IngestOptions = IngestOptions(),  # noqa: B008 - frozen: one shared default is safe
     ) -> IngestRequest:
         """:meth:`prepare` for the symbols of a CSV or text file (a bare name is looked up in the bundled lists)."""
-        return self.prepare(SymbolLoader.from_file(csv_path), start_date, end_date, timeframe, **options)
+        return self.prepare(SymbolLoader.from_file(csv_path), start_date, end_date, timeframe, options)
 
     def prepare(
         self,
@@ -176,19 +161,15 @@ class IngestionPipeline:
         start_date: DateLike = None,
         end_date: DateLike = None,
         timeframe: str | TimeFrame | Timeframe = "minute",
+        options: IngestOptions = IngestOptions(),  # noqa: B008 - frozen: one shared default is safe
         *,
-        feed: str = "sip",
-        adjustment: str = "raw",
-        full_refresh: bool = False,
-        lag: int = 1,
         ranges: dict[str, list[Interval]] | None = None,
-        asof: str | date | None = None,
     ) -> IngestRequest:
-        """Validate everything a run needs (no request is sent, nothing is written). ``asof``: the date Alpaca
-        maps renamed symbols as of (``-``: no mapping); a dataset keeps the one it was created with."""
+        """Validate everything a run needs (no request is sent, nothing is written); ``ranges``: exactly these
+        per-symbol ranges instead of what coverage says (a repair). A dataset keeps the ``asof`` it was created
+        with."""
         request = build_request(
-            symbols, start_date, end_date, timeframe,
-            feed=feed, adjustment=adjustment, full_refresh=full_refresh, lag=lag, ranges=ranges, asof=asof,
+            symbols, start_date, end_date, timeframe, options, ranges=ranges,
             sip_delay_minutes=self.settings.sip_delay_minutes, default_start=self.settings.default_start,
         )
         if self.source is None:
@@ -293,7 +274,7 @@ class IngestionPipeline:
         hi = max(b for spans in ranges.values() for _, b in spans)
         feed = (self.storage.dataset_info(dataset) or {}).get("feed", "sip")
         request = self.prepare(
-            list(ranges), lo, hi, dataset.timeframe, feed=feed, adjustment=dataset.adjustment, ranges=ranges
+            list(ranges), lo, hi, dataset.timeframe, IngestOptions(feed=feed, adjustment=dataset.adjustment), ranges=ranges,
         )
         return self.run(request)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
 from dataengine.errors import UsageError
@@ -18,6 +18,31 @@ if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
 
 DateLike = str | date | datetime | None
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to ingest, whatever the symbols and dates: one value from the CLI or the Python API down to the
+    request. ``feed``: sip, iex, otc, boats, delayed_sip; ``adjustment``: raw, split, dividend, spin-off, all
+    or a comma combination; ``full_refresh``: ignore what is stored; ``lag``: sessions of the last fetch
+    fetched again (late corrections); ``asof``: the date renamed symbols are mapped as of (``-``: none; None:
+    the dataset's)."""
+
+    feed: str = "sip"
+    adjustment: str = "raw"
+    full_refresh: bool = False
+    lag: int = 1
+    asof: str | date | None = None
+
+
+class IngestKeywords(TypedDict, total=False):
+    """:class:`IngestOptions` as the keyword arguments of the public ingest methods."""
+
+    feed: str
+    adjustment: str
+    full_refresh: bool
+    lag: int
+    asof: str | date | None
 
 
 @dataclass(frozen=True)
@@ -47,21 +72,17 @@ def build_request(
     start_date: DateLike = None,
     end_date: DateLike = None,
     timeframe: str | TimeFrame | Timeframe = "minute",
+    options: IngestOptions = IngestOptions(),
     *,
-    feed: str = "sip",
-    adjustment: str = "raw",
-    full_refresh: bool = False,
-    lag: int = 1,
     ranges: dict[str, list[Interval]] | None = None,
-    asof: str | date | None = None,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
     default_start: date = DEFAULT_START,
 ) -> IngestRequest:
     """Validate the user's input into a request; :class:`UsageError` names the first thing wrong."""
     clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
-    feed = parse_feed(feed)
-    if lag < 0:
-        raise UsageError(f"--lag must be 0 or more sessions, got {lag}")
+    feed = parse_feed(options.feed)
+    if options.lag < 0:
+        raise UsageError(f"--lag must be 0 or more sessions, got {options.lag}")
     return IngestRequest(
         symbols=tuple(clean),
         timeframe=parse_timeframe(timeframe),
@@ -70,12 +91,12 @@ def build_request(
             sip_delay_minutes=sip_delay_minutes,
         ),
         feed=feed,
-        adjustment=parse_adjustment(adjustment),
+        adjustment=parse_adjustment(options.adjustment),
         start_given=start_date is not None,
-        full_refresh=full_refresh,
-        lag=lag,
+        full_refresh=options.full_refresh,
+        lag=options.lag,
         ranges={s: tuple(v) for s, v in ranges.items()} if ranges is not None else None,
-        asof=parse_asof(asof),
+        asof=parse_asof(options.asof),
     )
 
 
