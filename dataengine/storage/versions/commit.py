@@ -179,6 +179,8 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     if not log.write_commit(table, version, head + actions):
         return _lost_race(table, provenance.run_id, txn, version)
     txns = {} if txn is None else {table.app_id: txn}
+    if version == 0:
+        forget(table)  # a table made anew where one was deleted: nothing cached of the old one may serve
     log.remember(table, log.apply_commits(state, [log.Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
     if version % table.checkpoint_interval == 0 or len(actions) >= BIG_COMMIT:
         checkpoint(table)

@@ -273,11 +273,31 @@ def remember(table: VersionTable, state: TableState) -> None:
             _CACHE.popitem(last=False)
 
 
+_DERIVED: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
+
+
+def derived(table: VersionTable, version: int, name: str) -> Any:
+    """Something a reader built from version ``version`` and kept (:func:`remember_derived`), or None."""
+    with _CACHE_LOCK:
+        return _DERIVED.get((table.uri, version, name))
+
+
+def remember_derived(table: VersionTable, version: int, name: str, value: Any) -> None:
+    key = (table.uri, version, name)
+    with _CACHE_LOCK:
+        _DERIVED[key] = value
+        _DERIVED.move_to_end(key)
+        while len(_DERIVED) > _CACHE_SIZE:
+            _DERIVED.popitem(last=False)
+
+
 def forget(table: VersionTable) -> None:
-    """Drop this table's cached states (after a checkpoint, in tests, in the benchmark's cold runs)."""
+    """Drop everything cached of this table (a table made anew, tests, the benchmark's cold runs)."""
     with _CACHE_LOCK:
         for key in [k for k in _CACHE if k[0] == table.uri]:
             del _CACHE[key]
+        for dkey in [k for k in _DERIVED if k[0] == table.uri]:
+            del _DERIVED[dkey]
 
 
 # -- writing ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from dataengine.storage.versions import retention
+from dataengine.storage.versions import log, retention
 from dataengine.storage.versions.log import list_log, read_commit_info, read_state
 from dataengine.storage.versions.model import VersionError, VersionFile, VersionInfo, VersionTable
 
@@ -77,11 +77,21 @@ def snapshot(table: VersionTable, *, version: int | None = None, as_of: datetime
         version = version_at(table, as_of)
     if version is not None:
         retention.check_not_pruned(table, version)
+    if version is not None and (known := log.derived(table, version, "frame")) is not None:
+        return Snapshot(table, version, known)
     state = read_state(table, version)
     if state is None:
         raise VersionError(f"{table.dataset} has no versions yet")
+    frame = log.derived(table, state.version, "frame")
+    if frame is None:
+        frame = _frame(table, state.files)
+        log.remember_derived(table, state.version, "frame", frame)  # a version's files never change
+    return Snapshot(table, state.version, frame)
+
+
+def _frame(table: VersionTable, files: pl.DataFrame) -> pl.DataFrame:
     key = pl.col("path").str.extract_groups(_KEY)
-    frame = state.files.select(
+    return files.select(
         symbol=key.struct.field("1"),
         year=key.struct.field("2").cast(pl.Int32),
         month=key.struct.field("3").cast(pl.Int32),
@@ -89,7 +99,6 @@ def snapshot(table: VersionTable, *, version: int | None = None, as_of: datetime
         size=pl.col("size"),
         rows=pl.col("rows"),
     ).sort("symbol", "year", "month")
-    return Snapshot(table, state.version, frame)
 
 
 def current_version(table: VersionTable) -> int | None:
