@@ -144,6 +144,8 @@ def test_an_existing_store_is_adopted_as_version_0_without_a_byte_more(store: St
     assert_frame_equal(read_every_way(store.table, 0)["scan_delta"], expected)
     assert [h.reason for h in v.history(store.table)] == ["run", "adopt"]
     assert v.history(store.table)[1].partitions == 3
+    adopted = {f.path.rsplit("/", 1)[1] for f in v.snapshot(store.table, version=0).files()}
+    assert adopted == {"first-versioned-run-adopt.parquet"}
     table = store.root / store.table.path
     log_bytes = unique_bytes(table / "_delta_log") + unique_bytes(table / "_dataengine")
     new_partition = (store.root / store.relpath("AAPL", 2024, 3)).stat().st_size

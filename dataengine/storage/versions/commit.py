@@ -114,7 +114,9 @@ def adopt(table: VersionTable, provenance: Provenance) -> CommitResult | None:
     if not changes:
         return None
     provenance = replace(provenance, reason="adopt")
-    return write_version(table, link_changes(table, provenance.run_id, changes, None), provenance, None)
+    # named apart from the adopting run's own files, which it links into the same partitions next
+    staged = link_changes(table, f"{provenance.run_id}-adopt", changes, None)
+    return write_version(table, staged, provenance, None)
 
 
 def sync(table: VersionTable, provenance: Provenance) -> CommitResult:
@@ -202,7 +204,8 @@ def checkpoint(table: VersionTable) -> None:
 
 def dataset_drift(table: VersionTable, state: TableState | None) -> list[PartitionFile]:
     """Every partition whose dataset file is not the file the latest version names (by fingerprint: the same
-    inode locally, the same ETag on S3), or that the dataset lost. Lists the dataset and the table once."""
+    inode locally, the same ETag on S3), or that the dataset lost. Lists the dataset once, stats the table's
+    current files once."""
     present: dict[str, PartitionFile] = {}
     fingerprints: dict[str, str] = {}
     prefix = table.dataset_path + "/"
@@ -214,10 +217,9 @@ def dataset_drift(table: VersionTable, state: TableState | None) -> list[Partiti
             present[key] = PartitionFile(*parsed, path=info.path, size=info.size)
             fingerprints[key] = info.fingerprint
     current = {path.rsplit("/", 1)[0]: path for path in state.files["path"]} if state is not None else {}
-    table_prints: dict[str, str] = {}
-    if current:
-        table_prefix = table.path + "/"
-        table_prints = {i.path[len(table_prefix):]: i.fingerprint for i in table.files.list(table.path)}
+    named = list(current.values())
+    found = table.files.stat_many([f"{table.path}/{path}" for path in named])
+    table_prints = {path: info.fingerprint for path, info in zip(named, found, strict=True) if info is not None}
     drift = [change for key, change in sorted(present.items())
              if key not in current or table_prints.get(current[key]) != fingerprints[key]]
     for key in sorted(set(current) - set(present)):

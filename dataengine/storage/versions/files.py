@@ -2,7 +2,7 @@
 nothing of disks or buckets) and a backend.
 
 Paths are store-relative POSIX strings (``metadata/versions/equities_1min/_delta_log/...``). :class:`LocalFiles`
-implements the protocol on a directory; an S3 store implements the same eight operations with requests:
+implements the protocol on a directory; an S3 store implements the same operations with requests:
 
 =================  ==========================================  ============================================
 operation          local (:class:`LocalFiles`)                 S3
@@ -12,6 +12,7 @@ operation          local (:class:`LocalFiles`)                 S3
 ``put``            temp file, fsync, ``os.replace``            ``PutObject`` (a PUT is atomic)
 ``read``           read the file (``limit``: its first bytes)  ``GetObject`` (``Range: bytes=0-{limit-1}``)
 ``stat``           ``os.stat``                                 ``HeadObject``
+``stat_many``      ``os.stat`` each (~5 us)                    ``ListObjectsV2`` of their common prefix
 ``list``           walk the directory                          ``ListObjectsV2`` (``StartAfter``)
 ``delete``         ``os.unlink``                               ``DeleteObject``
 ``uri``            the absolute path                           ``s3://bucket/prefix/...``
@@ -30,7 +31,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +80,11 @@ class VersionFiles(Protocol):
 
     def stat(self, path: str) -> FileInfo | None:
         """The file at ``path``, or None if there is none."""
+        ...
+
+    def stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
+        """:meth:`stat` of each path, in order, however the backend does that cheapest (54,000 files: a stat
+        each locally; on S3 a listing, not 54,000 HEADs)."""
         ...
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[FileInfo]:
@@ -173,6 +179,9 @@ class LocalFiles:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return FileInfo(path, st.st_size, f"{st.st_dev}:{st.st_ino}")
+
+    def stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
+        return [self.stat(path) for path in paths]
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[FileInfo]:
         top = self.root / prefix

@@ -45,16 +45,17 @@ class MendResult:
 
 
 def check(table: VersionTable, version: int | None = None) -> list[Problem]:
-    """Every file of ``version`` (default: the latest) that is missing or not its recorded size. One listing
-    of the table directory (one LIST per 1,000 files on S3), no file opened."""
+    """Every file of ``version`` (default: the latest) that is missing or not its recorded size. No file is
+    opened: a stat of each (on S3, a listing)."""
     state = read_state(table, version)
     if state is None:
         return []
     prefix = table.path + "/"
-    sizes = {info.path[len(prefix):]: info.size for info in table.files.list(table.path)}
+    files = list(state.files.iter_rows())
+    found = table.files.stat_many([prefix + path for path, _, _ in files])
     problems = []
-    for path, size, _ in state.files.iter_rows():
-        actual = sizes.get(path)
+    for (path, size, _), info in zip(files, found, strict=True):
+        actual = info.size if info is not None else None
         if actual != size:
             parsed = parse_partition(path)
             assert parsed is not None
