@@ -3,6 +3,7 @@ names files inside a version table."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -69,7 +70,7 @@ class VersionTable:
             object.__setattr__(self, "dataset_path", self.dataset)
 
     @classmethod
-    def local(cls, root: Any, dataset: str, **kwargs: Any) -> VersionTable:
+    def local(cls, root: str | os.PathLike[str], dataset: str, **kwargs: Any) -> VersionTable:
         """The table of ``dataset`` in the local store at ``root``."""
         return cls(LocalFiles(root), dataset, **kwargs)
 
