@@ -219,3 +219,18 @@ def test_a_partition_the_dataset_lost_leaves_the_next_version(store: Store) -> N
 def test_a_run_id_that_cannot_name_a_file_is_refused() -> None:
     with pytest.raises(v.model.UsageError, match="cannot name a version file"):
         v.Provenance("../etc")
+
+
+def test_a_partition_given_twice_is_committed_once(store: Store) -> None:
+    provenance = store.provenance("run-1")
+    ticket = v.begin_run(store.table, provenance)
+    first, last = store.write("AAPL", 2024, 1, [1.0]), store.write("AAPL", 2024, 1, [2.0, 3.0])
+    assert v.commit_run(store.table, ticket, [first, last], provenance).partitions == 1
+    assert v.snapshot(store.table).scan().collect()["close"].to_list() == [2.0, 3.0]
+
+
+def test_a_ticket_no_version_carries_is_refused(store: Store) -> None:
+    store.run("run-1", RUN_1)
+    store.run("run-2", RUN_2)
+    with pytest.raises(v.VersionConflictError, match="ticket 1 is behind the table"):
+        v.commit_run(store.table, v.RunTicket("run-x", 1), [], store.provenance("run-x"))

@@ -93,7 +93,7 @@ def commit_run(table: VersionTable, ticket: RunTicket, changes: Iterable[Partiti
         return _already_committed(table, ticket, listing.latest)
     markers = pending_runs(table)
     dead = sorted(run for run, txn in markers.items() if txn > last_txn(table, state) and run != ticket.run_id)
-    changes = list(changes)
+    changes = list({c.key: c for c in changes}.values())  # one change per partition: the last given wins
     if dead:
         logger.warning("%s: run(s) %s ended without committing; taking in what they changed", table.dataset,
                        ", ".join(dead))
@@ -170,7 +170,7 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     partitions = len({path.rsplit("/", 1)[0] for path, _, _ in adds + removes})
     rows_added, rows_removed = _sum([r for _, _, r in adds]), _sum([r for _, _, r in removes])
     counts = {"partitions": partitions, "rows_added": rows_added, "rows_removed": rows_removed,
-              "recovered_runs": list(recovered)}
+              "recovered_runs": list(recovered), "txn": txn}
     head = [_commit_info(provenance, counts, now_ms, version, len(adds), len(removes))]
     if version == 0:
         head += log.create_actions(_schema(table, adds[0][0]), now_ms, str(uuid.uuid4()))
@@ -309,12 +309,16 @@ def _schema(table: VersionTable, first_file: str) -> str:
 
 
 def _already_committed(table: VersionTable, ticket: RunTicket, latest: int | None) -> CommitResult:
+    """The result of the commit that carried ``ticket``, found from the newest version back."""
     for version in range(latest if latest is not None else -1, -1, -1):
         info = read_commit_info(table, version).get("dataengine", {})
-        if info.get("run_id") == ticket.run_id:
+        if info.get("run_id") == ticket.run_id and info.get("txn") == ticket.txn:
             return CommitResult(version, info.get("partitions", 0), info.get("rows_added"), info.get("rows_removed"),
                                 already_committed=True, recovered_runs=tuple(info.get("recovered_runs", ())))
-    return CommitResult(None, already_committed=True)
+        if isinstance(info.get("txn"), int) and info["txn"] < ticket.txn:
+            break  # tickets grow with versions: the commit is not further back
+    raise VersionConflictError(f"{table.uri}: run {ticket.run_id}'s ticket {ticket.txn} is behind the table, but no "
+                               "version carries it: was another run committing without the run lock?")
 
 
 def _lost_race(table: VersionTable, run_id: str, txn: int | None, version: int) -> CommitResult:

@@ -134,7 +134,7 @@ def history(table: VersionTable, *, limit: int | None = None) -> list[VersionInf
 
 def _info(version: int, info: dict[str, Any], tags: tuple[str, ...]) -> VersionInfo:
     own = info.get("dataengine") or {}
-    provenance = {k: v for k, v in own.items() if k not in ("partitions", "rows_added", "rows_removed")}
+    provenance = {k: v for k, v in own.items() if k not in ("partitions", "rows_added", "rows_removed", "txn")}
     return VersionInfo(version=version, timestamp=_as_datetime(int(info.get("timestamp", 0))),
                        run_id=own.get("run_id"), reason=own.get("reason"), partitions=own.get("partitions"),
                        rows_added=own.get("rows_added"), rows_removed=own.get("rows_removed"),
