@@ -101,8 +101,8 @@ class LocalFiles:
     """:class:`VersionFiles` on a local directory (the store root). Thread-safe: every call is system calls.
 
     Durability: commits and records are fsynced (file and directory); links are not, one by one (500 directory
-    fsyncs would cost a nightly commit seconds). Journaling file systems (ext4, XFS, APFS, NTFS) persist the
-    links of a run before the commit file that follows them; elsewhere a power cut could lose a link a
+    fsyncs would cost a nightly commit seconds). On ext4 and XFS the fsync of the commit file also makes the
+    metadata journaled before it durable, the run's links included; elsewhere a power cut could lose a link a
     version names, which :func:`~dataengine.storage.versions.check` reports and ``mend`` re-links.
     """
 
