@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -109,12 +110,16 @@ class TableState:
     files: pl.DataFrame
     txns: dict[str, int] = field(default_factory=dict)
 
+    @cached_property
+    def _keys(self) -> pl.Series:
+        return self.files["path"].str.replace(r"/[^/]*$", "")
+
     def by_key(self, keys: Iterable[str]) -> dict[str, tuple[str, int, int | None]]:
         """The current (path, size, rows) of each partition directory in ``keys`` that has a file."""
         wanted = list(keys)
         if not wanted:
             return {}
-        hits = self.files.filter(pl.col("path").str.replace(r"/[^/]*$", "").is_in(wanted))
+        hits = self.files.filter(self._keys.is_in(wanted))
         return {p.rsplit("/", 1)[0]: (p, s, r) for p, s, r in hits.iter_rows()}
 
 
