@@ -1,0 +1,90 @@
+"""Is the latest version whole? :func:`check` (for ``verify``) and :func:`mend` (for ``verify --repair``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dataengine.storage.versions.commit import link_changes, write_version
+from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.model import (
+    DATA_FILE,
+    PartitionFile,
+    Provenance,
+    VersionTable,
+    parse_partition,
+    partition_dir,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file a version names that is missing (``actual_size`` None) or has another size than recorded."""
+
+    symbol: str
+    year: int
+    month: int
+    path: str
+    expected_size: int
+    actual_size: int | None
+
+    def __str__(self) -> str:
+        found = "missing" if self.actual_size is None else f"{self.actual_size} bytes, {self.expected_size} recorded"
+        return f"{self.path}: {found}"
+
+
+@dataclass(frozen=True)
+class MendResult:
+    """What :func:`mend` did: the version it made (None: none needed), partitions re-linked from the dataset,
+    partitions dropped (gone from the dataset too), and problems it could not mend (the dataset's file is the
+    damaged file itself: repair the dataset, then mend again)."""
+
+    version: int | None
+    relinked: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unresolved: tuple[Problem, ...] = ()
+
+
+def check(table: VersionTable, version: int | None = None) -> list[Problem]:
+    """Every file of ``version`` (default: the latest) that is missing or not its recorded size. No file is
+    opened: a stat of each (on S3, a listing)."""
+    state = read_state(table, version)
+    if state is None:
+        return []
+    prefix = table.path + "/"
+    files = list(state.files.iter_rows())
+    found = table.files.stat_many([prefix + path for path, _, _ in files])
+    problems = []
+    for (path, size, _), info in zip(files, found, strict=True):
+        actual = info.size if info is not None else None
+        if actual != size:
+            parsed = parse_partition(path)
+            assert parsed is not None
+            problems.append(Problem(*parsed, prefix + path, size, actual))
+    return sorted(problems, key=lambda p: p.path)
+
+
+def mend(table: VersionTable, provenance: Provenance) -> MendResult:
+    """Make the latest version whole again: each bad file is replaced by a link of the partition's current
+    dataset file, or dropped when the dataset has none; one new version (reason as ``provenance`` says,
+    normally ``repair``). Older versions that named a lost file stay as they are: history is not rewritten."""
+    problems = check(table)
+    if not problems:
+        return MendResult(None)
+    changes, relinked, removed, unresolved = [], [], [], []
+    for problem in problems:
+        key = partition_dir(problem.symbol, problem.year, problem.month)
+        source = f"{table.dataset_path}/{key}/{DATA_FILE}"
+        info = table.files.stat(source)
+        if info is None:
+            changes.append(PartitionFile(problem.symbol, problem.year, problem.month, path=None))
+            removed.append(key)
+            continue
+        damaged = table.files.stat(problem.path)
+        if damaged is not None and damaged.fingerprint == info.fingerprint:
+            unresolved.append(problem)  # one file under two names: the dataset's copy is damaged as well
+            continue
+        changes.append(PartitionFile(problem.symbol, problem.year, problem.month, path=source, size=info.size))
+        relinked.append(key)
+    state = read_state(table)
+    result = write_version(table, link_changes(table, provenance.run_id, changes, state), provenance, state)
+    return MendResult(result.version, tuple(relinked), tuple(removed), tuple(unresolved))
