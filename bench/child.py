@@ -11,6 +11,8 @@ Contestants:
 * ``naive``  -- what a user would write with alpaca-py: one symbol at a time,
   ``get_stock_bars(StockBarsRequest(...)).df``, then pandas ``to_parquet`` per symbol-month (same layout).
 * ``cli``    -- ``dataengine ARGV...`` (``dataengine.cli.main``) in this process, as a user runs it.
+* ``lean``   -- the lean one-process pipeline of ``bench/lean.py`` (urllib + msgspec -> Polars -> zstd Parquet,
+  fsynced): what a careful user writes without any of dataengine's guarantees.
 * ``floor``  -- the physical floor (perf-notes §6): fetch the pages with plain ``requests`` into files
   (timed as phase ``fetch``), then DuckDB ``read_json`` -> ``COPY ... PARTITION_BY`` into partitioned Parquet
   (timed as phase ``duckdb``; this phase is the floor).
@@ -182,7 +184,17 @@ def run_cli(spec: dict[str, Any]) -> dict[str, Any]:
     return {"work": work, "reported": reported, "ok": code == 0}
 
 
-CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cli": run_cli}
+def run_lean(spec: dict[str, Any]) -> dict[str, Any]:
+    """The lean one-process pipeline (``bench/lean.py``): imports before the clock, as for the others."""
+    from bench import lean
+
+    clock = Clock()
+    rows = lean.run(spec["url"], spec["key"], spec["secret"], spec["store"], spec["start_utc"], spec["end_utc"],
+                    spec["wire_timeframe"], spec["symbols"])
+    return {"work": clock.lap(), "reported": {"rows_written": rows}, "ok": True}
+
+
+CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cli": run_cli, "lean": run_lean}
 
 
 def main(argv: list[str]) -> None:

@@ -38,7 +38,7 @@ from dataengine.orchestration.result import IngestResult
 from dataengine.sources.source import BarSource, SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
-from dataengine.storage.layout import with_partition_columns
+from dataengine.storage.layout import PartitionKey, split_partitions
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import ONE_MICROSECOND, ny_month_start
 
@@ -284,50 +284,46 @@ class IngestRun:
         source = self.source()
         request = self.request
         fetched = datetime.now(timezone.utc)
-        held: pl.DataFrame | None = None
+        held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
         for page in source.iter_pages(
             unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment,
             asof=request.asof,
         ):
             written = 0
-            if page.bars.height:
-                got = set(page.bars.get_column("symbol").unique().to_list())
+            parts = split_partitions(page.bars)  # zero-copy slices: no per-bar work
+            if parts:
+                got = {key[0] for key, _ in parts}
                 if not got <= self.with_bars:
                     with self.lock:
                         self.with_bars |= got
-            if page.bars.height:
-                keyed = with_partition_columns(page.bars)  # New York year/month, computed once per bar
-                if held is not None:
-                    keyed = pl.concat([held, keyed])
-                sym, year, month = keyed.select("symbol", "year", "month").row(-1)
-                last = (str(sym), int(year), int(month))
-                in_last = (pl.col("symbol") == last[0]) & (pl.col("year") == last[1]) & (pl.col("month") == last[2])
-                ready = keyed.filter(~in_last)
-                held = keyed.filter(in_last)
+                pending = held + parts
+                last = pending[-1][0]
+                ready = [part for part in pending if part[0] != last]
+                held = [part for part in pending if part[0] == last]
                 written = self.write(ready)
-                self.record_progress(unit, ready, last, fetched)
+                self.record_progress(unit, [key for key, _ in ready], last, fetched)
             self.progress.page_done(worker, unit, page.bars.height, written)
-        if held is not None:
+        if held:
             self.write(held)
         self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
 
-    def record_progress(self, unit: WorkUnit, ready: pl.DataFrame, last: tuple[str, int, int], fetched: datetime) -> None:
+    def record_progress(self, unit: WorkUnit, ready: list[PartitionKey], last: PartitionKey, fetched: datetime) -> None:
         """Record coverage for what was just written, so a killed run resumes where it stopped.
 
         A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
         to the start of the month still being filled (pages are sorted by symbol, then time)."""
         pieces = []
-        for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
+        for symbol in dict.fromkeys(key[0] for key in ready):
             if symbol not in unit.symbols:
                 continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
             end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
             pieces.append(Piece(symbol, unit.start, end, fetched))
         self.coverage.record_many(pieces)
 
-    def write(self, bars: pl.DataFrame) -> int:
-        if bars.is_empty():
+    def write(self, parts: list[tuple[PartitionKey, pl.DataFrame]]) -> int:
+        if not parts:
             return 0
-        stats = self.storage.write_keyed(bars, self.request.dataset)
+        stats = self.storage.write_partitions(parts, self.request.dataset)
         with self.lock:
             self.written.add(stats)
         return stats.rows_written

@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import polars as pl
 import requests
 
 from dataengine import __version__
@@ -37,13 +36,14 @@ from dataengine.errors import (
     TransientSourceError,
 )
 from dataengine.sources.answers import rate_headers, refusal
-from dataengine.sources.pages import FractionalVolumeError, PageDecodeError, decode_page, empty_bars
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import PAGE_BARS, Page, SourceFactory, WaitHook
+from dataengine.sources.wire import FractionalVolumeError, PageDecodeError
 from dataengine.timeframes import Timeframe, parse_timeframe
 from dataengine.timerange import resolve_range
 
 if TYPE_CHECKING:
+    import polars as pl
     from alpaca.data.timeframe import TimeFrame
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,10 @@ class AlpacaClient:
 
         Convenient for small ranges; for bulk work use :meth:`iter_pages` or the pipeline, which stream.
         """
+        import polars as pl
+
+        from dataengine.sources.pages import empty_bars
+
         rng = resolve_range(start, end, feed=parse_feed(feed))
         frames = [p.bars for p in self.iter_pages([symbol], timeframe, rng.start, rng.end, feed=feed, adjustment=adjustment)]
         return pl.concat(frames) if frames else empty_bars()
@@ -241,6 +245,8 @@ class AlpacaClient:
     def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Every corporate action of ``symbols`` with a *process* date in ``[start, end]``, one row each
         (:mod:`dataengine.actions.schema`). Paced, retried and counted like bar pages."""
+        import polars as pl
+
         from dataengine.actions.schema import empty_actions
         from dataengine.actions.wire import ACTION_PAGE_LIMIT, decode_actions
 
@@ -346,9 +352,16 @@ class AlpacaClient:
             self.stats.throttled += 1
         raise refusal(status, body, reset)
 
+    def decode(self, body: bytes) -> tuple[Any, str | None]:
+        """One page's bars (a Polars frame: :func:`~dataengine.sources.pages.decode_page`) and next token. A
+        decode process's client keeps the flat columns instead (:mod:`dataengine.sources.fetch_process`)."""
+        from dataengine.sources.pages import decode_page  # Polars: imported where frames are made
+
+        return decode_page(body)
+
     def _decode_bars(self, body: bytes) -> Page:
         try:
-            bars, token = decode_page(body)
+            bars, token = self.decode(body)
         except FractionalVolumeError as exc:
             raise TerminalSourceError(str(exc), status=200, symbol=exc.symbol) from None
         except PageDecodeError as exc:

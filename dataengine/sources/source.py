@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-import polars as pl
-
 from dataengine.counters import RequestCounts
 from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from dataengine.timeframes import Timeframe
 
 # The most bars a page may hold, counted across all symbols of a request (Alpaca's `limit` maximum): a request
