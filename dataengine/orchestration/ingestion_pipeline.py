@@ -349,18 +349,32 @@ def _count_requests(source: BarSource, result: IngestResult) -> None:
 def _alpaca_factory(settings: Settings) -> SourceFactory:
     """Alpaca clients for one run, made when the first worker needs one: alpaca-py (with pandas) costs ~0.6 s
     to import, and a nightly run with nothing to fetch never pays it."""
-    made: list[SourceFactory] = []
-    guard = threading.Lock()
+    return _LazyFactory(settings)
 
-    def make(*, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
-        with guard:
-            if not made:
+
+class _LazyFactory:
+    """The run's Alpaca factory, imported and made on first use (one factory: every client shares its pacer)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._made: SourceFactory | None = None
+        self._guard = threading.Lock()
+
+    def factory(self) -> SourceFactory:
+        with self._guard:
+            if self._made is None:
                 from dataengine.sources.alpaca_client import AlpacaClient
 
-                made.append(AlpacaClient.factory(settings))  # one factory: every client shares its pacer
-        return made[0](stop=stop, on_wait=on_wait)
+                self._made = AlpacaClient.factory(self.settings)
+            return self._made
 
-    return make
+    def __call__(self, *, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
+        return self.factory()(stop=stop, on_wait=on_wait)
+
+    @property
+    def process_spec(self) -> object:
+        """What the run's decode processes need to make the same clients (see :func:`.source.process_spec`)."""
+        return getattr(self.factory(), "process_spec", None)
 
 
 def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:

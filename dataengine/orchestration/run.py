@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
+from typing import cast
 
 import polars as pl
 
@@ -31,11 +32,12 @@ from dataengine.errors import (
     Terminated,
     TransientSourceError,
 )
+from dataengine.orchestration.decode_pool import DecodePool, DecodeProcessDied, decode_processes
 from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
-from dataengine.sources.source import BarSource, SourceFactory
+from dataengine.sources.source import BarSource, SourceFactory, process_spec
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import PartitionKey, split_partitions
@@ -137,6 +139,7 @@ class IngestRun:
                 f"{self.workers} workers asked for, {MAX_WORKERS} used: more threads only wait on each other "
                 "and on the rate limit"
             )
+        decoders = self._start_decoders(threads)
         pool = ThreadPoolExecutor(max_workers=threads, initializer=self._name_worker)
         futures: list[Future[None]] = [pool.submit(self.execute_unit, unit) for unit in units]
         try:
@@ -160,12 +163,16 @@ class IngestRun:
         finally:
             if fatal is not None or self.result.interrupted:
                 self.stop.set()
+            if decoders is not None and self.stop.is_set():
+                decoders.stop_all()
             pool.shutdown(wait=False, cancel_futures=True)
             # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
             # take the whole grace period. Wait only for the units that were running.
             wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
             for source in self.sources:
                 source.close()
+            if decoders is not None:
+                decoders.close()
             if units:
                 # Fenced like every write: a run that lost the lock leaves the coverage uncompacted rather than
                 # rewrite it under the run that took over (which the run guard then reports, exit 3).
@@ -178,6 +185,18 @@ class IngestRun:
                 fatal.result = self.result
             raise fatal
         return self.result
+
+    def _start_decoders(self, threads: int) -> DecodePool | None:
+        """Decode processes for this run when it is worth them (:func:`.decode_pool.decode_processes`): the
+        worker threads' sources then fetch and decode in them, and the threads only write."""
+        spec = process_spec(self.make_source)
+        processes = decode_processes(spec, threads, sum(u.est_bars for u in self.plan.units))
+        if spec is None or not processes:
+            return None
+        decoders = DecodePool(spec, processes, self.stop, threads)
+        self.make_source = cast(SourceFactory, decoders.source)  # its sources have no corporate actions
+        log.info("decoding pages in %d process(es) for %d worker thread(s)", processes, threads)
+        return decoders
 
     def _name_worker(self) -> None:
         """Pool threads are named ``worker-1``, ``worker-2``...: every log record and progress row shows it."""
@@ -263,6 +282,9 @@ class IngestRun:
             except TransientSourceError as exc:
                 for symbol in current.symbols:
                     self.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
+            except DecodeProcessDied as exc:  # what was written stays; the rest of the unit is not fetched
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, str(exc))
             except (FatalRunError, Interrupted):
                 self.stop.set()
                 raise

@@ -37,7 +37,7 @@ from dataengine.errors import (
 )
 from dataengine.sources.answers import rate_headers, refusal
 from dataengine.sources.rate_limiter import RateLimiter
-from dataengine.sources.source import PAGE_BARS, Page, SourceFactory, WaitHook
+from dataengine.sources.source import PAGE_BARS, Pacer, Page, ProcessSpec, SourceFactory, WaitHook
 from dataengine.sources.wire import FractionalVolumeError, PageDecodeError
 from dataengine.timeframes import Timeframe, parse_timeframe
 from dataengine.timerange import resolve_range
@@ -82,7 +82,7 @@ class AlpacaClient:
         *,
         base_url: str | None = None,
         settings: Settings | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Pacer | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
@@ -121,14 +121,9 @@ class AlpacaClient:
         on_wait: WaitHook | None = None,
     ) -> AlpacaClient:
         """The one place settings become a client: keys, data URL, timeout, retry policy and pacing."""
-        key, secret = settings.credentials()
         return cls(
-            key,
-            secret,
-            base_url=settings.data_url,
+            **client_arguments(settings),
             rate_limiter=rate_limiter or RateLimiter(settings.requests_per_minute),
-            timeout=settings.request_timeout,
-            retry=RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff),
             stop=stop,
             on_wait=on_wait,
         )
@@ -136,12 +131,7 @@ class AlpacaClient:
     @classmethod
     def factory(cls, settings: Settings) -> SourceFactory:
         """A source factory for one run: every client it makes shares one pacer, as Alpaca's limit is per key."""
-        limiter = RateLimiter(settings.requests_per_minute)
-
-        def make(*, stop: threading.Event, on_wait: WaitHook | None) -> AlpacaClient:
-            return cls.from_settings(settings, rate_limiter=limiter, stop=stop, on_wait=on_wait)
-
-        return make
+        return AlpacaFactory(settings)
 
     def close(self) -> None:
         self._session.close()
@@ -368,6 +358,32 @@ class AlpacaClient:
             raise TransientSourceError(f"malformed page ({exc})", status=200) from None
         self.stats.bars += bars.height
         return Page(bars, token)
+
+
+def client_arguments(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments settings give a client (everything but pacing, stop and hooks): plain values a
+    decode process can be handed."""
+    key, secret = settings.credentials()
+    return {
+        "api_key": key, "secret_key": secret, "base_url": settings.data_url, "timeout": settings.request_timeout,
+        "retry": RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff),
+    }
+
+
+class AlpacaFactory:
+    """Makes the Alpaca clients of one run (a :class:`SourceFactory`); they share one pacer, as Alpaca's limit
+    is per key, and so do the clients of the run's decode processes (:attr:`process_spec`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.requests_per_minute)
+
+    def __call__(self, *, stop: threading.Event, on_wait: WaitHook | None) -> AlpacaClient:
+        return AlpacaClient.from_settings(self.settings, rate_limiter=self.limiter, stop=stop, on_wait=on_wait)
+
+    @property
+    def process_spec(self) -> ProcessSpec:
+        return ProcessSpec(client_arguments(self.settings), self.limiter, self.settings.processes)
 
 
 def _rfc3339(instant: datetime) -> str:
