@@ -56,7 +56,7 @@ def frame(page: Page) -> pl.DataFrame:
         v += [b.v for b in bars]
         n += [b.n for b in bars]
         vw += [b.vw for b in bars]
-    df = pl.DataFrame({"symbol": symbol, **dict(zip(COLUMNS, cols))})
+    df = pl.DataFrame({"symbol": symbol, **dict(zip(COLUMNS, cols, strict=True))})
     stamp = pl.col("timestamp").str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%SZ")
     local = stamp.dt.convert_time_zone("America/New_York")
     return df.with_columns(stamp, year=local.dt.year(), month=local.dt.month())

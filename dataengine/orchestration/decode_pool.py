@@ -10,7 +10,9 @@ store's lock and fence, the coverage ledger, the run ledger and the status cache
 a decode process writes nothing at all. The run's one pacer stays here too: a decode process asks it for a
 permit before every request and hands back every answer's rate-limit headers.
 
-A worker thread's source is a :class:`ProcessSource`: its ``iter_pages`` opens a stream on a decode process
+They start on machines with three cores or more (on two, the worker threads are faster: see
+:func:`decode_processes`), or as many as the setting ``decode_processes`` says. A worker thread's source is a
+:class:`ProcessSource`: its ``iter_pages`` opens a stream on a decode process
 and yields the pages as they come, at most two ahead of the thread (a credit per page taken), so memory is
 bounded by the number of workers, not by the server's speed. A decode process that dies fails the units it
 was streaming (:class:`DecodeProcessDied`: their symbols fail, what was written stays, exactly once) and the
@@ -45,7 +47,8 @@ from dataengine.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
-AUTO_MIN_BARS = 200_000  # below this many bars (planner's upper estimate) starting processes is not worth it
+AUTO_MIN_BARS = 500_000  # below this many bars (planner's upper estimate) starting processes is not worth it
+AUTO_MIN_CORES = 3  # on two cores the worker threads do better (see decode_processes)
 CLOSE_GRACE_S = 2.0
 
 
@@ -54,16 +57,22 @@ class DecodeProcessDied(DataEngineError):
     is complete and stays); the next unit gets a new process."""
 
 
-def decode_processes(spec: ProcessSpec | None, threads: int, est_bars: float) -> int:
+def decode_processes(spec: ProcessSpec | None, threads: int, est_bars: float, cores: int | None = None) -> int:
     """How many decode processes a run starts: the setting, or (``auto``) one per core when the run has at
-    least :data:`AUTO_MIN_BARS` bars to fetch and more than one core to run them on; never more than worker
-    threads, and none without a source that can run in a process or on Windows."""
+    least :data:`AUTO_MIN_BARS` bars to fetch and :data:`AUTO_MIN_CORES` cores; never more than worker threads,
+    and none without a source that can run in a process, or on Windows.
+
+    Why not on two cores: there the worker threads are bound by the two cores before the GIL binds them (the
+    decode holds it ~0.7 µs a bar, a thread's whole page ~1 µs: ~1 M bars/s), and the processes cost more CPU
+    (their start, the columns sent over) than they save (bench ``paid``: slower on this 2-core machine). Past
+    two cores the GIL is the limit of one process and only the decode processes use the cores."""
     if spec is None or sys.platform == "win32" or not sys.executable:
         return 0
     if spec.processes is not None:
         return max(0, min(spec.processes, threads))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or est_bars < AUTO_MIN_BARS:
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < AUTO_MIN_CORES or est_bars < AUTO_MIN_BARS:
         return 0
     return min(cores, threads)
 

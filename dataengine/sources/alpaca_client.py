@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
+import urllib3
 
 from dataengine import __version__
 from dataengine.config import Settings, redact_url
@@ -317,8 +318,9 @@ class AlpacaClient:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,
             )
-            body = response.content
+            body = _read_body(response)
         except requests.exceptions.ConnectionError as exc:
             if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
                 raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
@@ -384,6 +386,26 @@ class AlpacaFactory:
     @property
     def process_spec(self) -> ProcessSpec:
         return ProcessSpec(client_arguments(self.settings), self.limiter, self.settings.processes)
+
+
+def _read_body(response: requests.Response) -> bytes:
+    """The whole body in one read, decompressed, and the connection back in the pool for the next request:
+    ``response.content`` reads a 1 MB page in 10 KB pieces, at about twice the CPU. urllib3's errors become
+    the ones ``content`` would have raised."""
+    try:
+        body: bytes = response.raw.read(decode_content=True)
+    except urllib3.exceptions.HTTPError as exc:
+        response.close()
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            raise requests.exceptions.ReadTimeout(str(exc)) from None
+        if isinstance(exc, urllib3.exceptions.ProtocolError):
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
+        raise requests.exceptions.RequestException(str(exc)) from None
+    except OSError as exc:
+        response.close()
+        raise requests.exceptions.ConnectionError(str(exc)) from None
+    response.raw.release_conn()
+    return body
 
 
 def _rfc3339(instant: datetime) -> str:

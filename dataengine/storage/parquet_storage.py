@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -43,6 +44,26 @@ __all__ = ["DATASET_FILE", "DATA_FILE", "ParquetStorage", "WriteStats", "with_pa
 
 
 WriteStats = WriteCounts  # the name the seed API's store_data returns
+BATCH_SINK = 8  # from this many partitions on, one Polars sink writes them all (a daily page: ~500 of ~21 rows)
+
+
+def _sink_batch(frames: list[pl.DataFrame], directory: Path) -> list[Path]:
+    """Write ``frames`` to ``directory/{i}.parquet`` with one Polars sink (~0.5 ms a small file instead of ~0.7
+    ms each alone); the rows of each keep their order. The directory carries this process's id, so a dead
+    run's leftover is recognised and removed (:func:`~dataengine.storage.atomic.remove_dead_stages`)."""
+    key = "_partition"
+    heights = [frame.height for frame in frames]
+    index = pl.Series(key, [i for i, height in enumerate(heights) for _ in range(height)], pl.UInt32)
+    batch = pl.concat(frames).with_columns(index)
+
+    def name(args: pl.io.partition.FileProviderArgs) -> str:
+        return f"{args.partition_keys.item(0, 0)}.parquet"
+
+    batch.lazy().sink_parquet(
+        pl.PartitionBy(directory, key=key, include_key=False, file_path_provider=name, approximate_bytes_per_file=None),
+        compression="zstd", mkdir=True,
+    )
+    return [directory / f"{i}.parquet" for i in range(len(frames))]
 
 
 class ParquetStorage:
@@ -176,11 +197,15 @@ class ParquetStorage:
     def _place(self, frames: list[pl.DataFrame], paths: list[StorePath]) -> None:
         """Write each frame to a staged file and have the store place them all; hold the partitions' locks."""
         staging = self.root.store.staging()
+        batch = atomic.temp_path(Path("batch"), staging) if len(frames) >= BATCH_SINK else None
         staged: list[Path] = []
         try:
-            for frame in frames:
-                staged.append(atomic.temp_path(Path(DATA_FILE), staging))
-                frame.write_parquet(staged[-1], compression="zstd")
+            if batch is not None:
+                staged = _sink_batch(frames, batch)
+            else:
+                for frame in frames:
+                    staged.append(atomic.temp_path(Path(DATA_FILE), staging))
+                    frame.write_parquet(staged[-1], compression="zstd")
             self.root.store.place(staged, [p.key for p in paths])
         except OSError as exc:
             where = paths[0] if len(paths) == 1 else f"{len(paths)} partitions under {self.root}"
@@ -189,6 +214,8 @@ class ParquetStorage:
             for tmp in staged:  # placed files were renamed away (locally) or uploaded (S3): what is left goes
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+            if batch is not None:
+                shutil.rmtree(batch, ignore_errors=True)
         for path, frame in zip(paths, frames, strict=True):
             self._note_written(path, frame)
 
@@ -202,6 +229,8 @@ class ParquetStorage:
     def _merged_with_stored(self, path: StorePath, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """(the partition's bars after the merge, how many rows it held before); hold its lock."""
         new = unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
+        if path.store.stat(path.key) is None:  # a new partition (a stat: a failed Parquet read costs ~30x more)
+            return new, 0
         try:
             old = read_partition(path)
         except FileNotFoundError:

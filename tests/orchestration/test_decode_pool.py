@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -132,9 +133,13 @@ def test_ctrl_c_and_sigterm_to_the_whole_group_stop_the_run_and_its_processes(al
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
 
 
-def test_processes_are_used_for_large_runs_with_cores_to_spare() -> None:
-    spec = process_spec(AlpacaClient.factory(Settings(storage_dir="x", workers=8, api_key_id="k", api_secret_key="s")))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    assert decode_processes(spec, 8, 5_000) == 0  # a nightly run: not worth a process
-    assert decode_processes(spec, 8, 5_000_000) == (min(cores, 8) if cores > 1 else 0)
-    assert decode_processes(None, 8, 5_000_000) == 0  # a source that cannot run in a process (a test double)
+def test_processes_are_used_for_large_runs_past_two_cores() -> None:
+    settings = Settings(storage_dir="x", workers=8, api_key_id="k", api_secret_key="s")
+    spec = process_spec(AlpacaClient.factory(settings))
+    assert decode_processes(spec, 8, 5_000_000, cores=4) == 4
+    assert decode_processes(spec, 2, 5_000_000, cores=4) == 2  # never more than worker threads
+    assert decode_processes(spec, 8, 5_000, cores=4) == 0  # a nightly run: not worth a process
+    assert decode_processes(spec, 8, 5_000_000, cores=2) == 0  # two cores: the threads are faster
+    assert decode_processes(None, 8, 5_000_000, cores=4) == 0  # a source that cannot run in a process (a test double)
+    forced = process_spec(AlpacaClient.factory(replace(settings, processes=2)))
+    assert decode_processes(forced, 8, 5_000, cores=1) == 2  # the setting decides
