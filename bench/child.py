@@ -213,6 +213,8 @@ CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cl
 
 def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[1]).read_text())
+    if spec.get("cpus"):  # run on these cores only (and so do the processes this one starts)
+        os.sched_setaffinity(0, spec["cpus"])
     out: dict[str, Any]
     try:
         out = CONTESTANTS[spec["kind"]](spec)

@@ -200,11 +200,11 @@ def _proc_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
 
 
 def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env: dict[str, str] | None = None,
-              profile: Path | None = None) -> Run:
+              profile: Path | None = None, gil: bool = False) -> Run:
     """Run one contestant in a fresh process and fill ``run`` with what was measured.
 
     ``profile``: record the child with py-spy into this file of collapsed stacks (flamegraph.pl and speedscope
-    read it); it slows the child, so use it for diagnosis only.
+    read it); it slows the child, so use it for diagnosis only. ``gil``: sample only what holds the GIL.
     """
     scratch.mkdir(parents=True, exist_ok=True)
     store = Path(spec.get("store_dir") or scratch / "store")
@@ -222,7 +222,9 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
         if spy is None:
             raise SystemExit("--profile needs py-spy (pip install py-spy)")
         profile.parent.mkdir(parents=True, exist_ok=True)
-        command = [spy, "record", "--rate", "200", "--format", "raw", "--output", str(profile), "--", *command]
+        # --gil: only the thread holding the GIL is sampled (without pausing the child: --nonblocking)
+        sampling = ["--gil", "--nonblocking", "--rate", "250"] if gil else ["--rate", "200"]
+        command = [spy, "record", *sampling, "--format", "raw", "--output", str(profile), "--", *command]
         run.extra["profiled"] = str(profile)
     with open(scratch / "child.log", "wb") as log:
         started = time.perf_counter()

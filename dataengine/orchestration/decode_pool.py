@@ -83,6 +83,7 @@ class _Stream:
     def __init__(self, sid: int, on_wait: WaitHook | None) -> None:
         self.sid = sid
         self.on_wait = on_wait
+        self.worker = threading.current_thread().name  # the worker thread that opened it
         self.messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.finished = False
 
@@ -155,12 +156,23 @@ class _Child:
             elif kind == "wait" and stream is not None and stream.on_wait is not None:
                 stream.on_wait(message[2], message[3])
             elif kind == "log":
-                logging.getLogger(message[2]).log(message[1], "%s", message[3])
+                self._log(*message[1:])
         with self.lock:
             self.dead = True
             streams = list(self.streams.values())
         for stream in streams:
             stream.messages.put(("died", stream.sid))
+
+    def _log(self, level: int, name: str, text: str, sid: int | None) -> None:
+        """A decode process's log record, under the name of the worker thread whose unit it was about."""
+        logger = logging.getLogger(name)
+        if not logger.isEnabledFor(level):
+            return
+        record = logger.makeRecord(name, level, f"decode process {self.number}", 0, "%s", (text,), None)
+        stream = self.streams.get(sid) if sid is not None else None
+        if stream is not None:
+            record.threadName = stream.worker
+        logger.handle(record)
 
     def exit_status(self) -> str:
         try:

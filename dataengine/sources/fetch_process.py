@@ -12,7 +12,7 @@ Messages in: ``("open", sid, request)``, ``("credit", sid)``: the main process t
 fetched (at most two are ahead of it: a fast server cannot pile pages up), ``("permit", sid, number)``,
 ``("close", sid)``, ``("stop",)``. Out: ``("acquire", sid)``, ``("observe", sid, headers)``,
 ``("wait", sid, reason, seconds)``, ``("page", sid, columns, counts)``, ``("end", sid, counts)``,
-``("error", sid, error, counts)``, ``("log", level, name, text)``. The end of the connection (the main process
+``("error", sid, error, counts)``, ``("log", level, name, text, sid)``. The end of the connection (the main process
 exited, or was killed) ends this process; so does the main process's death on Linux (``PR_SET_PDEATHSIG``).
 Ctrl-C, SIGTERM and SIGHUP are the main process's to handle: they are ignored here.
 """
@@ -149,8 +149,9 @@ class _Forward(logging.Handler):
         self.link = link
 
     def emit(self, record: logging.LogRecord) -> None:
+        sid = record.threadName[len("stream-"):] if record.threadName and record.threadName.startswith("stream-") else ""
         with contextlib.suppress(OSError):
-            self.link.send(("log", record.levelno, record.name, record.getMessage()))
+            self.link.send(("log", record.levelno, record.name, record.getMessage(), int(sid) if sid.isdigit() else None))
 
 
 def serve(conn: Connection) -> None:

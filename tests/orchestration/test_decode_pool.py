@@ -16,6 +16,7 @@ import pytest
 
 from dataengine import IngestionPipeline, Settings
 from dataengine.orchestration.decode_pool import DecodePool, decode_processes
+from dataengine.orchestration.progress import TrackingProgress
 from dataengine.sources.alpaca_client import AlpacaClient
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import process_spec
@@ -60,6 +61,17 @@ def test_every_request_of_every_process_takes_a_permit_from_the_runs_one_pacer(a
     assert pacer.permits == pacer.answers == len(alpaca.all_requests)  # bars (in the processes) and actions (here)
     assert bar_requests > 4 and any(name.startswith("permit") for name in pacer.threads)
     assert_store_equals(read_store(Settings.load().storage_dir), expected(alpaca, SYMBOLS, "2024-01-01", "2024-02-29"))
+
+
+def test_progress_shows_each_worker_and_the_counters_of_the_processes(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_PROCESSES", "2")
+    progress = TrackingProgress()
+    result = IngestionPipeline(max_workers=4, progress=progress).ingest_symbols(SYMBOLS, "2024-01-01", "2024-03-31", "minute")
+    tally = progress.tally
+    assert result.ok and tally.bars == result.rows_written  # every page counted as it came
+    assert sorted(tally.workers) == ["worker-1", "worker-2", "worker-3", "worker-4"]  # a row per worker thread
+    assert tally.live_counters()["requests"] == result.requests == len(alpaca.all_requests)
+    assert tally.units_done == tally.units_total and tally.symbols_ok == len(SYMBOLS)
 
 
 def test_a_stream_fetches_at_most_two_pages_ahead_of_its_reader(alpaca) -> None:  # type: ignore[no-untyped-def]
@@ -143,3 +155,15 @@ def test_processes_are_used_for_large_runs_past_two_cores() -> None:
     assert decode_processes(None, 8, 5_000_000, cores=4) == 0  # a source that cannot run in a process (a test double)
     forced = process_spec(AlpacaClient.factory(replace(settings, processes=2)))
     assert decode_processes(forced, 8, 5_000, cores=1) == 2  # the setting decides
+
+
+def test_a_decode_process_logs_under_the_name_of_the_worker_it_fetches_for(alpaca, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    monkeypatch.setenv("DATAENGINE_PROCESSES", "1")
+    caplog.set_level(logging.INFO, logger="dataengine")
+    alpaca.inject("503", count=1)
+    result = IngestionPipeline(max_workers=1).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "minute")
+    assert result.ok and result.retries == 1
+    retries = [r for r in caplog.records if r.getMessage().startswith("retry 1/")]
+    assert len(retries) == 1 and retries[0].threadName == "worker-1" and retries[0].name == "dataengine.sources.alpaca_client"
