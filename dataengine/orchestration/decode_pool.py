@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dataengine.counters import RequestCounts
-from dataengine.errors import DataEngineError, Interrupted, TerminalSourceError, TransientSourceError
-from dataengine.sources.fetch_process import decode_error, stream_request
+from dataengine.errors import DecodeProcessDied, Interrupted, TerminalSourceError, TransientSourceError
 from dataengine.sources.source import Page, ProcessSpec, WaitHook
 from dataengine.sources.wire import FractionalVolumeError, PageDecodeError, WireColumns
 from dataengine.timeframes import Timeframe
@@ -50,11 +49,6 @@ log = logging.getLogger(__name__)
 AUTO_MIN_BARS = 500_000  # below this many bars (planner's upper estimate) starting processes is not worth it
 AUTO_MIN_CORES = 3  # on two cores the worker threads do better (see decode_processes)
 CLOSE_GRACE_S = 2.0
-
-
-class DecodeProcessDied(DataEngineError):
-    """A decode process ended while it streamed a unit's pages: the unit's symbols fail (what was written
-    is complete and stays); the next unit gets a new process."""
 
 
 def decode_processes(spec: ProcessSpec | None, threads: int, est_bars: float, cores: int | None = None) -> int:
@@ -283,6 +277,8 @@ class ProcessSource:
         adjustment: str = "raw",
         asof: str | None = None,
     ) -> Iterator[Page]:
+        from dataengine.sources.fetch_process import decode_error, stream_request  # what a process runs (requests)
+
         child = self.pool.child(self.slot)
         request = stream_request(tuple(symbols), timeframe, start, end, feed=feed, adjustment=adjustment, asof=asof)
         stream = child.open(request, self.on_wait)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -25,6 +25,7 @@ from dataengine.counters import RequestCounts, WriteCounts, copy_counters
 from dataengine.errors import (
     DamagedPartitionError,
     DataEngineError,
+    DecodeProcessDied,
     FatalRunError,
     Interrupted,
     LockError,
@@ -32,7 +33,6 @@ from dataengine.errors import (
     Terminated,
     TransientSourceError,
 )
-from dataengine.orchestration.decode_pool import DecodePool, DecodeProcessDied, decode_processes
 from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
@@ -43,6 +43,9 @@ from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import PartitionKey, split_partitions
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import ONE_MICROSECOND, ny_month_start
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.decode_pool import DecodePool
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
@@ -189,6 +192,10 @@ class IngestRun:
     def _start_decoders(self, threads: int) -> DecodePool | None:
         """Decode processes for this run when it is worth them (:func:`.decode_pool.decode_processes`): the
         worker threads' sources then fetch and decode in them, and the threads only write."""
+        if not self.plan.units:
+            return None
+        from dataengine.orchestration.decode_pool import DecodePool, decode_processes  # a run with bars to fetch
+
         spec = process_spec(self.make_source)
         processes = decode_processes(spec, threads, sum(u.est_bars for u in self.plan.units))
         if spec is None or not processes:
