@@ -538,13 +538,14 @@ def adjust_speed(b: Bench) -> dict[str, Any]:
     from dataengine.actions.wire import decode_actions
     from dataengine.read import read_bars
     from dataengine.storage.parquet_storage import ParquetStorage
+    from dataengine.storage.store import open_store
     from dataengine.storage.store_root import mark_store
     from tests.alpaca_server import FakeAlpaca, raw_close_before
 
     years = (2023, 2024) if b.size.quick else tuple(range(2016, 2025))
     store = b.scratch / "adjust" / "store"
     store.mkdir(parents=True, exist_ok=True)
-    mark_store(store)
+    mark_store(open_store(store))
     fake = FakeAlpaca()  # never started: its ground truth writes the store directly
     fake.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=4, old_rate=1,
                   ex_date="2020-08-31", process_date="2020-08-31")

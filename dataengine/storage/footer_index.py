@@ -93,7 +93,7 @@ def _read_footer(path: StorePath) -> tuple[int, int | None, int | None]:
     return meta.num_rows, first, last
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WrittenFooter:
     """What a writer knows of a file it just wrote: its footer's facts and its stat right after the rename."""
 

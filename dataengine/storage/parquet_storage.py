@@ -77,7 +77,7 @@ class ParquetStorage:
             settings = settings or Settings.load()
             root = open_store(settings.storage_dir, create=settings.storage_dir_is_default)
         self.root = open_store(root)
-        self._locks: dict[StorePath, threading.Lock] = {}
+        self._locks: dict[StorePath, tuple[threading.Lock, int]] = {}  # partition -> (its lock, users)
         self._locks_guard = threading.Lock()
         self._written: dict[str, WrittenFooter] = {}  # what this instance wrote, for the status cache
 
@@ -239,9 +239,23 @@ class ParquetStorage:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
         return merge_sorted(old, new), old.height
 
-    def _partition_lock(self, path: StorePath) -> threading.Lock:
+    @contextlib.contextmanager
+    def _partition_lock(self, path: StorePath) -> Iterator[None]:
+        """Hold the partition's lock; a lock nobody holds or waits for is dropped, so a long run keeps one per
+        partition being written, not one per partition it ever wrote."""
         with self._locks_guard:
-            return self._locks.setdefault(path, threading.Lock())
+            lock, users = self._locks.get(path) or (threading.Lock(), 0)
+            self._locks[path] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_guard:
+                lock, users = self._locks[path]
+                if users == 1:
+                    del self._locks[path]
+                else:
+                    self._locks[path] = (lock, users - 1)
 
     # -- housekeeping -------------------------------------------------------------------------------------
 
