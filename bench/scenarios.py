@@ -545,7 +545,8 @@ def adjust_speed(b: Bench) -> dict[str, Any]:
     years = (2023, 2024) if b.size.quick else tuple(range(2016, 2025))
     store = b.scratch / "adjust" / "store"
     store.mkdir(parents=True, exist_ok=True)
-    mark_store(open_store(store))
+    root = open_store(store)
+    mark_store(root)
     fake = FakeAlpaca()  # never started: its ground truth writes the store directly
     fake.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=4, old_rate=1,
                   ex_date="2020-08-31", process_date="2020-08-31")
@@ -562,15 +563,15 @@ def adjust_speed(b: Bench) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for a in fake.universe.actions:
         groups.setdefault(a["type"] + "s", []).append({k: v for k, v in a.items() if k != "type"})
-    ActionStore(store).merge(decode_actions(json.dumps({"corporate_actions": groups}).encode())[0])
+    ActionStore(root).merge(decode_actions(json.dumps({"corporate_actions": groups}).encode())[0])
     cfg = fake.universe.config("AAPL")
     from datetime import date
 
     import polars as pl
 
     dividends = [date.fromisoformat(a["ex_date"]) for a in fake.universe.actions if a["type"] == "cash_dividend"]
-    FetchedLog(store).record(["AAPL"], date(years[0], 1, 1), "bench")  # as if an ingest run had asked
-    CloseStore(store).add(pl.DataFrame({
+    FetchedLog(root).record(["AAPL"], date(years[0], 1, 1), "bench")  # as if an ingest run had asked
+    CloseStore(root).add(pl.DataFrame({
         "symbol": ["AAPL"] * len(dividends), "ex_date": dividends,
         "close": [raw_close_before("AAPL", cfg, d.toordinal()) for d in dividends],
     }))
