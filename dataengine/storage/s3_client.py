@@ -83,10 +83,11 @@ class S3Client:
 
     # -- objects -----------------------------------------------------------------------------------------
 
-    def get(self, key: str) -> tuple[bytes, str] | None:
-        """(body, ETag) of an object, or None when there is none."""
+    def get(self, key: str, *, limit: int | None = None) -> tuple[bytes, str] | None:
+        """(body, ETag) of an object (only its first ``limit`` bytes, if given), or None when there is none."""
         try:
-            answer = self.s3.get_object(Bucket=self.bucket, Key=key)
+            extra: dict[str, Any] = {"Range": f"bytes=0-{limit - 1}"} if limit is not None else {}
+            answer = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
             return answer["Body"].read(), answer["ETag"]
         except Exception as exc:  # noqa: BLE001 - mapped below
             if _code(exc) in ("NoSuchKey", "404"):
@@ -121,6 +122,20 @@ class S3Client:
             if extra and _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return None
             raise self._error("write", key, exc) from None
+
+    def copy(self, source: str, target: str) -> bool:
+        """A server-side copy of ``source`` to ``target``; False when ``source`` does not exist."""
+        try:
+            answer = self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise self._error("copy", source, exc) from None
+        head = self.head(target)
+        if head is not None:
+            with self._counts_guard:
+                self._written[target] = head
+        return "CopyObjectResult" in answer
 
     def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete an object (only if it still has ETag ``if_match``, if given); False when that condition failed."""

@@ -91,8 +91,8 @@ class S3Store:
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def read(self, key: str) -> bytes:
-        found = self.client.get(self._k(key))
+    def read(self, key: str, *, limit: int | None = None) -> bytes:
+        found = self.client.get(self._k(key), limit=limit)
         if found is None:
             raise FileNotFoundError(2, "no such object", self.describe(key))
         return found[0]
@@ -117,6 +117,17 @@ class S3Store:
                 if key.startswith(prefix + "/"):
                     return (objects.get(key),)
         return None
+
+    def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
+        """One listing of the keys' common prefix (one LIST per 1,000 objects), not a HEAD each."""
+        if len(keys) < 8:
+            return [self.stat(key) for key in keys]
+        common = keys[0].rsplit("/", 1)[0]
+        for key in keys:
+            while common and not key.startswith(common + "/"):
+                common = common.rsplit("/", 1)[0] if "/" in common else ""
+        found = dict(self.walk(common))
+        return [found.get(key) for key in keys]
 
     def is_dir(self, key: str) -> bool:
         prefix = self._k(key)
@@ -196,6 +207,17 @@ class S3Store:
         if done:
             self._note(key, None)
         return done
+
+    def link(self, key: str, target: str) -> None:
+        """A server-side copy (no bytes move through this process; S3 bills it as one PUT). Under the run lock
+        nobody else writes, so a HEAD first keeps an existing ``target`` from being replaced."""
+        self._check_fence()
+        if self.stat(target) is not None:
+            raise FileExistsError(17, "exists", self.describe(target))
+        if not self.client.copy(self._k(key), self._k(target)):
+            raise FileNotFoundError(2, "no such object", self.describe(key))
+        found = self.client.written_stat(self._k(target))
+        self._note(target, _stat(found) if found is not None else None)
 
     def move(self, key: str, target: str) -> None:
         """A copy, then a delete (S3 has no rename)."""
@@ -278,6 +300,9 @@ class S3Store:
         import pyarrow.dataset as ds
 
         return ds.dataset(f"{self.bucket}/{self._k(key)}", filesystem=self.arrow_filesystem(), **kwargs)
+
+    def engine_options(self) -> dict[str, str] | None:
+        return self.polars_options()
 
     def polars_options(self) -> dict[str, str]:
         """``storage_options`` for Polars: the credentials and endpoint boto3 resolved."""

@@ -53,6 +53,7 @@ class Stat:
     ino: int
     disk_bytes: int
     modified: float
+    links: int = 1  # names sharing these bytes (local hard links): deleting one frees nothing while links > 1
 
 
 class AppendLog(Protocol):
@@ -92,8 +93,8 @@ class Store(Protocol):
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def read(self, key: str) -> bytes:
-        """The object's bytes; FileNotFoundError when there is none."""
+    def read(self, key: str, *, limit: int | None = None) -> bytes:
+        """The object's bytes (only its first ``limit`` bytes, if given); FileNotFoundError when there is none."""
         ...
 
     def read_tagged(self, key: str) -> tuple[bytes, str] | None:
@@ -101,6 +102,11 @@ class Store(Protocol):
         ...
 
     def stat(self, key: str) -> Stat | None: ...
+
+    def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
+        """:meth:`stat` of each key, in order, however the backend does it cheapest (a stat each locally; on
+        S3 a listing of their common prefix, not a HEAD each)."""
+        ...
 
     def is_dir(self, key: str) -> bool: ...
 
@@ -135,6 +141,12 @@ class Store(Protocol):
 
     def move(self, key: str, target: str) -> None:
         """Move an object to another key, keeping it (a damaged partition set aside)."""
+        ...
+
+    def link(self, key: str, target: str) -> None:
+        """Give the bytes of ``key`` a second name, ``target``, without rewriting them where ``key`` is named:
+        a hard link locally (0 bytes; a copy across file systems), a server-side copy on S3. Raises
+        FileExistsError when ``target`` exists (it is never replaced) and FileNotFoundError without ``key``."""
         ...
 
     def staging(self) -> Path:
@@ -179,6 +191,11 @@ class Store(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """The file an engine can open directly, or None when the store is remote."""
+        ...
+
+    def engine_options(self) -> dict[str, str] | None:
+        """``storage_options`` for engines that open :meth:`describe` URLs themselves (Polars, deltalake): the
+        credentials and endpoint of a remote store; None for local files."""
         ...
 
     def read_parquet(self, key: str, **kwargs: Any) -> pl.DataFrame: ...

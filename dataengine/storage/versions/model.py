@@ -3,16 +3,18 @@ names files inside a version table."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from dataengine.errors import StorageError, UsageError
-from dataengine.storage.versions.files import LocalFiles, VersionFiles
+from dataengine.storage.versions.files import StoreFiles, VersionFiles
+
+if TYPE_CHECKING:
+    from dataengine.storage.store import StorePath
 
 Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt"]
 REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt")
@@ -50,7 +52,7 @@ def _package_version() -> str:
 class VersionTable:
     """Where a dataset's version table lives and how to reach it. Immutable; cheap to build per call.
 
-    ``files`` is the store (:class:`~.files.LocalFiles` or an S3 implementation), ``dataset`` the dataset
+    ``files`` is the store (:class:`~.files.StoreFiles`), ``dataset`` the dataset
     directory's name (``equities_1min``), ``path`` the table directory (default ``metadata/versions/{dataset}``),
     ``clock`` the time every commit, tag and prune reads (the test seam), ``checkpoint_interval`` how many
     commits a Delta checkpoint is written after.
@@ -70,9 +72,9 @@ class VersionTable:
             object.__setattr__(self, "dataset_path", self.dataset)
 
     @classmethod
-    def local(cls, root: str | os.PathLike[str], dataset: str, **kwargs: Any) -> VersionTable:
-        """The table of ``dataset`` in the local store at ``root``."""
-        return cls(LocalFiles(root), dataset, **kwargs)
+    def of(cls, root: StorePath, dataset: str, **kwargs: Any) -> VersionTable:
+        """The table of ``dataset`` in the store at ``root`` (a local directory or a prefix on S3)."""
+        return cls(StoreFiles(root), dataset, **kwargs)
 
     @property
     def uri(self) -> str:
