@@ -43,8 +43,11 @@ from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.run_versions import DatasetVersion
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
+from dataengine.storage.versions import Provenance
+from dataengine.storage.versions.model import Reason
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK
 
@@ -229,9 +232,19 @@ class IngestionPipeline:
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command), held=self._held,
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
-            result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-            if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                _refresh_status_cache(self.root, request, self.storage.written_footers())
+            self.storage.take_written()
+            version = DatasetVersion(self.root, request.dataset.dirname, Provenance(
+                run_id=record.run_id, source="alpaca", feed=request.feed, adjustment=request.adjustment,
+                asof=request.asof, command=" ".join(self.command)))
+            version.begin()  # before the first write: adopts an unversioned dataset as version 0
+            try:
+                result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+            finally:  # what was written is committed however the run ends (a crash: the next commit takes it in)
+                written = self.storage.take_written()
+                committed = _commit_version(version, written, outcome.result, repair=request.ranges is not None)
+            result.version = committed
+            if written:  # no file changed: the cache is as fresh as the plan's footer check left it
+                _refresh_status_cache(self.root, request, written)
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
@@ -328,6 +341,19 @@ class IngestionPipeline:
             return ActionsUpdate()
         self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
         return update_actions(self.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
+
+
+def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], result: IngestResult | None, *,
+                    repair: bool) -> int | None:
+    """Commit a run's partitions as one version; the dataset's version after it. Never raises: a run that
+    lost the lock (the fence refuses) or cannot reach the store leaves its marker, and the next run's commit
+    takes in what it wrote."""
+    reason: Reason = "repair" if repair else "refetch-after-corporate-action" if result and result.refetched else "run"
+    try:
+        return version.commit(written, reason=reason)
+    except DataEngineError as exc:
+        log.error("the run's version was not committed (the next run's commit takes its partitions in): %s", exc)
+        return None
 
 
 def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:

@@ -109,10 +109,22 @@ def verify_and_repair(
         if report.ok:
             return report
         runs = repair(root, report, pipeline)
+        _version_repairs(root, {d.dataset for d in report.damage})
         after = verify(root, datasets=datasets, symbols=symbols)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
     return after
+
+
+def _version_repairs(root: StorePath, datasets: set[str]) -> None:
+    """A month set aside and not fetched again (the source has no bar of it any more) is gone from the dataset:
+    the latest version must not name it. One more version per repaired dataset, if anything differs."""
+    from dataengine.storage.run_ledger import new_run_id
+    from dataengine.storage.run_versions import DatasetVersion
+    from dataengine.storage.versions import Provenance
+
+    for dataset in sorted(datasets):
+        DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair")).sync()
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:

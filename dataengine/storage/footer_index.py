@@ -163,7 +163,7 @@ class FooterCache:
             inos, sizes, mtimes = joined["ino"].to_list(), joined["size"].to_list(), joined["mtime_ns"].to_list()
             unknown = []
             for i in stale_idx:
-                mine = known.get(str(paths[i]))
+                mine = known.get(paths[i].key)
                 if mine is not None and (mine.ino, mine.size, mine.mtime_ns) == (inos[i], sizes[i], mtimes[i]):
                     rows[i], firsts[i], lasts[i] = mine.rows, mine.first_us, mine.last_us
                 else:

@@ -61,6 +61,11 @@ def mask_secrets(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> lis
     return out
 
 
+def new_run_id() -> str:
+    """A run's id: when it started (UTC) and six random hex digits, ``20250102T060001Z-8c1f0a``."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -71,7 +76,7 @@ class RunRecord(RunOutcome):
     result has too) in an envelope of when, where and by whom it ran and how it ended. ``exit_code`` follows
     the CLI's: 0, 1, 3, 130, 143 or 129."""
 
-    run_id: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6])
+    run_id: str = field(default_factory=new_run_id)
     started: str = field(default_factory=_now)
     ended: str | None = None
     waited_s: float = 0.0  # time spent waiting for another run's lock (--wait) before ``started``

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from dataengine.errors import StorageError, UsageError
+from dataengine.storage import layout
 from dataengine.storage.versions.files import StoreFiles, VersionFiles
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt"]
 REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt")
 PARTITION_COLUMNS = ("symbol", "year", "month")
-TABLES_DIR = "metadata/versions"  # one Delta table per dataset under it
+TABLES_DIR = f"{layout.METADATA_DIR}/{layout.VERSIONS_DIR}"  # one Delta table per dataset under it
 DATA_FILE = "data.parquet"  # a partition's file in the dataset directory
 OWN_DIR = "_dataengine"  # tags, pending runs, prune horizon: beside _delta_log, ignored by Delta readers
 
@@ -119,6 +120,10 @@ class Provenance:
     asof: str | None = None
     command: str | None = None
     dataengine_version: str = field(default_factory=_package_version)
+    # the corporate actions and dividend closes known when the version was made (immutable copies in the
+    # store), so adjusted reads of this version give the same numbers after a new split is stored
+    actions_file: str | None = None
+    closes_file: str | None = None
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
