@@ -35,6 +35,7 @@ _LAZY = {
     "Settings": "dataengine.config",
     "SymbolLoader": "dataengine.loaders.symbol_loader",
     "connect": "dataengine.read",
+    "current_version": "dataengine.read",
     "read_bars": "dataengine.read",
     "scan_bars": "dataengine.read",
 }
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from dataengine.loaders.symbol_loader import SymbolLoader
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
     from dataengine.orchestration.result import IngestResult
-    from dataengine.read import connect, read_bars, scan_bars
+    from dataengine.read import connect, current_version, read_bars, scan_bars
     from dataengine.sources.alpaca_client import AlpacaClient
     from dataengine.storage.metadata_store import MetadataStore
     from dataengine.storage.parquet_storage import ParquetStorage
@@ -81,6 +82,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "connect",
+    "current_version",
     "read_bars",
     "scan_bars",
 ]

@@ -20,6 +20,7 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve, versioned_key
 from dataengine.read.root import dataset_path, store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
@@ -48,6 +49,9 @@ def read_bars(
     regular_hours: bool = False,
     *,
     adjustment: str = "raw",
+    version: int | None = None,
+    as_of: DateLike = None,
+    tag: str | None = None,
 ) -> pl.DataFrame:
     """Bars of ``symbols`` (``None``: every symbol in the dataset) from ``start`` to ``end``, as one frame.
 
@@ -56,15 +60,22 @@ def read_bars(
     data columns (or ``columns``; ``symbol`` and ``timestamp`` are always there), sorted by symbol and
     timestamp. Symbols or months with no file are simply absent. ``regular_hours=True`` keeps intraday bars
     that start inside an XNYS session (09:30-16:00 New York, early closes honoured, holidays dropped);
-    daily and longer bars are returned as stored. Raises :class:`UsageError` for a missing store or dataset,
-    a bad date or an unknown column.
+    daily and longer bars are returned as stored.
+
+    Reproducible reads: ``version=N`` reads the dataset as run N left it, ``as_of=`` the version current at
+    that time, ``tag=`` the version a tag pins (``dataengine tag``); without them, the latest version. Either
+    way exactly one version's files are read, so a read during a run never fails or mixes two runs; adjusted
+    bars of a pinned version use the corporate actions known when it was made. Raises :class:`UsageError` for
+    a missing store, dataset or version, a bad date or an unknown column.
     """
-    frame = scan_bars(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment=adjustment)
+    frame = scan_bars(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment=adjustment,
+                      version=version, as_of=as_of, tag=tag)
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
-        key = DatasetKey.of(timeframe, adjustment)
-        paths = partition_paths(symbols, _bound(start, False), _bound(end, True), key, storage_dir)
+        key = versioned_key(DatasetKey.of(timeframe, adjustment))
+        chosen = pin(version, as_of, tag)
+        paths = [p.path for p in _partitions(symbols, _bound(start, False), _bound(end, True), key, storage_dir, chosen)]
         damaged = layout.first_damaged(paths)
         if damaged is None:
             raise
@@ -81,25 +92,31 @@ def scan_bars(
     regular_hours: bool = False,
     *,
     adjustment: str = "raw",
+    version: int | None = None,
+    as_of: DateLike = None,
+    tag: str | None = None,
 ) -> pl.LazyFrame:
-    """The lazy form of :func:`read_bars`: the partition files are chosen now, read on ``collect()``."""
+    """The lazy form of :func:`read_bars`: the version and its files are chosen now, read on ``collect()``."""
     key = DatasetKey.of(timeframe, adjustment)
+    chosen = pin(version, as_of, tag)
     if key.adjustment in LOCAL_ADJUSTMENTS:
-        raw = DatasetKey(key.timeframe, "raw")
+        raw = versioned_key(key)
         root = store_root(storage_dir)
         adjusted_stored = layout.dataset_dir(root, key).is_dir()
         if layout.dataset_dir(root, raw).is_dir() and (
-            not adjusted_stored or _partitions(symbols, _bound(start, False), _bound(end, True), raw, root)
+            not adjusted_stored or _partitions(symbols, _bound(start, False), _bound(end, True), raw, root, chosen)
         ):
             _check_actions_fetched(symbols, raw, root)
-            bars = scan_bars(symbols, start, end, raw.timeframe, root, None, regular_hours)
-            return adjust(bars, key.adjustment, root).select(["symbol", *_columns(columns)])
+            bars = scan_bars(symbols, start, end, raw.timeframe, root, None, regular_hours,
+                             version=version, as_of=as_of, tag=tag)
+            actions, closes = actions_of(root, resolve(root, raw, chosen) if chosen.given else None)
+            return _adjust_with(bars, key.adjustment, actions, closes).select(["symbol", *_columns(columns)])
     wanted = _columns(columns)
     start_utc = parse_bound(start, is_end=False, name="start") if start is not None else None
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else None
     if start_utc is not None and end_utc is not None and start_utc > end_utc:
         raise UsageError(f"start {start_utc.isoformat()} is after end {end_utc.isoformat()}")
-    parts = _partitions(symbols, start_utc, end_utc, key, storage_dir)
+    parts = _partitions(symbols, start_utc, end_utc, key, storage_dir, chosen)
     paths = [p.path for p in parts]
     schema = {name: BAR_SCHEMA[name] for name in ("symbol", *wanted)}
     if not paths:
@@ -118,20 +135,17 @@ def scan_bars(
     return frame.select(list(schema))
 
 
-# Computed from the raw bars and the stored corporate actions (dataengine.actions); other kinds
-# (spin-off, combinations) exist only as datasets stored with Alpaca's adjustment.
-LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
-
-
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
     with the store's corporate actions: see README "Adjusted prices" for the formulas. No network."""
-    from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
-    from dataengine.actions.store import ActionStore, CloseStore
+    actions, closes = actions_of(store_root(storage_dir), None)
+    return _adjust_with(bars, adjustment, actions, closes)
 
-    root = store_root(storage_dir)
-    events = factor_events(ActionStore(root).load(), CloseStore(root).load(), adjustment)
-    return adjust_frame(bars, cumulative_factors(events))
+
+def _adjust_with(bars: pl.LazyFrame, adjustment: str, actions: pl.DataFrame, closes: pl.DataFrame) -> pl.LazyFrame:
+    from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
+
+    return adjust_frame(bars, cumulative_factors(factor_events(actions, closes, adjustment)))
 
 
 def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: StorePath) -> None:
@@ -163,12 +177,9 @@ def partition_paths(
     key: DatasetKey,
     storage_dir: str | StorePath | None = None,
 ) -> list[StorePath]:
-    """The partition files holding bars of ``symbols`` between the UTC instants ``start`` and ``end``.
-
-    Sorted by (symbol, year, month). For a range of up to three years the paths are computed and only
-    checked for existence (one ``stat`` each); an open or longer range lists the symbol's directories instead.
-    """
-    return [p.path for p in _partitions(symbols, start, end, key, storage_dir)]
+    """The partition files holding bars of ``symbols`` between the UTC instants ``start`` and ``end`` in the
+    latest version (the dataset's own files for a dataset without versions), sorted by (symbol, year, month)."""
+    return [p.path for p in _partitions(symbols, start, end, key, storage_dir, Pin())]
 
 
 def _partitions(
@@ -177,8 +188,18 @@ def _partitions(
     end: datetime | None,
     key: DatasetKey,
     storage_dir: str | StorePath | None,
+    chosen: Pin,
 ) -> list[layout.Partition]:
+    """The files to read: the version's (one list, no listing of the dataset), else the dataset's own. For a
+    dataset's own files and a range of up to three years the paths are computed and only checked for
+    existence (one ``stat`` each); an open or longer range lists the symbol's directories instead."""
     base = dataset_path(key, storage_dir)
+    snap = resolve(base.root, key, chosen)
+    if snap is not None:
+        wanted = None if symbols is None else _symbols(symbols, base)
+        low = ny_year_month(start) if start is not None else None
+        high = ny_year_month(end) if end is not None else None
+        return [layout.Partition(f.symbol, f.year, f.month, base.root.at(f.path)) for f in snap.files(wanted, low, high)]
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
     # Locally a stat per computed month beats listing; where a stat is a request, one listing per symbol wins.

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 import warnings
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
+from dataengine.read.pins import pin, versioned_key
 from dataengine.read.views import duckdb_message, open_views
 from dataengine.storage.store import StorePath
 
@@ -26,15 +29,21 @@ _REFUSED_HINT = {
 }
 
 
-def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | None = None) -> pl.DataFrame:
+def query(
+    sql: str, *, storage_dir: str | Path | StorePath | None = None, limit: int | None = None,
+    version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None,
+    timeframe: str = "minute", adjustment: str = "raw",
+) -> pl.DataFrame:
     """Run one read-only SQL statement against the store's views and return the result as a frame.
 
     Only ``SELECT`` (with ``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``...) and ``EXPLAIN
     [ANALYZE]`` of a SELECT are accepted; everything else (COPY, ATTACH, CREATE, INSERT, SET, INSTALL,
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
     caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
+    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect`.
     """
-    con = open_views(storage_dir, read_only=True)
+    con = open_views(storage_dir, read_only=True, chosen=pin(version, as_of, tag),
+                     pinned=_pinned(timeframe, adjustment) if version is not None else None)
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
@@ -168,13 +177,27 @@ class ReadOnlyConnection:
         raise UsageError(f"the store's read-only connection has no {name}(): use execute() or sql() with a SELECT")
 
 
+def _pinned(timeframe: str, adjustment: str) -> str:
+    """The dataset a version number pins (bars adjusted at read time follow the raw dataset's versions)."""
+    return versioned_key(DatasetKey.of(timeframe, adjustment)).dirname
+
+
 def _guard(value: object) -> object:
     return ReadOnlyRelation(value) if isinstance(value, duckdb.DuckDBPyRelation) else value
 
 
-def connect(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
+def connect(
+    storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, version: int | None = None,
+    as_of: str | date | datetime | None = None, tag: str | None = None, timeframe: str = "minute",
+    adjustment: str = "raw",
+) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
     """An in-memory DuckDB connection with views over the store (:func:`.views.open_views`: ``bars_1min``,
     ``bars_1day_all``, ``index_members``, ``corporate_actions``, ...); with ``read_only=True`` wrapped in a
-    :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else)."""
-    con = open_views(storage_dir, read_only=read_only)
+    :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else).
+
+    Each view reads one version of its dataset: the latest, or ``version=N`` of the dataset ``timeframe`` and
+    ``adjustment`` name (the others at their latest), or for every dataset the version current at ``as_of``
+    or the one ``tag`` pins (a dataset without one is left out)."""
+    con = open_views(storage_dir, read_only=read_only, chosen=pin(version, as_of, tag),
+                     pinned=_pinned(timeframe, adjustment) if version is not None else None)
     return ReadOnlyConnection(con) if read_only else con

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import polars as pl
 
 from dataengine.errors import UsageError
+from dataengine.read.pins import Pin, resolve
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import Snapshot, VersionError
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -40,7 +42,10 @@ _VIEW_COLUMNS = ", ".join(_DUCKDB_TYPES)
 _INDEX_SCHEMA = {"symbol": pl.String, "added": pl.Date, "removed": pl.Date}
 
 
-def open_views(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_views(
+    storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, chosen: Pin = Pin(),  # noqa: B008
+    pinned: str | None = None,
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
     One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... with
@@ -50,14 +55,25 @@ def open_views(storage_dir: str | Path | StorePath | None = None, *, read_only: 
     are UTC (``SET TimeZone`` is applied). With ``read_only=True`` the connection can read files under the
     store root only, cannot load extensions, and its configuration is locked; it still accepts COPY into
     the root, which :func:`dataengine.read.sql.query` refuses. Views see datasets present when it is called.
+
+    Each view reads one version of its dataset (the latest, or ``chosen``: a version number applies to the
+    ``pinned`` dataset only, a time or a tag to every dataset that has a version then or that tag, and a
+    dataset without one is left out), so a query during a run never mixes two runs.
     """
     root = store_root(storage_dir)
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        shown = 0
         for dataset in layout.dataset_names(root):
+            snap = _version_of(root, dataset, chosen, pinned)
+            if snap is False:
+                continue
             label = dataset[len(layout.DATASET_PREFIX) :]
-            con.execute(_bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}"))
+            _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
+            shown += 1
+        if chosen.given and not shown:
+            raise VersionError(f"no dataset in {root} has {chosen.describe()}")
         con.execute(_index_view(con, root))
         _action_views(con, root)
         if read_only:
@@ -72,22 +88,41 @@ def _sql_string(text: object) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str) -> str:
-    if next(layout.iter_partitions(directory), None) is None:
-        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
-        return f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false'
-    local = directory.local
-    if local is None:
-        # A remote store: DuckDB scans a pyarrow dataset (its httpfs extension cannot be downloaded everywhere),
-        # with projections and filters pushed down: a filter on symbol, year and month opens only those objects.
-        con.register(f"_{name}_files", _arrow_dataset(directory))
-        return f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM "_{name}_files"'
-    # '*/*/*/data.parquet' rather than '**': measured at half the glob cost, and it never matches a temp file.
-    pattern = _sql_string(f"{local.resolve()}/*/*/*/{DATA_FILE}")
-    return (
-        f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
-        f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})"
-    )
+def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None) -> Snapshot | Literal[False] | None:
+    """The version a dataset's view reads (None: its directory, for a dataset without versions), or False
+    to leave it out (a time or tag it has no version for)."""
+    if chosen.version is not None and dataset != pinned:
+        chosen = Pin()
+    try:
+        return resolve(root, dataset, chosen)
+    except VersionError:
+        if chosen.version is not None:
+            raise
+        return False
+
+
+def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, snap: Snapshot | None) -> None:
+    """The view of one dataset: exactly one version's files (``snap``), else (a dataset without versions)
+    its directory. Files are scanned through pyarrow (a list of 54,000 version files is no SQL literal, and
+    DuckDB's httpfs extension cannot be downloaded everywhere) with projections and filters pushed down: a
+    filter on symbol, year and month opens only those files."""
+    empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
+    if snap is not None:
+        files = [f.path for f in snap.files()]
+        if files:
+            con.from_arrow(_arrow_dataset(directory.root / snap.table.path, files)).project(_VIEW_COLUMNS).create_view(name)
+            return
+    elif next(layout.iter_partitions(directory), None) is not None:
+        local = directory.local
+        if local is None:
+            con.from_arrow(_arrow_dataset(directory)).project(_VIEW_COLUMNS).create_view(name)
+            return
+        # '*/*/*/data.parquet' rather than '**': measured at half the glob cost, and it never matches a temp file.
+        pattern = _sql_string(f"{local.resolve()}/*/*/*/{DATA_FILE}")
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
+                    f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})")
+        return
+    con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
 
 
 _ACTION_TYPES = {
@@ -188,7 +223,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
 
 
 
-def _arrow_dataset(directory: StorePath) -> pyarrow.dataset.Dataset:
+def _arrow_dataset(directory: StorePath, files: list[str] | None = None) -> pyarrow.dataset.Dataset:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -197,7 +232,7 @@ def _arrow_dataset(directory: StorePath) -> pyarrow.dataset.Dataset:
     # (naming it), not every connection to the store.
     types = {"timestamp": pa.timestamp("us", tz="UTC"), "volume": pa.int64(), "trade_count": pa.int64()}
     schema = pa.schema([(name, types.get(name, pa.float64())) for name in DATA_COLUMNS] + keys)
-    return directory.store.arrow_dataset(directory.key, schema=schema, format="parquet",
+    return directory.store.arrow_dataset(directory.key, files, schema=schema, format="parquet",
                                          partitioning=ds.partitioning(pa.schema(keys), flavor="hive"))
 
 

@@ -321,10 +321,12 @@ class LocalStore:
 
         return pl.scan_parquet([self._path(key) for key in keys], **kwargs)
 
-    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset:
+    def arrow_dataset(self, key: str, files: Sequence[str] | None = None, **kwargs: Any) -> pyarrow.dataset.Dataset:
         import pyarrow.dataset as ds
 
-        return ds.dataset(str(self._path(key)), **kwargs)
+        if files is None:
+            return ds.dataset(str(self._path(key)), **kwargs)
+        return ds.dataset([str(self._path(f)) for f in files], partition_base_dir=str(self._path(key)), **kwargs)
 
     def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
         if local_threads <= 1 or len(items) < 2:

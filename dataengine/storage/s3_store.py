@@ -294,12 +294,16 @@ class S3Store:
 
         return pl.scan_parquet([self.describe(k) for k in keys], storage_options=self.polars_options(), **kwargs)
 
-    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset:
+    def arrow_dataset(self, key: str, files: Sequence[str] | None = None, **kwargs: Any) -> pyarrow.dataset.Dataset:
         """What DuckDB scans a store on S3 through (DuckDB's own httpfs extension cannot be downloaded in every
         environment), with projections and filters pushed down."""
         import pyarrow.dataset as ds
 
-        return ds.dataset(f"{self.bucket}/{self._k(key)}", filesystem=self.arrow_filesystem(), **kwargs)
+        base = f"{self.bucket}/{self._k(key)}"
+        if files is None:
+            return ds.dataset(base, filesystem=self.arrow_filesystem(), **kwargs)
+        return ds.dataset([f"{self.bucket}/{self._k(f)}" for f in files], filesystem=self.arrow_filesystem(),
+                          partition_base_dir=base, **kwargs)
 
     def engine_options(self) -> dict[str, str] | None:
         return self.polars_options()

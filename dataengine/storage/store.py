@@ -204,7 +204,10 @@ class Store(Protocol):
 
     def scan_parquet(self, keys: Sequence[str], **kwargs: Any) -> pl.LazyFrame: ...
 
-    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset: ...
+    def arrow_dataset(self, key: str, files: Sequence[str] | None = None, **kwargs: Any) -> pyarrow.dataset.Dataset:
+        """A pyarrow dataset of the directory ``key``, or of exactly ``files`` (keys below ``key``, which then
+        is the base their Hive partition directories are read from)."""
+        ...
 
     def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
         """``work`` on every item, results in order: ``local_threads`` at a time where each is a system call

@@ -81,9 +81,9 @@ def test_one_symbol_month_opens_one_file_of_many(store: Path) -> None:
         shutil.copytree(base / "symbol=SPY", base / f"symbol=S{i:03d}")
     key = DatasetKey.of("minute")
     paths = [p.local for p in reader.partition_paths("AAPL", *_utc("2024-12-01", "2024-12-31"), key, store)]
-    assert paths == [base / "symbol=AAPL" / "year=2024" / "month=12" / "data.parquet"]
+    assert [p.parent.parts[-3:] for p in paths if p is not None] == [("symbol=AAPL", "year=2024", "month=12")]
     for other in base.glob("symbol=*/year=*/month=*/data.parquet"):
-        if other != paths[0]:
+        if other.parent.parts[-3:] != ("symbol=AAPL", "year=2024", "month=12"):
             other.write_bytes(b"not parquet")
     assert reader.read_bars("AAPL", "2024-12-01", "2024-12-31", storage_dir=store).height == 960
 
@@ -190,7 +190,8 @@ def test_views_prune_partitions(store: Path) -> None:
     plan = con.sql(
         "explain analyze select sum(close) from bars_1min where symbol = 'AAPL' and year = 2024 and month = 12"
     ).fetchall()[0][1]
-    assert "Scanning Files: 1/6" in plan and "Total Files Read: 1" in plan
+    # the filter on the partition keys reaches the scan of the version's files (pyarrow prunes them)
+    assert "ARROW_SCAN" in plan and all(f'"{key}" = ' in plan for key in ("symbol", "year", "month")), plan
     # Binding the view reads the footer of the glob's first file (AAPL/2024/11) for the schema; apart from
     # that one, only the selected partition may be opened.
     keep = {"symbol=AAPL/year=2024/month=11", "symbol=MSFT/year=2024/month=12"}
