@@ -43,6 +43,7 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "retry_backoff": ("retry_backoff", _FLOAT, "DATAENGINE_RETRY_BACKOFF"),
     "sip_delay_minutes": ("sip_delay_minutes", _INT, "DATAENGINE_SIP_DELAY_MINUTES"),
     "default_start": ("default_start", "date", "DATAENGINE_DEFAULT_START"),
+    "keep_versions_days": ("keep_versions_days", _FLOAT, "DATAENGINE_KEEP_VERSIONS_DAYS"),
 }
 _MINIMUM = {
     "workers": 1,
@@ -52,6 +53,7 @@ _MINIMUM = {
     "progress_interval": 0.1,
     "retry_backoff": 0.0,
     "sip_delay_minutes": 0,
+    "keep_versions_days": 0.0,
 }
 
 
@@ -85,6 +87,8 @@ class Settings:
     sip_delay_minutes: int = 16
     # Where history starts when a run gives no --start: every symbol is kept complete from here on.
     default_start: date = DEFAULT_START
+    # ``versions --prune`` keeps every version that was current in this many days (tagged ones always)
+    keep_versions_days: float = 30.0
     config_file: Path | None = field(default=None, compare=False)
     # where each value came from, by field name: "flag", "environment VAR", "PATH [section] key"; a field
     # missing here has its built-in default (``dataengine doctor`` shows it; the default store may be created)
