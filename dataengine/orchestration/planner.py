@@ -128,7 +128,7 @@ def plan_todo(
     todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1, min_pages: int = 1
 ) -> list[WorkUnit]:
     """Units for per-symbol lists of ranges: symbols missing the same ranges are batched together (the
-    nightly case: every symbol misses the same last day), the largest units first to keep workers busy."""
+    nightly case: every symbol misses the same last day), in the order :func:`whole_symbols_first` gives."""
     groups: dict[tuple[tuple[datetime, datetime], ...], list[str]] = {}
     for symbol, spans in todo.items():
         if spans:
@@ -139,7 +139,20 @@ def plan_todo(
         for start, end in spans
         for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages)
     ]
-    return sorted(units, key=lambda u: -u.est_bars)
+    return whole_symbols_first(units, list(todo))
+
+
+def whole_symbols_first(units: list[WorkUnit], symbols: Sequence[str]) -> list[WorkUnit]:
+    """The order units run in (the pool takes them first come, first served): symbol by symbol in the order
+    of ``symbols`` (the request's), every unit of a symbol or batch next to the others, its most recent
+    stretch first.
+
+    So a run stopped at any point leaves whole symbols: the first ones complete over the whole range, at
+    most about two symbols' worth of chunks in flight, and the rest untouched. (Largest first, as before,
+    fetched the same slice of every symbol first: hours into a long run no symbol was complete.) The units
+    themselves, and so the pages and requests they cost, do not change."""
+    rank = {symbol: i for i, symbol in enumerate(symbols)}
+    return sorted(units, key=lambda u: (min(rank.get(s, len(rank)) for s in u.symbols), -u.end.timestamp()))
 
 
 # -- from a request and what the store holds, to units ----------------------------------------------------
