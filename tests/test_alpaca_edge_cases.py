@@ -123,7 +123,7 @@ def test_every_bar_size_is_stored_and_read_back(alpaca, capsys, tmp_path: Path, 
 def test_gaps_understand_n_minute_bars(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-03-04")
     assert run(capsys, "ingest", "AAPL", "--start", "2024-03-04", "--end", "2024-03-08", "-t", "10min")[0] == 0
-    code, out, err = run(capsys, "gaps", "AAPL", "-t", "10min", "--json")
+    code, out, err = run(capsys, "gaps", "AAPL", "-t", "10min", "--end", "2024-03-08", "--json")
     assert code == 0, err
     report = json.loads(out)["symbols"][0]
     assert report["sessions_expected"] == 5 and report["missing_sessions"] == [] and report["quiet_bars"] == 0

@@ -47,7 +47,8 @@ def actions(
     if update:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
-        pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), command=command_line(ctx))
+        pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), progress=False,
+                                     command=command_line(ctx))
         result = pipeline.update_corporate_actions(wanted, first or settings.default_start)
         code = result.exit_code
         if not json_out and not ctx.obj.quiet:

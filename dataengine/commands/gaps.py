@@ -50,7 +50,8 @@ def gaps(
     root = ctx.obj.store(settings)
     repaired = None
     if not repair:
-        reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start)
+        reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,
+                            sip_delay_minutes=settings.sip_delay_minutes)
     else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
         from dataengine.orchestration.progress import choose_reporter
@@ -65,10 +66,11 @@ def gaps(
         finally:
             progress.close()
     remaining = sum(len(r.missing_sessions) for r in reports)
-    holes = remaining + sum(1 for r in reports if r.missing_history)
+    holes = sum(1 for r in reports if r.has_gaps)
     if json_out:
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
-                                      "missing_sessions": remaining}
+                                      "missing_sessions": remaining,
+                                      "never_fetched_symbols": sum(1 for r in reports if r.never_fetched)}
         if repaired is not None:
             payload["repair"] = repaired.asdict()
         typer.echo(json.dumps(payload, default=str))
@@ -82,16 +84,24 @@ def gaps(
 def render(dataset: str, reports: list[SymbolGaps]) -> str:
     if not reports:
         return f"{dataset}: no bars stored"
-    lines = [f"{dataset}: {sum(len(r.missing_sessions) for r in reports)} missing session(s) in {len(reports)} symbol(s)"]
+    missing = sum(len(r.missing_sessions) for r in reports)
+    unfetched = sum(1 for r in reports if r.never_fetched)
+    lines = [f"{dataset}: {_count(missing, 'missing session')} in {_count(len(reports), 'symbol')}"
+             + (f", history never fetched for {_count(unfetched, 'symbol')}" if unfetched else "")]
     width = max(len(r.symbol) for r in reports)
     for r in reports:
+        never = ("  never fetched: " + ", ".join(f"{a}..{b}" if a != b else a for a, b in r.never_fetched)
+                 if r.never_fetched else "")
         if not r.sessions_expected:
-            lines.append(f"  {r.symbol:<{width}}  no bars in range")
+            lines.append(f"  {r.symbol:<{width}}  no bars in range{never}")
             continue
-        missing = ", ".join(r.missing_sessions[:5]) + (f" (+{len(r.missing_sessions) - 5} more)" if len(r.missing_sessions) > 5 else "")
+        shown = ", ".join(r.missing_sessions[:5]) + (f" (+{len(r.missing_sessions) - 5} more)" if len(r.missing_sessions) > 5 else "")
         lines.append(
             f"  {r.symbol:<{width}}  {r.first_session}..{r.last_session}  sessions {r.sessions_with_bars}/{r.sessions_expected} "
-            f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {missing}" if missing else "")
-            + (f"  history never fetched: {r.missing_history[0]}..{r.missing_history[1]}" if r.missing_history else "")
+            f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {shown}" if shown else "") + never
         )
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

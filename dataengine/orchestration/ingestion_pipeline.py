@@ -30,6 +30,7 @@ from dataengine.orchestration.actions_update import (
     stale_adjusted,
     update_actions,
 )
+from dataengine.orchestration.api_progress import api_reporter
 from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
@@ -74,7 +75,7 @@ class IngestionPipeline:
         *,
         settings: Settings | None = None,
         storage_dir: str | Path | StorePath | None = None,
-        progress: ProgressReporter | None = None,
+        progress: ProgressReporter | bool | None = None,
         source: SourceFactory | None = None,
         wait_for_lock: bool = False,
         lock_timeout: float | None = None,
@@ -83,10 +84,13 @@ class IngestionPipeline:
         """``max_workers`` stays positional (the seed API's ``IngestionPipeline(8)``); every collaborator is a
         keyword argument. The store is ``storage_dir`` (a directory, ``s3://bucket/prefix`` or an opened store),
         else the settings' ``storage_dir``: it is opened once, here, and the bars, lock, ledger, coverage and
-        index metadata all live under it. ``source``: what makes one bar source per worker thread for each run
-        (default: Alpaca clients from the settings, sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait
-        for it (at most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at
-        once. ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
+        index metadata all live under it. ``progress``, the library's only output (it logs, never prints): by
+        default a display when someone watches (stderr a terminal, IPython, Jupyter), else none; ``False``
+        none, ``True`` always, or your own :class:`ProgressReporter` (:mod:`.api_progress`). ``source``:
+        what makes one bar source per worker thread for each run (default: Alpaca clients from the settings,
+        sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait for it (at
+        most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at once.
+        ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
         settings = settings or Settings.load()
         if storage_dir is not None and not isinstance(storage_dir, StorePath):
             settings = settings.with_overrides(storage_dir=storage_dir, origin="argument")
@@ -94,12 +98,11 @@ class IngestionPipeline:
             settings = settings.with_overrides(workers=max_workers, origin="argument")
         self.settings = settings
         self.max_workers = settings.workers
-        root = storage_dir if isinstance(storage_dir, StorePath) else \
+        self.root = root = storage_dir if isinstance(storage_dir, StorePath) else \
             open_store(settings.storage_dir, create=settings.storage_dir_is_default)
-        self.root = root
         self.storage = ParquetStorage(root)
         self.metadata = MetadataStore(root)
-        self.progress = progress or ProgressReporter()
+        self.progress = api_reporter(progress, interval=settings.progress_interval)
         self.ledger = RunLedger(root)
         self.source = source
         self.wait_for_lock = wait_for_lock or lock_timeout is not None

@@ -120,14 +120,14 @@ class LiveProgress(TrackingProgress):
         grid = Table.grid(padding=(0, 1), expand=False)
         grid.add_column(no_wrap=True, min_width=8, max_width=9, overflow="ellipsis")
         grid.add_column(no_wrap=True, width=bar_width)
-        grid.add_column(no_wrap=True, justify="right", width=4)
-        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 17, 20))
+        grid.add_column(no_wrap=True, justify="right", width=6)  # "100.0%": a decimal on runs of an hour or more
+        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 19, 20))
         if self.final is not None:
             lead = "interrupted" if self.final.interrupted else "done"
         else:
             lead = f"ETA {clock(eta) if eta is not None else '--:--:--'}"
         grid.add_row(
-            Text("overall", style="bold"), _bar(fraction, bar_width), f"{fraction:.0%}",
+            Text("overall", style="bold"), _bar(fraction, bar_width), t.percent(fraction, eta),
             Text(f"{lead} · {ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)}",
                  style="bold"),
         )
