@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.orchestration.planner import never_fetched
-from dataengine.orchestration.request import build_request
+from dataengine.orchestration.request import IngestOptions, build_request
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import DEFAULT_START, NEW_YORK, ONE_MICROSECOND, SIP_SAFE_DELAY_MINUTES
@@ -42,7 +42,7 @@ def never_fetched_sessions(
         return {}
     feed = (storage.dataset_info(key) or {}).get("feed", "sip")
     request = build_request(
-        symbols, history_start, None, key.timeframe, feed=feed, adjustment=key.adjustment, lag=lag,
+        symbols, history_start, None, key.timeframe, IngestOptions(feed=feed, adjustment=key.adjustment, lag=lag),
         sip_delay_minutes=sip_delay_minutes,
     )
     todo = never_fetched(request, storage, CoverageLedger(storage.coverage_path(key)))
