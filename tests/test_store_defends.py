@@ -133,9 +133,17 @@ def damage_store(store: str) -> dict[str, Any]:
         "middle": base / "symbol=NVDA" / "year=2024" / "month=02" / "data.parquet",
     }
     data = paths["truncated"].read_bytes()
-    paths["truncated"].write_bytes(data[: len(data) // 2])
-    paths["garbage"].write_bytes(os.urandom(4096))
-    paths["emptied"].write_bytes(b"")
+    damage = {"truncated": data[: len(data) // 2], "garbage": os.urandom(4096), "emptied": b""}
+    # Damage from outside (a disk, a sync tool) hits the bytes, so every name of them: the dataset's file and
+    # the latest version's (a hard link locally; the same damage to its copy on S3).
+    from dataengine.storage.versions import VersionTable, snapshot
+
+    files = {(f.symbol, f.year, f.month): f.path for f in snapshot(VersionTable.of(base.root, "equities_1min")).files()}
+    for name, garbage in damage.items():
+        path = paths[name]
+        symbol, year, month = path.parent.parent.parent.name[7:], int(path.parent.parent.name[5:]), int(path.parent.name[6:])
+        path.write_bytes(garbage)
+        base.root.at(files[(symbol, year, month)]).write_bytes(garbage)
     paths["first"].unlink()
     paths["middle"].unlink()
     gone = base / "symbol=AMD"  # a whole symbol gone
