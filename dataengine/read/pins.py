@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
+from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
 from dataengine.storage.versions.log import read_commit_info
@@ -70,9 +71,16 @@ def _instant(value: str | date | datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def versioned_key(key: DatasetKey) -> DatasetKey:
-    """The dataset whose versions a read of ``key`` follows: bars adjusted at read time are the raw ones'."""
-    return DatasetKey(key.timeframe, "raw") if key.adjustment in LOCAL_ADJUSTMENTS else key
+def versioned_key(key: DatasetKey, root: StorePath | None = None) -> DatasetKey:
+    """The dataset whose versions a read of ``key`` follows: bars adjusted at read time are the raw ones'
+    (with ``root``: unless the store holds no raw dataset of that size, and the adjusted bars are read as
+    stored, with Alpaca's adjustment)."""
+    if key.adjustment not in LOCAL_ADJUSTMENTS:
+        return key
+    raw = DatasetKey(key.timeframe, "raw")
+    if root is not None and not layout.dataset_dir(root, raw).is_dir() and layout.dataset_dir(root, key).is_dir():
+        return key
+    return raw
 
 
 def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | None:
@@ -90,7 +98,7 @@ def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | N
 
 def latest_version(root: StorePath, key: DatasetKey) -> int | None:
     """The number a backtest records: the latest version of the dataset ``key`` reads from."""
-    return current_version(VersionTable.of(root, versioned_key(key).dirname))
+    return current_version(VersionTable.of(root, versioned_key(key, root).dirname))
 
 
 def actions_of(root: StorePath, snap: Snapshot | None) -> tuple[pl.DataFrame, pl.DataFrame]:

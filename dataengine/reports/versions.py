@@ -20,7 +20,7 @@ from dataengine.storage.versions.log import list_log
 
 def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
     """The version table of the dataset ``key`` reads from (adjusted-at-read bars: the raw dataset's)."""
-    return VersionTable.of(root, versioned_key(key).dirname)
+    return VersionTable.of(root, versioned_key(key, root).dirname)
 
 
 def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = None) -> dict[str, Any]:
