@@ -8,6 +8,7 @@ stderr. Exit codes: 0 all done, 1 some symbols failed, 2 usage or configuration 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -154,21 +155,32 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every error to a one-line message and its documented exit code."""
-    if not (sys.argv[1:] if argv is None else argv):
-        argv = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
+    # With --json, stdout gets exactly one JSON object however the command ends: its result, or the error
+    # (a cron job parsing stdout always gets one). Commands print their own; errors are printed here.
+    wants_json = "--json" in (args[: args.index("--")] if "--" in args else args)
     with _signals_stop_like_ctrl_c():
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
-            code = app(args=argv, prog_name="dataengine", standalone_mode=False)
+            code = app(args=args, prog_name="dataengine", standalone_mode=False)
         except DataEngineError as exc:
-            typer.echo(f"Error: {_one_line(str(exc))}", err=True)
+            message = _one_line(str(exc))
+            if wants_json:
+                partial = exc.result.asdict() if hasattr(exc.result, "asdict") else {}
+                typer.echo(json.dumps(dict(partial, error=message, exit_code=exc.exit_code), default=str))
+            typer.echo(f"Error: {message}", err=True)
             return exc.exit_code
         except typer.Exit as exc:
             return exc.exit_code
         except typer.TyperException as exc:  # the CLI parser's own usage errors (Abort: an interrupt, below)
             if isinstance(exc, typer.Abort):
                 return _interrupted(exc.__cause__ or exc.__context__)
-            typer.echo(f"Error: {exc.format_message()}", err=True)
+            message = _one_line(exc.format_message())
+            if wants_json:
+                typer.echo(json.dumps({"error": message, "exit_code": 2}))
+            typer.echo(f"Error: {message}", err=True)
             return 2
         except KeyboardInterrupt as exc:
             return _interrupted(exc)

@@ -9,9 +9,8 @@ import typer
 
 from dataengine.commands.common import Context, command_line, emit, exit_with
 from dataengine.config import url_secrets
-from dataengine.errors import DataEngineError, UsageError
+from dataengine.errors import UsageError
 from dataengine.orchestration.progress import ProgressReporter
-from dataengine.orchestration.result import IngestResult
 
 
 def register(app: typer.Typer) -> None:
@@ -150,12 +149,6 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             result = pipeline.ingest_from_csv(args.path, args.start, args.end, args.timeframe, args.index_name, **options)
         else:
             result = pipeline.ingest_symbols(args.symbols or [], args.start, args.end, args.timeframe, **options)
-    except DataEngineError as exc:
-        if args.json_out:
-            partial: IngestResult | None = exc.result
-            payload = partial.asdict() if partial is not None else {}
-            emit(dict(payload, error=str(exc), exit_code=exc.exit_code), True)
-        raise
     finally:
         if progress is not None:
             progress.close()
