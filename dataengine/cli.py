@@ -22,6 +22,7 @@ import typer
 
 from dataengine import __version__
 from dataengine.commands.common import Context
+from dataengine.commands.global_options import GlobalOptionsAnywhere
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
 
@@ -49,8 +50,10 @@ _human_placeholders()
 
 app = typer.Typer(
     name="dataengine",
+    cls=GlobalOptionsAnywhere,  # --storage-dir, --config, -v, -q, --log-file also after the command
     help="Pull historical US stock bars from Alpaca into a local, exactly-once, Hive-partitioned Parquet store.\n\n"
-    "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute",
+    "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute\n\n"
+    "Global options may come before or after the command: dataengine ingest AAPL --storage-dir ~/bars",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -76,7 +79,7 @@ def _global_options(
     log_file: Annotated[Path | None, typer.Option("--log-file", metavar="PATH", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    """Global options come before the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
+    """Global options, before or after the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
     ctx.obj = Context(config=config, storage_dir=storage_dir, verbose=verbose, quiet=quiet, log_file=log_file)
     _setup_logging(ctx.obj, verbose, quiet, log_file)
 

@@ -308,9 +308,14 @@ def check_url(url: str, where: str) -> str:
     return text
 
 
+def mask_url(text: str) -> str:
+    """Credentials inside a URL (``scheme://user:pass@host``) masked, even in a URL that does not parse."""
+    return re.sub(r"//[^/]*@", "//***@", text)
+
+
 def _masked(text: str, limit: int = 80) -> str:
-    """A URL as an error may show it: credentials masked even when it does not parse, cut short."""
-    text = re.sub(r"//[^/]*@", "//***@", text)
+    """A URL as an error may show it: credentials masked, cut short."""
+    text = mask_url(text)
     return text if len(text) <= limit else text[:limit] + "..."
 
 

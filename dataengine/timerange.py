@@ -53,6 +53,15 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
     return moment.astimezone(timezone.utc)
 
 
+def days_back(days: int, end: str | date | datetime | None = None, *, now: datetime | None = None) -> date:
+    """The first of the last ``days`` New York calendar days up to ``end`` (default today), both included:
+    ``days_back(1)`` is today, ``days_back(5)`` four days before it."""
+    if days < 1:
+        raise UsageError(f"--days must be 1 or more, got {days}")
+    last = parse_bound(end, is_end=True, name="end") if end is not None else (now or datetime.now(timezone.utc))
+    return last.astimezone(NEW_YORK).date() - timedelta(days=days - 1)
+
+
 @dataclass(frozen=True)
 class TimeRange:
     """An inclusive ``[start, end]`` range of UTC instants plus what was adjusted on the way."""

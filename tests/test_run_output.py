@@ -96,10 +96,22 @@ def test_failed_symbol_gets_its_own_line_and_the_ledger_records_it(alpaca, capsy
     assert record.failed == {"BADX": "HTTP 400: invalid symbol: BADX"} and record.successful == ["AAPL"]
     assert record.rows_written == json.loads(out)["rows_written"] > 0
     assert record.requests == len(alpaca.all_requests) and record.ended and record.started < record.ended
-    assert record.command == ["dataengine", "ingest", "AAPL", "BADX", "--start", "2024-01-02", "--end", "2024-01-31",
-                              "--timeframe", "day", "--json"]
+    assert record.command == ["dataengine", "ingest", "AAPL", "BADX", "-t", "day", "--start", "2024-01-02", "--end",
+                              "2024-01-31", "--json"]
     text = (tmp_path / "store" / "metadata" / "runs.jsonl").read_text()
     assert "test-secret" not in text and "test-key" not in text
+
+
+def test_the_ledger_records_the_command_as_typed_with_secrets_masked(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Options equal to their defaults (--feed sip, --lag 1) and global options after the command are kept,
+    in the order and spelling typed; the API keys never reach the ledger."""
+    listing = tmp_path / "test-secret.txt"  # a name that happens to hold the secret key
+    listing.write_text("AAPL\n")
+    argv = ["ingest-csv", str(listing), "-t", "day", "--feed", "sip", "--lag", "1", *ONE_MONTH,
+            "--storage-dir", str(tmp_path / "store"), "-q"]
+    assert main(argv) == 0
+    (record,) = RunLedger(tmp_path / "store").last(5)
+    assert record.command == ["dataengine", "ingest-csv", str(tmp_path / "***.txt"), *argv[2:]]
 
 
 def test_quiet_prints_only_the_summary(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]

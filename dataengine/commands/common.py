@@ -42,30 +42,31 @@ class Context:
 
 
 def command_line(ctx: typer.Context) -> list[str]:
-    """The command as parsed (global options, command, its arguments and options), for the run ledger.
+    """The command line as typed, for the run ledger: ``dataengine`` and its arguments in their order and
+    spelling (``-t day`` stays ``-t day``; options equal to their defaults stay), credentials inside a URL
+    masked (``http://***@host``). The API keys are masked where the ledger is written."""
+    from dataengine.commands.global_options import argv_as_typed
+    from dataengine.config import mask_url
 
-    Rebuilt from the parsed parameters, so it is the same whether the CLI was started from a shell or via
-    ``main(argv)``; only options that differ from their defaults appear. No option takes a secret today;
-    the ledger masks any that would.
-    """
-    parts = ["dataengine"]
-    chain = [c for c in (ctx.parent, ctx) if c is not None and c.command is not None]
-    for c in chain:
-        if c is ctx:
-            parts.append(ctx.info_name or "")
-        for param in c.command.params:
-            value = c.params.get(param.name or "")
-            if param.name == "version" or value is None or value is False or value == param.default or value == []:
-                continue
-            if param.param_type_name == "argument":
-                parts += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-            elif getattr(param, "count", False):
-                parts += [param.opts[0]] * int(value)
-            elif value is True:
-                parts.append(param.opts[0])
-            else:
-                parts += [param.opts[0], str(value)]
-    return parts
+    argv = argv_as_typed(ctx)
+    if argv is None:  # the command was invoked some other way (a test calling it directly): as Python saw it
+        argv = sys.argv[1:]
+    return ["dataengine", *(mask_url(arg) if "@" in arg else arg for arg in argv)]
+
+
+def first_day(start: str | None, since: str | None, days: int | None, end: str | None) -> str | None:
+    """Where an ingest starts, from ``--start``, its other name ``--since``, or ``--days N`` (the last N New York
+    days up to today, or up to ``--end``, both included); a :class:`UsageError` when more than one is given."""
+    from dataengine.errors import UsageError
+    from dataengine.timerange import days_back
+
+    given = [name for name, value in (("--start", start), ("--since", since), ("--days", days)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} both say where the range starts: give one "
+                         "(--since is another name for --start; --days N is the last N days up to --end or today)")
+    if days is not None:
+        return days_back(days, end).isoformat()
+    return start if start is not None else since
 
 
 def emit(payload: Any, as_json: bool) -> None:

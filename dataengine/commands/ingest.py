@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dataengine.commands.common import Context, command_line, emit, exit_with
+from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
 from dataengine.config import url_secrets
 from dataengine.errors import UsageError
 from dataengine.orchestration.progress import ProgressReporter
@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
 
 
 Start = Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: default_start (2016-01-01).")]
+Since = Annotated[str | None, typer.Option("--since", metavar="DATE", help="Another name for --start.", show_default=False)]
+Days = Annotated[int | None, typer.Option("--days", metavar="N", min=1, help="The last N New York days up to today (or --end), today included: --days 5. Not with --start.", show_default=False)]
 End = Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
 Feed = Annotated[str, typer.Option("--feed", metavar="FEED", help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
@@ -49,13 +51,16 @@ def ingest(
     lag: Lag = 1,
     dry_run: DryRun = False,
     asof: Asof = None,
+    since: Since = None,
+    days: Days = None,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once.
 
-    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --dry-run
+    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --days 5 · dataengine ingest NVDA --dry-run
 
     Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
     """
+    start = first_day(start, since, days, end)
     args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
@@ -78,6 +83,8 @@ def ingest_csv(
     lag: Lag = 1,
     dry_run: DryRun = False,
     asof: Asof = None,
+    since: Since = None,
+    days: Days = None,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file.
 
@@ -85,6 +92,7 @@ def ingest_csv(
 
     Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
     """
+    start = first_day(start, since, days, end)
     args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
