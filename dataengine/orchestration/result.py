@@ -25,7 +25,7 @@ class IngestResult:
     end: str = ""
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
-    no_data: list[str] = field(default_factory=list)  # fetched fine, but the source has no bar of them at all
+    no_data: list[str] = field(default_factory=list)  # finished fine, but no bar of them is stored at all
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
     asof: str | None = None  # the symbol-mapping date the bars were fetched with
     signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
@@ -42,8 +42,9 @@ class IngestResult:
 
     @property
     def nothing_found(self) -> bool:
-        """Every symbol fetched came back without a single bar: most likely a wrong list, so cron should hear."""
-        return bool(self.no_data) and len(self.no_data) >= self.symbols_fetched
+        """No symbol that finished has a single bar stored: most likely a wrong list, so cron should hear (on
+        every run, not only the first)."""
+        return bool(self.no_data) and len(self.no_data) >= len(self.successful)
 
     @property
     def exit_code(self) -> int:
@@ -56,7 +57,7 @@ class IngestResult:
         if not self.no_data:
             return None
         shown = ", ".join(self.no_data[:8]) + (f" and {len(self.no_data) - 8} more" if len(self.no_data) > 8 else "")
-        return (f"{len(self.no_data)} symbol(s) returned no data at all: {shown} "
+        return (f"{len(self.no_data)} symbol(s) with no data at all (none returned, none stored): {shown} "
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
 
     def asdict(self) -> dict[str, Any]:

@@ -199,10 +199,11 @@ class IngestRun:
         r.elapsed_s = round(elapsed, 3)
 
     def no_data(self) -> list[str]:
-        """Symbols fetched without error that the source had no bar for and the dataset holds none of: a typo
-        (APPL) or a ticker the feed does not know. One with bars stored outside the range is not among them."""
-        fetched = {s for s, spans in self.plan.todo.items() if spans}
-        silent = sorted(s for s in self.successful if s in fetched and s not in self.with_bars)
+        """Symbols that finished without error of which the dataset holds no bar at all, whether fetched this
+        run or already up to date: a typo (APPL) or a ticker the feed does not know. Named on every run until a
+        bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
+        outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
+        silent = sorted(s for s in self.successful if s not in self.with_bars)
         if not silent:
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
