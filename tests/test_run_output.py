@@ -205,6 +205,27 @@ def _final_line(stderr: str) -> str:
     return [line for line in stderr.splitlines() if "] finished:" in line or "] interrupted:" in line][-1]
 
 
+def test_the_elapsed_time_covers_the_corporate_actions_step(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A slow corporate-actions answer (1.5 s) is part of the run: the JSON, the summary, the last progress
+    line and the ledger all count it."""
+    from dataengine.orchestration.progress import clock
+
+    alpaca.hang_s = 1.5
+    alpaca.inject("hang", endpoint="actions")
+    code = main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--json"])
+    out, err = capsys.readouterr()
+    elapsed = json.loads(out)["elapsed_s"]
+    assert code == 0 and elapsed >= 1.5
+    assert _final_line(err).endswith(f"elapsed {clock(elapsed)} | run {json.loads(out)['run_id']}")
+    (record,) = RunLedger(tmp_path / "store").all()
+    assert record.elapsed_s >= 1.5
+    alpaca.inject("hang", endpoint="actions")
+    code = main(["ingest", "AAPL", "-t", "day", *ONE_MONTH])
+    out, _ = capsys.readouterr()
+    seconds = float(out.split(" in ", 1)[1].split("s ", 1)[0])
+    assert code == 0 and seconds >= 1.5
+
+
 def _numbers(line: str) -> tuple[int, int, int, int, int]:
     import re
 

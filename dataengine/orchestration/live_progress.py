@@ -111,7 +111,7 @@ class LiveProgress(TrackingProgress):
             r = self.final
             ok, failed = len(r.successful), len(r.failed)
             fraction, eta = (fraction if r.interrupted else 1.0), None
-            bars = r.rows_written
+            bars, elapsed = r.rows_written, r.elapsed_s  # the whole run's time, as the summary says
             counters = {"requests": r.requests, "retries": r.retries, "throttled": r.throttled}
         # Fit the terminal (80 columns and up): cells never wrap; what does not fit is cut from the end of a
         # line, so each line leads with what matters most (the ETA first).

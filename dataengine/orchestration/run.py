@@ -68,10 +68,13 @@ class IngestRun:
         run_id: str = "",
         failed_before: dict[str, str] | None = None,
         sources: Sequence[BarSource] = (),
+        started: float | None = None,
     ) -> None:
         """``failed_before``: symbols a step before the bars failed (their corporate actions), failed in the
         result whatever their bars do; ``sources``: sources made for such a step, counted and closed with
-        the workers'."""
+        the workers'; ``started``: when the run began (``time.monotonic()``), if steps came before the bars:
+        the result's ``elapsed_s`` covers the whole run."""
+        self.started = started
         self.request = request
         self.plan = plan
         self.storage = storage
@@ -105,7 +108,7 @@ class IngestRun:
 
     def execute(self) -> IngestResult:
         """Fetch every unit on the pool; return the result, or raise the fatal error with ``.result`` set."""
-        started = time.monotonic()
+        started = self.started if self.started is not None else time.monotonic()
         plan = self.plan
         units = plan.units
         for unit in units:
