@@ -72,7 +72,25 @@ class TimeRange:
 
     def __post_init__(self) -> None:
         if self.start > self.end:
-            raise UsageError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
+            raise UsageError(f"start {ny_text(self.start)} is after end {ny_text(self.end)} (New York)")
+
+
+def as_typed(value: str | date | datetime) -> str:
+    """A bound as the user gave it (``2024-01-31``, ``2024-01-31T10:00``), for messages: never the UTC instant
+    it became."""
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value).strip()
+
+
+def ny_text(moment: datetime) -> str:
+    """An instant as a New York date, or date and time when it is not midnight (``2024-01-31 10:00``)."""
+    local = moment.astimezone(NEW_YORK)
+    return local.strftime("%Y-%m-%d") if local.time() == time(0) else local.strftime("%Y-%m-%d %H:%M")
+
+
+def check_order(start: str | date | datetime, end: str | date | datetime, start_utc: datetime, end_utc: datetime) -> None:
+    """:class:`UsageError` naming both bounds as typed when ``start`` comes after ``end``."""
+    if start_utc > end_utc:
+        raise UsageError(f"start {as_typed(start)} is after end {as_typed(end)}")
 
 
 def resolve_range(
@@ -101,9 +119,13 @@ def resolve_range(
             "15 minutes to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
         )
     if start_utc > end_utc:
-        raise UsageError(
-            f"start {start_utc.astimezone(NEW_YORK).date()} is after end {end_utc.astimezone(NEW_YORK).date()}"
-        )
+        first = as_typed(start if start is not None else DEFAULT_START)
+        if end is not None:  # the end as given, not as pulled back to now
+            check_order(first, end, start_utc, parse_bound(end, is_end=True, name="end"))
+        if start_utc > now:
+            raise UsageError(f"start {first} is in the future (now: {ny_text(now)} New York)")
+        raise UsageError(f"start {first} is after the end of the range, {ny_text(end_utc)} New York: SIP bars of "
+                         f"the last {sip_delay_minutes} minutes are not asked for (sip_delay_minutes)")
     return TimeRange(start_utc, end_utc, tuple(notes))
 
 

@@ -74,7 +74,12 @@ def test_feed_mismatch_exit_2_names_both(alpaca, capsys) -> None:  # type: ignor
 
 BAD_INPUTS = [
     (["ingest", "AAPL", "--start", "2024-13-01"], "start '2024-13-01' is not a valid date"),
-    (["ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "is after end"),
+    (["ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "start 2024-02-01 is after end 2024-01-01"),
+    (["ingest", "AAPL", "--start", "2024-01-31T10:00", "--end", "2024-01-31T09:00"],
+     "start 2024-01-31T10:00 is after end 2024-01-31T09:00"),
+    (["ingest", "AAPL", "--start", "2099-01-02"], "start 2099-01-02 is in the future (now: "),
+    (["ingest", "AAPL", "--start", "2099-01-02", "--end", "2099-02-01"], "start 2099-01-02 is in the future"),
+    (["gaps", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "start 2024-02-01 is after end 2024-01-01"),
     (["ingest", "AAPL", "--timeframe", "2day"], "Alpaca has no 2Day bars"),
     (["ingest", "AAPL", "--timeframe", "5m"], "unknown timeframe '5m'"),
     (["ingest", "AAPL", "--asof", "2024-13-01"], "--asof '2024-13-01' is not a date"),
@@ -164,6 +169,7 @@ def test_json_of_a_fatal_run_carries_the_partial_result(alpaca, capsys, monkeypa
 def test_dry_run_prints_the_plan(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "--dry-run")
     assert code == 0 and out.startswith("dry run: 2 of 2 symbol(s) to fetch") and alpaca.requests == []
+    assert "  AAPL: 2024-01-02..2024-01-31\n" in out  # New York days, not the UTC instants they became
 
 
 # -- options where people put them (issue 21 item 7) -----------------------------------------------------------

@@ -10,7 +10,7 @@ import typer
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.timerange import parse_bound
+from dataengine.timerange import check_order, parse_bound
 
 if TYPE_CHECKING:
     from dataengine.reports.gaps import SymbolGaps
@@ -42,6 +42,8 @@ def gaps(
     key = DatasetKey.of(timeframe, adjustment)
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
+    if start and end and first is not None and last is not None:
+        check_order(start, end, first, last)
     wanted = clean_symbols(symbols) if symbols else None
     # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
     from dataengine.reports.gaps import find_gaps, repair_gaps

@@ -175,13 +175,26 @@ def _format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
         f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars; "
-        f"{plan['symbols_up_to_date']} already up to date"
+        f"{plan['symbols_up_to_date']} already up to date (ranges in New York time)"
     ]
     todo = [(s, spans) for s, spans in plan["todo"].items() if spans]
     for symbol, spans in todo[:20]:
-        lines.append(f"  {symbol}: " + ", ".join(f"{a[:19]}..{b[:19]}" for a, b in spans))
+        lines.append(f"  {symbol}: " + ", ".join(_span(a, b) for a, b in spans))
     if len(todo) > 20:
         lines.append(f"  ... and {len(todo) - 20} more")
     return "\n".join(lines)
 
 
+
+
+def _span(start: str, end: str) -> str:
+    """A planned range (UTC instants) in New York days, with a time only where it is not a whole day."""
+    from datetime import datetime, timedelta
+
+    from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_text
+
+    last = datetime.fromisoformat(end)
+    after = last + ONE_MICROSECOND
+    whole_day = len(ny_text(after)) == 10  # ends at a New York midnight: its last day is the one before
+    last_text = (after.astimezone(NEW_YORK).date() - timedelta(days=1)).isoformat() if whole_day else ny_text(last)
+    return f"{ny_text(datetime.fromisoformat(start))}..{last_text}"
