@@ -113,11 +113,14 @@ def resolve_range(
         end_utc = now
     delay = timedelta(minutes=sip_delay_minutes)
     if feed in ("sip", "delayed_sip") and delay and end_utc > now - delay:
-        end_utc = now - delay
-        notes.append(
-            f"end pulled back to {end_utc.strftime('%Y-%m-%d %H:%M')} UTC: Alpaca refuses SIP data from the last "
-            "15 minutes to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
-        )
+        from dataengine.calendar import extended_hours_between  # the calendar imports this module
+
+        cut, end_utc = end_utc, now - delay
+        if extended_hours_between(end_utc, cut):  # said only when it cut bars away (not on a Sunday, overnight)
+            notes.append(
+                f"end pulled back to {ny_text(end_utc)} New York: Alpaca refuses SIP data from the last 15 minutes "
+                "to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
+            )
     if start_utc > end_utc:
         first = as_typed(start if start is not None else DEFAULT_START)
         if end is not None:  # the end as given, not as pulled back to now
