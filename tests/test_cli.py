@@ -242,3 +242,18 @@ def test_since_days_and_start_together_are_exit_2(alpaca, capsys, tmp_path: Path
         code, _, err = run(capsys, *command, *argv)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not alpaca.all_requests and not store(tmp_path).exists()
+
+
+# -- one rule for reading commands (issue 21 item 9) ------------------------------------------------------------
+
+READERS = [["status"], ["status", "AAPL"], ["query", "select 1"], ["gaps"], ["gaps", "AAPL", "--repair"], ["verify"],
+           ["actions"], ["index", "list"], ["index", "show", "sp500"]]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_every_reading_command_on_a_missing_store_is_exit_2_no_store(alpaca, capsys, tmp_path: Path, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "nowhere"
+    code, out, err = run(capsys, "--storage-dir", str(missing), *argv)
+    assert (code, out) == (2, "")
+    assert err == f"Error: no store at {missing} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)\n"
+    assert not missing.exists() and not alpaca.all_requests

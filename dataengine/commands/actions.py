@@ -33,7 +33,6 @@ def actions(
     from dataengine.corporate_actions import ActionStore, describe, parse_types
     from dataengine.errors import UsageError
     from dataengine.loaders.symbol_loader import clean_symbols
-    from dataengine.storage.store_root import check_readable_root
 
     wanted = sorted(clean_symbols(symbols, source="symbols")) if symbols else None
     kinds = parse_types(types)
@@ -53,7 +52,7 @@ def actions(
             typer.echo(f"corporate actions: {result.actions_new} new or changed, {result.requests} request(s)", err=True)
             for symbol, reason in result.failed.items():
                 typer.echo(f"  failed {symbol}: {reason}", err=True)
-    root = check_readable_root(ctx.obj.store(settings))
+    root = ctx.obj.existing_store(settings)
     rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last)
     if json_out:
         payload: dict[str, object] = {"actions": rows.drop("raw").to_dicts(), "count": rows.height}

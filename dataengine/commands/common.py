@@ -40,6 +40,13 @@ class Context:
         settings = settings or self.settings()
         return open_store(settings.storage_dir, create=settings.storage_dir_is_default)
 
+    def existing_store(self, settings: Settings | None = None) -> StorePath:
+        """The store a reading command reads: one that exists, else ``no store at ...`` (exit 2). One rule for
+        every reading command (status, query, gaps, verify, actions, index list/show, show)."""
+        from dataengine.storage.store_root import check_readable_root
+
+        return check_readable_root(self.store(settings))
+
 
 def command_line(ctx: typer.Context) -> list[str]:
     """The command line as typed, for the run ledger: ``dataengine`` and its arguments in their order and

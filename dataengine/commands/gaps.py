@@ -53,7 +53,9 @@ def gaps(
     repaired = None
     if not repair:
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start)
+        ctx.obj.existing_store(settings)  # a missing store is no store, not a store without gaps (exit 2)
     else:
+        root = ctx.obj.existing_store(settings)
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
         from dataengine.orchestration.progress import choose_reporter
 

@@ -28,7 +28,7 @@ def status(
     """
     from dataengine.reports.status import store_status, symbol_status  # Polars: imported when the command runs
 
-    root = ctx.obj.store()
+    root = ctx.obj.existing_store()
     report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)
     if json_out:
         typer.echo(json.dumps(report, default=str))

@@ -38,10 +38,9 @@ def verify_command(
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
     from dataengine.storage import layout
-    from dataengine.storage.store_root import check_readable_root
 
     settings = ctx.obj.settings()
-    root = check_readable_root(ctx.obj.store(settings))
+    root = ctx.obj.existing_store(settings)
     wanted = clean_symbols(symbols, source="symbols") if symbols else None
     datasets = None
     if timeframe is not None:
