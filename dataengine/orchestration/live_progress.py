@@ -114,7 +114,7 @@ class LiveProgress(TrackingProgress):
             bars, elapsed = r.rows_written, r.elapsed_s  # the whole run's time, as the summary says
             counters = {"requests": r.requests, "retries": r.retries, "throttled": r.throttled}
         # Fit the terminal (80 columns and up): cells never wrap; what does not fit is cut from the end of a
-        # line, so each line leads with what matters most (the ETA first).
+        # line, so each line leads with what matters most (the ETA, elapsed time and failures first).
         width = self.console.width
         bar_width = max(10, min(BAR_WIDTH, width // 4))
         grid = Table.grid(padding=(0, 1), expand=False)
@@ -128,7 +128,8 @@ class LiveProgress(TrackingProgress):
             lead = f"ETA {clock(eta) if eta is not None else '--:--:--'}"
         grid.add_row(
             Text("overall", style="bold"), _bar(fraction, bar_width), f"{fraction:.0%}",
-            Text(f"{lead} · {ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)}",
+            # elapsed and failed lead: at 80 columns the end of the line is what is cut
+            Text(f"{lead} · elapsed {clock(elapsed)} · {failed} failed · {ok + failed}/{total} symbols · {ok} ok",
                  style="bold"),
         )
         grid.add_row(
@@ -147,7 +148,7 @@ class LiveProgress(TrackingProgress):
         if not w.busy:
             return "", "", Text("idle", style="dim")
         fraction = w.unit_fraction()
-        doing = f"{w.label} · {w.bars:,} bars · {w.pages} pages"
+        doing = f"{w.label} · {w.bars:,} bars · {w.pages} page{'' if w.pages == 1 else 's'}"
         if w.wait_until > now:
             waiting = f"waiting {w.wait_until - now:.1f}s: {w.wait_reason} · {doing}"
             return _bar(fraction, bar_width), f"{fraction:.0%}", Text(waiting, style="yellow")
