@@ -257,3 +257,39 @@ def test_every_reading_command_on_a_missing_store_is_exit_2_no_store(alpaca, cap
     assert (code, out) == (2, "")
     assert err == f"Error: no store at {missing} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)\n"
     assert not missing.exists() and not alpaca.all_requests
+
+
+# -- shell completion of option values (issue 21 item 9) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("dataengine ing", ["ingest", "ingest-csv"]),
+        ("dataengine ingest AAPL --feed ", ["sip", "iex", "otc", "boats", "delayed_sip"]),
+        ("dataengine ingest AAPL --timeframe m", ["minute", "month"]),
+        ("dataengine ingest AAPL -t 10", ["10min", "10hour"]),
+        ("dataengine ingest AAPL --adjustment s", ["split", "spin-off"]),
+        ("dataengine gaps --adjustment split,", ["split,dividend", "split,spin-off"]),
+        ("dataengine ingest-csv sp", ["sp500-2025.csv"]),
+        ("dataengine ingest-csv mine/", ["mine/nasdaq.txt", "mine/picks.csv"]),
+        ("dataengine verify -t d", ["day"]),
+        ("dataengine actions --type sp", ["split", "spin_off"]),
+        ("dataengine ingest AAPL --storage-dir x -t we", ["week"]),  # after a global option moved to the front
+    ],
+)
+def test_tab_completes_option_values_and_bundled_lists(capsys, monkeypatch, tmp_path: Path, line: str, expected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """As bash asks (the script --install-completion installs): COMP_WORDS and COMP_CWORD in the environment."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    for name in ("picks.csv", "nasdaq.txt", "notes.md"):
+        (tmp_path / "mine" / name).write_text("AAPL\n")
+    words = line.split()
+    monkeypatch.setenv("_DATAENGINE_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", line)
+    monkeypatch.setenv("COMP_CWORD", str(len(words) if line.endswith(" ") else len(words) - 1))
+    from dataengine.cli import main
+
+    with pytest.raises(SystemExit):
+        main(words[1:] or ["--help"])
+    assert sorted(capsys.readouterr().out.split()) == sorted(expected)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with
 
 
@@ -18,7 +19,7 @@ def register(app: typer.Typer) -> None:
 def actions(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols (default: every symbol with stored actions).", show_default=False)] = None,
-    types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
+    types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", autocompletion=completion.action_types, help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="From this ex-date (YYYY-MM-DD; the process date for types without one); with --update, the first process date to fetch (default: default_start).")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Up to this ex-date, inclusive (YYYY-MM-DD).")] = None,
     update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every stored symbol) from Alpaca, without fetching bars.")] = False,

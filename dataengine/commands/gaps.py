@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -23,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def gaps(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
-    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
+    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar.")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
 from dataengine.config import url_secrets
 from dataengine.errors import UsageError
@@ -22,9 +23,9 @@ Start = Annotated[str | None, typer.Option("--start", metavar="DATE", help="Firs
 Since = Annotated[str | None, typer.Option("--since", metavar="DATE", help="Another name for --start.", show_default=False)]
 Days = Annotated[int | None, typer.Option("--days", metavar="N", min=1, help="The last N New York days up to today (or --end), today included: --days 5. Not with --start.", show_default=False)]
 End = Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
-TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
-Feed = Annotated[str, typer.Option("--feed", metavar="FEED", help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
-AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
+Feed = Annotated[str, typer.Option("--feed", metavar="FEED", autocompletion=completion.feeds, help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
+AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
 Asof = Annotated[str | None, typer.Option("--asof", metavar="DATE", help="Map renamed symbols as of this day (YYYY-MM-DD), or '-' for no mapping. Default: the day the dataset was created, kept for every later run.")]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", metavar="N", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
@@ -68,7 +69,7 @@ def ingest(
 
 def ingest_csv(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(metavar="FILE", help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="FILE", autocompletion=completion.symbol_files, help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
     index_name: Annotated[str | None, typer.Option("--index-name", metavar="NAME", help="Also record the list as this index's membership from today.")] = None,
     start: Start = None,
     end: End = None,
