@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -302,3 +303,42 @@ def test_workers_beyond_what_helps_are_capped_with_a_note(alpaca, capsys) -> Non
     assert main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--workers", "500"]) == 0
     err = capsys.readouterr().err
     assert "500 workers asked for, 64 used" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux, a terminal that re-wraps lines on resize")
+def test_narrowing_the_terminal_leaves_no_torn_lines_above_the_live_display(tmp_path: Path) -> None:
+    """A run drawn at 130 columns, the window narrowed to 80: tmux re-wraps the lines of the last frame, and
+    every row of them must be redrawn or erased, none left above the display."""
+    from tests.alpaca_server import FakeAlpaca
+
+    socket = tmp_path / "tmux.sock"
+    tmux = ["tmux", "-S", str(socket)]
+
+    def screen() -> list[str]:
+        shown = subprocess.run([*tmux, "capture-pane", "-p", "-t", "run"], capture_output=True, text=True, check=True)
+        return [line.rstrip() for line in shown.stdout.splitlines() if line.strip()]
+
+    with FakeAlpaca(latency_s=0.3) as server:
+        env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "TERM": "xterm-256color", "LANG": "C.UTF-8",
+               "APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret", "APCA_API_DATA_URL": server.url}
+        command = " ".join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "dataengine",
+                            "--storage-dir", str(tmp_path / "store"), "ingest", "AAPL", "MSFT", "NVDA", "AMD", "TSLA",
+                            "META", "--start", "2024-01-01", "--end", "2024-12-31", "-w", "4", "; sleep 60"])
+        subprocess.run([*tmux, "new-session", "-d", "-s", "run", "-x", "130", "-y", "40", command], check=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(line.startswith("worker-") and "bars" in line for line in screen()):
+                assert time.monotonic() < deadline, screen()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            subprocess.run([*tmux, "resize-window", "-t", "run", "-x", "80", "-y", "40"], check=True)
+            time.sleep(1.0)  # five redraws
+            lines = screen()
+        finally:
+            subprocess.run([*tmux, "kill-server"], check=False)
+    ours = ("dataengine ingest ·", "overall ", "worker-", "6 symbol(s)", "  store: ")
+    torn = [line for line in lines if not line.startswith(ours) and not re.match(r"^ +\d+× 429 · ", line)]
+    assert not torn, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert sum(line.startswith("overall ") for line in lines) == 1
