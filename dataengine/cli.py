@@ -144,9 +144,9 @@ def _setup_logging(state: Context, verbose: int, quiet: bool, log_file: Path | N
 
 def _register_commands() -> None:
     # each command module registers itself: dataengine/commands/<name>.py has register(app)
-    from dataengine.commands import actions, gaps, index, ingest, query, status, verify
+    from dataengine.commands import actions, doctor, gaps, index, ingest, lists, query, show, status, verify
 
-    for module in (ingest, query, status, index, gaps, verify, actions):
+    for module in (ingest, query, show, status, index, gaps, verify, actions, lists, doctor):
         module.register(app)
 
 

@@ -247,7 +247,7 @@ def test_since_days_and_start_together_are_exit_2(alpaca, capsys, tmp_path: Path
 # -- one rule for reading commands (issue 21 item 9) ------------------------------------------------------------
 
 READERS = [["status"], ["status", "AAPL"], ["query", "select 1"], ["gaps"], ["gaps", "AAPL", "--repair"], ["verify"],
-           ["actions"], ["index", "list"], ["index", "show", "sp500"]]
+           ["actions"], ["index", "list"], ["index", "show", "sp500"], ["show", "AAPL"]]
 
 
 @pytest.mark.parametrize("argv", READERS, ids=" ".join)

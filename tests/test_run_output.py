@@ -277,7 +277,7 @@ def test_wrong_keys_failures_agree(alpaca, dataengine, monkeypatch) -> None:  # 
 
 def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(capsys) -> None:  # type: ignore[no-untyped-def]
     commands = [["ingest"], ["ingest-csv"], ["status"], ["query"], ["gaps"], ["verify"],
-                ["index", "add"], ["index", "show"], ["index", "list"]]
+                ["index", "add"], ["index", "show"], ["index", "list"], ["show"], ["lists"], ["doctor"], ["actions"]]
     for command in commands:
         for flag in ("--help", "-h"):
             assert main([*command, flag]) == 0

@@ -15,6 +15,8 @@ import typer
 from dataengine.config import Settings
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from dataengine.storage.store import StorePath
 
 
@@ -74,6 +76,24 @@ def first_day(start: str | None, since: str | None, days: int | None, end: str |
     if days is not None:
         return days_back(days, end).isoformat()
     return start if start is not None else since
+
+
+def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[str, ...] = ()) -> None:
+    """A frame as a Rich table on stdout (``query``, ``show``): every value printed as itself, never as Rich
+    markup; piped, lines are not wrapped to an assumed 80 columns. ``right``: columns aligned right."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=4096)
+    table = Table(show_edge=False)
+    for name in frame.columns:
+        table.add_column(Text(name), justify="right" if name in right else "left")
+    for row in (frame.head(limit) if limit is not None else frame).iter_rows():
+        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
+    console.print(table)
 
 
 def emit(payload: Any, as_json: bool) -> None:

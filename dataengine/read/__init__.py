@@ -1,7 +1,7 @@
 """Reading a store: Polars frames (:mod:`.bars`), SQL through DuckDB views (:mod:`.views`, :mod:`.sql`), the
 store a read happens in (:mod:`.root`). Nothing here writes to the store."""
 
-from dataengine.read.bars import adjust, partition_paths, read_bars, scan_bars
+from dataengine.read.bars import adjust, datasets_holding, latest_bars, partition_paths, read_bars, scan_bars
 from dataengine.read.root import dataset_path, store_root
 from dataengine.read.sql import check_read_only, connect, error_message, query
 
@@ -10,7 +10,9 @@ __all__ = [
     "check_read_only",
     "connect",
     "dataset_path",
+    "datasets_holding",
     "error_message",
+    "latest_bars",
     "partition_paths",
     "query",
     "read_bars",

@@ -127,6 +127,50 @@ def scan_bars(
     return frame.select(list(schema))
 
 
+def latest_bars(
+    symbol: str,
+    last: int = 10,
+    timeframe: str | Timeframe = "day",
+    storage_dir: str | StorePath | None = None,
+    *,
+    adjustment: str = "raw",
+) -> pl.DataFrame:
+    """The ``last`` most recent bars of one symbol, oldest first (what ``dataengine show`` prints). Only the
+    newest partitions are opened: their footers say how many bars each holds. A symbol the dataset holds no bar
+    of is a :class:`UsageError` naming the datasets that do hold it."""
+    if last < 1:
+        raise UsageError(f"--last must be 1 or more, got {last}")
+    (wanted,) = clean_symbols([symbol], source="symbol")
+    key = DatasetKey.of(timeframe, adjustment)
+    located = DatasetKey(key.timeframe, "raw") if key.adjustment in LOCAL_ADJUSTMENTS else key
+    root = store_root(storage_dir)
+    base = layout.dataset_dir(root, located)
+    parts = list(layout.iter_partitions(base, wanted)) if base.is_dir() else []
+    if not parts:
+        holding = datasets_holding(wanted, root)
+        raise UsageError(f"no {key.timeframe.label} bars of {wanted} in {root} (datasets holding it: "
+                         f"{', '.join(holding) or 'none'}; fetch with: dataengine ingest {wanted} -t {key.timeframe.name})")
+    rows, first = 0, parts[-1]
+    for part in reversed(parts):
+        first = part
+        try:
+            rows += part.path.store.parquet_metadata(part.path.key).num_rows
+        except Exception:  # noqa: BLE001 - a damaged file: read_bars below names it with the verify hint
+            break
+        if rows >= last:
+            break
+    start = date(first.year, first.month, 1)
+    frame = read_bars(wanted, start, None, key.timeframe, root, adjustment=key.adjustment, missing="raise")
+    return frame.tail(last)
+
+
+def datasets_holding(symbol: str, storage_dir: str | StorePath | None = None) -> list[str]:
+    """The datasets (``equities_1day``, ...) that hold bars of ``symbol``, in name order."""
+    root = store_root(storage_dir)
+    (wanted,) = clean_symbols([symbol], source="symbol")
+    return [n for n in layout.dataset_names(root) if (layout.dataset_dir(root, n) / layout.symbol_dirname(wanted)).is_dir()]
+
+
 # Computed from the raw bars and the stored corporate actions (dataengine.corporate_actions); other kinds
 # (spin-off, combinations) exist only as datasets stored with Alpaca's adjustment.
 LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
@@ -278,4 +322,4 @@ def _sessions(first_year: int, last_year: int) -> pl.DataFrame:
     )
 
 
-__all__ = ["adjust", "partition_paths", "read_bars", "scan_bars"]
+__all__ = ["adjust", "datasets_holding", "latest_bars", "partition_paths", "read_bars", "scan_bars"]
