@@ -289,10 +289,12 @@ def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(
     assert main(["-h"]) == 0 and "--install-completion" in capsys.readouterr().out
 
 
-def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from datetime import datetime, timedelta, timezone
 
-    start = (datetime.now(timezone.utc) - timedelta(days=3)).date().isoformat()
+    # a week's SIP delay always cuts bars away, whatever day the test runs: the note is said
+    monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", str(7 * 24 * 60))
+    start = (datetime.now(timezone.utc) - timedelta(days=20)).date().isoformat()
     assert main(["ingest", "AAPL", "-t", "hour", "--start", start]) == 0
     out, err = capsys.readouterr()
     assert f"store: {tmp_path / 'store'}" in out and "pulled back" not in out
