@@ -88,6 +88,16 @@ def extended_minutes(day: date) -> int:
     return (end.hour - EXTENDED_OPEN.hour) * 60
 
 
+def extended_hours_between(start: datetime, end: datetime) -> bool:
+    """True when the instants ``(start, end]`` reach into some session's extended hours (04:00-20:00 New York,
+    17:00 on early closes): bars may exist there. False on a weekend, a holiday, overnight."""
+    for day in sessions(start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()):
+        opens = datetime.combine(day, EXTENDED_OPEN, NEW_YORK)
+        if opens <= end and start < opens + timedelta(minutes=extended_minutes(day)):
+            return True
+    return False
+
+
 def session_start(day: date) -> datetime:
     """Midnight New York of ``day``, in UTC (where a session's bars begin, daily bars included)."""
     return ny_midnight(day)

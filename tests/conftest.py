@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A developer's keys, settings and stores never leak into a test (nor a test's into them)."""
     for name in list(os.environ):
-        if name.startswith(("APCA_", "DATAENGINE_", "AWS_", "MASSIVE_")):
+        if name.startswith(("APCA_", "DATAENGINE_", "AWS_", "MASSIVE_", "ALPACA_", "POLYGON_")):
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

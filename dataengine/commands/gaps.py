@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.timerange import parse_bound
+from dataengine.timerange import check_order, parse_bound
 
 if TYPE_CHECKING:
     from dataengine.reports.gaps import SymbolGaps
@@ -23,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def gaps(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
-    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
+    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar.")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
@@ -42,12 +43,15 @@ def gaps(
     key = DatasetKey.of(timeframe, adjustment)
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
+    if start and end and first is not None and last is not None:
+        check_order(start, end, first, last)
     wanted = clean_symbols(symbols) if symbols else None
     # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
-    from dataengine.reports.gaps import find_gaps, repair_gaps
+    from dataengine.reports.gaps import find_gaps, repair_gaps, require_gap_timeframe
     from dataengine.storage.parquet_storage import ParquetStorage
 
-    root = ctx.obj.store(settings)
+    require_gap_timeframe(key)  # bad input first, then the store
+    root = ctx.obj.existing_store(settings)  # a missing store is no store, not a store without gaps (exit 2)
     repaired = None
     if not repair:
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands.common import print_table
 from dataengine.errors import UsageError
 from dataengine.storage.atomic import write_atomic
 
@@ -55,7 +56,9 @@ def query(
     frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None,
                          version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment)
     if fmt == "table":
-        _print_table(frame)
+        print_table(frame, TABLE_ROWS)
+        if frame.height > TABLE_ROWS:
+            typer.echo(f"note: showing the first {TABLE_ROWS:,} rows; use --output with csv, json or parquet for all", err=True)
     elif output is None:
         sys.stdout.write(_render(frame, fmt))
         sys.stdout.flush()
@@ -113,22 +116,3 @@ def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:
         write_atomic(output.expanduser(), write)  # a failed write leaves the old file, never half a new one
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-
-
-def _print_table(frame: pl.DataFrame) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=4096)  # piped: no wrapping to an assumed 80 columns
-    table = Table(show_edge=False)
-    for name in frame.columns:
-        table.add_column(Text(name))
-    for row in frame.head(TABLE_ROWS).iter_rows():
-        # Text(), not str: a value like "[red]" must print as itself, not as Rich markup.
-        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
-    console.print(table)
-    if frame.height > TABLE_ROWS:
-        typer.echo(f"note: showing the first {TABLE_ROWS:,} rows; use --output with csv, json or parquet for all", err=True)

@@ -29,7 +29,7 @@ def status(
     from dataengine.reports.status import store_status, symbol_status  # Polars: imported when the command runs
 
     settings = ctx.obj.settings()
-    root = ctx.obj.store(settings)
+    root = ctx.obj.existing_store(settings)
     report = (symbol_status(root, symbol, history_start=settings.default_start, sip_delay_minutes=settings.sip_delay_minutes)
               if symbol else store_status(root, runs=runs))
     if json_out:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
 def verify_command(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: all).", show_default=False)] = None,
-    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", help="Only this bar size's datasets (default: every dataset).")] = None,
+    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="Only this bar size's datasets (default: every dataset).")] = None,
     repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files to metadata/quarantine/ and fetch those months again.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
@@ -38,10 +39,9 @@ def verify_command(
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
     from dataengine.storage import layout
-    from dataengine.storage.store_root import check_readable_root
 
     settings = ctx.obj.settings()
-    root = check_readable_root(ctx.obj.store(settings))
+    root = ctx.obj.existing_store(settings)
     wanted = clean_symbols(symbols, source="symbols") if symbols else None
     datasets = None
     if timeframe is not None:

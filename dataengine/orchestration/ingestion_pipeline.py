@@ -295,6 +295,7 @@ class IngestionPipeline:
         return self.run(request)
 
     def _execute(self, request: IngestRequest, *, new_store: bool, run_id: str = "") -> IngestResult:
+        started = time.monotonic()  # the result's elapsed_s covers every step: corporate actions, plan, bars
         mark_store(self.root)
         notes = [f"new store at {self.root}"] if new_store else []
         self.storage.remove_stale_temp_files()
@@ -309,6 +310,7 @@ class IngestionPipeline:
             actions_source.close()
             if isinstance(exc, DataEngineError):  # keys rejected, Alpaca unreachable: fatal for the run as for bars
                 exc.result = _not_started(request, exc, actions_source, run_id, str(self.root))
+                exc.result.elapsed_s = round(time.monotonic() - started, 3)
                 self.progress.finish(exc.result)
             raise
         stale = stale_adjusted(self.root, request, coverage)
@@ -325,6 +327,7 @@ class IngestionPipeline:
             run_id=run_id,
             failed_before=update.failed,
             sources=[actions_source],
+            started=started,
         )
         run.result.refetched = stale
         run.result.actions_new = update.changed.height

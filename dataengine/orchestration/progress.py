@@ -313,7 +313,7 @@ class PlainProgress(TrackingProgress):
 
     def finish(self, result: IngestResult) -> None:
         self.close()
-        self._line(final_line(result, self.tally.symbols_total, self.tally.elapsed()))
+        self._line(final_line(result, self.tally.symbols_total, result.elapsed_s))  # the summary's time, to agree
 
     def close(self) -> None:
         self._stop.set()

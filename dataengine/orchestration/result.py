@@ -27,8 +27,9 @@ class IngestResult(RunOutcome):
 
     @property
     def nothing_found(self) -> bool:
-        """Every symbol fetched came back without a single bar: most likely a wrong list, so cron should hear."""
-        return bool(self.no_data) and len(self.no_data) >= self.symbols_fetched
+        """No symbol that finished has a single bar stored: most likely a wrong list, so cron should hear (on
+        every run, not only the first)."""
+        return bool(self.no_data) and len(self.no_data) >= len(self.successful)
 
     @property
     def exit_code(self) -> int:
@@ -41,7 +42,7 @@ class IngestResult(RunOutcome):
         if not self.no_data:
             return None
         shown = ", ".join(self.no_data[:8]) + (f" and {len(self.no_data) - 8} more" if len(self.no_data) > 8 else "")
-        return (f"{len(self.no_data)} symbol(s) returned no data at all: {shown} "
+        return (f"{len(self.no_data)} symbol(s) with no data at all (none returned, none stored): {shown} "
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
 
     def asdict(self) -> dict[str, Any]:

@@ -68,10 +68,13 @@ class IngestRun:
         run_id: str = "",
         failed_before: dict[str, str] | None = None,
         sources: Sequence[BarSource] = (),
+        started: float | None = None,
     ) -> None:
         """``failed_before``: symbols a step before the bars failed (their corporate actions), failed in the
         result whatever their bars do; ``sources``: sources made for such a step, counted and closed with
-        the workers'."""
+        the workers'; ``started``: when the run began (``time.monotonic()``), if steps came before the bars:
+        the result's ``elapsed_s`` covers the whole run."""
+        self.started = started
         self.request = request
         self.plan = plan
         self.storage = storage
@@ -105,7 +108,7 @@ class IngestRun:
 
     def execute(self) -> IngestResult:
         """Fetch every unit on the pool; return the result, or raise the fatal error with ``.result`` set."""
-        started = time.monotonic()
+        started = self.started if self.started is not None else time.monotonic()
         plan = self.plan
         units = plan.units
         for unit in units:
@@ -199,10 +202,11 @@ class IngestRun:
         r.elapsed_s = round(elapsed, 3)
 
     def no_data(self) -> list[str]:
-        """Symbols fetched without error that the source had no bar for and the dataset holds none of: a typo
-        (APPL) or a ticker the feed does not know. One with bars stored outside the range is not among them."""
-        fetched = {s for s, spans in self.plan.todo.items() if spans}
-        silent = sorted(s for s in self.successful if s in fetched and s not in self.with_bars)
+        """Symbols that finished without error of which the dataset holds no bar at all, whether fetched this
+        run or already up to date: a typo (APPL) or a ticker the feed does not know. Named on every run until a
+        bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
+        outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
+        silent = sorted(s for s in self.successful if s not in self.with_bars)
         if not silent:
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))

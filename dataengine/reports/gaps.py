@@ -77,6 +77,13 @@ class SymbolGaps:
         ])
 
 
+def require_gap_timeframe(key: DatasetKey) -> Timeframe:
+    """Gaps are sessions without a bar: only bar sizes of a session or less have them (UsageError else)."""
+    if not key.timeframe.intraday and key.timeframe.unit != "Day":
+        raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
+    return key.timeframe
+
+
 def find_gaps(
     storage: ParquetStorage,
     key: DatasetKey,
@@ -95,9 +102,7 @@ def find_gaps(
     ``never_fetched`` (at both ends of the stored bars), so a sample run's symbol whose past was never fetched,
     or a store filled only up to March, is a hole and not a listing date. ``history_start=None`` judges only
     the sessions between the first and last stored bar."""
-    tf = key.timeframe
-    if not tf.intraday and tf.unit != "Day":
-        raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
+    tf = require_gap_timeframe(key)
     wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
     unfetched = never_fetched_sessions(
         storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,

@@ -56,8 +56,9 @@ def refusal(status: int, body: bytes, reset: float | None) -> DataEngineError:
     if status == 403 and _ENTITLEMENT in message.lower():
         return FatalRunError(f"Alpaca refused the request for this subscription (HTTP 403): {message}")
     if status in (401, 403):
+        said = message.rstrip(". ")  # "forbidden." inside the parentheses read "(HTTP 403: forbidden.)"
         return AuthError(
-            f"Alpaca rejected the API keys (HTTP {status}: {message}); check APCA_API_KEY_ID and APCA_API_SECRET_KEY"
+            f"Alpaca rejected the API keys (HTTP {status}: {said}); check APCA_API_KEY_ID and APCA_API_SECRET_KEY"
         )
     match = _INVALID_SYMBOL.search(message)
     if match is None:
