@@ -12,8 +12,10 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from dataengine.errors import UsageError
+from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.read.root import store_root
 from dataengine.read.views import duckdb_message, open_views
+from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -32,19 +34,35 @@ def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | 
     Only ``SELECT`` (with ``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``...) and ``EXPLAIN
     [ANALYZE]`` of a SELECT are accepted; everything else (COPY, ATTACH, CREATE, INSERT, SET, INSTALL,
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
-    caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
+    caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL, and
+    :class:`DamagedPartitionError` (exit 1) naming the file when a partition the query reads is damaged.
     """
-    con = open_views(storage_dir, read_only=True)
+    root = store_root(storage_dir)
+    con = open_views(root, read_only=True)
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         message = duckdb_message(exc)
-        if ".parquet" in message and ("Invalid" in message or "corrupt" in message.lower() or "magic" in message.lower()):
-            message += " (a damaged partition: run 'dataengine verify --repair')"
+        damaged = _damaged_partition(root, message)
+        if damaged is not None:
+            raise damaged from None
         raise UsageError(message) from None
     finally:
         con.close()
+
+
+_PARTITION = re.compile(r"(equities_[^/'\"\s]+/symbol=[^/'\"\s]+/year=\d+/month=\d+/data\.parquet)")
+
+
+def _damaged_partition(root: StorePath, message: str) -> DamagedPartitionError | None:
+    """A query that failed on a partition whose footer cannot be read names it as every reader does (exit 1,
+    ``verify --repair``), instead of DuckDB's (or pyarrow's) message. None for any other failure."""
+    for relpath in dict.fromkeys(_PARTITION.findall(message)):
+        found = layout.first_damaged([root / relpath])
+        if found is not None:
+            return DamagedPartitionError(*found)
+    return None
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.DataFrame:
