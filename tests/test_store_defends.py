@@ -173,7 +173,8 @@ def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(a
     with pytest.raises(DamagedPartitionError, match="verify --repair"):
         read_bars("AAPL", "2024-01-01", "2024-02-28", storage_dir=store)
     code, _, err = run(capsys, "query", "SELECT count(*) FROM bars_1min WHERE symbol = 'AAPL'")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("Error: damaged partition ") and "verify --repair" in err
     code, out, err = ingest(capsys, "AAPL")
     assert code == 1 and "verify --repair" in json.loads(out)["failed"]["AAPL"]
     # repair: files aside, exactly those months again, the store exact

@@ -38,7 +38,13 @@ def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | 
     :class:`DamagedPartitionError` (exit 1) naming the file when a partition the query reads is damaged.
     """
     root = store_root(storage_dir)
-    con = open_views(root, read_only=True)
+    try:
+        con = open_views(root, read_only=True)  # binding a view reads a partition's schema
+    except UsageError as exc:
+        damaged = _damaged_partition(root, str(exc))
+        if damaged is not None:
+            raise damaged from None
+        raise
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
