@@ -9,7 +9,7 @@ import typer
 
 from dataengine.commands.common import Context, command_line, emit, exit_with
 from dataengine.config import url_secrets
-from dataengine.errors import DataEngineError, UsageError
+from dataengine.errors import DataEngineError, UsageError, exit_code_for
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.result import IngestResult
 
@@ -155,6 +155,10 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             partial: IngestResult | None = exc.result
             payload = partial.asdict() if partial is not None else {}
             emit(dict(payload, error=str(exc), exit_code=exc.exit_code), True)
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM) before the bars' workers started: still one object
+        if args.json_out:
+            emit({"interrupted": True, "error": "interrupted", "exit_code": exit_code_for(error=exc)}, True)
         raise
     finally:
         if progress is not None:
