@@ -39,11 +39,15 @@ def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_writte
     alpaca.latency_s = 0.03
     proc = _start()
     _wait_for(lambda: len(alpaca.requests) >= 10)
+    alpaca.latency_s = 2.0  # the requests in flight when Ctrl-C comes are slow: stopping waits for them
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     time.sleep(after_s)
     proc.send_signal(second)
+    started = time.monotonic()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
+    assert "stopping already" in err and time.monotonic() - started < 5  # hurried, not the 10 s grace period
     report = json.loads(out)  # exactly one object: json.loads refuses anything after it
     assert report["interrupted"] is True and report["exit_code"] == 130
     last = RunLedger(backend).last(1)[0]
