@@ -47,11 +47,11 @@ def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_writte
     started = time.monotonic()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
-    assert "stopping already" in err and time.monotonic() - started < 5  # hurried, not the 10 s grace period
     report = json.loads(out)  # exactly one object: json.loads refuses anything after it
     assert report["interrupted"] is True and report["exit_code"] == 130
     last = RunLedger(backend).last(1)[0]
     assert last.exit_code == 130 and last.interrupted and last.run_id == report["run_id"]
+    assert "stopping already" in err and time.monotonic() - started < 5  # hurried, not the 10 s grace period
     assert (RunLock.holder(backend) or {}).get("alive") is not True  # released
 
 
