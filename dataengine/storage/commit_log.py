@@ -175,13 +175,15 @@ class CommitLog:
 
     def tail(self, count: int) -> list[str]:
         """The lines of the last ``count`` commits (a snapshot counts as one); a vanished commit is skipped.
-        For the run ledger, whose records belong to no lineage."""
+        For the run ledger, whose records belong to no lineage; bytes that are not UTF-8 come back as U+FFFD,
+        as from a local file's tail (a record is ASCII JSON: such a line is no record)."""
         lines: list[str] = []
         for commit in self.commits()[-count:] if count > 0 else []:
             try:
-                lines.extend(text for _, text in self._read(commit).entries)
+                entries = self._read(commit).entries
             except FileNotFoundError:
                 continue
+            lines.extend(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for _, text in entries)
         return lines
 
     def _next_seq(self) -> int:
