@@ -156,15 +156,16 @@ _register_commands()
 # -- entry point -------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map every error to a one-line message and its documented exit code."""
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
+    """Run the CLI; map every error to a one-line message and its documented exit code. ``restore_signals``:
+    put the signal handlers back afterwards (False for the process's entry point: they are then ignored)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
     # With --json, stdout gets exactly one JSON object however the command ends: its result, or the error
     # (a cron job parsing stdout always gets one). Commands print their own; errors are printed here.
     wants_json = "--json" in (args[: args.index("--")] if "--" in args else args)
-    with _signals_stop_like_ctrl_c():
+    with _signals_stop_like_ctrl_c(restore=restore_signals):
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
             code = app(args=args, prog_name="dataengine", standalone_mode=False)
@@ -205,24 +206,45 @@ def _interrupted(exc: BaseException | None) -> int:
 
 
 @contextlib.contextmanager
-def _signals_stop_like_ctrl_c() -> Iterator[None]:
+def _signals_stop_like_ctrl_c(*, restore: bool = True) -> Iterator[None]:
     """SIGTERM (systemd, Docker, cron timeouts) and SIGHUP (a closed terminal) stop a run as Ctrl-C does:
-    finish the write in progress, write the ledger line and the JSON, exit 143 / 129."""
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    finish the write in progress, write the ledger line and the JSON, exit 143 / 129.
+
+    Only the first of these signals stops: it raises KeyboardInterrupt (Terminated) in the main thread. Once
+    stopping has begun, any further one (an impatient second Ctrl-C) only hurries the stop (the run waits at
+    most a second more for workers stuck in a request) and never interrupts what a stop still does: the
+    coverage, the ledger line and the one JSON object a cron job parses."""
+    wanted = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from dataengine.orchestration import stopping
 
-    def raise_terminated(signum: int, _frame: object) -> None:
+    stopping.reset()
+    begun: list[int] = []
+
+    def stop_once(signum: int, _frame: object) -> None:
+        if begun:
+            if not stopping.hurried():
+                log.warning("stopping already (%s): finishing the writes in progress, the ledger line and the "
+                            "result; a second signal only hurries it", signal.Signals(signum).name)
+            stopping.hurry()
+            return
+        begun.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
-    previous = {sig: signal.signal(sig, raise_terminated) for sig in wanted}
+    previous = {sig: signal.signal(sig, stop_once) for sig in wanted}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if restore else signal.SIG_IGN)
 
 
 def run() -> None:
-    sys.exit(main())
+    # The process ends with the command: once it is done (its result and ledger line are out) a signal while
+    # the interpreter winds down (joining threads, closing connections) must not turn its exit status into a
+    # death by that signal, so the handlers are not restored but set to ignore.
+    sys.exit(main(restore_signals=False))

@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.alpaca_server import FakeAlpaca
+    from tests.s3_fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,3 +91,19 @@ def backend(request: pytest.FixtureRequest, alpaca: "FakeAlpaca", tmp_path: Path
     if request.param == "s3":
         return str(request.getfixturevalue("s3_store"))
     return str(tmp_path / "store")
+
+
+@pytest.fixture
+def s3_proxy(s3_store: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator["FaultProxy"]:
+    """The fault proxy (``tests/s3_fault_proxy.py``) in front of the S3 server, with the environment (and the
+    dataengine processes a test starts) pointed at it; when the test ends, at the server directly again (so
+    ``read_store`` after a run reads what is really there)."""
+    from dataengine.storage.s3_client import forget_clients
+    from tests.s3_fault_proxy import FaultProxy
+
+    with FaultProxy(s3_endpoint, seed=23) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        forget_clients()
+        yield proxy
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+        forget_clients()

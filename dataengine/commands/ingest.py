@@ -10,7 +10,7 @@ import typer
 from dataengine.commands import completion
 from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
 from dataengine.config import url_secrets
-from dataengine.errors import UsageError
+from dataengine.errors import UsageError, exit_code_for
 from dataengine.orchestration.progress import ProgressReporter
 
 
@@ -160,6 +160,14 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         result = pipeline.run(request)
         if args.index_name is not None:
             pipeline.metadata.store(args.index_name, list(request.symbols))
+    except KeyboardInterrupt as exc:
+        # Stopped before the run had a result (while corporate actions came): still the one JSON object a cron
+        # job parses, and the exit code of the signal (the CLI parser would turn every interrupt into 130).
+        code = exit_code_for(error=exc)
+        if args.json_out:
+            emit({"interrupted": True, "error": "interrupted", "exit_code": code}, True)
+        typer.echo("Interrupted.", err=True)
+        raise typer.Exit(code) from None
     finally:
         if progress is not None:
             progress.close()

@@ -24,13 +24,14 @@ def verify_command(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: all).", show_default=False)] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="Only this bar size's datasets (default: every dataset).")] = None,
-    repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files to metadata/quarantine/ and fetch those months again.")] = False,
+    repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files and lines to metadata/quarantine/, rebuild the metadata and fetch those months again.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
-    none that was written once gone. Names each damaged or missing partition.
+    none that was written once gone; and the metadata: coverage and run ledgers line by line, dataset records,
+    corporate-action files. Names each damaged or missing partition, line and file.
 
     Examples: dataengine verify · dataengine verify AAPL -t minute --repair
 
@@ -63,14 +64,22 @@ def verify_command(
         if report.repaired and not json_out:
             typer.echo(f"repaired {report.repaired} partition(s): damaged files kept in "
                        f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}")
+        for note in report.mended if not json_out else ():
+            typer.echo(f"repaired: {note}")
     typer.echo(json.dumps(report.asdict()) if json_out else render(report))
     raise typer.Exit(0 if report.ok else 1)
 
 
 def render(report: VerifyReport) -> str:
     if report.ok:
-        return f"store is whole: {report.partitions:,} partition(s) checked in {report.elapsed_s:.2f}s"
-    lines = [f"{len(report.damage)} damaged or missing partition(s) of {report.partitions:,} checked "
-             "(run 'dataengine verify --repair'):"]
-    lines += [f"  {d.describe()}" for d in report.damage]
+        return (f"store is whole: {report.partitions:,} partition(s) checked in {report.elapsed_s:.2f}s, "
+                "and its ledgers, records and corporate actions")
+    lines = []
+    if report.damage:
+        lines.append(f"{len(report.damage)} damaged or missing partition(s) of {report.partitions:,} checked "
+                     "(run 'dataengine verify --repair'):")
+        lines += [f"  {d.describe()}" for d in report.damage]
+    if report.metadata:
+        lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")
+        lines += [f"  {m.describe()}" for m in report.metadata]
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from dataengine.errors import (
     Terminated,
     TransientSourceError,
 )
+from dataengine.orchestration import stopping
 from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
@@ -166,7 +167,7 @@ class IngestRun:
             pool.shutdown(wait=False, cancel_futures=True)
             # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
             # take the whole grace period. Wait only for the units that were running.
-            wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
+            _wait_for_running([f for f in futures if not f.cancelled()])
             for source in self.sources:
                 source.close()
             if units:
@@ -354,6 +355,19 @@ class IngestRun:
                     finished.append(symbol)
         for symbol in finished:
             self.progress.symbol_done(symbol, True)
+
+
+def _wait_for_running(running: list[Future[None]]) -> None:
+    """Wait up to the grace period for the units that were running; a further Ctrl-C (:mod:`.stopping`)
+    shortens it to a second."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    hurried = False
+    while True:
+        if not hurried and stopping.hurried():
+            hurried, deadline = True, min(deadline, time.monotonic() + stopping.HURRIED_GRACE_S)
+        left = deadline - time.monotonic()
+        if left <= 0 or not wait(running, timeout=min(left, 0.1)).not_done:
+            return
 
 
 def _worker_name() -> str:

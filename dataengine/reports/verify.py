@@ -1,5 +1,7 @@
 """Is the store whole? Every partition's footer readable, its rows inside the month its path names, and no
-partition that was once written gone. ``repair`` puts damaged files aside and fetches exactly those months.
+partition that was once written gone; and its metadata whole (ledgers, dataset records, corporate-action files:
+:mod:`.verify_metadata`). ``repair`` puts damaged files aside, rebuilds the metadata and fetches exactly the
+damaged months.
 
 Only footers are read (through the footer index, which reads just those that changed since the last call), so
 verifying a large store costs about what ``status`` does. A partition counts as gone when the index saw it
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from dataengine.datasets import DatasetKey
+from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
@@ -56,16 +59,18 @@ class Damage:
 class VerifyReport:
     partitions: int = 0
     damage: list[Damage] = field(default_factory=list)
+    metadata: list[MetadataDamage] = field(default_factory=list)  # damaged ledger lines, records, action files
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
+    mended: list[str] = field(default_factory=list)  # what a repair did to the metadata, one line each
 
     @property
     def ok(self) -> bool:
-        return not self.damage
+        return not self.damage and not self.metadata
 
     def asdict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
 
 
 def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
@@ -90,6 +95,7 @@ def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
+    report.metadata = check_metadata(root)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
 
@@ -108,11 +114,14 @@ def verify_and_repair(
         report = verify(root, datasets=datasets, symbols=symbols)
         if report.ok:
             return report
-        runs = repair(root, report, pipeline)
+        # the metadata first: refetching a month needs its dataset's record (its feed)
+        mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
+        runs = repair(root, report, pipeline) if report.damage else {}
         _version_repairs(root, {d.dataset for d in report.damage})
         after = verify(root, datasets=datasets, symbols=symbols)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
+    after.mended = mended
     return after
 
 

@@ -12,6 +12,13 @@ The lease is ``DATAENGINE_LOCK_LEASE`` seconds (default 60). Expiry is judged by
 wants the lock against the instant the holder wrote, so hosts' clocks must agree to well within a lease
 (NTP does). A run that cannot renew its lease in time (cut off from S3 for longer than the lease) logs it and
 ends with exit 3 when it releases: another run may have written the store meanwhile.
+
+On a flaky network a write can land and its answer be lost: the client retries, and the retry's condition
+fails on the object the first attempt wrote (412). The record's ``holder`` token (unique per acquisition)
+tells this run's own lock from any other: a create, a renewal or a release that was refused is followed by a
+read of the lock, and a lock that is ours is kept (acquired, renewed) or deleted (released). A run that fails
+while acquiring deletes a lock its failed request may have created, so it never leaves its own lock behind for
+a whole lease. ``on_hold`` tells the store who holds the lock (the lineage its commits carry, :mod:`.commit_log`).
 """
 
 from __future__ import annotations
@@ -75,8 +82,11 @@ class LeaseHolder:
     (tests pass a fake one; a suspended VM's wall clock moves on, which is what a lease must see)."""
 
     def __init__(self, store: Store, key: str, command: str | None, lease_s: float, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_hold: Callable[[dict[str, str], bool], None] | None = None) -> None:
         self.store = store
+        self.on_hold = on_hold
+        self.lineage: dict[str, str] | None = None  # {"holder", "since"} while held
         self.key = key
         self.lease_s = lease_s
         self.clock = clock
@@ -106,29 +116,53 @@ class LeaseHolder:
         return (json.dumps(record) + "\n").encode()
 
     def try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
-        """(taken, the dead holder taken over, the live holder that refused us)."""
+        """(taken, the dead holder taken over, the live holder that refused us). A request that fails for good
+        (the service unreachable) raises, after deleting the lock if one of its attempts created it."""
+        try:
+            return self._try_acquire()
+        except Exception:
+            self._drop_if_ours()
+            raise
+
+    def _try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         while True:
             etag = self._put(create=True)
             if etag is not None:
-                self.etag, self.renewed_at = etag, self.clock()
-                self.start_renewing()
-                return True, None, None
+                return self._taken(etag, None)
             current = read_holder(self.store, self.key)
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
-            if record.get("holder") == self.record["holder"]:  # our create landed; its answer was lost and retried
-                self.etag, self.renewed_at = their_etag, self.clock()
-                self.start_renewing()
-                return True, None, None
+            if self._ours(record):  # our create landed; its answer was lost and the retry got 412
+                return self._taken(their_etag, None)
             if not expired(record, self._now()):
                 return False, None, record
             etag = self._put(if_match=their_etag)
             if etag is not None:
-                self.etag, self.renewed_at = etag, self.clock()
-                self.start_renewing()
-                return True, record, None
-            # another run took the dead holder's lock over first, or the holder renewed: look again
+                return self._taken(etag, record)
+            # another run took the dead holder's lock over first, the holder renewed, or our takeover landed and
+            # its answer was lost (the next look finds our record): look again
+
+    def _ours(self, record: dict[str, Any]) -> bool:
+        return bool(record.get("holder") == self.record["holder"])
+
+    def _taken(self, etag: str, dead: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None, None]:
+        self.etag, self.renewed_at = etag, self.clock()
+        self.lineage = {"holder": str(self.record["holder"]), "since": self._now().isoformat(timespec="milliseconds")}
+        if self.on_hold is not None:
+            self.on_hold(self.lineage, True)
+        self.start_renewing()
+        return True, dead, None
+
+    def _drop_if_ours(self) -> None:
+        """Delete the lock if it holds this run's record (best effort: a run that cannot reach the store now
+        leaves it for its lease)."""
+        try:
+            current = read_holder(self.store, self.key)
+            if current is not None and self._ours(current[0]):
+                self.store.delete(self.key, if_match=current[1], fenced=False)
+        except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+            log.warning("could not check the store lock %s after an error: %s", self.store.describe(self.key), exc)
 
     def start_renewing(self) -> None:
         self._renewer = threading.Thread(target=self._renew_loop, name="lock-lease", daemon=True)
@@ -143,6 +177,8 @@ class LeaseHolder:
         """Replace the lease with ``If-Match`` on the ETag this run wrote last; False once it is lost."""
         try:
             etag = self._put(if_match=self.etag)
+            if etag is None:
+                etag = self._still_ours()
         except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
             if self.clock() - self.renewed_at >= self.lease_s:
                 self.why_lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
@@ -157,6 +193,12 @@ class LeaseHolder:
         self.etag, self.renewed_at = etag, self.clock()
         return True
 
+    def _still_ours(self) -> str | None:
+        """After a refused renewal: the lock's ETag when it still holds our record (our renewal landed, its
+        answer was lost and the retry was refused), else None."""
+        current = read_holder(self.store, self.key)
+        return current[1] if current is not None and self._ours(current[0]) else None
+
     def lost(self) -> str | None:
         """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length
         (this process was paused or cut off; the renewal thread has not found out yet)."""
@@ -165,12 +207,16 @@ class LeaseHolder:
         return self.why_lost
 
     def release(self) -> None:
+        """Delete our lock object (``If-Match``: never one another run has taken over). Refused, the lock is
+        read: still ours (a renewal landed whose answer was lost), it is deleted in the version found."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=30)
-        if self.etag is not None:  # If-Match: deletes our lock object, never one another run has taken over
-            self.store.delete(self.key, if_match=self.etag, fenced=False)
-        self.etag = None
+        if self.lineage is not None and self.on_hold is not None:
+            self.on_hold(self.lineage, False)
+        etag, self.etag = self.etag, None
+        if etag is not None and not self.store.delete(self.key, if_match=etag, fenced=False):
+            self._drop_if_ours()
 
 
 def holder_status(store: Store, key: str) -> dict[str, Any] | None:

@@ -69,6 +69,7 @@ class S3Store:
         self.url = f"{SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{bucket}"
         self._fence: Callable[[], None] | None = None
         self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
+        self._holders: list[dict[str, str]] = []  # the lineage of each lease held, outermost first (commit_log)
         self._guard = threading.Lock()
 
     @classmethod
@@ -181,7 +182,10 @@ class S3Store:
             fenced: bool = True) -> str | None:
         if fenced:
             self._check_fence()
-        etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match)
+        # the fence again right before each attempt goes on the wire: a retry after a backoff, or a PUT of a
+        # long batch, is never sent by a run that lost its lock meanwhile
+        etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match,
+                               fence=self._fence if fenced else None)
         if etag is None:
             self._forget(key)
             return None
@@ -203,7 +207,7 @@ class S3Store:
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:
             self._check_fence()
-        done = self.client.delete(self._k(key), if_match=if_match)
+        done = self.client.delete(self._k(key), if_match=if_match, fence=self._fence if fenced else None)
         if done:
             self._note(key, None)
         return done
@@ -214,7 +218,7 @@ class S3Store:
         self._check_fence()
         if self.stat(target) is not None:
             raise FileExistsError(17, "exists", self.describe(target))
-        if not self.client.copy(self._k(key), self._k(target)):
+        if not self.client.copy(self._k(key), self._k(target), fence=self._fence):
             raise FileNotFoundError(2, "no such object", self.describe(key))
         found = self.client.written_stat(self._k(target))
         self._note(target, _stat(found) if found is not None else None)
@@ -234,7 +238,19 @@ class S3Store:
     # -- the lock, the fence, the logs ---------------------------------------------------------------------
 
     def lock(self, key: str, command: str | None) -> LockBackend:
-        return LeaseHolder(self, key, command, lease_seconds())
+        return LeaseHolder(self, key, command, lease_seconds(), on_hold=self._note_holder)
+
+    def _note_holder(self, lineage: dict[str, str], held: bool) -> None:
+        """A lease was taken (``held``) or let go: commits name the outermost holder (:mod:`.commit_log`)."""
+        with self._guard:
+            if held:
+                self._holders.append(lineage)
+            elif lineage in self._holders:
+                self._holders.remove(lineage)
+
+    def _lineage(self) -> dict[str, str] | None:
+        with self._guard:
+            return self._holders[0] if self._holders else None
 
     def lock_holder(self, key: str) -> dict[str, Any] | None:
         return holder_status(self, key)
@@ -248,7 +264,7 @@ class S3Store:
     def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:
         """S3 cannot append: ``metadata/coverage/x.jsonl`` becomes the commit objects under
         ``metadata/coverage/x/``."""
-        return CommitLog(self, key.removesuffix(".jsonl"), what=what, fenced=fenced)
+        return CommitLog(self, key.removesuffix(".jsonl"), what=what, fenced=fenced, lineage=self._lineage)
 
     # -- the root -------------------------------------------------------------------------------------------
 
