@@ -228,7 +228,7 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version
 
             versions[name] = version(name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             versions[name] = None
     return {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -40,10 +40,11 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -628,7 +629,7 @@ _OPEN_BRACE = ord("{")
 
 
 class _Chunk:
-    __slots__ = ("ts", "buf", "off", "nbytes")
+    __slots__ = ("buf", "nbytes", "off", "ts")
 
     def __init__(self, ts: np.ndarray, buf: bytes, off: np.ndarray) -> None:
         self.ts = ts  # int64 ns, ascending
@@ -932,10 +933,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.server.fake._unregister(self.connection)  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.fake._dispatch(self)  # type: ignore[attr-defined]
 
     def _not_allowed(self) -> None:
@@ -1022,7 +1023,7 @@ class FakeAlpaca:
         self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "FakeAlpaca":
+    def start(self) -> FakeAlpaca:
         _sessions()  # build the calendar before the first request
         self._stop.clear()
         self._httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
@@ -1051,7 +1052,7 @@ class FakeAlpaca:
             self._thread.join(timeout=2)
         self._httpd = None
 
-    def __enter__(self) -> "FakeAlpaca":
+    def __enter__(self) -> FakeAlpaca:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from dataengine.config import Settings
 from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
 from dataengine.actions.schema import ACTION_SCHEMA
+from dataengine.config import Settings
 from dataengine.errors import (
     AuthError,
     ConfigError,
