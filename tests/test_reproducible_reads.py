@@ -177,3 +177,20 @@ def test_kill_9_mid_run_leaves_every_version_readable_and_the_next_commit_takes_
     truth = expected(alpaca, ["AAPL", "MSFT", "NVDA"], "2024-01-02", "2024-06-28")
     assert frame_of(latest).equals(frame_of(truth))
     assert read_bars(None, timeframe="minute", storage_dir=backend, version=0).equals(v0)
+
+
+def test_verify_finds_a_lost_version_file_and_repair_relinks_it(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import run_cli
+
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL"], "2024-01-02", "2024-02-29", "day").ok
+    table = VersionTable.of(open_store(backend), "equities_1day")
+    from dataengine.storage.versions import snapshot
+
+    lost = snapshot(table).files()[0].path
+    open_store(backend).at(lost).unlink()  # deleted by hand, or lost by a sync tool
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    assert code == 1 and any(lost in problem for problem in json.loads(out)["versions"])
+    code, out, err = run_cli(capsys, "verify", "--repair", "--json")
+    assert code == 0 and json.loads(out)["ok"], err
+    assert frame_of(read_bars("AAPL", timeframe="day", storage_dir=backend)).equals(
+        frame_of(expected(alpaca, ["AAPL"], "2024-01-02", "2024-02-29", "1Day")))
