@@ -162,9 +162,9 @@ class S3Client:
                 return None
             raise self._error("write", key, exc) from None
 
-    def copy(self, source: str, target: str, *, fence: Callable[[], None] | None = None) -> bool:
-        """A server-side copy of ``source`` to ``target``; False when ``source`` does not exist. ``fence``: as
-        for :meth:`put`."""
+    def copy(self, source: str, target: str, *, size: int, fence: Callable[[], None] | None = None) -> bool:
+        """A server-side copy of ``source`` (``size`` bytes) to ``target``; False when ``source`` does not exist.
+        ``fence``: as for :meth:`put`."""
         try:
             with self._fenced(fence):
                 answer = self.s3.copy_object(Bucket=self.bucket, Key=target,
@@ -173,10 +173,12 @@ class S3Client:
             if _code(exc) in ("NoSuchKey", "404"):
                 return False
             raise self._error("copy", source, exc) from None
-        head = self.head(target)
-        if head is not None:
+        result = answer.get("CopyObjectResult") or {}
+        if "ETag" in result:  # the copy's own answer names it: no HEAD needed
+            modified = result.get("LastModified")
             with self._counts_guard:
-                self._written[target] = head
+                self._written[target] = S3Stat(size, str(result["ETag"]),
+                                               modified.timestamp() if modified is not None else time.time())
         return "CopyObjectResult" in answer
 
     def delete(self, key: str, *, if_match: str | None = None, fence: Callable[[], None] | None = None) -> bool:
@@ -192,9 +194,15 @@ class S3Client:
             if _code(exc) in ("PreconditionFailed", "412"):
                 return False
             if _code(exc) in ("NoSuchKey", "404"):
+                self._forget_written(key)
                 return True
             raise self._error("delete", key, exc) from None
+        self._forget_written(key)
         return True
+
+    def _forget_written(self, key: str) -> None:
+        with self._counts_guard:
+            self._written.pop(key, None)
 
     @contextmanager
     def _fenced(self, fence: Callable[[], None] | None) -> Iterator[None]:
