@@ -16,6 +16,7 @@ request was backing off never sends it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -64,7 +65,9 @@ class S3Client:
         from botocore.config import Config
 
         self.bucket = bucket
-        self._session = boto3.session.Session()
+        # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this README
+        # use) wins over it and over a profile's region, as in those
+        self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
         config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
