@@ -23,7 +23,8 @@ Calendar model (NYSE sessions from exchange_calendars "XNYS", 2000-01-01 .. toda
   first session of the period on which the symbol has data.
 * Date-only ``start`` / ``end`` (``YYYY-MM-DD``) are read as 00:00:00Z of that date.
 
-Run standalone: ``python tests/alpaca_server.py --port 8765 [--latency 0.05] [--rate-limit 200]``,
+Run standalone: ``python tests/alpaca_server.py --port 8765 [--latency 0.05] [--rate-limit 200] [--rate-window 60]
+[--rate-model fixed|rolling]``,
 or ``python tests/alpaca_server.py --bench`` to time serving 1M minute bars.
 """
 
@@ -39,7 +40,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -52,6 +53,7 @@ import numpy as np
 
 __all__ = [
     "FAULTS",
+    "RATE_MODELS",
     "FakeAlpaca",
     "RequestRecord",
     "Universe",
@@ -74,6 +76,7 @@ DAY_NS = 24 * HOUR_NS
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 FAULTS = frozenset({"500", "502", "503", "504", "429", "drop", "hang", "partial"})
+RATE_MODELS = ("fixed", "rolling")
 ALLOWED_PARAMS = frozenset(
     {"symbols", "timeframe", "start", "end", "limit", "adjustment", "feed", "asof", "currency", "page_token", "sort"}
 )
@@ -970,6 +973,7 @@ class FakeAlpaca:
         latency_s: float = 0.0,
         rate_limit: int | None = None,
         rate_window_s: float = 60.0,
+        rate_model: str = "fixed",
         free_plan: bool = False,
         universe: Universe | None = None,
         thin: Iterable[str] = (),
@@ -988,7 +992,16 @@ class FakeAlpaca:
         self.universe = universe or Universe(thin=thin, no_data=no_data, listings=listings, holes=holes)
         self.key_id, self.secret_key, self.auth_status = key_id, secret_key, auth_status
         self.latency_s = latency_s
-        self.rate_limit, self.rate_window_s = rate_limit, rate_window_s
+        if rate_model not in RATE_MODELS:
+            raise ValueError(f"rate_model must be one of {RATE_MODELS}")
+        # Rate limit (Alpaca's headers on every answer: X-RateLimit-Limit, -Remaining, -Reset in whole epoch
+        # seconds, "when the remaining quota changes"; Alpaca does not say which window it counts in):
+        # fixed   -- the first request after a window expired opens the next one; all quota comes back at its end,
+        #            and Reset is that end.
+        # rolling -- a request counts for rate_window_s after it arrived, then ages out on its own; Reset is when
+        #            the oldest request still counted ages out (some quota comes back then, not all of it).
+        # Both count every request that reaches them, refused ones too, and round Reset up to the whole second.
+        self.rate_limit, self.rate_window_s, self.rate_model = rate_limit, rate_window_s, rate_model
         self.free_plan = free_plan
         self.invalid_symbols = frozenset(invalid_symbols)
         self.empty_last_page = empty_last_page
@@ -1016,6 +1029,7 @@ class FakeAlpaca:
         self._tokens: dict[str, set] = {}
         self._win_start: float | None = None
         self._win_count = 0
+        self._arrivals: deque[float] = deque()  # rolling model: arrival times still counted
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -1121,6 +1135,7 @@ class FakeAlpaca:
     def reset_rate_limit(self) -> None:
         with self._lock:
             self._win_start, self._win_count = None, 0
+            self._arrivals.clear()
 
     def synthetic_bars(self, symbol: str, timeframe: str, start: Any, end: Any, *, feed: str = "sip", adjustment: str = "raw") -> list[dict]:
         return synthetic_bars(symbol, timeframe, start, end, feed=feed, adjustment=adjustment, universe=self.universe)
@@ -1143,15 +1158,22 @@ class FakeAlpaca:
     def _rate(self) -> tuple[bool, dict[str, str]]:
         with self._lock:
             now = time.time()
-            if self._win_start is None or now >= self._win_start + self.rate_window_s:
-                self._win_start, self._win_count = now, 0
-            self._win_count += 1
+            if self.rate_model == "rolling":
+                while self._arrivals and self._arrivals[0] <= now - self.rate_window_s:
+                    self._arrivals.popleft()
+                self._arrivals.append(now)
+                count, reset = len(self._arrivals), self._arrivals[0] + self.rate_window_s
+            else:
+                if self._win_start is None or now >= self._win_start + self.rate_window_s:
+                    self._win_start, self._win_count = now, 0
+                self._win_count += 1
+                count, reset = self._win_count, self._win_start + self.rate_window_s
             limit = self.rate_limit if self.rate_limit is not None else 10_000
-            ok = self.rate_limit is None or self._win_count <= self.rate_limit
+            ok = self.rate_limit is None or count <= self.rate_limit
             headers = {
                 "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": str(max(0, limit - self._win_count)),
-                "X-RateLimit-Reset": str(math.ceil(self._win_start + self.rate_window_s)),
+                "X-RateLimit-Remaining": str(max(0, limit - count)),
+                "X-RateLimit-Reset": str(math.ceil(reset)),
             }
         return ok, headers
 
@@ -1501,13 +1523,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--rate-limit", type=int, default=None)
+    ap.add_argument("--rate-window", type=float, default=60.0, help="seconds a request counts against the limit")
+    ap.add_argument("--rate-model", choices=RATE_MODELS, default="fixed")
     ap.add_argument("--free-plan", action="store_true")
     ap.add_argument("--bench", action="store_true", help="time serving 1M minute bars in pages of 10,000 and exit")
     a = ap.parse_args(argv)
     if a.bench:
         _bench()
         return
-    srv = FakeAlpaca(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, free_plan=a.free_plan).start()
+    srv = FakeAlpaca(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, rate_window_s=a.rate_window,
+                     rate_model=a.rate_model, free_plan=a.free_plan).start()
     print(f"FakeAlpaca serving on {srv.url} (key test-key / test-secret); Ctrl-C to stop", flush=True)
     try:
         while True:
