@@ -887,6 +887,8 @@ class RequestRecord:
     next_page_token: str | None = None
     fault: str | None = None  # injected fault applied to this request
     duration: float = 0.0
+    # when the rate limit counted it (time.time()): rolling, from arrival for the window's length; fixed, its window
+    counted: tuple[float, float] | None = None
 
 
 _SINGLE_PATH_RE = re.compile(r"/v2/stocks/([^/]+)/bars")
@@ -1155,7 +1157,7 @@ class FakeAlpaca:
         )
 
     # -- request handling ------------------------------------------------------------------------------------
-    def _rate(self) -> tuple[bool, dict[str, str]]:
+    def _rate(self, rec: RequestRecord) -> tuple[bool, dict[str, str]]:
         with self._lock:
             now = time.time()
             if self.rate_model == "rolling":
@@ -1163,11 +1165,13 @@ class FakeAlpaca:
                     self._arrivals.popleft()
                 self._arrivals.append(now)
                 count, reset = len(self._arrivals), self._arrivals[0] + self.rate_window_s
+                rec.counted = (now, now + self.rate_window_s)
             else:
                 if self._win_start is None or now >= self._win_start + self.rate_window_s:
                     self._win_start, self._win_count = now, 0
                 self._win_count += 1
                 count, reset = self._win_count, self._win_start + self.rate_window_s
+                rec.counted = (self._win_start, reset)  # it spent its window's quota, whenever in the window
             limit = self.rate_limit if self.rate_limit is not None else 10_000
             ok = self.rate_limit is None or count <= self.rate_limit
             headers = {
@@ -1176,6 +1180,21 @@ class FakeAlpaca:
                 "X-RateLimit-Reset": str(math.ceil(reset)),
             }
         return ok, headers
+
+    def quota_use(self, start: float, end: float) -> float:
+        """The share of the rate limit that answered requests (status 200) held from ``start`` to ``end``
+        (time.time() instants), as this server counts them: the mean over that span of the answered requests
+        it counted, divided by the limit. A request in a fixed window holds its slot for the whole window (the
+        window's quota is spent, whenever in it the request came). A client that keeps the limit in use scores
+        1.0; idle quota, and quota spent on refused requests, lower it. Every client's requests count: the quota
+        is the key's."""
+        if self.rate_limit is None or end <= start:
+            return float("nan")
+        held = 0.0
+        for rec in self.all_requests:
+            if rec.status == 200 and rec.counted is not None:
+                held += max(0.0, min(rec.counted[1], end) - max(rec.counted[0], start))
+        return held / (self.rate_limit * (end - start))
 
     def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False, actions: bool = False) -> str | None:
         with self._lock:
@@ -1207,7 +1226,7 @@ class FakeAlpaca:
         try:
             if self.latency_s > 0 and self._stop.wait(self.latency_s):
                 raise _Drop
-            ok, headers = self._rate()
+            ok, headers = self._rate(rec)
             if not ok:
                 raise _Reply(429, {"message": "rate limit exceeded"})
             actions = path == ACTIONS_PATH

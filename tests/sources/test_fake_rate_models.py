@@ -73,3 +73,14 @@ def test_refused_requests_count_in_a_rolling_window_too() -> None:
 def test_an_unknown_model_is_refused() -> None:
     with pytest.raises(ValueError, match="rate_model"):
         FakeAlpaca(rate_model="sliding")
+
+
+def test_quota_use_is_the_share_of_the_limit_answered_requests_held() -> None:
+    with FakeAlpaca(rate_limit=2, rate_window_s=1.0, rate_model="rolling") as s:
+        get(s)
+        get(s)
+        get(s)  # refused: holds quota, but none of it is use
+        first, last = (r.counted for r in s.all_requests[:2])
+        assert first is not None and last is not None
+        assert s.quota_use(first[0], first[0] + 1.0) == pytest.approx(1.0, abs=0.02)
+        assert s.quota_use(first[0], first[0] + 2.0) == pytest.approx(0.5, abs=0.02)
