@@ -90,7 +90,8 @@ class RateLimiter:
         self._foreign_since = 0.0
         self._leftover = 0  # requests counted before this run's first answer (a previous run's), at most
         self._first_at = 0.0  # monotonic: this run's first answer with rate-limit headers
-        self._reset_at = 0.0  # monotonic: the server's next reset (some quota comes back)
+        self._reset_at = 0.0  # monotonic: the server's next reset (some quota comes back), inf once spent
+        self._last_answer = 0.0
         self._probe: int | None = None  # a lone request asking what is left, in flight
         self._probe_only = False  # after a 429: nothing but a lone request until an answer shows quota
         self._probe_not_before = 0.0
@@ -160,9 +161,12 @@ class RateLimiter:
             return self._grant(now), None, ""  # a server without rate-limit headers: the ceiling alone
         held, frees_at = self._held(now)
         if held < self._limit:
+            self._reset_at = math.inf  # the quota the last reset promised may be this very slot
             return self._grant(now, informed=True), None, ""
         if self._probe is None:
             ask_at = max(self._reset_at, self._probe_not_before)
+            if ask_at == frees_at == math.inf and not self._in_flight:  # nothing would ever free a slot
+                ask_at = self._last_answer + PAUSE_WITHOUT_HEADERS_S
             if ask_at <= now:  # the reset passed: some quota may be back, one request asks how much
                 return self._grant(now, probe=True, informed=True), None, ""
             if ask_at < frees_at:
@@ -255,7 +259,7 @@ class RateLimiter:
             now, offset = self._clock(), self._wall() - self._clock()
             was_probe = permit is not None and self._probe == permit
             request = self._answer(permit, now, max(0.0, headers_ago))
-            self._answered = True
+            self._answered, self._last_answer = True, now
             first = remaining is not None and not self._headers
             if remaining is not None:
                 self._headers = True

@@ -64,10 +64,11 @@ def test_the_first_request_goes_alone_and_its_answer_sets_the_budget() -> None:
 def test_quota_spent_by_someone_else_lowers_the_budget() -> None:
     rl, clock = limiter()
     [first] = grants(rl, 1)
-    answer(rl, clock, first, remaining=9)  # a previous run spent 190 of 200
-    grants(rl, 9)
+    answer(rl, clock, first, remaining=9, oldest=70.0)  # a previous run spent 190 of 200, its oldest 30 s ago
+    for permit, left in zip(grants(rl, 9), range(8, -1, -1)):
+        answer(rl, clock, permit, remaining=left, oldest=70.0)
     wait, reason = blocked(rl)
-    assert wait is not None and 59 < wait <= 61 and reason == "rate-limit reset"
+    assert wait is not None and 30 < wait <= 31 + MARGIN_S and reason == "rate-limit reset"
 
 
 def test_requests_in_flight_count_against_what_the_server_said_was_left() -> None:
