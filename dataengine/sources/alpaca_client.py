@@ -291,12 +291,12 @@ class AlpacaClient:
                 reason = f"retry {attempt}/{budget} after {exc.status or 'error'}"
                 if exc.status == 429 and self._limiter is not None:
                     # the pacer holds every worker until the reset, then lets one request ask: no sleep of our own
-                    log.info("%s (%s): the pacer waits for the reset", reason, exc)
+                    log.info("retry %d/%d after %s: the pacer waits for the reset", attempt, budget, exc)
                     continue
                 delay = self._retry.delay(attempt - 1)
                 if exc.retry_at is not None:
                     delay = max(delay, min(exc.retry_at - time.time(), 65.0))
-                log.info("%s in %.1fs (%s)", reason, delay, exc)
+                log.info("retry %d/%d in %.1fs after %s", attempt, budget, delay, exc)
                 self._sleep(delay, reason)
 
     # -- one HTTP exchange ----------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ ages out on its own, and the reset is when the oldest does), nor how long it is.
 under both without knowing which:
 
 * **It mirrors the server's count.** Every request it lets out holds a slot until it ages out: ``W`` after its
-  answer came back, ``W`` being the window length learned from the headers (below). Under a rolling window that
-  is exactly when the server gives the slot back; under a fixed one it is no earlier. Requests go out as fast
+  answer's headers came back, ``W`` being the window length learned from the headers (below). Under a rolling
+  window the server gives the slot back a little before that (the request was counted on arrival); under a
+  fixed one, no later. Requests go out as fast
   as the workers ask while slots are free, so a job that fits in the quota goes out at once.
 * **The server's word lowers the budget.** Each answer says how many requests the server counts; whatever
   this run cannot account for (a previous run, another program on the same keys) holds slots too, and a count
@@ -46,7 +47,8 @@ MARGIN_S = 0.05  # added to every instant the server's count is predicted to cha
 PAUSE_WITHOUT_HEADERS_S = 1.0  # a 429 that names no reset
 PROBE_SPACING_S = 0.25  # between two lone requests asking after a reset that did not free anything
 POLL_S = 0.25  # a waiting worker looks at its stop event at least this often
-_HISTORY = 256  # requests kept beyond the server's limit, to bound the window from old answers
+PROBE_LOST_S = 10.0  # a lone request neither answered nor reported on for this long no longer holds the others
+_HISTORY = 256  # answers counting more requests than this do not bound the window (it is learned long before)
 
 
 @dataclass
@@ -153,6 +155,10 @@ class RateLimiter:
             self._ceiling.popleft()
         if len(self._ceiling) >= self._per_minute:
             return None, self._ceiling[0] + WINDOW_S - now, "rate limit"
+        if self._probe is not None:  # a lone request nobody reported on (a caller without done()) is lost
+            lone = self._in_flight.get(self._probe)
+            if lone is None or now - lone.sent > PROBE_LOST_S:
+                self._answer(self._probe, now)
         if not self._answered or self._probe_only:  # nothing known yet, or a 429 said it was wrong: ask alone
             if self._probe is not None:
                 return None, None, "rate limit"
@@ -178,7 +184,7 @@ class RateLimiter:
         request = _Request(now, informed=informed)
         self._in_flight[self._sent] = request
         self._history.append(request)
-        while len(self._history) > (self._limit or 0) + _HISTORY:
+        while len(self._history) > 2 * _HISTORY:
             self._history.popleft()
         self._ceiling.append(now)
         if probe:
@@ -328,7 +334,7 @@ class RateLimiter:
         reset = reset_epoch + self._slack - offset  # monotonic
         answered, sent = request.answered, request.sent
         self._w_lo = max(self._w_lo, reset - 1.0 - answered)
-        recent = list(self._history)[-(counted + 2 * _HISTORY // 4):]
+        recent = list(self._history)[-(counted + _HISTORY // 2):]
         # Upper bound: a request j certainly arrived no later than the oldest counted when at least counted - 2
         # others certainly arrived between it and this one (sent after j's answer, answered before this left).
         if counted == 1:

@@ -65,7 +65,7 @@ def test_quota_spent_by_someone_else_lowers_the_budget() -> None:
     rl, clock = limiter()
     [first] = grants(rl, 1)
     answer(rl, clock, first, remaining=9, oldest=70.0)  # a previous run spent 190 of 200, its oldest 30 s ago
-    for permit, left in zip(grants(rl, 9), range(8, -1, -1)):
+    for permit, left in zip(grants(rl, 9), range(8, -1, -1), strict=True):
         answer(rl, clock, permit, remaining=left, oldest=70.0)
     wait, reason = blocked(rl)
     assert wait is not None and 30 < wait <= 31 + MARGIN_S and reason == "rate-limit reset"
@@ -205,4 +205,12 @@ def test_a_request_without_an_answer_or_never_sent_lets_the_next_one_go() -> Non
     [second] = grants(rl, 1)
     blocked(rl)
     rl.release(second)
+    grants(rl, 1)
+
+
+def test_a_lone_request_nobody_reports_on_stops_holding_the_others_back() -> None:
+    rl, clock = limiter()
+    grants(rl, 1)  # its caller never says how it went
+    blocked(rl)
+    clock.now += 10.1
     grants(rl, 1)
