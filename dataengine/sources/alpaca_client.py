@@ -323,25 +323,25 @@ class AlpacaClient:
         self.stats.requests += 1
         started = time.perf_counter()
         try:
-            response = self._get(url, query)
+            response, headers_at = self._get(url, query)
         except BaseException:
             if self._limiter is not None:
                 self._limiter.done(permit)  # no answer: the request may still have been counted
             raise
-        took = time.perf_counter() - started
+        read = time.perf_counter()
         body = response.content
         rate = rate_headers(response.headers)
         status = response.status_code
         if self._limiter is not None:
-            # requests' elapsed ends when the headers were parsed; the body came after (up to ~1 MB a page)
+            # counted when it arrived, before its headers came back; the body (up to ~1 MB a page) came after
             self._limiter.observe(
                 remaining=rate.remaining, reset_epoch=rate.reset, limit=rate.limit, throttled=status == 429,
-                permit=permit, headers_ago=took - response.elapsed.total_seconds(),
+                permit=permit, headers_ago=time.perf_counter() - headers_at,
             )
         log.debug(
             "GET symbols=%s start=%s token=%s -> %d in %.0f ms (rate limit: %s left, reset %s)",
             _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
-            took * 1e3, rate.remaining, rate.reset,
+            (read - started) * 1e3, rate.remaining, rate.reset,
         )
         if status == 200:
             return body
@@ -349,8 +349,9 @@ class AlpacaClient:
             self.stats.throttled += 1
         raise refusal(status, body, rate.reset)
 
-    def _get(self, url: str, query: dict[str, str]) -> requests.Response:
-        """The GET itself, its body read; transport failures become :class:`TransientSourceError`."""
+    def _get(self, url: str, query: dict[str, str]) -> tuple[requests.Response, float]:
+        """The GET itself, its body read, and when its headers had come in (``perf_counter``); transport
+        failures become :class:`TransientSourceError`."""
         try:
             response = self._session.get(
                 url,
@@ -358,9 +359,11 @@ class AlpacaClient:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,  # returns once the headers are in: the pacer wants that instant, not the body's end
             )
+            headers_at = time.perf_counter()
             response.content  # noqa: B018 - read the body here, inside the transport's error handling
-            return response
+            return response, headers_at
         except requests.exceptions.ConnectionError as exc:
             if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
                 raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
