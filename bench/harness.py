@@ -190,9 +190,9 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     run.bars_served = sum(r.bars for r in records if r.status == 200)
     run.extra["request_times"] = [(round(r.time, 4), r.status) for r in records]
     if server.fake.rate_limit is not None and records:
-        # the share of the limit held by answered requests from this run's first request to its last, as the
-        # server counts it (quota a run before this one still holds counts as in use)
-        run.extra["quota_use"] = server.fake.quota_use(min(r.time for r in records), max(r.time for r in records))
+        # the share of the limit answered requests held, as the server counts it (quota a run before this one
+        # still holds counts as in use): from this run's first request, and from when it first met the limit
+        run.extra["quota_use"], run.extra["quota_use_limited"] = server.fake.run_quota_use(records)
     run.rows_stored, run.files = count_rows(store) if spec.get("count_rows", True) else (0, 0)
     if run.ok and run.expected_bars and run.rows_stored != run.expected_bars:
         run.ok = False

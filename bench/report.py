@@ -110,8 +110,9 @@ def markdown(results: list[dict[str, Any]], proj: dict[str, Any], info: dict[str
             for r in res["runs"]:
                 lines.append(
                     f"- {r.contestant}: {r.requests} requests, {r.throttled} x 429 "
-                    f"({_num(r.throttled / max(r.requests, 1), '.1%')}), {_num(r.extra.get('quota_use'), '.1%')} of "
-                    f"the limit in use, {_num(r.wall_s, '.1f')} s of work"
+                    f"({_num(r.throttled / max(r.requests, 1), '.1%')}), {_num(r.extra.get('quota_use_limited'), '.1%')} "
+                    f"of the limit in use once met ({_num(r.extra.get('quota_use'), '.1%')} from the first request), "
+                    f"{_num(r.wall_s, '.1f')} s of work"
                 )
         for note in res.get("notes", []):
             lines.append(f"- {note}")

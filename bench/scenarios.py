@@ -341,9 +341,9 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
     the first run spent), against a server that counts its limit in fixed windows and one that counts it in a
     rolling window; the engine set at the server's limit and told nothing else about it.
 
-    The short window (25 requests per 5 s) is the target; Alpaca's free plan (200 per 60 s, a job of one window
-    and a bit) follows on a full run, both models at the same time, each against its own server (request-bound:
-    a few seconds of CPU a minute each).
+    The short window (25 requests per 5 s) is the target; Alpaca's free plan (200 per 60 s, also a job three
+    windows long: about six minutes a pair) follows on a full run, both models at the same time, each against
+    its own server (request-bound: a few seconds of CPU a minute each).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -351,7 +351,8 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
     syms = symbols(8)
     plans = [(model, s.rate_limit, s.rate_window_s, s.rate_range, True) for model in RATE_MODELS]
     if s.rate_long:
-        plans += [(model, 200, 60.0, ("2023-01-01", "2024-01-31"), False) for model in RATE_MODELS]
+        # Alpaca's free plan, and a job three windows long (~610 requests): the re-run after Ctrl-C of issue 21
+        plans += [(model, 200, 60.0, ("2021-01-01", "2024-01-15"), False) for model in RATE_MODELS]
 
     def one(plan: tuple[str, int, float, tuple[str, str], bool]) -> list[Run]:
         model, limit, window, rng, _ = plan
@@ -375,17 +376,18 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
         for run in pair:
             which = "second run" if "second" in run.contestant else "first run"
             key = f"{model} window, {limit} per {window:g} s, {which}"
-            throttled, use = run.throttled / max(run.requests, 1), run.extra.get("quota_use", float("nan"))
+            throttled = run.throttled / max(run.requests, 1)
+            use, held = run.extra.get("quota_use", math.nan), run.extra.get("quota_use_limited", math.nan)
             shares[f"429s/requests ({key})"] = throttled
-            shares[f"share of the limit in use ({key})"] = use
+            shares[f"share of the limit in use once met ({key})"] = held
             runs.append(run)
             failed = run.extra.get("reported", {}).get("failed") or {}
             targets.append(_target(
                 f"{key}{'' if is_target else ' [Alpaca-sized window]'}",
-                "<= 3% 429s, >= 90% of the limit in use, no request failed for good",
-                f"{throttled:.1%} 429s ({run.throttled} of {run.requests}), {use:.1%} of the limit in use, "
-                f"{len(failed)} symbols failed",
-                throttled <= 0.03 and use >= 0.90 and run.ok and not failed,
+                "<= 3% 429s, >= 90% of the limit in use once met, no request failed for good",
+                f"{throttled:.1%} 429s ({run.throttled} of {run.requests}), {held:.1%} of the limit in use once met "
+                f"({use:.1%} from the first request), {len(failed)} symbols failed",
+                throttled <= 0.03 and held >= 0.90 and run.ok and not failed,
             ))
     return {
         "name": "rate",
@@ -396,11 +398,14 @@ def rate_limit_bound(b: Bench) -> dict[str, Any]:
         "ratios": shares,
         "targets": targets,
         "notes": [
-            ("Share of the limit in use = the mean, from the run's first request to its last, of the answered "
-             "requests the server counted at each instant, over the limit (tests/alpaca_server.py "
-             "FakeAlpaca.quota_use): in a fixed window an answered request holds its slot for the whole window; "
-             "quota the run before still holds counts as in use, so the second run is not blamed for waiting "
-             "for it. Idle quota and quota spent on 429s lower it."),
+            ("Share of the limit in use = the mean over a span of the answered requests the server counted at "
+             "each instant, over the limit (tests/alpaca_server.py FakeAlpaca.quota_use): in a fixed window an "
+             "answered request holds its slot for the whole window; quota the run before still holds counts as "
+             "in use, so the second run is not blamed for waiting for it; idle quota and quota spent on 429s "
+             "lower it. The target takes it once met: from the run's first request the server counted at the "
+             "limit to its last. Before that a run is held back by how fast it sends, not by the limit (a first "
+             "window of 200 minute pages takes this loaded 2-core machine seconds to fill, which a rolling "
+             "window charges and a fixed one does not); the figure from the first request is given beside it."),
             ("The engine is told the limit only as requests_per_minute (limit x 60 / window); the window's length, "
              "the model and what is left come from the X-RateLimit-* headers. The fake, like Alpaca, sends "
              "X-RateLimit-Reset in whole epoch seconds (rounded up): a run that starts in a spent window cannot "

@@ -889,6 +889,7 @@ class RequestRecord:
     duration: float = 0.0
     # when the rate limit counted it (time.time()): rolling, from arrival for the window's length; fixed, its window
     counted: tuple[float, float] | None = None
+    remaining: int | None = None  # the X-RateLimit-Remaining it was answered with
 
 
 _SINGLE_PATH_RE = re.compile(r"/v2/stocks/([^/]+)/bars")
@@ -1174,6 +1175,7 @@ class FakeAlpaca:
                 rec.counted = (self._win_start, reset)  # it spent its window's quota, whenever in the window
             limit = self.rate_limit if self.rate_limit is not None else 10_000
             ok = self.rate_limit is None or count <= self.rate_limit
+            rec.remaining = max(0, limit - count)
             headers = {
                 "X-RateLimit-Limit": str(limit),
                 "X-RateLimit-Remaining": str(max(0, limit - count)),
@@ -1195,6 +1197,18 @@ class FakeAlpaca:
             if rec.status == 200 and rec.counted is not None:
                 held += max(0.0, min(rec.counted[1], end) - max(rec.counted[0], start))
         return held / (self.rate_limit * (end - start))
+
+    def run_quota_use(self, records: list[RequestRecord]) -> tuple[float, float]:
+        """:meth:`quota_use` over one client run's requests: (from its first request to its last, from the first
+        of them the server counted at the limit to its last). Until a run first meets the limit it is held back
+        only by how fast it sends, not by the limit; the second figure measures how it keeps the limit in use
+        once it is (nan if it never met it)."""
+        arrived = sorted((r.time, r.remaining) for r in records if r.counted is not None)
+        if not arrived:
+            return float("nan"), float("nan")
+        limited = [t for t, remaining in arrived if remaining == 0]
+        last = arrived[-1][0]
+        return self.quota_use(arrived[0][0], last), (self.quota_use(limited[0], last) if limited else float("nan"))
 
     def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False, actions: bool = False) -> str | None:
         with self._lock:

@@ -84,3 +84,15 @@ def test_quota_use_is_the_share_of_the_limit_answered_requests_held() -> None:
         assert first is not None and last is not None
         assert s.quota_use(first[0], first[0] + 1.0) == pytest.approx(1.0, abs=0.02)
         assert s.quota_use(first[0], first[0] + 2.0) == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_runs_quota_use_counts_from_when_it_met_the_limit() -> None:
+    with FakeAlpaca(rate_limit=2, rate_window_s=1.0, rate_model="fixed") as s:
+        get(s)
+        time.sleep(0.5)
+        get(s)  # the limit is met here, half a window in
+        time.sleep(0.2)
+        get(s)  # refused
+        whole, limited = s.run_quota_use(s.all_requests)
+        assert whole == pytest.approx(1.0, abs=0.05) and limited == pytest.approx(1.0, abs=0.05)
+        assert math.isnan(s.run_quota_use(s.all_requests[:1])[1])  # never met the limit
