@@ -890,6 +890,7 @@ class RequestRecord:
     # when the rate limit counted it (time.time()): rolling, from arrival for the window's length; fixed, its window
     counted: tuple[float, float] | None = None
     remaining: int | None = None  # the X-RateLimit-Remaining it was answered with
+    arrived: float | None = None  # when the rate limit saw it (time.time(); after the latency, if any)
 
 
 _SINGLE_PATH_RE = re.compile(r"/v2/stocks/([^/]+)/bars")
@@ -1175,7 +1176,7 @@ class FakeAlpaca:
                 rec.counted = (self._win_start, reset)  # it spent its window's quota, whenever in the window
             limit = self.rate_limit if self.rate_limit is not None else 10_000
             ok = self.rate_limit is None or count <= self.rate_limit
-            rec.remaining = max(0, limit - count)
+            rec.remaining, rec.arrived = max(0, limit - count), now
             headers = {
                 "X-RateLimit-Limit": str(limit),
                 "X-RateLimit-Remaining": str(max(0, limit - count)),
@@ -1203,7 +1204,7 @@ class FakeAlpaca:
         of them the server counted at the limit to its last). Until a run first meets the limit it is held back
         only by how fast it sends, not by the limit; the second figure measures how it keeps the limit in use
         once it is (nan if it never met it)."""
-        arrived = sorted((r.time, r.remaining) for r in records if r.counted is not None)
+        arrived = sorted((r.arrived, r.remaining) for r in records if r.arrived is not None)
         if not arrived:
             return float("nan"), float("nan")
         limited = [t for t, remaining in arrived if remaining == 0]

@@ -23,10 +23,10 @@ under both without knowing which:
 
 The window length ``W`` is never assumed. Each answer bounds it: the reset is at most ``W`` after the arrival
 of a request the server still counts, so ``W`` <= reset - (the send time of a request of ours that certainly
-arrived no later than the oldest one the server counts), and ``W`` > reset - 1 s - (this answer's time). The
-upper bound is what slots are held for; when the bounds leave exactly one whole number of seconds, that is
-taken (windows are whole seconds, Alpaca's is 60), which spares up to a second per window of whole-second
-rounding. A 429 after a slot the model believed free drops that step and adds slack to every reset.
+arrived no later than the oldest one the server counts), and ``W`` > reset - 1 s - (this answer's time). Slots
+are held for the upper bound rounded down to the whole second, as long as that stays above the lower bound
+(windows are taken to be whole seconds; Alpaca's is 60): that spares up to a second per window of the reset's
+rounding. A 429 on a slot the model believed free drops the rounding and adds slack to every reset.
 
 ``requests_per_minute`` stays a ceiling of the user's: never more than that many requests in any 60 seconds.
 """
@@ -192,12 +192,13 @@ class RateLimiter:
         return self._sent
 
     def _window(self) -> float | None:
-        """The window length slots are held for: the upper bound, or the one whole second the bounds leave."""
+        """The window length slots are held for: the upper bound, rounded down to the whole second while windows
+        are taken to be whole seconds and one lies above the lower bound."""
         if self._w_hi == math.inf:
             return None
         low = max(self._w_lo, self._w_lo_seen) if self._w_lo_seen <= self._w_hi else self._w_lo
         whole = math.floor(self._w_hi)
-        if self._whole_seconds and whole >= 1 and whole - 1 <= low < whole:
+        if self._whole_seconds and whole >= 1 and low < whole:
             return float(whole)
         return self._w_hi
 
