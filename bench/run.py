@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{name}]", flush=True)
             try:
                 results.append(SCENARIOS[name](bench))
-            except Exception:  # noqa: BLE001 - one broken scenario must not lose the others' results
+            except Exception:  # one broken scenario must not lose the others' results
                 import traceback
 
                 traceback.print_exc()

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataengine.storage import versions as v
+from dataengine.storage.store import open_store
 
 DATASET = "equities_1day"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     root = args.scratch / "store"
     generate(root, symbols, years)
     shutil.rmtree(root / "metadata", ignore_errors=True)  # every run starts from an unversioned store
-    table = v.VersionTable.local(root, DATASET)
+    table = v.VersionTable.of(open_store(root), DATASET)
 
     adopt_s = timed(lambda: v.begin_run(table, v.Provenance("adopt-run", feed="sip")))
     v.commit_run(table, v.RunTicket("adopt-run", 1), [], v.Provenance("adopt-run", feed="sip"))

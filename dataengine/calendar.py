@@ -16,12 +16,12 @@ from __future__ import annotations
 import bisect
 import functools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from dataengine.errors import UsageError
-from dataengine.timerange import NEW_YORK, ny_midnight
+from dataengine.timerange import NEW_YORK, SIP_NOTE, TimeRange, ny_midnight, ny_text
 
 EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
 EXTENDED_CLOSE = time(20, 0)
@@ -86,6 +86,24 @@ def extended_minutes(day: date) -> int:
     """Minutes Alpaca's extended-hours window spans on a session: 960, or 780 on early closes."""
     end = EARLY_EXTENDED_CLOSE if is_early_close(day) else EXTENDED_CLOSE
     return (end.hour - EXTENDED_OPEN.hour) * 60
+
+
+def extended_hours_between(start: datetime, end: datetime) -> bool:
+    """True when the instants ``(start, end]`` reach into some session's extended hours (04:00-20:00 New York,
+    17:00 on early closes): bars may exist there. False on a weekend, a holiday, overnight."""
+    for day in sessions(start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()):
+        opens = datetime.combine(day, EXTENDED_OPEN, NEW_YORK)
+        if opens <= end and start < opens + timedelta(minutes=extended_minutes(day)):
+            return True
+    return False
+
+
+def with_sip_note(rng: TimeRange) -> TimeRange:
+    """``rng`` with the note that the SIP delay pulled its end back, when that cut bars away (the cut reaches into
+    a session's extended hours: not on a Sunday, overnight or a holiday)."""
+    if rng.sip_cut is None or not extended_hours_between(*rng.sip_cut):
+        return rng
+    return replace(rng, notes=(*rng.notes, SIP_NOTE.format(end=ny_text(rng.end))))
 
 
 def session_start(day: date) -> datetime:

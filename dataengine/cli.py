@@ -8,6 +8,7 @@ stderr. Exit codes: 0 all done, 1 some symbols failed, 2 usage or configuration 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import typer
 
 from dataengine import __version__
 from dataengine.commands.common import Context
+from dataengine.commands.global_options import GlobalOptionsAnywhere
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
 
@@ -48,8 +50,10 @@ _human_placeholders()
 
 app = typer.Typer(
     name="dataengine",
+    cls=GlobalOptionsAnywhere,  # --storage-dir, --config, -v, -q, --log-file also after the command
     help="Pull historical US stock bars from Alpaca into a local, exactly-once, Hive-partitioned Parquet store.\n\n"
-    "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute",
+    "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute\n\n"
+    "Global options may come before or after the command: dataengine ingest AAPL --storage-dir ~/bars",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -75,7 +79,7 @@ def _global_options(
     log_file: Annotated[Path | None, typer.Option("--log-file", metavar="PATH", help="Also write the full log here (INFO; DEBUG with -v), with timestamps and thread names.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
-    """Global options come before the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
+    """Global options, before or after the command: dataengine [--config PATH] [--storage-dir PATH] [-v|-q] COMMAND."""
     ctx.obj = Context(config=config, storage_dir=storage_dir, verbose=verbose, quiet=quiet, log_file=log_file)
     _setup_logging(ctx.obj, verbose, quiet, log_file)
 
@@ -140,9 +144,9 @@ def _setup_logging(state: Context, verbose: int, quiet: bool, log_file: Path | N
 
 def _register_commands() -> None:
     # each command module registers itself: dataengine/commands/<name>.py has register(app)
-    from dataengine.commands import actions, gaps, index, ingest, query, status, verify
+    from dataengine.commands import actions, doctor, gaps, index, ingest, lists, query, show, status, verify, versions
 
-    for module in (ingest, query, status, index, gaps, verify, actions):
+    for module in (ingest, query, show, status, index, gaps, verify, actions, versions, lists, doctor):
         module.register(app)
 
 
@@ -152,23 +156,35 @@ _register_commands()
 # -- entry point -------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map every error to a one-line message and its documented exit code."""
-    if not (sys.argv[1:] if argv is None else argv):
-        argv = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
-    with _signals_stop_like_ctrl_c():
+def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
+    """Run the CLI; map every error to a one-line message and its documented exit code. ``restore_signals``:
+    put the signal handlers back afterwards (False for the process's entry point: they are then ignored)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["--help"]  # a bare `dataengine` shows the help, exit 0 (not a usage error)
+    # With --json, stdout gets exactly one JSON object however the command ends: its result, or the error
+    # (a cron job parsing stdout always gets one). Commands print their own; errors are printed here.
+    wants_json = "--json" in (args[: args.index("--")] if "--" in args else args)
+    with _signals_stop_like_ctrl_c(restore=restore_signals):
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
-            code = app(args=argv, prog_name="dataengine", standalone_mode=False)
+            code = app(args=args, prog_name="dataengine", standalone_mode=False)
         except DataEngineError as exc:
-            typer.echo(f"Error: {_one_line(str(exc))}", err=True)
+            message = _one_line(str(exc))
+            if wants_json:
+                partial = exc.result.asdict() if hasattr(exc.result, "asdict") else {}
+                typer.echo(json.dumps(dict(partial, error=message, exit_code=exc.exit_code), default=str))
+            typer.echo(f"Error: {message}", err=True)
             return exc.exit_code
         except typer.Exit as exc:
             return exc.exit_code
         except typer.TyperException as exc:  # the CLI parser's own usage errors (Abort: an interrupt, below)
             if isinstance(exc, typer.Abort):
                 return _interrupted(exc.__cause__ or exc.__context__)
-            typer.echo(f"Error: {exc.format_message()}", err=True)
+            message = _one_line(exc.format_message())
+            if wants_json:
+                typer.echo(json.dumps({"error": message, "exit_code": 2}))
+            typer.echo(f"Error: {message}", err=True)
             return 2
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
@@ -190,24 +206,45 @@ def _interrupted(exc: BaseException | None) -> int:
 
 
 @contextlib.contextmanager
-def _signals_stop_like_ctrl_c() -> Iterator[None]:
+def _signals_stop_like_ctrl_c(*, restore: bool = True) -> Iterator[None]:
     """SIGTERM (systemd, Docker, cron timeouts) and SIGHUP (a closed terminal) stop a run as Ctrl-C does:
-    finish the write in progress, write the ledger line and the JSON, exit 143 / 129."""
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    finish the write in progress, write the ledger line and the JSON, exit 143 / 129.
+
+    Only the first of these signals stops: it raises KeyboardInterrupt (Terminated) in the main thread. Once
+    stopping has begun, any further one (an impatient second Ctrl-C) only hurries the stop (the run waits at
+    most a second more for workers stuck in a request) and never interrupts what a stop still does: the
+    coverage, the ledger line and the one JSON object a cron job parses."""
+    wanted = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from dataengine.orchestration import stopping
 
-    def raise_terminated(signum: int, _frame: object) -> None:
+    stopping.reset()
+    begun: list[int] = []
+
+    def stop_once(signum: int, _frame: object) -> None:
+        if begun:
+            if not stopping.hurried():
+                log.warning("stopping already (%s): finishing the writes in progress, the ledger line and the "
+                            "result; a second signal only hurries it", signal.Signals(signum).name)
+            stopping.hurry()
+            return
+        begun.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
-    previous = {sig: signal.signal(sig, raise_terminated) for sig in wanted}
+    previous = {sig: signal.signal(sig, stop_once) for sig in wanted}
     try:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if restore else signal.SIG_IGN)
 
 
 def run() -> None:
-    sys.exit(main())
+    # The process ends with the command: once it is done (its result and ledger line are out) a signal while
+    # the interpreter winds down (joining threads, closing connections) must not turn its exit status into a
+    # death by that signal, so the handlers are not restored but set to ignore.
+    sys.exit(main(restore_signals=False))

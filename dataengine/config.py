@@ -9,8 +9,10 @@ running OS (``macos``, ``windows``, ``linux``) overrides ``[common]``, which ove
 from __future__ import annotations
 
 import configparser
+import errno
 import os
 import platform
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -27,15 +29,15 @@ DEFAULT_WORKERS = {"macos": 6, "windows": 8, "linux": 8}
 DEFAULT_REQUESTS_PER_MINUTE = 200  # Alpaca's free plan; Algo Trader Plus allows 10,000
 
 # settings.ini key -> (Settings field, parser, environment variable)
-_INT, _FLOAT, _STR = "int", "float", "str"
+_INT, _FLOAT, _STR, _URL = "int", "float", "str", "url"
 _KEYS: dict[str, tuple[str, str, str | None]] = {
     "local_storage_dir": ("storage_dir", _STR, "DATAENGINE_STORAGE_DIR"),
     "api_threads": ("workers", _INT, "DATAENGINE_WORKERS"),
     "api_key_id": ("api_key_id", _STR, "APCA_API_KEY_ID"),
     "api_secret_key": ("api_secret_key", _STR, "APCA_API_SECRET_KEY"),
-    "data_url": ("data_url", _STR, "APCA_API_DATA_URL"),
+    "data_url": ("data_url", _URL, "APCA_API_DATA_URL"),
     "massive_api_key": ("massive_api_key", _STR, "MASSIVE_API_KEY"),  # the official client's variable
-    "massive_api_url": ("massive_api_url", _STR, "MASSIVE_API_URL"),
+    "massive_api_url": ("massive_api_url", _URL, "MASSIVE_API_URL"),
     "requests_per_minute": ("requests_per_minute", _INT, "DATAENGINE_REQUESTS_PER_MINUTE"),
     "request_timeout": ("request_timeout", _FLOAT, "DATAENGINE_REQUEST_TIMEOUT"),
     "max_retries": ("max_retries", _INT, "DATAENGINE_MAX_RETRIES"),
@@ -43,7 +45,16 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "retry_backoff": ("retry_backoff", _FLOAT, "DATAENGINE_RETRY_BACKOFF"),
     "sip_delay_minutes": ("sip_delay_minutes", _INT, "DATAENGINE_SIP_DELAY_MINUTES"),
     "default_start": ("default_start", "date", "DATAENGINE_DEFAULT_START"),
+    "keep_versions_days": ("keep_versions_days", _FLOAT, "DATAENGINE_KEEP_VERSIONS_DAYS"),
     "decode_processes": ("processes", _INT, "DATAENGINE_PROCESSES"),
+}
+# Names tutorials and other tools use for the same keys: set, they are named in the "credentials missing" error
+# (dataengine does not read them: a key meant for another program is not silently taken).
+_KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "APCA_API_KEY_ID": ("ALPACA_API_KEY", "ALPACA_API_KEY_ID", "ALPACA_KEY_ID", "APCA_API_KEY", "APCA_KEY_ID"),
+    "APCA_API_SECRET_KEY": ("ALPACA_SECRET_KEY", "ALPACA_API_SECRET_KEY", "ALPACA_API_SECRET", "APCA_API_SECRET",
+                            "APCA_SECRET_KEY"),
+    "MASSIVE_API_KEY": ("POLYGON_API_KEY", "MASSIVE_KEY"),  # Massive was Polygon.io until 2025
 }
 _MINIMUM = {
     "workers": 1,
@@ -53,6 +64,7 @@ _MINIMUM = {
     "progress_interval": 0.1,
     "retry_backoff": 0.0,
     "sip_delay_minutes": 0,
+    "keep_versions_days": 0.0,
     "processes": 0,
 }
 
@@ -87,6 +99,8 @@ class Settings:
     sip_delay_minutes: int = 16
     # Where history starts when a run gives no --start: every symbol is kept complete from here on.
     default_start: date = DEFAULT_START
+    # ``versions --prune`` keeps every version that was current in this many days (tagged ones always)
+    keep_versions_days: float = 30.0
     # Decode processes a run starts to decode pages on every core (0: none, decode on the worker threads);
     # None: one per core for a run with enough bars to fetch (dataengine.orchestration.decode_pool).
     processes: int | None = None
@@ -94,6 +108,21 @@ class Settings:
     # where each value came from, by field name: "flag", "environment VAR", "PATH [section] key"; a field
     # missing here has its built-in default (``dataengine doctor`` shows it; the default store may be created)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # environment variables set under another program's name for a key (ALPACA_API_KEY...): named when missing
+    misnamed_keys: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # The Python API builds Settings directly: a data URL is checked whoever made it (exit 2, one line).
+        for name in ("data_url", "massive_api_url"):
+            value = getattr(self, name)
+            if value is not None:
+                check_url(value, self._where(name))
+
+    def _where(self, name: str) -> str:
+        """Where a value came from, as an error message names it (a file's or the environment's values were
+        checked as they were read: what is left is a value given to the constructor)."""
+        origin = self.origin(name)
+        return origin.replace("environment ", "environment variable ", 1) if origin != "default" else name
 
     def origin(self, name: str) -> str:
         """Where the value of field ``name`` came from: ``default``, ``flag``, ``environment VAR`` or the file."""
@@ -116,19 +145,33 @@ class Settings:
         )
 
     def credentials(self) -> tuple[str, str]:
-        """The key pair, or a :class:`ConfigError` that names both environment variables."""
+        """The key pair, or a :class:`ConfigError` that names both environment variables (and the variables
+        of another name that hold them, if any: ``ALPACA_API_KEY`` is what many tutorials set)."""
         if not self.api_key_id or not self.api_secret_key:
+            missing = [v for v, value in (("APCA_API_KEY_ID", self.api_key_id), ("APCA_API_SECRET_KEY", self.api_secret_key))
+                       if not value]
             raise ConfigError(
                 "Alpaca credentials missing: set APCA_API_KEY_ID and APCA_API_SECRET_KEY "
-                "(or api_key_id / api_secret_key in settings.ini)"
+                "(or api_key_id / api_secret_key in settings.ini)" + self._misnamed(missing)
             )
         return self.api_key_id, self.api_secret_key
 
     def massive_key(self) -> str:
         """Massive's API key, or a :class:`ConfigError` that names its environment variable."""
         if not self.massive_api_key:
-            raise ConfigError("Massive API key missing: set MASSIVE_API_KEY (or massive_api_key in settings.ini)")
+            raise ConfigError("Massive API key missing: set MASSIVE_API_KEY (or massive_api_key in settings.ini)"
+                              + self._misnamed(["MASSIVE_API_KEY"]))
         return self.massive_api_key
+
+    def _misnamed(self, missing: list[str]) -> str:
+        """``; found ALPACA_API_KEY: dataengine reads APCA_API_KEY_ID (export APCA_API_KEY_ID="$ALPACA_API_KEY")``."""
+        found = [(alias, wanted) for alias, wanted in self.misnamed_keys.items() if wanted in missing]
+        if not found:
+            return ""
+        names = " and ".join(alias for alias, _ in found)
+        reads = " and ".join(dict.fromkeys(wanted for _, wanted in found))
+        exports = " ".join(f'{wanted}="${alias}"' for alias, wanted in found)
+        return f"; found {names}: dataengine reads {reads} (export {exports})"
 
     def with_overrides(self, *, origin: str = "flag", **values: object) -> Settings:
         """Apply flag values (``None`` means not given) on top of these settings, validated. ``origin``: what
@@ -137,7 +180,7 @@ class Settings:
         for name, value in given.items():
             _check_minimum(name, value, "command line")
         if "storage_dir" in given:
-            given["storage_dir"] = _expand(str(given["storage_dir"]))
+            given["storage_dir"] = _expand(str(given["storage_dir"]), "--storage-dir" if origin == "flag" else "storage_dir")
         origins = {**self.origins, **dict.fromkeys(given, origin)}
         return replace(self, **given, origins=origins)  # type: ignore[arg-type]
 
@@ -168,8 +211,10 @@ class Settings:
                 values[name] = _convert(env[var], kind, name, f"environment variable {var}")
                 origins[name] = f"environment {var}"
         if isinstance(values["storage_dir"], str):
-            values["storage_dir"] = _expand(values["storage_dir"])
-        return cls(**values, origins=origins)  # type: ignore[arg-type]
+            where = origins["storage_dir"].replace("environment ", "environment variable ", 1)
+            values["storage_dir"] = _expand(values["storage_dir"], where)
+        misnamed = {alias: wanted for wanted, aliases in _KEY_ALIASES.items() for alias in aliases if env.get(alias)}
+        return cls(**values, origins=origins, misnamed_keys=misnamed)  # type: ignore[arg-type]
 
 
 def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
@@ -210,6 +255,8 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str
 
 
 def _convert(raw: str, kind: str, name: str, where: str) -> object:
+    if kind == _URL:
+        return check_url(raw, where)
     try:
         value: object = (
             int(raw) if kind == _INT else float(raw) if kind == _FLOAT else date.fromisoformat(raw) if kind == "date" else raw
@@ -243,12 +290,62 @@ def url_secrets(url: str | None) -> set[str]:
     return {part for part in (userinfo, *userinfo.split(":", 1)) if len(part) >= 4}
 
 
-def _expand(text: str) -> Path | str:
+def check_url(url: str, where: str) -> str:
+    """A data source's base URL, checked before any request: ``http(s)://host[:port][/path]``. Anything else
+    (no scheme, another scheme, a port out of range, a broken IPv6 literal) is a :class:`ConfigError` naming
+    ``where`` the value came from, with any credentials in it masked; the URL is returned stripped."""
+    text = url.strip()
+    shown = _masked(text)
+    example = "e.g. https://data.alpaca.markets or http://127.0.0.1:8765"
+    if any(c.isspace() or ord(c) < 32 for c in text):
+        raise ConfigError(f"{where}: {shown!r} is not a URL: it contains a space or control character")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        raise ConfigError(f"{where}: {shown!r} is not a URL: it needs http:// or https:// in front ({example})")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a port that is not a number, or above 65535, raises here
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigError(f"{where}: {shown!r}: only http:// and https:// are supported, not {parts.scheme}://")
+    if not parts.hostname:
+        raise ConfigError(f"{where}: {shown!r} is not a valid URL: it names no host ({example})")
+    if port == 0:
+        raise ConfigError(f"{where}: {shown!r} is not a valid URL: port 0 (ports are 1-65535)")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{where}: {shown!r}: a base URL takes no query (?...) or fragment (#...)")
+    return text
+
+
+def mask_url(text: str) -> str:
+    """Credentials inside a URL (``scheme://user:pass@host``) masked, even in a URL that does not parse."""
+    return re.sub(r"//[^/]*@", "//***@", text)
+
+
+def _masked(text: str, limit: int = 80) -> str:
+    """A URL as an error may show it: credentials masked, cut short."""
+    text = mask_url(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _expand(text: str, where: str = "storage dir") -> Path | str:
     """A store location as a user wrote it, ``$VARS`` expanded: a local path (``~`` expanded), or a URL kept as
     text. What a location may be (a directory, ``s3://bucket/prefix``; no other URI) is decided when the store
-    is opened (:func:`dataengine.storage.store.open_store`), before anything is read or written."""
+    is opened (:func:`dataengine.storage.store.open_store`), before anything is read or written. A local path
+    that can never be a directory (a symbolic link loop, a file on the way) is refused here, with ``where``."""
     text = os.path.expandvars(text.strip())
     if not text:
         # a cron line with an unset variable ($STORE) would otherwise make the current directory a store
-        raise ConfigError("storage dir is empty (an unset variable?); give a directory or s3://bucket/prefix")
-    return text if "://" in text or text.lower().startswith(("s3:", "gs:", "az:", "file:")) else Path(text).expanduser()
+        raise ConfigError(f"{where}: the storage dir is empty (an unset variable?); give a directory or s3://bucket/prefix")
+    if "://" in text or text.lower().startswith(("s3:", "gs:", "az:", "file:")):
+        return text
+    path = Path(text).expanduser()
+    try:
+        path.stat()
+    except OSError as exc:
+        reasons = {errno.ELOOP: "a symbolic link loop (a link that leads back to itself)",
+                   errno.ENOTDIR: "a part of the path is a file, not a directory",
+                   errno.ENAMETOOLONG: "the name is too long"}
+        if exc.errno in reasons:
+            raise ConfigError(f"{where}: {str(path)[:200]!r}: {reasons[exc.errno]}; give a directory") from None
+    return path

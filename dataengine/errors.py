@@ -21,6 +21,8 @@ maps ``exit_code`` to the process exit status::
     ├── DecodeProcessDied               a run's decode process ended mid-unit: that unit's symbols fail
     └── Interrupted                     Ctrl-C / SIGTERM (130)
 
+    MissingSymbolWarning (a UserWarning)  read_bars of a symbol the dataset holds no bar of at all
+
 Exit codes of a run are decided in one place, :func:`exit_code_for`: 0 all done, 1 finished with failed
 symbols, 2 usage or configuration (nothing fetched), 3 fatal during the run, 130 interrupted.
 
@@ -145,6 +147,12 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class MissingSymbolWarning(UserWarning):
+    """``read_bars``/``scan_bars`` were asked for a symbol the dataset holds no bar of at all: a typo, or a symbol
+    never fetched. Its rows are simply absent; ``warnings.simplefilter("error", MissingSymbolWarning)`` makes it
+    an error."""
 
 
 EXIT_OK = 0

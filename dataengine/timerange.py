@@ -53,6 +53,15 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
     return moment.astimezone(timezone.utc)
 
 
+def days_back(days: int, end: str | date | datetime | None = None, *, now: datetime | None = None) -> date:
+    """The first of the last ``days`` New York calendar days up to ``end`` (default today), both included:
+    ``days_back(1)`` is today, ``days_back(5)`` four days before it."""
+    if days < 1:
+        raise UsageError(f"--days must be 1 or more, got {days}")
+    last = parse_bound(end, is_end=True, name="end") if end is not None else (now or datetime.now(timezone.utc))
+    return last.astimezone(NEW_YORK).date() - timedelta(days=days - 1)
+
+
 @dataclass(frozen=True)
 class TimeRange:
     """An inclusive ``[start, end]`` range of UTC instants plus what was adjusted on the way."""
@@ -60,10 +69,29 @@ class TimeRange:
     start: datetime
     end: datetime
     notes: tuple[str, ...] = field(default=())
+    sip_cut: tuple[datetime, datetime] | None = None  # (new end, end asked): what the SIP delay left out
 
     def __post_init__(self) -> None:
         if self.start > self.end:
-            raise UsageError(f"start {self.start.isoformat()} is after end {self.end.isoformat()}")
+            raise UsageError(f"start {ny_text(self.start)} is after end {ny_text(self.end)} (New York)")
+
+
+def as_typed(value: str | date | datetime) -> str:
+    """A bound as the user gave it (``2024-01-31``, ``2024-01-31T10:00``), for messages: never the UTC instant
+    it became."""
+    return value.isoformat() if isinstance(value, (date, datetime)) else str(value).strip()
+
+
+def ny_text(moment: datetime) -> str:
+    """An instant as a New York date, or date and time when it is not midnight (``2024-01-31 10:00``)."""
+    local = moment.astimezone(NEW_YORK)
+    return local.strftime("%Y-%m-%d") if local.time() == time(0) else local.strftime("%Y-%m-%d %H:%M")
+
+
+def check_order(start: str | date | datetime, end: str | date | datetime, start_utc: datetime, end_utc: datetime) -> None:
+    """:class:`UsageError` naming both bounds as typed when ``start`` comes after ``end``."""
+    if start_utc > end_utc:
+        raise UsageError(f"start {as_typed(start)} is after end {as_typed(end)}")
 
 
 def resolve_range(
@@ -81,21 +109,26 @@ def resolve_range(
     now = now or datetime.now(timezone.utc)
     start_utc = parse_bound(start if start is not None else DEFAULT_START, is_end=False, name="start")
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else now
-    notes: list[str] = []
     if end_utc > now:
         end_utc = now
     delay = timedelta(minutes=sip_delay_minutes)
+    sip_cut = None
     if feed in ("sip", "delayed_sip") and delay and end_utc > now - delay:
+        sip_cut = (now - delay, end_utc)  # whether bars were cut away is the calendar's to say (see sip_note)
         end_utc = now - delay
-        notes.append(
-            f"end pulled back to {end_utc.strftime('%Y-%m-%d %H:%M')} UTC: Alpaca refuses SIP data from the last "
-            "15 minutes to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
-        )
     if start_utc > end_utc:
-        raise UsageError(
-            f"start {start_utc.astimezone(NEW_YORK).date()} is after end {end_utc.astimezone(NEW_YORK).date()}"
-        )
-    return TimeRange(start_utc, end_utc, tuple(notes))
+        first = as_typed(start if start is not None else DEFAULT_START)
+        if end is not None:  # the end as given, not as pulled back to now
+            check_order(first, end, start_utc, parse_bound(end, is_end=True, name="end"))
+        if start_utc > now:
+            raise UsageError(f"start {first} is in the future (now: {ny_text(now)} New York)")
+        raise UsageError(f"start {first} is after the end of the range, {ny_text(end_utc)} New York: SIP bars of "
+                         f"the last {sip_delay_minutes} minutes are not asked for (sip_delay_minutes)")
+    return TimeRange(start_utc, end_utc, sip_cut=sip_cut)
+
+
+SIP_NOTE = ("end pulled back to {end} New York: Alpaca refuses SIP data from the last 15 minutes to plans without "
+            "real-time SIP (set sip_delay_minutes = 0 if yours has it)")
 
 
 YearMonth = tuple[int, int]

@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.alpaca_server import FakeAlpaca
+    from tests.s3_fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A developer's keys, settings and stores never leak into a test (nor a test's into them)."""
     for name in list(os.environ):
-        if name.startswith(("APCA_", "DATAENGINE_", "AWS_", "MASSIVE_")):
+        if name.startswith(("APCA_", "DATAENGINE_", "AWS_", "MASSIVE_", "ALPACA_", "POLYGON_")):
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
@@ -31,7 +32,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
 
 
 @pytest.fixture
-def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator["FakeAlpaca"]:
+def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAlpaca]:
     """A local Alpaca-compatible server, with the environment pointing dataengine at it and at a temp store.
 
     Retries back off for milliseconds and requests time out after 2 s, so fault tests stay fast.
@@ -92,9 +93,25 @@ def decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(params=["local", "s3"])
-def backend(request: pytest.FixtureRequest, alpaca: "FakeAlpaca", tmp_path: Path) -> str:
+def backend(request: pytest.FixtureRequest, alpaca: FakeAlpaca, tmp_path: Path) -> str:
     """The store a test writes through, once on a local directory and once on S3: the root as given to
     --storage-dir (and set in DATAENGINE_STORAGE_DIR)."""
     if request.param == "s3":
         return str(request.getfixturevalue("s3_store"))
     return str(tmp_path / "store")
+
+
+@pytest.fixture
+def s3_proxy(s3_store: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """The fault proxy (``tests/s3_fault_proxy.py``) in front of the S3 server, with the environment (and the
+    dataengine processes a test starts) pointed at it; when the test ends, at the server directly again (so
+    ``read_store`` after a run reads what is really there)."""
+    from dataengine.storage.s3_client import forget_clients
+    from tests.s3_fault_proxy import FaultProxy
+
+    with FaultProxy(s3_endpoint, seed=23) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        forget_clients()
+        yield proxy
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+        forget_clients()

@@ -81,3 +81,20 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-unty
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def damage(root: str | Path, relpath: str, garbage: bytes) -> None:
+    """Damage a partition as a disk or a sync tool would: its bytes, under every name, i.e. the dataset's file
+    (``equities_1day/symbol=X/year=Y/month=M/data.parquet``) and the latest version's file of it (a hard link
+    locally; its copy on S3)."""
+    from dataengine.storage import layout
+    from dataengine.storage.store import open_store
+    from dataengine.storage.versions import VersionTable, snapshot
+
+    path = open_store(str(root)) / relpath
+    symbol, year, month = layout.parse_partition_path(path)  # type: ignore[misc]
+    dataset = relpath.split("/", 1)[0]
+    files = {(f.symbol, f.year, f.month): f.path for f in snapshot(VersionTable.of(path.root, dataset)).files()}
+    path.write_bytes(garbage)
+    if (symbol, year, month) in files:
+        path.root.at(files[(symbol, year, month)]).write_bytes(garbage)

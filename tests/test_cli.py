@@ -13,7 +13,6 @@ from dataengine.cli import app
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store, run_cli
 
-
 run = run_cli
 
 
@@ -74,7 +73,12 @@ def test_feed_mismatch_exit_2_names_both(alpaca, capsys) -> None:  # type: ignor
 
 BAD_INPUTS = [
     (["ingest", "AAPL", "--start", "2024-13-01"], "start '2024-13-01' is not a valid date"),
-    (["ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "is after end"),
+    (["ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "start 2024-02-01 is after end 2024-01-01"),
+    (["ingest", "AAPL", "--start", "2024-01-31T10:00", "--end", "2024-01-31T09:00"],
+     "start 2024-01-31T10:00 is after end 2024-01-31T09:00"),
+    (["ingest", "AAPL", "--start", "2099-01-02"], "start 2099-01-02 is in the future (now: "),
+    (["ingest", "AAPL", "--start", "2099-01-02", "--end", "2099-02-01"], "start 2099-01-02 is in the future"),
+    (["gaps", "AAPL", "--start", "2024-02-01", "--end", "2024-01-01"], "start 2024-02-01 is after end 2024-01-01"),
     (["ingest", "AAPL", "--timeframe", "2day"], "Alpaca has no 2Day bars"),
     (["ingest", "AAPL", "--timeframe", "5m"], "unknown timeframe '5m'"),
     (["ingest", "AAPL", "--asof", "2024-13-01"], "--asof '2024-13-01' is not a date"),
@@ -164,3 +168,127 @@ def test_json_of_a_fatal_run_carries_the_partial_result(alpaca, capsys, monkeypa
 def test_dry_run_prints_the_plan(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "--dry-run")
     assert code == 0 and out.startswith("dry run: 2 of 2 symbol(s) to fetch") and alpaca.requests == []
+    assert "  AAPL: 2024-01-02..2024-01-31\n" in out  # New York days, not the UTC instants they became
+
+
+# -- options where people put them (issue 21 item 7) -----------------------------------------------------------
+
+
+def test_global_options_after_the_command_work_on_every_command(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    other = str(tmp_path / "other")
+    code, out, err = run(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05",
+                         "--storage-dir", other, "-q")
+    assert code == 0 and err == "" and f"store: {other}" in out  # -q after the command: nothing on stderr
+    assert not store(tmp_path).exists()
+    code, out, _ = run(capsys, "status", "--storage-dir", other, "--json")
+    assert code == 0 and json.loads(out)["datasets"][0]["rows"] == 4
+    code, out, _ = run(capsys, "index", "list", f"--storage-dir={other}", "--json")
+    assert code == 0 and json.loads(out) == {"indices": []}
+    code, out, _ = run(capsys, "query", "select count(*) as n from bars_1day", "--storage-dir", other, "-f", "csv")
+    assert code == 0 and out == "n\n4\n"
+    code, out, err = run(capsys, "gaps", "AAPL", "-t", "day", "--storage-dir", other, "-v")
+    assert code == 1 and "never fetched: 2016-01-04..2023-12-29" in out and "Error" not in err
+
+
+def test_verbose_and_log_file_after_the_command(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "run.log"
+    code, _, err = run(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05", "-vv",
+                       "--log-file", str(log))
+    assert code == 0 and " DEBUG " in err and " DEBUG " in log.read_text()
+
+
+def test_a_commands_own_option_keeps_its_value_and_dash_dash_ends_the_search() -> None:
+    import typer.main
+
+    from dataengine.commands.global_options import hoist
+
+    group = typer.main.get_command(app)
+    assert hoist(group, None, ["ingest", "AAPL", "--storage-dir", "x", "-vq"]) == ["--storage-dir", "x", "-vq", "ingest", "AAPL"]
+    assert hoist(group, None, ["-q", "ingest", "AAPL", "--start", "-v"]) == ["-q", "ingest", "AAPL", "--start", "-v"]
+    assert hoist(group, None, ["query", "--", "-v"]) == ["query", "--", "-v"]
+    assert hoist(group, None, ["index", "show", "x", "--config", "c.ini"]) == ["--config", "c.ini", "index", "show", "x"]
+
+
+def test_command_help_names_the_global_options(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "ingest", "-h")
+    assert code == 0 and "Global options, before or after the command: --storage-dir PATH" in " ".join(out.split())
+
+
+def test_since_is_start_and_days_counts_back_from_the_end(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "ingest", "AAPL", "-t", "day", "--since", "2024-01-03", "--end", "2024-01-05", "--json")
+    assert code == 0 and json.loads(out)["start"] == "2024-01-03T05:00:00+00:00"
+    code, out, _ = run(capsys, "ingest", "AAPL", "-t", "day", "--days", "5", "--end", "2024-01-12", "--json")
+    assert code == 0 and json.loads(out)["start"] == "2024-01-08T05:00:00+00:00"  # Jan 8..12: five days
+    code, out, _ = run(capsys, "ingest", "AAPL", "-t", "day", "--days", "1", "--dry-run", "--json")
+    from datetime import datetime
+
+    from dataengine.timerange import NEW_YORK, ny_midnight
+
+    (first, _), = json.loads(out)["todo"]["AAPL"]
+    assert code == 0 and first == ny_midnight(datetime.now(NEW_YORK).date()).isoformat()  # today only
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--start", "2024-01-02", "--since", "2024-01-03"], "--start and --since both say where the range starts"),
+        (["--days", "5", "--start", "2024-01-02"], "--start and --days both say where the range starts"),
+        (["--days", "0"], "'--days'"),
+    ],
+)
+def test_since_days_and_start_together_are_exit_2(alpaca, capsys, tmp_path: Path, argv: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    for command in (["ingest", "AAPL"], ["ingest-csv", "sp500-2025.csv"]):
+        code, _, err = run(capsys, *command, *argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not alpaca.all_requests and not store(tmp_path).exists()
+
+
+# -- one rule for reading commands (issue 21 item 9) ------------------------------------------------------------
+
+READERS = [["status"], ["status", "AAPL"], ["query", "select 1"], ["gaps"], ["gaps", "AAPL", "--repair"], ["verify"],
+           ["actions"], ["index", "list"], ["index", "show", "sp500"], ["show", "AAPL"]]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_every_reading_command_on_a_missing_store_is_exit_2_no_store(alpaca, capsys, tmp_path: Path, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "nowhere"
+    code, out, err = run(capsys, "--storage-dir", str(missing), *argv)
+    assert (code, out) == (2, "")
+    assert err == f"Error: no store at {missing} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)\n"
+    assert not missing.exists() and not alpaca.all_requests
+
+
+# -- shell completion of option values (issue 21 item 9) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("dataengine ing", ["ingest", "ingest-csv"]),
+        ("dataengine ingest AAPL --feed ", ["sip", "iex", "otc", "boats", "delayed_sip"]),
+        ("dataengine ingest AAPL --timeframe m", ["minute", "month"]),
+        ("dataengine ingest AAPL -t 10", ["10min", "10hour"]),
+        ("dataengine ingest AAPL --adjustment s", ["split", "spin-off"]),
+        ("dataengine gaps --adjustment split,", ["split,dividend", "split,spin-off"]),
+        ("dataengine ingest-csv sp", ["sp500-2025.csv"]),
+        ("dataengine ingest-csv mine/", ["mine/nasdaq.txt", "mine/picks.csv"]),
+        ("dataengine verify -t d", ["day"]),
+        ("dataengine actions --type sp", ["split", "spin_off"]),
+        ("dataengine ingest AAPL --storage-dir x -t we", ["week"]),  # after a global option moved to the front
+    ],
+)
+def test_tab_completes_option_values_and_bundled_lists(capsys, monkeypatch, tmp_path: Path, line: str, expected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """As bash asks (the script --install-completion installs): COMP_WORDS and COMP_CWORD in the environment."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    for name in ("picks.csv", "nasdaq.txt", "notes.md"):
+        (tmp_path / "mine" / name).write_text("AAPL\n")
+    words = line.split()
+    monkeypatch.setenv("_DATAENGINE_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", line)
+    monkeypatch.setenv("COMP_CWORD", str(len(words) if line.endswith(" ") else len(words) - 1))
+    from dataengine.cli import main
+
+    with pytest.raises(SystemExit):
+        main(words[1:] or ["--help"])
+    assert sorted(capsys.readouterr().out.split()) == sorted(expected)

@@ -101,3 +101,16 @@ def test_massive_key_and_url_from_env_never_shown_and_named_when_missing(tmp_pat
     assert "mk-secret" not in repr(s)
     with pytest.raises(ConfigError, match="MASSIVE_API_KEY"):
         Settings.load(env={}, cwd=tmp_path).massive_key()
+
+
+def test_a_data_url_is_checked_however_settings_are_made(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data_url: 'data.alpaca.markets' is not a URL"):
+        Settings(storage_dir=tmp_path, workers=1, data_url="data.alpaca.markets")
+    with pytest.raises(ConfigError, match="environment variable APCA_API_DATA_URL: 'ftp://x'"):
+        Settings.load(env={"APCA_API_DATA_URL": "ftp://x"}, cwd=tmp_path)
+    assert Settings.load(env={"APCA_API_DATA_URL": " http://[::1]:8765/ "}, cwd=tmp_path).data_url == "http://[::1]:8765/"
+
+
+def test_massive_key_under_polygons_name_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='found POLYGON_API_KEY: dataengine reads MASSIVE_API_KEY'):
+        Settings.load(env={"POLYGON_API_KEY": "pk"}, cwd=tmp_path).massive_key()

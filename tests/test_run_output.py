@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,10 +97,22 @@ def test_failed_symbol_gets_its_own_line_and_the_ledger_records_it(alpaca, capsy
     assert record.failed == {"BADX": "HTTP 400: invalid symbol: BADX"} and record.successful == ["AAPL"]
     assert record.rows_written == json.loads(out)["rows_written"] > 0
     assert record.requests == len(alpaca.all_requests) and record.ended and record.started < record.ended
-    assert record.command == ["dataengine", "ingest", "AAPL", "BADX", "--start", "2024-01-02", "--end", "2024-01-31",
-                              "--timeframe", "day", "--json"]
+    assert record.command == ["dataengine", "ingest", "AAPL", "BADX", "-t", "day", "--start", "2024-01-02", "--end",
+                              "2024-01-31", "--json"]
     text = (tmp_path / "store" / "metadata" / "runs.jsonl").read_text()
     assert "test-secret" not in text and "test-key" not in text
+
+
+def test_the_ledger_records_the_command_as_typed_with_secrets_masked(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Options equal to their defaults (--feed sip, --lag 1) and global options after the command are kept,
+    in the order and spelling typed; the API keys never reach the ledger."""
+    listing = tmp_path / "test-secret.txt"  # a name that happens to hold the secret key
+    listing.write_text("AAPL\n")
+    argv = ["ingest-csv", str(listing), "-t", "day", "--feed", "sip", "--lag", "1", *ONE_MONTH,
+            "--storage-dir", str(tmp_path / "store"), "-q"]
+    assert main(argv) == 0
+    (record,) = RunLedger(tmp_path / "store").last(5)
+    assert record.command == ["dataengine", "ingest-csv", str(tmp_path / "***.txt"), *argv[2:]]
 
 
 def test_quiet_prints_only_the_summary(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -193,6 +206,27 @@ def _final_line(stderr: str) -> str:
     return [line for line in stderr.splitlines() if "] finished:" in line or "] interrupted:" in line][-1]
 
 
+def test_the_elapsed_time_covers_the_corporate_actions_step(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A slow corporate-actions answer (1.5 s) is part of the run: the JSON, the summary, the last progress
+    line and the ledger all count it."""
+    from dataengine.orchestration.progress import clock
+
+    alpaca.hang_s = 1.5
+    alpaca.inject("hang", endpoint="actions")
+    code = main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--json"])
+    out, err = capsys.readouterr()
+    elapsed = json.loads(out)["elapsed_s"]
+    assert code == 0 and elapsed >= 1.5
+    assert _final_line(err).endswith(f"elapsed {clock(elapsed)} | run {json.loads(out)['run_id']}")
+    (record,) = RunLedger(tmp_path / "store").all()
+    assert record.elapsed_s >= 1.5
+    alpaca.inject("hang", endpoint="actions")
+    code = main(["ingest", "AAPL", "-t", "day", *ONE_MONTH])
+    out, _ = capsys.readouterr()
+    seconds = float(out.split(" in ", 1)[1].split("s ", 1)[0])
+    assert code == 0 and seconds >= 1.5
+
+
 def _numbers(line: str) -> tuple[int, int, int, int, int]:
     import re
 
@@ -243,7 +277,7 @@ def test_wrong_keys_failures_agree(alpaca, dataengine, monkeypatch) -> None:  # 
 
 def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(capsys) -> None:  # type: ignore[no-untyped-def]
     commands = [["ingest"], ["ingest-csv"], ["status"], ["query"], ["gaps"], ["verify"],
-                ["index", "add"], ["index", "show"], ["index", "list"]]
+                ["index", "add"], ["index", "show"], ["index", "list"], ["show"], ["lists"], ["doctor"], ["actions"]]
     for command in commands:
         for flag in ("--help", "-h"):
             assert main([*command, flag]) == 0
@@ -255,10 +289,12 @@ def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(
     assert main(["-h"]) == 0 and "--install-completion" in capsys.readouterr().out
 
 
-def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from datetime import datetime, timedelta, timezone
 
-    start = (datetime.now(timezone.utc) - timedelta(days=3)).date().isoformat()
+    # a week's SIP delay always cuts bars away, whatever day the test runs: the note is said
+    monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", str(7 * 24 * 60))
+    start = (datetime.now(timezone.utc) - timedelta(days=20)).date().isoformat()
     assert main(["ingest", "AAPL", "-t", "hour", "--start", start]) == 0
     out, err = capsys.readouterr()
     assert f"store: {tmp_path / 'store'}" in out and "pulled back" not in out
@@ -269,3 +305,42 @@ def test_workers_beyond_what_helps_are_capped_with_a_note(alpaca, capsys) -> Non
     assert main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--workers", "500"]) == 0
     err = capsys.readouterr().err
     assert "500 workers asked for, 64 used" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux, a terminal that re-wraps lines on resize")
+def test_narrowing_the_terminal_leaves_no_torn_lines_above_the_live_display(tmp_path: Path) -> None:
+    """A run drawn at 130 columns, the window narrowed to 80: tmux re-wraps the lines of the last frame, and
+    every row of them must be redrawn or erased, none left above the display."""
+    from tests.alpaca_server import FakeAlpaca
+
+    socket = tmp_path / "tmux.sock"
+    tmux = ["tmux", "-S", str(socket)]
+
+    def screen() -> list[str]:
+        shown = subprocess.run([*tmux, "capture-pane", "-p", "-t", "run"], capture_output=True, text=True, check=True)
+        return [line.rstrip() for line in shown.stdout.splitlines() if line.strip()]
+
+    with FakeAlpaca(latency_s=0.3) as server:
+        env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "TERM": "xterm-256color", "LANG": "C.UTF-8",
+               "APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret", "APCA_API_DATA_URL": server.url}
+        command = " ".join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "dataengine",
+                            "--storage-dir", str(tmp_path / "store"), "ingest", "AAPL", "MSFT", "NVDA", "AMD", "TSLA",
+                            "META", "--start", "2024-01-01", "--end", "2024-12-31", "-w", "4", "; sleep 60"])
+        subprocess.run([*tmux, "new-session", "-d", "-s", "run", "-x", "130", "-y", "40", command], check=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(line.startswith("worker-") and "bars" in line for line in screen()):
+                assert time.monotonic() < deadline, screen()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            subprocess.run([*tmux, "resize-window", "-t", "run", "-x", "80", "-y", "40"], check=True)
+            time.sleep(1.0)  # five redraws
+            lines = screen()
+        finally:
+            subprocess.run([*tmux, "kill-server"], check=False)
+    ours = ("dataengine ingest ·", "overall ", "worker-", "6 symbol(s)", "  store: ")
+    torn = [line for line in lines if not line.startswith(ours) and not re.match(r"^ +\d+× 429 · ", line)]
+    assert not torn, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert sum(line.startswith("overall ") for line in lines) == 1

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with
 
 
@@ -18,7 +19,7 @@ def register(app: typer.Typer) -> None:
 def actions(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols (default: every symbol with stored actions).", show_default=False)] = None,
-    types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
+    types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", autocompletion=completion.action_types, help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="From this ex-date (YYYY-MM-DD; the process date for types without one); with --update, the first process date to fetch (default: default_start).")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Up to this ex-date, inclusive (YYYY-MM-DD).")] = None,
     update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every stored symbol) from Alpaca, without fetching bars.")] = False,
@@ -34,7 +35,6 @@ def actions(
     from dataengine.actions.store import ActionStore
     from dataengine.errors import UsageError
     from dataengine.loaders.symbol_loader import clean_symbols
-    from dataengine.storage.store_root import check_readable_root
 
     wanted = sorted(clean_symbols(symbols, source="symbols")) if symbols else None
     kinds = parse_types(types)
@@ -47,14 +47,15 @@ def actions(
     if update:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
-        pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), command=command_line(ctx))
+        pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), progress=False,
+                                     command=command_line(ctx))
         result = pipeline.update_corporate_actions(wanted, first or settings.default_start)
         code = result.exit_code
         if not json_out and not ctx.obj.quiet:
             typer.echo(f"corporate actions: {result.actions_new} new or changed, {result.requests} request(s)", err=True)
             for symbol, reason in result.failed.items():
                 typer.echo(f"  failed {symbol}: {reason}", err=True)
-    root = check_readable_root(ctx.obj.store(settings))
+    root = ctx.obj.existing_store(settings)
     rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last)
     if json_out:
         payload: dict[str, object] = {"actions": rows.drop("raw").to_dicts(), "count": rows.height}

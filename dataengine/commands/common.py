@@ -15,6 +15,8 @@ import typer
 from dataengine.config import Settings
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from dataengine.storage.store import StorePath
 
 
@@ -40,32 +42,58 @@ class Context:
         settings = settings or self.settings()
         return open_store(settings.storage_dir, create=settings.storage_dir_is_default)
 
+    def existing_store(self, settings: Settings | None = None) -> StorePath:
+        """The store a reading command reads: one that exists, else ``no store at ...`` (exit 2). One rule for
+        every reading command (status, query, gaps, verify, actions, index list/show, show)."""
+        from dataengine.storage.store_root import check_readable_root
+
+        return check_readable_root(self.store(settings))
+
 
 def command_line(ctx: typer.Context) -> list[str]:
-    """The command as parsed (global options, command, its arguments and options), for the run ledger.
+    """The command line as typed, for the run ledger: ``dataengine`` and its arguments in their order and
+    spelling (``-t day`` stays ``-t day``; options equal to their defaults stay), credentials inside a URL
+    masked (``http://***@host``). The API keys are masked where the ledger is written."""
+    from dataengine.commands.global_options import argv_as_typed
+    from dataengine.config import mask_url
 
-    Rebuilt from the parsed parameters, so it is the same whether the CLI was started from a shell or via
-    ``main(argv)``; only options that differ from their defaults appear. No option takes a secret today;
-    the ledger masks any that would.
-    """
-    parts = ["dataengine"]
-    chain = [c for c in (ctx.parent, ctx) if c is not None and c.command is not None]
-    for c in chain:
-        if c is ctx:
-            parts.append(ctx.info_name or "")
-        for param in c.command.params:
-            value = c.params.get(param.name or "")
-            if param.name == "version" or value is None or value is False or value == param.default or value == []:
-                continue
-            if param.param_type_name == "argument":
-                parts += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-            elif getattr(param, "count", False):
-                parts += [param.opts[0]] * int(value)
-            elif value is True:
-                parts.append(param.opts[0])
-            else:
-                parts += [param.opts[0], str(value)]
-    return parts
+    argv = argv_as_typed(ctx)
+    if argv is None:  # the command was invoked some other way (a test calling it directly): as Python saw it
+        argv = sys.argv[1:]
+    return ["dataengine", *(mask_url(arg) if "@" in arg else arg for arg in argv)]
+
+
+def first_day(start: str | None, since: str | None, days: int | None, end: str | None) -> str | None:
+    """Where an ingest starts, from ``--start``, its other name ``--since``, or ``--days N`` (the last N New York
+    days up to today, or up to ``--end``, both included); a :class:`UsageError` when more than one is given."""
+    from dataengine.errors import UsageError
+    from dataengine.timerange import days_back
+
+    given = [name for name, value in (("--start", start), ("--since", since), ("--days", days)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} both say where the range starts: give one "
+                         "(--since is another name for --start; --days N is the last N days up to --end or today)")
+    if days is not None:
+        return days_back(days, end).isoformat()
+    return start if start is not None else since
+
+
+def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[str, ...] = ()) -> None:
+    """A frame as a Rich table on stdout (``query``, ``show``): every value printed as itself, never as Rich
+    markup; piped, lines are not wrapped to an assumed 80 columns. ``right``: columns aligned right."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=4096)
+    table = Table(show_edge=False)
+    for name in frame.columns:
+        table.add_column(Text(name), justify="right" if name in right else "left")
+    for row in (frame.head(limit) if limit is not None else frame).iter_rows():
+        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
+    console.print(table)
 
 
 def emit(payload: Any, as_json: bool) -> None:

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.timerange import parse_bound
+from dataengine.timerange import check_order, parse_bound
 
 if TYPE_CHECKING:
     from dataengine.reports.gaps import SymbolGaps
@@ -23,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def gaps(
     ctx: typer.Context,
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
-    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
-    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
+    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar.")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
@@ -42,15 +43,19 @@ def gaps(
     key = DatasetKey.of(timeframe, adjustment)
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
+    if start and end and first is not None and last is not None:
+        check_order(start, end, first, last)
     wanted = clean_symbols(symbols) if symbols else None
     # Polars, the calendar and the pipeline are imported when the command runs: the help starts fast.
-    from dataengine.reports.gaps import find_gaps, repair_gaps
+    from dataengine.reports.gaps import find_gaps, repair_gaps, require_gap_timeframe
     from dataengine.storage.parquet_storage import ParquetStorage
 
-    root = ctx.obj.store(settings)
+    require_gap_timeframe(key)  # bad input first, then the store
+    root = ctx.obj.existing_store(settings)  # a missing store is no store, not a store without gaps (exit 2)
     repaired = None
     if not repair:
-        reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start)
+        reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,
+                            sip_delay_minutes=settings.sip_delay_minutes)
     else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
         from dataengine.orchestration.progress import choose_reporter
@@ -65,10 +70,11 @@ def gaps(
         finally:
             progress.close()
     remaining = sum(len(r.missing_sessions) for r in reports)
-    holes = remaining + sum(1 for r in reports if r.missing_history)
+    holes = sum(1 for r in reports if r.has_gaps)
     if json_out:
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
-                                      "missing_sessions": remaining}
+                                      "missing_sessions": remaining,
+                                      "never_fetched_symbols": sum(1 for r in reports if r.never_fetched)}
         if repaired is not None:
             payload["repair"] = repaired.asdict()
         typer.echo(json.dumps(payload, default=str))
@@ -82,16 +88,24 @@ def gaps(
 def render(dataset: str, reports: list[SymbolGaps]) -> str:
     if not reports:
         return f"{dataset}: no bars stored"
-    lines = [f"{dataset}: {sum(len(r.missing_sessions) for r in reports)} missing session(s) in {len(reports)} symbol(s)"]
+    missing = sum(len(r.missing_sessions) for r in reports)
+    unfetched = sum(1 for r in reports if r.never_fetched)
+    lines = [f"{dataset}: {_count(missing, 'missing session')} in {_count(len(reports), 'symbol')}"
+             + (f", history never fetched for {_count(unfetched, 'symbol')}" if unfetched else "")]
     width = max(len(r.symbol) for r in reports)
     for r in reports:
+        never = ("  never fetched: " + ", ".join(f"{a}..{b}" if a != b else a for a, b in r.never_fetched)
+                 if r.never_fetched else "")
         if not r.sessions_expected:
-            lines.append(f"  {r.symbol:<{width}}  no bars in range")
+            lines.append(f"  {r.symbol:<{width}}  no bars in range{never}")
             continue
-        missing = ", ".join(r.missing_sessions[:5]) + (f" (+{len(r.missing_sessions) - 5} more)" if len(r.missing_sessions) > 5 else "")
+        shown = ", ".join(r.missing_sessions[:5]) + (f" (+{len(r.missing_sessions) - 5} more)" if len(r.missing_sessions) > 5 else "")
         lines.append(
             f"  {r.symbol:<{width}}  {r.first_session}..{r.last_session}  sessions {r.sessions_with_bars}/{r.sessions_expected} "
-            f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {missing}" if missing else "")
-            + (f"  history never fetched: {r.missing_history[0]}..{r.missing_history[1]}" if r.missing_history else "")
+            f"({r.coverage_pct:.1f}%)  quiet bars {r.quiet_bars:,}" + (f"  missing: {shown}" if shown else "") + never
         )
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

@@ -30,8 +30,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(index_app, name="index")
 
 
-def _store(ctx: typer.Context) -> MetadataStore:
-    root = ctx.find_root().obj.store()
+def _store(ctx: typer.Context, *, reading: bool = False) -> MetadataStore:
+    """The store's index metadata; ``reading``: the store must exist (``no store at ...``, exit 2), as for every
+    reading command, while ``index add`` may make a new store."""
+    state = ctx.find_root().obj
+    root = state.existing_store() if reading else state.store()
     from dataengine.storage.metadata_store import MetadataStore  # Polars: imported when the command runs
 
     return MetadataStore(root)
@@ -89,13 +92,13 @@ def show(
 
     Example: dataengine index show sp500 --as-of 2024-06-30
 
-    Exit 0 · 2 unknown index or bad date.
+    Exit 0 · 2 unknown index, bad date or no store.
     """
     from dataengine.storage.metadata_store import parse_day, validate_index_name
 
     validate_index_name(name)
     day = parse_day(as_of)
-    store = _store(ctx)
+    store = _store(ctx, reading=True)
     members = store.members(name, day)
     if json_out:
         typer.echo(json.dumps({"name": name, "as_of": day.isoformat() if day else None, "count": len(members), "symbols": members}))
@@ -116,7 +119,7 @@ def list_indices(ctx: typer.Context, json_out: JsonOut = False) -> None:
 
     Exit 0 · 2 no store.
     """
-    store = _store(ctx)
+    store = _store(ctx, reading=True)
     report: list[dict[str, Any]] = []
     for name in store.names():
         snaps = store.snapshots(name)

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from dataengine.commands.common import Context, command_line, emit, exit_with
+from dataengine.commands import completion
+from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
 from dataengine.config import url_secrets
-from dataengine.errors import DataEngineError, UsageError
+from dataengine.errors import UsageError, exit_code_for
 from dataengine.orchestration.progress import ProgressReporter
-from dataengine.orchestration.result import IngestResult
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +20,12 @@ def register(app: typer.Typer) -> None:
 
 
 Start = Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: default_start (2016-01-01).")]
+Since = Annotated[str | None, typer.Option("--since", metavar="DATE", help="Another name for --start.", show_default=False)]
+Days = Annotated[int | None, typer.Option("--days", metavar="N", min=1, help="The last N New York days up to today (or --end), today included: --days 5. Not with --start.", show_default=False)]
 End = Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default now.")]
-TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
-Feed = Annotated[str, typer.Option("--feed", metavar="FEED", help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
-AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, week, month, or any size Alpaca serves: 1-59min, 1-23hour, 1/2/3/4/6/12month (also Alpaca's spellings: 10Min, 10T, 2H, 3M).")]
+Feed = Annotated[str, typer.Option("--feed", metavar="FEED", autocompletion=completion.feeds, help="sip, iex, otc, boats, or delayed_sip (= sip: the same dataset, the last 15 minutes left out).")]
+AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="raw, split, dividend, spin-off, all, or a comma combination such as split,spin-off (adjusted bars go to their own dataset).")]
 Asof = Annotated[str | None, typer.Option("--asof", metavar="DATE", help="Map renamed symbols as of this day (YYYY-MM-DD), or '-' for no mapping. Default: the day the dataset was created, kept for every later run.")]
 Workers = Annotated[int | None, typer.Option("--workers", "-w", metavar="N", help="Worker threads (default from settings: 6 on macOS, 8 elsewhere).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object with the run's result on stdout.")]
@@ -50,13 +52,16 @@ def ingest(
     lag: Lag = 1,
     dry_run: DryRun = False,
     asof: Asof = None,
+    since: Since = None,
+    days: Days = None,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once.
 
-    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --dry-run
+    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --days 5 · dataengine ingest NVDA --dry-run
 
     Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
     """
+    start = first_day(start, since, days, end)
     args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
@@ -64,7 +69,7 @@ def ingest(
 
 def ingest_csv(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(metavar="FILE", help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="FILE", autocompletion=completion.symbol_files, help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
     index_name: Annotated[str | None, typer.Option("--index-name", metavar="NAME", help="Also record the list as this index's membership from today.")] = None,
     start: Start = None,
     end: End = None,
@@ -79,6 +84,8 @@ def ingest_csv(
     lag: Lag = 1,
     dry_run: DryRun = False,
     asof: Asof = None,
+    since: Since = None,
+    days: Days = None,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file.
 
@@ -86,6 +93,7 @@ def ingest_csv(
 
     Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
     """
+    start = first_day(start, since, days, end)
     args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
                       wait_timeout, full_refresh, lag, dry_run, asof)
     _ingest(ctx.obj, args, command_line(ctx))
@@ -152,12 +160,14 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         result = pipeline.run(request)
         if args.index_name is not None:
             pipeline.metadata.store(args.index_name, list(request.symbols))
-    except DataEngineError as exc:
+    except KeyboardInterrupt as exc:
+        # Stopped before the run had a result (while corporate actions came): still the one JSON object a cron
+        # job parses, and the exit code of the signal (the CLI parser would turn every interrupt into 130).
+        code = exit_code_for(error=exc)
         if args.json_out:
-            partial: IngestResult | None = exc.result
-            payload = partial.asdict() if partial is not None else {}
-            emit(dict(payload, error=str(exc), exit_code=exc.exit_code), True)
-        raise
+            emit({"interrupted": True, "error": "interrupted", "exit_code": code}, True)
+        typer.echo("Interrupted.", err=True)
+        raise typer.Exit(code) from None
     finally:
         if progress is not None:
             progress.close()
@@ -176,13 +186,26 @@ def _format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
         f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars; "
-        f"{plan['symbols_up_to_date']} already up to date"
+        f"{plan['symbols_up_to_date']} already up to date (ranges in New York time)"
     ]
     todo = [(s, spans) for s, spans in plan["todo"].items() if spans]
     for symbol, spans in todo[:20]:
-        lines.append(f"  {symbol}: " + ", ".join(f"{a[:19]}..{b[:19]}" for a, b in spans))
+        lines.append(f"  {symbol}: " + ", ".join(_span(a, b) for a, b in spans))
     if len(todo) > 20:
         lines.append(f"  ... and {len(todo) - 20} more")
     return "\n".join(lines)
 
 
+
+
+def _span(start: str, end: str) -> str:
+    """A planned range (UTC instants) in New York days, with a time only where it is not a whole day."""
+    from datetime import datetime, timedelta
+
+    from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_text
+
+    last = datetime.fromisoformat(end)
+    after = last + ONE_MICROSECOND
+    whole_day = len(ny_text(after)) == 10  # ends at a New York midnight: its last day is the one before
+    last_text = (after.astimezone(NEW_YORK).date() - timedelta(days=1)).isoformat() if whole_day else ny_text(last)
+    return f"{ny_text(datetime.fromisoformat(start))}..{last_text}"

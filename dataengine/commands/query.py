@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands.common import print_table
 from dataengine.errors import UsageError
 from dataengine.storage.atomic import write_atomic
 
@@ -32,12 +33,19 @@ def query(
     sql: Annotated[str, typer.Argument(metavar="SQL", help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
     fmt: Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
+    version: Annotated[int | None, typer.Option("--version", metavar="N", help="Read version N of the dataset --timeframe/--adjustment name (the others: latest).", min=0)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="Read every dataset as it was at this time (YYYY-MM-DD[THH:MM], New York).")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", metavar="NAME", help="Read the versions this tag pins.")] = None,
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="With --version: the dataset's bar size.")] = "minute",
+    adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="With --version: the dataset's adjustment.")] = "raw",
 ) -> None:
-    """Run read-only SQL against the store and print a table or write csv/json/parquet.
+    """Run read-only SQL against the store and print a table or write csv/json/parquet. Each view reads one
+    version of its dataset (the latest, unless --version, --as-of or --tag pins one), so a query during a
+    run never mixes two runs.
 
-    Examples: dataengine query "select symbol, count(*) from bars_1day group by all" · dataengine query "select * from bars_1min where symbol='AAPL' and year=2024" -o aapl.parquet
+    Examples: dataengine query "select symbol, count(*) from bars_1day group by all" · dataengine query "select * from bars_1min where symbol='AAPL' and year=2024" -o aapl.parquet · dataengine query "select count(*) from bars_1min" --version 12
 
-    Exit 0 · 2 bad or non-read-only SQL, no store.
+    Exit 0 · 2 bad or non-read-only SQL, no store, no such version.
     """
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings()
@@ -45,9 +53,12 @@ def query(
         _check_output(output, ctx.obj.store(settings).local)
     from dataengine import read as reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
 
-    frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None)
+    frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None,
+                         version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment)
     if fmt == "table":
-        _print_table(frame)
+        print_table(frame, TABLE_ROWS)
+        if frame.height > TABLE_ROWS:
+            typer.echo(f"note: showing the first {TABLE_ROWS:,} rows; use --output with csv, json or parquet for all", err=True)
     elif output is None:
         sys.stdout.write(_render(frame, fmt))
         sys.stdout.flush()
@@ -105,22 +116,3 @@ def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:
         write_atomic(output.expanduser(), write)  # a failed write leaves the old file, never half a new one
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-
-
-def _print_table(frame: pl.DataFrame) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=4096)  # piped: no wrapping to an assumed 80 columns
-    table = Table(show_edge=False)
-    for name in frame.columns:
-        table.add_column(Text(name))
-    for row in frame.head(TABLE_ROWS).iter_rows():
-        # Text(), not str: a value like "[red]" must print as itself, not as Rich markup.
-        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
-    console.print(table)
-    if frame.height > TABLE_ROWS:
-        typer.echo(f"note: showing the first {TABLE_ROWS:,} rows; use --output with csv, json or parquet for all", err=True)

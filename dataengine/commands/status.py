@@ -28,8 +28,10 @@ def status(
     """
     from dataengine.reports.status import store_status, symbol_status  # Polars: imported when the command runs
 
-    root = ctx.obj.store()
-    report = symbol_status(root, symbol) if symbol else store_status(root, runs=runs)
+    settings = ctx.obj.settings()
+    root = ctx.obj.existing_store(settings)
+    report = (symbol_status(root, symbol, history_start=settings.default_start, sip_delay_minutes=settings.sip_delay_minutes)
+              if symbol else store_status(root, runs=runs))
     if json_out:
         typer.echo(json.dumps(report, default=str))
     elif symbol:
@@ -80,6 +82,11 @@ def render_store(report: dict[str, Any]) -> str:
     for r in report["runs"]:
         if r.get("error"):
             lines.append(f"  {r['run_id']}: {r['error']}")
+    if report.get("versions"):
+        lines += ["", "Versions (every run a version; dataengine versions -t SIZE lists them):"]
+        for v in report["versions"]:
+            tags = ", ".join(f"{name}={n}" for name, n in sorted(v["tags"].items()))
+            lines.append(f"  {v['dataset']}: {v['versions']} kept, current {v['current']}" + (f", tags {tags}" if tags else ""))
     lines += ["", "Indices:" if report["indices"] else "Indices: none recorded"]
     for i in report["indices"]:
         if "error" in i:
@@ -101,14 +108,23 @@ def render_symbol(report: dict[str, Any]) -> str:
         return "\n".join([f"{report['symbol']}: no bars stored in {report['root']}", *notes])
     lines = [f"{report['symbol']} in {report['root']}", *notes, ""]
     lines += _table(
-        ["dataset", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing months"],
+        ["dataset", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing"],
         [
             [d["name"], d["feed"] or "?", f"{d['rows']:,}", _when(d["first_bar"]), _when(d["last_bar"]),
-             f"{d['months_held']} ({d['first_month']}..{d['last_month']})", _ranges(d["missing_months"]) or "none"]
+             f"{d['months_held']} ({d['first_month']}..{d['last_month']})", _missing(d)]
             for d in report["datasets"]
         ],
     )
     return "\n".join(lines)
+
+
+def _missing(dataset: dict[str, Any]) -> str:
+    """Months without a partition between the first and last, then what was never fetched (both ends)."""
+    parts = [_ranges(dataset["missing_months"])] if dataset["missing_months"] else []
+    never = dataset.get("never_fetched") or []
+    if never:
+        parts.append("never fetched " + ", ".join(f"{a}..{b}" if a != b else a for a, b in never))
+    return "; ".join(parts) or "none"
 
 
 def _table(headers: list[str], rows: list[list[str]], indent: str = "") -> list[str]:

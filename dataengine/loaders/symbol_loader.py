@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from dataengine.errors import UsageError
@@ -64,6 +65,23 @@ def resolve_list_path(path: str | Path) -> Path:
         return BUNDLED_LISTS / candidate.name
     bundled = ", ".join(sorted(p.name for p in BUNDLED_LISTS.glob("*"))) if BUNDLED_LISTS.is_dir() else "none"
     raise UsageError(f"symbol file {path} not found (bundled lists: {bundled})")
+
+
+@dataclass(frozen=True)
+class BundledList:
+    """A symbol list shipped with dataengine: ``ingest-csv NAME`` takes it by its bare name."""
+
+    name: str
+    path: Path
+    symbols: int
+
+
+def bundled_lists() -> list[BundledList]:
+    """The symbol lists shipped in ``dataengine/lists/``, by name, with how many symbols each holds."""
+    if not BUNDLED_LISTS.is_dir():
+        return []
+    return [BundledList(p.name, p, len(SymbolLoader.from_file(p)))
+            for p in sorted(BUNDLED_LISTS.iterdir()) if p.suffix.lower() in (".csv", ".txt")]
 
 
 def _read_text(path: Path) -> str:

@@ -130,7 +130,8 @@ def _stored_daily(root: StorePath, symbols: list[str], first: date, last: date) 
 
     if not layout.dataset_dir(root, DatasetKey.of("day", "raw")).is_dir():
         return pl.DataFrame(schema={"symbol": pl.String, "timestamp": pl.Datetime("us", "UTC"), "close": pl.Float64})
-    return read_bars(symbols, first, last, "day", storage_dir=root, columns=["close"])
+    # a symbol without daily bars is normal here: its closes are fetched instead
+    return read_bars(symbols, first, last, "day", storage_dir=root, columns=["close"], missing="ignore")
 
 
 def _closes_before(need: pl.DataFrame, daily: pl.DataFrame) -> pl.DataFrame:

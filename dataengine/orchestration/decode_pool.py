@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -143,10 +144,8 @@ class _Child:
                     stream.messages.put(message)
             elif kind == "acquire":
                 self.pool.grant(self, message[1], stream)
-            elif kind == "observe":
-                remaining, reset, throttled, permit = message[2]
-                if self.pool.spec.pacer is not None:
-                    self.pool.spec.pacer.observe(remaining=remaining, reset_epoch=reset, throttled=throttled, permit=permit)
+            elif kind == "report":
+                self.pool.report(*message[2:])
             elif kind == "wait" and stream is not None and stream.on_wait is not None:
                 stream.on_wait(message[2], message[3])
             elif kind == "log":
@@ -229,12 +228,25 @@ class DecodePool:
         on_wait = stream.on_wait if stream is not None else None
 
         def give() -> None:
-            child.send(("permit", sid, pacer.acquire(self.stop, on_wait)))
+            child.send(("permit", sid, pacer.acquire(self.stop, on_wait)))  # None: stopped, the stream sees it
 
         try:
             self._permits.submit(give)
         except RuntimeError:  # shut down: the run is ending
-            child.send(("permit", sid, 0))
+            child.send(("permit", sid, None))
+
+    def report(self, kind: str, permit: int | None, answer: dict[str, Any] | None) -> None:
+        """A decode process's report on a request it had a permit for (see :class:`~.source.Pacer`)."""
+        pacer = self.spec.pacer
+        if pacer is None:
+            return
+        if kind == "release":
+            pacer.release(permit)
+        elif kind == "done":
+            pacer.done(permit)
+        elif answer is not None:
+            headers_at = answer.pop("headers_at")
+            pacer.observe(**answer, permit=permit, headers_ago=max(0.0, time.monotonic() - headers_at))
 
     def stop_all(self) -> None:
         """Tell every decode process to stop its streams now (Ctrl-C, SIGTERM, a fatal error)."""

@@ -30,6 +30,7 @@ from dataengine.orchestration.actions_update import (
     stale_adjusted,
     update_actions,
 )
+from dataengine.orchestration.api_progress import api_reporter
 from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
@@ -43,8 +44,11 @@ from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
+from dataengine.storage.run_versions import DatasetVersion, record_actions
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
+from dataengine.storage.versions import Provenance
+from dataengine.storage.versions.model import Reason
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK
 
@@ -71,7 +75,7 @@ class IngestionPipeline:
         *,
         settings: Settings | None = None,
         storage_dir: str | Path | StorePath | None = None,
-        progress: ProgressReporter | None = None,
+        progress: ProgressReporter | bool | None = None,
         source: SourceFactory | None = None,
         wait_for_lock: bool = False,
         lock_timeout: float | None = None,
@@ -80,10 +84,13 @@ class IngestionPipeline:
         """``max_workers`` stays positional (the seed API's ``IngestionPipeline(8)``); every collaborator is a
         keyword argument. The store is ``storage_dir`` (a directory, ``s3://bucket/prefix`` or an opened store),
         else the settings' ``storage_dir``: it is opened once, here, and the bars, lock, ledger, coverage and
-        index metadata all live under it. ``source``: what makes one bar source per worker thread for each run
-        (default: Alpaca clients from the settings, sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait
-        for it (at most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at
-        once. ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
+        index metadata all live under it. ``progress``, the library's only output (it logs, never prints): by
+        default a display when someone watches (stderr a terminal, IPython, Jupyter), else none; ``False``
+        none, ``True`` always, or your own :class:`ProgressReporter` (:mod:`.api_progress`). ``source``:
+        what makes one bar source per worker thread for each run (default: Alpaca clients from the settings,
+        sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait for it (at
+        most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at once.
+        ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
         settings = settings or Settings.load()
         if storage_dir is not None and not isinstance(storage_dir, StorePath):
             settings = settings.with_overrides(storage_dir=storage_dir, origin="argument")
@@ -91,12 +98,11 @@ class IngestionPipeline:
             settings = settings.with_overrides(workers=max_workers, origin="argument")
         self.settings = settings
         self.max_workers = settings.workers
-        root = storage_dir if isinstance(storage_dir, StorePath) else \
+        self.root = root = storage_dir if isinstance(storage_dir, StorePath) else \
             open_store(settings.storage_dir, create=settings.storage_dir_is_default)
-        self.root = root
         self.storage = ParquetStorage(root)
         self.metadata = MetadataStore(root)
-        self.progress = progress or ProgressReporter()
+        self.progress = api_reporter(progress, interval=settings.progress_interval)
         self.ledger = RunLedger(root)
         self.source = source
         self.wait_for_lock = wait_for_lock or lock_timeout is not None
@@ -229,9 +235,21 @@ class IngestionPipeline:
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command), held=self._held,
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
-            result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-            if result.rows_written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                _refresh_status_cache(self.root, request, self.storage.written_footers())
+            self.storage.take_written()
+            version = DatasetVersion(self.root, request.dataset.dirname, Provenance(
+                run_id=record.run_id, source="alpaca", feed=request.feed, adjustment=request.adjustment,
+                asof=request.asof, command=" ".join(self.command)))
+            version.begin()  # before the first write: adopts an unversioned dataset as version 0
+            try:
+                result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
+            finally:  # what was written is committed however the run ends (a crash: the next commit takes it in)
+                written = self.storage.take_written()
+                committed = _commit_version(version, written, outcome.result, repair=request.ranges is not None)
+                _record_actions(self.root, Provenance(run_id=record.run_id, reason="corporate-actions",
+                                                      command=" ".join(self.command)), besides=version)
+            result.version = committed
+            if written:  # no file changed: the cache is as fresh as the plan's footer check left it
+                _refresh_status_cache(self.root, request, written)
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
@@ -259,6 +277,8 @@ class IngestionPipeline:
                 update = self._update_actions_of(wanted, start, source, feed="sip")
             finally:
                 source.close()
+                _record_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
+                                                 command=" ".join(self.command)))
             result = IngestResult(
                 successful=[s for s in wanted if s not in update.failed], failed=dict(sorted(update.failed.items())),
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
@@ -279,6 +299,7 @@ class IngestionPipeline:
         return self.run(request)
 
     def _execute(self, request: IngestRequest, *, new_store: bool, run_id: str = "") -> IngestResult:
+        started = time.monotonic()  # the result's elapsed_s covers every step: corporate actions, plan, bars
         mark_store(self.root)
         notes = [f"new store at {self.root}"] if new_store else []
         self.storage.remove_stale_temp_files()
@@ -293,6 +314,7 @@ class IngestionPipeline:
             actions_source.close()
             if isinstance(exc, DataEngineError):  # keys rejected, Alpaca unreachable: fatal for the run as for bars
                 exc.result = _not_started(request, exc, actions_source, run_id, str(self.root))
+                exc.result.elapsed_s = round(time.monotonic() - started, 3)
                 self.progress.finish(exc.result)
             raise
         stale = stale_adjusted(self.root, request, coverage)
@@ -309,6 +331,7 @@ class IngestionPipeline:
             run_id=run_id,
             failed_before=update.failed,
             sources=[actions_source],
+            started=started,
         )
         run.result.refetched = stale
         run.result.actions_new = update.changed.height
@@ -328,6 +351,28 @@ class IngestionPipeline:
             return ActionsUpdate()
         self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
         return update_actions(self.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
+
+
+def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], result: IngestResult | None, *,
+                    repair: bool) -> int | None:
+    """Commit a run's partitions as one version; the dataset's version after it. Never raises: a run that
+    lost the lock (the fence refuses) or cannot reach the store leaves its marker, and the next run's commit
+    takes in what it wrote."""
+    reason: Reason = "repair" if repair else "refetch-after-corporate-action" if result and result.refetched else "run"
+    try:
+        return version.commit(written, reason=reason)
+    except DataEngineError as exc:
+        log.error("the run's version was not committed (the next run's commit takes its partitions in): %s", exc)
+        return None
+
+
+def _record_actions(root: StorePath, provenance: Provenance, *, besides: DatasetVersion | None = None) -> None:
+    """New corporate actions make a version of every raw dataset (see :func:`record_actions`). Never raises:
+    until a later run or update records them, reads see the latest version and the actions it names."""
+    try:
+        record_actions(root, provenance, besides=besides)
+    except DataEngineError as exc:
+        log.error("the corporate actions stored were not recorded in a version yet (the next run does it): %s", exc)
 
 
 def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:

@@ -17,9 +17,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.control import Control
 from rich.live import Live
+from rich.live_render import LiveRender
 from rich.progress_bar import ProgressBar
+from rich.segment import ControlType, Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -78,6 +81,7 @@ class LiveProgress(TrackingProgress):
             redirect_stdout=False,  # stdout is data (--json); only stderr output goes above the display
             redirect_stderr=True,
         )
+        self._live._live_render = ReflowAwareRender(self.render(), self.console)  # see ReflowAwareRender
         self._live.start()
 
     def announce(self, text: str) -> None:
@@ -111,24 +115,25 @@ class LiveProgress(TrackingProgress):
             r = self.final
             ok, failed = len(r.successful), len(r.failed)
             fraction, eta = (fraction if r.interrupted else 1.0), None
-            bars = r.rows_written
+            bars, elapsed = r.rows_written, r.elapsed_s  # the whole run's time, as the summary says
             counters = {"requests": r.requests, "retries": r.retries, "throttled": r.throttled}
         # Fit the terminal (80 columns and up): cells never wrap; what does not fit is cut from the end of a
-        # line, so each line leads with what matters most (the ETA first).
+        # line, so each line leads with what matters most (the ETA, elapsed time and failures first).
         width = self.console.width
-        bar_width = max(10, min(BAR_WIDTH, width // 4))
+        bar_width = max(10, min(BAR_WIDTH, width // 5))  # at 80 columns: room for ETA, elapsed and failures
         grid = Table.grid(padding=(0, 1), expand=False)
         grid.add_column(no_wrap=True, min_width=8, max_width=9, overflow="ellipsis")
         grid.add_column(no_wrap=True, width=bar_width)
-        grid.add_column(no_wrap=True, justify="right", width=4)
-        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 17, 20))
+        grid.add_column(no_wrap=True, justify="right", width=6)  # "100.0%": a decimal on runs of an hour or more
+        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 19, 20))
         if self.final is not None:
             lead = "interrupted" if self.final.interrupted else "done"
         else:
             lead = f"ETA {clock(eta) if eta is not None else '--:--:--'}"
         grid.add_row(
-            Text("overall", style="bold"), _bar(fraction, bar_width), f"{fraction:.0%}",
-            Text(f"{lead} · {ok + failed}/{total} symbols · {ok} ok · {failed} failed · elapsed {clock(elapsed)}",
+            Text("overall", style="bold"), _bar(fraction, bar_width), t.percent(fraction, eta),
+            # elapsed and failed lead: at 80 columns the end of the line is what is cut
+            Text(f"{lead} · elapsed {clock(elapsed)} · {failed} failed · {ok + failed}/{total} symbols · {ok} ok",
                  style="bold"),
         )
         grid.add_row(
@@ -147,11 +152,57 @@ class LiveProgress(TrackingProgress):
         if not w.busy:
             return "", "", Text("idle", style="dim")
         fraction = w.unit_fraction()
-        doing = f"{w.label} · {w.bars:,} bars · {w.pages} pages"
+        doing = f"{w.label} · {w.bars:,} bars · {w.pages} page{'' if w.pages == 1 else 's'}"
         if w.wait_until > now:
             waiting = f"waiting {w.wait_until - now:.1f}s: {w.wait_reason} · {doing}"
             return _bar(fraction, bar_width), f"{fraction:.0%}", Text(waiting, style="yellow")
         return _bar(fraction, bar_width), f"{fraction:.0%}", Text(doing)
+
+
+class ReflowAwareRender(LiveRender):
+    """Rich's live region, redrawn right after the terminal narrows.
+
+    Rich moves the cursor up over as many rows as it drew. But when a window gets narrower, most terminals
+    (tmux, VTE/GNOME Terminal, iTerm2, Terminal.app, Windows Terminal, kitty, Alacritty) re-wrap every line
+    longer than the new width, so the last frame now takes more rows and the top ones were left above the
+    display as torn fragments. This render remembers each line's width and, once the terminal is narrower than
+    when it drew, moves up over the rows those lines take now. (A terminal that cuts lines instead of re-wrapping
+    them, as xterm does, would have as many fragments erased above the display as were counted too many.)
+    """
+
+    def __init__(self, renderable: RenderableType, console: Console) -> None:
+        super().__init__(renderable, vertical_overflow="ellipsis")
+        self.console = console
+        self.line_widths: list[int] = []
+        self.drawn_width = 0
+
+    def rows_now(self) -> int:
+        """How many rows the last frame takes on the terminal as it is now."""
+        if self._shape is None:
+            return 0
+        width = self.console.width
+        if width >= self.drawn_width or width <= 0:
+            return self._shape[1]
+        return sum(max(1, -(-w // width)) for w in self.line_widths)
+
+    def position_cursor(self) -> Control:
+        rows = self.rows_now()
+        if rows == 0:
+            return Control()
+        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * (rows - 1)
+        return Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2), *up)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options, style=console.get_style(self.style), pad=False)
+        if len(lines) > options.size.height:  # taller than the terminal: Rich's "ellipsis" overflow
+            lines = [*lines[: max(options.size.height - 1, 0)], list(console.render(Text("...", end="")))]
+        self._shape = Segment.get_shape(lines)
+        self.line_widths = [Segment.get_line_length(line) for line in lines]
+        self.drawn_width = options.max_width
+        for i, line in enumerate(lines):
+            yield from line
+            if i < len(lines) - 1:
+                yield Segment.line()
 
 
 def _bar(fraction: float, width: int) -> ProgressBar:

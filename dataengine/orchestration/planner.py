@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from dataengine import calendar
+from dataengine.calendar import lag_cut
 from dataengine.errors import DamagedPartitionError
 from dataengine.orchestration.request import IngestRequest
 from dataengine.sources.source import PAGE_BARS
@@ -25,7 +26,7 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, month_starts, ny_month_end, ny_month_start
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, TimeRange, month_starts, ny_month_end, ny_month_start
 
 MAX_UNIT_PAGES = 20  # bounds how much one unit re-fetches after a failure
 MAX_SYMBOL_CHARS = 3_000  # keeps the query string far below URL limits (HTTP 414 seen at ~8 KB)
@@ -127,7 +128,7 @@ def plan_todo(
     todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1, min_pages: int = 1
 ) -> list[WorkUnit]:
     """Units for per-symbol lists of ranges: symbols missing the same ranges are batched together (the
-    nightly case: every symbol misses the same last day), the largest units first to keep workers busy."""
+    nightly case: every symbol misses the same last day), in the order :func:`whole_symbols_first` gives."""
     groups: dict[tuple[tuple[datetime, datetime], ...], list[str]] = {}
     for symbol, spans in todo.items():
         if spans:
@@ -138,7 +139,20 @@ def plan_todo(
         for start, end in spans
         for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages)
     ]
-    return sorted(units, key=lambda u: -u.est_bars)
+    return whole_symbols_first(units, list(todo))
+
+
+def whole_symbols_first(units: list[WorkUnit], symbols: Sequence[str]) -> list[WorkUnit]:
+    """The order units run in (the pool takes them first come, first served): symbol by symbol in the order
+    of ``symbols`` (the request's), every unit of a symbol or batch next to the others, its most recent
+    stretch first.
+
+    So a run stopped at any point leaves whole symbols: the first ones complete over the whole range, at
+    most about two symbols' worth of chunks in flight, and the rest untouched. (Largest first, as before,
+    fetched the same slice of every symbol first: hours into a long run no symbol was complete.) The units
+    themselves, and so the pages and requests they cost, do not change."""
+    rank = {symbol: i for i, symbol in enumerate(symbols)}
+    return sorted(units, key=lambda u: (min(rank.get(s, len(rank)) for s in u.symbols), -u.end.timestamp()))
 
 
 # -- from a request and what the store holds, to units ----------------------------------------------------
@@ -185,22 +199,7 @@ def plan_request(
 
     ``persist``: record adopted coverage (bars stored without a coverage record) in the ledger, as a run does;
     a dry run keeps it in memory."""
-    rng = request.range
-    damaged: dict[str, str] = {}
-    if request.ranges is None:
-        damaged = _check_partitions(request, storage, coverage, persist)
-    if request.ranges is not None:
-        todo = {s: tuple(request.ranges.get(s, ())) for s in request.symbols}
-    elif request.full_refresh:
-        todo = {s: ((rng.start, rng.end),) for s in request.symbols}
-    else:
-        _adopt_untracked(request, storage, coverage, persist)
-        todo = {}
-        for symbol in request.symbols:
-            # Whatever the symbol's stored history: the whole range minus what coverage holds. Without --start
-            # that is the default start on, so a sample run's symbol still gets its missing past (once: a
-            # symbol listed later costs one empty request, then its coverage says so).
-            todo[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
+    todo, damaged = fetch_todo(request, storage, coverage, persist=persist)
     todo = {s: (() if s in damaged else spans) for s, spans in todo.items()}
     units = plan_todo(todo, request.timeframe, workers=workers)
     # A job that fits in one rate-limit window is bound by round trips: as many units as workers. A longer
@@ -208,6 +207,43 @@ def plan_request(
     if requests_per_minute <= SLOW_PLAN_RPM and _max_requests(units) > requests_per_minute:
         units = plan_todo(todo, request.timeframe, workers=workers, min_pages=SLOW_PLAN_MIN_PAGES)
     return Plan(todo, units, damaged)
+
+
+def fetch_todo(
+    request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, *, persist: bool = False
+) -> tuple[dict[str, tuple[Interval, ...]], dict[str, str]]:
+    """The one answer to "what is missing": per symbol, the ranges a run of ``request`` fetches, and the
+    symbols it cannot fetch (a damaged partition: symbol -> why).
+
+    The stored partitions are checked first (one deleted by hand loses its coverage), bars stored without a
+    coverage record are adopted, then each symbol gets the request's range minus what coverage trusts."""
+    rng = request.range
+    damaged: dict[str, str] = {}
+    if request.ranges is None:
+        damaged = _check_partitions(request, storage, coverage, persist)
+    if request.ranges is not None:
+        return {s: tuple(request.ranges.get(s, ())) for s in request.symbols}, damaged
+    if request.full_refresh:
+        return {s: ((rng.start, rng.end),) for s in request.symbols}, damaged
+    _adopt_untracked(request, storage, coverage, persist)
+    # Whatever the symbol's stored history: the whole range minus what coverage holds. Without --start that is
+    # the default start on, so a sample run's symbol still gets its missing past (once: a symbol listed later
+    # costs one empty request, then its coverage says so).
+    return {s: tuple(coverage.remaining(s, rng.start, rng.end, request.lag)) for s in request.symbols}, damaged
+
+
+def never_fetched(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger) -> dict[str, tuple[Interval, ...]]:
+    """What ``gaps`` and ``status`` call missing: per symbol, what a run of ``request`` would fetch
+    (:func:`fetch_todo`), less the re-fetch window. Bars already stored count as held even where the run would
+    fetch them again for late corrections, and the ``request.lag`` most recent sessions before the request's
+    end are not judged yet (the next run fetches them whatever is stored). Both ends count: the history before
+    the first stored bar and the stretch after the last one. Reads the store, writes nothing."""
+    rng = request.range
+    end = min(rng.end, lag_cut(rng.end, request.lag) - ONE_MICROSECOND)
+    if end < rng.start:
+        return {s: () for s in request.symbols}
+    judged = replace(request, range=TimeRange(rng.start, end), lag=0, full_refresh=False)
+    return fetch_todo(judged, storage, coverage, persist=False)[0]
 
 
 def _max_requests(units: list[WorkUnit]) -> int:

@@ -33,6 +33,7 @@ log = logging.getLogger("dataengine.progress")
 
 ETA_WINDOW_S = 60.0
 INFLIGHT_CAP = 0.95  # a unit in flight never counts more than this share of its estimate
+LONG_RUN_S = 3600.0  # a run this long shows a decimal percent: on the 9-hour main job 1 % is five minutes
 
 
 class ProgressReporter:
@@ -98,6 +99,7 @@ class Tally:
         self.workers: dict[str, WorkerState] = {}
         self.failed_symbols: set[str] = set()
         self.counters: Callable[[], dict[str, int]] | None = None
+        self.long_run = False  # known to take an hour or more: percentages get a decimal (see :meth:`percent`)
         self._samples: deque[tuple[float, float]] = deque()
 
     # -- updates (any thread) -----------------------------------------------------------------------------
@@ -111,6 +113,7 @@ class Tally:
             self.symbols_total, self.units_total, self.est_bars = symbols, units, est_bars
             self.symbols_ok, self.run_id = up_to_date, run_id
             self.counters = counters
+            self.long_run = False
             self._samples.clear()
 
     def unit_started(self, worker: str, unit: WorkUnit) -> None:
@@ -218,6 +221,14 @@ class Tally:
                 rate = (done - w0) / (now - t0)
             return remaining / rate if rate > 0 else None
 
+    def percent(self, fraction: float, eta: float | None) -> str:
+        """``fraction`` as a percentage: ``12%``, or ``12.4%`` once the run is known to take an hour or more
+        (elapsed time plus ETA, trusted after its first minute; it stays so for the rest of the run)."""
+        if not self.long_run:
+            elapsed = self.elapsed()
+            self.long_run = elapsed >= LONG_RUN_S or (elapsed >= ETA_WINDOW_S and elapsed + (eta or 0.0) >= LONG_RUN_S)
+        return f"{fraction:.1%}" if self.long_run else f"{fraction:.0%}"
+
     def live_counters(self) -> dict[str, int]:
         counters = self.counters
         if counters is None:
@@ -302,7 +313,7 @@ class PlainProgress(TrackingProgress):
 
     def finish(self, result: IngestResult) -> None:
         self.close()
-        self._line(final_line(result, self.tally.symbols_total, self.tally.elapsed()))
+        self._line(final_line(result, self.tally.symbols_total, result.elapsed_s))  # the summary's time, to agree
 
     def close(self) -> None:
         self._stop.set()
@@ -317,7 +328,7 @@ class PlainProgress(TrackingProgress):
         with t.lock:
             ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
         return (
-            f"{t.fraction():.0%} | {ok}/{total} symbols done, {failed} failed | {bars:,} bars | "
+            f"{t.percent(t.fraction(), eta)} | {ok}/{total} symbols done, {failed} failed | {bars:,} bars | "
             f"{c.get('requests', 0)} requests, {c.get('retries', 0)} retries, {c.get('throttled', 0)} throttled | "
             f"elapsed {clock(t.elapsed())}" + ("" if final else f", ETA {clock(eta) if eta is not None else '?'}")
         )
@@ -346,8 +357,9 @@ def final_line(result: IngestResult, symbols_total: int, elapsed: float) -> str:
     total = max(symbols_total, done + failed)
     head = "interrupted" if result.interrupted else "finished"
     share = (done + failed) / total if total else 1.0
+    percent = f"{share:.1%}" if elapsed >= LONG_RUN_S else f"{share:.0%}"
     return (
-        f"{head}: {share:.0%} | {done}/{total} symbols done, {failed} failed | {result.rows_written:,} bars | "
+        f"{head}: {percent} | {done}/{total} symbols done, {failed} failed | {result.rows_written:,} bars | "
         f"{result.requests} requests, {result.retries} retries, {result.throttled} throttled | elapsed {clock(elapsed)}"
         + (f" | run {result.run_id}" if result.run_id else "")
     )

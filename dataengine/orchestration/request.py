@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, TypedDict
 
+from dataengine.calendar import with_sip_note
 from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -83,13 +84,12 @@ def build_request(
     feed = parse_feed(options.feed)
     if options.lag < 0:
         raise UsageError(f"--lag must be 0 or more sessions, got {options.lag}")
+    rng = with_sip_note(resolve_range(start_date if start_date is not None else default_start, end_date, feed=feed,
+                                      sip_delay_minutes=sip_delay_minutes))
     return IngestRequest(
         symbols=tuple(clean),
         timeframe=parse_timeframe(timeframe),
-        range=resolve_range(
-            start_date if start_date is not None else default_start, end_date, feed=feed,
-            sip_delay_minutes=sip_delay_minutes,
-        ),
+        range=rng,
         feed=feed,
         adjustment=parse_adjustment(options.adjustment),
         start_given=start_date is not None,

@@ -1,4 +1,5 @@
-"""What a run returns: dict-like for the seed API (``result['successful']``), JSON-ready, readable."""
+"""What a run returns: the run's outcome (:class:`~dataengine.outcome.RunOutcome`) and what only its caller
+needs; dict-like for the seed API (``result['successful']``), JSON-ready (``--json``), readable (``str``)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dataengine.errors import exit_code_for
+from dataengine.outcome import RunOutcome
 
 
 @dataclass
-class IngestResult:
-    successful: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # symbol -> reason
-    rows_written: int = 0  # bars fetched and merged into the store (new or replacing)
-    rows_added: int = 0  # net new bars in the store
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0  # HTTP 429 answers
-    elapsed_s: float = 0.0
-    timeframe: str = ""
-    feed: str = ""
-    adjustment: str = ""
-    start: str = ""
-    end: str = ""
+class IngestResult(RunOutcome):
+    """A run's result. ``ok`` says whether every symbol finished; ``exit_code`` is the CLI's."""
+
     notes: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    no_data: list[str] = field(default_factory=list)  # fetched fine, but the source has no bar of them at all
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
-    asof: str | None = None  # the symbol-mapping date the bars were fetched with
     signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
-    run_id: str = ""  # the run's id in the run ledger
     storage_dir: str = ""  # the store the bars went to
     actions_new: int = 0  # corporate actions new or changed since the last run
-    refetched: dict[str, str] = field(default_factory=dict)  # symbol -> why its stored adjusted bars were re-fetched
-    storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind (LIST, GET, PUT, ...)
 
     @property
     def ok(self) -> bool:
@@ -42,8 +27,9 @@ class IngestResult:
 
     @property
     def nothing_found(self) -> bool:
-        """Every symbol fetched came back without a single bar: most likely a wrong list, so cron should hear."""
-        return bool(self.no_data) and len(self.no_data) >= self.symbols_fetched
+        """No symbol that finished has a single bar stored: most likely a wrong list, so cron should hear (on
+        every run, not only the first)."""
+        return bool(self.no_data) and len(self.no_data) >= len(self.successful)
 
     @property
     def exit_code(self) -> int:
@@ -56,7 +42,7 @@ class IngestResult:
         if not self.no_data:
             return None
         shown = ", ".join(self.no_data[:8]) + (f" and {len(self.no_data) - 8} more" if len(self.no_data) > 8 else "")
-        return (f"{len(self.no_data)} symbol(s) returned no data at all: {shown} "
+        return (f"{len(self.no_data)} symbol(s) with no data at all (none returned, none stored): {shown} "
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
 
     def asdict(self) -> dict[str, Any]:
@@ -76,7 +62,9 @@ class IngestResult:
             f"({rate:,.0f} bars/s), {self.requests} requests, {self.retries} retries, {self.throttled} throttled",
         ]
         if self.storage_dir:
-            lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
+            run = ", ".join(x for x in (f"run {self.run_id}" if self.run_id else "",
+                                        f"version {self.version}" if self.version is not None else "") if x)
+            lines.append(f"  store: {self.storage_dir}" + (f" ({run})" if run else ""))
         if self.storage_requests:
             counts = ", ".join(f"{n:,} {kind}" for kind, n in self.storage_requests.items())
             lines.append(f"  storage requests: {counts}")

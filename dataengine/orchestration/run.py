@@ -33,6 +33,7 @@ from dataengine.errors import (
     Terminated,
     TransientSourceError,
 )
+from dataengine.orchestration import stopping
 from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
@@ -73,10 +74,13 @@ class IngestRun:
         run_id: str = "",
         failed_before: dict[str, str] | None = None,
         sources: Sequence[BarSource] = (),
+        started: float | None = None,
     ) -> None:
         """``failed_before``: symbols a step before the bars failed (their corporate actions), failed in the
         result whatever their bars do; ``sources``: sources made for such a step, counted and closed with
-        the workers'."""
+        the workers'; ``started``: when the run began (``time.monotonic()``), if steps came before the bars:
+        the result's ``elapsed_s`` covers the whole run."""
+        self.started = started
         self.request = request
         self.plan = plan
         self.storage = storage
@@ -110,7 +114,7 @@ class IngestRun:
 
     def execute(self) -> IngestResult:
         """Fetch every unit on the pool; return the result, or raise the fatal error with ``.result`` set."""
-        started = time.monotonic()
+        started = self.started if self.started is not None else time.monotonic()
         plan = self.plan
         units = plan.units
         for unit in units:
@@ -171,7 +175,7 @@ class IngestRun:
             pool.shutdown(wait=False, cancel_futures=True)
             # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
             # take the whole grace period. Wait only for the units that were running.
-            wait([f for f in futures if not f.cancelled()], timeout=SHUTDOWN_GRACE_S)
+            _wait_for_running([f for f in futures if not f.cancelled()])
             for source in self.sources:
                 source.close()
             if decoders is not None:
@@ -225,10 +229,11 @@ class IngestRun:
         r.elapsed_s = round(elapsed, 3)
 
     def no_data(self) -> list[str]:
-        """Symbols fetched without error that the source had no bar for and the dataset holds none of: a typo
-        (APPL) or a ticker the feed does not know. One with bars stored outside the range is not among them."""
-        fetched = {s for s, spans in self.plan.todo.items() if spans}
-        silent = sorted(s for s in self.successful if s in fetched and s not in self.with_bars)
+        """Symbols that finished without error of which the dataset holds no bar at all, whether fetched this
+        run or already up to date: a typo (APPL) or a ticker the feed does not know. Named on every run until a
+        bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
+        outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
+        silent = sorted(s for s in self.successful if s not in self.with_bars)
         if not silent:
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
@@ -375,6 +380,19 @@ class IngestRun:
                     finished.append(symbol)
         for symbol in finished:
             self.progress.symbol_done(symbol, True)
+
+
+def _wait_for_running(running: list[Future[None]]) -> None:
+    """Wait up to the grace period for the units that were running; a further Ctrl-C (:mod:`.stopping`)
+    shortens it to a second."""
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    hurried = False
+    while True:
+        if not hurried and stopping.hurried():
+            hurried, deadline = True, min(deadline, time.monotonic() + stopping.HURRIED_GRACE_S)
+        left = deadline - time.monotonic()
+        if left <= 0 or not wait(running, timeout=min(left, 0.1)).not_done:
+            return
 
 
 def _worker_name() -> str:

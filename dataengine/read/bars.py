@@ -11,6 +11,8 @@ Nothing here writes to the store. Every function is safe to call from several th
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
@@ -18,14 +20,15 @@ import polars as pl
 
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
-from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.errors import DamagedPartitionError, MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
+from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
 from dataengine.read.root import dataset_path, store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.storage.store import StorePath
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, months_between, ny_year_month, parse_bound
+from dataengine.timerange import NEW_YORK, check_order, months_between, ny_year_month, parse_bound
 
 # Polars would guess a symbol like "1234" is a number; the store's key types are fixed instead.
 _HIVE_SCHEMA = {"symbol": pl.String(), "year": pl.Int32(), "month": pl.Int32()}
@@ -48,27 +51,40 @@ def read_bars(
     regular_hours: bool = False,
     *,
     adjustment: str = "raw",
+    version: int | None = None,
+    as_of: DateLike = None,
+    tag: str | None = None,
+    missing: str = "warn",
 ) -> pl.DataFrame:
     """Bars of ``symbols`` (``None``: every symbol in the dataset) from ``start`` to ``end``, as one frame.
 
     Dates are New York days and both ends are inclusive, as for ``ingest``; a datetime without an offset is
     New York time; ``None`` leaves that side open. The frame has ``symbol``, ``timestamp`` (UTC) and the
     data columns (or ``columns``; ``symbol`` and ``timestamp`` are always there), sorted by symbol and
-    timestamp. Symbols or months with no file are simply absent. ``regular_hours=True`` keeps intraday bars
+    timestamp. Months with no file are simply absent; a symbol the dataset holds no bar of at all (a typo,
+    never fetched) is absent too, with a :class:`~dataengine.MissingSymbolWarning` (``missing="raise"``: a
+    :class:`UsageError` instead; ``"ignore"``: nothing). ``regular_hours=True`` keeps intraday bars
     that start inside an XNYS session (09:30-16:00 New York, early closes honoured, holidays dropped);
-    daily and longer bars are returned as stored. Raises :class:`UsageError` for a missing store or dataset,
-    a bad date or an unknown column.
+    daily and longer bars are returned as stored.
+
+    Reproducible reads: ``version=N`` reads the dataset as run N left it, ``as_of=`` the version current at
+    that time, ``tag=`` the version a tag pins (``dataengine tag``); without them, the latest version. Either
+    way exactly one version's files are read, so a read during a run never fails or mixes two runs; adjusted
+    bars of a pinned version use the corporate actions known when it was made. Raises :class:`UsageError` for
+    a missing store, dataset or version, a bad date or an unknown column.
     """
-    frame = scan_bars(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment=adjustment)
+    frame, read, parts = _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
+                               pin(version, as_of, tag), missing)
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
-        key = DatasetKey.of(timeframe, adjustment)
-        paths = partition_paths(symbols, _bound(start, False), _bound(end, True), key, storage_dir)
-        damaged = layout.first_damaged(paths)
+        damaged = layout.first_damaged([p.path for p in parts])
         if damaged is None:
             raise
-        raise DamagedPartitionError(*damaged) from None
+        # named as verify names it: the dataset's partition (a version's file is a link of it, or its copy)
+        part = next(p for p in parts if p.path == damaged[0])
+        dataset = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
+        raise DamagedPartitionError(dataset, damaged[1]) from None
 
 
 def scan_bars(
@@ -81,29 +97,66 @@ def scan_bars(
     regular_hours: bool = False,
     *,
     adjustment: str = "raw",
+    version: int | None = None,
+    as_of: DateLike = None,
+    tag: str | None = None,
+    missing: str = "warn",
 ) -> pl.LazyFrame:
-    """The lazy form of :func:`read_bars`: the partition files are chosen now, read on ``collect()``."""
+    """The lazy form of :func:`read_bars`: the version and its files are chosen now, read on ``collect()``."""
+    return _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
+                 pin(version, as_of, tag), missing)[0]
+
+
+def _scan(
+    symbols: str | Iterable[str] | None,
+    start: DateLike,
+    end: DateLike,
+    timeframe: str | Timeframe,
+    storage_dir: str | StorePath | None,
+    columns: Sequence[str] | None,
+    regular_hours: bool,
+    adjustment: str,
+    chosen: Pin,
+    missing: str,
+) -> tuple[pl.LazyFrame, DatasetKey, list[layout.Partition]]:
+    """(the lazy frame, the dataset it reads, the partition files it reads)."""
+    if missing not in ("warn", "raise", "ignore"):
+        raise UsageError(f"missing={missing!r}: choose 'warn', 'raise' or 'ignore'")
     key = DatasetKey.of(timeframe, adjustment)
     if key.adjustment in LOCAL_ADJUSTMENTS:
         raw = DatasetKey(key.timeframe, "raw")
         root = store_root(storage_dir)
-        adjusted_stored = layout.dataset_dir(root, key).is_dir()
-        if layout.dataset_dir(root, raw).is_dir() and (
-            not adjusted_stored or _partitions(symbols, _bound(start, False), _bound(end, True), raw, root)
-        ):
-            _check_actions_fetched(symbols, raw, root)
-            bars = scan_bars(symbols, start, end, raw.timeframe, root, None, regular_hours)
-            return adjust(bars, key.adjustment, root).select(["symbol", *_columns(columns)])
+        if layout.dataset_dir(root, raw).is_dir():
+            # one version of the raw dataset: its bars and the corporate actions it was made with, so the
+            # number current_version() gave reads back exactly what this read returns
+            snap = resolve(root, raw, chosen)
+            at = Pin(version=snap.version) if snap is not None else Pin()
+            parts = None
+            if layout.dataset_dir(root, key).is_dir():  # some symbols may be stored as Alpaca adjusted them
+                parts = _partitions(symbols, _bound(start, False), _bound(end, True), raw, root, at)
+            if parts is None or parts:
+                _check_actions_fetched(symbols, raw, root)
+                bars, _, parts = _scan(symbols, start, end, raw.timeframe, root, None, regular_hours, "raw", at, missing)
+                actions, closes = actions_of(root, snap)
+                return _adjust_with(bars, key.adjustment, actions, closes).select(["symbol", *_columns(columns)]), raw, parts
+            if chosen.version is not None or chosen.tag is not None:
+                # the bars asked for are only in the dataset stored with Alpaca's adjustment, whose versions
+                # are numbered (and tagged) apart from the raw dataset's that current_version() names
+                raise UsageError(
+                    f"{chosen.describe()} is of {raw.dirname}, which holds no bar of these symbols; their {key.adjustment}-"
+                    f"adjusted bars are stored as Alpaca adjusted them ({key.dirname}), versioned apart: "
+                    "pin that read with as_of= instead"
+                )
     wanted = _columns(columns)
     start_utc = parse_bound(start, is_end=False, name="start") if start is not None else None
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else None
-    if start_utc is not None and end_utc is not None and start_utc > end_utc:
-        raise UsageError(f"start {start_utc.isoformat()} is after end {end_utc.isoformat()}")
-    parts = _partitions(symbols, start_utc, end_utc, key, storage_dir)
+    if start is not None and end is not None and start_utc is not None and end_utc is not None:
+        check_order(start, end, start_utc, end_utc)
+    parts = _partitions(symbols, start_utc, end_utc, key, storage_dir, chosen, missing=missing)
     paths = [p.path for p in parts]
     schema = {name: BAR_SCHEMA[name] for name in ("symbol", *wanted)}
     if not paths:
-        return pl.LazyFrame(schema=schema)
+        return pl.LazyFrame(schema=schema), key, parts
     frame = paths[0].store.scan_parquet([p.key for p in paths], hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
     stamp = pl.col("timestamp")
     if start_utc is not None:
@@ -115,23 +168,20 @@ def scan_bars(
         frame = _regular_hours(frame, min(years), max(years))
     # No sort: ParquetStorage writes every file sorted by timestamp and the paths come in (symbol, year, month)
     # order, so the scan is already in the promised order. A redundant sort doubled a 2-year read (20 -> 40 ms).
-    return frame.select(list(schema))
-
-
-# Computed from the raw bars and the stored corporate actions (dataengine.actions); other kinds
-# (spin-off, combinations) exist only as datasets stored with Alpaca's adjustment.
-LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
+    return frame.select(list(schema)), key, parts
 
 
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
     with the store's corporate actions: see README "Adjusted prices" for the formulas. No network."""
-    from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
-    from dataengine.actions.store import ActionStore, CloseStore
+    actions, closes = actions_of(store_root(storage_dir), None)
+    return _adjust_with(bars, adjustment, actions, closes)
 
-    root = store_root(storage_dir)
-    events = factor_events(ActionStore(root).load(), CloseStore(root).load(), adjustment)
-    return adjust_frame(bars, cumulative_factors(events))
+
+def _adjust_with(bars: pl.LazyFrame, adjustment: str, actions: pl.DataFrame, closes: pl.DataFrame) -> pl.LazyFrame:
+    from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
+
+    return adjust_frame(bars, cumulative_factors(factor_events(actions, closes, adjustment)))
 
 
 def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: StorePath) -> None:
@@ -140,7 +190,9 @@ def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey,
     earlier version)."""
     from dataengine.actions.store import FetchedLog
 
-    wanted = _symbols(symbols, layout.dataset_dir(root, raw))
+    base = layout.dataset_dir(root, raw)
+    held = set(layout.symbols_in(base))
+    wanted = [s for s in _symbols(symbols, base) if s in held]  # the others hold no bar to adjust (and are warned of)
     missing = FetchedLog(root).missing(wanted)
     if missing:
         few = len(missing) <= 10
@@ -163,12 +215,9 @@ def partition_paths(
     key: DatasetKey,
     storage_dir: str | StorePath | None = None,
 ) -> list[StorePath]:
-    """The partition files holding bars of ``symbols`` between the UTC instants ``start`` and ``end``.
-
-    Sorted by (symbol, year, month). For a range of up to three years the paths are computed and only
-    checked for existence (one ``stat`` each); an open or longer range lists the symbol's directories instead.
-    """
-    return [p.path for p in _partitions(symbols, start, end, key, storage_dir)]
+    """The partition files holding bars of ``symbols`` between the UTC instants ``start`` and ``end`` in the
+    latest version (the dataset's own files for a dataset without versions), sorted by (symbol, year, month)."""
+    return [p.path for p in _partitions(symbols, start, end, key, storage_dir, Pin())]
 
 
 def _partitions(
@@ -177,24 +226,70 @@ def _partitions(
     end: datetime | None,
     key: DatasetKey,
     storage_dir: str | StorePath | None,
+    chosen: Pin,
+    *,
+    missing: str = "ignore",
 ) -> list[layout.Partition]:
+    """The files to read: the version's (one list, no listing of the dataset), else the dataset's own. For a
+    dataset's own files and a range of up to three years the paths are computed and only checked for
+    existence (one ``stat`` each); an open or longer range lists the symbol's directories instead."""
     base = dataset_path(key, storage_dir)
+    snap = resolve(base.root, key, chosen)
+    if snap is not None:
+        wanted = None if symbols is None else _symbols(symbols, base)
+        low = ny_year_month(start) if start is not None else None
+        high = ny_year_month(end) if end is not None else None
+        if wanted is not None and missing != "ignore":
+            held = set(snap.frame.get_column("symbol").unique().to_list())
+            _unknown([s for s in wanted if s not in held], base, missing)
+        return [layout.Partition(f.symbol, f.year, f.month, base.root.at(f.path)) for f in snap.files(wanted, low, high)]
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
+    unknown: list[str] = []  # symbols of which the dataset holds no bar at all, in any month
     # Locally a stat per computed month beats listing; where a stat is a request, one listing per symbol wins.
     computed = months is not None and len(months) <= _MAX_COMPUTED_MONTHS and base.local is not None
     for symbol in _symbols(symbols, base):
         if computed:
             assert months is not None
-            for y, m in months:
-                path = layout.partition_path(base.parent, base.name, symbol, y, m)
-                if path.is_file():
-                    out.append(layout.Partition(symbol, y, m, path))
+            found = [layout.Partition(symbol, y, m, path) for y, m in months
+                     if (path := layout.partition_path(base.parent, base.name, symbol, y, m)).is_file()]
+            if not found and not (base / layout.symbol_dirname(symbol)).is_dir():
+                unknown.append(symbol)
+            out += found
             continue
         low = ny_year_month(start) if start is not None else (0, 0)
         high = ny_year_month(end) if end is not None else (9999, 12)
-        out.extend(p for p in layout.iter_partitions(base, symbol) if low <= (p.year, p.month) <= high)
+        every = list(layout.iter_partitions(base, symbol))
+        if not every:
+            unknown.append(symbol)
+        out.extend(p for p in every if low <= (p.year, p.month) <= high)
+    if symbols is not None and missing != "ignore":
+        _unknown(unknown, base, missing)
     return out
+
+
+def _unknown(symbols: list[str], base: StorePath, missing: str) -> None:
+    """A symbol the dataset does not hold at all is a typo or a symbol never fetched: say so. A warning by
+    default, not an error, so the other symbols of a list are still read; ``missing="raise"`` (or
+    ``warnings.simplefilter("error", MissingSymbolWarning)``) makes it one. A symbol held, but with no bar in
+    the range, is no news."""
+    if not symbols:
+        return
+    shown = ", ".join(symbols[:10]) + (f" and {len(symbols) - 10} more" if len(symbols) > 10 else "")
+    message = f"{base} holds no bar of {shown} at all (a typo, or never fetched? dataengine ingest {' '.join(symbols[:10])})"
+    if missing == "raise":
+        raise UsageError(message)
+    warnings.warn(message, MissingSymbolWarning, stacklevel=_outside_dataengine())
+
+
+def _outside_dataengine() -> int:
+    """The ``stacklevel`` of the first caller outside dataengine: the warning points at the user's line. Call it
+    from the function that calls ``warnings.warn``."""
+    level, frame = 1, sys._getframe(1)  # level 1: the function calling warnings.warn
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("dataengine."):
+        level += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return level
 
 
 def _columns(columns: Sequence[str] | None) -> list[str]:

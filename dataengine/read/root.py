@@ -10,6 +10,7 @@ from pathlib import Path
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
+from dataengine.read.pins import latest_version
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
@@ -25,6 +26,15 @@ def dataset_path(key: DatasetKey, storage_dir: str | StorePath | None = None) ->
             f"no {key.timeframe.label} bars with adjustment {key.adjustment!r} in {root} (datasets present: {present})"
         )
     return path
+
+
+def current_version(
+    timeframe: str = "minute", adjustment: str = "raw", storage_dir: str | Path | StorePath | None = None,
+) -> int | None:
+    """The number a backtest records: the latest version of the dataset ``read_bars(timeframe=...,
+    adjustment=...)`` reads (bars adjusted at read time follow the raw dataset's); None before the first."""
+    root = store_root(storage_dir)
+    return latest_version(root, DatasetKey.of(timeframe, adjustment))
 
 
 def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:

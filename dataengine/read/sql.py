@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import re
 import warnings
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from dataengine.errors import UsageError
+from dataengine.datasets import DatasetKey
+from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.read.pins import pin, versioned_key
+from dataengine.read.root import store_root
 from dataengine.read.views import duckdb_message, open_views
+from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -26,25 +31,56 @@ _REFUSED_HINT = {
 }
 
 
-def query(sql: str, *, storage_dir: str | StorePath | None = None, limit: int | None = None) -> pl.DataFrame:
+def query(
+    sql: str, *, storage_dir: str | Path | StorePath | None = None, limit: int | None = None,
+    version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None,
+    timeframe: str = "minute", adjustment: str = "raw",
+) -> pl.DataFrame:
     """Run one read-only SQL statement against the store's views and return the result as a frame.
 
     Only ``SELECT`` (with ``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``...) and ``EXPLAIN
     [ANALYZE]`` of a SELECT are accepted; everything else (COPY, ATTACH, CREATE, INSERT, SET, INSTALL,
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
-    caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL.
+    caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL, and
+    :class:`DamagedPartitionError` (exit 1) naming the file when a partition the query reads is damaged.
+    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect`.
     """
-    con = open_views(storage_dir, read_only=True)
+    root = store_root(storage_dir)
+    try:  # binding a view may read a partition's schema
+        con = open_views(root, read_only=True, chosen=pin(version, as_of, tag),
+                         pinned=_pinned(timeframe, adjustment) if version is not None else None)
+    except UsageError as exc:
+        damaged = _damaged_partition(root, str(exc))
+        if damaged is not None:
+            raise damaged from None
+        raise
     try:
         check_read_only(con, sql)
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         message = duckdb_message(exc)
-        if ".parquet" in message and ("Invalid" in message or "corrupt" in message.lower() or "magic" in message.lower()):
-            message += " (a damaged partition: run 'dataengine verify --repair')"
+        damaged = _damaged_partition(root, message)
+        if damaged is not None:
+            raise damaged from None
         raise UsageError(message) from None
     finally:
         con.close()
+
+
+# a partition's file in a message: the dataset's own, or a version's (metadata/versions/{dataset}/...)
+_PARTITION = re.compile(
+    r"((?:metadata/versions/)?(equities_[^/'\"\s]+)/symbol=([^/'\"\s]+)/year=(\d+)/month=(\d+)/[^/'\"\s]+\.parquet)")
+
+
+def _damaged_partition(root: StorePath, message: str) -> DamagedPartitionError | None:
+    """A query that failed on a partition whose footer cannot be read names it as every reader does (exit 1,
+    ``verify --repair``: the dataset's file), instead of DuckDB's (or pyarrow's) message. None for any other
+    failure."""
+    for relpath, dataset, symbol, year, month in dict.fromkeys(_PARTITION.findall(message)):
+        found = layout.first_damaged([root / relpath])
+        if found is not None:
+            return DamagedPartitionError(layout.partition_path(root, dataset, symbol, int(year), int(month)), found[1])
+    return None
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.DataFrame:
@@ -168,13 +204,27 @@ class ReadOnlyConnection:
         raise UsageError(f"the store's read-only connection has no {name}(): use execute() or sql() with a SELECT")
 
 
+def _pinned(timeframe: str, adjustment: str) -> str:
+    """The dataset a version number pins (bars adjusted at read time follow the raw dataset's versions)."""
+    return versioned_key(DatasetKey.of(timeframe, adjustment)).dirname
+
+
 def _guard(value: object) -> object:
     return ReadOnlyRelation(value) if isinstance(value, duckdb.DuckDBPyRelation) else value
 
 
-def connect(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
+def connect(
+    storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, version: int | None = None,
+    as_of: str | date | datetime | None = None, tag: str | None = None, timeframe: str = "minute",
+    adjustment: str = "raw",
+) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
     """An in-memory DuckDB connection with views over the store (:func:`.views.open_views`: ``bars_1min``,
     ``bars_1day_all``, ``index_members``, ``corporate_actions``, ...); with ``read_only=True`` wrapped in a
-    :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else)."""
-    con = open_views(storage_dir, read_only=read_only)
+    :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else).
+
+    Each view reads one version of its dataset: the latest, or ``version=N`` of the dataset ``timeframe`` and
+    ``adjustment`` name (the others at their latest), or for every dataset the version current at ``as_of``
+    or the one ``tag`` pins (a dataset without one is left out)."""
+    con = open_views(storage_dir, read_only=read_only, chosen=pin(version, as_of, tag),
+                     pinned=_pinned(timeframe, adjustment) if version is not None else None)
     return ReadOnlyConnection(con) if read_only else con

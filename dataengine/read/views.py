@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import polars as pl
 
 from dataengine.errors import UsageError
+from dataengine.read.pins import Pin, resolve
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import Snapshot, VersionError
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -40,7 +42,10 @@ _VIEW_COLUMNS = ", ".join(_DUCKDB_TYPES)
 _INDEX_SCHEMA = {"symbol": pl.String, "added": pl.Date, "removed": pl.Date}
 
 
-def open_views(storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_views(
+    storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, chosen: Pin = Pin(),  # noqa: B008
+    pinned: str | None = None,
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
     One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... with
@@ -50,16 +55,27 @@ def open_views(storage_dir: str | Path | StorePath | None = None, *, read_only: 
     are UTC (``SET TimeZone`` is applied). With ``read_only=True`` the connection can read files under the
     store root only, cannot load extensions, and its configuration is locked; it still accepts COPY into
     the root, which :func:`dataengine.read.sql.query` refuses. Views see datasets present when it is called.
+
+    Each view reads one version of its dataset (the latest, or ``chosen``: a version number applies to the
+    ``pinned`` dataset only, a time or a tag to every dataset that has a version then or that tag, and a
+    dataset without one is left out), so a query during a run never mixes two runs.
     """
     root = store_root(storage_dir)
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        shown: dict[str, Snapshot | None] = {}
         for dataset in layout.dataset_names(root):
+            snap = _version_of(root, dataset, chosen, pinned)
+            if snap is False:
+                continue
             label = dataset[len(layout.DATASET_PREFIX) :]
-            con.execute(_bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}"))
+            _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
+            shown[dataset] = snap
+        if chosen.given and not shown:
+            raise VersionError(f"no dataset in {root} has {chosen.describe()}")
         con.execute(_index_view(con, root))
-        _action_views(con, root)
+        _action_views(con, root, shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
@@ -72,22 +88,41 @@ def _sql_string(text: object) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str) -> str:
-    if next(layout.iter_partitions(directory), None) is None:
-        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
-        return f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false'
-    local = directory.local
-    if local is None:
-        # A remote store: DuckDB scans a pyarrow dataset (its httpfs extension cannot be downloaded everywhere),
-        # with projections and filters pushed down: a filter on symbol, year and month opens only those objects.
-        con.register(f"_{name}_files", _arrow_dataset(directory))
-        return f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM "_{name}_files"'
-    # '*/*/*/data.parquet' rather than '**': measured at half the glob cost, and it never matches a temp file.
-    pattern = _sql_string(f"{local.resolve()}/*/*/*/{DATA_FILE}")
-    return (
-        f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
-        f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})"
-    )
+def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None) -> Snapshot | Literal[False] | None:
+    """The version a dataset's view reads (None: its directory, for a dataset without versions), or False
+    to leave it out (a time or tag it has no version for)."""
+    if chosen.version is not None and dataset != pinned:
+        chosen = Pin()
+    try:
+        return resolve(root, dataset, chosen)
+    except VersionError:
+        if chosen.version is not None:
+            raise
+        return False
+
+
+def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, snap: Snapshot | None) -> None:
+    """The view of one dataset: exactly one version's files (``snap``), else (a dataset without versions)
+    its directory. Files are scanned through pyarrow (a list of 54,000 version files is no SQL literal, and
+    DuckDB's httpfs extension cannot be downloaded everywhere) with projections and filters pushed down: a
+    filter on symbol, year and month opens only those files."""
+    empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
+    if snap is not None:
+        files = [f.path for f in snap.files()]
+        if files:
+            con.from_arrow(_arrow_dataset(directory.root / snap.table.path, files)).project(_VIEW_COLUMNS).create_view(name)
+            return
+    elif next(layout.iter_partitions(directory), None) is not None:
+        local = directory.local
+        if local is None:
+            con.from_arrow(_arrow_dataset(directory)).project(_VIEW_COLUMNS).create_view(name)
+            return
+        # '*/*/*/data.parquet' rather than '**': measured at half the glob cost, and it never matches a temp file.
+        pattern = _sql_string(f"{local.resolve()}/*/*/*/{DATA_FILE}")
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {_VIEW_COLUMNS} FROM read_parquet({pattern}, '
+                    f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})")
+        return
+    con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
 
 
 _ACTION_TYPES = {
@@ -103,39 +138,65 @@ _ADJUSTED_FACTORS = {
 }
 
 
-def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
-    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset
-    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
-    for name, path, types in (
-        ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
-        ("dividend_closes", layout.closes_path(root), _CLOSE_TYPES),
-    ):
-        local = path.local
-        if local is not None and local.is_file():
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
-        elif local is None and path.is_file():  # a remote store: the small table is read whole, once
-            con.register(f"_{name}_file", root.store.read_parquet(path.key))
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
-        else:
-            empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
-    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
-    from dataengine.actions.store import ActionStore, CloseStore
+Kept = tuple[str | None, str | None] | None  # the corporate-actions files a version names (None: the current)
 
-    con.register("_factors", factor_table(ActionStore(root).load(), CloseStore(root).load()))
-    con.execute("CREATE TEMP TABLE _adjustment_factors AS SELECT * FROM _factors")  # a copy: a few rows per symbol
-    con.unregister("_factors")
-    con.execute("CREATE VIEW adjustment_factors AS SELECT * FROM _adjustment_factors")
-    for dataset in layout.dataset_names(root):
-        info = layout.describe_dataset(dataset)
-        if info["adjustment"] != "raw":
-            continue
+
+def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[str, Snapshot | None],
+                  pinned: str | None, *, pinned_query: bool) -> None:
+    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset shown
+    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does, with
+    the corporate actions its version was made with (a pinned query adjusts as the backtest it repeats did).
+    The three tables are the current ones, or for a pinned query those of the ``pinned`` dataset's version
+    (else of the first raw dataset's)."""
+    from dataengine.read.pins import kept_actions
+
+    raw = [d for d in shown if layout.describe_dataset(d)["adjustment"] == "raw"]
+    kept: dict[str, Kept] = {d: kept_actions(shown[d]) for d in raw}
+    first = pinned if pinned in shown else raw[0] if pinned_query and raw else None
+    top: Kept = (kept[first] if first in kept else kept_actions(shown[first])) if first is not None else None
+    factors = _factor_tables(con, root, [top, *kept.values()])
+    con.execute(f"CREATE VIEW adjustment_factors AS SELECT * FROM {factors[top]}")
+    actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
+        root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
+    _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES)
+    _small_table_view(con, root, "dividend_closes", closes, _CLOSE_TYPES)
+    for dataset in raw:
         label = dataset[len(layout.DATASET_PREFIX) :]
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume))
+            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume,
+                                       factors[kept[dataset]]))
 
 
-def _adjusted_view(source: str, name: str, price: str, volume: str) -> str:
+def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str, path: StorePath | None,
+                      types: dict[str, str]) -> None:
+    """A view of a small Parquet table (None, or a file not there: an empty view)."""
+    local = path.local if path is not None else None
+    if local is not None and local.is_file():
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
+    elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
+        con.register(f"_{name}_file", root.store.read_parquet(path.key))
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
+    else:
+        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
+
+
+def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, sources: list[Kept]) -> dict[Kept, str]:
+    """A temp table of adjustment factors for each distinct corporate-actions source, by source."""
+    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
+    from dataengine.read.pins import actions_from
+
+    made: dict[Kept, str] = {}
+    for source in dict.fromkeys(sources):
+        name = f"_adjustment_factors_{len(made)}"
+        con.register("_factors", factor_table(*actions_from(root, source)))
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _factors")  # a copy: a few rows per symbol
+        con.unregister("_factors")
+        made[source] = name
+    return made
+
+
+def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str) -> str:
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
@@ -144,7 +205,7 @@ CREATE VIEW "{name}" AS
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN adjustment_factors f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN {factors} f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 
@@ -188,7 +249,7 @@ def _lock_down(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
 
 
 
-def _arrow_dataset(directory: StorePath) -> pyarrow.dataset.Dataset:
+def _arrow_dataset(directory: StorePath, files: list[str] | None = None) -> pyarrow.dataset.Dataset:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -197,7 +258,7 @@ def _arrow_dataset(directory: StorePath) -> pyarrow.dataset.Dataset:
     # (naming it), not every connection to the store.
     types = {"timestamp": pa.timestamp("us", tz="UTC"), "volume": pa.int64(), "trade_count": pa.int64()}
     schema = pa.schema([(name, types.get(name, pa.float64())) for name in DATA_COLUMNS] + keys)
-    return directory.store.arrow_dataset(directory.key, schema=schema, format="parquet",
+    return directory.store.arrow_dataset(directory.key, files, schema=schema, format="parquet",
                                          partitioning=ds.partitioning(pa.schema(keys), flavor="hive"))
 
 

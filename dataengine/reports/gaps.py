@@ -1,26 +1,30 @@
 """Find what a dataset is missing: sessions with no bar at all (true gaps) versus quiet minutes inside
-sessions (normal for thin symbols: Alpaca emits no bar when nothing traded).
+sessions (normal for thin symbols: Alpaca emits no bar when nothing traded), and what was never fetched.
 
-A symbol is judged only over the sessions between its first and last stored bar (inside the asked range),
-so a listing or delisting inside the range is not a gap. Sessions come from the XNYS calendar.
+Sessions with no bar are judged only between a symbol's first and last stored bar (inside the asked range),
+so a listing or delisting inside the range is not a gap. What was never fetched, before the first stored bar
+and after the last one, is what the planner says the default run would fetch (:mod:`.unfetched`): a listing
+after ``default_start`` was fetched (empty) and is not missing; a store filled only up to March is.
+Sessions come from the XNYS calendar.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.reports.unfetched import as_interval, never_fetched_sessions
 from dataengine.storage import layout
-from dataengine.storage.coverage import CoverageLedger
+from dataengine.storage.coverage import merge_intervals
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_month_end, ny_month_start
+from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
@@ -39,7 +43,10 @@ class SymbolGaps:
     missing_sessions: list[str] = field(default_factory=list)  # true gaps, ISO dates
     quiet_bars: int = 0  # intraday bars absent inside sessions that have bars (no trade in that interval)
     bars: int = 0
-    missing_history: list[str] = field(default_factory=list)  # [first day, last day] never fetched before the history
+    # [first session, last session] ranges the default run would fetch because they were never fetched (both
+    # ends: before the first stored bar and after the last one), less the re-fetch window
+    never_fetched: list[list[str]] = field(default_factory=list)
+    missing_history: list[str] = field(default_factory=list)  # the never-fetched range before the first stored bar
 
     @property
     def coverage_pct(self) -> float:
@@ -50,14 +57,11 @@ class SymbolGaps:
 
     @property
     def has_gaps(self) -> bool:
-        return bool(self.missing_sessions or self.missing_history)
+        return bool(self.missing_sessions or self.never_fetched)
 
     def missing_ranges(self) -> list[Interval]:
-        """Runs of consecutive missing sessions as UTC ranges (New York days, inclusive), and the history never
-        fetched before the first stored bar."""
-        history = [(calendar.session_start(date.fromisoformat(self.missing_history[0])),
-                    calendar.session_start(date.fromisoformat(self.missing_history[1]) + timedelta(days=1)) - ONE_MICROSECOND)
-                   ] if self.missing_history else []
+        """Runs of consecutive missing sessions and the ranges never fetched, as merged UTC ranges (New York
+        days, inclusive)."""
         days = [date.fromisoformat(d) for d in self.missing_sessions]
         runs: list[list[date]] = []
         all_sessions = calendar.sessions(days[0], days[-1]) if days else []
@@ -67,10 +71,17 @@ class SymbolGaps:
                 runs[-1].append(day)
             else:
                 runs.append([day])
-        return history + [
-            (calendar.session_start(run[0]), calendar.session_start(run[-1] + timedelta(days=1)) - ONE_MICROSECOND)
-            for run in runs
-        ]
+        return merge_intervals([
+            *(as_interval(r) for r in self.never_fetched),
+            *(as_interval([run[0].isoformat(), run[-1].isoformat()]) for run in runs),
+        ])
+
+
+def require_gap_timeframe(key: DatasetKey) -> Timeframe:
+    """Gaps are sessions without a bar: only bar sizes of a session or less have them (UsageError else)."""
+    if not key.timeframe.intraday and key.timeframe.unit != "Day":
+        raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
+    return key.timeframe
 
 
 def find_gaps(
@@ -80,34 +91,32 @@ def find_gaps(
     start: datetime | None = None,
     end: datetime | None = None,
     *,
-    history_start: date | None = None,
+    history_start: date | None = DEFAULT_START,
+    sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
+    lag: int = 1,
 ) -> list[SymbolGaps]:
     """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given.
 
-    With ``history_start`` (where the store's history begins: the ``default_start`` setting) a symbol whose
-    fetched history begins later has that stretch reported as ``missing_history``: a sample run's symbol
-    whose past was never fetched is a hole, not a listing date."""
-    tf = key.timeframe
-    if not tf.intraday and tf.unit != "Day":
-        raise UsageError("gaps works on intraday and daily timeframes (minute .. day), not week or month")
-    stored = layout.symbols_in(storage.dataset_dir(key))
-    coverage = CoverageLedger(storage.coverage_path(key))
+    ``history_start`` (where the store's history begins: the ``default_start`` setting), ``sip_delay_minutes``
+    and ``lag`` describe the default run: what it would fetch because it was never fetched is reported as
+    ``never_fetched`` (at both ends of the stored bars), so a sample run's symbol whose past was never fetched,
+    or a store filled only up to March, is a hole and not a listing date. ``history_start=None`` judges only
+    the sessions between the first and last stored bar."""
+    tf = require_gap_timeframe(key)
+    wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
+    unfetched = never_fetched_sessions(
+        storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,
+        start=start, end=end,
+    ) if history_start is not None else {}
     reports = []
-    for symbol in symbols or stored:
+    for symbol in wanted:
         report = _symbol_gaps(storage, key, tf, symbol, start, end)
-        if history_start is not None and report.sessions_expected:
-            report.missing_history = _missing_history(coverage, symbol, history_start)
+        report.never_fetched = unfetched.get(symbol, [])
+        head = report.never_fetched[:1]
+        if head and (report.first_session is None or head[0][1] < report.first_session):
+            report.missing_history = head[0]
         reports.append(report)
     return reports
-
-
-def _missing_history(coverage: CoverageLedger, symbol: str, history_start: date) -> list[str]:
-    pieces = coverage.pieces().get(symbol)
-    if not pieces:
-        return []
-    first = min(p.start for p in pieces).astimezone(NEW_YORK).date()
-    sessions = calendar.sessions(history_start, first - timedelta(days=1)) if first > history_start else []
-    return [sessions[0].isoformat(), sessions[-1].isoformat()] if sessions else []
 
 
 def _symbol_gaps(
@@ -167,14 +176,17 @@ def repair_ranges(reports: list[SymbolGaps]) -> dict[str, list[Interval]]:
 
 def repair_gaps(
     pipeline: IngestionPipeline, key: DatasetKey, symbols: list[str] | None = None, start: datetime | None = None,
-    end: datetime | None = None, *, history_start: date | None = None,
+    end: datetime | None = None, *, history_start: date | None = DEFAULT_START, lag: int = 1,
 ) -> tuple[list[SymbolGaps], IngestResult | None]:
-    """``gaps --repair``: under the store's run lock, find the gaps, fetch exactly those sessions again, and
-    find again. Returns the gaps that remain and the repair run (None when there was nothing to fetch)."""
+    """``gaps --repair``: under the store's run lock, find the gaps, fetch exactly those sessions again (and
+    what was never fetched), and find again. Returns the gaps that remain and the repair run (None when there
+    was nothing to fetch)."""
+    options: dict[str, Any] = {"history_start": history_start, "lag": lag,
+                               "sip_delay_minutes": pipeline.settings.sip_delay_minutes}
     with pipeline.holding_store():
-        reports = find_gaps(pipeline.storage, key, symbols, start, end, history_start=history_start)
+        reports = find_gaps(pipeline.storage, key, symbols, start, end, **options)
         ranges = repair_ranges(reports)
         if not ranges:
             return reports, None
         repaired = pipeline.ingest_ranges(ranges, key)
-        return find_gaps(pipeline.storage, key, symbols, start, end, history_start=history_start), repaired
+        return find_gaps(pipeline.storage, key, symbols, start, end, **options), repaired

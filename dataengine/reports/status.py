@@ -2,8 +2,9 @@
 
 :func:`store_status` answers "what do I have": the root and its size on disk; per dataset (timeframe and
 adjustment) the symbols, rows, first and last bar, feed; the last runs from the ledger; the indices.
-:func:`symbol_status` answers the same for one symbol, per dataset, with the months held and the months
-missing between its first and last.
+:func:`symbol_status` answers the same for one symbol, per dataset, with the months held, the months
+missing between its first and last, and what the default run would fetch because it was never fetched, at
+both ends (the planner's answer, :mod:`dataengine.reports.unfetched`, as ``gaps`` shows it).
 
 Rows and first/last bars come from the footer index (:mod:`dataengine.storage.footer_index`), which reads only
 the footers that changed since the last call.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from dataengine.datasets import DatasetKey
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
@@ -28,7 +30,7 @@ from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
-from dataengine.timerange import months_between
+from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, months_between
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +163,25 @@ def store_status(root: str | Path | StorePath, *, runs: int = 5) -> dict[str, An
         "running": holder if holder and holder.get("alive") is not False else None,
         "runs": [run_summary(r) for r in sorted(RunLedger(root).last(runs), key=lambda r: r.started, reverse=True)],
         "indices": indices,
+        "versions": _versions(root),
         **_damage(cache),
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
 
 
-def symbol_status(root: str | Path | StorePath, symbol: str) -> dict[str, Any]:
-    """One symbol's coverage per dataset: rows, first/last bar, months held and months missing in between."""
+def symbol_status(
+    root: str | Path | StorePath,
+    symbol: str,
+    *,
+    history_start: date = DEFAULT_START,
+    sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
+    lag: int = 1,
+) -> dict[str, Any]:
+    """One symbol's coverage per dataset: rows, first/last bar, months held, months missing in between, and
+    ``never_fetched``: the session ranges a default run (from ``history_start`` to now, ``sip_delay_minutes``
+    and ``lag`` as the run's) would fetch because they were never fetched, before the first bar and after the
+    last one."""
     started = time.perf_counter()
     root = open_store(root)
     _check_root(root)
@@ -193,6 +206,7 @@ def symbol_status(root: str | Path | StorePath, symbol: str) -> dict[str, Any]:
                 "first_month": months[0],
                 "last_month": months[-1],
                 "missing_months": _missing(held),
+                "never_fetched": _never_fetched(root, name, symbol, history_start, sip_delay_minutes, lag),
                 "disk_bytes": int(mine["blocks"].sum()),
             }
         )
@@ -205,6 +219,29 @@ def symbol_status(root: str | Path | StorePath, symbol: str) -> dict[str, Any]:
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
+
+
+def _never_fetched(root: StorePath, name: str, symbol: str, history_start: date, sip_delay_minutes: int, lag: int) -> list[list[str]]:
+    # the planner and the bar store: imported for ``status SYMBOL`` only, the whole-store status stays light
+    from dataengine.reports.unfetched import never_fetched_sessions
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    info = layout.describe_dataset(name)
+    try:
+        key = DatasetKey.of(info["label"], info["adjustment"])
+    except UsageError:
+        return []  # a directory this version does not know: nothing to plan for it
+    found = never_fetched_sessions(ParquetStorage(root), key, [symbol], history_start=history_start,
+                                   sip_delay_minutes=sip_delay_minutes, lag=lag)
+    return found.get(symbol, [])
+
+
+def _versions(root: StorePath) -> list[dict[str, Any]]:
+    """Per dataset with versions: how many are kept, the current one and its tags (``dataengine versions``
+    adds the bytes only kept versions hold: a walk of the table, too slow for ``status``)."""
+    from dataengine.reports.versions import kept_summary
+
+    return kept_summary(root)
 
 
 def _actions_of(root: StorePath, symbol: str) -> dict[str, Any]:

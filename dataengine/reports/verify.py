@@ -1,5 +1,7 @@
 """Is the store whole? Every partition's footer readable, its rows inside the month its path names, and no
-partition that was once written gone. ``repair`` puts damaged files aside and fetches exactly those months.
+partition that was once written gone; and its metadata whole (ledgers, dataset records, corporate-action files:
+:mod:`.verify_metadata`). ``repair`` puts damaged files aside, rebuilds the metadata and fetches exactly the
+damaged months.
 
 Only footers are read (through the footer index, which reads just those that changed since the last call), so
 verifying a large store costs about what ``status`` does. A partition counts as gone when the index saw it
@@ -17,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from dataengine.datasets import DatasetKey
+from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import VersionTable, check, mend
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -56,16 +60,19 @@ class Damage:
 class VerifyReport:
     partitions: int = 0
     damage: list[Damage] = field(default_factory=list)
+    metadata: list[MetadataDamage] = field(default_factory=list)  # damaged ledger lines, records, action files
+    versions: list[str] = field(default_factory=list)  # files a dataset's latest version names, missing or resized
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
+    mended: list[str] = field(default_factory=list)  # what a repair did to the metadata, one line each
 
     @property
     def ok(self) -> bool:
-        return not self.damage
+        return not self.damage and not self.metadata and not self.versions
 
     def asdict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
 
 
 def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
@@ -90,6 +97,8 @@ def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
+    report.metadata = check_metadata(root)
+    report.versions = check_versions(root, names)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
 
@@ -108,11 +117,36 @@ def verify_and_repair(
         report = verify(root, datasets=datasets, symbols=symbols)
         if report.ok:
             return report
-        runs = repair(root, report, pipeline)
+        # the metadata first: refetching a month needs its dataset's record (its feed)
+        mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
+        runs = repair(root, report, pipeline) if report.damage else {}
+        _version_repairs(root, {d.dataset for d in report.damage} | {p.split("/")[2] for p in report.versions})
         after = verify(root, datasets=datasets, symbols=symbols)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
+    after.mended = mended
     return after
+
+
+def _version_repairs(root: StorePath, datasets: set[str]) -> None:
+    """A month set aside and not fetched again (the source has no bar of it any more) is gone from the dataset:
+    the latest version must not name it. One more version per repaired dataset, if anything differs."""
+    from dataengine.storage.run_ledger import new_run_id
+    from dataengine.storage.run_versions import DatasetVersion
+    from dataengine.storage.versions import Provenance
+
+    for dataset in sorted(datasets):
+        version = DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair"))
+        version.sync()
+        mended = mend(version.table, version.provenance)  # a file the latest version names, lost: re-linked
+        for problem in mended.unresolved:
+            log.warning("version table of %s: %s (its dataset file is damaged too: repair it first)", dataset, problem)
+
+
+def check_versions(root: StorePath, datasets: list[str]) -> list[str]:
+    """Files the latest version of each dataset names that are missing or not their recorded size (one stat
+    each; on S3 a listing): what ``read_bars`` would fail on."""
+    return [str(problem) for name in datasets for problem in check(VersionTable.of(root, name))]
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:

@@ -10,7 +10,8 @@ the run's one request pacer. Here each stream (one work unit of the run) runs in
 
 Messages in: ``("open", sid, request)``, ``("credit", sid)``: the main process took a page, one more may be
 fetched (at most two are ahead of it: a fast server cannot pile pages up), ``("permit", sid, number)``,
-``("close", sid)``, ``("stop",)``. Out: ``("acquire", sid)``, ``("observe", sid, headers)``,
+``("close", sid)``, ``("stop",)``. Out: ``("acquire", sid)``, ``("report", sid, kind, permit, answer)`` (a
+request never sent, unanswered, or its answer's headers),
 ``("wait", sid, reason, seconds)``, ``("page", sid, columns, counts)``, ``("end", sid, counts)``,
 ``("error", sid, error, counts)``, ``("log", level, name, text, sid)``. The end of the connection (the main process
 exited, or was killed) ends this process; so does the main process's death on Linux (``PR_SET_PDEATHSIG``).
@@ -26,6 +27,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import astuple
 from datetime import datetime
@@ -72,24 +74,34 @@ class _ColumnsClient(AlpacaClient):
 
 class RemotePacer:
     """The run's pacer, seen from a decode process: each permit is the main process's to give (one pacer
-    per run, shared by every worker); the answers' rate-limit headers go back to it. The
-    :class:`~dataengine.sources.rate_limiter.RateLimiter` interface, for one stream."""
+    per run, shared by every worker), and every report on a request goes back to it. The
+    :class:`~dataengine.sources.source.Pacer` interface, for one stream."""
 
     def __init__(self, stream: _Stream) -> None:
         self.stream = stream
 
-    def acquire(self, stop: threading.Event | None = None, on_wait: Callable[[str, float], None] | None = None) -> int:
+    def acquire(self, stop: threading.Event | None = None, on_wait: Callable[[str, float], None] | None = None) -> int | None:
         self.stream.link.send(("acquire", self.stream.sid))
         while True:
             try:
                 return self.stream.permits.get(timeout=0.2)
             except queue.Empty:
                 if self.stream.stop.is_set():
-                    return 0  # the client sees the stop and raises Interrupted
+                    return None  # the client sees the stop and raises Interrupted
+
+    def release(self, permit: int | None) -> None:
+        self.stream.link.send(("report", self.stream.sid, "release", permit, None))
+
+    def done(self, permit: int | None) -> None:
+        self.stream.link.send(("report", self.stream.sid, "done", permit, None))
 
     def observe(self, *, remaining: int | None, reset_epoch: float | None, throttled: bool = False,
-                permit: int | None = None) -> None:
-        self.stream.link.send(("observe", self.stream.sid, (remaining, reset_epoch, throttled, permit)))
+                permit: int | None = None, limit: int | None = None, headers_ago: float = 0.0) -> None:
+        # the headers' age as of now, on the clock both processes share: the main process adds the time the
+        # report took to reach it
+        answer = {"remaining": remaining, "reset_epoch": reset_epoch, "throttled": throttled, "limit": limit,
+                  "headers_at": time.monotonic() - headers_ago}
+        self.stream.link.send(("report", self.stream.sid, "observe", permit, answer))
 
 
 class _Link:
@@ -115,7 +127,7 @@ class _Stream:
         self.stop = threading.Event()
         self.all_stop = stop
         self.credits = threading.Semaphore(PREFETCH)
-        self.permits: queue.Queue[int] = queue.Queue()
+        self.permits: queue.Queue[int | None] = queue.Queue()
 
     def run(self) -> None:
         r = self.request

@@ -76,12 +76,18 @@ class SourceFactory(Protocol):
 
 class Pacer(Protocol):
     """A run's request pacing (:class:`~dataengine.sources.rate_limiter.RateLimiter`): a permit before each
-    request, each answer's rate-limit headers after it."""
+    request (None: stopped first), then exactly one report on it: never sent, no answer, or the answer's
+    rate-limit headers."""
 
-    def acquire(self, stop: threading.Event | None = None, on_wait: WaitHook | None = None) -> int: ...
+    def acquire(self, stop: threading.Event | None = None, on_wait: WaitHook | None = None) -> int | None: ...
+
+    def release(self, permit: int | None) -> None: ...
+
+    def done(self, permit: int | None) -> None: ...
 
     def observe(
-        self, *, remaining: int | None, reset_epoch: float | None, throttled: bool = False, permit: int | None = None
+        self, *, remaining: int | None, reset_epoch: float | None, throttled: bool = False, permit: int | None = None,
+        limit: int | None = None, headers_ago: float = 0.0,
     ) -> None: ...
 
 

@@ -14,6 +14,7 @@ one's file (:func:`is_temp_name`, :func:`temp_owner_pid`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -66,12 +67,32 @@ def write_atomic(target: Path, write: Callable[[Path], None], *, temp_dir: Path 
     try:
         write(tmp)
         fsync_path(tmp)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            _replace_across_file_systems(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_path(target.parent)
+
+
+def _replace_across_file_systems(tmp: Path, target: Path) -> None:
+    """``target`` lies on another file system than the temp directory (a store directory that is a mount or a
+    symlink): copy to a temp name beside it, then rename there, still atomically."""
+    beside = temp_path(target)
+    try:
+        shutil.copyfile(tmp, beside)
+        fsync_path(beside)
+        os.replace(beside, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            beside.unlink()
+        raise
+    tmp.unlink()
 
 
 def write_bytes_atomic(target: Path, data: bytes, *, temp_dir: Path | None = None) -> None:

@@ -6,6 +6,10 @@ fetched at FETCHED and is stored". Lines are appended (and fsynced) as partition
 at any moment leaves a record of exactly what it finished; a torn last line is ignored. At the end of a run
 the file is compacted (overlapping pieces merged) and atomically replaced.
 
+A damaged line (not UTF-8, not JSON, not a piece: a disk, a sync tool, a hand) is skipped with one warning
+naming ``FILE:LINE``: its range counts as not stored, so it is fetched again (the safe direction), and
+:meth:`CoverageLedger.damaged` lists it for ``verify``, whose ``--repair`` sets it aside.
+
 A piece is trusted up to the re-fetch window: bars of the ``lag`` most recent sessions at the time they were
 fetched may still be corrected, so they count as missing and are fetched again next run.
 """
@@ -72,7 +76,14 @@ class CoverageLedger:
                 known.setdefault(piece.symbol, []).append(piece)
 
     def _read(self) -> dict[str, list[Piece]]:
-        return _parse(self._log.lines(), self.path)
+        pieces, bad = _parse(self._log.entries())
+        for where, _text, why in bad:
+            log.warning("%s: %s; coverage line ignored (run 'dataengine verify --repair')", where, why)
+        return pieces
+
+    def damaged(self) -> list[tuple[str, str, str]]:
+        """(where, the line, why) of every line that is not a coverage piece (a torn tail is not damage)."""
+        return _parse(self._log.entries())[1]
 
     def _append(self, line: str) -> None:
         self._log.append(line + "\n")
@@ -103,11 +114,11 @@ class CoverageLedger:
         i.e. it re-fetched the earlier piece's untrusted tail; the merged piece keeps the later fetch time.
         """
         with self._lock:
-            lines = self._log.lines()
-            if not lines:
+            entries = self._log.entries()
+            if not entries:
                 return
             merged: list[Piece] = []
-            for symbol, pieces in sorted(_parse(lines, self.path).items()):
+            for symbol, pieces in sorted(_parse(entries)[0].items()):
                 current: Piece | None = None
                 for piece in sorted(pieces, key=lambda p: (p.start, p.end)):
                     if current is not None and piece.start <= current.trusted_end(merge_lag) + TICK:
@@ -152,21 +163,27 @@ def subtract(start: datetime, end: datetime, covered: list[Interval]) -> list[In
     return out
 
 
-def _parse(lines: list[str], path: StorePath) -> dict[str, list[Piece]]:
+def _parse(entries: list[tuple[str, str]]) -> tuple[dict[str, list[Piece]], list[tuple[str, str, str]]]:
+    """(the pieces, per symbol, after the drops; (where, line, why) of each damaged line)."""
     pieces: dict[str, list[Piece]] = {}
-    for number, line in enumerate(lines, 1):
+    bad: list[tuple[str, str, str]] = []
+    for where, line in entries:
+        if not line.strip():
+            continue
+        if not line.isascii():  # every line we write is ASCII JSON: anything else was damaged
+            bad.append((where, line, "not a coverage line (bytes that are not ASCII)"))
+            continue
         try:
             raw = json.loads(line)
             if raw.get("drop"):
                 pieces[raw["s"]] = _cut(pieces.get(raw["s"], []), _utc(raw["a"]), _utc(raw["b"]))
                 continue
-            piece = Piece(raw["s"], _utc(raw["a"]), _utc(raw["b"]), _utc(raw["f"]))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            if number < len(lines):
-                log.warning("%s:%d: unreadable coverage line ignored", path, number)
-            continue  # the last line may be torn by a crash mid-append
+            piece = Piece(str(raw["s"]), _utc(raw["a"]), _utc(raw["b"]), _utc(raw["f"]))
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            bad.append((where, line, "not a coverage line"))
+            continue
         pieces.setdefault(piece.symbol, []).append(piece)
-    return pieces
+    return pieces, bad
 
 
 def _cut(pieces: list[Piece], start: datetime, end: datetime) -> list[Piece]:

@@ -27,8 +27,9 @@ def read(root: StorePath, key: DatasetKey | str) -> dict[str, Any] | None:
         return info if isinstance(info, dict) else None
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"{path}: unreadable dataset record ({exc})") from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise StorageError(f"{path}: unreadable dataset record ({' '.join(str(exc).split())[:120]}); "
+                           "run 'dataengine verify --repair' to rebuild it") from None
 
 
 def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> None:
@@ -57,7 +58,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
     check(root, key, feed, asof)
     info = read(root, key)
     legacy = layout.legacy_dataset_record_path(root, key)
-    if info is not None and info.get("asof") and not legacy.is_file():
+    if info is not None and info.get("asof") and info.get("feed") and not legacy.is_file():
         return str(info["asof"])
     now = datetime.now(timezone.utc)
     record = info or {
@@ -67,7 +68,24 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
         "created": now.isoformat(timespec="seconds"),
     }
     record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
+    record.setdefault("feed", feed)  # a record rebuilt without knowing its feed learns it from the next run
     layout.dataset_record_path(root, key).write_text(json.dumps(record, indent=2) + "\n")
     if legacy.is_file():
         legacy.unlink()  # moved out of the dataset directory (stores written by earlier versions)
     return str(record["asof"])
+
+
+def rebuild(root: StorePath, key: DatasetKey, *, feed: str | None, asof: str | None, created: str | None) -> dict[str, Any]:
+    """Write a new record for a dataset whose record was damaged (``verify --repair``): its timeframe and
+    adjustment from its name, its feed and ``asof`` as its runs recorded them (None: unknown, the next run
+    records its own). Returns the record."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record: dict[str, Any] = {"timeframe": key.timeframe.label, "adjustment": key.adjustment,
+                              "created": created or now, "rebuilt": now}
+    if feed:
+        record["feed"] = feed
+    if asof:
+        record["asof"] = asof
+    layout.dataset_record_path(root, key).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+

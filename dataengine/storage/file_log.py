@@ -31,12 +31,21 @@ class FileLog:
         self._guard = threading.Lock()
 
     def lines(self) -> list[str]:
+        """Every complete line (see :meth:`entries`)."""
+        return [text for _, text in self.entries()]
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every complete line with where it is (``FILE:LINE``). Bytes that are not UTF-8 never raise: they are
+        kept as surrogate escapes for the reader to judge; a torn last line (no newline yet) is left out."""
         try:
-            return self.path.read_text(encoding="utf-8").splitlines()
+            text = self.path.read_bytes().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        lines = text.split("\n")
+        lines.pop()  # after the last newline: "" or a torn line
+        return [(f"{self.path}:{n}", line) for n, line in enumerate(lines, 1)]
 
     def tail(self, commits: int, block: int = 64 * 1024) -> list[str]:
         """The last ``commits`` lines, reading only the end of the file."""

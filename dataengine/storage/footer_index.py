@@ -164,7 +164,7 @@ class FooterCache:
             inos, sizes, mtimes = joined["ino"].to_list(), joined["size"].to_list(), joined["mtime_ns"].to_list()
             unknown = []
             for i in stale_idx:
-                mine = known.get(str(paths[i]))
+                mine = known.get(paths[i].key)
                 if mine is not None and (mine.ino, mine.size, mine.mtime_ns) == (inos[i], sizes[i], mtimes[i]):
                     rows[i], firsts[i], lasts[i] = mine.rows, mine.first_us, mine.last_us
                 else:
@@ -199,12 +199,12 @@ class FooterCache:
         return listed.filter(pl.col("rows") >= 0).drop("gone", "path")
 
     def record_written(self, known: Mapping[str, WrittenFooter]) -> int:
-        """Lay what a run wrote (by path) over the cache, without listing or reading anything: for a run whose
+        """Lay what a run wrote (by store key) over the cache, without listing or reading anything: for a run whose
         plan brought the cache up to date for its symbols (:meth:`partitions`), only these files changed since.
         Returns how many entries were recorded."""
         keys: dict[str, list[Any]] = {k: [] for k in (*KEY, "ino", "size", "mtime_ns", "blocks", "rows", "first_us", "last_us")}
-        for text, footer in known.items():
-            path = self.root.at(_store_key(self.root, text))
+        for key_text, footer in known.items():
+            path = self.root.at(key_text)
             key = layout.parse_partition_path(path)
             if key is None:
                 continue
@@ -236,12 +236,6 @@ def _safe_footer(path: StorePath) -> tuple[int | None, int | None, int | None]:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal to the whole status
         log.warning("damaged partition %s (%s): run dataengine verify --repair", path, " ".join(str(exc).split())[:200])
         return UNREADABLE, None, None
-
-
-def _store_key(root: StorePath, text: str) -> str:
-    """The store key of a path as ``str(StorePath)`` gave it."""
-    base = str(root)
-    return text[len(base) :].lstrip("/").replace("\\", "/") if text.startswith(base) else text
 
 
 def refresh_cache(

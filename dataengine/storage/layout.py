@@ -15,6 +15,7 @@ asks here.
     {root}/metadata/run.lock                    one writer per store (and indices.lock for index writes)
     {root}/metadata/indices/{name}.csv          index membership
     {root}/metadata/status-cache.arrow          Parquet footers, cached for ``status``
+    {root}/metadata/versions/{dataset}/         each run a version: a Delta Lake table (storage/versions)
     {root}/metadata/quarantine/{time}/...       damaged files set aside by ``verify --repair``
     {root}/metadata/torn/                       torn log tails cut off after a crash
     {root}/metadata/staging/                    temp files of writes in progress (local stores)
@@ -56,6 +57,7 @@ ACTIONS_FILE = "actions.parquet"
 CLOSES_FILE = "closes.parquet"
 FETCHED_FILE = "fetched.json"
 QUARANTINE_DIR = "quarantine"
+VERSIONS_DIR = "versions"
 
 BAR_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
@@ -253,6 +255,18 @@ def adjusted_record_path(root: StorePath, dataset: str) -> StorePath:
     return metadata_dir(root) / "adjusted" / f"{dataset}.json"
 
 
+def versions_dir(root: StorePath, dataset: str | None = None) -> StorePath:
+    """Where the datasets' version tables live (Delta Lake, one per dataset: ``metadata/versions/{dataset}``),
+    outside every dataset directory so a directory reader never counts a kept version's rows."""
+    base = metadata_dir(root) / VERSIONS_DIR
+    return base / dataset if dataset is not None else base
+
+
+def kept_actions_dir(root: StorePath) -> StorePath:
+    """Immutable copies of the corporate-actions files, one per content, that versions name."""
+    return versions_dir(root) / "_corporate_actions"
+
+
 def quarantine_dir(root: StorePath, stamp: str) -> StorePath:
     """Where ``verify --repair`` sets damaged files aside (never deleted), one directory per repair."""
     return metadata_dir(root) / QUARANTINE_DIR / stamp
@@ -311,7 +325,9 @@ def temp_file_places(root: StorePath, *, partitions: bool = True) -> Iterator[tu
             for part in sorted(parts):
                 yield part, (DATA_FILE,)
     meta = metadata_dir(root)
-    for directory in sorted({meta.key} | {path.parent.key for path, _ in meta.walk()}):
+    tables = versions_dir(root).key + "/"  # version tables: their own temp names, and 54,000 directories
+    kept = {path.parent.key for path, _ in meta.walk() if not path.key.startswith(tables)}
+    for directory in sorted({meta.key} | kept):
         yield directory, _METADATA_FILES
 
 

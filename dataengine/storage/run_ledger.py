@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dataengine.counters import copy_counters
 from dataengine.errors import DataEngineError, StorageError, exit_code_for, outcome_for
+from dataengine.outcome import RunOutcome
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath, open_store
 
@@ -61,40 +61,29 @@ def mask_secrets(argv: Sequence[str], secrets: Iterable[str | None] = ()) -> lis
     return out
 
 
+def new_run_id() -> str:
+    """A run's id: when it started (UTC) and six random hex digits, ``20250102T060001Z-8c1f0a``."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
-class RunRecord:
-    """One run's line in the ledger. ``exit_code`` follows the CLI's: 0, 1, 3 or 130."""
+class RunRecord(RunOutcome):
+    """One run's line in the ledger: its outcome (:class:`~dataengine.outcome.RunOutcome`, the fields a run's
+    result has too) in an envelope of when, where and by whom it ran and how it ended. ``exit_code`` follows
+    the CLI's: 0, 1, 3, 130, 143 or 129."""
 
-    run_id: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6])
+    run_id: str = field(default_factory=new_run_id)
     started: str = field(default_factory=_now)
     ended: str | None = None
-    elapsed_s: float = 0.0
     waited_s: float = 0.0  # time spent waiting for another run's lock (--wait) before ``started``
     command: list[str] = field(default_factory=list)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    timeframe: str = ""
-    feed: str = ""
-    adjustment: str = ""
-    start: str = ""
-    end: str = ""
     symbols_requested: int = 0
-    successful: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    rows_written: int = 0
-    rows_added: int = 0
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    interrupted: bool = False
-    no_data: list[str] = field(default_factory=list)
-    asof: str | None = None
-    refetched: dict[str, str] = field(default_factory=dict)  # adjusted bars re-fetched after a new action
-    storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind
     error: str | None = None
     exit_code: int | None = None
 
@@ -113,15 +102,9 @@ class RunRecord:
         partial one attached to a fatal error), and the error that stopped the run, if any."""
         self.ended = _now()
         if result is not None:
-            self.successful = list(result.successful)
-            self.failed = dict(result.failed)
-            copy_counters(result, self)
-            self.no_data = list(result.no_data)
-            self.asof = result.asof
-            self.refetched = dict(getattr(result, "refetched", {}))
-            self.storage_requests = dict(getattr(result, "storage_requests", {}))
-            self.interrupted = bool(result.interrupted)
-            self.elapsed_s = result.elapsed_s
+            run_id = self.run_id
+            self.take_outcome(result)
+            self.run_id = run_id  # the ledger's id names the run, whatever the result carries
         if elapsed_s is not None:
             self.elapsed_s = round(elapsed_s, 3)
         self.exit_code = exit_code_for(
@@ -142,8 +125,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**cls.known(data))
 
 
 class RunLedger:

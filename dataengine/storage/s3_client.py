@@ -5,21 +5,34 @@ absent, ``If-Match: ETAG`` to replace only the version read), which the lock, th
 ledger rely on, and it takes credentials, region and endpoint from the standard AWS sources (environment,
 ``~/.aws`` profiles, SSO, instance roles). Errors become one-line :class:`StorageError` (or UsageError for a
 bucket that does not exist), never a traceback; credentials are never put in a message.
+
+Flaky networks are survived here, in one place. botocore retries a request that fails (5xx, throttling, a
+connection reset, a LIST body cut short, which it reads itself), but not the body of a GET, which the caller
+streams: :meth:`S3Client.get` reads it whole and sends the GET again when it is cut short or times out. Every
+attempt is one HTTP request, counted as such. A write may carry a **fence** (the run lock's check): it is
+called right before each attempt goes on the wire, retries included, so a run that lost its lock while a
+request was backing off never sends it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dataengine.errors import ConfigError, StorageError, UsageError
+from dataengine.errors import ConfigError, LockError, StorageError, UsageError
 
 _KIND = {"ListObjectsV2": "LIST", "GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT",
          "DeleteObject": "DELETE", "HeadBucket": "HEAD", "CopyObject": "PUT"}
+READ_ATTEMPTS = 6  # GETs whose body was cut short or timed out, sent again (botocore retries the rest itself)
+_READ_BACKOFF_S = 0.05  # doubled after each cut read: 0.05, 0.1, 0.2, ... (a few seconds in all)
+_CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,12 @@ class S3Client:
         from botocore.config import Config
 
         self.bucket = bucket
-        self._session = boto3.session.Session()
+        # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this README
+        # use) wins over it and over a profile's region, as in those
+        self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=160,
+        config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
                         s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=60)
         try:
             self.s3 = self._session.client("s3", config=config)
@@ -64,8 +79,16 @@ class S3Client:
         self._counts: Counter[str] = Counter()
         self._written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
-        # once per HTTP request sent, retries included: what the service bills
+        self._local = threading.local()  # the fence of the write this thread is sending, if any
+        # right before each HTTP request goes out, retries included: first the fence, then the count of what
+        # the service bills (a request the fence stops is never sent, nor counted)
+        self.s3.meta.events.register("before-send.s3", self._check_fence)
         self.s3.meta.events.register("before-send.s3", self._count)
+
+    def _check_fence(self, **_: Any) -> None:
+        fence = getattr(self._local, "fence", None)
+        if fence is not None:
+            fence()
 
     def _count(self, event_name: str = "", **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
@@ -83,15 +106,27 @@ class S3Client:
 
     # -- objects -----------------------------------------------------------------------------------------
 
-    def get(self, key: str) -> tuple[bytes, str] | None:
-        """(body, ETag) of an object, or None when there is none."""
-        try:
-            answer = self.s3.get_object(Bucket=self.bucket, Key=key)
-            return answer["Body"].read(), answer["ETag"]
-        except Exception as exc:  # noqa: BLE001 - mapped below
-            if _code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise self._error("read", key, exc) from None
+    def get(self, key: str, *, limit: int | None = None) -> tuple[bytes, str] | None:
+        """(body, ETag) of an object (only its first ``limit`` bytes, if given), or None when there is none. A
+        body cut short (the connection dropped mid-stream) or timed out is read again with a new GET, up to
+        :data:`READ_ATTEMPTS` in all."""
+        extra: dict[str, Any] = {"Range": f"bytes=0-{limit - 1}"} if limit is not None else {}
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                answer = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
+            except Exception as exc:  # noqa: BLE001 - mapped below
+                if _code(exc) in ("NoSuchKey", "404"):
+                    return None
+                raise self._error("read", key, exc) from None
+            try:
+                body = answer["Body"].read()
+            except Exception as exc:  # noqa: BLE001 - a cut body, a timeout: the GET is sent again
+                if attempt == READ_ATTEMPTS or not _cut_short(exc):
+                    raise self._error("read", key, exc) from None
+                time.sleep(_READ_BACKOFF_S * 2 ** (attempt - 1))
+                continue
+            return body, answer["ETag"]
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def head(self, key: str) -> S3Stat | None:
         try:
@@ -102,38 +137,84 @@ class S3Client:
             raise self._error("read", key, exc) from None
         return S3Stat(answer["ContentLength"], answer["ETag"], answer["LastModified"].timestamp())
 
-    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str | None:
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None,
+            fence: Callable[[], None] | None = None) -> str | None:
         """Write an object whole (S3 replaces an object atomically: readers see the old one or the new one).
 
-        ``if_none_match``: only if no object has the key; ``if_match``: only if the object still has that ETag.
-        Returns the new ETag, or None when the condition failed (HTTP 412, or 409 for a concurrent create)."""
+        ``if_none_match``: only if no object has the key; ``if_match``: only if the object still has that ETag
+        (and exists). Returns the new ETag, or None when the condition failed (HTTP 412, or 409 for a
+        concurrent create). A condition can also fail because this very write landed and only its answer was
+        lost (a 5xx after the write, then the retry's 412): callers that care recognise their own object.
+        ``fence`` is called before every attempt (LockError passes through)."""
         extra: dict[str, Any] = {}
         if if_none_match:
             extra["IfNoneMatch"] = "*"
         if if_match is not None:
             extra["IfMatch"] = if_match
         try:
-            etag = str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)["ETag"])
+            with self._fenced(fence):
+                etag = str(self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)["ETag"])
             with self._counts_guard:
                 self._written[key] = S3Stat(len(data), etag, time.time())
             return etag
+        except LockError:
+            raise
         except Exception as exc:  # noqa: BLE001
-            if extra and _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            code = _code(exc)
+            if extra and (code in _CONDITION_FAILED or (if_match is not None and code in ("NoSuchKey", "404"))):
                 return None
             raise self._error("write", key, exc) from None
 
-    def delete(self, key: str, *, if_match: str | None = None) -> bool:
-        """Delete an object (only if it still has ETag ``if_match``, if given); False when that condition failed."""
+    def copy(self, source: str, target: str, *, size: int, fence: Callable[[], None] | None = None) -> bool:
+        """A server-side copy of ``source`` (``size`` bytes) to ``target``; False when ``source`` does not exist.
+        ``fence``: as for :meth:`put`."""
+        try:
+            with self._fenced(fence):
+                answer = self.s3.copy_object(Bucket=self.bucket, Key=target,
+                                             CopySource={"Bucket": self.bucket, "Key": source})
+        except Exception as exc:  # noqa: BLE001
+            if _code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise self._error("copy", source, exc) from None
+        result = answer.get("CopyObjectResult") or {}
+        if "ETag" in result:  # the copy's own answer names it: no HEAD needed
+            modified = result.get("LastModified")
+            with self._counts_guard:
+                self._written[target] = S3Stat(size, str(result["ETag"]),
+                                               modified.timestamp() if modified is not None else time.time())
+        return "CopyObjectResult" in answer
+
+    def delete(self, key: str, *, if_match: str | None = None, fence: Callable[[], None] | None = None) -> bool:
+        """Delete an object (only if it still has ETag ``if_match``, if given); False when that condition failed.
+        An object already gone counts as deleted. ``fence``: as for :meth:`put`."""
         extra: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key, **extra)
+            with self._fenced(fence):
+                self.s3.delete_object(Bucket=self.bucket, Key=key, **extra)
+        except LockError:
+            raise
         except Exception as exc:  # noqa: BLE001
             if _code(exc) in ("PreconditionFailed", "412"):
                 return False
             if _code(exc) in ("NoSuchKey", "404"):
+                self._forget_written(key)
                 return True
             raise self._error("delete", key, exc) from None
+        self._forget_written(key)
         return True
+
+    def _forget_written(self, key: str) -> None:
+        with self._counts_guard:
+            self._written.pop(key, None)
+
+    @contextmanager
+    def _fenced(self, fence: Callable[[], None] | None) -> Iterator[None]:
+        """``fence`` is checked before each attempt this thread sends inside the block."""
+        self._local.fence = fence
+        try:
+            yield
+        finally:
+            self._local.fence = None
 
     def list(
         self, prefix: str, *, delimiter: bool = True, limit: int | None = None
@@ -201,6 +282,15 @@ class S3Client:
                                 "AWS_SECRET_ACCESS_KEY, or a profile)")
         message = str(exc).splitlines()[0] if str(exc) else name
         return StorageError(f"cannot {action} {where}: {message}")
+
+
+def _cut_short(exc: Exception) -> bool:
+    """A body that stopped before its end, or a read that timed out: worth a new GET."""
+    from botocore.exceptions import ConnectionClosedError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return isinstance(exc, (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
+                            Urllib3Error, ConnectionError, TimeoutError))
 
 
 def _code(exc: Exception) -> str:

@@ -69,6 +69,8 @@ class S3Store:
         self.url = f"{SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{bucket}"
         self._fence: Callable[[], None] | None = None
         self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
+        self._made: dict[str, Stat | None] = {}  # what this store wrote (None: deleted) while the lock is held
+        self._holders: list[dict[str, str]] = []  # the lineage of each lease held, outermost first (commit_log)
         self._guard = threading.Lock()
 
     @classmethod
@@ -91,8 +93,8 @@ class S3Store:
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def read(self, key: str) -> bytes:
-        found = self.client.get(self._k(key))
+    def read(self, key: str, *, limit: int | None = None) -> bytes:
+        found = self.client.get(self._k(key), limit=limit)
         if found is None:
             raise FileNotFoundError(2, "no such object", self.describe(key))
         return found[0]
@@ -113,10 +115,23 @@ class S3Store:
         with self._guard:
             if self._walks is None:
                 return None
+            if key in self._made:  # under the lock, what this run wrote is what is there
+                return (self._made[key],)
             for prefix, objects in self._walks.items():
                 if key.startswith(prefix + "/"):
                     return (objects.get(key),)
         return None
+
+    def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
+        """One listing of the keys' common prefix (one LIST per 1,000 objects), not a HEAD each."""
+        if len(keys) < 8:
+            return [self.stat(key) for key in keys]
+        common = keys[0].rsplit("/", 1)[0]
+        for key in keys:
+            while common and not key.startswith(common + "/"):
+                common = common.rsplit("/", 1)[0] if "/" in common else ""
+        found = dict(self.walk(common))
+        return [found.get(key) for key in keys]
 
     def is_dir(self, key: str) -> bool:
         prefix = self._k(key)
@@ -146,6 +161,7 @@ class S3Store:
         with self._guard:
             if self._walks is None:
                 return
+            self._made[key] = stat
             for prefix, objects in self._walks.items():
                 if key.startswith(prefix + "/"):
                     if stat is None:
@@ -156,6 +172,7 @@ class S3Store:
     def _forget(self, key: str) -> None:
         """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
         with self._guard:
+            self._made.pop(key, None)
             if self._walks is not None:
                 for prefix in [p for p in self._walks if key.startswith(p + "/")]:
                     del self._walks[prefix]
@@ -170,7 +187,10 @@ class S3Store:
             fenced: bool = True) -> str | None:
         if fenced:
             self._check_fence()
-        etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match)
+        # the fence again right before each attempt goes on the wire: a retry after a backoff, or a PUT of a
+        # long batch, is never sent by a run that lost its lock meanwhile
+        etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match,
+                               fence=self._fence if fenced else None)
         if etag is None:
             self._forget(key)
             return None
@@ -192,10 +212,33 @@ class S3Store:
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:
             self._check_fence()
-        done = self.client.delete(self._k(key), if_match=if_match)
+        done = self.client.delete(self._k(key), if_match=if_match, fence=self._fence if fenced else None)
         if done:
             self._note(key, None)
         return done
+
+    def link(self, key: str, target: str) -> None:
+        """A server-side copy (no bytes move through this process; S3 bills it as one PUT). S3 has no
+        create-only copy: an existing ``target`` is refused when this process knows of it (what it listed or
+        wrote under the lock); version tables name files after the run that links them, so under the run lock
+        no other process can have made one (a HEAD each would double a nightly run's requests). Outside the lock
+        a HEAD asks."""
+        self._check_fence()
+        if self._walks is None:
+            there = self.stat(target) is not None
+        else:
+            known = self._kept(target)
+            there = known is not None and known[0] is not None
+        if there:
+            raise FileExistsError(17, "exists", self.describe(target))
+        source = self.stat(key)
+        if source is None or not self.client.copy(self._k(key), self._k(target), size=source.size, fence=self._fence):
+            raise FileNotFoundError(2, "no such object", self.describe(key))
+        found = self.client.written_stat(self._k(target))
+        if found is not None:
+            self._note(target, _stat(found))
+        else:
+            self._forget(target)
 
     def move(self, key: str, target: str) -> None:
         """A copy, then a delete (S3 has no rename)."""
@@ -212,7 +255,19 @@ class S3Store:
     # -- the lock, the fence, the logs ---------------------------------------------------------------------
 
     def lock(self, key: str, command: str | None) -> LockBackend:
-        return LeaseHolder(self, key, command, lease_seconds())
+        return LeaseHolder(self, key, command, lease_seconds(), on_hold=self._note_holder)
+
+    def _note_holder(self, lineage: dict[str, str], held: bool) -> None:
+        """A lease was taken (``held``) or let go: commits name the outermost holder (:mod:`.commit_log`)."""
+        with self._guard:
+            if held:
+                self._holders.append(lineage)
+            elif lineage in self._holders:
+                self._holders.remove(lineage)
+
+    def _lineage(self) -> dict[str, str] | None:
+        with self._guard:
+            return self._holders[0] if self._holders else None
 
     def lock_holder(self, key: str) -> dict[str, Any] | None:
         return holder_status(self, key)
@@ -221,12 +276,13 @@ class S3Store:
         with self._guard:
             previous, self._fence = self._fence, fence
             self._walks = {} if fence is not None else None
+            self._made = {}
         return previous
 
     def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:
         """S3 cannot append: ``metadata/coverage/x.jsonl`` becomes the commit objects under
         ``metadata/coverage/x/``."""
-        return CommitLog(self, key.removesuffix(".jsonl"), what=what, fenced=fenced)
+        return CommitLog(self, key.removesuffix(".jsonl"), what=what, fenced=fenced, lineage=self._lineage)
 
     # -- the root -------------------------------------------------------------------------------------------
 
@@ -272,12 +328,19 @@ class S3Store:
 
         return pl.scan_parquet([self.describe(k) for k in keys], storage_options=self.polars_options(), **kwargs)
 
-    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset:
+    def arrow_dataset(self, key: str, files: Sequence[str] | None = None, **kwargs: Any) -> pyarrow.dataset.Dataset:
         """What DuckDB scans a store on S3 through (DuckDB's own httpfs extension cannot be downloaded in every
         environment), with projections and filters pushed down."""
         import pyarrow.dataset as ds
 
-        return ds.dataset(f"{self.bucket}/{self._k(key)}", filesystem=self.arrow_filesystem(), **kwargs)
+        base = f"{self.bucket}/{self._k(key)}"
+        if files is None:
+            return ds.dataset(base, filesystem=self.arrow_filesystem(), **kwargs)
+        return ds.dataset([f"{self.bucket}/{self._k(f)}" for f in files], filesystem=self.arrow_filesystem(),
+                          partition_base_dir=base, **kwargs)
+
+    def engine_options(self) -> dict[str, str] | None:
+        return self.polars_options()
 
     def polars_options(self) -> dict[str, str]:
         """``storage_options`` for Polars: the credentials and endpoint boto3 resolved."""

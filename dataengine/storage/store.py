@@ -53,6 +53,7 @@ class Stat:
     ino: int
     disk_bytes: int
     modified: float
+    links: int = 1  # names sharing these bytes (local hard links): deleting one frees nothing while links > 1
 
 
 class AppendLog(Protocol):
@@ -60,6 +61,11 @@ class AppendLog(Protocol):
     lock held, have one writer; :meth:`replace` makes a text the whole log (compaction)."""
 
     def lines(self) -> list[str]: ...
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every line with where it is (``FILE:LINE``, ``OBJECT:LINE``); bytes that are not UTF-8 are kept as
+        surrogate escapes (never an error), a torn last line is left out."""
+        ...
 
     def tail(self, commits: int) -> list[str]: ...
 
@@ -92,8 +98,8 @@ class Store(Protocol):
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def read(self, key: str) -> bytes:
-        """The object's bytes; FileNotFoundError when there is none."""
+    def read(self, key: str, *, limit: int | None = None) -> bytes:
+        """The object's bytes (only its first ``limit`` bytes, if given); FileNotFoundError when there is none."""
         ...
 
     def read_tagged(self, key: str) -> tuple[bytes, str] | None:
@@ -101,6 +107,11 @@ class Store(Protocol):
         ...
 
     def stat(self, key: str) -> Stat | None: ...
+
+    def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
+        """:meth:`stat` of each key, in order, however the backend does it cheapest (a stat each locally; on
+        S3 a listing of their common prefix, not a HEAD each)."""
+        ...
 
     def is_dir(self, key: str) -> bool: ...
 
@@ -135,6 +146,12 @@ class Store(Protocol):
 
     def move(self, key: str, target: str) -> None:
         """Move an object to another key, keeping it (a damaged partition set aside)."""
+        ...
+
+    def link(self, key: str, target: str) -> None:
+        """Give the bytes of ``key`` a second name, ``target``, without rewriting them where ``key`` is named:
+        a hard link locally (0 bytes; a copy across file systems), a server-side copy on S3. Raises
+        FileExistsError when ``target`` exists (it is never replaced) and FileNotFoundError without ``key``."""
         ...
 
     def staging(self) -> Path:
@@ -181,13 +198,21 @@ class Store(Protocol):
         """The file an engine can open directly, or None when the store is remote."""
         ...
 
+    def engine_options(self) -> dict[str, str] | None:
+        """``storage_options`` for engines that open :meth:`describe` URLs themselves (Polars, deltalake): the
+        credentials and endpoint of a remote store; None for local files."""
+        ...
+
     def read_parquet(self, key: str, **kwargs: Any) -> pl.DataFrame: ...
 
     def parquet_metadata(self, key: str) -> pyarrow.parquet.FileMetaData: ...
 
     def scan_parquet(self, keys: Sequence[str], **kwargs: Any) -> pl.LazyFrame: ...
 
-    def arrow_dataset(self, key: str, **kwargs: Any) -> pyarrow.dataset.Dataset: ...
+    def arrow_dataset(self, key: str, files: Sequence[str] | None = None, **kwargs: Any) -> pyarrow.dataset.Dataset:
+        """A pyarrow dataset of the directory ``key``, or of exactly ``files`` (keys below ``key``, which then
+        is the base their Hive partition directories are read from)."""
+        ...
 
     def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
         """``work`` on every item, results in order: ``local_threads`` at a time where each is a system call

@@ -115,4 +115,7 @@ def test_the_default_run_after_a_sample_run_fetches_the_missing_past_and_the_new
     assert fetched[0][0] == "2024-01-02" and all(not ("2024-01-10" <= a <= "2024-01-11") for a, _ in fetched)
     assert_store_equals(read_store(root(), "equities_1day"), expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-19", "1Day"))
     capsys.readouterr()
-    assert main(["gaps", "AAPL", "-t", "day", "--json"]) == 0
+    assert main(["gaps", "AAPL", "-t", "day", "--end", "2024-01-19", "--json"]) == 0
+    assert main(["gaps", "AAPL", "-t", "day", "--json"]) == 1  # what came after 2024-01-19 was never fetched
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["symbols"][0]
+    assert report["missing_history"] == [] and report["never_fetched"][0][0] == "2024-01-22"

@@ -71,3 +71,54 @@ def test_daily_gaps_and_human_output(alpaca, capsys) -> None:  # type: ignore[no
 def test_gaps_refuses_weekly(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["gaps", "-t", "week"]) == 2
     assert "not week or month" in capsys.readouterr().err
+
+
+def sessions_before_the_refetch_window(first: str) -> list[str]:
+    """Sessions from ``first`` up to the re-fetch window of a run started now (the newest session is left out)."""
+    from datetime import date, datetime, timedelta, timezone
+
+    from dataengine import calendar
+    from dataengine.timerange import NEW_YORK
+
+    today = (datetime.now(timezone.utc) - timedelta(minutes=16)).astimezone(NEW_YORK).date()
+    return [d.isoformat() for d in calendar.sessions(date.fromisoformat(first), today)[:-1]]
+
+
+def test_a_store_filled_only_to_march_reports_the_never_fetched_tail(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["-q", "ingest", "AAPL", "MSFT", "--start", "2024-02-01", "--end", "2024-03-31", "-t", "day"]) == 0
+    capsys.readouterr()
+    tail = sessions_before_the_refetch_window("2024-04-01")
+    code, report = gaps(capsys, "-t", "day")
+    assert code == 1 and report["missing_sessions"] == 0 and report["never_fetched_symbols"] == 2
+    for r in report["symbols"]:
+        assert r["never_fetched"] == [[tail[0], tail[-1]]] and r["missing_history"] == []
+    code = main(["gaps", "-t", "day"])
+    out = capsys.readouterr().out
+    assert code == 1 and out.startswith("equities_1day: 0 missing sessions in 2 symbols, history never fetched for 2 symbols")
+    assert f"never fetched: 2024-04-01..{tail[-1]}" in out
+    # the dry run of the default ingest fetches exactly from there (and the re-fetch window beyond)
+    assert main(["ingest", "AAPL", "-t", "day", "--dry-run", "--json"]) == 0
+    todo = json.loads(capsys.readouterr().out)["todo"]["AAPL"]
+    assert len(todo) == 1 and todo[0][0].startswith("2024-04-01")
+    # a range that ends before the tail has nothing missing
+    assert gaps(capsys, "-t", "day", "--end", "2024-03-31")[0] == 0
+
+
+def test_status_names_both_never_fetched_ends_as_gaps_does(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")
+    assert main(["-q", "ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-03-31", "-t", "day"]) == 0
+    capsys.readouterr()
+    tail = sessions_before_the_refetch_window("2024-04-01")
+    assert main(["status", "AAPL", "--json"]) == 0
+    (dataset,) = json.loads(capsys.readouterr().out)["datasets"]
+    assert dataset["never_fetched"] == [["2024-01-02", "2024-01-31"], [tail[0], tail[-1]]]
+    assert gaps(capsys, "AAPL", "-t", "day")[1]["symbols"][0]["never_fetched"] == dataset["never_fetched"]
+    assert main(["status", "AAPL"]) == 0
+    assert f"never fetched 2024-01-02..2024-01-31, 2024-04-01..{tail[-1]}" in capsys.readouterr().out
+
+
+def test_repair_fetches_the_never_fetched_tail(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["-q", "ingest", "AAPL", "--start", "2024-02-01", "--end", "2024-03-31", "-t", "day"]) == 0
+    capsys.readouterr()
+    code, report = gaps(capsys, "-t", "day", "--repair")
+    assert code == 0 and report["symbols"][0]["never_fetched"] == [] and report["symbols"][0]["last_session"] > "2026"

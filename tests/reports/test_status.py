@@ -153,7 +153,7 @@ def test_cli_human_tables(small: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "equities_1min  minute     raw         sip   3        " in out
     assert "r1" in out and "ok (0)" in out and "Indices: none recorded" in out
     assert main(["--storage-dir", str(small), "status", "S002"]) == 0
-    assert "24 (2016-01..2017-12)  none" in capsys.readouterr()[0]
+    assert "24 (2016-01..2017-12)  never fetched 2017-12-04.." in capsys.readouterr()[0]  # stored up to 2017-12-02
 
 
 def test_no_store_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,6 +72,19 @@ def test_plain_403_is_rejected_keys(answer: type[_Canned]) -> None:
     assert isinstance(exc, AuthError)
 
 
+def test_rejected_keys_read_as_one_sentence(answer: type[_Canned]) -> None:
+    """Alpaca answers bad keys with 403 {"message": "forbidden."}: no "(HTTP 403: forbidden.)" in the message."""
+    client = AlpacaClient("key", "secret", base_url=answer.url, retry=RetryPolicy(max_retries=0), timeout=5)  # type: ignore[attr-defined]
+    answer.status, answer.body, answer.headers_out = 403, b'{"message": "forbidden."}', {}
+    try:
+        with pytest.raises(AuthError) as caught:
+            client.request_page({"symbols": "AAPL", "timeframe": "1Day"})
+    finally:
+        client.close()
+    assert str(caught.value) == ("Alpaca rejected the API keys (HTTP 403: forbidden); "
+                                 "check APCA_API_KEY_ID and APCA_API_SECRET_KEY")
+
+
 def test_400_naming_a_symbol_names_it(answer: type[_Canned]) -> None:
     exc = _request(answer, 400, "400_invalid_symbol.json")
     assert isinstance(exc, TerminalSourceError) and exc.symbol == "TAOP:NASDAQ" and exc.status == 400

@@ -11,7 +11,7 @@ from dataengine.storage.coverage import CoverageLedger as _Ledger
 from dataengine.storage.store import open_store
 
 
-def CoverageLedger(path: Path) -> _Ledger:  # noqa: N802 - the ledger of a file in a local store rooted beside it
+def CoverageLedger(path: Path) -> _Ledger:
     return _Ledger(open_store(path.parent) / path.name)
 
 UTC = timezone.utc

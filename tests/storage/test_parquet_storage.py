@@ -30,7 +30,7 @@ def test_layout_columns_and_new_york_months(tmp_path: Path) -> None:
     storage = ParquetStorage(tmp_path)
     # 21:30 UTC Jan 31 .. 05:29 UTC Feb 1: up to 04:59 UTC it is still Jan 31 in New York (EST).
     storage.store(bars("AAPL", datetime(2024, 1, 31, 21, 30, tzinfo=UTC), 480), "minute")
-    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("equities_*/**/*.parquet"))
     assert files == ["equities_1min/symbol=AAPL/year=2024/month=01/data.parquet",
                      "equities_1min/symbol=AAPL/year=2024/month=02/data.parquet"]
     jan = pl.read_parquet(tmp_path / files[0])
@@ -190,7 +190,7 @@ def test_a_page_touching_many_partitions_merges_each_exactly_and_leaves_no_stagi
     for path in tmp_path.rglob("data.parquet"):
         assert pl.read_parquet(path)["timestamp"].is_sorted()
     assert not list((tmp_path / "metadata" / "staging").iterdir())
-    assert sorted({p.name for p in tmp_path.rglob("*.parquet")}) == ["data.parquet"]
+    assert sorted({p.name for p in tmp_path.glob("equities_*/**/*.parquet")}) == ["data.parquet"]
 
 
 def test_a_batch_that_fails_part_way_leaves_every_partition_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,5 @@
-"""The contract of the store seam a version table stands on (:class:`VersionFiles`). Parametrized over the
-implementations: an S3 one joins ``files`` below and must pass the same tests."""
+"""The contract of the store seam a version table stands on (:class:`VersionFiles`), over both stores: a local
+directory and a prefix on the S3 test server."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.storage.versions import LocalFiles, VersionFiles
+from dataengine.storage.store import open_store
+from dataengine.storage.versions import StoreFiles, VersionFiles
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def files(request: pytest.FixtureRequest, tmp_path: Path) -> VersionFiles:
-    return LocalFiles(tmp_path)
+    root = request.getfixturevalue("s3_store") if request.param == "s3" else tmp_path
+    return StoreFiles(open_store(root))
 
 
 def test_link_makes_a_second_name_for_the_same_bytes(files: VersionFiles) -> None:
@@ -86,7 +88,7 @@ def test_a_link_across_file_systems_is_a_copy_under_the_same_rules(tmp_path: Pat
     elsewhere.mkdir()
     try:
         (tmp_path / "mnt").symlink_to(elsewhere)
-        files = LocalFiles(tmp_path)
+        files = StoreFiles(open_store(tmp_path))
         files.put("mnt/data.parquet", b"bars")
         files.link("mnt/data.parquet", "t/run-1.parquet")
         assert files.read("t/run-1.parquet") == b"bars"

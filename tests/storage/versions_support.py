@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
 from dataengine.storage import versions as v
+from dataengine.storage.store import open_store
 
 Key = tuple[str, int, int]
 COLUMNS = ["symbol", "year", "month", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
@@ -54,7 +55,7 @@ class Store:
                  checkpoint_interval: int = 10) -> None:
         self.root, self.dataset = root, dataset
         self.clock = clock or Clock()
-        self.table = v.VersionTable.local(root, dataset, clock=self.clock, checkpoint_interval=checkpoint_interval)
+        self.table = v.VersionTable.of(open_store(root), dataset, clock=self.clock, checkpoint_interval=checkpoint_interval)
 
     def relpath(self, symbol: str, year: int, month: int) -> str:
         return f"{self.dataset}/symbol={symbol}/year={year:04d}/month={month:02d}/data.parquet"

@@ -29,7 +29,7 @@ Writers call everything here under the store's run lock.
 """
 
 from dataengine.storage.versions.commit import adopt, begin_run, commit_run, sync
-from dataengine.storage.versions.files import FileInfo, LocalFiles, VersionFiles
+from dataengine.storage.versions.files import FileInfo, StoreFiles, VersionFiles
 from dataengine.storage.versions.model import (
     CommitResult,
     PartitionFile,
@@ -48,7 +48,6 @@ from dataengine.storage.versions.verify import MendResult, Problem, check, mend
 __all__ = [
     "CommitResult",
     "FileInfo",
-    "LocalFiles",
     "MendResult",
     "PartitionFile",
     "Problem",
@@ -56,6 +55,7 @@ __all__ = [
     "PruneResult",
     "RunTicket",
     "Snapshot",
+    "StoreFiles",
     "VersionConflictError",
     "VersionError",
     "VersionFile",

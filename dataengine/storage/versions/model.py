@@ -3,21 +3,24 @@ names files inside a version table."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from dataengine.errors import StorageError, UsageError
-from dataengine.storage.versions.files import LocalFiles, VersionFiles
+from dataengine.storage import layout
+from dataengine.storage.versions.files import StoreFiles, VersionFiles
 
-Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt"]
-REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt")
+if TYPE_CHECKING:
+    from dataengine.storage.store import StorePath
+
+Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt", "corporate-actions"]
+REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt", "corporate-actions")
 PARTITION_COLUMNS = ("symbol", "year", "month")
-TABLES_DIR = "metadata/versions"  # one Delta table per dataset under it
+TABLES_DIR = f"{layout.METADATA_DIR}/{layout.VERSIONS_DIR}"  # one Delta table per dataset under it
 DATA_FILE = "data.parquet"  # a partition's file in the dataset directory
 OWN_DIR = "_dataengine"  # tags, pending runs, prune horizon: beside _delta_log, ignored by Delta readers
 
@@ -50,7 +53,7 @@ def _package_version() -> str:
 class VersionTable:
     """Where a dataset's version table lives and how to reach it. Immutable; cheap to build per call.
 
-    ``files`` is the store (:class:`~.files.LocalFiles` or an S3 implementation), ``dataset`` the dataset
+    ``files`` is the store (:class:`~.files.StoreFiles`), ``dataset`` the dataset
     directory's name (``equities_1min``), ``path`` the table directory (default ``metadata/versions/{dataset}``),
     ``clock`` the time every commit, tag and prune reads (the test seam), ``checkpoint_interval`` how many
     commits a Delta checkpoint is written after.
@@ -70,9 +73,9 @@ class VersionTable:
             object.__setattr__(self, "dataset_path", self.dataset)
 
     @classmethod
-    def local(cls, root: str | os.PathLike[str], dataset: str, **kwargs: Any) -> VersionTable:
-        """The table of ``dataset`` in the local store at ``root``."""
-        return cls(LocalFiles(root), dataset, **kwargs)
+    def of(cls, root: StorePath, dataset: str, **kwargs: Any) -> VersionTable:
+        """The table of ``dataset`` in the store at ``root`` (a local directory or a prefix on S3)."""
+        return cls(StoreFiles(root), dataset, **kwargs)
 
     @property
     def uri(self) -> str:
@@ -117,6 +120,10 @@ class Provenance:
     asof: str | None = None
     command: str | None = None
     dataengine_version: str = field(default_factory=_package_version)
+    # the corporate actions and dividend closes known when the version was made (immutable copies in the
+    # store), so adjusted reads of this version give the same numbers after a new split is stored
+    actions_file: str | None = None
+    closes_file: str | None = None
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)

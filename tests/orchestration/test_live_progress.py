@@ -128,10 +128,10 @@ def test_rows_per_worker_with_symbol_chunk_progress_waits_and_idle() -> None:
     progress.symbol_done("TSLA", True)
     screen = text_of(console, progress.render()).splitlines()
     assert screen[0] == "dataengine ingest · minute"
-    assert screen[1].startswith("overall") and "1/3 symbols · 1 ok · 0 failed" in screen[1]
+    assert screen[1].startswith("overall") and "elapsed 0:00:00 · 0 failed · 1/3 symbols · 1 ok" in screen[1]
     assert "1× 429 · 12 requests · 2 retries · 5,000 bars · 1/4 chunks" in screen[2]
     assert [line.split()[0] for line in screen[3:]] == ["worker-1", "worker-2", "worker-10"]  # natural order
-    assert "50% AAPL 2024-01-01..2024-06-30 · 5,000 bars · 1 pages" in screen[3]
+    assert screen[3].rstrip().endswith("50% AAPL 2024-01-01..2024-06-30 · 5,000 bars · 1 page")  # not "1 pages"
     assert "waiting 3.0s: retry 1 after 429 · MSFT" in screen[4]
     assert screen[5].split() == ["worker-10", "idle"]
     clock.now += 4  # the wait is over
@@ -233,3 +233,18 @@ def test_the_live_display_fits_80_columns_and_always_shows_the_eta() -> None:
     assert all(len(line.rstrip()) <= 80 for line in screen), screen
     assert "ETA " in screen[1] and "× 429" in screen[2]
     assert len(screen) == 1 + 2 + 8  # title, two overall lines, one per worker: nothing wrapped
+
+
+def test_at_80_columns_elapsed_time_and_failures_are_never_cut() -> None:
+    console, _ = terminal(width=80)
+    clock = FakeClock()
+    progress = LiveProgress(console, clock=clock)
+    progress.tally.begin(503, 40, 9_000_000, lambda: {"requests": 1234, "retries": 56, "throttled": 7})
+    for _ in range(12):
+        progress.tally.symbol_done(False)
+    u = WorkUnit(("AAPL",), JAN, JUN, 9_000_000)
+    progress.unit_started("worker-1", u)
+    clock.now += 3725
+    progress.page_done("worker-1", u, 1_000_000, 1_000_000)  # an hour in, an ETA of hours
+    overall = text_of(console, progress.render()).splitlines()[0]
+    assert "ETA 8:16:39 · elapsed 1:02:05 · 12 failed" in overall, overall  # whatever is cut, not these

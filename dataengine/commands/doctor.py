@@ -1,0 +1,78 @@
+"""``dataengine doctor``: the effective settings and where each came from, the keys checked with one request,
+the store's state. Renders :func:`dataengine.reports.doctor.diagnose`; writes and creates nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from dataengine.reports.doctor import Diagnosis, StoreState
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+
+
+def doctor(
+    ctx: typer.Context,
+    offline: Annotated[bool, typer.Option("--offline", help="Do not send the request that checks the keys.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Check the set-up: settings and where each came from, the keys (one request), the store.
+
+    Examples: dataengine doctor · dataengine doctor --storage-dir s3://team-bars/prod --json · dataengine doctor --offline
+
+    Exit 0 ready · 2 keys missing or a setting malformed (nothing sent) · 3 keys rejected or the data URL unreachable.
+    """
+    from dataengine.reports.doctor import diagnose
+
+    settings = ctx.obj.settings()
+    ctx.obj.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+    report = diagnose(settings, ctx.obj.store(settings), check_keys=not offline)
+    typer.echo(json.dumps(report.asdict(), default=str) if json_out else render(report))
+    raise typer.Exit(report.exit_code)
+
+
+def render(report: Diagnosis) -> str:
+    lines = [f"dataengine {report.version} · Python {report.python} · {report.system}", ""]
+    lines.append("Settings (each from: flag > environment > settings file > default)")
+    width = max(len(row["name"]) for row in report.settings)
+    value_width = min(max(len(row["value"]) for row in report.settings), 48)
+    lines += [f"  {row['name']:<{width}}  {_clip(row['value'], 48):<{value_width}}  {row['origin']}"
+              for row in report.settings]
+    lines.append(f"  settings file: {report.settings_file or 'none found (./settings.ini, then the user config dir)'}")
+    for alias, wanted in report.misnamed_keys.items():
+        lines.append(f"  note: {alias} is set, but dataengine reads {wanted}")
+    keys = report.keys
+    mark = {True: "ok", False: "FAILED", None: "skipped"}[keys.ok]
+    took = f" ({keys.requests} request{'' if keys.requests == 1 else 's'}, {keys.elapsed_ms:.0f} ms)" if keys.requests else ""
+    lines += ["", f"Keys: {mark}: {keys.message}{took}", "", *_store_lines(report.store)]
+    return "\n".join(lines)
+
+
+def _store_lines(store: StoreState) -> list[str]:
+    head = f"Store {store.location}"
+    if store.error:
+        return [f"{head}: cannot be read: {store.error}"]
+    if not store.exists:
+        return [f"{head}: none yet (the first ingest creates it)"]
+    if not store.is_store:
+        return [f"{head}: exists but is not a dataengine store (no metadata/, no equities_* datasets)"]
+    marker: dict[str, Any] = store.marker or {}
+    made = (f"format {marker.get('format_version', '?')}, created {marker.get('created', '?')}" if marker
+            else "no store marker (written by an earlier version; the next run adds it)")
+    lines = [f"{head}: {made}", f"  datasets: {', '.join(store.datasets) or 'none yet'}"]
+    running = store.running
+    if running:
+        lines.append(f"  a run holds it now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
+                     f"{running.get('started', '?')}" + (f" ({running['command']})" if running.get("command") else ""))
+    else:
+        lines.append("  no run holds it now")
+    return lines
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]

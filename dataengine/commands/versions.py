@@ -1,0 +1,99 @@
+"""``dataengine versions`` (every run a version: list, prune) and ``dataengine tag`` (pin one for a backtest)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="Which dataset: its bar size (minute, day, 10min, ...).")]
+AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+Wait = Annotated[bool, typer.Option("--wait", help="Wait for a run holding the store instead of exiting 3.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("versions")(versions)
+    app.command("tag")(tag_command)
+
+
+def versions(
+    ctx: typer.Context,
+    timeframe: TimeframeOpt = "minute",
+    adjustment: AdjustmentOpt = "raw",
+    limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", help="Only the newest N versions.", min=1)] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove what only unpinned versions older than --keep-days reference (every dataset); the latest and tagged versions are kept.")] = False,
+    keep_days: Annotated[float | None, typer.Option("--keep-days", metavar="N", help="With --prune: keep every version current in the last N days (default: keep_versions_days, 30).", min=0)] = None,
+    json_out: JsonOut = False,
+    wait: Wait = False,
+) -> None:
+    """List a dataset's versions (every run that changed it is one), newest first: number, time, run, what
+    made it, partitions and rows changed, tags. Other engines open the Delta table it names (delta_path).
+
+    Examples: dataengine versions · dataengine versions -t day --json · dataengine versions --prune --keep-days 7
+
+    Exit 0 · 2 bad input or no store · 3 another run holds the store (--prune).
+    """
+    from dataengine.datasets import DatasetKey
+    from dataengine.reports.versions import prune_versions, versions_report
+    from dataengine.storage.store_root import check_readable_root
+
+    settings = ctx.obj.settings()
+    root = check_readable_root(ctx.obj.store(settings))
+    if prune:
+        days = keep_days if keep_days is not None else settings.keep_versions_days
+        report = prune_versions(root, None, days, wait=wait)
+        if json_out:
+            typer.echo(json.dumps(report.asdict()))
+        else:
+            typer.echo(f"pruned versions older than {days:g} day(s): {report.bytes_freed:,} bytes freed")
+            for name, done in report.datasets.items():
+                typer.echo(f"  {name}: {done['files_deleted']} file(s) deleted, {done['bytes_freed']:,} bytes, "
+                           f"versions kept from {done['oldest_kept']}")
+        return
+    shown = versions_report(root, DatasetKey.of(timeframe, adjustment), limit=limit)
+    typer.echo(json.dumps(shown) if json_out else render(shown))
+
+
+def render(report: dict[str, Any]) -> str:
+    if not report["versions"]:
+        return f"{report['dataset']}: no versions yet (the next run makes the first)"
+    lines = [f"{report['dataset']}: current version {report['current']}, {report['kept_bytes']:,} bytes held only by "
+             f"older versions · Delta table {report['delta_path']}", ""]
+    lines.append(f"{'version':>7}  {'time (UTC)':<17}  {'reason':<10}  {'partitions':>10}  {'rows':>12}  run / tags")
+    for v in report["versions"]:
+        rows = "?" if v["rows_changed"] is None else f"{v['rows_changed']:+,}"
+        reason = "refetch" if v["reason"] == "refetch-after-corporate-action" else v["reason"] or ""
+        tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
+        lines.append(f"{v['version']:>7}  {v['timestamp'][:16].replace('T', ' '):<17}  {reason:<10}  "
+                     f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
+    return "\n".join(lines)
+
+
+def tag_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The tag: letters, digits, '_', '.', '-'.", show_default=False)],
+    version: Annotated[int | None, typer.Option("--version", metavar="N", help="The version to pin (default: the latest).", min=0)] = None,
+    timeframe: TimeframeOpt = "minute",
+    adjustment: AdjustmentOpt = "raw",
+    json_out: JsonOut = False,
+    wait: Wait = False,
+) -> None:
+    """Pin a version of a dataset under a name: it is never pruned, and read_bars(..., tag=NAME),
+    connect(tag=NAME) and dataengine query --tag NAME read it. A tag never moves.
+
+    Examples: dataengine tag paper-2025 · dataengine tag before-split --version 41 -t day
+
+    Exit 0 · 2 bad name, unknown version, a tag already pinning another version, no store · 3 store busy.
+    """
+    from dataengine.datasets import DatasetKey
+    from dataengine.reports.versions import pin_version, table_of
+    from dataengine.storage.store_root import check_readable_root
+
+    root = check_readable_root(ctx.obj.store())
+    key = DatasetKey.of(timeframe, adjustment)
+    pinned = pin_version(root, key, name, version, wait=wait)
+    dataset = table_of(root, key).dataset
+    typer.echo(json.dumps({"tag": name, "dataset": dataset, "version": pinned}) if json_out
+               else f"tagged version {pinned} of {dataset} as {name!r}")

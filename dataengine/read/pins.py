@@ -1,0 +1,141 @@
+"""Which version a read sees: the one pinned (a number, the version current at a time, a tag), else the
+latest. Every reader resolves it here once and then reads exactly that version's files, so a read never fails
+and never mixes two runs while a run writes (committed files are never rewritten; a version's file list never
+changes). A dataset with no version table yet (a store written before versions, untouched since) is read
+from its directory as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from typing import TYPE_CHECKING
+
+from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
+from dataengine.storage import layout
+from dataengine.storage.store import StorePath
+from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
+from dataengine.storage.versions.log import read_commit_info
+from dataengine.timerange import NEW_YORK
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Computed at read time from the raw bars and the stored corporate actions (dataengine.actions); other kinds
+# (spin-off, combinations) exist only as datasets stored with Alpaca's adjustment.
+LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A pinned version: ``version`` N, the version current at ``as_of`` (UTC), or the version ``tag`` names."""
+
+    version: int | None = None
+    as_of: datetime | None = None
+    tag: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.version is not None or self.as_of is not None or self.tag is not None
+
+    def describe(self) -> str:
+        if self.version is not None:
+            return f"version {self.version}"
+        if self.tag is not None:
+            return f"tag {self.tag!r}"
+        return f"as of {self.as_of.isoformat()}" if self.as_of is not None else "the latest version"
+
+
+def pin(version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None) -> Pin:
+    """A :class:`Pin` from what a user gives: at most one of them (UsageError otherwise). ``as_of``: an ISO
+    datetime (without an offset: New York time) or a day (the end of that New York day)."""
+    if sum(x is not None for x in (version, as_of, tag)) > 1:
+        raise UsageError("give one of version, as_of and tag")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise UsageError(f"version must be a version number (0 or more), not {version!r}")
+    return Pin(version, _instant(as_of) if as_of is not None else None, tag)
+
+
+def _instant(value: str | date | datetime) -> datetime:
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"as_of {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO datetime") from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.max, NEW_YORK)  # a day: everything committed on it counts
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=NEW_YORK)
+    return value.astimezone(timezone.utc)
+
+
+def versioned_key(key: DatasetKey, root: StorePath | None = None) -> DatasetKey:
+    """The dataset whose versions a read of ``key`` follows: bars adjusted at read time are the raw ones'
+    (with ``root``: unless the store holds no raw dataset of that size, and the adjusted bars are read as
+    stored, with Alpaca's adjustment)."""
+    if key.adjustment not in LOCAL_ADJUSTMENTS:
+        return key
+    raw = DatasetKey(key.timeframe, "raw")
+    if root is not None and not layout.dataset_dir(root, raw).is_dir() and layout.dataset_dir(root, key).is_dir():
+        return key
+    return raw
+
+
+def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | None:
+    """The version of a dataset a read sees; None for a dataset without versions (read its directory), which
+    is an error when a version was pinned."""
+    name = key if isinstance(key, str) else key.dirname
+    table = VersionTable.of(root, name)
+    if current_version(table) is None:
+        if chosen.given:
+            raise VersionError(f"{name} has no versions yet: {chosen.describe()} cannot be read "
+                               "(a run of this version of dataengine makes the first)")
+        return None
+    return snapshot(table, version=chosen.version, as_of=chosen.as_of, tag=chosen.tag)
+
+
+def latest_version(root: StorePath, key: DatasetKey) -> int | None:
+    """The number a backtest records: the latest version of the dataset ``key`` reads from."""
+    return current_version(VersionTable.of(root, versioned_key(key, root).dirname))
+
+
+def kept_actions(snap: Snapshot | None) -> tuple[str | None, str | None] | None:
+    """The kept corporate-actions and dividend-closes files (store keys; None: there were none) a version was
+    made with; None when it names none (a version made before they were kept, or no version): the current
+    ones apply."""
+    if snap is None:
+        return None
+    own = read_commit_info(snap.table, snap.version).get("dataengine") or {}
+    if "actions_file" not in own:
+        return None
+    return own.get("actions_file"), own.get("closes_file")  # nothing known is also an answer
+
+
+def actions_of(root: StorePath, snap: Snapshot | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The corporate actions and dividend closes a version was made with (the current ones when it names
+    none: a version made before they were kept, or no version)."""
+    return actions_from(root, kept_actions(snap))
+
+
+def actions_from(root: StorePath, named: tuple[str | None, str | None] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The corporate actions and dividend closes of kept files (see :func:`kept_actions`; None: the current)."""
+    from dataengine.actions.schema import ACTION_SCHEMA
+    from dataengine.actions.store import CLOSE_SCHEMA, ActionStore, CloseStore
+    from dataengine.storage.store_files import read_table
+
+    if named is None:
+        return ActionStore(root).load(), CloseStore(root).load()
+    actions, closes = named
+    return (read_table(root.at(actions), ACTION_SCHEMA) if actions else _empty(ACTION_SCHEMA),
+            read_table(root.at(closes), CLOSE_SCHEMA) if closes else _empty(CLOSE_SCHEMA))
+
+
+def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema=schema)
+
+
+__all__ = ["LOCAL_ADJUSTMENTS", "Pin", "actions_from", "actions_of", "kept_actions", "latest_version", "pin", "resolve", "versioned_key"]

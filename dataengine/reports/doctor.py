@@ -1,0 +1,163 @@
+"""``dataengine doctor``: is this set-up ready to fetch? The effective settings and where each came from, the
+keys checked with one request, and the state of the store. Reads only: nothing is written, nothing created.
+
+:func:`diagnose` returns a :class:`Diagnosis` (``asdict()`` for JSON, ``exit_code`` for the CLI): 0 ready,
+2 keys missing (nothing was sent), 3 keys rejected or the data URL unreachable.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+from dataengine import __version__
+from dataengine.config import Settings, redact_url
+from dataengine.errors import AuthError, ConfigError, DataEngineError, FatalRunError
+from dataengine.storage import layout
+from dataengine.storage.store import StorePath
+
+# The settings shown, in this order; a secret is shown as whether it is set, never as its value.
+SHOWN = ("storage_dir", "api_key_id", "api_secret_key", "data_url", "massive_api_key", "massive_api_url", "workers",
+         "requests_per_minute", "request_timeout", "max_retries", "retry_backoff", "progress_interval",
+         "sip_delay_minutes", "default_start")
+SECRETS = ("api_secret_key", "massive_api_key")
+PROBE_DAY = date(2024, 1, 3)  # a session long past: one daily bar of SPY on IEX, which every plan may read
+
+
+@dataclass
+class KeyCheck:
+    """The outcome of the one request that checks the keys. ``ok`` None: not checked."""
+
+    ok: bool | None
+    message: str
+    url: str = ""
+    requests: int = 0
+    elapsed_ms: float = 0.0
+    exit_code: int = 0
+
+
+@dataclass
+class StoreState:
+    location: str
+    exists: bool = False
+    is_store: bool = False
+    marker: dict[str, Any] | None = None  # metadata/store.json: format version, created
+    datasets: list[str] = field(default_factory=list)
+    running: dict[str, Any] | None = None  # the run holding the lock now, if any
+    error: str | None = None  # why the store could not be looked at
+
+
+@dataclass
+class Diagnosis:
+    version: str
+    python: str
+    system: str
+    settings_file: str | None
+    settings: list[dict[str, str]]  # name, value (secrets masked), origin
+    misnamed_keys: dict[str, str]  # a variable set under another program's name -> the one dataengine reads
+    keys: KeyCheck
+    store: StoreState
+
+    @property
+    def exit_code(self) -> int:
+        return self.keys.exit_code
+
+    def asdict(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+
+def diagnose(settings: Settings, store: StorePath, *, check_keys: bool = True) -> Diagnosis:
+    """Everything ``doctor`` reports. ``store``: the settings' store, opened (not created); ``check_keys``:
+    send the one request (False: say what would be sent)."""
+    return Diagnosis(
+        version=__version__,
+        python=sys.version.split()[0],
+        system=f"{platform.system()} {platform.release()}",
+        settings_file=str(settings.config_file) if settings.config_file else None,
+        settings=effective_settings(settings),
+        misnamed_keys=dict(settings.misnamed_keys),
+        keys=probe_keys(settings) if check_keys else KeyCheck(None, "not checked (--offline)"),
+        store=store_state(store),
+    )
+
+
+def effective_settings(settings: Settings) -> list[dict[str, str]]:
+    """Each setting's value as it may be shown, and where it came from (``Settings.origin``)."""
+    rows = []
+    for name in SHOWN:
+        value = getattr(settings, name)
+        if value is None or value == "":
+            shown = "(not set)"
+        elif name in SECRETS:
+            shown = f"*** ({len(str(value))} characters)"
+        elif name == "api_key_id":
+            shown = f"{str(value)[:4]}… ({len(str(value))} characters)"
+        elif name in ("data_url", "massive_api_url"):
+            shown = redact_url(str(value))
+        else:
+            shown = str(value)
+        if name == "data_url" and value is None:
+            shown = "https://data.alpaca.markets"
+        rows.append({"name": name, "value": shown, "origin": settings.origin(name)})
+    return rows
+
+
+def probe_keys(settings: Settings) -> KeyCheck:
+    """One tiny request with the configured keys to the configured data URL: a daily bar of SPY on IEX for a
+    day long past, retried once at most. Missing keys send nothing (exit 2)."""
+    from dataengine.sources.alpaca_client import DEFAULT_DATA_URL, AlpacaClient, RetryPolicy
+    from dataengine.timerange import resolve_range
+
+    url = redact_url(settings.data_url or DEFAULT_DATA_URL)
+    try:
+        key, secret = settings.credentials()
+    except ConfigError as exc:
+        return KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
+    client = AlpacaClient(key, secret, base_url=settings.data_url, timeout=min(settings.request_timeout, 15.0),
+                          retry=RetryPolicy(max_retries=1, base_s=min(settings.retry_backoff, 1.0)))
+    started = time.monotonic()
+    span = resolve_range(PROBE_DAY, PROBE_DAY, feed="iex")
+    try:
+        for _ in client.iter_pages(["SPY"], "day", span.start, span.end, feed="iex"):
+            break
+        outcome = KeyCheck(True, f"accepted by {url}", url)
+    except AuthError as exc:
+        outcome = KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
+    except FatalRunError as exc:  # unreachable, or a refusal that is not about the keys (they were accepted)
+        ok = "subscription" in str(exc)
+        outcome = KeyCheck(ok, str(exc), url, exit_code=0 if ok else exc.exit_code)
+    except DataEngineError as exc:  # 5xx or 429 twice, a body that is no page: the keys could not be checked
+        outcome = KeyCheck(False, f"could not check the keys at {url}: {exc}", url, exit_code=3)
+    finally:
+        client.close()
+    outcome.requests = client.stats.requests
+    outcome.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    return outcome
+
+
+def store_state(root: StorePath) -> StoreState:
+    """Whether there is a store at ``root``, its marker and datasets, and a run holding it now."""
+    from dataengine.storage.run_lock import RunLock
+    from dataengine.storage.store_root import is_store
+
+    state = StoreState(location=str(root))
+    try:
+        state.exists = root.is_dir()
+        if not state.exists:
+            return state
+        state.is_store = is_store(root)
+        marker = layout.store_marker(root)
+        if marker.is_file():
+            import json
+
+            state.marker = json.loads(marker.read_text())
+        state.datasets = layout.dataset_names(root)
+        holder = RunLock.holder(root)
+        state.running = holder if holder and holder.get("alive") is not False else None
+    except (OSError, ValueError, DataEngineError) as exc:
+        state.error = " ".join(str(exc).split())[:300]
+    return state

@@ -1,0 +1,68 @@
+"""What the reports call never fetched: the planner's own answer, as the sessions a person reads.
+
+``gaps`` and ``status SYMBOL`` do not work out on their own what a store is missing: they ask the planner
+(:func:`dataengine.orchestration.planner.never_fetched`) what the default run (``default_start`` to now) would
+fetch, less the re-fetch window, and show it as ranges of sessions. So a store filled only up to March
+reports both the history before its first bar and everything after its last one, exactly as ``ingest
+--dry-run`` would fetch them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from dataengine import calendar
+from dataengine.datasets import DatasetKey
+from dataengine.orchestration.planner import never_fetched
+from dataengine.orchestration.request import IngestOptions, build_request
+from dataengine.storage.coverage import CoverageLedger, Interval
+from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.timerange import DEFAULT_START, NEW_YORK, ONE_MICROSECOND, SIP_SAFE_DELAY_MINUTES
+
+SessionRange = list[str]  # [first session, last session], ISO dates, both included
+
+
+def never_fetched_sessions(
+    storage: ParquetStorage,
+    key: DatasetKey,
+    symbols: Sequence[str],
+    *,
+    history_start: date = DEFAULT_START,
+    sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
+    lag: int = 1,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, list[SessionRange]]:
+    """Per symbol, the session ranges a default run of ``key`` (from ``history_start`` to now, with the
+    dataset's feed, ``sip_delay_minutes`` and ``lag``) would fetch because they were never fetched; only the
+    part inside ``[start, end]`` when given. Stretches without a session (a weekend) are left out. Reads the
+    store, writes nothing."""
+    if not symbols:
+        return {}
+    feed = (storage.dataset_info(key) or {}).get("feed", "sip")
+    request = build_request(
+        symbols, history_start, None, key.timeframe, IngestOptions(feed=feed, adjustment=key.adjustment, lag=lag),
+        sip_delay_minutes=sip_delay_minutes,
+    )
+    todo = never_fetched(request, storage, CoverageLedger(storage.coverage_path(key)))
+    return {symbol: session_ranges(spans, start, end) for symbol, spans in todo.items()}
+
+
+def session_ranges(spans: Sequence[Interval], start: datetime | None = None, end: datetime | None = None) -> list[SessionRange]:
+    """UTC spans (clipped to ``[start, end]``) as [first session, last session] of the New York days they touch."""
+    out: list[SessionRange] = []
+    for a, b in spans:
+        a, b = max(a, start) if start else a, min(b, end) if end else b
+        if a > b:
+            continue
+        days = calendar.sessions(a.astimezone(NEW_YORK).date(), b.astimezone(NEW_YORK).date())
+        if days:
+            out.append([days[0].isoformat(), days[-1].isoformat()])
+    return out
+
+
+def as_interval(sessions: SessionRange) -> Interval:
+    """[first session, last session] as the UTC range of those whole New York days."""
+    first, last = date.fromisoformat(sessions[0]), date.fromisoformat(sessions[1])
+    return calendar.session_start(first), calendar.session_start(last + timedelta(days=1)) - ONE_MICROSECOND

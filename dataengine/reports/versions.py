@@ -1,0 +1,100 @@
+"""What versions a store keeps, and the two things a user does with them: pin one (a tag) and prune the old.
+
+The versions themselves are :mod:`dataengine.storage.versions` (a Delta Lake table per dataset); this module
+answers per dataset, takes the run lock for the writes (a tag, a prune), and shapes what the CLI shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dataengine.datasets import DatasetKey
+from dataengine.read.pins import versioned_key
+from dataengine.storage import layout
+from dataengine.storage.run_lock import RunLock
+from dataengine.storage.store import StorePath
+from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags
+from dataengine.storage.versions.log import list_log
+
+
+def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
+    """The version table of the dataset ``key`` reads from (adjusted-at-read bars: the raw dataset's)."""
+    return VersionTable.of(root, versioned_key(key, root).dirname)
+
+
+def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = None) -> dict[str, Any]:
+    """``{"dataset", "delta_path", "current", "versions": [...]}``, newest first: per version its number,
+    time, run id, what made it (reason, command, source, feed, adjustment, asof, dataengine version), the
+    partitions and rows it changed and its tags. ``delta_path`` is what other engines open."""
+    table = table_of(root, key)
+    entries = [{
+        "version": info.version, "timestamp": info.timestamp.isoformat(), "run_id": info.run_id,
+        "reason": info.reason, "command": info.provenance.get("command"), "partitions": info.partitions,
+        "rows_added": info.rows_added, "rows_removed": info.rows_removed, "rows_changed": info.rows_changed,
+        "tags": list(info.tags),
+        **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
+    } for info in history(table, limit=limit)]
+    kept = sum(st.disk_bytes for _, st in layout.versions_dir(root, table.dataset).walk() if st.links == 1)
+    return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),
+            "kept_bytes": kept, "versions": entries}
+
+
+def pin_version(root: StorePath, key: DatasetKey, name: str, version: int | None, *, wait: bool = False,
+                timeout: float | None = None) -> int:
+    """Tag ``version`` (default: the latest) of the dataset as ``name``, under the run lock; the version."""
+    with RunLock(root, wait=wait, timeout=timeout, command=f"dataengine tag {name}"):
+        return tag(table_of(root, key), name, version)
+
+
+@dataclass
+class PruneReport:
+    """What a prune did, per dataset: files deleted, bytes freed, the versions still readable."""
+
+    keep_days: float
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(int(d["bytes_freed"]) for d in self.datasets.values())
+
+    def asdict(self) -> dict[str, Any]:
+        return {**asdict(self), "bytes_freed": self.bytes_freed}
+
+
+def prune_versions(root: StorePath, keys: list[DatasetKey] | None, keep_days: float, *, wait: bool = False,
+                   timeout: float | None = None) -> PruneReport:
+    """Remove what only unpinned versions older than ``keep_days`` reference (the latest version and tagged
+    ones are never pruned), for ``keys`` (default: every dataset with versions), under the run lock."""
+    report = PruneReport(keep_days)
+    names = sorted({versioned_key(k).dirname for k in keys}) if keys else layout.dataset_names(root)
+    with RunLock(root, wait=wait, timeout=timeout, command="dataengine versions --prune"):
+        for name in names:
+            table = VersionTable.of(root, name)
+            if current_version(table) is None:
+                continue
+            done = prune(table, keep_days)
+            report.datasets[name] = {"files_deleted": done.files_deleted, "bytes_freed": done.bytes_freed,
+                                     "kept_versions": list(done.kept_versions), "oldest_kept": done.oldest_kept}
+    return report
+
+
+def kept_summary(root: StorePath, *, with_bytes: bool = False) -> list[dict[str, Any]]:
+    """Per dataset with versions: how many versions it keeps, the current one and its tags; ``with_bytes``
+    also the bytes only the kept versions hold (files of the table the dataset no longer names: a hard link
+    of a current partition costs 0; on S3 every version file is a copy) — a walk of the table."""
+    out = []
+    for name in layout.dataset_names(root):
+        table = VersionTable.of(root, name)
+        listing = list_log(table)
+        if listing.latest is None:
+            continue
+        entry: dict[str, Any] = {"dataset": name, "current": listing.latest, "versions": len(listing.commits),
+                                 "tags": tags(table)}
+        if with_bytes:
+            entry["kept_bytes"] = sum(st.disk_bytes for _, st in layout.versions_dir(root, name).walk() if st.links == 1)
+        out.append(entry)
+    return out
+
+
+__all__ = ["PruneReport", "VersionError", "kept_summary", "pin_version", "prune_versions", "table_of", "versions_report"]

@@ -1,0 +1,70 @@
+"""``dataengine show`` (the latest bars of a symbol, no SQL) and ``dataengine lists`` (the bundled lists)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dataengine
+from tests.helpers import run_cli
+
+JAN_FEB = ("--start", "2024-01-01", "--end", "2024-02-29")
+
+
+def test_show_prints_the_latest_daily_bars_in_new_york_dates(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
+    code, out, err = run_cli(capsys, "show", "aapl")
+    lines = out.splitlines()
+    assert code == 0 and err == ""
+    assert lines[0] == "AAPL · equities_1day · the last 10 bar(s)"
+    assert lines[1].split()[:5] == ["date", "┃", "open", "┃", "high"]
+    assert lines[-1].split()[0] == "2024-02-29" and len(lines) == 3 + 10  # title, header, rule, ten bars
+    stored = dataengine.read_bars("AAPL", timeframe="day", storage_dir=tmp_path / "store").tail(10)
+    code, out, _ = run_cli(capsys, "show", "AAPL", "--last", "25", "--json")  # 25 bars: two months' files
+    report = json.loads(out)
+    assert code == 0 and report["count"] == 25 and report["dataset"] == "equities_1day"
+    assert [b["close"] for b in report["bars"][-10:]] == stored["close"].to_list()
+    assert report["bars"][-1]["timestamp"] == "2024-02-29T05:00:00+00:00"
+
+
+def test_show_opens_only_the_newest_files(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """January's file is unreadable: the last five bars of February never need it."""
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
+    january = tmp_path / "store" / "equities_1day" / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet"
+    january.write_bytes(b"not parquet")
+    code, out, _ = run_cli(capsys, "show", "AAPL", "-n", "5", "--json")
+    assert code == 0 and json.loads(out)["count"] == 5
+    code, _, err = run_cli(capsys, "show", "AAPL", "-n", "30")  # now it is needed: named, with the repair hint
+    assert code == 1 and "verify --repair" in err and str(january) in err
+
+
+def test_show_minute_bars_in_new_york_time_and_the_default_dataset(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(capsys, "ingest", "MSFT", "--start", "2024-01-31", "--end", "2024-02-01")[0] == 0
+    code, out, _ = run_cli(capsys, "show", "MSFT", "--last", "2")  # no daily bars stored: the minute dataset
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "MSFT · equities_1min · the last 2 bar(s)"
+    assert [line.split("│")[0].strip() for line in lines[3:]] == ["2024-02-01 19:58", "2024-02-01 19:59"]
+
+
+def test_show_adjusted_bars_are_computed_from_the_raw_ones(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
+    code, out, _ = run_cli(capsys, "show", "AAPL", "--adjustment", "all", "-n", "3")
+    assert code == 0 and out.splitlines()[0] == "AAPL · equities_1day_all (from the raw bars) · the last 3 bar(s)"
+
+
+def test_show_names_what_is_missing(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
+    code, _, err = run_cli(capsys, "show", "ZZZZ")
+    assert code == 2 and "no 1day bars of ZZZZ" in err and "datasets holding it: none" in err
+    code, _, err = run_cli(capsys, "show", "AAPL", "-t", "hour")
+    assert code == 2 and "no 1hour bars of AAPL" in err and "datasets holding it: equities_1day" in err
+    code, _, err = run_cli(capsys, "show", "AAPL", "--last", "0")
+    assert code == 2 and "--last" in err
+
+
+def test_lists_names_the_bundled_lists_with_their_sizes(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run_cli(capsys, "lists")
+    assert code == 0 and out.split()[:3] == ["sp500-2025.csv", "503", "symbols"]
+    code, out, _ = run_cli(capsys, "lists", "--json")
+    (entry,) = json.loads(out)["lists"]
+    assert code == 0 and (entry["name"], entry["symbols"]) == ("sp500-2025.csv", 503)

@@ -1,0 +1,80 @@
+"""``dataengine doctor``: settings and where each came from, the keys checked with one request, the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from dataengine.storage.run_lock import RunLock
+from tests.helpers import run_cli
+
+
+def doctor(capsys, *args: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def, type-arg]
+    code, out, err = run_cli(capsys, "doctor", "--json", *args)  # global options after the command too
+    assert len(out.strip().splitlines()) == 1, out + err
+    return code, json.loads(out)
+
+
+def test_ready_set_up_shows_where_each_setting_came_from(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ini = tmp_path / "settings.ini"
+    ini.write_text("[common]\napi_threads = 3\n")
+    alpaca.reset_log()
+    code, report = doctor(capsys, "--config", str(ini), "--storage-dir", str(tmp_path / "bars"))
+    origins = {row["name"]: (row["value"], row["origin"]) for row in report["settings"]}
+    assert code == 0 and report["exit_code"] == 0
+    assert origins["storage_dir"] == (str(tmp_path / "bars"), "flag")
+    assert origins["workers"] == ("3", f"{ini} [common] api_threads")
+    assert origins["api_key_id"] == ("test… (8 characters)", "environment APCA_API_KEY_ID")
+    assert origins["api_secret_key"] == ("*** (11 characters)", "environment APCA_API_SECRET_KEY")
+    assert origins["data_url"] == (alpaca.url, "environment APCA_API_DATA_URL")
+    assert origins["max_retries"] == ("6", "default")
+    assert report["settings_file"] == str(ini)
+    assert report["keys"]["ok"] is True and report["keys"]["requests"] == 1
+    assert len(alpaca.all_requests) == 1 and alpaca.all_requests[0].params["limit"]  # one tiny bars request
+    assert report["store"] == {"location": str(tmp_path / "bars"), "exists": False, "is_store": False, "marker": None,
+                               "datasets": [], "running": None, "error": None}
+    assert not (tmp_path / "bars").exists()  # doctor creates nothing
+    code, out, _ = run_cli(capsys, "doctor")
+    assert code == 0 and "test-secret" not in out and "Keys: ok: accepted by" in out and "(1 request, " in out
+
+
+def test_rejected_keys_exit_3_missing_keys_exit_2_and_send_nothing(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong")
+    code, report = doctor(capsys)
+    assert code == 3 and report["keys"]["ok"] is False and "rejected the API keys" in report["keys"]["message"]
+    monkeypatch.delenv("APCA_API_KEY_ID")
+    monkeypatch.delenv("APCA_API_SECRET_KEY")
+    monkeypatch.setenv("ALPACA_API_KEY", "k")
+    alpaca.reset_log()
+    code, report = doctor(capsys)
+    assert code == 2 and "credentials missing" in report["keys"]["message"] and not alpaca.all_requests
+    assert report["misnamed_keys"] == {"ALPACA_API_KEY": "APCA_API_KEY_ID"}
+    code, out, _ = run_cli(capsys, "doctor")
+    assert code == 2 and "note: ALPACA_API_KEY is set, but dataengine reads APCA_API_KEY_ID" in out
+
+
+def test_an_unreachable_data_url_is_exit_3_quickly(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("APCA_API_DATA_URL", "http://127.0.0.1:9")
+    started = time.monotonic()
+    code, report = doctor(capsys)
+    assert code == 3 and "cannot reach http://127.0.0.1:9" in report["keys"]["message"]
+    assert time.monotonic() - started < 10  # one retry at most, not six
+
+
+def test_offline_sends_nothing(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, report = doctor(capsys, "--offline")
+    assert code == 0 and report["keys"]["ok"] is None and not alpaca.all_requests
+
+
+def test_the_store_its_marker_datasets_and_a_run_holding_it(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05")[0] == 0
+    with RunLock(tmp_path / "store", command="dataengine ingest MSFT"):
+        code, report = doctor(capsys, "--offline")
+        _, out, _ = run_cli(capsys, "doctor", "--offline")
+    store = report["store"]
+    assert code == 0 and store["exists"] and store["is_store"] and store["datasets"] == ["equities_1day"]
+    assert store["marker"]["format_version"] == 1
+    assert store["running"]["command"] == "dataengine ingest MSFT"
+    assert "a run holds it now: pid" in out and "(dataengine ingest MSFT)" in out
+    assert doctor(capsys, "--offline")[1]["store"]["running"] is None

@@ -1,0 +1,23 @@
+"""``verify``: what it flags in a store that something other than dataengine changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers import run_cli
+
+
+def test_another_months_readable_bars_under_a_partition_path_are_flagged(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A sync tool or a hand copies February's file over January's: every footer reads fine, every bar is a
+    good bar, but not of the month the path names (a reader filtering on month=1 would get February)."""
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-01", "--end", "2024-03-31", "-t", "day")
+    assert code == 0, err
+    symbol = tmp_path / "store" / "equities_1day" / "symbol=AAPL" / "year=2024"
+    (symbol / "month=01" / "data.parquet").write_bytes((symbol / "month=02" / "data.parquet").read_bytes())
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    damage = json.loads(out)["damage"]
+    assert code == 1
+    assert [(d["symbol"], d["month"], d["kind"]) for d in damage] == [("AAPL", 1, "outside_month")]
+    code, out, _ = run_cli(capsys, "verify")
+    assert code == 1 and "equities_1day AAPL 2024-01" in out and "holds bars outside the month its path names" in out

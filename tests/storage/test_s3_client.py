@@ -1,0 +1,46 @@
+"""The S3 client through the fault proxy: a GET whose body is cut short or times out is sent again (botocore
+retries the request, never the streamed body), each attempt counted as the request it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataengine.errors import StorageError
+from dataengine.storage.s3_client import READ_ATTEMPTS
+from dataengine.storage.store import open_store
+from tests.s3_fault_proxy import FaultProxy, on
+
+BODY = bytes(range(256)) * 40
+
+
+def test_a_body_cut_short_is_read_again_and_every_attempt_counted(s3_proxy: FaultProxy, s3_store: str) -> None:
+    path = open_store(s3_store) / "metadata/coverage/equities_1min/0000000000.jsonl"
+    path.write_bytes(BODY)
+    before = path.store.request_counts().get("GET", 0)
+    s3_proxy.add("cut", times=2, keep=0.4, match=on("GET"))
+    assert path.read_bytes() == BODY
+    assert path.store.request_counts()["GET"] - before == 3
+    assert [e.fault for e in s3_proxy.exchanges if e.method == "GET"] == ["cut", "cut", None]
+
+
+def test_a_body_cut_every_time_is_one_line_naming_the_object(s3_proxy: FaultProxy, s3_store: str) -> None:
+    path = open_store(s3_store) / "corporate_actions/fetched.json"
+    path.write_bytes(BODY)
+    s3_proxy.add("cut", match=on("GET"))
+    with pytest.raises(StorageError, match=r"cannot read s3://.*/corporate_actions/fetched.json") as raised:
+        path.read_bytes()
+    assert "\n" not in str(raised.value)
+    assert sum(e.method == "GET" for e in s3_proxy.exchanges) == READ_ATTEMPTS
+
+
+def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch: pytest.MonkeyPatch, s3_store: str) -> None:
+    """boto3 alone reads only AWS_DEFAULT_REGION; the README (like the AWS CLI v2) says AWS_REGION."""
+    from dataengine.storage.s3_client import S3Client
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    client = S3Client("any-bucket")
+    assert client.s3.meta.region_name == "eu-west-2"
+    assert client.credentials()["region"] == "eu-west-2"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")  # both set: AWS_REGION wins, as in the other SDKs
+    assert S3Client("any-bucket").s3.meta.region_name == "eu-west-2"

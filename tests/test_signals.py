@@ -1,0 +1,69 @@
+"""Signals to a real ``dataengine ingest --json`` process: once stopping has begun, a second Ctrl-C (0.3-1 s
+after the first, as an impatient user presses it) or a SIGTERM only hurries the stop; the process still writes
+its ledger line and exactly one JSON object, and releases the lock. A Ctrl-C before the workers start (while
+corporate actions are fetched) still gives one JSON object."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dataengine.storage.run_ledger import RunLedger
+from dataengine.storage.run_lock import RunLock
+from tests.conftest import REPO
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "BRK.B"]
+COMMAND = [sys.executable, "-m", "dataengine", "ingest", *SYMBOLS, "--start", "2024-01-01", "--end", "2024-04-30",
+           "-t", "minute", "--workers", "3", "--json"]
+
+
+def _start() -> subprocess.Popen[str]:
+    return subprocess.Popen(COMMAND, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the run did not get that far"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("second", "after_s"), [(signal.SIGINT, 0.3), (signal.SIGINT, 0.8), (signal.SIGTERM, 0.5)])
+def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_written(alpaca, backend: str, second: int, after_s: float) -> None:  # type: ignore[no-untyped-def]
+    alpaca.latency_s = 0.03
+    proc = _start()
+    _wait_for(lambda: len(alpaca.requests) >= 10)
+    alpaca.latency_s = 2.0  # the requests in flight when Ctrl-C comes are slow: stopping waits for them
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(after_s)
+    proc.send_signal(second)
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    report = json.loads(out)  # exactly one object: json.loads refuses anything after it
+    assert report["interrupted"] is True and report["exit_code"] == 130
+    last = RunLedger(backend).last(1)[0]
+    assert last.exit_code == 130 and last.interrupted and last.run_id == report["run_id"]
+    assert "stopping already" in err and time.monotonic() - started < 5  # hurried, not the 10 s grace period
+    assert (RunLock.holder(backend) or {}).get("alive") is not True  # released
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alpaca.latency_s = 1.0
+    proc = _start()
+    _wait_for(lambda: bool(alpaca.all_requests))  # the corporate actions, before any bar
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert json.loads(out) == {"interrupted": True, "error": "interrupted", "exit_code": 130}
+    assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130
