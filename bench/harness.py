@@ -284,12 +284,15 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
 
 
 def count_rows(store: Path) -> tuple[int, int]:
-    """(rows, files) of every ``*.parquet`` under ``store``, from the file footers."""
+    """(rows, files) of every partition file under ``store`` (``*.parquet`` in a ``month=`` directory), from the
+    file footers; a store's ``metadata/`` (the versions' linked files and checkpoints) is not counted."""
     import pyarrow.parquet as pq
 
     rows = files = 0
     if store.exists():
         for path in store.rglob("*.parquet"):
+            if not path.parent.name.startswith("month=") or "metadata" in path.relative_to(store).parts:
+                continue
             rows += pq.read_metadata(path).num_rows
             files += 1
     return rows, files
