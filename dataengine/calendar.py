@@ -54,6 +54,11 @@ def _table() -> _Table:
     return _Table(date.fromisoformat(first), date.fromisoformat(last), [date.fromisoformat(r[:10]) for r in rows], rows)
 
 
+def last_day() -> date:
+    """The last day the shipped table answers for."""
+    return _table().last
+
+
 def sessions(first: date, last: date) -> list[date]:
     """Trading days from ``first`` to ``last`` inclusive."""
     table = _table()
