@@ -1,4 +1,9 @@
-"""What identifies a dataset on disk: timeframe, price adjustment and feed."""
+"""What identifies a dataset on disk: its source, timeframe and price adjustment (and, in its record, its feed).
+
+A dataset's directory name says all three: ``equities_1min`` (Alpaca's, named as before there were other
+sources, so existing stores need no migration), ``massive_equities_1min``, ``sample_equities_1day_split``:
+``[{source}_]equities_{label}[_{adjustment}]``. Two vendors' bars never share a directory, a coverage ledger
+or a version table, and each directory stays a plain Hive-partitioned tree any engine reads."""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataengine.errors import UsageError
+from dataengine.sources.source import DEFAULT_SOURCE, SOURCES, source_info
 from dataengine.timeframes import Timeframe, parse_timeframe
+
+EQUITIES = "equities_"  # every dataset's name has it: after the source's prefix, before the bar size
 
 # Alpaca's historical feeds. ``delayed_sip`` exists only on Alpaca's latest/snapshot endpoints; for history it
 # is SIP data at least 15 minutes old, which is what ``sip`` with the end pulled back gives, so it is stored as
@@ -69,16 +77,56 @@ def _shown(value: Any, limit: int = 40) -> str:
 
 @dataclass(frozen=True)
 class DatasetKey:
-    """Raw and adjusted bars never share files: each (timeframe, adjustment) is its own directory."""
+    """Raw and adjusted bars, and two sources' bars, never share files: each (source, timeframe, adjustment)
+    is its own directory."""
 
     timeframe: Timeframe
     adjustment: str = "raw"
+    source: str = DEFAULT_SOURCE
 
     @classmethod
-    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw") -> DatasetKey:
-        return cls(parse_timeframe(timeframe), parse_adjustment(adjustment))
+    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw", source: str | None = None) -> DatasetKey:
+        """A key from what a user typed (``source`` None: Alpaca's); :class:`UsageError` for anything unknown."""
+        return cls(parse_timeframe(timeframe), parse_adjustment(adjustment), parse_source(source))
+
+    @classmethod
+    def from_name(cls, name: str) -> DatasetKey:
+        """The key a directory name stands for (``massive_equities_1day`` -> massive, day, raw);
+        :class:`UsageError` for a name this version cannot read."""
+        source, label, adjustment = split_dataset_name(name)
+        return cls(parse_timeframe(label), parse_adjustment(adjustment), source)
 
     @property
     def dirname(self) -> str:
         suffix = adjustment_suffix(self.adjustment)
-        return f"equities_{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
+        return f"{source_info(self.source).dataset_prefix}{EQUITIES}{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
+
+    @property
+    def synthetic(self) -> bool:
+        """Made-up bars (the sample source)."""
+        return source_info(self.source).synthetic
+
+
+def parse_source(value: str | None) -> str:
+    """A source's name as stored (``alpaca``, ``massive``, ``sample``); None is Alpaca; UsageError otherwise."""
+    return DEFAULT_SOURCE if value is None else source_info(value).name
+
+
+def dataset_prefixes() -> tuple[str, ...]:
+    """What a dataset directory's name starts with, one per source: ``equities_``, ``massive_equities_``..."""
+    return tuple(f"{info.dataset_prefix}{EQUITIES}" for info in SOURCES.values())
+
+
+def split_dataset_name(name: str) -> tuple[str, str, str]:
+    """(source, label, adjustment) of a dataset name: ``sample_equities_1day_split`` -> (sample, 1day, split);
+    a name no source owns is Alpaca's, as it was before there were sources."""
+    source, rest = DEFAULT_SOURCE, name
+    for info in SOURCES.values():
+        prefix = f"{info.dataset_prefix}{EQUITIES}"
+        if info.dataset_prefix and name.startswith(prefix):
+            source, rest = info.name, name[len(prefix) :]
+            break
+    else:
+        rest = name[len(EQUITIES) :] if name.startswith(EQUITIES) else name
+    label, _, suffix = rest.partition("_")
+    return source, label, adjustment_from_suffix(suffix)

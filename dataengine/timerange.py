@@ -100,11 +100,13 @@ def resolve_range(
     feed: str = "sip",
     now: datetime | None = None,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
+    delay_note: str | None = None,
 ) -> TimeRange:
     """Apply defaults (start 2016-01-01, end now) and the recent-SIP rule, and validate the order.
 
     ``feed`` is the stored feed (``delayed_sip`` is already ``sip``); SIP bars of the last ``sip_delay_minutes``
-    are left out (0: a plan with real-time SIP)."""
+    are left out (0: a plan with real-time SIP); ``delay_note``: why, when that cut bars away (default:
+    Alpaca's rule)."""
     now = now or datetime.now(timezone.utc)
     start_utc = parse_bound(start if start is not None else DEFAULT_START, is_end=False, name="start")
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else now
@@ -118,8 +120,9 @@ def resolve_range(
         cut, end_utc = end_utc, now - delay
         if extended_hours_between(end_utc, cut):  # said only when it cut bars away (not on a Sunday, overnight)
             notes.append(
-                f"end pulled back to {ny_text(end_utc)} New York: Alpaca refuses SIP data from the last 15 minutes "
-                "to plans without real-time SIP (set sip_delay_minutes = 0 if yours has it)"
+                f"end pulled back to {ny_text(end_utc)} New York: " + (delay_note or
+                "Alpaca refuses SIP data from the last 15 minutes to plans without real-time SIP (set "
+                "sip_delay_minutes = 0 if yours has it)")
             )
     if start_utc > end_utc:
         first = as_typed(start if start is not None else DEFAULT_START)

@@ -48,8 +48,9 @@ def open_views(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
-    One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... with
-    columns ``symbol, timestamp, open, high, low, close, volume, trade_count, vwap, year, month`` (year and
+    One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... for
+    Alpaca's, ``massive_bars_1min``, ``sample_bars_1day`` ... for another source's (its dataset's name with
+    ``equities_`` as ``bars_``), with columns ``symbol, timestamp, open, high, low, close, volume, trade_count, vwap, year, month`` (year and
     month are INTEGER New York partition keys; filter on them, or on ``symbol``, and DuckDB opens only the
     matching files). ``index_members(index_name, symbol, added, removed)`` reads the index CSVs. Timestamps
     are UTC (``SET TimeZone`` is applied). With ``read_only=True`` the connection can read files under the
@@ -69,8 +70,7 @@ def open_views(
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue
-            label = dataset[len(layout.DATASET_PREFIX) :]
-            _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
+            _bars_view(con, layout.dataset_dir(root, dataset), layout.view_name(dataset), snap)
             shown += 1
         if chosen.given and not shown:
             raise VersionError(f"no dataset in {root} has {chosen.describe()}")
@@ -139,38 +139,52 @@ _ADJUSTED_FACTORS = {
 
 
 def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
-    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset
-    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
+    """``corporate_actions`` (with the ``source`` each came from), ``dividend_closes``, and per source
+    ``adjustment_factors`` (Alpaca's; ``massive_adjustment_factors``, ... another source's: each from its own
+    actions only), and for each raw dataset ``raw_adjusted_{split|dividend|all}_{size}`` (another source's:
+    ``massive_raw_adjusted_...``): its bars adjusted at query time, as ``read_bars`` does."""
     for name, path, types in (
         ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
         ("dividend_closes", layout.closes_path(root), _CLOSE_TYPES),
     ):
+        extra = f", {_SOURCE_OF_ID} AS source" if name == "corporate_actions" else ""
         local = path.local
         if local is not None and local.is_file():
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{extra} '
+                        f"FROM read_parquet({_sql_string(local.resolve())})")
         elif local is None and path.is_file():  # a remote store: the small table is read whole, once
             con.register(f"_{name}_file", root.store.read_parquet(path.key))
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
+            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{extra} FROM "_{name}_file"')
         else:
             empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
+            empty += ", NULL::VARCHAR AS source" if extra else ""
             con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
     from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
     from dataengine.actions.store import ActionStore, CloseStore
 
-    con.register("_factors", factor_table(ActionStore(root).load(), CloseStore(root).load()))
-    con.execute("CREATE TEMP TABLE _adjustment_factors AS SELECT * FROM _factors")  # a copy: a few rows per symbol
-    con.unregister("_factors")
-    con.execute("CREATE VIEW adjustment_factors AS SELECT * FROM _adjustment_factors")
-    for dataset in layout.dataset_names(root):
+    actions, closes = ActionStore(root).load(), CloseStore(root).load()
+    datasets = layout.dataset_names(root)
+    for source in sorted({"alpaca"} | {layout.describe_dataset(d)["source"] for d in datasets}):
+        prefix = "" if source == "alpaca" else f"{source}_"
+        con.register("_factors", factor_table(actions, closes, source=source))
+        con.execute(f'CREATE TEMP TABLE "_{prefix}adjustment_factors" AS SELECT * FROM _factors')  # a few rows per symbol
+        con.unregister("_factors")
+        con.execute(f'CREATE VIEW "{prefix}adjustment_factors" AS SELECT * FROM "_{prefix}adjustment_factors"')
+    for dataset in datasets:
         info = layout.describe_dataset(dataset)
         if info["adjustment"] != "raw":
             continue
-        label = dataset[len(layout.DATASET_PREFIX) :]
+        prefix = "" if info["source"] == "alpaca" else f"{info['source']}_"
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume))
+            con.execute(_adjusted_view(layout.view_name(dataset), f"{prefix}raw_adjusted_{kind}_{info['label']}",
+                                       price, volume, f"{prefix}adjustment_factors"))
 
 
-def _adjusted_view(source: str, name: str, price: str, volume: str) -> str:
+# the source an action came from, from its id (dataengine.actions.schema.action_source, in SQL)
+_SOURCE_OF_ID = "CASE WHEN regexp_matches(id, '^[a-z][a-z0-9]*:') THEN split_part(id, ':', 1) ELSE 'alpaca' END"
+
+
+def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str = "adjustment_factors") -> str:
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
@@ -179,7 +193,7 @@ CREATE VIEW "{name}" AS
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN adjustment_factors f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN "{factors}" f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 
