@@ -63,6 +63,8 @@ class IngestResult(RunOutcome):
         ]
         if self.storage_dir:
             lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
+        if self.source != "alpaca":
+            lines.append(f"  source: {_source_line(self.source)}")
         if self.storage_requests:
             counts = ", ".join(f"{n:,} {kind}" for kind, n in self.storage_requests.items())
             lines.append(f"  storage requests: {counts}")
@@ -71,3 +73,12 @@ class IngestResult(RunOutcome):
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")
         return "\n".join(lines)
+
+
+def _source_line(source: str) -> str:
+    from dataengine.sources.source import SOURCES
+
+    info = SOURCES.get(source)
+    if info is not None and info.synthetic:
+        return f"{source}: synthetic bars, not market data (datasets {info.dataset_prefix}equities_*)"
+    return source

@@ -125,15 +125,17 @@ class ParquetStorage:
         *,
         adjustment: str = "raw",
         feed: str = "sip",
+        source: str = "alpaca",
     ) -> WriteStats:
-        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) into the store, under
-        the store's run lock (waiting up to a minute for a run that holds it), as one version of the dataset."""
+        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) from ``source`` into
+        its dataset, under the store's run lock (waiting up to a minute for a run that holds it), as one version
+        of the dataset."""
         from dataengine.storage.run_ledger import new_run_id
         from dataengine.storage.run_lock import RunLock
         from dataengine.storage.run_versions import DatasetVersion
         from dataengine.storage.versions import Provenance
 
-        key = DatasetKey.of(timeframe, adjustment)
+        key = DatasetKey.of(timeframe, adjustment, source)
         feed = parse_feed(feed)
         missing = {"symbol", "timestamp"} - set(dataframe.columns)
         if missing:
@@ -141,7 +143,7 @@ class ParquetStorage:
         with RunLock(self.root, wait=True, timeout=60, command="ParquetStorage.store"):
             self.claim_dataset(key, feed)
             version = DatasetVersion(self.root, key.dirname, Provenance(
-                run_id=new_run_id(), feed=feed, adjustment=key.adjustment, command="ParquetStorage.store"))
+                run_id=new_run_id(), source=key.source, feed=feed, adjustment=key.adjustment, command="ParquetStorage.store"))
             version.begin()
             self.take_written()
             stats = self.write(dataframe, key)
