@@ -159,6 +159,8 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         else:
             request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options)
         if args.dry_run:
+            for note in request.range.notes if not state.quiet else ():
+                typer.echo(f"note: {note}", err=True)
             plan = pipeline.dry_run(request)
             emit(plan if args.json_out else _format_plan(plan), args.json_out)
             return

@@ -124,9 +124,11 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
 
 def render_crosscheck(report: CrossCheckReport) -> str:
     t = report.tolerances
+    skipped = sum(1 for m in report.months if m.skipped)
     lines = [f"{report.dataset} ({report.source}) against {report.against}: {len(report.months)} symbol-month(s), "
              f"{report.requests} request(s), {report.flagged} beyond the thresholds (price {t.price:.2%}, volume "
-             f"{t.volume:.0%}, more than {t.share:.0%} of a month's bars)", ""]
+             f"{t.volume:.0%}, more than {t.share:.0%} of a month's bars)"
+             + (f", {skipped} skipped (not served by {report.against} on your plan)" if skipped else ""), ""]
     rows = [[m.symbol, m.month, str(m.stored), str(m.other), str(m.only_stored), str(m.only_other), str(m.price_differs),
              str(m.volume_differs), f"{m.max_price_diff:.3%}", f"{m.max_volume_diff:.1%}",
              "error" if m.error else "skipped" if m.skipped else "DIFFERS" if m.flagged else "ok"] for m in report.months]

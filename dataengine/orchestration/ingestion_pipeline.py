@@ -13,13 +13,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataengine.config import Settings
-from dataengine.counters import copy_counters
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DataEngineError
 from dataengine.loaders.symbol_loader import SymbolLoader
@@ -289,7 +288,7 @@ class IngestionPipeline:
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
                 elapsed_s=round(time.monotonic() - started, 3), source=name,
             )
-            _count_requests(client, result)
+            result.count_requests(client.stats)
             outcome.result = result
         return result
 
@@ -319,7 +318,7 @@ class IngestionPipeline:
         except BaseException as exc:
             actions_source.close()
             if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
-                exc.result = _not_started(request, exc, actions_source, run_id, str(self.root))
+                exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(self.root))
                 exc.result.elapsed_s = round(time.monotonic() - started, 3)
                 self.progress.finish(exc.result)
             raise
@@ -373,23 +372,6 @@ def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], 
     except DataEngineError as exc:
         log.error("the run's version was not committed (the next run's commit takes its partitions in): %s", exc)
         return None
-
-
-def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:
-    """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
-    result = IngestResult(
-        failed={symbol: f"not fetched: {error}" for symbol in sorted(request.symbols)},
-        timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
-        start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
-        source=request.source,
-    )
-    _count_requests(source, result)
-    return result
-
-
-def _count_requests(source: BarSource, result: IngestResult) -> None:
-    """A result of requests only (no bar written): the source's counters, rows zero."""
-    copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
 
 
 def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:

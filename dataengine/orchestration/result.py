@@ -4,10 +4,15 @@ needs; dict-like for the seed API (``result['successful']``), JSON-ready (``--js
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dataengine.counters import copy_counters
 from dataengine.errors import exit_code_for
 from dataengine.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from dataengine.counters import RequestCounts
+    from dataengine.orchestration.request import IngestRequest
 
 
 @dataclass
@@ -44,6 +49,23 @@ class IngestResult(RunOutcome):
         shown = ", ".join(self.no_data[:8]) + (f" and {len(self.no_data) - 8} more" if len(self.no_data) > 8 else "")
         return (f"{len(self.no_data)} symbol(s) with no data at all (none returned, none stored): {shown} "
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
+
+    @classmethod
+    def not_started(cls, request: IngestRequest, error: Exception, stats: RequestCounts, run_id: str,
+                    root: str) -> IngestResult:
+        """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
+        result = cls(
+            failed={symbol: f"not fetched: {error}" for symbol in sorted(request.symbols)},
+            timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
+            start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
+            source=request.source,
+        )
+        result.count_requests(stats)
+        return result
+
+    def count_requests(self, stats: RequestCounts) -> None:
+        """A result of requests only (no bar written): a source's counters, rows zero."""
+        copy_counters({**asdict(stats), "rows_written": 0, "rows_added": 0}, self)
 
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
