@@ -67,6 +67,7 @@ def render_store(report: dict[str, Any]) -> str:
                  _when(d["first_bar"]), _when(d["last_bar"]), _size(d["disk_bytes"])]
                 for d in report["datasets"]
             ],
+            drop=() if _other_sources(report["datasets"]) else (1,),
         )
         lines += _synthetic_note(report["datasets"])
     else:
@@ -111,9 +112,15 @@ def render_symbol(report: dict[str, Any]) -> str:
              f"{d['months_held']} ({d['first_month']}..{d['last_month']})", _missing(d)]
             for d in report["datasets"]
         ],
+        drop=() if _other_sources(report["datasets"]) else (1,),
     )
     lines += _synthetic_note(report["datasets"])
     return "\n".join(lines)
+
+
+def _other_sources(datasets: list[dict[str, Any]]) -> bool:
+    """A source column only where it says something: a store of Alpaca's bars alone shows its tables as before."""
+    return any(d.get("source", "alpaca") != "alpaca" for d in datasets)
 
 
 def _source(dataset: dict[str, Any]) -> str:
@@ -137,7 +144,9 @@ def _missing(dataset: dict[str, Any]) -> str:
     return "; ".join(parts) or "none"
 
 
-def _table(headers: list[str], rows: list[list[str]], indent: str = "") -> list[str]:
+def _table(headers: list[str], rows: list[list[str]], indent: str = "", drop: tuple[int, ...] = ()) -> list[str]:
+    headers = [h for i, h in enumerate(headers) if i not in drop]
+    rows = [[c for i, c in enumerate(r) if i not in drop] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     fmt = indent + "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
