@@ -214,3 +214,17 @@ def test_gaps_versions_and_show_read_the_named_sources_dataset(alpaca: FakeAlpac
     assert code == 0 and (json.loads(out)["dataset"], json.loads(out)["source"]) == ("massive_equities_1day", "massive")
     code, _, err = run(capsys, "show", "AAPL", "--source", "alpaca")
     assert code == 2 and "datasets holding it: massive_equities_1day" in err
+
+
+def test_a_damaged_partition_of_another_sources_dataset_is_named_by_every_reader(massive_env: FakeMassive, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import damage
+
+    assert run(capsys, "ingest", "AAPL", "--source", "massive", "-t", "day", *JAN)[0] == 0
+    relpath = "massive_equities_1day/symbol=AAPL/year=2024/month=01/data.parquet"
+    damage(tmp_path / "store", relpath, b"not parquet")
+    code, _, err = run(capsys, "query", "select count(*) from massive_bars_1day")
+    assert code == 1 and relpath in err and "verify --repair" in err
+    code, out, _ = run(capsys, "verify", "--source", "massive", "--json")
+    assert code == 1 and json.loads(out)["damage"][0]["dataset"] == "massive_equities_1day"
+    code, _, _ = run(capsys, "verify", "--repair", "--source", "massive")  # fetched again from Massive
+    assert code == 0 and len(massive_env.requests) == 2

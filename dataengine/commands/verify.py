@@ -35,7 +35,7 @@ def verify_command(
     source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Only this source's datasets (default: every dataset; with --against: the stored side, default the source setting).", show_default=False)] = None,
     against: Annotated[str | None, typer.Option("--against", metavar="SOURCE", autocompletion=completion.sources, help="Fetch the same symbol-months from this other source (nothing stored) and report bars only one side has and prices or volumes beyond the tolerances.", show_default=False)] = None,
     sample: Annotated[int | None, typer.Option("--sample", metavar="N", min=1, help="With --against: check N symbol-months drawn at random (--seed), not all of them.", show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="S", help="With --sample: the draw's seed (the same seed checks the same months).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="With --sample: the draw's seed, 0 unless given (the same seed checks the same months).", show_default=False)] = 0,
     price_tolerance: Annotated[float, typer.Option("--price-tolerance", metavar="R", min=0, help="With --against: open/high/low/close may differ by this relative amount (0.002 = 0.2%).")] = 0.002,
     volume_tolerance: Annotated[float, typer.Option("--volume-tolerance", metavar="R", min=0, help="With --against: volume may differ by this relative amount (0.10 = 10%).")] = 0.10,
     max_share: Annotated[float, typer.Option("--max-share", metavar="R", min=0, help="With --against: a symbol-month is flagged when more than this share of its bars (0.01 = 1%) differ or are on one side only.")] = 0.01,
