@@ -105,16 +105,30 @@ def factory(settings: Settings, source: str) -> SourceFactory:
     """What makes one ``source`` client per worker thread for one run (every client shares one pacer). The
     client's module is imported when the first worker needs it: a nightly run with nothing to fetch never
     pays for it."""
-    made: list[SourceFactory] = []
-    guard = threading.Lock()
+    return _LazyFactory(settings, source)
 
-    def make(*, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
-        with guard:
-            if not made:
-                made.append(_factory_now(settings, source))  # one factory: every client shares its pacer
-        return made[0](stop=stop, on_wait=on_wait)
 
-    return make
+class _LazyFactory:
+    """A run's factory of ``source`` clients, imported and made on first use (one factory: one pacer)."""
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self.settings, self.source = settings, source
+        self._made: SourceFactory | None = None
+        self._guard = threading.Lock()
+
+    def factory(self) -> SourceFactory:
+        with self._guard:
+            if self._made is None:
+                self._made = _factory_now(self.settings, self.source)
+            return self._made
+
+    def __call__(self, *, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
+        return self.factory()(stop=stop, on_wait=on_wait)
+
+    @property
+    def process_spec(self) -> object:
+        """Whatever the made factory says about running its clients elsewhere (None: on the run's threads)."""
+        return getattr(self.factory(), "process_spec", None)
 
 
 def _factory_now(settings: Settings, source: str) -> SourceFactory:
