@@ -163,12 +163,18 @@ def within_limits(request: IngestRequest, limits: SourceLimits, now: datetime | 
         today = (now or datetime.now(timezone.utc)).astimezone(NEW_YORK).date()
         cut = ny_midnight(today) - ONE_MICROSECOND
         if end > cut:
+            from dataengine.calendar import extended_hours_between
+
+            if extended_hours_between(cut, end):  # said only when bars were cut away (not at 01:30, not on a Sunday)
+                notes.append(f"end pulled back to {ny_text(cut + ONE_MICROSECOND)} New York: "
+                             f"{request.info.title}'s free plan serves a day's bars once the day is over")
             end = cut
-            notes.append(f"end pulled back to {ny_text(cut + ONE_MICROSECOND)} New York: "
-                         f"{request.info.title}'s free plan serves a day's bars once the day is over")
     if start > end:
+        why = [limits.why] if limits.earliest is not None and rng.end < ny_midnight(limits.earliest) else []
+        if limits.today_refused and end < rng.start:
+            why.append(f"{request.info.title}'s free plan serves a day's bars once the day is over")
         raise UsageError(f"nothing to ask {request.info.title} for: {ny_text(rng.start)}..{ny_text(rng.end)} New York "
-                         f"is outside what your plan serves ({'; '.join(notes[len(rng.notes):]) or limits.why})")
+                         f"is outside what your plan serves ({'; '.join(why) or limits.why})")
     ranges = request.ranges
     if ranges is not None:
         ranges = {s: tuple((max(a, start), min(b, end)) for a, b in spans if max(a, start) <= min(b, end))
