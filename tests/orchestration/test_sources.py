@@ -65,3 +65,22 @@ def test_the_source_setting_is_checked_where_it_is_read(tmp_path: Path) -> None:
         settings(tmp_path, DATAENGINE_SOURCE="polygon")
     with pytest.raises(ConfigError, match="DATAENGINE_MASSIVE_PLAN: unknown massive plan 'gold'; choose one of: free, paid"):
         settings(tmp_path, DATAENGINE_MASSIVE_PLAN="gold")
+
+
+def test_the_free_plan_cuts_today_with_a_note_only_when_bars_were_cut(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from dataengine.orchestration.request import IngestOptions, build_request
+    from dataengine.timerange import NEW_YORK
+
+    free = settings(tmp_path)
+    options = IngestOptions(source="massive")
+    for hour, noted in ((10, True), (1, False)):  # a Monday's session under way; 01:30, before it began
+        now = datetime(2026, 3, 2, hour, 30, tzinfo=NEW_YORK)
+        request = build_request(["AAPL"], "2026-02-23", None, "minute", options, now=now,
+                                limits=sources.limits(free, "massive", now.date()))
+        assert request.range.end.astimezone(NEW_YORK).isoformat() == "2026-03-01T23:59:59.999999-05:00"
+        assert any("serves a day's bars once the day is over" in n for n in request.range.notes) is noted
+    request = build_request(["AAPL"], "2016-01-04", "2024-06-28", "day", options, limits=sources.limits(free, "massive", TODAY))
+    assert request.range.start.astimezone(NEW_YORK).date() == date(2024, 3, 3)
+    assert request.range.notes == ("start moved to 2024-03-03 New York: " + sources.limits(free, "massive", TODAY).why,)
