@@ -16,12 +16,12 @@ from __future__ import annotations
 import bisect
 import functools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from dataengine.errors import UsageError
-from dataengine.timerange import NEW_YORK, ny_midnight
+from dataengine.timerange import NEW_YORK, SIP_NOTE, TimeRange, ny_midnight, ny_text
 
 EXTENDED_OPEN = time(4, 0)  # Alpaca's minute bars cover 04:00-20:00 New York, shorter on early closes
 EXTENDED_CLOSE = time(20, 0)
@@ -101,6 +101,16 @@ def extended_hours_between(start: datetime, end: datetime) -> bool:
         if opens <= end and start < opens + timedelta(minutes=extended_minutes(day)):
             return True
     return False
+
+
+def with_sip_note(rng: TimeRange, note: str | None = None) -> TimeRange:
+    """``rng`` with the note that the SIP delay pulled its end back, when that cut bars away (the cut reaches into
+    a session's extended hours: not on a Sunday, overnight or a holiday). ``note``: why, after ``end pulled back
+    to ... New York:`` (default: Alpaca's rule)."""
+    if rng.sip_cut is None or not extended_hours_between(*rng.sip_cut):
+        return rng
+    text = f"end pulled back to {ny_text(rng.end)} New York: {note}" if note else SIP_NOTE.format(end=ny_text(rng.end))
+    return replace(rng, notes=(*rng.notes, text))
 
 
 def session_start(day: date) -> datetime:

@@ -59,7 +59,7 @@ _KEY_ALIASES: dict[str, tuple[str, ...]] = {
                             "APCA_SECRET_KEY"),
     "MASSIVE_API_KEY": ("POLYGON_API_KEY", "MASSIVE_KEY"),  # Massive was Polygon.io until 2025
 }
-# the values a choice takes (the sources: dataengine.sources.source.SOURCES, checked when the value is read)
+# the values a choice takes (the sources: dataengine.datasets.SOURCE_NAMES)
 MASSIVE_PLANS = ("free", "paid")
 _MINIMUM = {
     "workers": 1,
@@ -293,9 +293,9 @@ def _check_minimum(name: str, value: object, where: str) -> None:
 def check_choice(name: str, value: str, where: str) -> str:
     """A setting with a few allowed values (``source``, ``massive_plan``), lower-cased; a ConfigError naming
     ``where`` it came from and the choices otherwise."""
-    from dataengine.sources.source import SOURCES  # what each source can do: no HTTP client imported
+    from dataengine.datasets import SOURCE_NAMES
 
-    choices = tuple(SOURCES) if name == "source" else MASSIVE_PLANS
+    choices = SOURCE_NAMES if name == "source" else MASSIVE_PLANS
     text = str(value).strip().lower()
     if text not in choices:
         shown = str(value)[:40]

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataengine.errors import UsageError
-from dataengine.sources.source import DEFAULT_SOURCE, SOURCES, source_info
 from dataengine.timeframes import Timeframe, parse_timeframe
 
 EQUITIES = "equities_"  # every dataset's name has it: after the source's prefix, before the bar size
+# The sources by name: what each can do is dataengine.sources.source.SOURCES (a test holds the two equal); the
+# names are here because a dataset's name says its source, and storage and the foundation read names.
+DEFAULT_SOURCE = "alpaca"  # the source of a run that names none, and of every dataset recorded before sources
+SOURCE_NAMES = ("alpaca", "massive", "sample")
 
 # Alpaca's historical feeds. ``delayed_sip`` exists only on Alpaca's latest/snapshot endpoints; for history it
 # is SIP data at least 15 minutes old, which is what ``sip`` with the end pulled back gives, so it is stored as
@@ -99,32 +102,38 @@ class DatasetKey:
     @property
     def dirname(self) -> str:
         suffix = adjustment_suffix(self.adjustment)
-        return f"{source_info(self.source).dataset_prefix}{EQUITIES}{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
-
-    @property
-    def synthetic(self) -> bool:
-        """Made-up bars (the sample source)."""
-        return source_info(self.source).synthetic
+        return f"{dataset_prefix(self.source)}{EQUITIES}{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
 
 
 def parse_source(value: str | None) -> str:
     """A source's name as stored (``alpaca``, ``massive``, ``sample``); None is Alpaca; UsageError otherwise."""
-    return DEFAULT_SOURCE if value is None else source_info(value).name
+    if value is None:
+        return DEFAULT_SOURCE
+    text = str(value).strip().lower()
+    if text not in SOURCE_NAMES:
+        raise UsageError(f"unknown source {str(value)[:40]!r}; choose one of: {', '.join(SOURCE_NAMES)}")
+    return text
+
+
+def dataset_prefix(source: str) -> str:
+    """What a source's dataset directories' names start with, before ``equities_``: nothing for Alpaca (stores
+    written before there were other sources need no migration), else ``{name}_``."""
+    return "" if source == DEFAULT_SOURCE else f"{source}_"
 
 
 def dataset_prefixes() -> tuple[str, ...]:
     """What a dataset directory's name starts with, one per source: ``equities_``, ``massive_equities_``..."""
-    return tuple(f"{info.dataset_prefix}{EQUITIES}" for info in SOURCES.values())
+    return tuple(f"{dataset_prefix(name)}{EQUITIES}" for name in SOURCE_NAMES)
 
 
 def split_dataset_name(name: str) -> tuple[str, str, str]:
     """(source, label, adjustment) of a dataset name: ``sample_equities_1day_split`` -> (sample, 1day, split);
     a name no source owns is Alpaca's, as it was before there were sources."""
     source, rest = DEFAULT_SOURCE, name
-    for info in SOURCES.values():
-        prefix = f"{info.dataset_prefix}{EQUITIES}"
-        if info.dataset_prefix and name.startswith(prefix):
-            source, rest = info.name, name[len(prefix) :]
+    for candidate in SOURCE_NAMES:
+        prefix = f"{dataset_prefix(candidate)}{EQUITIES}"
+        if candidate != DEFAULT_SOURCE and name.startswith(prefix):
+            source, rest = candidate, name[len(prefix) :]
             break
     else:
         rest = name[len(EQUITIES) :] if name.startswith(EQUITIES) else name

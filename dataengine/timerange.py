@@ -69,6 +69,7 @@ class TimeRange:
     start: datetime
     end: datetime
     notes: tuple[str, ...] = field(default=())
+    sip_cut: tuple[datetime, datetime] | None = None  # (new end, end asked): what the SIP delay left out
 
     def __post_init__(self) -> None:
         if self.start > self.end:
@@ -100,30 +101,21 @@ def resolve_range(
     feed: str = "sip",
     now: datetime | None = None,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
-    delay_note: str | None = None,
 ) -> TimeRange:
     """Apply defaults (start 2016-01-01, end now) and the recent-SIP rule, and validate the order.
 
     ``feed`` is the stored feed (``delayed_sip`` is already ``sip``); SIP bars of the last ``sip_delay_minutes``
-    are left out (0: a plan with real-time SIP); ``delay_note``: why, when that cut bars away (default:
-    Alpaca's rule)."""
+    are left out (0: a plan with real-time SIP)."""
     now = now or datetime.now(timezone.utc)
     start_utc = parse_bound(start if start is not None else DEFAULT_START, is_end=False, name="start")
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else now
-    notes: list[str] = []
     if end_utc > now:
         end_utc = now
     delay = timedelta(minutes=sip_delay_minutes)
+    sip_cut = None
     if feed in ("sip", "delayed_sip") and delay and end_utc > now - delay:
-        from dataengine.calendar import extended_hours_between  # the calendar imports this module
-
-        cut, end_utc = end_utc, now - delay
-        if extended_hours_between(end_utc, cut):  # said only when it cut bars away (not on a Sunday, overnight)
-            notes.append(
-                f"end pulled back to {ny_text(end_utc)} New York: " + (delay_note or
-                "Alpaca refuses SIP data from the last 15 minutes to plans without real-time SIP (set "
-                "sip_delay_minutes = 0 if yours has it)")
-            )
+        sip_cut = (now - delay, end_utc)  # whether bars were cut away is the calendar's to say (see sip_note)
+        end_utc = now - delay
     if start_utc > end_utc:
         first = as_typed(start if start is not None else DEFAULT_START)
         if end is not None:  # the end as given, not as pulled back to now
@@ -132,7 +124,11 @@ def resolve_range(
             raise UsageError(f"start {first} is in the future (now: {ny_text(now)} New York)")
         raise UsageError(f"start {first} is after the end of the range, {ny_text(end_utc)} New York: SIP bars of "
                          f"the last {sip_delay_minutes} minutes are not asked for (sip_delay_minutes)")
-    return TimeRange(start_utc, end_utc, tuple(notes))
+    return TimeRange(start_utc, end_utc, sip_cut=sip_cut)
+
+
+SIP_NOTE = ("end pulled back to {end} New York: Alpaca refuses SIP data from the last 15 minutes to plans without "
+            "real-time SIP (set sip_delay_minutes = 0 if yours has it)")
 
 
 YearMonth = tuple[int, int]

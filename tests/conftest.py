@@ -33,7 +33,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
 
 
 @pytest.fixture
-def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator["FakeAlpaca"]:
+def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAlpaca]:
     """A local Alpaca-compatible server, with the environment pointing dataengine at it and at a temp store.
 
     Retries back off for milliseconds and requests time out after 2 s, so fault tests stay fast.
@@ -105,7 +105,7 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 @pytest.fixture(params=["local", "s3"])
-def backend(request: pytest.FixtureRequest, alpaca: "FakeAlpaca", tmp_path: Path) -> str:
+def backend(request: pytest.FixtureRequest, alpaca: FakeAlpaca, tmp_path: Path) -> str:
     """The store a test writes through, once on a local directory and once on S3: the root as given to
     --storage-dir (and set in DATAENGINE_STORAGE_DIR)."""
     if request.param == "s3":
@@ -114,7 +114,7 @@ def backend(request: pytest.FixtureRequest, alpaca: "FakeAlpaca", tmp_path: Path
 
 
 @pytest.fixture
-def s3_proxy(s3_store: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator["FaultProxy"]:
+def s3_proxy(s3_store: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     """The fault proxy (``tests/s3_fault_proxy.py``) in front of the S3 server, with the environment (and the
     dataengine processes a test starts) pointed at it; when the test ends, at the server directly again (so
     ``read_store`` after a run reads what is really there)."""

@@ -13,7 +13,6 @@ from dataengine.cli import app
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store, run_cli
 
-
 run = run_cli
 
 

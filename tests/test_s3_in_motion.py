@@ -45,7 +45,7 @@ def _lock_record(s3_store: str, endpoint: str) -> dict[str, Any] | None:
     bucket, _, prefix = s3_store[len("s3://"):].partition("/")
     try:
         body = boto3.client("s3", endpoint_url=endpoint).get_object(Bucket=bucket, Key=f"{prefix}/metadata/run.lock")
-    except Exception:  # noqa: BLE001 - no lock object right now
+    except Exception:
         return None
     record = json.loads(body["Body"].read())
     return record if isinstance(record, dict) else None

@@ -118,7 +118,7 @@ def test_a_run_into_a_dataset_of_another_source_is_refused(alpaca: FakeAlpaca, m
     (root / "metadata/datasets/massive_equities_1day.json").rename(root / "metadata/datasets/equities_1day.json")
     before = sorted(p.name for p in (root / "equities_1day").rglob("*"))
     code, _, err = run(capsys, "ingest", "AAPL", "-t", "day", *JAN)
-    assert code == 2 and "holds Massive bars; refusing to add Alpaca bars" in err and not alpaca.requests
+    assert code == 2 and "holds massive bars (its record says so); refusing to add alpaca bars" in err and not alpaca.requests
     assert sorted(p.name for p in (root / "equities_1day").rglob("*")) == before
     # a new dataset of either source is no refusal: both vendors' minute bars side by side in one store
     assert run(capsys, "ingest", "AAPL", "-t", "minute", *JAN)[0] == 0

@@ -16,8 +16,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from dataengine.storage.store import open_store
 from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.storage.store import open_store
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, damage, expected, read_store, run_cli, store_listing
 from tests.test_crash_resume import COMMAND, every_file_readable, wait_for_requests

@@ -2,6 +2,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from dataengine.calendar import with_sip_note
 from dataengine.errors import UsageError
 from dataengine.timerange import month_starts, parse_bound, resolve_range
 
@@ -36,7 +37,7 @@ def test_start_after_end() -> None:
 
 
 def test_defaults_and_recent_sip_clamp() -> None:
-    rng = resolve_range(None, None, feed="sip", now=NOW)
+    rng = with_sip_note(resolve_range(None, None, feed="sip", now=NOW))
     assert rng.start == datetime(2016, 1, 1, 5, tzinfo=UTC)
     assert rng.end == datetime(2025, 6, 2, 17, 44, tzinfo=UTC)
     assert rng.notes and "15 minutes" in rng.notes[0]
@@ -54,10 +55,10 @@ def test_defaults_and_recent_sip_clamp() -> None:
     ],
 )
 def test_the_sip_note_is_said_only_when_the_delay_cut_bars_away(now: datetime, said: bool) -> None:
-    rng = resolve_range("2025-05-01", None, feed="sip", now=now)
+    rng = with_sip_note(resolve_range("2025-05-01", None, feed="sip", now=now))
     assert rng.end == now - timedelta(minutes=16)  # the end is pulled back all the same
     assert bool(rng.notes) is said
-    assert not resolve_range("2025-05-01", None, feed="sip", now=now, sip_delay_minutes=0).notes
+    assert not with_sip_note(resolve_range("2025-05-01", None, feed="sip", now=now, sip_delay_minutes=0)).notes
 
 
 def test_iex_is_not_clamped_and_old_ends_are_untouched() -> None:

@@ -15,8 +15,8 @@ import logging
 import polars as pl
 
 from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, of_source
+from dataengine.datasets import DEFAULT_SOURCE
 from dataengine.errors import UsageError
-from dataengine.sources.source import DEFAULT_SOURCE
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
+from dataengine.datasets import DEFAULT_SOURCE  # an id without a ``name:`` prefix (Alpaca's are UUIDs)
 from dataengine.errors import UsageError
-from dataengine.sources.source import DEFAULT_SOURCE  # an id without a ``name:`` prefix (Alpaca's are UUIDs)
 
 ACTION_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.String(),

@@ -15,7 +15,7 @@ from datetime import date
 import polars as pl
 
 from dataengine.actions.schema import ACTION_SCHEMA, action_source, id_prefix
-from dataengine.sources.source import DEFAULT_SOURCE
+from dataengine.datasets import DEFAULT_SOURCE
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, read_table, write_json_map, write_table

@@ -52,12 +52,15 @@ def show(
     bars = latest_bars(symbol, last, timeframe, root, adjustment=adjustment, source=source)
     key = DatasetKey.of(timeframe, adjustment, source)
     name = key.dirname if key.adjustment not in ("split", "dividend", "all") else f"{key.dirname} (from the raw bars)"
-    if key.synthetic:
+    from dataengine.sources.source import source_info
+
+    synthetic = source_info(key.source).synthetic
+    if synthetic:
         name += " (synthetic sample data, not market data)"
     if json_out:
         rows = bars.drop("symbol").to_dicts()
         typer.echo(json.dumps({"symbol": bars["symbol"][0], "dataset": key.dirname, "source": key.source,
-                               "synthetic": key.synthetic, "timeframe": key.timeframe.name,
+                               "synthetic": synthetic, "timeframe": key.timeframe.name,
                                "adjustment": key.adjustment, "count": len(rows), "bars": rows},
                               default=lambda value: value.isoformat()))
         return

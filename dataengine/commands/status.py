@@ -85,6 +85,11 @@ def render_store(report: dict[str, Any]) -> str:
     for r in report["runs"]:
         if r.get("error"):
             lines.append(f"  {r['run_id']}: {r['error']}")
+    if report.get("versions"):
+        lines += ["", "Versions (every run a version; dataengine versions -t SIZE lists them):"]
+        for v in report["versions"]:
+            tags = ", ".join(f"{name}={n}" for name, n in sorted(v["tags"].items()))
+            lines.append(f"  {v['dataset']}: {v['versions']} kept, current {v['current']}" + (f", tags {tags}" if tags else ""))
     lines += ["", "Indices:" if report["indices"] else "Indices: none recorded"]
     for i in report["indices"]:
         if "error" in i:

@@ -153,6 +153,10 @@ def render(report: VerifyReport) -> str:
         lines.append(f"{len(report.damage)} damaged or missing partition(s) of {report.partitions:,} checked "
                      "(run 'dataengine verify --repair'):")
         lines += [f"  {d.describe()}" for d in report.damage]
+    if report.versions:
+        lines.append(f"{len(report.versions)} file(s) the latest versions name are missing or resized "
+                     "(run 'dataengine verify --repair'):")
+        lines += [f"  {problem}" for problem in report.versions]
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")
         lines += [f"  {m.describe()}" for m in report.metadata]

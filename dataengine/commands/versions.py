@@ -61,7 +61,8 @@ def versions(
 def render(report: dict[str, Any]) -> str:
     if not report["versions"]:
         return f"{report['dataset']}: no versions yet (the next run makes the first)"
-    lines = [f"{report['dataset']}: current version {report['current']} · Delta table {report['delta_path']}", ""]
+    lines = [f"{report['dataset']}: current version {report['current']}, {report['kept_bytes']:,} bytes held only by "
+             f"older versions · Delta table {report['delta_path']}", ""]
     lines.append(f"{'version':>7}  {'time (UTC)':<17}  {'reason':<10}  {'partitions':>10}  {'rows':>12}  run / tags")
     for v in report["versions"]:
         rows = "?" if v["rows_changed"] is None else f"{v['rows_changed']:+,}"

@@ -1,4 +1,5 @@
-"""Planning, the thread pool, progress. ``IngestionPipeline`` is imported on first use (it pulls in alpaca-py)."""
+"""A run: validate, plan, fetch on the pool, write, record. ``IngestionPipeline`` is imported on first use (it
+pulls in Polars and the storage layer; ``dataengine --help`` should not pay for them)."""
 
 from typing import Any
 

@@ -57,11 +57,16 @@ class ActionsUpdate:
 
 
 def update_actions(
-    root: StorePath, symbols: Sequence[str], start: date, client: ActionSource, *, batches: list[list[str]],
-    feed: str = "sip", source: str = DEFAULT_SOURCE,
+    root: StorePath, symbols: Sequence[str], start: date, client: ActionSource, *, feed: str = "sip",
+    source: str = DEFAULT_SOURCE,
 ) -> ActionsUpdate:
     """Fetch and store the actions of ``symbols`` processed from ``start`` to today from ``client``, a client
-    of ``source`` (its actions are tagged with it, and it is recorded as asked for them); fill dividend closes."""
+    of ``source`` (its actions are tagged with it, and it is recorded as asked for them), in the batches one
+    of its requests takes (a failed batch fails its symbols only); fill dividend closes."""
+    from dataengine.orchestration.planner import symbol_batches
+    from dataengine.sources.source import source_info
+
+    batches = symbol_batches(symbols, source_info(source))
     update = ActionsUpdate()
     now = datetime.now(NEW_YORK)
     # Declared actions are listed ahead of their process date (a dividend's is its payable date, weeks after

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
+from dataengine.calendar import extended_hours_between, with_sip_note
 from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed, parse_source
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -112,15 +113,16 @@ def build_request(
     source = parse_source(options.source or default_source)
     tf, adjustment, asof = parse_timeframe(timeframe), parse_adjustment(options.adjustment), parse_asof(options.asof)
     _check_served(source_info(source), tf, feed, adjustment, asof)
+    if not source_info(source).maps_renamed_symbols:
+        asof = "-"  # point-in-time tickers: its datasets record "-" whatever day they were made
     delay = limits.delay_minutes if limits is not None else sip_delay_minutes
     note = limits.delay_note if limits is not None else None
+    rng = with_sip_note(resolve_range(start_date if start_date is not None else default_start, end_date, feed=feed,
+                                      sip_delay_minutes=delay, now=now), note)
     request = IngestRequest(
         symbols=tuple(clean),
         timeframe=tf,
-        range=resolve_range(
-            start_date if start_date is not None else default_start, end_date, feed=feed,
-            sip_delay_minutes=delay, now=now, delay_note=note,
-        ),
+        range=rng,
         feed=feed,
         adjustment=adjustment,
         start_given=start_date is not None,
@@ -163,8 +165,6 @@ def within_limits(request: IngestRequest, limits: SourceLimits, now: datetime | 
         today = (now or datetime.now(timezone.utc)).astimezone(NEW_YORK).date()
         cut = ny_midnight(today) - ONE_MICROSECOND
         if end > cut:
-            from dataengine.calendar import extended_hours_between
-
             if extended_hours_between(cut, end):  # said only when bars were cut away (not at 01:30, not on a Sunday)
                 notes.append(f"end pulled back to {ny_text(cut + ONE_MICROSECOND)} New York: "
                              f"{request.info.title}'s free plan serves a day's bars once the day is over")

@@ -84,7 +84,9 @@ class IngestResult(RunOutcome):
             f"({rate:,.0f} bars/s), {self.requests} requests, {self.retries} retries, {self.throttled} throttled",
         ]
         if self.storage_dir:
-            lines.append(f"  store: {self.storage_dir}" + (f" (run {self.run_id})" if self.run_id else ""))
+            run = ", ".join(x for x in (f"run {self.run_id}" if self.run_id else "",
+                                        f"version {self.version}" if self.version is not None else "") if x)
+            lines.append(f"  store: {self.storage_dir}" + (f" ({run})" if run else ""))
         if self.source != "alpaca":
             lines.append(f"  source: {_source_line(self.source)}")
         if self.storage_requests:

@@ -65,17 +65,17 @@ def open_views(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        shown = 0
+        shown: dict[str, Snapshot | None] = {}
         for dataset in layout.dataset_names(root):
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue
             _bars_view(con, layout.dataset_dir(root, dataset), layout.view_name(dataset), snap)
-            shown += 1
+            shown[dataset] = snap
         if chosen.given and not shown:
             raise VersionError(f"no dataset in {root} has {chosen.describe()}")
         con.execute(_index_view(con, root))
-        _action_views(con, root)
+        _action_views(con, root, shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
@@ -138,53 +138,81 @@ _ADJUSTED_FACTORS = {
 }
 
 
-def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
-    """``corporate_actions`` (with the ``source`` each came from), ``dividend_closes``, and per source
-    ``adjustment_factors`` (Alpaca's; ``massive_adjustment_factors``, ... another source's: each from its own
-    actions only), and for each raw dataset ``raw_adjusted_{split|dividend|all}_{size}`` (another source's:
-    ``massive_raw_adjusted_...``): its bars adjusted at query time, as ``read_bars`` does."""
-    for name, path, types in (
-        ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
-        ("dividend_closes", layout.closes_path(root), _CLOSE_TYPES),
-    ):
-        extra = f", {_SOURCE_OF_ID} AS source" if name == "corporate_actions" else ""
-        local = path.local
-        if local is not None and local.is_file():
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{extra} '
-                        f"FROM read_parquet({_sql_string(local.resolve())})")
-        elif local is None and path.is_file():  # a remote store: the small table is read whole, once
-            con.register(f"_{name}_file", root.store.read_parquet(path.key))
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{extra} FROM "_{name}_file"')
-        else:
-            empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
-            empty += ", NULL::VARCHAR AS source" if extra else ""
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
-    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
-    from dataengine.actions.store import ActionStore, CloseStore
+Kept = tuple[str | None, str | None] | None  # the corporate-actions files a version names (None: the current)
 
-    actions, closes = ActionStore(root).load(), CloseStore(root).load()
-    datasets = layout.dataset_names(root)
-    for source in sorted({"alpaca"} | {layout.describe_dataset(d)["source"] for d in datasets}):
-        prefix = "" if source == "alpaca" else f"{source}_"
-        con.register("_factors", factor_table(actions, closes, source=source))
-        con.execute(f'CREATE TEMP TABLE "_{prefix}adjustment_factors" AS SELECT * FROM _factors')  # a few rows per symbol
-        con.unregister("_factors")
-        con.execute(f'CREATE VIEW "{prefix}adjustment_factors" AS SELECT * FROM "_{prefix}adjustment_factors"')
-    for dataset in datasets:
+
+def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[str, Snapshot | None],
+                  pinned: str | None, *, pinned_query: bool) -> None:
+    """``corporate_actions`` (with the ``source`` each came from), ``dividend_closes``, per source
+    ``adjustment_factors`` (Alpaca's; another source's ``massive_adjustment_factors``...: each from its own
+    actions only), and for each raw dataset shown ``raw_adjusted_{split|dividend|all}_{size}`` (another
+    source's: ``massive_raw_adjusted_...``): its bars adjusted at query time, as ``read_bars`` does, with its
+    source's corporate actions as its version was made with them (a pinned query adjusts as the backtest it
+    repeats did). The tables are the current ones, or for a pinned query those of the ``pinned`` dataset's
+    version (else of the first raw dataset's)."""
+    from dataengine.read.pins import kept_actions
+
+    raw = [d for d in shown if layout.describe_dataset(d)["adjustment"] == "raw"]
+    kept: dict[str, Kept] = {d: kept_actions(shown[d]) for d in raw}
+    first = pinned if pinned in shown else raw[0] if pinned_query and raw else None
+    top: Kept = (kept[first] if first in kept else kept_actions(shown[first])) if first is not None else None
+    sources = sorted({"alpaca"} | {layout.describe_dataset(d)["source"] for d in raw})
+    factors = _factor_tables(con, root, [(top, s) for s in sources]
+                             + [(kept[d], layout.describe_dataset(d)["source"]) for d in raw])
+    for source in sources:
+        con.execute(f'CREATE VIEW "{_prefix(source)}adjustment_factors" AS SELECT * FROM {factors[(top, source)]}')
+    actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
+        root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
+    _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES, {"source": _SOURCE_OF_ID})
+    _small_table_view(con, root, "dividend_closes", closes, _CLOSE_TYPES)
+    for dataset in raw:
         info = layout.describe_dataset(dataset)
-        if info["adjustment"] != "raw":
-            continue
-        prefix = "" if info["source"] == "alpaca" else f"{info['source']}_"
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(layout.view_name(dataset), f"{prefix}raw_adjusted_{kind}_{info['label']}",
-                                       price, volume, f"{prefix}adjustment_factors"))
+            con.execute(_adjusted_view(layout.view_name(dataset), f"{_prefix(info['source'])}raw_adjusted_{kind}_{info['label']}",
+                                       price, volume, factors[(kept[dataset], info["source"])]))
+
+
+def _prefix(source: str) -> str:
+    """What another source's SQL names start with (``massive_``); nothing for Alpaca's."""
+    return "" if source == "alpaca" else f"{source}_"
 
 
 # the source an action came from, from its id (dataengine.actions.schema.action_source, in SQL)
 _SOURCE_OF_ID = "CASE WHEN regexp_matches(id, '^[a-z][a-z0-9]*:') THEN split_part(id, ':', 1) ELSE 'alpaca' END"
 
 
-def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str = "adjustment_factors") -> str:
+def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str, path: StorePath | None,
+                      types: dict[str, str], extra: dict[str, str] | None = None) -> None:
+    """A view of a small Parquet table (None, or a file not there: an empty view); ``extra``: more VARCHAR
+    columns computed from its own (name -> SQL expression)."""
+    more = "".join(f", {expr} AS {col}" for col, expr in (extra or {}).items())
+    local = path.local if path is not None else None
+    if local is not None and local.is_file():
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM read_parquet({_sql_string(local.resolve())})')
+    elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
+        con.register(f"_{name}_file", root.store.read_parquet(path.key))
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM "_{name}_file"')
+    else:
+        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in {**types, **dict.fromkeys(extra or {}, "VARCHAR")}.items())
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
+
+
+def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], str]:
+    """A temp table of adjustment factors for each distinct (corporate-actions files, source), by that pair."""
+    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
+    from dataengine.read.pins import actions_from
+
+    made: dict[tuple[Kept, str], str] = {}
+    for kept, source in dict.fromkeys(wanted):
+        name = f"_adjustment_factors_{len(made)}"
+        con.register("_factors", factor_table(*actions_from(root, kept), source=source))
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _factors")  # a copy: a few rows per symbol
+        con.unregister("_factors")
+        made[(kept, source)] = name
+    return made
+
+
+def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str) -> str:
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
@@ -193,7 +221,7 @@ CREATE VIEW "{name}" AS
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN "{factors}" f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN {factors} f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 

@@ -168,6 +168,7 @@ def store_status(root: str | Path | StorePath, *, runs: int = 5) -> dict[str, An
         "running": holder if holder and holder.get("alive") is not False else None,
         "runs": [run_summary(r) for r in sorted(RunLedger(root).last(runs), key=lambda r: r.started, reverse=True)],
         "indices": indices,
+        "versions": _versions(root),
         **_damage(cache),
         "footers_read": cache.footers_read,
         "elapsed_s": round(time.perf_counter() - started, 3),
@@ -239,6 +240,14 @@ def _never_fetched(root: StorePath, name: str, symbol: str, history_start: date,
     found = never_fetched_sessions(ParquetStorage(root), key, [symbol], history_start=history_start,
                                    sip_delay_minutes=sip_delay_minutes, lag=lag, settings=settings)
     return found.get(symbol, [])
+
+
+def _versions(root: StorePath) -> list[dict[str, Any]]:
+    """Per dataset with versions: how many are kept, the current one and its tags (``dataengine versions``
+    adds the bytes only kept versions hold: a walk of the table, too slow for ``status``)."""
+    from dataengine.reports.versions import kept_summary
+
+    return kept_summary(root)
 
 
 def _actions_of(root: StorePath, symbol: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import VersionTable, check, mend
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class VerifyReport:
     partitions: int = 0
     damage: list[Damage] = field(default_factory=list)
     metadata: list[MetadataDamage] = field(default_factory=list)  # damaged ledger lines, records, action files
+    versions: list[str] = field(default_factory=list)  # files a dataset's latest version names, missing or resized
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
@@ -66,7 +68,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.damage and not self.metadata
+        return not self.damage and not self.metadata and not self.versions
 
     def asdict(self) -> dict[str, Any]:
         return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
@@ -95,6 +97,7 @@ def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
+    report.versions = check_versions(root, names)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
 
@@ -116,7 +119,7 @@ def verify_and_repair(
         # the metadata first: refetching a month needs its dataset's record (its feed)
         mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
         runs = repair(root, report, pipeline) if report.damage else {}
-        _version_repairs(root, {d.dataset for d in report.damage})
+        _version_repairs(root, {d.dataset for d in report.damage} | {p.split("/")[2] for p in report.versions})
         after = verify(root, datasets=datasets, symbols=symbols)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
@@ -132,7 +135,17 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> None:
     from dataengine.storage.versions import Provenance
 
     for dataset in sorted(datasets):
-        DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair")).sync()
+        version = DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair"))
+        version.sync()
+        mended = mend(version.table, version.provenance)  # a file the latest version names, lost: re-linked
+        for problem in mended.unresolved:
+            log.warning("version table of %s: %s (its dataset file is damaged too: repair it first)", dataset, problem)
+
+
+def check_versions(root: StorePath, datasets: list[str]) -> list[str]:
+    """Files the latest version of each dataset names that are missing or not their recorded size (one stat
+    each; on S3 a listing): what ``read_bars`` would fail on."""
+    return [str(problem) for name in datasets for problem in check(VersionTable.of(root, name))]
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:

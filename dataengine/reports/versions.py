@@ -35,7 +35,9 @@ def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = Non
         "tags": list(info.tags),
         **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
     } for info in history(table, limit=limit)]
-    return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table), "versions": entries}
+    kept = sum(st.disk_bytes for _, st in layout.versions_dir(root, table.dataset).walk() if st.links == 1)
+    return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),
+            "kept_bytes": kept, "versions": entries}
 
 
 def pin_version(root: StorePath, key: DatasetKey, name: str, version: int | None, *, wait: bool = False,

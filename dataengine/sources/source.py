@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import polars as pl
 
 from dataengine.counters import RequestCounts
+from dataengine.datasets import DEFAULT_SOURCE, dataset_prefix
 from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 # for N bars costs ceil(N / PAGE_BARS) pages, which is what the planner packs units by. Alpaca's value: a planner
 # serving several sources reads ``SourceInfo.bars_per_page(timeframe)`` instead.
 PAGE_BARS = 10_000
-DEFAULT_SOURCE = "alpaca"  # the source of a run that names none, and of every dataset recorded before sources
 WaitHook = Callable[[str, float], None]  # (reason, seconds): called before a long wait (progress display)
 
 
@@ -123,9 +123,8 @@ class SourceInfo:
 
     @property
     def dataset_prefix(self) -> str:
-        """What its dataset directories' names start with, before ``equities_``: nothing for Alpaca (stores
-        written before there were other sources need no migration), else ``{name}_``."""
-        return "" if self.name == DEFAULT_SOURCE else f"{self.name}_"
+        """What its dataset directories' names start with, before ``equities_`` (``massive_``; Alpaca's: none)."""
+        return dataset_prefix(self.name)
 
     def serves(self, timeframe: Timeframe) -> bool:
         return any(unit == timeframe.unit and timeframe.amount in amounts for unit, amounts in self.bar_sizes)
@@ -206,7 +205,9 @@ SAMPLE = SourceInfo(
     title="sample (synthetic)",
     synthetic=True,
 )
-SOURCES: dict[str, SourceInfo] = {info.name: info for info in (ALPACA, MASSIVE, SAMPLE)}
+SOURCES: dict[str, SourceInfo] = {info.name: info for info in (ALPACA, MASSIVE, SAMPLE)}  # datasets.SOURCE_NAMES' order
+__all__ = ["ALPACA", "DEFAULT_SOURCE", "MASSIVE", "PAGE_BARS", "SAMPLE", "SOURCES", "BarSource", "Page", "SourceFactory",
+           "SourceInfo", "WaitHook", "source_info"]
 
 
 def source_info(name: str) -> SourceInfo:

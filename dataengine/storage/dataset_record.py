@@ -11,9 +11,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from dataengine.datasets import DatasetKey
+from dataengine.datasets import DEFAULT_SOURCE, DatasetKey
 from dataengine.errors import DatasetMismatchError, StorageError
-from dataengine.sources.source import DEFAULT_SOURCE, SOURCES, source_info
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.timerange import NEW_YORK
@@ -43,9 +42,9 @@ def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
     held = str(info.get("source") or DEFAULT_SOURCE)
     if held != key.source:
         raise DatasetMismatchError(
-            f"{where} holds {SOURCES[held].title if held in SOURCES else repr(held)} bars; refusing to add "
-            f"{source_info(key.source).title} bars: a dataset holds one source's bars (was the directory renamed? "
-            f"{key.source}'s go to {key.dirname}, or use another --storage-dir)"
+            f"{where} holds {held} bars (its record says so); refusing to add {key.source} bars: a dataset holds one "
+            f"source's bars (renamed by hand? {held}'s belong in {DatasetKey(key.timeframe, key.adjustment, held).dirname}; "
+            "or use another --storage-dir)"
         )
     if info.get("feed") not in (None, feed):
         raise DatasetMismatchError(
@@ -77,9 +76,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
         "feed": feed,
         "created": now.isoformat(timespec="seconds"),
     }
-    # a source that does not map renamed symbols serves point-in-time tickers: "-", whatever day it is
-    today = now.astimezone(NEW_YORK).date().isoformat() if source_info(key.source).maps_renamed_symbols else "-"
-    record["asof"] = record.get("asof") or asof or today
+    record["asof"] = record.get("asof") or asof or now.astimezone(NEW_YORK).date().isoformat()
     record.setdefault("feed", feed)  # a record rebuilt without knowing its feed learns it from the next run
     layout.dataset_record_path(root, key).write_text(json.dumps(record, indent=2) + "\n")
     if legacy.is_file():

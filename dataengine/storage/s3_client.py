@@ -16,6 +16,7 @@ request was backing off never sends it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -64,7 +65,9 @@ class S3Client:
         from botocore.config import Config
 
         self.bucket = bucket
-        self._session = boto3.session.Session()
+        # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this README
+        # use) wins over it and over a profile's region, as in those
+        self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
         config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
@@ -162,9 +165,9 @@ class S3Client:
                 return None
             raise self._error("write", key, exc) from None
 
-    def copy(self, source: str, target: str, *, fence: Callable[[], None] | None = None) -> bool:
-        """A server-side copy of ``source`` to ``target``; False when ``source`` does not exist. ``fence``: as
-        for :meth:`put`."""
+    def copy(self, source: str, target: str, *, size: int, fence: Callable[[], None] | None = None) -> bool:
+        """A server-side copy of ``source`` (``size`` bytes) to ``target``; False when ``source`` does not exist.
+        ``fence``: as for :meth:`put`."""
         try:
             with self._fenced(fence):
                 answer = self.s3.copy_object(Bucket=self.bucket, Key=target,
@@ -173,10 +176,12 @@ class S3Client:
             if _code(exc) in ("NoSuchKey", "404"):
                 return False
             raise self._error("copy", source, exc) from None
-        head = self.head(target)
-        if head is not None:
+        result = answer.get("CopyObjectResult") or {}
+        if "ETag" in result:  # the copy's own answer names it: no HEAD needed
+            modified = result.get("LastModified")
             with self._counts_guard:
-                self._written[target] = head
+                self._written[target] = S3Stat(size, str(result["ETag"]),
+                                               modified.timestamp() if modified is not None else time.time())
         return "CopyObjectResult" in answer
 
     def delete(self, key: str, *, if_match: str | None = None, fence: Callable[[], None] | None = None) -> bool:
@@ -192,9 +197,15 @@ class S3Client:
             if _code(exc) in ("PreconditionFailed", "412"):
                 return False
             if _code(exc) in ("NoSuchKey", "404"):
+                self._forget_written(key)
                 return True
             raise self._error("delete", key, exc) from None
+        self._forget_written(key)
         return True
+
+    def _forget_written(self, key: str) -> None:
+        with self._counts_guard:
+            self._written.pop(key, None)
 
     @contextmanager
     def _fenced(self, fence: Callable[[], None] | None) -> Iterator[None]:

@@ -69,6 +69,7 @@ class S3Store:
         self.url = f"{SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{bucket}"
         self._fence: Callable[[], None] | None = None
         self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
+        self._made: dict[str, Stat | None] = {}  # what this store wrote (None: deleted) while the lock is held
         self._holders: list[dict[str, str]] = []  # the lineage of each lease held, outermost first (commit_log)
         self._guard = threading.Lock()
 
@@ -114,6 +115,8 @@ class S3Store:
         with self._guard:
             if self._walks is None:
                 return None
+            if key in self._made:  # under the lock, what this run wrote is what is there
+                return (self._made[key],)
             for prefix, objects in self._walks.items():
                 if key.startswith(prefix + "/"):
                     return (objects.get(key),)
@@ -158,6 +161,7 @@ class S3Store:
         with self._guard:
             if self._walks is None:
                 return
+            self._made[key] = stat
             for prefix, objects in self._walks.items():
                 if key.startswith(prefix + "/"):
                     if stat is None:
@@ -168,6 +172,7 @@ class S3Store:
     def _forget(self, key: str) -> None:
         """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
         with self._guard:
+            self._made.pop(key, None)
             if self._walks is not None:
                 for prefix in [p for p in self._walks if key.startswith(p + "/")]:
                     del self._walks[prefix]
@@ -213,15 +218,27 @@ class S3Store:
         return done
 
     def link(self, key: str, target: str) -> None:
-        """A server-side copy (no bytes move through this process; S3 bills it as one PUT). Under the run lock
-        nobody else writes, so a HEAD first keeps an existing ``target`` from being replaced."""
+        """A server-side copy (no bytes move through this process; S3 bills it as one PUT). S3 has no
+        create-only copy: an existing ``target`` is refused when this process knows of it (what it listed or
+        wrote under the lock); version tables name files after the run that links them, so under the run lock
+        no other process can have made one (a HEAD each would double a nightly run's requests). Outside the lock
+        a HEAD asks."""
         self._check_fence()
-        if self.stat(target) is not None:
+        if self._walks is None:
+            there = self.stat(target) is not None
+        else:
+            known = self._kept(target)
+            there = known is not None and known[0] is not None
+        if there:
             raise FileExistsError(17, "exists", self.describe(target))
-        if not self.client.copy(self._k(key), self._k(target), fence=self._fence):
+        source = self.stat(key)
+        if source is None or not self.client.copy(self._k(key), self._k(target), size=source.size, fence=self._fence):
             raise FileNotFoundError(2, "no such object", self.describe(key))
         found = self.client.written_stat(self._k(target))
-        self._note(target, _stat(found) if found is not None else None)
+        if found is not None:
+            self._note(target, _stat(found))
+        else:
+            self._forget(target)
 
     def move(self, key: str, target: str) -> None:
         """A copy, then a delete (S3 has no rename)."""
@@ -259,6 +276,7 @@ class S3Store:
         with self._guard:
             previous, self._fence = self._fence, fence
             self._walks = {} if fence is not None else None
+            self._made = {}
         return previous
 
     def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:

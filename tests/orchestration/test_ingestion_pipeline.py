@@ -94,7 +94,6 @@ def test_a_failed_request_mid_range_is_retried_with_its_page_token(alpaca, backe
 
 
 def test_a_given_storage_carries_lock_ledger_coverage_and_index_with_it(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from dataengine import ParquetStorage
 
     elsewhere = tmp_path / "elsewhere"
     p = IngestionPipeline(max_workers=2, storage_dir=elsewhere)

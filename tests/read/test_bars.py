@@ -141,7 +141,6 @@ def test_scan_bars_is_lazy_and_matches(store: Path) -> None:
 
 def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
     import shutil
-
     from datetime import date
 
     from dataengine.actions.store import FetchedLog

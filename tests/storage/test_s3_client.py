@@ -31,3 +31,16 @@ def test_a_body_cut_every_time_is_one_line_naming_the_object(s3_proxy: FaultProx
         path.read_bytes()
     assert "\n" not in str(raised.value)
     assert sum(e.method == "GET" for e in s3_proxy.exchanges) == READ_ATTEMPTS
+
+
+def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch: pytest.MonkeyPatch, s3_store: str) -> None:
+    """boto3 alone reads only AWS_DEFAULT_REGION; the README (like the AWS CLI v2) says AWS_REGION."""
+    from dataengine.storage.s3_client import S3Client
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    client = S3Client("any-bucket")
+    assert client.s3.meta.region_name == "eu-west-2"
+    assert client.credentials()["region"] == "eu-west-2"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")  # both set: AWS_REGION wins, as in the other SDKs
+    assert S3Client("any-bucket").s3.meta.region_name == "eu-west-2"

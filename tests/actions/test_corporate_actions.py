@@ -23,7 +23,7 @@ from dataengine.storage.store import StorePath, open_store
 from tests.alpaca_server import FakeAlpaca, raw_close_before
 from tests.helpers import run_cli
 
-SAMPLES = Path(__file__).resolve().parent / "data" / "alpaca_samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "alpaca_samples"
 NY = "America/New_York"
 
 
