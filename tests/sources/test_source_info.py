@@ -65,3 +65,9 @@ def test_the_sample_is_synthetic_keyless_and_unpaced_and_names_its_datasets_apar
     assert SAMPLE.synthetic and not ALPACA.synthetic and not MASSIVE.synthetic
     assert (SAMPLE.key_variables, SAMPLE.requests_per_minute) == ((), None)
     assert (ALPACA.dataset_prefix, MASSIVE.dataset_prefix, SAMPLE.dataset_prefix) == ("", "massive_", "sample_")
+
+
+def test_the_names_datasets_know_are_the_sources_registered() -> None:
+    from dataengine.datasets import DEFAULT_SOURCE, SOURCE_NAMES
+
+    assert tuple(SOURCES) == SOURCE_NAMES and DEFAULT_SOURCE == ALPACA.name
