@@ -17,6 +17,7 @@ PUBLIC = {
     *PROMISED, "IngestResult", "Settings", "read_bars", "scan_bars", "connect", "current_version", "__version__",
     "DataEngineError", "UsageError", "ConfigError", "AuthError", "FatalRunError", "SourceError", "StorageError",
     "DatasetMismatchError", "MissingSymbolWarning",
+    "MassiveClient",  # the second vendor's client, beside AlpacaClient (issue 25)
 }
 
 
