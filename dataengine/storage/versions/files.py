@@ -56,7 +56,9 @@ class VersionFiles(Protocol):
     def link(self, src: str, dst: str) -> None:
         """Make ``dst`` a new name for the bytes of ``src`` without rewriting them anywhere ``src`` is named.
 
-        Raises FileExistsError if ``dst`` exists (it is never replaced: a committed version may name it) and
+        Raises FileExistsError if ``dst`` is known to exist (it is never replaced: a committed version may name
+        it; on S3 under the run lock only a ``dst`` this process wrote or listed is known, see
+        :meth:`~dataengine.storage.store.Store.link`, which is why ``dst`` names carry the run id) and
         FileNotFoundError if ``src`` does not. Creates ``dst``'s parents as needed.
         """
         ...
