@@ -31,7 +31,8 @@ def verify_command(
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
     none that was written once gone; and the metadata: coverage and run ledgers line by line, dataset records,
-    corporate-action files. Names each damaged or missing partition, line and file.
+    corporate-action files, version tables (their Delta logs, the files the latest versions name). Names each
+    damaged or missing partition, line and file.
 
     Examples: dataengine verify · dataengine verify AAPL -t minute --repair
 
@@ -80,8 +81,8 @@ def render(report: VerifyReport) -> str:
                      "(run 'dataengine verify --repair'):")
         lines += [f"  {d.describe()}" for d in report.damage]
     if report.versions:
-        lines.append(f"{len(report.versions)} file(s) the latest versions name are missing or resized "
-                     "(run 'dataengine verify --repair'):")
+        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, or files the "
+                     "latest versions name missing or resized (run 'dataengine verify --repair'):")
         lines += [f"  {problem}" for problem in report.versions]
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")
