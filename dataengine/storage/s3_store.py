@@ -217,16 +217,30 @@ class S3Store:
         return etag
 
     def write_with(self, key: str, write: Callable[[Path], None]) -> None:
-        """The file is written locally, then goes up in one PUT, which S3 applies whole or not at all."""
+        """The file is written locally, then goes up in one PUT, which S3 applies whole or not at all. A local
+        failure (the temp directory full or not writable) is a StorageError naming both places."""
         self._check_fence()
-        with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
-            tmp = Path(local) / key.rsplit("/", 1)[-1]
-            write(tmp)
-            self.put(key, tmp.read_bytes())
+        try:
+            with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
+                tmp = Path(local) / key.rsplit("/", 1)[-1]
+                write(tmp)
+                data = tmp.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.describe(key)}: staging it in {tempfile.gettempdir()} failed: "
+                               f"{exc.strerror or exc}") from None
+        self.put(key, data)
 
     def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
         self._check_fence()
-        self.each(lambda i: self.put(keys[i], staged[i].read_bytes()), range(len(keys)))
+
+        def one(i: int) -> None:
+            try:
+                data = staged[i].read_bytes()
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.describe(keys[i])}: {staged[i]}: {exc.strerror or exc}") from None
+            self.put(keys[i], data)
+
+        self.each(one, range(len(keys)))
 
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:

@@ -3,9 +3,14 @@ run's writes are laid over it, so what it says is what is there, against the S3 
 
 from __future__ import annotations
 
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from dataengine.errors import StorageError
 from dataengine.storage.store import open_store
 from tests.s3_fault_proxy import FaultProxy
 
@@ -50,3 +55,14 @@ def test_a_kept_listing_of_the_root_sees_every_write(s3_store: str) -> None:
         assert store.stat("y/two") is not None and store.stat("x/one") is None
     finally:
         store.hold(None)
+
+
+def test_a_local_temp_directory_that_cannot_be_written_is_one_storage_error(
+        s3_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = tmp_path / "tmp"
+    blocked.write_text("TMPDIR names a file")  # a misconfigured TMPDIR: the file is staged there first
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    store = open_store(s3_store).store
+    with pytest.raises(StorageError, match=r"cannot write s3://.*/t/x\.bin: staging it in .*/tmp failed: Not a directory"):
+        store.write_with("t/x.bin", lambda tmp: tmp.write_bytes(b"x"))
+    assert store.stat("t/x.bin") is None
