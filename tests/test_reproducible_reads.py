@@ -194,3 +194,16 @@ def test_verify_finds_a_lost_version_file_and_repair_relinks_it(alpaca, backend:
     assert code == 0 and json.loads(out)["ok"], err
     assert frame_of(read_bars("AAPL", timeframe="day", storage_dir=backend)).equals(
         frame_of(expected(alpaca, ["AAPL"], "2024-01-02", "2024-02-29", "1Day")))
+
+
+def test_a_tag_of_one_dataset_opens_a_connection_without_the_others(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tag pins one dataset: connect(tag=...) leaves the others out, and their adjusted views with them
+    (found by the docs' snippets: the adjusted views of a left-out dataset named a view that was not there)."""
+    from dataengine import connect
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-05", "day").ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "minute").ok
+    assert run_cli_ok("tag", "mine", "-t", "minute").startswith("tagged version 0 of equities_1min")
+    views = {row[0] for row in connect(tag="mine").sql("select view_name from duckdb_views() where not internal").fetchall()}
+    assert {"bars_1min", "raw_adjusted_all_1min"} <= views and not {"bars_1day", "raw_adjusted_all_1day"} & views

@@ -64,18 +64,18 @@ def open_views(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        shown = 0
+        shown: list[str] = []
         for dataset in layout.dataset_names(root):
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue
             label = dataset[len(layout.DATASET_PREFIX) :]
             _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
-            shown += 1
+            shown.append(dataset)
         if chosen.given and not shown:
             raise VersionError(f"no dataset in {root} has {chosen.describe()}")
         con.execute(_index_view(con, root))
-        _action_views(con, root)
+        _action_views(con, root, shown)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
@@ -138,8 +138,9 @@ _ADJUSTED_FACTORS = {
 }
 
 
-def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
-    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset
+def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, datasets: list[str]) -> None:
+    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset among
+    ``datasets`` (those with a bars view: a tag or a time leaves out a dataset it has no version of)
     ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
     for name, path, types in (
         ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
@@ -161,7 +162,7 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
     con.execute("CREATE TEMP TABLE _adjustment_factors AS SELECT * FROM _factors")  # a copy: a few rows per symbol
     con.unregister("_factors")
     con.execute("CREATE VIEW adjustment_factors AS SELECT * FROM _adjustment_factors")
-    for dataset in layout.dataset_names(root):
+    for dataset in datasets:
         info = layout.describe_dataset(dataset)
         if info["adjustment"] != "raw":
             continue
