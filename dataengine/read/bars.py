@@ -148,7 +148,7 @@ def scan_bars(
 
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
-    with the store's corporate actions: see README "Adjusted prices" for the formulas. No network."""
+    with the store's corporate actions: see docs/corporate-actions.md for the formulas. No network."""
     actions, closes = actions_of(store_root(storage_dir), None)
     return _adjust_with(bars, adjustment, actions, closes)
 
