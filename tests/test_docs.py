@@ -374,3 +374,21 @@ def test_the_configuration_page_names_every_setting() -> None:
             missing.append(f"environment variable {var} (read in dataengine/)")
     assert not missing, "docs/configuration.md does not name:\n" + "\n".join(missing)
 
+
+# -- the pictures ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_screens_script_still_draws_every_picture(tmp_path: Path) -> None:
+    """scripts/gen_screens.py runs against the test server and writes the three SVGs docs/assets/ holds."""
+    pytest.importorskip("matplotlib", reason="the plot needs the docs extra: pip install -e '.[docs]'")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_screens.py"), "--out", str(tmp_path),
+                           "--latency", "0.05"], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "NO_COLOR"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    svgs = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.svg")}
+    assert sorted(svgs) == sorted(p.name for p in (REPO / "docs" / "assets").glob("*.svg"))
+    assert all(text.lstrip().startswith(("<svg", "<?xml")) for text in svgs.values())
+    assert "worker-8" in svgs["live-progress.svg"] and "overall" in svgs["live-progress.svg"]
+    assert "equities_1day" in svgs["status.svg"] and "/data/stocks" in svgs["status.svg"]
+    assert "NVDA" in svgs["split-adjusted.svg"]
