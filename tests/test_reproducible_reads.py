@@ -97,6 +97,117 @@ def test_a_pinned_adjusted_read_keeps_its_numbers_after_a_new_split(alpaca, back
     assert again.equals(before)  # the pinned one, bar for bar, as before the split was known
 
 
+def test_actions_stored_without_bars_make_a_version_so_the_recorded_one_reads_back_the_same(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """`actions --update` (or a run of another bar size) stores a split and writes no bar of this dataset: a
+    version is made all the same, naming the new actions, so the number a backtest records identifies the
+    actions its adjusted read used, and the version before still reads the old basis."""
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-03-28", "day").ok
+    assert p.ingest_symbols(["AAPL"], "2024-03-01", "2024-03-28", "minute").ok
+    old_day = read_bars("AAPL", timeframe="day", storage_dir=backend, adjustment="split")
+    old_minute = read_bars("AAPL", timeframe="minute", storage_dir=backend, adjustment="split")
+    alpaca.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=4, old_rate=1,
+                    ex_date="2024-03-04", process_date="2024-03-04", record_date="2024-03-01", payable_date="2024-03-01")
+    assert p.update_corporate_actions(["AAPL"]).ok
+    recorded = current_version("day", "split", storage_dir=backend)
+    assert recorded == 1
+    used = read_bars("AAPL", timeframe="day", storage_dir=backend, adjustment="split")
+    assert not used.equals(old_day)  # the new split applies at once
+    assert read_bars("AAPL", timeframe="day", storage_dir=backend, adjustment="split", version=recorded).equals(used)
+    assert read_bars("AAPL", timeframe="day", storage_dir=backend, adjustment="split", version=0).equals(old_day)
+    history = json.loads(run_cli_ok("versions", "-t", "day", "--json"))["versions"]
+    assert history[0]["reason"] == "corporate-actions"
+    # every raw dataset was given the version, not only the one a run touched
+    minute = current_version("minute", "split", storage_dir=backend)
+    assert minute == 1
+    assert read_bars("AAPL", timeframe="minute", storage_dir=backend, adjustment="split", version=0).equals(old_minute)
+    assert read_bars("AAPL", timeframe="minute", storage_dir=backend, adjustment="split", version=1).equals(
+        read_bars("AAPL", timeframe="minute", storage_dir=backend, adjustment="split"))
+    # nothing new: no version
+    assert p.update_corporate_actions(["AAPL"]).ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-03-28", "day").version == 1
+    assert current_version("minute", storage_dir=backend) == 1
+
+
+def test_a_pinned_sql_query_adjusts_with_the_actions_of_its_version(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """connect(tag=...) / `dataengine query --tag`: the raw_adjusted_* views of a pinned connection, and its
+    corporate_actions table, are those the version was made with, as read_bars(tag=...) gives."""
+    import dataengine
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-03-28", "day").ok
+    assert run_cli_ok("tag", "paper", "-t", "day") == "tagged version 0 of equities_1day as 'paper'"
+    sql = "select close from raw_adjusted_split_1day where symbol = 'AAPL' order by timestamp"
+    before = [c for (c,) in dataengine.connect(backend, tag="paper").sql(sql).fetchall()]
+    alpaca.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=4, old_rate=1,
+                    ex_date="2024-03-04", process_date="2024-03-04", record_date="2024-03-01", payable_date="2024-03-01")
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-03-28", "day").ok
+    pinned = dataengine.connect(backend, tag="paper")
+    assert [c for (c,) in pinned.sql(sql).fetchall()] == before
+    assert before == read_bars("AAPL", timeframe="day", storage_dir=backend, adjustment="split", tag="paper")["close"].to_list()
+    splits = "select count(*) from corporate_actions where symbol = 'AAPL' and type = 'forward_split'"
+    assert pinned.sql(splits).fetchall() == [(0,)]
+    latest = dataengine.connect(backend)
+    assert [c for (c,) in latest.sql(sql).fetchall()] == read_bars(
+        "AAPL", timeframe="day", storage_dir=backend, adjustment="split")["close"].to_list() != before
+    assert latest.sql(splits).fetchall() == [(1,)]
+
+
+def test_a_version_pin_never_reads_another_datasets_numbering(tmp_path: Path) -> None:
+    """A store with raw day bars of AAPL and NVDA's bars stored as Alpaca split-adjusted them: the versions
+    current_version("day", "split") numbers are the raw dataset's, so version N of NVDA (not in it) is an error
+    saying so, never the split dataset's version N; as_of= picks each dataset's version by time."""
+    from datetime import timedelta
+
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    def bars(symbol: str, close: float, days: int = 3) -> pl.DataFrame:
+        start = datetime(2024, 1, 2, 5, tzinfo=timezone.utc)
+        return pl.DataFrame({
+            "symbol": [symbol] * days, "timestamp": [start + timedelta(days=i) for i in range(days)],
+            "open": [close] * days, "high": [close] * days, "low": [close] * days, "close": [close] * days,
+            "volume": [1] * days, "trade_count": [1] * days, "vwap": [close] * days,
+        })
+
+    root = tmp_path / "store"
+    root.mkdir()
+    storage = ParquetStorage(root)
+    storage.store(bars("NVDA", 10.0), "day", adjustment="split")  # the split dataset's version 0
+    storage.store(bars("AAPL", 1.0), "day")  # raw version 0
+    time.sleep(0.01)
+    between = datetime.now(timezone.utc)
+    storage.store(bars("NVDA", 20.0), "day", adjustment="split")  # the split dataset's version 1
+    recorded = current_version("day", "split", storage_dir=str(root))
+    assert recorded == 0  # the raw dataset's
+    assert read_bars("NVDA", timeframe="day", adjustment="split", storage_dir=str(root))["close"].to_list() == [20.0] * 3
+    with pytest.raises(UsageError, match="version 0 is of equities_1day.*as_of="):
+        read_bars("NVDA", timeframe="day", adjustment="split", storage_dir=str(root), version=recorded)
+    pinned = read_bars("NVDA", timeframe="day", adjustment="split", storage_dir=str(root), as_of=between)
+    assert pinned["close"].to_list() == [10.0] * 3
+
+
+def test_a_damaged_partition_of_a_dataset_stored_adjusted_is_named(tmp_path: Path) -> None:
+    """Only Alpaca-adjusted bars stored: a damaged partition is named, with the way to repair it."""
+    from datetime import timedelta
+
+    from dataengine.errors import DamagedPartitionError
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    root = tmp_path / "store"
+    root.mkdir()
+    start = datetime(2024, 1, 2, 5, tzinfo=timezone.utc)
+    ParquetStorage(root).store(pl.DataFrame({
+        "symbol": ["AAPL"] * 5, "timestamp": [start + timedelta(days=i) for i in range(5)],
+        "open": [1.0] * 5, "high": [1.0] * 5, "low": [1.0] * 5, "close": [1.0] * 5,
+        "volume": [1] * 5, "trade_count": [1] * 5, "vwap": [1.0] * 5,
+    }), "day", adjustment="split")
+    part = root / "equities_1day_split/symbol=AAPL/year=2024/month=01/data.parquet"
+    with open(part, "r+b") as handle:  # damaged in place (the version's hard link shares the bytes)
+        handle.truncate(40)
+    with pytest.raises(DamagedPartitionError, match=r"equities_1day_split/symbol=AAPL/year=2024/month=01.*verify --repair"):
+        read_bars("AAPL", timeframe="day", adjustment="split", storage_dir=str(root))
+
+
 def test_alpaca_adjusted_bars_refetched_after_a_split_keep_the_old_version(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
     """A dataset stored with Alpaca's adjustment is re-fetched whole after a new action: the old version
     still reads the old adjusted prices, bar for bar."""

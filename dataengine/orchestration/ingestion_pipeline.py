@@ -44,7 +44,7 @@ from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.run_versions import DatasetVersion
+from dataengine.storage.run_versions import DatasetVersion, record_actions
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_writable_root, mark_store
 from dataengine.storage.versions import Provenance
@@ -245,6 +245,8 @@ class IngestionPipeline:
             finally:  # what was written is committed however the run ends (a crash: the next commit takes it in)
                 written = self.storage.take_written()
                 committed = _commit_version(version, written, outcome.result, repair=request.ranges is not None)
+                _record_actions(self.root, Provenance(run_id=record.run_id, reason="corporate-actions",
+                                                      command=" ".join(self.command)), besides=version)
             result.version = committed
             if written:  # no file changed: the cache is as fresh as the plan's footer check left it
                 _refresh_status_cache(self.root, request, written)
@@ -275,6 +277,8 @@ class IngestionPipeline:
                 update = self._update_actions_of(wanted, start, source, feed="sip")
             finally:
                 source.close()
+                _record_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
+                                                 command=" ".join(self.command)))
             result = IngestResult(
                 successful=[s for s in wanted if s not in update.failed], failed=dict(sorted(update.failed.items())),
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
@@ -360,6 +364,15 @@ def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], 
     except DataEngineError as exc:
         log.error("the run's version was not committed (the next run's commit takes its partitions in): %s", exc)
         return None
+
+
+def _record_actions(root: StorePath, provenance: Provenance, *, besides: DatasetVersion | None = None) -> None:
+    """New corporate actions make a version of every raw dataset (see :func:`record_actions`). Never raises:
+    until a later run or update records them, reads see the latest version and the actions it names."""
+    try:
+        record_actions(root, provenance, besides=besides)
+    except DataEngineError as exc:
+        log.error("the corporate actions stored were not recorded in a version yet (the next run does it): %s", exc)
 
 
 def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:

@@ -22,7 +22,7 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve, versioned_key
+from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
 from dataengine.read.root import dataset_path, store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
@@ -73,20 +73,17 @@ def read_bars(
     bars of a pinned version use the corporate actions known when it was made. Raises :class:`UsageError` for
     a missing store, dataset or version, a bad date or an unknown column.
     """
-    frame = scan_bars(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment=adjustment,
-                      version=version, as_of=as_of, tag=tag, missing=missing)
+    frame, read, parts = _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
+                               pin(version, as_of, tag), missing)
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
-        key = versioned_key(DatasetKey.of(timeframe, adjustment))
-        chosen = pin(version, as_of, tag)
-        parts = _partitions(symbols, _bound(start, False), _bound(end, True), key, storage_dir, chosen)
         damaged = layout.first_damaged([p.path for p in parts])
         if damaged is None:
             raise
         # named as verify names it: the dataset's partition (a version's file is a link of it, or its copy)
         part = next(p for p in parts if p.path == damaged[0])
-        dataset = layout.partition_path(part.path.root, key, part.symbol, part.year, part.month)
+        dataset = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
         raise DamagedPartitionError(dataset, damaged[1]) from None
 
 
@@ -106,22 +103,50 @@ def scan_bars(
     missing: str = "warn",
 ) -> pl.LazyFrame:
     """The lazy form of :func:`read_bars`: the version and its files are chosen now, read on ``collect()``."""
+    return _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
+                 pin(version, as_of, tag), missing)[0]
+
+
+def _scan(
+    symbols: str | Iterable[str] | None,
+    start: DateLike,
+    end: DateLike,
+    timeframe: str | Timeframe,
+    storage_dir: str | StorePath | None,
+    columns: Sequence[str] | None,
+    regular_hours: bool,
+    adjustment: str,
+    chosen: Pin,
+    missing: str,
+) -> tuple[pl.LazyFrame, DatasetKey, list[layout.Partition]]:
+    """(the lazy frame, the dataset it reads, the partition files it reads)."""
     if missing not in ("warn", "raise", "ignore"):
         raise UsageError(f"missing={missing!r}: choose 'warn', 'raise' or 'ignore'")
     key = DatasetKey.of(timeframe, adjustment)
-    chosen = pin(version, as_of, tag)
     if key.adjustment in LOCAL_ADJUSTMENTS:
-        raw = versioned_key(key)
+        raw = DatasetKey(key.timeframe, "raw")
         root = store_root(storage_dir)
-        adjusted_stored = layout.dataset_dir(root, key).is_dir()
-        if layout.dataset_dir(root, raw).is_dir() and (
-            not adjusted_stored or _partitions(symbols, _bound(start, False), _bound(end, True), raw, root, chosen)
-        ):
-            _check_actions_fetched(symbols, raw, root)
-            bars = scan_bars(symbols, start, end, raw.timeframe, root, None, regular_hours,
-                             version=version, as_of=as_of, tag=tag, missing=missing)
-            actions, closes = actions_of(root, resolve(root, raw, chosen) if chosen.given else None)
-            return _adjust_with(bars, key.adjustment, actions, closes).select(["symbol", *_columns(columns)])
+        if layout.dataset_dir(root, raw).is_dir():
+            # one version of the raw dataset: its bars and the corporate actions it was made with, so the
+            # number current_version() gave reads back exactly what this read returns
+            snap = resolve(root, raw, chosen)
+            at = Pin(version=snap.version) if snap is not None else Pin()
+            parts = None
+            if layout.dataset_dir(root, key).is_dir():  # some symbols may be stored as Alpaca adjusted them
+                parts = _partitions(symbols, _bound(start, False), _bound(end, True), raw, root, at)
+            if parts is None or parts:
+                _check_actions_fetched(symbols, raw, root)
+                bars, _, parts = _scan(symbols, start, end, raw.timeframe, root, None, regular_hours, "raw", at, missing)
+                actions, closes = actions_of(root, snap)
+                return _adjust_with(bars, key.adjustment, actions, closes).select(["symbol", *_columns(columns)]), raw, parts
+            if chosen.version is not None or chosen.tag is not None:
+                # the bars asked for are only in the dataset stored with Alpaca's adjustment, whose versions
+                # are numbered (and tagged) apart from the raw dataset's that current_version() names
+                raise UsageError(
+                    f"{chosen.describe()} is of {raw.dirname}, which holds no bar of these symbols; their {key.adjustment}-"
+                    f"adjusted bars are stored as Alpaca adjusted them ({key.dirname}), versioned apart: "
+                    "pin that read with as_of= instead"
+                )
     wanted = _columns(columns)
     start_utc = parse_bound(start, is_end=False, name="start") if start is not None else None
     end_utc = parse_bound(end, is_end=True, name="end") if end is not None else None
@@ -131,7 +156,7 @@ def scan_bars(
     paths = [p.path for p in parts]
     schema = {name: BAR_SCHEMA[name] for name in ("symbol", *wanted)}
     if not paths:
-        return pl.LazyFrame(schema=schema)
+        return pl.LazyFrame(schema=schema), key, parts
     frame = paths[0].store.scan_parquet([p.key for p in paths], hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
     stamp = pl.col("timestamp")
     if start_utc is not None:
@@ -143,7 +168,7 @@ def scan_bars(
         frame = _regular_hours(frame, min(years), max(years))
     # No sort: ParquetStorage writes every file sorted by timestamp and the paths come in (symbol, year, month)
     # order, so the scan is already in the promised order. A redundant sort doubled a 2-year read (20 -> 40 ms).
-    return frame.select(list(schema))
+    return frame.select(list(schema)), key, parts
 
 
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:

@@ -101,20 +101,35 @@ def latest_version(root: StorePath, key: DatasetKey) -> int | None:
     return current_version(VersionTable.of(root, versioned_key(key, root).dirname))
 
 
+def kept_actions(snap: Snapshot | None) -> tuple[str | None, str | None] | None:
+    """The kept corporate-actions and dividend-closes files (store keys; None: there were none) a version was
+    made with; None when it names none (a version made before they were kept, or no version): the current
+    ones apply."""
+    if snap is None:
+        return None
+    own = read_commit_info(snap.table, snap.version).get("dataengine") or {}
+    if "actions_file" not in own:
+        return None
+    return own.get("actions_file"), own.get("closes_file")  # nothing known is also an answer
+
+
 def actions_of(root: StorePath, snap: Snapshot | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The corporate actions and dividend closes a version was made with (the current ones when it names
     none: a version made before they were kept, or no version)."""
+    return actions_from(root, kept_actions(snap))
+
+
+def actions_from(root: StorePath, named: tuple[str | None, str | None] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The corporate actions and dividend closes of kept files (see :func:`kept_actions`; None: the current)."""
     from dataengine.actions.schema import ACTION_SCHEMA
     from dataengine.actions.store import CLOSE_SCHEMA, ActionStore, CloseStore
     from dataengine.storage.store_files import read_table
 
-    if snap is not None:
-        own = read_commit_info(snap.table, snap.version).get("dataengine") or {}
-        actions, closes = own.get("actions_file"), own.get("closes_file")
-        if "actions_file" in own:  # this version says what was known: nothing is also an answer
-            return (read_table(root.at(actions), ACTION_SCHEMA) if actions else _empty(ACTION_SCHEMA),
-                    read_table(root.at(closes), CLOSE_SCHEMA) if closes else _empty(CLOSE_SCHEMA))
-    return ActionStore(root).load(), CloseStore(root).load()
+    if named is None:
+        return ActionStore(root).load(), CloseStore(root).load()
+    actions, closes = named
+    return (read_table(root.at(actions), ACTION_SCHEMA) if actions else _empty(ACTION_SCHEMA),
+            read_table(root.at(closes), CLOSE_SCHEMA) if closes else _empty(CLOSE_SCHEMA))
 
 
 def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -123,4 +138,4 @@ def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-__all__ = ["LOCAL_ADJUSTMENTS", "Pin", "actions_of", "latest_version", "pin", "resolve", "versioned_key"]
+__all__ = ["LOCAL_ADJUSTMENTS", "Pin", "actions_from", "actions_of", "kept_actions", "latest_version", "pin", "resolve", "versioned_key"]

@@ -64,18 +64,18 @@ def open_views(
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        shown: list[str] = []
+        shown: dict[str, Snapshot | None] = {}
         for dataset in layout.dataset_names(root):
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue
             label = dataset[len(layout.DATASET_PREFIX) :]
             _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
-            shown.append(dataset)
+            shown[dataset] = snap
         if chosen.given and not shown:
             raise VersionError(f"no dataset in {root} has {chosen.describe()}")
         con.execute(_index_view(con, root))
-        _action_views(con, root, shown)
+        _action_views(con, root, shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
@@ -138,40 +138,65 @@ _ADJUSTED_FACTORS = {
 }
 
 
-def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, datasets: list[str]) -> None:
-    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset among
-    ``datasets`` (those with a bars view: a tag or a time leaves out a dataset it has no version of)
-    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does."""
-    for name, path, types in (
-        ("corporate_actions", layout.actions_path(root), _ACTION_TYPES),
-        ("dividend_closes", layout.closes_path(root), _CLOSE_TYPES),
-    ):
-        local = path.local
-        if local is not None and local.is_file():
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
-        elif local is None and path.is_file():  # a remote store: the small table is read whole, once
-            con.register(f"_{name}_file", root.store.read_parquet(path.key))
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
-        else:
-            empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
-            con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
-    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
-    from dataengine.actions.store import ActionStore, CloseStore
+Kept = tuple[str | None, str | None] | None  # the corporate-actions files a version names (None: the current)
 
-    con.register("_factors", factor_table(ActionStore(root).load(), CloseStore(root).load()))
-    con.execute("CREATE TEMP TABLE _adjustment_factors AS SELECT * FROM _factors")  # a copy: a few rows per symbol
-    con.unregister("_factors")
-    con.execute("CREATE VIEW adjustment_factors AS SELECT * FROM _adjustment_factors")
-    for dataset in datasets:
-        info = layout.describe_dataset(dataset)
-        if info["adjustment"] != "raw":
-            continue
+
+def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[str, Snapshot | None],
+                  pinned: str | None, *, pinned_query: bool) -> None:
+    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset shown
+    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does, with
+    the corporate actions its version was made with (a pinned query adjusts as the backtest it repeats did).
+    The three tables are the current ones, or for a pinned query those of the ``pinned`` dataset's version
+    (else of the first raw dataset's)."""
+    from dataengine.read.pins import kept_actions
+
+    raw = [d for d in shown if layout.describe_dataset(d)["adjustment"] == "raw"]
+    kept: dict[str, Kept] = {d: kept_actions(shown[d]) for d in raw}
+    first = pinned if pinned in shown else raw[0] if pinned_query and raw else None
+    top: Kept = (kept[first] if first in kept else kept_actions(shown[first])) if first is not None else None
+    factors = _factor_tables(con, root, [top, *kept.values()])
+    con.execute(f"CREATE VIEW adjustment_factors AS SELECT * FROM {factors[top]}")
+    actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
+        root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
+    _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES)
+    _small_table_view(con, root, "dividend_closes", closes, _CLOSE_TYPES)
+    for dataset in raw:
         label = dataset[len(layout.DATASET_PREFIX) :]
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume))
+            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume,
+                                       factors[kept[dataset]]))
 
 
-def _adjusted_view(source: str, name: str, price: str, volume: str) -> str:
+def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str, path: StorePath | None,
+                      types: dict[str, str]) -> None:
+    """A view of a small Parquet table (None, or a file not there: an empty view)."""
+    local = path.local if path is not None else None
+    if local is not None and local.is_file():
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
+    elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
+        con.register(f"_{name}_file", root.store.read_parquet(path.key))
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
+    else:
+        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
+
+
+def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, sources: list[Kept]) -> dict[Kept, str]:
+    """A temp table of adjustment factors for each distinct corporate-actions source, by source."""
+    from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
+    from dataengine.read.pins import actions_from
+
+    made: dict[Kept, str] = {}
+    for source in dict.fromkeys(sources):
+        name = f"_adjustment_factors_{len(made)}"
+        con.register("_factors", factor_table(*actions_from(root, source)))
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _factors")  # a copy: a few rows per symbol
+        con.unregister("_factors")
+        made[source] = name
+    return made
+
+
+def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str) -> str:
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
@@ -180,7 +205,7 @@ CREATE VIEW "{name}" AS
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN adjustment_factors f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN {factors} f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 

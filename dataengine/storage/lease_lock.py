@@ -100,20 +100,30 @@ class LeaseHolder:
             self.record["command"] = command
         self.etag: str | None = None
         self.why_lost: str | None = None  # why the lease was lost, if it was
-        self.renewed_at = 0.0  # wall-clock time of the last write of the lease (a suspended VM's clock moves on)
+        # when the lease that landed last began: its lease_until less its length, i.e. the clock reading before
+        # its PUT went out, never after the answer came back (a slow PUT must not stretch this run's fence past
+        # the lease the others see). Wall-clock time: a suspended VM's clock moves on.
+        self.renewed_at = 0.0
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
-    def _put(self, *, create: bool = False, if_match: str | None = None) -> str | None:
-        return self.store.put(self.key, self._body(), create=create, if_match=if_match, fenced=False)
-
-    def _body(self) -> bytes:
-        until = self._now() + timedelta(seconds=self.lease_s)
+    def _put(self, *, create: bool = False, if_match: str | None = None) -> tuple[str | None, float]:
+        """(the new ETag or None when refused, when the lease written begins)."""
+        begins = self.clock()
+        until = datetime.fromtimestamp(begins, timezone.utc) + timedelta(seconds=self.lease_s)
         record = {**self.record, "lease_until": until.isoformat(timespec="milliseconds"), "lease_s": self.lease_s}
-        return (json.dumps(record) + "\n").encode()
+        body = (json.dumps(record) + "\n").encode()
+        return self.store.put(self.key, body, create=create, if_match=if_match, fenced=False), begins
+
+    def _begins(self, record: dict[str, Any]) -> float:
+        """When a lease of ours that we found (its answer was lost) began."""
+        try:
+            return datetime.fromisoformat(str(record["lease_until"])).timestamp() - self.lease_s
+        except (KeyError, ValueError):
+            return 0.0  # cannot be: we wrote it whole; treat it as already run out
 
     def try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         """(taken, the dead holder taken over, the live holder that refused us). A request that fails for good
@@ -126,28 +136,29 @@ class LeaseHolder:
 
     def _try_acquire(self) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         while True:
-            etag = self._put(create=True)
+            etag, begins = self._put(create=True)
             if etag is not None:
-                return self._taken(etag, None)
+                return self._taken(etag, begins, None)
             current = read_holder(self.store, self.key)
             if current is None:
                 continue  # released between our create and our read: try again
             record, their_etag = current
-            if self._ours(record):  # our create landed; its answer was lost and the retry got 412
-                return self._taken(their_etag, None)
+            if self._ours(record):  # our create (or takeover) landed; its answer was lost and a retry got 412
+                return self._taken(their_etag, self._begins(record), None)
             if not expired(record, self._now()):
                 return False, None, record
-            etag = self._put(if_match=their_etag)
+            etag, begins = self._put(if_match=their_etag)
             if etag is not None:
-                return self._taken(etag, record)
+                return self._taken(etag, begins, record)
             # another run took the dead holder's lock over first, the holder renewed, or our takeover landed and
             # its answer was lost (the next look finds our record): look again
 
     def _ours(self, record: dict[str, Any]) -> bool:
         return bool(record.get("holder") == self.record["holder"])
 
-    def _taken(self, etag: str, dead: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None, None]:
-        self.etag, self.renewed_at = etag, self.clock()
+    def _taken(self, etag: str, begins: float,
+               dead: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None, None]:
+        self.etag, self.renewed_at = etag, begins
         self.lineage = {"holder": str(self.record["holder"]), "since": self._now().isoformat(timespec="milliseconds")}
         if self.on_hold is not None:
             self.on_hold(self.lineage, True)
@@ -176,9 +187,9 @@ class LeaseHolder:
     def renew(self) -> bool:
         """Replace the lease with ``If-Match`` on the ETag this run wrote last; False once it is lost."""
         try:
-            etag = self._put(if_match=self.etag)
+            etag, begins = self._put(if_match=self.etag)
             if etag is None:
-                etag = self._still_ours()
+                etag, begins = self._still_ours() or (None, begins)
         except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
             if self.clock() - self.renewed_at >= self.lease_s:
                 self.why_lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
@@ -190,14 +201,16 @@ class LeaseHolder:
             self.why_lost = "another run took the lock over (this run's lease had ended)"
             log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
             return False
-        self.etag, self.renewed_at = etag, self.clock()
+        self.etag, self.renewed_at = etag, begins
         return True
 
-    def _still_ours(self) -> str | None:
-        """After a refused renewal: the lock's ETag when it still holds our record (our renewal landed, its
-        answer was lost and the retry was refused), else None."""
+    def _still_ours(self) -> tuple[str, float] | None:
+        """After a refused renewal: (the lock's ETag, when its lease began) when it still holds our record (our
+        renewal landed, its answer was lost and the retry was refused), else None."""
         current = read_holder(self.store, self.key)
-        return current[1] if current is not None and self._ours(current[0]) else None
+        if current is None or not self._ours(current[0]):
+            return None
+        return current[1], self._begins(current[0])
 
     def lost(self) -> str | None:
         """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length

@@ -32,6 +32,8 @@ from dataengine.storage.versions import (
     current_version,
     sync,
 )
+from dataengine.storage.versions.commit import write_version
+from dataengine.storage.versions.log import read_commit_info, read_state
 from dataengine.storage.versions.model import Reason
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class DatasetVersion:
         self.provenance = provenance
         self.table = VersionTable.of(self.root, dataset)
         self._ticket: RunTicket | None = None
+        self._named: tuple[str | None, str | None] | None = None
 
     def begin(self) -> None:
         """Before the first partition write: adopt an unversioned dataset (no re-fetch), leave the marker."""
@@ -74,19 +77,62 @@ class DatasetVersion:
         result = sync(self.table, self._with_actions(reason))
         return result.version if result.version is not None else current_version(self.table)
 
+    def record_actions(self, named: tuple[str | None, str | None] | None = None) -> int | None:
+        """A version naming the corporate actions as they are now, when the latest names others (no file
+        changes: ``actions --update``, or a run of another dataset stored new actions); None when the dataset
+        has no versions or its latest names these already. ``named``: the kept files another commit just
+        named (saves looking at the actions files again)."""
+        latest = current_version(self.table)
+        if latest is None:
+            return None
+        known = read_commit_info(self.table, latest).get("dataengine") or {}
+        if named is not None and (known.get("actions_file"), known.get("closes_file")) == named:
+            return None
+        return write_version(self.table, [], self._with_actions("corporate-actions"), read_state(self.table)).version
+
+    @property
+    def actions_named(self) -> tuple[str | None, str | None] | None:
+        """The kept corporate-actions files the last commit (or sync) named; None before one."""
+        return self._named
+
     def _with_actions(self, reason: Reason) -> Provenance:
-        """The provenance naming the immutable copies of the corporate-actions files as they are now."""
-        return replace(self.provenance, reason=reason, actions_file=_keep(self.root, layout.actions_path(self.root)),
-                       closes_file=_keep(self.root, layout.closes_path(self.root)))
+        """The provenance naming the immutable copies of the corporate-actions files as they are now (copied
+        only when the latest version does not name them already: a copy on S3 is a billed request)."""
+        latest = current_version(self.table)
+        known = (read_commit_info(self.table, latest).get("dataengine") or {}) if latest is not None else {}
+        provenance = replace(self.provenance, reason=reason,
+                             actions_file=_keep(self.root, layout.actions_path(self.root), known.get("actions_file")),
+                             closes_file=_keep(self.root, layout.closes_path(self.root), known.get("closes_file")))
+        self._named = (provenance.actions_file, provenance.closes_file)
+        return provenance
 
 
-def _keep(root: StorePath, path: StorePath) -> str | None:
-    """An immutable copy of ``path`` (a link), named by its content tag; None when there is no such file."""
+def record_actions(root: StorePath, provenance: Provenance, *, besides: DatasetVersion | None = None) -> dict[str, int]:
+    """After corporate actions were stored: a version of every raw dataset with versions whose latest names
+    other actions, so the version a backtest records always says which actions its adjusted reads used.
+    ``besides``: a run's own dataset version, committed already (its named files are compared, not stat'ed
+    again). Under the run lock. The versions made, by dataset."""
+    made = {}
+    named = besides.actions_named if besides is not None else None
+    for dataset in layout.dataset_names(root.root):
+        if (besides is not None and dataset == besides.dataset) or layout.describe_dataset(dataset)["adjustment"] != "raw":
+            continue
+        version = DatasetVersion(root, dataset, provenance).record_actions(named)
+        if version is not None:
+            made[dataset] = version
+    return made
+
+
+def _keep(root: StorePath, path: StorePath, known: str | None) -> str | None:
+    """An immutable copy of ``path`` (a link), named by its content tag; None when there is no such file.
+    ``known``: the copy the latest version names (no copy needed when it is this one)."""
     found = path.store.stat(path.key)
     if found is None:
         return None
     digest = hashlib.sha1(found.tag.encode()).hexdigest()[:16]
     kept = layout.kept_actions_dir(root) / f"{path.name.removesuffix('.parquet')}-{digest}.parquet"
+    if kept.key == known:
+        return kept.key
     try:
         path.store.link(path.key, kept.key)
     except FileExistsError:

@@ -132,3 +132,35 @@ def test_a_lock_taken_over_is_not_ours_the_renewal_reports_it_lost(root: StorePa
     assert holder.renew() is False and "took the lock over" in (holder.lost() or "")
     holder.release()
     assert json.loads((root / LOCK).read_bytes())["holder"] == "theirs"
+
+
+def test_a_slow_renewal_never_lets_this_run_write_past_the_lease_others_see(root: StorePath,
+                                                                           s3_proxy: FaultProxy) -> None:
+    """The lease a PUT writes runs from before the PUT went out; a renewal whose answer took 15 s (a 5xx and
+    botocore's backoff, a slow link) must date this run's fence from then too, or the fence would let writes
+    through after another run took the lock over."""
+    clock = Clock()
+    start = clock.now
+    a = _holder(root, clock)
+    assert a.try_acquire()[0]
+    a._stop.set()  # renewals by hand
+    a._renewer and a._renewer.join()
+    clock.now += 20
+
+    def slow(request: Request) -> bool:
+        if on("PUT", LOCK)(request):
+            clock.now += 15
+            return True
+        return False
+
+    s3_proxy.add("delay", times=1, match=slow)
+    assert a.renew()  # the lease written runs to start+80; its answer came at start+35
+    clock.now = start + 20 + 0.8 * 60 + 0.1  # past 80 % of the lease written, still inside the lease others see
+    assert a.lost() is not None
+    with pytest.raises(LockError):
+        _fence(a)
+    clock.now = start + 81
+    b = _holder(root, clock)
+    taken, dead, _ = b.try_acquire()
+    b._stop.set()
+    assert taken and dead is not None  # B takes over only once the lease A wrote has ended: A stopped before

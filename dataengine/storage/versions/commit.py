@@ -83,7 +83,8 @@ def commit_run(table: VersionTable, ticket: RunTicket, changes: Iterable[Partiti
     """Commit the partitions a run replaced, added (or lost: ``path=None``) as one version.
 
     Retried with the same ticket after a crash or a lost answer, it lands once and returns the version it
-    made. A run that changed nothing makes no version (``version=None``). Also takes in what runs that died
+    made. A run that changed nothing (no file, and the same corporate actions named) makes no version
+    (``version=None``). Also takes in what runs that died
     before committing left in the dataset (``recovered_runs``).
     """
     listing = list_log(table)
@@ -164,7 +165,7 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
             removes.append(old)
         if item.path is not None:
             adds.append((item.path, item.size, item.rows))
-    if not adds and not removes:
+    if not adds and not removes and not _new_actions(table, state, provenance):
         return CommitResult(None, recovered_runs=recovered)
     version = state.version + 1 if state is not None else 0
     partitions = len({path.rsplit("/", 1)[0] for path, _, _ in adds + removes})
@@ -187,6 +188,15 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     if version % table.checkpoint_interval == 0 or len(actions) >= BIG_COMMIT:
         checkpoint(table)
     return CommitResult(version, partitions, rows_added, rows_removed, recovered_runs=recovered)
+
+
+def _new_actions(table: VersionTable, state: TableState | None, provenance: Provenance) -> bool:
+    """Whether ``provenance`` names other corporate-actions files than the latest version: a version is its
+    files and the actions its adjusted reads use, so new actions alone make a version (no file changes)."""
+    if state is None or (provenance.actions_file is None and provenance.closes_file is None):
+        return False
+    known = read_commit_info(table, state.version).get("dataengine") or {}
+    return bool(known.get("actions_file") != provenance.actions_file or known.get("closes_file") != provenance.closes_file)
 
 
 def checkpoint(table: VersionTable) -> None:

@@ -17,8 +17,8 @@ from dataengine.storage.versions.files import StoreFiles, VersionFiles
 if TYPE_CHECKING:
     from dataengine.storage.store import StorePath
 
-Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt"]
-REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt")
+Reason = Literal["run", "refetch-after-corporate-action", "repair", "adopt", "corporate-actions"]
+REASONS: tuple[str, ...] = ("run", "refetch-after-corporate-action", "repair", "adopt", "corporate-actions")
 PARTITION_COLUMNS = ("symbol", "year", "month")
 TABLES_DIR = f"{layout.METADATA_DIR}/{layout.VERSIONS_DIR}"  # one Delta table per dataset under it
 DATA_FILE = "data.parquet"  # a partition's file in the dataset directory
