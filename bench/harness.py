@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.alpaca_server import FakeAlpaca, clear_cache  # noqa: E402 - after the sys.path line above
+from tests.alpaca_server import ACTIONS_PATH, FakeAlpaca, clear_cache  # noqa: E402 - after the sys.path line above
 
 KEY, SECRET = "test-key", "test-secret"
 CHILD_TIMEOUT_S = 900.0
@@ -126,11 +126,12 @@ def child_env(scratch: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env: dict[str, str] | None = None,
-              profile: Path | None = None) -> Run:
+              profile: Path | None = None, fresh_window: bool = True) -> Run:
     """Run one contestant in a fresh process and fill ``run`` with what was measured.
 
     ``profile``: record the child with py-spy into this file of collapsed stacks (flamegraph.pl and speedscope
-    read it); it slows the child, so use it for diagnosis only.
+    read it); it slows the child, so use it for diagnosis only. ``fresh_window=False``: the server keeps the
+    rate-limit window (and the request log) of the runs before, as a run started right after another meets it.
     """
     scratch.mkdir(parents=True, exist_ok=True)
     store = Path(spec.get("store_dir") or scratch / "store")
@@ -140,8 +141,10 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
                 url=server.url, key=KEY, secret=SECRET)
     spec_path = scratch / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    server.fake.reset_log()
-    server.fake.reset_rate_limit()  # every contestant starts on a fresh rate-limit window, as a user's first job
+    if fresh_window:
+        server.fake.reset_log()
+        server.fake.reset_rate_limit()  # every contestant starts on a fresh rate-limit window, as a user's first job
+    first_record = len(server.fake.all_requests)
     command = [sys.executable, "-m", "bench.child", str(spec_path)]
     if profile is not None:
         spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -178,14 +181,18 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     if "work" in out:
         run.wall_s, run.cpu_s = out["work"]["wall_s"], out["work"]["cpu_s"]
     run.extra.update({k: out[k] for k in ("reported", "phases") if k in out})
-    records = server.fake.all_requests  # bars and corporate actions: what the quota pays for
-    run.extra["action_requests"] = len(server.fake.action_requests)
+    records = server.fake.all_requests[first_record:]  # bars and corporate actions: what the quota pays for
+    run.extra["action_requests"] = sum(r.path == ACTIONS_PATH for r in records)
     run.requests = len(records)
     run.requests_ok = sum(r.status == 200 for r in records)
     run.throttled = sum(r.status == 429 for r in records)
     run.failed_requests = run.requests - run.requests_ok - run.throttled
     run.bars_served = sum(r.bars for r in records if r.status == 200)
     run.extra["request_times"] = [(round(r.time, 4), r.status) for r in records]
+    if server.fake.rate_limit is not None and records:
+        # the share of the limit answered requests held, as the server counts it (quota a run before this one
+        # still holds counts as in use): from this run's first request, and from when it first met the limit
+        run.extra["quota_use"], run.extra["quota_use_limited"] = server.fake.run_quota_use(records)
     run.rows_stored, run.files = count_rows(store) if spec.get("count_rows", True) else (0, 0)
     if run.ok and run.expected_bars and run.rows_stored != run.expected_bars:
         run.ok = False

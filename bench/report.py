@@ -108,10 +108,11 @@ def markdown(results: list[dict[str, Any]], proj: dict[str, Any], info: dict[str
             lines.append(f"- Target: {t['target']} {t['wanted']}: measured {t['measured']} → {mark}")
         if res["name"] == "rate":
             for r in res["runs"]:
-                w = r.extra.get("windows", {})
                 lines.append(
-                    f"- {r.contestant}: {w.get('windows')} windows, 200-answers per window {w.get('per_window')}, "
-                    f"mean idle gap between windows {_num(w.get('mean_gap_s'), '.2f')} s"
+                    f"- {r.contestant}: {r.requests} requests, {r.throttled} x 429 "
+                    f"({_num(r.throttled / max(r.requests, 1), '.1%')}), {_num(r.extra.get('quota_use_limited'), '.1%')} "
+                    f"of the limit in use once met ({_num(r.extra.get('quota_use'), '.1%')} from the first request), "
+                    f"{_num(r.wall_s, '.1f')} s of work"
                 )
         for note in res.get("notes", []):
             lines.append(f"- {note}")

@@ -23,7 +23,8 @@ Calendar model (NYSE sessions from exchange_calendars "XNYS", 2000-01-01 .. toda
   first session of the period on which the symbol has data.
 * Date-only ``start`` / ``end`` (``YYYY-MM-DD``) are read as 00:00:00Z of that date.
 
-Run standalone: ``python tests/alpaca_server.py --port 8765 [--latency 0.05] [--rate-limit 200]``,
+Run standalone: ``python tests/alpaca_server.py --port 8765 [--latency 0.05] [--rate-limit 200] [--rate-window 60]
+[--rate-model fixed|rolling]``,
 or ``python tests/alpaca_server.py --bench`` to time serving 1M minute bars.
 """
 
@@ -39,7 +40,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -52,6 +53,7 @@ import numpy as np
 
 __all__ = [
     "FAULTS",
+    "RATE_MODELS",
     "FakeAlpaca",
     "RequestRecord",
     "Universe",
@@ -74,6 +76,7 @@ DAY_NS = 24 * HOUR_NS
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 FAULTS = frozenset({"500", "502", "503", "504", "429", "drop", "hang", "partial"})
+RATE_MODELS = ("fixed", "rolling")
 ALLOWED_PARAMS = frozenset(
     {"symbols", "timeframe", "start", "end", "limit", "adjustment", "feed", "asof", "currency", "page_token", "sort"}
 )
@@ -884,6 +887,10 @@ class RequestRecord:
     next_page_token: str | None = None
     fault: str | None = None  # injected fault applied to this request
     duration: float = 0.0
+    # when the rate limit counted it (time.time()): rolling, from arrival for the window's length; fixed, its window
+    counted: tuple[float, float] | None = None
+    remaining: int | None = None  # the X-RateLimit-Remaining it was answered with
+    arrived: float | None = None  # when the rate limit saw it (time.time(); after the latency, if any)
 
 
 _SINGLE_PATH_RE = re.compile(r"/v2/stocks/([^/]+)/bars")
@@ -970,6 +977,7 @@ class FakeAlpaca:
         latency_s: float = 0.0,
         rate_limit: int | None = None,
         rate_window_s: float = 60.0,
+        rate_model: str = "fixed",
         free_plan: bool = False,
         universe: Universe | None = None,
         thin: Iterable[str] = (),
@@ -988,7 +996,16 @@ class FakeAlpaca:
         self.universe = universe or Universe(thin=thin, no_data=no_data, listings=listings, holes=holes)
         self.key_id, self.secret_key, self.auth_status = key_id, secret_key, auth_status
         self.latency_s = latency_s
-        self.rate_limit, self.rate_window_s = rate_limit, rate_window_s
+        if rate_model not in RATE_MODELS:
+            raise ValueError(f"rate_model must be one of {RATE_MODELS}")
+        # Rate limit (Alpaca's headers on every answer: X-RateLimit-Limit, -Remaining, -Reset in whole epoch
+        # seconds, "when the remaining quota changes"; Alpaca does not say which window it counts in):
+        # fixed   -- the first request after a window expired opens the next one; all quota comes back at its end,
+        #            and Reset is that end.
+        # rolling -- a request counts for rate_window_s after it arrived, then ages out on its own; Reset is when
+        #            the oldest request still counted ages out (some quota comes back then, not all of it).
+        # Both count every request that reaches them, refused ones too, and round Reset up to the whole second.
+        self.rate_limit, self.rate_window_s, self.rate_model = rate_limit, rate_window_s, rate_model
         self.free_plan = free_plan
         self.invalid_symbols = frozenset(invalid_symbols)
         self.empty_last_page = empty_last_page
@@ -1016,6 +1033,7 @@ class FakeAlpaca:
         self._tokens: dict[str, set] = {}
         self._win_start: float | None = None
         self._win_count = 0
+        self._arrivals: deque[float] = deque()  # rolling model: arrival times still counted
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -1121,6 +1139,7 @@ class FakeAlpaca:
     def reset_rate_limit(self) -> None:
         with self._lock:
             self._win_start, self._win_count = None, 0
+            self._arrivals.clear()
 
     def synthetic_bars(self, symbol: str, timeframe: str, start: Any, end: Any, *, feed: str = "sip", adjustment: str = "raw") -> list[dict]:
         return synthetic_bars(symbol, timeframe, start, end, feed=feed, adjustment=adjustment, universe=self.universe)
@@ -1140,20 +1159,57 @@ class FakeAlpaca:
         )
 
     # -- request handling ------------------------------------------------------------------------------------
-    def _rate(self) -> tuple[bool, dict[str, str]]:
+    def _rate(self, rec: RequestRecord) -> tuple[bool, dict[str, str]]:
         with self._lock:
             now = time.time()
-            if self._win_start is None or now >= self._win_start + self.rate_window_s:
-                self._win_start, self._win_count = now, 0
-            self._win_count += 1
+            if self.rate_model == "rolling":
+                while self._arrivals and self._arrivals[0] <= now - self.rate_window_s:
+                    self._arrivals.popleft()
+                self._arrivals.append(now)
+                count, reset = len(self._arrivals), self._arrivals[0] + self.rate_window_s
+                rec.counted = (now, now + self.rate_window_s)
+            else:
+                if self._win_start is None or now >= self._win_start + self.rate_window_s:
+                    self._win_start, self._win_count = now, 0
+                self._win_count += 1
+                count, reset = self._win_count, self._win_start + self.rate_window_s
+                rec.counted = (self._win_start, reset)  # it spent its window's quota, whenever in the window
             limit = self.rate_limit if self.rate_limit is not None else 10_000
-            ok = self.rate_limit is None or self._win_count <= self.rate_limit
+            ok = self.rate_limit is None or count <= self.rate_limit
+            rec.remaining, rec.arrived = max(0, limit - count), now
             headers = {
                 "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": str(max(0, limit - self._win_count)),
-                "X-RateLimit-Reset": str(math.ceil(self._win_start + self.rate_window_s)),
+                "X-RateLimit-Remaining": str(max(0, limit - count)),
+                "X-RateLimit-Reset": str(math.ceil(reset)),
             }
         return ok, headers
+
+    def quota_use(self, start: float, end: float) -> float:
+        """The share of the rate limit that answered requests (status 200) held from ``start`` to ``end``
+        (time.time() instants), as this server counts them: the mean over that span of the answered requests
+        it counted, divided by the limit. A request in a fixed window holds its slot for the whole window (the
+        window's quota is spent, whenever in it the request came). A client that keeps the limit in use scores
+        1.0; idle quota, and quota spent on refused requests, lower it. Every client's requests count: the quota
+        is the key's."""
+        if self.rate_limit is None or end <= start:
+            return float("nan")
+        held = 0.0
+        for rec in self.all_requests:
+            if rec.status == 200 and rec.counted is not None:
+                held += max(0.0, min(rec.counted[1], end) - max(rec.counted[0], start))
+        return held / (self.rate_limit * (end - start))
+
+    def run_quota_use(self, records: list[RequestRecord]) -> tuple[float, float]:
+        """:meth:`quota_use` over one client run's requests: (from its first request to its last, from the first
+        of them the server counted at the limit to its last). Until a run first meets the limit it is held back
+        only by how fast it sends, not by the limit; the second figure measures how it keeps the limit in use
+        once it is (nan if it never met it)."""
+        arrived = sorted((r.arrived, r.remaining) for r in records if r.arrived is not None)
+        if not arrived:
+            return float("nan"), float("nan")
+        limited = [t for t, remaining in arrived if remaining == 0]
+        last = arrived[-1][0]
+        return self.quota_use(arrived[0][0], last), (self.quota_use(limited[0], last) if limited else float("nan"))
 
     def _take_fault(self, symbols: tuple[str, ...], has_token: bool = False, actions: bool = False) -> str | None:
         with self._lock:
@@ -1185,7 +1241,7 @@ class FakeAlpaca:
         try:
             if self.latency_s > 0 and self._stop.wait(self.latency_s):
                 raise _Drop
-            ok, headers = self._rate()
+            ok, headers = self._rate(rec)
             if not ok:
                 raise _Reply(429, {"message": "rate limit exceeded"})
             actions = path == ACTIONS_PATH
@@ -1501,13 +1557,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--rate-limit", type=int, default=None)
+    ap.add_argument("--rate-window", type=float, default=60.0, help="seconds a request counts against the limit")
+    ap.add_argument("--rate-model", choices=RATE_MODELS, default="fixed")
     ap.add_argument("--free-plan", action="store_true")
     ap.add_argument("--bench", action="store_true", help="time serving 1M minute bars in pages of 10,000 and exit")
     a = ap.parse_args(argv)
     if a.bench:
         _bench()
         return
-    srv = FakeAlpaca(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, free_plan=a.free_plan).start()
+    srv = FakeAlpaca(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, rate_window_s=a.rate_window,
+                     rate_model=a.rate_model, free_plan=a.free_plan).start()
     print(f"FakeAlpaca serving on {srv.url} (key test-key / test-secret); Ctrl-C to stop", flush=True)
     try:
         while True:

@@ -285,12 +285,19 @@ class AlpacaClient:
                         raise SourceUnreachableError(f"cannot reach {redact_url(self._base)}: {exc}") from None
                     exc.retries = attempt - 1
                     raise
+                self.stats.retries += 1
+                # The budget is shown with the attempt: "retry 9/24 after 429" is within the 429 budget
+                # (max_retries x THROTTLE_BUDGET_FACTOR), not past a broken max_retries.
+                reason = f"retry {attempt}/{budget} after {exc.status or 'error'}"
+                if exc.status == 429 and self._limiter is not None:
+                    # the pacer holds every worker until the reset, then lets one request ask: no sleep of our own
+                    log.info("retry %d/%d after %s: the pacer waits for the reset", attempt, budget, exc)
+                    continue
                 delay = self._retry.delay(attempt - 1)
                 if exc.retry_at is not None:
                     delay = max(delay, min(exc.retry_at - time.time(), 65.0))
-                self.stats.retries += 1
                 log.info("retry %d/%d in %.1fs after %s", attempt, budget, delay, exc)
-                self._sleep(delay, f"retry {attempt} after {exc.status or 'error'}")
+                self._sleep(delay, reason)
 
     # -- one HTTP exchange ----------------------------------------------------------------------------------
 
@@ -310,10 +317,41 @@ class AlpacaClient:
         permit = None
         if self._limiter is not None:
             permit = self._limiter.acquire(self._stop, self.on_wait)
-            if self._stop is not None and self._stop.is_set():
+            if permit is None or (self._stop is not None and self._stop.is_set()):
+                self._limiter.release(permit)
                 raise Interrupted("stopped")
         self.stats.requests += 1
         started = time.perf_counter()
+        try:
+            response, headers_at = self._get(url, query)
+        except BaseException:
+            if self._limiter is not None:
+                self._limiter.done(permit)  # no answer: the request may still have been counted
+            raise
+        read = time.perf_counter()
+        body = response.content
+        rate = rate_headers(response.headers)
+        status = response.status_code
+        if self._limiter is not None:
+            # counted when it arrived, before its headers came back; the body (up to ~1 MB a page) came after
+            self._limiter.observe(
+                remaining=rate.remaining, reset_epoch=rate.reset, limit=rate.limit, throttled=status == 429,
+                permit=permit, headers_ago=time.perf_counter() - headers_at,
+            )
+        log.debug(
+            "GET symbols=%s start=%s token=%s -> %d in %.0f ms (rate limit: %s left, reset %s)",
+            _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
+            (read - started) * 1e3, rate.remaining, rate.reset,
+        )
+        if status == 200:
+            return body
+        if status == 429:
+            self.stats.throttled += 1
+        raise refusal(status, body, rate.reset)
+
+    def _get(self, url: str, query: dict[str, str]) -> tuple[requests.Response, float]:
+        """The GET itself, its body read, and when its headers had come in (``perf_counter``); transport
+        failures become :class:`TransientSourceError`."""
         try:
             response = self._session.get(
                 url,
@@ -321,8 +359,11 @@ class AlpacaClient:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,  # returns once the headers are in: the pacer wants that instant, not the body's end
             )
-            body = response.content
+            headers_at = time.perf_counter()
+            response.content  # noqa: B018 - read the body here, inside the transport's error handling
+            return response, headers_at
         except requests.exceptions.ConnectionError as exc:
             if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
                 raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
@@ -331,20 +372,6 @@ class AlpacaClient:
             raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
         except requests.exceptions.RequestException as exc:
             raise TransientSourceError(f"request failed: {type(exc).__name__}") from None
-        remaining, reset = rate_headers(response.headers)
-        status = response.status_code
-        if self._limiter is not None:
-            self._limiter.observe(remaining=remaining, reset_epoch=reset, throttled=status == 429, permit=permit)
-        log.debug(
-            "GET symbols=%s start=%s token=%s -> %d in %.0f ms",
-            _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
-            (time.perf_counter() - started) * 1e3,
-        )
-        if status == 200:
-            return body
-        if status == 429:
-            self.stats.throttled += 1
-        raise refusal(status, body, reset)
 
     def _decode_bars(self, body: bytes) -> Page:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from dataengine.errors import (
     AuthError,
@@ -21,8 +22,16 @@ _INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.
 _ENTITLEMENT = "subscription does not permit"
 
 
-def rate_headers(headers: Mapping[str, str]) -> tuple[int | None, float | None]:
-    """(``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` as epoch seconds), each None when absent or garbled."""
+class RateHeaders(NamedTuple):
+    """An answer's ``X-RateLimit-*`` headers, each None when absent or garbled."""
+
+    remaining: int | None
+    reset: float | None  # epoch seconds: when the remaining quota changes
+    limit: int | None
+
+
+def rate_headers(headers: Mapping[str, str]) -> RateHeaders:
+    """``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (epoch seconds) and ``X-RateLimit-Limit``."""
 
     def number(name: str) -> float | None:
         try:
@@ -30,8 +39,12 @@ def rate_headers(headers: Mapping[str, str]) -> tuple[int | None, float | None]:
         except (KeyError, ValueError):
             return None
 
-    remaining = number("X-RateLimit-Remaining")
-    return (int(remaining) if remaining is not None else None), number("X-RateLimit-Reset")
+    remaining, limit = number("X-RateLimit-Remaining"), number("X-RateLimit-Limit")
+    return RateHeaders(
+        int(remaining) if remaining is not None else None,
+        number("X-RateLimit-Reset"),
+        int(limit) if limit is not None and limit >= 1 else None,
+    )
 
 
 def error_message(body: bytes) -> str:
