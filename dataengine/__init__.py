@@ -1,4 +1,5 @@
-"""dataengine: historical US stock bars from Alpaca into an exactly-once, Hive-partitioned Parquet store.
+"""dataengine: historical US stock bars from Alpaca or Massive into an exactly-once, Hive-partitioned Parquet store
+(``--source sample``: synthetic bars, no key).
 
 Public API (names from the product description)::
 
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AlpacaClient": "dataengine.sources.alpaca_client",
     "IngestionPipeline": "dataengine.orchestration.ingestion_pipeline",
+    "MassiveClient": "dataengine.sources.massive_client",
     "IngestResult": "dataengine.orchestration.result",
     "MetadataStore": "dataengine.storage.metadata_store",
     "ParquetStorage": "dataengine.storage.parquet_storage",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
     from dataengine.read import connect, current_version, read_bars, scan_bars
     from dataengine.sources.alpaca_client import AlpacaClient
+    from dataengine.sources.massive_client import MassiveClient
     from dataengine.storage.metadata_store import MetadataStore
     from dataengine.storage.parquet_storage import ParquetStorage
 
@@ -76,6 +79,7 @@ __all__ = [
     "FatalRunError",
     "IngestResult",
     "IngestionPipeline",
+    "MassiveClient",
     "MetadataStore",
     "MissingSymbolWarning",
     "ParquetStorage",

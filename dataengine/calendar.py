@@ -54,6 +54,11 @@ def _table() -> _Table:
     return _Table(date.fromisoformat(first), date.fromisoformat(last), [date.fromisoformat(r[:10]) for r in rows], rows)
 
 
+def last_day() -> date:
+    """The last day the shipped table answers for."""
+    return _table().last
+
+
 def sessions(first: date, last: date) -> list[date]:
     """Trading days from ``first`` to ``last`` inclusive."""
     table = _table()
@@ -98,12 +103,14 @@ def extended_hours_between(start: datetime, end: datetime) -> bool:
     return False
 
 
-def with_sip_note(rng: TimeRange) -> TimeRange:
+def with_sip_note(rng: TimeRange, note: str | None = None) -> TimeRange:
     """``rng`` with the note that the SIP delay pulled its end back, when that cut bars away (the cut reaches into
-    a session's extended hours: not on a Sunday, overnight or a holiday)."""
+    a session's extended hours: not on a Sunday, overnight or a holiday). ``note``: why, after ``end pulled back
+    to ... New York:`` (default: Alpaca's rule)."""
     if rng.sip_cut is None or not extended_hours_between(*rng.sip_cut):
         return rng
-    return replace(rng, notes=(*rng.notes, SIP_NOTE.format(end=ny_text(rng.end))))
+    text = f"end pulled back to {ny_text(rng.end)} New York: {note}" if note else SIP_NOTE.format(end=ny_text(rng.end))
+    return replace(rng, notes=(*rng.notes, text))
 
 
 def session_start(day: date) -> datetime:

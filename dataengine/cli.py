@@ -51,8 +51,9 @@ _human_placeholders()
 app = typer.Typer(
     name="dataengine",
     cls=GlobalOptionsAnywhere,  # --storage-dir, --config, -v, -q, --log-file also after the command
-    help="Pull historical US stock bars from Alpaca into a local, exactly-once, Hive-partitioned Parquet store.\n\n"
+    help="Pull historical US stock bars from Alpaca or Massive into a local, exactly-once, Hive-partitioned Parquet store.\n\n"
     "Example: dataengine ingest-csv sp500-2025.csv --timeframe minute\n\n"
+    "Try it with no key: dataengine ingest AAPL MSFT --source sample -t day --days 30 (synthetic bars)\n\n"
     "Global options may come before or after the command: dataengine ingest AAPL --storage-dir ~/bars",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
@@ -114,7 +115,7 @@ class _StderrHandler(logging.StreamHandler[Any]):
 def _setup_logging(state: Context, verbose: int, quiet: bool, log_file: Path | None = None) -> None:
     level = logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     secrets = state.secrets
-    secrets |= {v for k in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY") if (v := os.environ.get(k, "")) and len(v) >= 4}
+    secrets |= {v for k in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "MASSIVE_API_KEY") if (v := os.environ.get(k, "")) and len(v) >= 4}
     handler = _StderrHandler()
     handler.setLevel(level)
     handler.setFormatter(_Redacting("%(asctime)s %(levelname)s [%(threadName)s] %(message)s", "%H:%M:%S", secrets))

@@ -29,8 +29,9 @@ DEFAULT_WORKERS = {"macos": 6, "windows": 8, "linux": 8}
 DEFAULT_REQUESTS_PER_MINUTE = 200  # Alpaca's free plan; Algo Trader Plus allows 10,000
 
 # settings.ini key -> (Settings field, parser, environment variable)
-_INT, _FLOAT, _STR, _URL = "int", "float", "str", "url"
+_INT, _FLOAT, _STR, _URL, _CHOICE = "int", "float", "str", "url", "choice"
 _KEYS: dict[str, tuple[str, str, str | None]] = {
+    "source": ("source", _CHOICE, "DATAENGINE_SOURCE"),
     "local_storage_dir": ("storage_dir", _STR, "DATAENGINE_STORAGE_DIR"),
     "api_threads": ("workers", _INT, "DATAENGINE_WORKERS"),
     "api_key_id": ("api_key_id", _STR, "APCA_API_KEY_ID"),
@@ -38,6 +39,9 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "data_url": ("data_url", _URL, "APCA_API_DATA_URL"),
     "massive_api_key": ("massive_api_key", _STR, "MASSIVE_API_KEY"),  # the official client's variable
     "massive_api_url": ("massive_api_url", _URL, "MASSIVE_API_URL"),
+    "massive_plan": ("massive_plan", _CHOICE, "DATAENGINE_MASSIVE_PLAN"),
+    "massive_requests_per_minute": ("massive_requests_per_minute", _INT, "DATAENGINE_MASSIVE_REQUESTS_PER_MINUTE"),
+    "massive_history_years": ("massive_history_years", _FLOAT, "DATAENGINE_MASSIVE_HISTORY_YEARS"),
     "requests_per_minute": ("requests_per_minute", _INT, "DATAENGINE_REQUESTS_PER_MINUTE"),
     "request_timeout": ("request_timeout", _FLOAT, "DATAENGINE_REQUEST_TIMEOUT"),
     "max_retries": ("max_retries", _INT, "DATAENGINE_MAX_RETRIES"),
@@ -55,9 +59,13 @@ _KEY_ALIASES: dict[str, tuple[str, ...]] = {
                             "APCA_SECRET_KEY"),
     "MASSIVE_API_KEY": ("POLYGON_API_KEY", "MASSIVE_KEY"),  # Massive was Polygon.io until 2025
 }
+# the values a choice takes (the sources: dataengine.datasets.SOURCE_NAMES)
+MASSIVE_PLANS = ("free", "paid")
 _MINIMUM = {
     "workers": 1,
     "requests_per_minute": 1,
+    "massive_requests_per_minute": 1,
+    "massive_history_years": 0.0,
     "request_timeout": 0.1,
     "max_retries": 0,
     "progress_interval": 0.1,
@@ -82,11 +90,18 @@ class Settings:
     # a local directory, or an s3:// URL as given; dataengine.storage.store.open_store makes it a store
     storage_dir: Path | str
     workers: int
+    source: str = "alpaca"  # where bars come from when a command names none (--source): alpaca, massive, sample
     api_key_id: str | None = None
     api_secret_key: str | None = None
     data_url: str | None = None
     massive_api_key: str | None = None
     massive_api_url: str | None = None  # None: Massive's host (dataengine.sources.massive_client.DEFAULT_URL)
+    # Massive's plan: "free" (5 requests a minute, about 2 years back, nothing of today before the day ends) or
+    # "paid" (no per-minute cap, history as far as the plan goes, 15-minute delayed or real time); the two
+    # settings below override the plan's pace and history (None: the plan's; history 0: no limit)
+    massive_plan: str = "free"
+    massive_requests_per_minute: int | None = None
+    massive_history_years: float | None = None
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
     request_timeout: float = 30.0
     max_retries: int = 6
@@ -112,11 +127,15 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 check_url(value, self._where(name))
+        for name in ("source", "massive_plan"):
+            object.__setattr__(self, name, check_choice(name, getattr(self, name), self._where(name)))
 
     def _where(self, name: str) -> str:
         """Where a value came from, as an error message names it (a file's or the environment's values were
         checked as they were read: what is left is a value given to the constructor)."""
         origin = self.origin(name)
+        if origin == "flag":
+            return "--" + name.replace("_", "-")
         return origin.replace("environment ", "environment variable ", 1) if origin != "default" else name
 
     def origin(self, name: str) -> str:
@@ -135,7 +154,7 @@ class Settings:
             f"Settings(storage_dir={str(self.storage_dir)!r}, workers={self.workers}, "
             f"api_key_id={self.api_key_id!r}, api_secret_key={secret!r}, "
             f"data_url={redact_url(self.data_url) if self.data_url else None!r}, "
-            f"massive_api_key={'***' if self.massive_api_key else None!r}, "
+            f"massive_api_key={'***' if self.massive_api_key else None!r}, source={self.source!r}, "
             f"requests_per_minute={self.requests_per_minute}, config_file={self.config_file})"
         )
 
@@ -252,6 +271,8 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str
 def _convert(raw: str, kind: str, name: str, where: str) -> object:
     if kind == _URL:
         return check_url(raw, where)
+    if kind == _CHOICE:
+        return check_choice(name, raw, where)
     try:
         value: object = (
             int(raw) if kind == _INT else float(raw) if kind == _FLOAT else date.fromisoformat(raw) if kind == "date" else raw
@@ -267,6 +288,19 @@ def _check_minimum(name: str, value: object, where: str) -> None:
     low = _MINIMUM.get(name)
     if low is not None and isinstance(value, (int, float)) and value < low:
         raise ConfigError(f"{where}: {name.replace('_', ' ')} must be at least {low}, got {value}")
+
+
+def check_choice(name: str, value: str, where: str) -> str:
+    """A setting with a few allowed values (``source``, ``massive_plan``), lower-cased; a ConfigError naming
+    ``where`` it came from and the choices otherwise."""
+    from dataengine.datasets import SOURCE_NAMES
+
+    choices = SOURCE_NAMES if name == "source" else MASSIVE_PLANS
+    text = str(value).strip().lower()
+    if text not in choices:
+        shown = str(value)[:40]
+        raise ConfigError(f"{where}: unknown {name.replace('_', ' ')} {shown!r}; choose one of: {', '.join(choices)}")
+    return text
 
 
 def redact_url(url: str) -> str:

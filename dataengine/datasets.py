@@ -1,4 +1,9 @@
-"""What identifies a dataset on disk: timeframe, price adjustment and feed."""
+"""What identifies a dataset on disk: its source, timeframe and price adjustment (and, in its record, its feed).
+
+A dataset's directory name says all three: ``equities_1min`` (Alpaca's, named as before there were other
+sources, so existing stores need no migration), ``massive_equities_1min``, ``sample_equities_1day_split``:
+``[{source}_]equities_{label}[_{adjustment}]``. Two vendors' bars never share a directory, a coverage ledger
+or a version table, and each directory stays a plain Hive-partitioned tree any engine reads."""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ from typing import Any
 
 from dataengine.errors import UsageError
 from dataengine.timeframes import Timeframe, parse_timeframe
+
+EQUITIES = "equities_"  # every dataset's name has it: after the source's prefix, before the bar size
+# The sources by name: what each can do is dataengine.sources.source.SOURCES (a test holds the two equal); the
+# names are here because a dataset's name says its source, and storage and the foundation read names.
+DEFAULT_SOURCE = "alpaca"  # the source of a run that names none, and of every dataset recorded before sources
+SOURCE_NAMES = ("alpaca", "massive", "sample")
 
 # Alpaca's historical feeds. ``delayed_sip`` exists only on Alpaca's latest/snapshot endpoints; for history it
 # is SIP data at least 15 minutes old, which is what ``sip`` with the end pulled back gives, so it is stored as
@@ -69,16 +80,62 @@ def _shown(value: Any, limit: int = 40) -> str:
 
 @dataclass(frozen=True)
 class DatasetKey:
-    """Raw and adjusted bars never share files: each (timeframe, adjustment) is its own directory."""
+    """Raw and adjusted bars, and two sources' bars, never share files: each (source, timeframe, adjustment)
+    is its own directory."""
 
     timeframe: Timeframe
     adjustment: str = "raw"
+    source: str = DEFAULT_SOURCE
 
     @classmethod
-    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw") -> DatasetKey:
-        return cls(parse_timeframe(timeframe), parse_adjustment(adjustment))
+    def of(cls, timeframe: str | Timeframe, adjustment: str = "raw", source: str | None = None) -> DatasetKey:
+        """A key from what a user typed (``source`` None: Alpaca's); :class:`UsageError` for anything unknown."""
+        return cls(parse_timeframe(timeframe), parse_adjustment(adjustment), parse_source(source))
+
+    @classmethod
+    def from_name(cls, name: str) -> DatasetKey:
+        """The key a directory name stands for (``massive_equities_1day`` -> massive, day, raw);
+        :class:`UsageError` for a name this version cannot read."""
+        source, label, adjustment = split_dataset_name(name)
+        return cls(parse_timeframe(label), parse_adjustment(adjustment), source)
 
     @property
     def dirname(self) -> str:
         suffix = adjustment_suffix(self.adjustment)
-        return f"equities_{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
+        return f"{dataset_prefix(self.source)}{EQUITIES}{self.timeframe.label}" + (f"_{suffix}" if suffix else "")
+
+
+def parse_source(value: str | None) -> str:
+    """A source's name as stored (``alpaca``, ``massive``, ``sample``); None is Alpaca; UsageError otherwise."""
+    if value is None:
+        return DEFAULT_SOURCE
+    text = str(value).strip().lower()
+    if text not in SOURCE_NAMES:
+        raise UsageError(f"unknown source {str(value)[:40]!r}; choose one of: {', '.join(SOURCE_NAMES)}")
+    return text
+
+
+def dataset_prefix(source: str) -> str:
+    """What a source's dataset directories' names start with, before ``equities_``: nothing for Alpaca (stores
+    written before there were other sources need no migration), else ``{name}_``."""
+    return "" if source == DEFAULT_SOURCE else f"{source}_"
+
+
+def dataset_prefixes() -> tuple[str, ...]:
+    """What a dataset directory's name starts with, one per source: ``equities_``, ``massive_equities_``..."""
+    return tuple(f"{dataset_prefix(name)}{EQUITIES}" for name in SOURCE_NAMES)
+
+
+def split_dataset_name(name: str) -> tuple[str, str, str]:
+    """(source, label, adjustment) of a dataset name: ``sample_equities_1day_split`` -> (sample, 1day, split);
+    a name no source owns is Alpaca's, as it was before there were sources."""
+    source, rest = DEFAULT_SOURCE, name
+    for candidate in SOURCE_NAMES:
+        prefix = f"{dataset_prefix(candidate)}{EQUITIES}"
+        if candidate != DEFAULT_SOURCE and name.startswith(prefix):
+            source, rest = candidate, name[len(prefix) :]
+            break
+    else:
+        rest = name[len(EQUITIES) :] if name.startswith(EQUITIES) else name
+    label, _, suffix = rest.partition("_")
+    return source, label, adjustment_from_suffix(suffix)

@@ -35,6 +35,7 @@ class RunOutcome:
     refetched: dict[str, str] = field(default_factory=dict)  # symbol -> why its stored adjusted bars were re-fetched
     storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind (LIST, GET, PUT, ...)
     version: int | None = None  # the dataset's version after the run (what a backtest pins: read_bars(version=N))
+    source: str = "alpaca"  # where the bars came from (a record written before there were sources: Alpaca)
 
     def take_outcome(self, other: RunOutcome) -> None:
         """Copy every outcome field from ``other`` (a run's result into its ledger record)."""

@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.alpaca_server import FakeAlpaca
+    from tests.massive_server import FakeMassive
     from tests.s3_fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,6 +48,25 @@ def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAlpa
         monkeypatch.setenv("DATAENGINE_RETRY_BACKOFF", "0.01")
         monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "2")
         monkeypatch.setenv("DATAENGINE_REQUESTS_PER_MINUTE", "60000")
+        yield server
+        assert not server.errors, f"the fake server itself failed: {server.errors!r}"
+
+
+@pytest.fixture
+def massive_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator["FakeMassive"]:
+    """A local Massive-compatible server (tests/massive_server.py), with the environment pointing dataengine at
+    it and at the same temp store as ``alpaca`` (both may run in one test). The plan is ``paid`` (no history
+    window, no per-minute cap) unless a test says otherwise; retries back off for milliseconds."""
+    from tests.massive_server import FakeMassive
+
+    with FakeMassive(hang_s=5.0) as server:
+        monkeypatch.setenv("MASSIVE_API_KEY", server.api_key)
+        monkeypatch.setenv("MASSIVE_API_URL", server.url)
+        monkeypatch.setenv("DATAENGINE_MASSIVE_PLAN", "paid")
+        monkeypatch.setenv("DATAENGINE_MASSIVE_REQUESTS_PER_MINUTE", "60000")
+        monkeypatch.setenv("DATAENGINE_STORAGE_DIR", os.environ.get("DATAENGINE_STORAGE_DIR") or str(tmp_path / "store"))
+        monkeypatch.setenv("DATAENGINE_RETRY_BACKOFF", "0.01")
+        monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "2")
         yield server
         assert not server.errors, f"the fake server itself failed: {server.errors!r}"
 

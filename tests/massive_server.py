@@ -117,6 +117,10 @@ def generate(universe: Universe, symbol: str, span: Span, lo: int, hi: int, adju
     return bars[keep], {k: v[keep] for k, v in agg.items()}, counts[keep]
 
 
+def _ms(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -158,6 +162,8 @@ class FakeMassive:
         self.loop_symbol: str | None = None
         self.fractional: set[str] = set()
         self.status_text = "OK"
+        self.altered: dict[tuple[str, int], dict[str, float]] = {}  # (ticker, t ms) -> wire fields served instead
+        self.dropped: set[tuple[str, int]] = set()  # (ticker, t ms): bars this vendor does not have
         self.errors: list[BaseException] = []
         self._port, self._lock, self._stop = port, threading.Lock(), threading.Event()
         self._log: list[MassiveRequest] = []
@@ -225,6 +231,18 @@ class FakeMassive:
                 "cash_dividend", symbol=ticker, ex_date=ex, process_date=pay, payable_date=pay, rate=cash_amount,
                 record_date=ex + timedelta(days=1), declaration_date=ex - timedelta(days=30), dividend_type=dividend_type,
                 currency=currency, massive_id=_id(ticker, ex, "cash_dividend"))
+
+    def alter(self, ticker: str, when: datetime, **values: float) -> None:
+        """Serve the bar of ``ticker`` starting at ``when`` with other values (``open``, ``high``, ``low``,
+        ``close``, ``volume``): a vendor's tape that differs from the other's."""
+        wire = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
+        with self._lock:
+            self.altered[(ticker, _ms(when))] = {wire[k]: float(v) for k, v in values.items()}
+
+    def drop(self, ticker: str, when: datetime) -> None:
+        """Never serve the bar of ``ticker`` starting at ``when`` (a bar this vendor's tape does not have)."""
+        with self._lock:
+            self.dropped.add((ticker, _ms(when)))
 
     @property
     def requests(self) -> list[MassiveRequest]:
@@ -348,7 +366,10 @@ class FakeMassive:
                 {"v": v, "vw": vw, "o": o, "c": c, "h": hi_, "l": lo_, "t": t // 1_000_000, "n": n}
                 for v, vw, o, c, hi_, lo_, t, n in zip(volumes, *(vals[k].tolist() for k in ("vw", "o", "c", "h", "l")),
                                                         ts.tolist(), vals["n"].tolist(), strict=True)
+                if (ticker, t // 1_000_000) not in self.dropped
             ]
+            for bar in body["results"]:
+                bar.update(self.altered.get((ticker, bar["t"]), {}))
         body.update(status=self.status_text, request_id=uuid.uuid4().hex, count=len(ts))
         if self.loop_symbol == ticker and "cursor" in params:
             body["next_url"] = self.url + h.path

@@ -1,7 +1,7 @@
 """The documentation, checked rather than claimed.
 
 - Every fenced Python block, every block with a ``dataengine ...`` command and every SQL block of README.md
-  and docs/*.md runs, page by page in document order, against the local test server and a small store
+  and docs/*.md runs, page by page in document order, against the local test servers and a small store
   (``tests/docs_store.py``); a block that cannot run here is marked ``<!-- not-run: REASON -->`` on the line
   before it. A command exits 0 unless ``<!-- exit-code: N -->`` before its block says otherwise.
 - The CLI reference (docs/cli.md) is what ``scripts/gen_cli_reference.py`` prints today.
@@ -135,7 +135,7 @@ def test_every_block_is_run_or_says_why_not() -> None:
 def test_the_pages_have_snippets_that_run() -> None:
     """The parser finds what it should: a guard against a change that would silently run nothing."""
     names = {p.name for p in runnable_pages()}
-    assert {"README.md", "getting-started.md", "reading.md", "versions.md", "operations.md", "s3.md"} <= names
+    assert {"README.md", "getting-started.md", "reading.md", "versions.md", "operations.md", "s3.md", "sources.md"} <= names
     assert sum(1 for p in PAGES for b in blocks(p) if b.kind and b.not_run is None) >= 40
 
 
@@ -143,17 +143,19 @@ def test_the_pages_have_snippets_that_run() -> None:
 
 
 @pytest.fixture(scope="module")
-def docs_server() -> Iterator[Any]:
-    with docs_store.server(rate_window_s=1.0) as fake:
-        yield fake
+def docs_servers() -> Iterator[tuple[Any, Any]]:
+    """The Alpaca and Massive test servers of tests/docs_store.py, for the whole module."""
+    with docs_store.server(rate_window_s=1.0) as alpaca, docs_store.massive_server(hang_s=5.0) as massive:
+        yield alpaca, massive
+        assert not alpaca.errors and not massive.errors, (alpaca.errors, massive.errors)
 
 
 @pytest.fixture(scope="module")
-def template_store(docs_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template_store(docs_servers: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The docs store, filled once; each page runs on a copy of it."""
     store = tmp_path_factory.mktemp("docs-template") / "store"
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in docs_store.environment(docs_server, store).items():
+        for name, value in docs_store.environment(docs_servers[0], store, docs_servers[1]).items():
             mp.setenv(name, value)
         docs_store.fill(store)
     return store
@@ -161,14 +163,14 @@ def template_store(docs_server: Any, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", runnable_pages(), ids=lambda p: str(p.relative_to(REPO)))
-def test_the_snippets_of_a_page_run(page: Path, docs_server: Any, template_store: Path, tmp_path: Path,
+def test_the_snippets_of_a_page_run(page: Path, docs_servers: tuple[Any, Any], template_store: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     store = tmp_path / "store"
     shutil.copytree(template_store, store)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for name, value in docs_store.environment(docs_server, store).items():
+    for name, value in docs_store.environment(docs_servers[0], store, docs_servers[1]).items():
         monkeypatch.setenv(name, value)
     replace = dict.fromkeys(LOCAL_STORES, str(store))
     if S3_STORE in page.read_text(encoding="utf-8"):
@@ -352,8 +354,8 @@ def test_the_layout_page_names_every_path_layout_owns(tmp_path: Path) -> None:
         if not line.strip().startswith("{root}/"):
             continue
         listed = line.split()[0][len("{root}/"):].replace("/...", "/")
-        pattern = re.escape(listed).replace(r"\[_\{adjustment\}\]", "(_[a-z]+)*")
-        pattern = re.sub(r"\\\{[A-Za-z]+\\\}", "[^/]+", pattern)
+        pattern = re.escape(listed).replace(r"\[", "(?:").replace(r"\]", ")?")  # [optional parts]
+        pattern = re.sub(r"\\\{[A-Za-z]+\\\}", "[^/]+", pattern)  # {placeholders}: any name
         if not any(re.fullmatch(pattern, p) for p in tree):
             absent.append(f"layout's docstring: {listed}")
     assert not absent, "paths layout.py owns that docs/storage.md does not draw:\n" + "\n".join(absent)

@@ -17,6 +17,7 @@ PUBLIC = {
     *PROMISED, "IngestResult", "Settings", "read_bars", "scan_bars", "connect", "current_version", "__version__",
     "DataEngineError", "UsageError", "ConfigError", "AuthError", "FatalRunError", "SourceError", "StorageError",
     "DatasetMismatchError", "MissingSymbolWarning",
+    "MassiveClient",  # the second vendor's client, beside AlpacaClient (issue 25)
 }
 
 
@@ -75,3 +76,11 @@ def test_deprecated_fetch_data_reads_from_alpaca(alpaca) -> None:  # type: ignor
 
         frame = alpaca_api_data.fetch_data("AAPL", "2024-01-02", "2024-01-02", "day")
     assert frame.height == 1 and frame["symbol"].to_list() == ["AAPL"]
+
+
+def test_the_sources_package_names_every_source_and_what_each_can_do() -> None:
+    import dataengine.sources as sources
+
+    assert sources.__all__ == ["AlpacaClient", "MassiveClient", "SOURCES", "SampleSource", "SourceInfo", "source_info"]
+    assert sorted(sources.SOURCES) == ["alpaca", "massive", "sample"] and sources.SampleSource.info.synthetic
+    assert dataengine.MassiveClient is sources.MassiveClient and "MassiveClient" in dataengine.__all__

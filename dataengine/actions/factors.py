@@ -3,7 +3,9 @@
 
 split (``new_rate`` shares for ``old_rate``): earlier prices x old/new, volume x new/old. dividend (cash ``D``
 per share): earlier prices x (1 - D / C), C the raw close of the last session before the ex-date. Several on
-one day multiply; a bar takes the product over every later ex-date.
+one day multiply; a bar takes the product over every later ex-date. Only the actions of the bars' own source
+count (``source``): a store may hold a split from Alpaca and the same split from Massive, and applying both
+would adjust twice.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ import logging
 
 import polars as pl
 
-from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES
+from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, of_source
+from dataengine.datasets import DEFAULT_SOURCE
 from dataengine.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-def factor_events(actions: pl.DataFrame, closes: pl.DataFrame, adjustment: str) -> pl.DataFrame:
+def factor_events(
+    actions: pl.DataFrame, closes: pl.DataFrame, adjustment: str, *, source: str = DEFAULT_SOURCE,
+) -> pl.DataFrame:
     """Per symbol and ex-date, the factor every earlier bar's prices are multiplied by (``price_factor``) and its
-    volume (``volume_factor``), for ``adjustment`` in split | dividend | all.
+    volume (``volume_factor``), for ``adjustment`` in split | dividend | all, from the actions ``source`` sent
+    (the source of the bars being adjusted; the others are ignored).
 
     split: old_rate / new_rate (a 4:1 forward split is 0.25; volume x 4). dividend: 1 - D / C, with D the cash
     per share and C the raw close of the last session before the ex-date (``closes``: symbol, ex_date, close);
     a dividend without a known close is left out (and named in the log). Several on one day multiply."""
+    actions = of_source(actions, source)
     parts = []
     if adjustment in ("split", "all"):
         parts.append(
@@ -62,14 +69,15 @@ def cumulative_factors(events: pl.DataFrame) -> pl.DataFrame:
     ).sort("symbol", "ex_date")
 
 
-def factor_table(actions: pl.DataFrame, closes: pl.DataFrame) -> pl.DataFrame:
+def factor_table(actions: pl.DataFrame, closes: pl.DataFrame, *, source: str = DEFAULT_SOURCE) -> pl.DataFrame:
     """Per symbol and ex-date: that day's own ratios (``split_ratio``, ``dividend_factor``) and the products
     over it and every later ex-date (``split_price_factor``, ``split_volume_factor``, ``dividend_price_factor``,
     ``all_price_factor``): what a bar on a day before this ex-date (and on or after the previous one) is
-    multiplied by. The SQL view ``adjustment_factors`` is this table; ``read_bars`` uses the same events."""
+    multiplied by, from ``source``'s actions. The SQL view ``adjustment_factors`` is this table (Alpaca's;
+    ``massive_adjustment_factors`` Massive's); ``read_bars`` uses the same events."""
     key = ["symbol", "ex_date"]
-    split = factor_events(actions, closes, "split").rename({"price_factor": "sp", "volume_factor": "sv"})
-    dividend = factor_events(actions, closes, "dividend").select(*key, dp="price_factor")
+    split = factor_events(actions, closes, "split", source=source).rename({"price_factor": "sp", "volume_factor": "sv"})
+    dividend = factor_events(actions, closes, "dividend", source=source).select(*key, dp="price_factor")
     days = split.join(dividend, on=key, how="full", coalesce=True).with_columns(
         pl.col("sp", "sv", "dp").fill_null(1.0)
     ).with_columns(spdp=pl.col("sp") * pl.col("dp"))

@@ -2,8 +2,10 @@
 splits, cash and stock dividends, spin-offs, mergers, name changes, ...), whichever source sent it, and how
 one reads to a person.
 
-Rows are keyed by the source's ``id``; Massive's ids are prefixed ``massive:`` so the two sources' records never
-collide and each row says where it came from (:func:`action_source`).
+Rows are keyed by the source's ``id``; every source but Alpaca prefixes its ids with its name (``massive:``), so
+two sources' records never collide and each row says where it came from (:func:`action_source`). One store keeps
+every source's actions in one table, but a dataset is adjusted with its own source's only
+(:func:`dataengine.actions.factors.factor_events`): a split known from both vendors is applied once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from dataengine.datasets import DEFAULT_SOURCE  # an id without a ``name:`` prefix (Alpaca's are UUIDs)
 from dataengine.errors import UsageError
 
 ACTION_SCHEMA: dict[str, pl.DataType] = {
@@ -66,13 +69,26 @@ def parse_types(types: Iterable[str] | None) -> list[str] | None:
 MASSIVE_ID_PREFIX = "massive:"
 
 
+def id_prefix(source: str) -> str:
+    """What ``source``'s action ids start with: nothing for Alpaca, ``massive:`` for Massive."""
+    return "" if source == DEFAULT_SOURCE else f"{source}:"
+
+
 def action_source() -> pl.Expr:
-    """Which source a stored action came from, from its id: ``massive`` or ``alpaca``."""
-    return pl.when(pl.col("id").str.starts_with(MASSIVE_ID_PREFIX)).then(pl.lit("massive")).otherwise(pl.lit("alpaca"))
+    """Which source a stored action came from, from its id: ``massive:E3641`` is Massive's, an id without a
+    ``name:`` prefix Alpaca's."""
+    prefix = pl.col("id").str.extract(r"^([a-z][a-z0-9]*):", 1)
+    return pl.when(prefix.is_not_null()).then(prefix).otherwise(pl.lit(DEFAULT_SOURCE)).alias("source")
+
+
+def of_source(actions: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The rows of ``actions`` that ``source`` sent."""
+    return actions.filter(action_source() == source)
 
 
 def describe(row: dict[str, Any]) -> str:
-    """One line for a human: ``AAPL forward_split 2020-08-31 4:1``."""
+    """One line for a human: ``AAPL forward_split 2020-08-31 4:1``; another source's action says whose it is
+    (``... 4:1 [massive]``)."""
     kind, symbol = row["type"], row["symbol"]
     day = row["ex_date"] or row["process_date"]
     if kind in SPLIT_TYPES and row["old_rate"] and row["new_rate"]:
@@ -85,7 +101,10 @@ def describe(row: dict[str, Any]) -> str:
         what = f"-> {row['new_symbol']}" + (f" rate {_g(row['rate'])}" if row["rate"] is not None else "")
     else:
         what = f"rate {_g(row['rate'])}" if row["rate"] is not None else ""
-    return f"{symbol} {kind} {day}{(' ' + what) if what else ''}"
+    ident = str(row.get("id") or "")
+    source = ident.split(":", 1)[0] if ":" in ident and ident.split(":", 1)[0].isalnum() else DEFAULT_SOURCE
+    tag = f" [{source}]" if source != DEFAULT_SOURCE else ""
+    return f"{symbol} {kind} {day}{(' ' + what) if what else ''}{tag}"
 
 
 def _g(x: float) -> str:

@@ -14,7 +14,8 @@ from datetime import date
 
 import polars as pl
 
-from dataengine.actions.schema import ACTION_SCHEMA
+from dataengine.actions.schema import ACTION_SCHEMA, action_source, id_prefix
+from dataengine.datasets import DEFAULT_SOURCE
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, read_table, write_json_map, write_table
@@ -53,9 +54,13 @@ class ActionStore:
         types: Sequence[str] | None = None,
         start: date | None = None,
         end: date | None = None,
+        source: str | None = None,
     ) -> pl.DataFrame:
-        """Stored actions, filtered (dates apply to the ex-date, else the process date), sorted by date."""
+        """Stored actions, filtered (dates apply to the ex-date, else the process date; ``source``: only the
+        actions that source sent), sorted by date."""
         frame = self.load()
+        if source is not None:
+            frame = frame.filter(action_source() == source)
         day = pl.coalesce("ex_date", "process_date")
         if symbols:
             frame = frame.filter(pl.col("symbol").is_in(list(symbols)) | pl.col("new_symbol").is_in(list(symbols)))
@@ -71,13 +76,16 @@ class ActionStore:
 
 
 class FetchedLog:
-    """Per symbol, the first process date its actions were fetched from and when: ``corporate_actions/
+    """Per symbol and source, the first process date its actions were fetched from and when: ``corporate_actions/
     fetched.json``. It tells "no actions" apart from "never asked": adjusting a symbol never asked for is an
-    error, not raw prices passed off as adjusted."""
+    error, not raw prices passed off as adjusted. Keys are the symbol for Alpaca (as before there were other
+    sources) and ``{source}:{symbol}`` for the others (``massive:AAPL``): Alpaca's answer says nothing of
+    Massive's."""
 
-    def __init__(self, root: StorePath) -> None:
+    def __init__(self, root: StorePath, source: str = DEFAULT_SOURCE) -> None:
         self.root = root
         self.path = layout.fetched_actions_path(root)
+        self.prefix = id_prefix(source)
 
     def load(self) -> dict[str, dict[str, str]]:
         return read_json_map(self.path)
@@ -85,13 +93,13 @@ class FetchedLog:
     def record(self, symbols: Iterable[str], start: date, at: str) -> None:
         known = self.load()
         for symbol in symbols:
-            first = known.get(symbol, {}).get("from")
-            known[symbol] = {"from": min(first, start.isoformat()) if first else start.isoformat(), "at": at}
+            first = known.get(self.prefix + symbol, {}).get("from")
+            known[self.prefix + symbol] = {"from": min(first, start.isoformat()) if first else start.isoformat(), "at": at}
         write_json_map(self.path, known)
 
     def missing(self, symbols: Iterable[str]) -> list[str]:
         known = self.load()
-        return sorted(s for s in symbols if s not in known)
+        return sorted(s for s in symbols if self.prefix + s not in known)
 
 
 CLOSE_SCHEMA: dict[str, pl.DataType] = {"symbol": pl.String(), "ex_date": pl.Date(), "close": pl.Float64()}

@@ -22,8 +22,9 @@ def actions(
     types: Annotated[list[str] | None, typer.Option("--type", metavar="TYPE", autocompletion=completion.action_types, help="Only this type: split, dividend, or Alpaca's name (forward_split, reverse_split, cash_dividend, name_change, spin_off, ...). Repeatable.")] = None,
     start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="From this ex-date (YYYY-MM-DD; the process date for types without one); with --update, the first process date to fetch (default: default_start).")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Up to this ex-date, inclusive (YYYY-MM-DD).")] = None,
-    update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every stored symbol) from Alpaca, without fetching bars.")] = False,
+    update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every symbol of the source's datasets) from the source (--source, default the source setting), without fetching bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Only the actions this source sent (another source's lines end in [massive]); with --update, whose actions to fetch (default: the source setting).", show_default=False)] = None,
 ) -> None:
     """Show the corporate actions stored beside the bars: symbol, type, ex-date, ratio or amount.
 
@@ -41,7 +42,7 @@ def actions(
     first, last = _day(start, "--start"), _day(end, "--end")
     if first is not None and last is not None and first > last:
         raise UsageError(f"--start {first} is after --end {last}")
-    settings = ctx.obj.settings()
+    settings = ctx.obj.settings(source=source)
     code = 0
     result = None
     if update:
@@ -49,15 +50,19 @@ def actions(
 
         pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), progress=False,
                                      command=command_line(ctx))
-        result = pipeline.update_corporate_actions(wanted, first or settings.default_start)
+        result = pipeline.update_corporate_actions(wanted, first or settings.default_start, source=settings.source)
         code = result.exit_code
         if not json_out and not ctx.obj.quiet:
             typer.echo(f"corporate actions: {result.actions_new} new or changed, {result.requests} request(s)", err=True)
             for symbol, reason in result.failed.items():
                 typer.echo(f"  failed {symbol}: {reason}", err=True)
     root = ctx.obj.existing_store(settings)
-    rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last)
+    rows = ActionStore(root).select(wanted, types=kinds, start=first, end=last,
+                                    source=settings.source if source is not None else None)
     if json_out:
+        from dataengine.actions.schema import action_source
+
+        rows = rows.with_columns(action_source())
         payload: dict[str, object] = {"actions": rows.drop("raw").to_dicts(), "count": rows.height}
         if result is not None:
             payload["update"] = result.asdict()

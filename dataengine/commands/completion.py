@@ -39,6 +39,12 @@ def adjustments(incomplete: str) -> list[str]:
     return [f"{given},{p}" for p in ADJUSTMENT_PARTS if p not in taken and p.startswith(last)]
 
 
+def sources(incomplete: str) -> list[str]:
+    from dataengine.sources.source import SOURCES
+
+    return [n for n in SOURCES if n.startswith(incomplete.lower())]
+
+
 def action_types(incomplete: str) -> list[str]:
     from dataengine.actions.schema import TYPES  # Polars comes with it: a tenth of a second, once per tab
 

@@ -20,6 +20,7 @@ def doctor(
     ctx: typer.Context,
     offline: Annotated[bool, typer.Option("--offline", help="Do not send the request that checks the keys.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    source: Annotated[str | None, typer.Option("--source", metavar="NAME", help="Whose keys to check: alpaca, massive or sample. Default: the source setting.", show_default=False)] = None,
 ) -> None:
     """Check the set-up: settings and where each came from, the keys (one request), the store.
 
@@ -27,10 +28,11 @@ def doctor(
 
     Exit 0 ready · 2 keys missing or a setting malformed (nothing sent) · 3 keys rejected or the data URL unreachable.
     """
+    from dataengine.orchestration.sources import secrets
     from dataengine.reports.doctor import diagnose
 
-    settings = ctx.obj.settings()
-    ctx.obj.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
+    settings = ctx.obj.settings(source=source)
+    ctx.obj.secrets |= secrets(settings)
     report = diagnose(settings, ctx.obj.store(settings), check_keys=not offline)
     typer.echo(json.dumps(report.asdict(), default=str) if json_out else render(report))
     raise typer.Exit(report.exit_code)

@@ -32,6 +32,7 @@ def gaps(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
+    source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Whose dataset: alpaca, massive or sample. Default: the source setting.", show_default=False)] = None,
 ) -> None:
     """Report sessions with no bars at all (true gaps) apart from quiet minutes inside sessions.
 
@@ -39,8 +40,8 @@ def gaps(
 
     Exit 0 when there is no true gap, 1 when there is (after --repair: when some remain), 2 for bad input.
     """
-    settings = ctx.obj.settings()
-    key = DatasetKey.of(timeframe, adjustment)
+    settings = ctx.obj.settings(source=source)
+    key = DatasetKey.of(timeframe, adjustment, settings.source)
     first = parse_bound(start, is_end=False, name="--start") if start else None
     last = parse_bound(end, is_end=True, name="--end") if end else None
     if start and end and first is not None and last is not None:
@@ -55,7 +56,7 @@ def gaps(
     repaired = None
     if not repair:
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,
-                            sip_delay_minutes=settings.sip_delay_minutes)
+                            sip_delay_minutes=settings.sip_delay_minutes, settings=settings)
     else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
         from dataengine.orchestration.progress import choose_reporter

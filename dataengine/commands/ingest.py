@@ -9,7 +9,6 @@ import typer
 
 from dataengine.commands import completion
 from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
-from dataengine.config import url_secrets
 from dataengine.errors import UsageError, exit_code_for
 from dataengine.orchestration.progress import ProgressReporter
 
@@ -34,6 +33,7 @@ WaitTimeout = Annotated[float | None, typer.Option("--wait-timeout", metavar="SE
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Ignore what is stored and fetch the whole range again.")]
 Lag = Annotated[int, typer.Option("--lag", metavar="N", help="Sessions of the last fetch to fetch again for late corrections (0 = none).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what is stored, what would be fetched, estimated requests) and fetch nothing.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Where bars come from: alpaca, massive, or sample (synthetic bars, no key, no network). Each source has its own datasets. Default: the source setting (alpaca).", show_default=False)]
 
 
 def ingest(
@@ -54,16 +54,17 @@ def ingest(
     asof: Asof = None,
     since: Since = None,
     days: Days = None,
+    source: SourceOpt = None,
 ) -> None:
     """Fetch bars for the given symbols and store each bar exactly once.
 
-    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --days 5 · dataengine ingest NVDA --dry-run
+    Examples: dataengine ingest AAPL MSFT --start 2024-01-01 -t day · dataengine ingest NVDA --days 5 · dataengine ingest AAPL MSFT --source sample -t day --days 30
 
     Exit 0 all done · 1 some symbols failed (or none had data) · 2 bad input, nothing fetched · 3 fatal (keys, 4xx, store locked) · 130 Ctrl-C · 143 SIGTERM · 129 SIGHUP.
     """
     start = first_day(start, since, days, end)
     args = IngestArgs(symbols, None, None, start, end, timeframe, feed, adjustment, workers, json_out, wait,
-                      wait_timeout, full_refresh, lag, dry_run, asof)
+                      wait_timeout, full_refresh, lag, dry_run, asof, source)
     _ingest(ctx.obj, args, command_line(ctx))
 
 
@@ -86,6 +87,7 @@ def ingest_csv(
     asof: Asof = None,
     since: Since = None,
     days: Days = None,
+    source: SourceOpt = None,
 ) -> None:
     """Fetch bars for every symbol of a CSV or text file.
 
@@ -95,7 +97,7 @@ def ingest_csv(
     """
     start = first_day(start, since, days, end)
     args = IngestArgs(None, path, index_name, start, end, timeframe, feed, adjustment, workers, json_out, wait,
-                      wait_timeout, full_refresh, lag, dry_run, asof)
+                      wait_timeout, full_refresh, lag, dry_run, asof, source)
     _ingest(ctx.obj, args, command_line(ctx))
 
 
@@ -119,6 +121,7 @@ class IngestArgs:
     lag: int
     dry_run: bool
     asof: str | None = None
+    source: str | None = None
 
 
 def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
@@ -127,9 +130,10 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
     try:
         if args.workers is not None and args.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {args.workers}")
-        settings = state.settings(workers=args.workers)
-        state.secrets |= {s for s in (settings.api_key_id, settings.api_secret_key) if s and len(s) >= 4}
-        state.secrets |= url_secrets(settings.data_url)
+        settings = state.settings(workers=args.workers, source=args.source)
+        from dataengine.orchestration import sources
+
+        state.secrets |= sources.secrets(settings)
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline  # imports Polars: only here
         from dataengine.orchestration.request import IngestOptions
         from dataengine.storage.metadata_store import validate_index_name
@@ -138,8 +142,9 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             validate_index_name(args.index_name)  # before the run, not after hours of it
 
         what = f"ingest-csv {args.path}" if args.path else "ingest"
+        info = sources.chosen(settings, None)
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
-                 f" · {args.feed}/{args.adjustment}")
+                 f" · {args.feed}/{args.adjustment}" + (f" · {info.title}" if info.name != "alpaca" else ""))
         from dataengine.orchestration.progress import choose_reporter  # Rich: only on a terminal
 
         progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
@@ -148,12 +153,14 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             lock_timeout=args.wait_timeout, command=command,
         )
         options = IngestOptions(feed=args.feed, adjustment=args.adjustment, full_refresh=args.full_refresh,
-                                lag=args.lag, asof=args.asof)
+                                lag=args.lag, asof=args.asof, source=info.name)
         if args.path is not None:
             request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, options)
         else:
             request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options)
         if args.dry_run:
+            for note in request.range.notes if not state.quiet else ():
+                typer.echo(f"note: {note}", err=True)
             plan = pipeline.dry_run(request)
             emit(plan if args.json_out else _format_plan(plan), args.json_out)
             return
@@ -185,8 +192,9 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
 def _format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
-        f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars; "
-        f"{plan['symbols_up_to_date']} already up to date (ranges in New York time)"
+        f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars"
+        + (f" from {plan['source']}" if plan.get("source", "alpaca") != "alpaca" else "")
+        + f"; {plan['symbols_up_to_date']} already up to date (ranges in New York time)"
     ]
     todo = [(s, spans) for s, spans in plan["todo"].items() if spans]
     for symbol, spans in todo[:20]:

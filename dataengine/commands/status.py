@@ -30,7 +30,8 @@ def status(
 
     settings = ctx.obj.settings()
     root = ctx.obj.existing_store(settings)
-    report = (symbol_status(root, symbol, history_start=settings.default_start, sip_delay_minutes=settings.sip_delay_minutes)
+    report = (symbol_status(root, symbol, history_start=settings.default_start, sip_delay_minutes=settings.sip_delay_minutes,
+                            settings=settings)
               if symbol else store_status(root, runs=runs))
     if json_out:
         typer.echo(json.dumps(report, default=str))
@@ -60,13 +61,15 @@ def render_store(report: dict[str, Any]) -> str:
     lines.append("")
     if report["datasets"]:
         lines += _table(
-            ["dataset", "timeframe", "adjustment", "feed", "symbols", "rows", "first bar (UTC)", "last bar (UTC)", "on disk"],
+            ["dataset", "source", "timeframe", "adjustment", "feed", "symbols", "rows", "first bar (UTC)", "last bar (UTC)", "on disk"],
             [
-                [d["name"], d["timeframe"], d["adjustment"], d["feed"] or "?", f"{d['symbols']:,}", f"{d['rows']:,}",
+                [d["name"], _source(d), d["timeframe"], d["adjustment"], d["feed"] or "?", f"{d['symbols']:,}", f"{d['rows']:,}",
                  _when(d["first_bar"]), _when(d["last_bar"]), _size(d["disk_bytes"])]
                 for d in report["datasets"]
             ],
+            drop=() if _other_sources(report["datasets"]) else (1,),
         )
+        lines += _synthetic_note(report["datasets"])
     else:
         lines.append("No bars stored yet.")
     lines += ["", "Recent runs:" if report["runs"] else "Recent runs: none recorded"]
@@ -108,14 +111,33 @@ def render_symbol(report: dict[str, Any]) -> str:
         return "\n".join([f"{report['symbol']}: no bars stored in {report['root']}", *notes])
     lines = [f"{report['symbol']} in {report['root']}", *notes, ""]
     lines += _table(
-        ["dataset", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing"],
+        ["dataset", "source", "feed", "rows", "first bar (UTC)", "last bar (UTC)", "months", "missing"],
         [
-            [d["name"], d["feed"] or "?", f"{d['rows']:,}", _when(d["first_bar"]), _when(d["last_bar"]),
+            [d["name"], _source(d), d["feed"] or "?", f"{d['rows']:,}", _when(d["first_bar"]), _when(d["last_bar"]),
              f"{d['months_held']} ({d['first_month']}..{d['last_month']})", _missing(d)]
             for d in report["datasets"]
         ],
+        drop=() if _other_sources(report["datasets"]) else (1,),
     )
+    lines += _synthetic_note(report["datasets"])
     return "\n".join(lines)
+
+
+def _other_sources(datasets: list[dict[str, Any]]) -> bool:
+    """A source column only where it says something: a store of Alpaca's bars alone shows its tables as before."""
+    return any(d.get("source", "alpaca") != "alpaca" for d in datasets)
+
+
+def _source(dataset: dict[str, Any]) -> str:
+    return f"{dataset['source']} (synthetic)" if dataset.get("synthetic") else str(dataset.get("source", "alpaca"))
+
+
+def _synthetic_note(datasets: list[dict[str, Any]]) -> list[str]:
+    """The sample source's datasets said to be what they are, under any table that shows them."""
+    made_up = [d["name"] for d in datasets if d.get("synthetic")]
+    if not made_up:
+        return []
+    return [f"note: {', '.join(made_up)}: synthetic bars from --source sample, not market data"]
 
 
 def _missing(dataset: dict[str, Any]) -> str:
@@ -127,7 +149,9 @@ def _missing(dataset: dict[str, Any]) -> str:
     return "; ".join(parts) or "none"
 
 
-def _table(headers: list[str], rows: list[list[str]], indent: str = "") -> list[str]:
+def _table(headers: list[str], rows: list[list[str]], indent: str = "", drop: tuple[int, ...] = ()) -> list[str]:
+    headers = [h for i, h in enumerate(headers) if i not in drop]
+    rows = [[c for i, c in enumerate(r) if i not in drop] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     fmt = indent + "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]

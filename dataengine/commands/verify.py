@@ -10,10 +10,14 @@ import typer
 from dataengine.commands import completion
 from dataengine.commands.common import command_line
 from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 
 if TYPE_CHECKING:
+    from dataengine.config import Settings
+    from dataengine.reports.crosscheck import CrossCheckReport
     from dataengine.reports.verify import VerifyReport
+    from dataengine.storage.store import StorePath
 
 
 def register(app: typer.Typer) -> None:
@@ -28,26 +32,41 @@ def verify_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
+    source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Only this source's datasets (default: every dataset; with --against: the stored side, default the source setting).", show_default=False)] = None,
+    against: Annotated[str | None, typer.Option("--against", metavar="SOURCE", autocompletion=completion.sources, help="Fetch the same symbol-months from this other source (nothing stored) and report bars only one side has and prices or volumes beyond the tolerances.", show_default=False)] = None,
+    sample: Annotated[int | None, typer.Option("--sample", metavar="N", min=1, help="With --against: check N symbol-months drawn at random (--seed), not all of them.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="With --sample: the draw's seed, 0 unless given (the same seed checks the same months).", show_default=False)] = 0,
+    price_tolerance: Annotated[float, typer.Option("--price-tolerance", metavar="R", min=0, help="With --against: open/high/low/close may differ by this relative amount (0.002 = 0.2%).")] = 0.002,
+    volume_tolerance: Annotated[float, typer.Option("--volume-tolerance", metavar="R", min=0, help="With --against: volume may differ by this relative amount (0.10 = 10%).")] = 0.10,
+    max_share: Annotated[float, typer.Option("--max-share", metavar="R", min=0, help="With --against: a symbol-month is flagged when more than this share of its bars (0.01 = 1%) differ or are on one side only.")] = 0.01,
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
     none that was written once gone; and the metadata: coverage and run ledgers line by line, dataset records,
-    corporate-action files. Names each damaged or missing partition, line and file.
+    corporate-action files. Names each damaged or missing partition, line and file. With --against SOURCE,
+    compare the stored bars with another vendor's instead (nothing is stored or changed).
 
-    Examples: dataengine verify · dataengine verify AAPL -t minute --repair
+    Examples: dataengine verify · dataengine verify AAPL -t minute --repair · dataengine verify --against massive -t day --sample 20
 
-    Exit 0 when the store is whole (after --repair: whole again), 1 when damage remains, 2 for bad input.
+    Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input, 3 keys rejected (--against).
     """
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
     from dataengine.storage import layout
 
-    settings = ctx.obj.settings()
+    settings = ctx.obj.settings(source=source)
     root = ctx.obj.existing_store(settings)
     wanted = clean_symbols(symbols, source="symbols") if symbols else None
-    datasets = None
-    if timeframe is not None:
-        label = DatasetKey.of(timeframe).timeframe.label
-        datasets = [d for d in layout.dataset_names(root) if layout.describe_dataset(d)["label"] == label]
+    if against is not None:
+        if repair_it:
+            raise UsageError("--against compares with another source and changes nothing: not with --repair")
+        _against(ctx, root, settings, against, timeframe, wanted, sample, seed, json_out,
+                 (price_tolerance, volume_tolerance, max_share))
+        return
+    datasets: list[str] | None = None  # every dataset of every source
+    if timeframe is not None or source is not None:
+        label = DatasetKey.of(timeframe).timeframe.label if timeframe is not None else None
+        datasets = [d for d in layout.dataset_names(root, settings.source if source is not None else None)
+                    if label is None or layout.describe_dataset(d)["label"] == label]
     if not repair_it:
         report = verify(root, datasets=datasets, symbols=wanted)
     else:
@@ -68,6 +87,61 @@ def verify_command(
             typer.echo(f"repaired: {note}")
     typer.echo(json.dumps(report.asdict()) if json_out else render(report))
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: str, timeframe: str | None,
+             symbols: list[str] | None, sample: int | None, seed: int, json_out: bool,
+             tolerance: tuple[float, float, float]) -> None:
+    """``verify --against``: one library call per raw dataset of the stored source (``-t``: that size only)."""
+    from datetime import datetime
+
+    from dataengine.orchestration import sources
+    from dataengine.reports.crosscheck import Tolerances, check_pair, crosscheck
+    from dataengine.storage import dataset_record, layout
+    from dataengine.timerange import NEW_YORK
+
+    other = sources.chosen(settings, against).name
+    keys = [DatasetKey.from_name(n) for n in layout.dataset_names(root, settings.source)]
+    keys = [k for k in keys if k.adjustment == "raw" and (timeframe is None or k.timeframe == DatasetKey.of(timeframe).timeframe)]
+    if not keys:
+        raise UsageError(f"no raw {timeframe or ''} dataset of {settings.source} in {root} to check against {other}"
+                         .replace("  ", " "))
+    for key in keys:
+        check_pair(key, other, str((dataset_record.read(root, key) or {}).get("feed") or "sip"))
+    sources.check_keys(settings, other)
+    ctx.obj.secrets |= sources.secrets(settings)
+    factory = sources.factory(settings, other)
+    limits = sources.limits(settings, other, datetime.now(NEW_YORK).date())
+    reports = [crosscheck(root, key, other, factory, symbols=symbols, sample=sample, seed=seed,
+                          tolerances=Tolerances(*tolerance), limits=limits) for key in keys]
+    if json_out:
+        typer.echo(json.dumps({"checks": [r.asdict() for r in reports], "ok": all(r.ok for r in reports),
+                               "exit_code": 0 if all(r.ok for r in reports) else 1}, default=str))
+    else:
+        typer.echo("\n\n".join(render_crosscheck(r) for r in reports))
+    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+
+
+def render_crosscheck(report: CrossCheckReport) -> str:
+    t = report.tolerances
+    skipped = sum(1 for m in report.months if m.skipped)
+    lines = [f"{report.dataset} ({report.source}) against {report.against}: {len(report.months)} symbol-month(s), "
+             f"{report.requests} request(s), {report.flagged} beyond the thresholds (price {t.price:.2%}, volume "
+             f"{t.volume:.0%}, more than {t.share:.0%} of a month's bars)"
+             + (f", {skipped} skipped (not served by {report.against} on your plan)" if skipped else ""), ""]
+    rows = [[m.symbol, m.month, str(m.stored), str(m.other), str(m.only_stored), str(m.only_other), str(m.price_differs),
+             str(m.volume_differs), f"{m.max_price_diff:.3%}", f"{m.max_volume_diff:.1%}",
+             "error" if m.error else "skipped" if m.skipped else "DIFFERS" if m.flagged else "ok"] for m in report.months]
+    headers = ["symbol", "month", "stored", report.against, f"only {report.source}", f"only {report.against}",
+               "price>tol", "volume>tol", "max price diff", "max volume diff", "result"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines += ["  ".join(f"{h:<{w}}" for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for m in report.months:
+        if m.error or m.skipped or m.flagged:
+            detail = m.error or m.skipped or "; ".join(m.examples)
+            lines.append(f"  {m.symbol} {m.month}: {detail}")
+    return "\n".join(lines)
 
 
 def render(report: VerifyReport) -> str:

@@ -11,6 +11,7 @@ TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", 
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait for a run holding the store instead of exiting 3.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", metavar="NAME", help="Whose dataset: alpaca, massive or sample. Default: the source setting.", show_default=False)]
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +28,7 @@ def versions(
     keep_days: Annotated[float | None, typer.Option("--keep-days", metavar="N", help="With --prune: keep every version current in the last N days (default: keep_versions_days, 30).", min=0)] = None,
     json_out: JsonOut = False,
     wait: Wait = False,
+    source: SourceOpt = None,
 ) -> None:
     """List a dataset's versions (every run that changed it is one), newest first: number, time, run, what
     made it, partitions and rows changed, tags. Other engines open the Delta table it names (delta_path).
@@ -39,7 +41,7 @@ def versions(
     from dataengine.reports.versions import prune_versions, versions_report
     from dataengine.storage.store_root import check_readable_root
 
-    settings = ctx.obj.settings()
+    settings = ctx.obj.settings(source=source)
     root = check_readable_root(ctx.obj.store(settings))
     if prune:
         days = keep_days if keep_days is not None else settings.keep_versions_days
@@ -52,7 +54,7 @@ def versions(
                 typer.echo(f"  {name}: {done['files_deleted']} file(s) deleted, {done['bytes_freed']:,} bytes, "
                            f"versions kept from {done['oldest_kept']}")
         return
-    shown = versions_report(root, DatasetKey.of(timeframe, adjustment), limit=limit)
+    shown = versions_report(root, DatasetKey.of(timeframe, adjustment, settings.source), limit=limit)
     typer.echo(json.dumps(shown) if json_out else render(shown))
 
 
@@ -79,6 +81,7 @@ def tag_command(
     adjustment: AdjustmentOpt = "raw",
     json_out: JsonOut = False,
     wait: Wait = False,
+    source: SourceOpt = None,
 ) -> None:
     """Pin a version of a dataset under a name: it is never pruned, and read_bars(..., tag=NAME),
     connect(tag=NAME) and dataengine query --tag NAME read it. A tag never moves.
@@ -91,8 +94,9 @@ def tag_command(
     from dataengine.reports.versions import pin_version, table_of
     from dataengine.storage.store_root import check_readable_root
 
-    root = check_readable_root(ctx.obj.store())
-    key = DatasetKey.of(timeframe, adjustment)
+    settings = ctx.obj.settings(source=source)
+    root = check_readable_root(ctx.obj.store(settings))
+    key = DatasetKey.of(timeframe, adjustment, settings.source)
     pinned = pin_version(root, key, name, version, wait=wait)
     dataset = table_of(root, key).dataset
     typer.echo(json.dumps({"tag": name, "dataset": dataset, "version": pinned}) if json_out

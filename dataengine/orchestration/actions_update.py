@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
-from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, empty_actions
+from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, empty_actions, of_source
 from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
 from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
+from dataengine.sources.source import DEFAULT_SOURCE
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, write_json_map
@@ -56,9 +57,16 @@ class ActionsUpdate:
 
 
 def update_actions(
-    root: StorePath, symbols: Sequence[str], start: date, source: ActionSource, *, batches: list[list[str]], feed: str = "sip",
+    root: StorePath, symbols: Sequence[str], start: date, client: ActionSource, *, feed: str = "sip",
+    source: str = DEFAULT_SOURCE,
 ) -> ActionsUpdate:
-    """Fetch and store the actions of ``symbols`` processed from ``start`` to today; fill dividend closes."""
+    """Fetch and store the actions of ``symbols`` processed from ``start`` to today from ``client``, a client
+    of ``source`` (its actions are tagged with it, and it is recorded as asked for them), in the batches one
+    of its requests takes (a failed batch fails its symbols only); fill dividend closes."""
+    from dataengine.orchestration.planner import symbol_batches
+    from dataengine.sources.source import source_info
+
+    batches = symbol_batches(symbols, source_info(source))
     update = ActionsUpdate()
     now = datetime.now(NEW_YORK)
     # Declared actions are listed ahead of their process date (a dividend's is its payable date, weeks after
@@ -68,35 +76,39 @@ def update_actions(
     for batch in batches:
         try:
             try:
-                frames.append(source.fetch_actions(batch, start, end))
+                frames.append(client.fetch_actions(batch, start, end))
             except RequestRejectedError:
                 if end == now.date():
                     raise
-                log.warning("Alpaca refused corporate actions with a future end date; asking up to today from now on")
+                log.warning("%s refused corporate actions with a future end date; asking up to today from now on", source)
                 end = now.date()
-                frames.append(source.fetch_actions(batch, start, end))
+                frames.append(client.fetch_actions(batch, start, end))
         except (TransientSourceError, TerminalSourceError) as exc:
             for symbol in batch:
                 update.failed[symbol] = f"corporate actions not fetched: {exc}"
     if frames:
         update.changed = ActionStore(root).merge(pl.concat(frames))
     ok = [s for s in symbols if s not in update.failed]
-    FetchedLog(root).record(ok, start, now.isoformat(timespec="seconds"))
+    FetchedLog(root, source).record(ok, start, now.isoformat(timespec="seconds"))
     try:
-        fill_dividend_closes(root, ok, source, feed=feed)
+        fill_dividend_closes(root, ok, client, feed=feed, source=source)
     except (TransientSourceError, TerminalSourceError) as exc:
         for symbol in ok:
             update.failed[symbol] = f"closes before dividends not fetched: {exc}"
     return update
 
 
-def fill_dividend_closes(root: StorePath, symbols: Sequence[str], source: object, *, feed: str = "sip") -> int:
-    """Record C, the raw close of the last session before each cash dividend's ex-date, for ``symbols``:
-    from the store's raw daily bars when they hold it, else from daily bars fetched for the purpose (one
-    multi-symbol request per 10,000 bars). Returns how many closes were added."""
+def fill_dividend_closes(
+    root: StorePath, symbols: Sequence[str], client: object, *, feed: str = "sip", source: str = DEFAULT_SOURCE,
+) -> int:
+    """Record C, the raw close of the last session before each of ``source``'s cash dividends' ex-date, for
+    ``symbols``: from the store's raw daily bars of that source when they hold it, else from daily bars
+    ``client`` fetches for the purpose (one multi-symbol request per 10,000 bars). Returns how many closes were
+    added. The closes are one table keyed by (symbol, ex-date): the official close before a dividend is one fact,
+    whichever vendor told it, so a close already known is not asked for again."""
     closes = CloseStore(root)
     dividends = (
-        ActionStore(root).load()
+        of_source(ActionStore(root).load(), source)
         .filter((pl.col("type") == DIVIDEND_TYPE) & pl.col("symbol").is_in(list(symbols)) & pl.col("ex_date").is_not_null())
         .select("symbol", "ex_date").unique()
     )
@@ -106,15 +118,15 @@ def fill_dividend_closes(root: StorePath, symbols: Sequence[str], source: object
     low, last = need["ex_date"].min(), need["ex_date"].max()
     assert isinstance(low, date) and isinstance(last, date)
     first = low - timedelta(days=CLOSE_LOOKBACK_DAYS)
-    daily = _stored_daily(root, need["symbol"].unique().to_list(), first, last)
+    daily = _stored_daily(root, need["symbol"].unique().to_list(), first, last, source)
     found = _closes_before(need, daily)
     still = need.join(found.select("symbol", "ex_date"), on=["symbol", "ex_date"], how="anti")
-    if still.height and hasattr(source, "iter_pages"):
+    if still.height and hasattr(client, "iter_pages"):
         low, high = still["ex_date"].min(), still["ex_date"].max()
         assert isinstance(low, date) and isinstance(high, date)
         lo = datetime.combine(low - timedelta(days=CLOSE_LOOKBACK_DAYS), time(), NEW_YORK)
         hi = datetime.combine(high, time(), NEW_YORK)
-        pages = source.iter_pages(
+        pages = client.iter_pages(
             still["symbol"].unique().sort().to_list(), parse_timeframe("day"), lo.astimezone(timezone.utc),
             hi.astimezone(timezone.utc), feed=feed, adjustment="raw",
         )
@@ -124,14 +136,14 @@ def fill_dividend_closes(root: StorePath, symbols: Sequence[str], source: object
     return closes.add(found)
 
 
-def _stored_daily(root: StorePath, symbols: list[str], first: date, last: date) -> pl.DataFrame:
+def _stored_daily(root: StorePath, symbols: list[str], first: date, last: date, source: str) -> pl.DataFrame:
     from dataengine.datasets import DatasetKey
     from dataengine.read import read_bars
 
-    if not layout.dataset_dir(root, DatasetKey.of("day", "raw")).is_dir():
+    if not layout.dataset_dir(root, DatasetKey.of("day", "raw", source)).is_dir():
         return pl.DataFrame(schema={"symbol": pl.String, "timestamp": pl.Datetime("us", "UTC"), "close": pl.Float64})
     # a symbol without daily bars is normal here: its closes are fetched instead
-    return read_bars(symbols, first, last, "day", storage_dir=root, columns=["close"], missing="ignore")
+    return read_bars(symbols, first, last, "day", storage_dir=root, columns=["close"], missing="ignore", source=source)
 
 
 def _closes_before(need: pl.DataFrame, daily: pl.DataFrame) -> pl.DataFrame:
@@ -216,7 +228,7 @@ def stale_adjusted(root: StorePath, request: IngestRequest, coverage: CoverageLe
     first = {s: min(p.start for p in pieces) for s, pieces in coverage.pieces().items() if pieces}
     wanted = {s: first[s].astimezone(NEW_YORK).date() for s in request.symbols if s in first}
     recorded = FetchedUnder(root, request.dataset.dirname).load()
-    stale = stale_symbols(ActionStore(root).load(), recorded, wanted, request.adjustment)
+    stale = stale_symbols(of_source(ActionStore(root).load(), request.source), recorded, wanted, request.adjustment)
     for symbol, reason in stale.items():
         log.warning("%s: re-fetching its stored %s bars: %s", symbol, request.dataset.dirname, reason)
     return stale
@@ -243,7 +255,7 @@ def record_fetched_under(root: StorePath, request: IngestRequest, result: Ingest
         return
     under = FetchedUnder(root, request.dataset.dirname)
     known = under.load()
-    actions = ActionStore(root).load()
+    actions = of_source(ActionStore(root).load(), request.source)
     for symbol in result.successful:
         known[symbol] = action_ids(actions, symbol, request.adjustment)
     under.save(known)

@@ -13,16 +13,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dataengine.config import Settings, url_secrets
-from dataengine.counters import copy_counters
+from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DataEngineError
 from dataengine.loaders.symbol_loader import SymbolLoader
+from dataengine.orchestration import sources
 from dataengine.orchestration.actions_update import (
     ActionsUpdate,
     record_fetched_under,
@@ -31,13 +31,13 @@ from dataengine.orchestration.actions_update import (
     update_actions,
 )
 from dataengine.orchestration.api_progress import api_reporter
-from dataengine.orchestration.planner import Plan, plan_request, within_url_limit
+from dataengine.orchestration.planner import Plan, plan_request
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run import IngestRun
 from dataengine.orchestration.run_guard import locked_and_recorded
-from dataengine.sources.source import BarSource, SourceFactory, WaitHook
+from dataengine.sources.source import BarSource, SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
@@ -87,8 +87,8 @@ class IngestionPipeline:
         index metadata all live under it. ``progress``, the library's only output (it logs, never prints): by
         default a display when someone watches (stderr a terminal, IPython, Jupyter), else none; ``False``
         none, ``True`` always, or your own :class:`ProgressReporter` (:mod:`.api_progress`). ``source``:
-        what makes one bar source per worker thread for each run (default: Alpaca clients from the settings,
-        sharing one pacer per run). ``wait_for_lock``: when another process holds the store, wait for it (at
+        what makes one bar source per worker thread for every run, whatever source a run names (default: the
+        named source's clients from the settings, sharing one pacer per run: :mod:`.sources`). ``wait_for_lock``: when another process holds the store, wait for it (at
         most ``lock_timeout`` seconds) instead of raising :class:`~dataengine.errors.LockError` at once.
         ``command``: the command line the run ledger records (default ``sys.argv``; secrets masked)."""
         settings = settings or Settings.load()
@@ -108,7 +108,7 @@ class IngestionPipeline:
         self.wait_for_lock = wait_for_lock or lock_timeout is not None
         self.lock_timeout = lock_timeout
         self._held: RunLock | None = None  # the run lock, while :meth:`holding_store` holds it
-        self.command = mask_secrets(list(command) if command is not None else sys.argv, (settings.api_key_id, settings.api_secret_key, *url_secrets(settings.data_url)))
+        self.command = mask_secrets(list(command) if command is not None else sys.argv, sources.secrets(settings))
 
     # -- public API (names from the product description) ---------------------------------------------------
 
@@ -123,7 +123,7 @@ class IngestionPipeline:
         """Fetch and store ``symbols`` over ``[start_date, end_date]`` (New York days, inclusive).
 
         ``options`` are :class:`IngestOptions`' fields (``feed``, ``adjustment``, ``full_refresh``, ``lag``,
-        ``asof``). Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent
+        ``asof``, ``source``: ``alpaca``, ``massive``, ``sample``; default the ``source`` setting). Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent
         sessions of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches
         everything. Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
         :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
@@ -174,12 +174,15 @@ class IngestionPipeline:
         """Validate everything a run needs (no request is sent, nothing is written); ``ranges``: exactly these
         per-symbol ranges instead of what coverage says (a repair). A dataset keeps the ``asof`` it was created
         with."""
+        name = sources.chosen(self.settings, options.source).name
+        today = datetime.now(NEW_YORK).date()
         request = build_request(
-            symbols, start_date, end_date, timeframe, options, ranges=ranges,
-            sip_delay_minutes=self.settings.sip_delay_minutes, default_start=self.settings.default_start,
+            symbols, start_date, end_date, timeframe, options, ranges=ranges, default_source=name,
+            default_start=sources.history_start(self.settings, name, today),
+            limits=sources.limits(self.settings, name, today),
         )
         if self.source is None:
-            self.settings.credentials()  # the default source needs keys: say so before anything runs
+            sources.check_keys(self.settings, name)  # the source needs keys: say so before anything runs
         check_writable_root(self.root)
         self.storage.check_feed(request.dataset, request.feed, request.asof)
         return request
@@ -204,7 +207,7 @@ class IngestionPipeline:
         """Per-symbol ranges still to fetch, and the units that fetch them (nothing is sent)."""
         return plan_request(
             request, self.storage, coverage or self.coverage(request.dataset), workers=self.max_workers,
-            requests_per_minute=self.settings.requests_per_minute, persist=persist,
+            requests_per_minute=sources.pace(self.settings, request.source), persist=persist,
         )
 
     def dry_run(self, request: IngestRequest) -> dict[str, object]:
@@ -228,6 +231,7 @@ class IngestionPipeline:
             start=request.range.start.isoformat(),
             end=request.range.end.isoformat(),
             symbols_requested=len(request.symbols),
+            source=request.source,
         )
         new_store = check_writable_root(self.root)  # before the lock file makes it look like a store
         with locked_and_recorded(
@@ -237,7 +241,7 @@ class IngestionPipeline:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
             self.storage.take_written()
             version = DatasetVersion(self.root, request.dataset.dirname, Provenance(
-                run_id=record.run_id, source="alpaca", feed=request.feed, adjustment=request.adjustment,
+                run_id=record.run_id, source=request.source, feed=request.feed, adjustment=request.adjustment,
                 asof=request.asof, command=" ".join(self.command)))
             version.begin()  # before the first write: adopts an unversioned dataset as version 0
             try:
@@ -252,39 +256,43 @@ class IngestionPipeline:
                 _refresh_status_cache(self.root, request, written)
         return result
 
-    def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None) -> IngestResult:
-        """Fetch and store the corporate actions of ``symbols`` (default: every symbol in the store) processed
-        from ``start_date`` (default ``default_start``) to today, without fetching bars; under the run lock,
-        with a ledger record, like a run. The result's ``actions_new`` counts new or changed actions."""
+    def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None, *,
+                                 source: str | None = None) -> IngestResult:
+        """Fetch and store the corporate actions of ``symbols`` (default: every symbol of the source's datasets)
+        from ``source`` (default: the ``source`` setting) processed from ``start_date`` (default
+        ``default_start``) to today, without fetching bars; under the run lock, with a ledger record, like a
+        run. The result's ``actions_new`` counts new or changed actions."""
         from dataengine.loaders.symbol_loader import clean_symbols
         from dataengine.timerange import parse_bound
 
-        root = self.root
+        root, name = self.root, sources.chosen(self.settings, source).name
         if symbols is None:
-            wanted = sorted({s for name in layout.dataset_names(root) for s in layout.symbols_in(layout.dataset_dir(root, name))})
+            wanted = sorted({s for d in layout.dataset_names(root, name) for s in layout.symbols_in(layout.dataset_dir(root, d))})
         else:
             wanted = sorted(clean_symbols(list(symbols), source="symbols"))
+        if self.source is None and wanted:
+            sources.check_keys(self.settings, name)
         start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()
-        record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted))
+        record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted), source=name)
         check_writable_root(root)
         with locked_and_recorded(
             root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
             held=self._held,
         ) as outcome:
             started = time.monotonic()
-            source = (self.source or _alpaca_factory(self.settings))(stop=threading.Event(), on_wait=None)
+            client = (self.source or sources.factory(self.settings, name))(stop=threading.Event(), on_wait=None)
             try:
-                update = self._update_actions_of(wanted, start, source, feed="sip")
+                update = self._update_actions_of(wanted, start, client, feed="sip", source=name)
             finally:
-                source.close()
+                client.close()
                 _record_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
                                                  command=" ".join(self.command)))
             result = IngestResult(
                 successful=[s for s in wanted if s not in update.failed], failed=dict(sorted(update.failed.items())),
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
-                elapsed_s=round(time.monotonic() - started, 3),
+                elapsed_s=round(time.monotonic() - started, 3), source=name,
             )
-            _count_requests(source, result)
+            result.count_requests(client.stats)
             outcome.result = result
         return result
 
@@ -294,7 +302,8 @@ class IngestionPipeline:
         hi = max(b for spans in ranges.values() for _, b in spans)
         feed = (self.storage.dataset_info(dataset) or {}).get("feed", "sip")
         request = self.prepare(
-            list(ranges), lo, hi, dataset.timeframe, IngestOptions(feed=feed, adjustment=dataset.adjustment), ranges=ranges,
+            list(ranges), lo, hi, dataset.timeframe,
+            IngestOptions(feed=feed, adjustment=dataset.adjustment, source=dataset.source), ranges=ranges,
         )
         return self.run(request)
 
@@ -305,15 +314,15 @@ class IngestionPipeline:
         self.storage.remove_stale_temp_files()
         request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
         coverage = self.coverage(request.dataset)
-        make_source = self.source or _alpaca_factory(self.settings)
+        make_source = self.source or sources.factory(self.settings, request.source)
         stop = threading.Event()
         actions_source = make_source(stop=stop, on_wait=None)
         try:
             update = self._update_actions(request, actions_source)
         except BaseException as exc:
             actions_source.close()
-            if isinstance(exc, DataEngineError):  # keys rejected, Alpaca unreachable: fatal for the run as for bars
-                exc.result = _not_started(request, exc, actions_source, run_id, str(self.root))
+            if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
+                exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(self.root))
                 exc.result.elapsed_s = round(time.monotonic() - started, 3)
                 self.progress.finish(exc.result)
             raise
@@ -335,6 +344,7 @@ class IngestionPipeline:
         )
         run.result.refetched = stale
         run.result.actions_new = update.changed.height
+        run.result.source = request.source
         result = run.execute()
         record_fetched_under(self.root, request, result)
         return result
@@ -344,13 +354,13 @@ class IngestionPipeline:
         if not hasattr(source, "fetch_actions"):
             return ActionsUpdate()  # a source without corporate actions (a test double, another vendor)
         start = request.range.start.astimezone(NEW_YORK).date()
-        return self._update_actions_of(request.symbols, start, source, feed=request.feed)
+        return self._update_actions_of(request.symbols, start, source, feed=request.feed, source=request.source)
 
-    def _update_actions_of(self, symbols: Sequence[str], start: date, source: BarSource, *, feed: str) -> ActionsUpdate:
-        if not symbols:
+    def _update_actions_of(self, symbols: Sequence[str], start: date, client: BarSource, **how: str) -> ActionsUpdate:
+        if not symbols:  # ``how``: update_actions' feed= and source=
             return ActionsUpdate()
         self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
-        return update_actions(self.root, symbols, start, source, batches=within_url_limit(symbols), feed=feed)
+        return update_actions(self.root, symbols, start, client, **how)
 
 
 def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], result: IngestResult | None, *,
@@ -373,39 +383,6 @@ def _record_actions(root: StorePath, provenance: Provenance, *, besides: Dataset
         record_actions(root, provenance, besides=besides)
     except DataEngineError as exc:
         log.error("the corporate actions stored were not recorded in a version yet (the next run does it): %s", exc)
-
-
-def _not_started(request: IngestRequest, error: Exception, source: BarSource, run_id: str, root: str) -> IngestResult:
-    """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
-    result = IngestResult(
-        failed={symbol: f"not fetched: {error}" for symbol in sorted(request.symbols)},
-        timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
-        start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
-    )
-    _count_requests(source, result)
-    return result
-
-
-def _count_requests(source: BarSource, result: IngestResult) -> None:
-    """A result of requests only (no bar written): the source's counters, rows zero."""
-    copy_counters({**asdict(source.stats), "rows_written": 0, "rows_added": 0}, result)
-
-
-def _alpaca_factory(settings: Settings) -> SourceFactory:
-    """Alpaca clients for one run, made when the first worker needs one: alpaca-py (with pandas) costs ~0.6 s
-    to import, and a nightly run with nothing to fetch never pays it."""
-    made: list[SourceFactory] = []
-    guard = threading.Lock()
-
-    def make(*, stop: threading.Event, on_wait: WaitHook | None) -> BarSource:
-        with guard:
-            if not made:
-                from dataengine.sources.alpaca_client import AlpacaClient
-
-                made.append(AlpacaClient.factory(settings))  # one factory: every client shares its pacer
-        return made[0](stop=stop, on_wait=on_wait)
-
-    return make
 
 
 def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:

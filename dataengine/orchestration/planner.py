@@ -1,7 +1,10 @@
 """Cut a request (symbols x range) into work units that spend few requests and still run in parallel.
 
-Alpaca's multi-symbol endpoint fills each page with up to 10,000 bars across all symbols of a request, so a
-unit of symbols holding B bars costs ceil(B / 10,000) requests. Units are packed to a whole number of pages
+Page sizes and batching are the source's (:class:`~dataengine.sources.source.SourceInfo`): Alpaca's multi-symbol
+endpoint fills each page with up to 10,000 bars across all symbols of a request, so a unit of symbols holding
+B bars costs ceil(B / 10,000) requests. A source that takes one symbol per request (Massive: 50,000 minute bars
+a page) gets one unit per symbol and range, never cut in time, so a symbol of B bars costs ceil(B / 50,000)
+requests exactly. Units are packed to a whole number of pages
 by an upper estimate of their bars (exact sessions from the XNYS calendar x bars per session), so a unit
 estimated at k pages costs at most k requests and the total stays close to the minimum, ceil(bars / 10,000),
 even with many units. There are as many units as workers when the work allows it (latency overlaps);
@@ -21,7 +24,7 @@ from dataengine import calendar
 from dataengine.calendar import lag_cut
 from dataengine.errors import DamagedPartitionError
 from dataengine.orchestration.request import IngestRequest
-from dataengine.sources.source import PAGE_BARS
+from dataengine.sources.source import ALPACA, PAGE_BARS, SourceInfo
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.parquet_storage import ParquetStorage
@@ -73,15 +76,19 @@ def plan_units(
     *,
     workers: int = 1,
     min_pages: int = 1,
+    info: SourceInfo = ALPACA,
 ) -> list[WorkUnit]:
-    """Units covering every (symbol, instant) of the request exactly once."""
+    """Units covering every (symbol, instant) of the request exactly once, sized by ``info``'s pages."""
     if not symbols:
         return []
     per_symbol = max(estimate_bars(timeframe, start, end), 1.0)
-    total_pages = math.ceil(per_symbol * len(symbols) / PAGE_BARS)
+    if info.symbols_per_request == 1:  # pages never span symbols: a unit per symbol, whole, wastes no page
+        return [WorkUnit((symbol,), start, end, per_symbol) for symbol in symbols]
+    page_bars = info.bars_per_page(timeframe)
+    total_pages = math.ceil(per_symbol * len(symbols) / page_bars)
     # ceil: at most one unit per worker, so every unit runs in the first wave (floor left a short second one)
     pages = min(MAX_UNIT_PAGES, max(1, min_pages, math.ceil(total_pages / max(workers, 1))))
-    unit_bars = pages * PAGE_BARS
+    unit_bars = pages * page_bars
     if per_symbol > 1.5 * unit_bars:  # a history barely over budget stays whole: two halves cost more pages
         chunks = _time_chunks(start, end, math.ceil(per_symbol / unit_bars))
         return [
@@ -93,9 +100,18 @@ def plan_units(
     per_batch = max(1, math.floor(unit_bars / per_symbol))
     units: list[WorkUnit] = []
     for i in range(0, len(symbols), per_batch):
-        for part in within_url_limit(symbols[i : i + per_batch]):
+        for part in symbol_batches(symbols[i : i + per_batch], info):
             units.append(WorkUnit(tuple(part), start, end, per_symbol * len(part)))  # noqa: PERF401 - nested loops
     return units
+
+
+def symbol_batches(symbols: Sequence[str], info: SourceInfo = ALPACA) -> list[list[str]]:
+    """``symbols`` in the batches one request of ``info``'s source takes: ``symbols_per_request`` at a time,
+    or (many) as many as keep a request's URL far below server limits."""
+    if info.symbols_per_request is not None:
+        step = info.symbols_per_request
+        return [list(symbols[i : i + step]) for i in range(0, len(symbols), step)] or [[]]
+    return within_url_limit(symbols)
 
 
 def within_url_limit(symbols: Sequence[str]) -> list[list[str]]:
@@ -125,7 +141,8 @@ def _time_chunks(start: datetime, end: datetime, k: int) -> list[tuple[datetime,
 
 
 def plan_todo(
-    todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1, min_pages: int = 1
+    todo: dict[str, tuple[tuple[datetime, datetime], ...]], timeframe: Timeframe, *, workers: int = 1, min_pages: int = 1,
+    info: SourceInfo = ALPACA,
 ) -> list[WorkUnit]:
     """Units for per-symbol lists of ranges: symbols missing the same ranges are batched together (the
     nightly case: every symbol misses the same last day), in the order :func:`whole_symbols_first` gives."""
@@ -137,7 +154,7 @@ def plan_todo(
         unit
         for spans, symbols in groups.items()
         for start, end in spans
-        for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages)
+        for unit in plan_units(symbols, timeframe, start, end, workers=workers, min_pages=min_pages, info=info)
     ]
     return whole_symbols_first(units, list(todo))
 
@@ -157,7 +174,7 @@ def whole_symbols_first(units: list[WorkUnit], symbols: Sequence[str]) -> list[W
 
 # -- from a request and what the store holds, to units ----------------------------------------------------
 
-SLOW_PLAN_RPM = 1_000  # at or below this many requests per minute, requests are what a run waits for
+SLOW_PLAN_RPM = 1_000  # at or below this many requests per minute (the source's pace), requests are what a run waits for
 SLOW_PLAN_MIN_PAGES = 5
 
 
@@ -168,6 +185,8 @@ class Plan:
     todo: dict[str, tuple[Interval, ...]]
     units: list[WorkUnit]
     damaged: dict[str, str] = field(default_factory=dict)  # symbol -> the damaged file it cannot be merged into
+    info: SourceInfo = ALPACA  # the source the units are sized for
+    page_bars: int = PAGE_BARS  # the most bars of the request's size one of its pages holds
 
     @property
     def up_to_date(self) -> list[str]:
@@ -181,7 +200,8 @@ class Plan:
             "symbols_up_to_date": len(self.up_to_date),
             "units": len(self.units),
             "est_bars_max": round(est_bars),
-            "est_requests_max": _max_requests(self.units),
+            "est_requests_max": _max_requests(self.units, self.info, self.page_bars),
+            "source": self.info.name,
             "todo": {s: [[a.isoformat(), b.isoformat()] for a, b in spans] for s, spans in self.todo.items()},
         }
 
@@ -201,12 +221,14 @@ def plan_request(
     a dry run keeps it in memory."""
     todo, damaged = fetch_todo(request, storage, coverage, persist=persist)
     todo = {s: (() if s in damaged else spans) for s, spans in todo.items()}
-    units = plan_todo(todo, request.timeframe, workers=workers)
+    info = request.info
+    page_bars = info.bars_per_page(request.timeframe)
+    units = plan_todo(todo, request.timeframe, workers=workers, info=info)
     # A job that fits in one rate-limit window is bound by round trips: as many units as workers. A longer
     # one on a slow plan is bound by requests: fewer, longer units leave fewer partly-filled pages.
-    if requests_per_minute <= SLOW_PLAN_RPM and _max_requests(units) > requests_per_minute:
-        units = plan_todo(todo, request.timeframe, workers=workers, min_pages=SLOW_PLAN_MIN_PAGES)
-    return Plan(todo, units, damaged)
+    if requests_per_minute <= SLOW_PLAN_RPM and _max_requests(units, info, page_bars) > requests_per_minute:
+        units = plan_todo(todo, request.timeframe, workers=workers, min_pages=SLOW_PLAN_MIN_PAGES, info=info)
+    return Plan(todo, units, damaged, info, page_bars)
 
 
 def fetch_todo(
@@ -246,9 +268,12 @@ def never_fetched(request: IngestRequest, storage: ParquetStorage, coverage: Cov
     return fetch_todo(judged, storage, coverage, persist=False)[0]
 
 
-def _max_requests(units: list[WorkUnit]) -> int:
-    """Requests the units cost at most (each unit's bars are an upper estimate)."""
-    return sum(math.ceil(max(u.est_bars, 1) / PAGE_BARS) for u in units)
+def _max_requests(units: list[WorkUnit], info: SourceInfo = ALPACA, per_page: int = PAGE_BARS) -> int:
+    """Requests the units cost at most (each unit's bars are an upper estimate): ceil(bars / page) per unit, or
+    per symbol of a unit for a source that takes one symbol per request."""
+    if info.symbols_per_request == 1:
+        return sum(len(u.symbols) * math.ceil(max(u.est_bars / max(len(u.symbols), 1), 1) / per_page) for u in units)
+    return sum(math.ceil(max(u.est_bars, 1) / per_page) for u in units)
 
 
 def _check_partitions(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, persist: bool) -> dict[str, str]:

@@ -4,10 +4,15 @@ needs; dict-like for the seed API (``result['successful']``), JSON-ready (``--js
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dataengine.counters import copy_counters
 from dataengine.errors import exit_code_for
 from dataengine.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from dataengine.counters import RequestCounts
+    from dataengine.orchestration.request import IngestRequest
 
 
 @dataclass
@@ -45,6 +50,23 @@ class IngestResult(RunOutcome):
         return (f"{len(self.no_data)} symbol(s) with no data at all (none returned, none stored): {shown} "
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
 
+    @classmethod
+    def not_started(cls, request: IngestRequest, error: Exception, stats: RequestCounts, run_id: str,
+                    root: str) -> IngestResult:
+        """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
+        result = cls(
+            failed={symbol: f"not fetched: {error}" for symbol in sorted(request.symbols)},
+            timeframe=request.timeframe.name, feed=request.feed, adjustment=request.adjustment,
+            start=request.range.start.isoformat(), end=request.range.end.isoformat(), run_id=run_id, storage_dir=root,
+            source=request.source,
+        )
+        result.count_requests(stats)
+        return result
+
+    def count_requests(self, stats: RequestCounts) -> None:
+        """A result of requests only (no bar written): a source's counters, rows zero."""
+        copy_counters({**asdict(stats), "rows_written": 0, "rows_added": 0}, self)
+
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -65,6 +87,8 @@ class IngestResult(RunOutcome):
             run = ", ".join(x for x in (f"run {self.run_id}" if self.run_id else "",
                                         f"version {self.version}" if self.version is not None else "") if x)
             lines.append(f"  store: {self.storage_dir}" + (f" ({run})" if run else ""))
+        if self.source != "alpaca":
+            lines.append(f"  source: {_source_line(self.source)}")
         if self.storage_requests:
             counts = ", ".join(f"{n:,} {kind}" for kind, n in self.storage_requests.items())
             lines.append(f"  storage requests: {counts}")
@@ -73,3 +97,12 @@ class IngestResult(RunOutcome):
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")
         return "\n".join(lines)
+
+
+def _source_line(source: str) -> str:
+    from dataengine.sources.source import SOURCES
+
+    info = SOURCES.get(source)
+    if info is not None and info.synthetic:
+        return f"{source}: synthetic bars, not market data (datasets {info.dataset_prefix}equities_*)"
+    return source

@@ -23,7 +23,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
-from dataengine.read.root import dataset_path, store_root
+from dataengine.read.root import dataset_path, source_of, store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.storage.store import StorePath
@@ -55,6 +55,7 @@ def read_bars(
     as_of: DateLike = None,
     tag: str | None = None,
     missing: str = "warn",
+    source: str | None = None,
 ) -> pl.DataFrame:
     """Bars of ``symbols`` (``None``: every symbol in the dataset) from ``start`` to ``end``, as one frame.
 
@@ -72,9 +73,13 @@ def read_bars(
     way exactly one version's files are read, so a read during a run never fails or mixes two runs; adjusted
     bars of a pinned version use the corporate actions known when it was made. Raises :class:`UsageError` for
     a missing store, dataset or version, a bad date or an unknown column.
+
+    ``source``: whose bars (``alpaca``, ``massive``, ``sample``; None: the ``source`` setting, Alpaca unless
+    set). Each source's bars are their own datasets, adjusted with that source's corporate actions only.
     """
+    source = source_of(source)
     frame, read, parts = _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
-                               pin(version, as_of, tag), missing)
+                               pin(version, as_of, tag), missing, source)
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
@@ -101,10 +106,11 @@ def scan_bars(
     as_of: DateLike = None,
     tag: str | None = None,
     missing: str = "warn",
+    source: str | None = None,
 ) -> pl.LazyFrame:
     """The lazy form of :func:`read_bars`: the version and its files are chosen now, read on ``collect()``."""
     return _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
-                 pin(version, as_of, tag), missing)[0]
+                 pin(version, as_of, tag), missing, source_of(source))[0]
 
 
 def _scan(
@@ -118,13 +124,14 @@ def _scan(
     adjustment: str,
     chosen: Pin,
     missing: str,
+    source: str,
 ) -> tuple[pl.LazyFrame, DatasetKey, list[layout.Partition]]:
-    """(the lazy frame, the dataset it reads, the partition files it reads)."""
+    """(the lazy frame, the dataset it reads, the partition files it reads) of ``source``'s bars."""
     if missing not in ("warn", "raise", "ignore"):
         raise UsageError(f"missing={missing!r}: choose 'warn', 'raise' or 'ignore'")
-    key = DatasetKey.of(timeframe, adjustment)
+    key = DatasetKey.of(timeframe, adjustment, source)
     if key.adjustment in LOCAL_ADJUSTMENTS:
-        raw = DatasetKey(key.timeframe, "raw")
+        raw = DatasetKey(key.timeframe, "raw", key.source)
         root = store_root(storage_dir)
         if layout.dataset_dir(root, raw).is_dir():
             # one version of the raw dataset: its bars and the corporate actions it was made with, so the
@@ -136,9 +143,10 @@ def _scan(
                 parts = _partitions(symbols, _bound(start, False), _bound(end, True), raw, root, at)
             if parts is None or parts:
                 _check_actions_fetched(symbols, raw, root)
-                bars, _, parts = _scan(symbols, start, end, raw.timeframe, root, None, regular_hours, "raw", at, missing)
+                bars, _, parts = _scan(symbols, start, end, raw.timeframe, root, None, regular_hours, "raw", at, missing,
+                                     key.source)
                 actions, closes = actions_of(root, snap)
-                return _adjust_with(bars, key.adjustment, actions, closes).select(["symbol", *_columns(columns)]), raw, parts
+                return _adjust_with(bars, key.adjustment, actions, closes, key.source).select(["symbol", *_columns(columns)]), raw, parts
             if chosen.version is not None or chosen.tag is not None:
                 # the bars asked for are only in the dataset stored with Alpaca's adjustment, whose versions
                 # are numbered (and tagged) apart from the raw dataset's that current_version() names
@@ -171,17 +179,20 @@ def _scan(
     return frame.select(list(schema)), key, parts
 
 
-def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None) -> pl.LazyFrame:
-    """Raw ``bars`` (symbol, timestamp, OHLCV columns) adjusted for ``adjustment`` (split | dividend | all)
-    with the store's corporate actions: see docs/corporate-actions.md for the formulas. No network."""
+def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None, *,
+           source: str | None = None) -> pl.LazyFrame:
+    """Raw ``bars`` (symbol, timestamp, OHLCV columns) of ``source`` (None: the ``source`` setting) adjusted for
+    ``adjustment`` (split | dividend | all) with the store's corporate actions from that source: see
+    docs/corporate-actions.md for the formulas. No network."""
     actions, closes = actions_of(store_root(storage_dir), None)
-    return _adjust_with(bars, adjustment, actions, closes)
+    return _adjust_with(bars, adjustment, actions, closes, source_of(source))
 
 
-def _adjust_with(bars: pl.LazyFrame, adjustment: str, actions: pl.DataFrame, closes: pl.DataFrame) -> pl.LazyFrame:
+def _adjust_with(bars: pl.LazyFrame, adjustment: str, actions: pl.DataFrame, closes: pl.DataFrame,
+                 source: str) -> pl.LazyFrame:
     from dataengine.actions.factors import adjust_frame, cumulative_factors, factor_events
 
-    return adjust_frame(bars, cumulative_factors(factor_events(actions, closes, adjustment)))
+    return adjust_frame(bars, cumulative_factors(factor_events(actions, closes, adjustment, source=source)))
 
 
 def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey, root: StorePath) -> None:
@@ -193,11 +204,12 @@ def _check_actions_fetched(symbols: str | Iterable[str] | None, raw: DatasetKey,
     base = layout.dataset_dir(root, raw)
     held = set(layout.symbols_in(base))
     wanted = [s for s in _symbols(symbols, base) if s in held]  # the others hold no bar to adjust (and are warned of)
-    missing = FetchedLog(root).missing(wanted)
+    missing = FetchedLog(root, raw.source).missing(wanted)
     if missing:
         few = len(missing) <= 10
         shown = " ".join(missing) if few else f"{' '.join(missing[:10])} ... ({len(missing)} symbols)"
-        command = "dataengine actions --update" + (" " + " ".join(missing) if few else "")
+        command = "dataengine actions --update" + (f" --source {raw.source}" if raw.source != "alpaca" else "") + (
+            " " + " ".join(missing) if few else "")
         raise UsageError(
             f"the corporate actions of {shown} were never fetched, so their bars cannot be adjusted yet: "
             f"run '{command}'"

@@ -77,7 +77,7 @@ def versioned_key(key: DatasetKey, root: StorePath | None = None) -> DatasetKey:
     stored, with Alpaca's adjustment)."""
     if key.adjustment not in LOCAL_ADJUSTMENTS:
         return key
-    raw = DatasetKey(key.timeframe, "raw")
+    raw = DatasetKey(key.timeframe, "raw", key.source)
     if root is not None and not layout.dataset_dir(root, raw).is_dir() and layout.dataset_dir(root, key).is_dir():
         return key
     return raw

@@ -12,7 +12,7 @@ from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.read.bars import read_bars
 from dataengine.read.pins import versioned_key
-from dataengine.read.root import store_root
+from dataengine.read.root import source_of, store_root
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.timeframes import Timeframe
@@ -25,22 +25,26 @@ def latest_bars(
     storage_dir: str | Path | StorePath | None = None,
     *,
     adjustment: str = "raw",
+    source: str | None = None,
 ) -> pl.DataFrame:
-    """The ``last`` most recent bars of one symbol, oldest first (what ``dataengine show`` prints). Only the
-    newest partitions are opened: their footers say how many bars each holds. A symbol the dataset holds no bar
-    of is a :class:`UsageError` naming the datasets that do hold it."""
+    """The ``last`` most recent bars of one symbol from ``source`` (None: the ``source`` setting), oldest first
+    (what ``dataengine show`` prints). Only the newest partitions are opened: their footers say how many bars
+    each holds. A symbol the dataset holds no bar of is a :class:`UsageError` naming the datasets that do hold
+    it."""
     if last < 1:
         raise UsageError(f"--last must be 1 or more, got {last}")
     (wanted,) = clean_symbols([symbol], source="symbol")
-    key = DatasetKey.of(timeframe, adjustment)
+    key = DatasetKey.of(timeframe, adjustment, source_of(source))
     root = store_root(storage_dir)
     located = versioned_key(key, root)
     base = layout.dataset_dir(root, located)
     parts = list(layout.iter_partitions(base, wanted)) if base.is_dir() else []
     if not parts:
         holding = datasets_holding(wanted, root)
-        raise UsageError(f"no {key.timeframe.label} bars of {wanted} in {root} (datasets holding it: "
-                         f"{', '.join(holding) or 'none'}; fetch with: dataengine ingest {wanted} -t {key.timeframe.name})")
+        whose = "" if key.source == "alpaca" else f" --source {key.source}"
+        raise UsageError(f"no {key.timeframe.label} bars of {wanted} in {root}{' from ' + key.source if whose else ''} "
+                         f"(datasets holding it: {', '.join(holding) or 'none'}; fetch with: dataengine ingest "
+                         f"{wanted} -t {key.timeframe.name}{whose})")
     rows, first = 0, parts[-1]
     for part in reversed(parts):
         first = part
@@ -51,12 +55,13 @@ def latest_bars(
         if rows >= last:
             break
     start = date(first.year, first.month, 1)
-    frame = read_bars(wanted, start, None, key.timeframe, root, adjustment=key.adjustment, missing="raise")
+    frame = read_bars(wanted, start, None, key.timeframe, root, adjustment=key.adjustment, missing="raise",
+                      source=key.source)
     return frame.tail(last)
 
 
 def datasets_holding(symbol: str, storage_dir: str | Path | StorePath | None = None) -> list[str]:
-    """The datasets (``equities_1day``, ...) that hold bars of ``symbol``, in name order."""
+    """The datasets (``equities_1day``, ``massive_equities_1day``, ...) that hold bars of ``symbol``, in name order."""
     root = store_root(storage_dir)
     (wanted,) = clean_symbols([symbol], source="symbol")
     return [n for n in layout.dataset_names(root) if (layout.dataset_dir(root, n) / layout.symbol_dirname(wanted)).is_dir()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dataengine.config import Settings
-from dataengine.datasets import DatasetKey
+from dataengine.datasets import DatasetKey, parse_source
 from dataengine.errors import UsageError
 from dataengine.read.pins import latest_version
 from dataengine.storage import layout
@@ -21,20 +21,30 @@ def dataset_path(key: DatasetKey, storage_dir: str | StorePath | None = None) ->
     root = store_root(storage_dir)
     path = layout.dataset_dir(root, key)
     if not path.is_dir():
-        present = ", ".join(n[len(layout.DATASET_PREFIX) :] for n in layout.dataset_names(root)) or "none"
+        prefix = key.dirname[: key.dirname.index(layout.DATASET_PREFIX) + len(layout.DATASET_PREFIX)]
+        mine = [n[len(prefix) :] for n in layout.dataset_names(root, key.source)]  # this source's, by size
+        others = [n for n in layout.dataset_names(root) if layout.describe_dataset(n)["source"] != key.source]
+        present = ", ".join(mine + others) or "none"
+        whose = "" if key.source == "alpaca" else f"{key.source} "
         raise UsageError(
-            f"no {key.timeframe.label} bars with adjustment {key.adjustment!r} in {root} (datasets present: {present})"
+            f"no {whose}{key.timeframe.label} bars with adjustment {key.adjustment!r} in {root} (datasets present: {present})"
         )
     return path
 
 
+def source_of(source: str | None) -> str:
+    """The source a read names, else the ``source`` setting (Alpaca unless set)."""
+    return parse_source(source) if source is not None else Settings.load().source
+
+
 def current_version(
-    timeframe: str = "minute", adjustment: str = "raw", storage_dir: str | Path | StorePath | None = None,
+    timeframe: str = "minute", adjustment: str = "raw", storage_dir: str | Path | StorePath | None = None, *,
+    source: str | None = None,
 ) -> int | None:
     """The number a backtest records: the latest version of the dataset ``read_bars(timeframe=...,
-    adjustment=...)`` reads (bars adjusted at read time follow the raw dataset's); None before the first."""
+    adjustment=..., source=...)`` reads (bars adjusted at read time follow the raw dataset's); None before the first."""
     root = store_root(storage_dir)
-    return latest_version(root, DatasetKey.of(timeframe, adjustment))
+    return latest_version(root, DatasetKey.of(timeframe, adjustment, source_of(source)))
 
 
 def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:

@@ -67,9 +67,10 @@ def query(
         con.close()
 
 
-# a partition's file in a message: the dataset's own, or a version's (metadata/versions/{dataset}/...)
+# a partition's file in a message: the dataset's own, or a version's (metadata/versions/{dataset}/...), of any
+# source (massive_equities_1min/...)
 _PARTITION = re.compile(
-    r"((?:metadata/versions/)?(equities_[^/'\"\s]+)/symbol=([^/'\"\s]+)/year=(\d+)/month=(\d+)/[^/'\"\s]+\.parquet)")
+    r"((?:metadata/versions/)?((?:[a-z][a-z0-9]*_)?equities_[^/'\"\s]+)/symbol=([^/'\"\s]+)/year=(\d+)/month=(\d+)/[^/'\"\s]+\.parquet)")
 
 
 def _damaged_partition(root: StorePath, message: str) -> DamagedPartitionError | None:

@@ -48,8 +48,9 @@ def open_views(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
-    One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... with
-    columns ``symbol, timestamp, open, high, low, close, volume, trade_count, vwap, year, month`` (year and
+    One view per dataset directory: ``bars_1min``, ``bars_1day``, ``bars_1day_all`` (adjusted) ... for
+    Alpaca's, ``massive_bars_1min``, ``sample_bars_1day`` ... for another source's (its dataset's name with
+    ``equities_`` as ``bars_``), with columns ``symbol, timestamp, open, high, low, close, volume, trade_count, vwap, year, month`` (year and
     month are INTEGER New York partition keys; filter on them, or on ``symbol``, and DuckDB opens only the
     matching files). ``index_members(index_name, symbol, added, removed)`` reads the index CSVs. Timestamps
     are UTC (``SET TimeZone`` is applied). With ``read_only=True`` the connection can read files under the
@@ -69,8 +70,7 @@ def open_views(
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue
-            label = dataset[len(layout.DATASET_PREFIX) :]
-            _bars_view(con, layout.dataset_dir(root, dataset), f"bars_{label}", snap)
+            _bars_view(con, layout.dataset_dir(root, dataset), layout.view_name(dataset), snap)
             shown[dataset] = snap
         if chosen.given and not shown:
             raise VersionError(f"no dataset in {root} has {chosen.describe()}")
@@ -143,56 +143,72 @@ Kept = tuple[str | None, str | None] | None  # the corporate-actions files a ver
 
 def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[str, Snapshot | None],
                   pinned: str | None, *, pinned_query: bool) -> None:
-    """``corporate_actions``, ``dividend_closes``, ``adjustment_factors``, and for each raw dataset shown
-    ``raw_adjusted_{split|dividend|all}_{size}``: its bars adjusted at query time, as ``read_bars`` does, with
-    the corporate actions its version was made with (a pinned query adjusts as the backtest it repeats did).
-    The three tables are the current ones, or for a pinned query those of the ``pinned`` dataset's version
-    (else of the first raw dataset's)."""
+    """``corporate_actions`` (with the ``source`` each came from), ``dividend_closes``, per source
+    ``adjustment_factors`` (Alpaca's; another source's ``massive_adjustment_factors``...: each from its own
+    actions only), and for each raw dataset shown ``raw_adjusted_{split|dividend|all}_{size}`` (another
+    source's: ``massive_raw_adjusted_...``): its bars adjusted at query time, as ``read_bars`` does, with its
+    source's corporate actions as its version was made with them (a pinned query adjusts as the backtest it
+    repeats did). The tables are the current ones, or for a pinned query those of the ``pinned`` dataset's
+    version (else of the first raw dataset's)."""
     from dataengine.read.pins import kept_actions
 
     raw = [d for d in shown if layout.describe_dataset(d)["adjustment"] == "raw"]
     kept: dict[str, Kept] = {d: kept_actions(shown[d]) for d in raw}
     first = pinned if pinned in shown else raw[0] if pinned_query and raw else None
     top: Kept = (kept[first] if first in kept else kept_actions(shown[first])) if first is not None else None
-    factors = _factor_tables(con, root, [top, *kept.values()])
-    con.execute(f"CREATE VIEW adjustment_factors AS SELECT * FROM {factors[top]}")
+    sources = sorted({"alpaca"} | {layout.describe_dataset(d)["source"] for d in raw})
+    factors = _factor_tables(con, root, [(top, s) for s in sources]
+                             + [(kept[d], layout.describe_dataset(d)["source"]) for d in raw])
+    for source in sources:
+        con.execute(f'CREATE VIEW "{_prefix(source)}adjustment_factors" AS SELECT * FROM {factors[(top, source)]}')
     actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
         root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
-    _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES)
+    _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES, {"source": _SOURCE_OF_ID})
     _small_table_view(con, root, "dividend_closes", closes, _CLOSE_TYPES)
     for dataset in raw:
-        label = dataset[len(layout.DATASET_PREFIX) :]
+        info = layout.describe_dataset(dataset)
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(f"bars_{label}", f"raw_adjusted_{kind}_{label}", price, volume,
-                                       factors[kept[dataset]]))
+            con.execute(_adjusted_view(layout.view_name(dataset), f"{_prefix(info['source'])}raw_adjusted_{kind}_{info['label']}",
+                                       price, volume, factors[(kept[dataset], info["source"])]))
+
+
+def _prefix(source: str) -> str:
+    """What another source's SQL names start with (``massive_``); nothing for Alpaca's."""
+    return "" if source == "alpaca" else f"{source}_"
+
+
+# the source an action came from, from its id (dataengine.actions.schema.action_source, in SQL)
+_SOURCE_OF_ID = "CASE WHEN regexp_matches(id, '^[a-z][a-z0-9]*:') THEN split_part(id, ':', 1) ELSE 'alpaca' END"
 
 
 def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str, path: StorePath | None,
-                      types: dict[str, str]) -> None:
-    """A view of a small Parquet table (None, or a file not there: an empty view)."""
+                      types: dict[str, str], extra: dict[str, str] | None = None) -> None:
+    """A view of a small Parquet table (None, or a file not there: an empty view); ``extra``: more VARCHAR
+    columns computed from its own (name -> SQL expression)."""
+    more = "".join(f", {expr} AS {col}" for col, expr in (extra or {}).items())
     local = path.local if path is not None else None
     if local is not None and local.is_file():
-        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM read_parquet({_sql_string(local.resolve())})')
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM read_parquet({_sql_string(local.resolve())})')
     elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
         con.register(f"_{name}_file", root.store.read_parquet(path.key))
-        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)} FROM "_{name}_file"')
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM "_{name}_file"')
     else:
-        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in types.items())
+        empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in {**types, **dict.fromkeys(extra or {}, "VARCHAR")}.items())
         con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
 
 
-def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, sources: list[Kept]) -> dict[Kept, str]:
-    """A temp table of adjustment factors for each distinct corporate-actions source, by source."""
+def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], str]:
+    """A temp table of adjustment factors for each distinct (corporate-actions files, source), by that pair."""
     from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
     from dataengine.read.pins import actions_from
 
-    made: dict[Kept, str] = {}
-    for source in dict.fromkeys(sources):
+    made: dict[tuple[Kept, str], str] = {}
+    for kept, source in dict.fromkeys(wanted):
         name = f"_adjustment_factors_{len(made)}"
-        con.register("_factors", factor_table(*actions_from(root, source)))
+        con.register("_factors", factor_table(*actions_from(root, kept), source=source))
         con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _factors")  # a copy: a few rows per symbol
         con.unregister("_factors")
-        made[source] = name
+        made[(kept, source)] = name
     return made
 
 

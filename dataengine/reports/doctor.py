@@ -21,9 +21,9 @@ from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 
 # The settings shown, in this order; a secret is shown as whether it is set, never as its value.
-SHOWN = ("storage_dir", "api_key_id", "api_secret_key", "data_url", "massive_api_key", "massive_api_url", "workers",
-         "requests_per_minute", "request_timeout", "max_retries", "retry_backoff", "progress_interval",
-         "sip_delay_minutes", "default_start")
+SHOWN = ("source", "storage_dir", "api_key_id", "api_secret_key", "data_url", "massive_api_key", "massive_api_url",
+         "massive_plan", "massive_requests_per_minute", "massive_history_years", "workers", "requests_per_minute",
+         "request_timeout", "max_retries", "retry_backoff", "progress_interval", "sip_delay_minutes", "default_start")
 SECRETS = ("api_secret_key", "massive_api_key")
 PROBE_DAY = date(2024, 1, 3)  # a session long past: one daily bar of SPY on IEX, which every plan may read
 
@@ -102,13 +102,20 @@ def effective_settings(settings: Settings) -> list[dict[str, str]]:
             shown = str(value)
         if name == "data_url" and value is None:
             shown = "https://data.alpaca.markets"
+        if name in ("massive_requests_per_minute", "massive_history_years") and value is None:
+            shown = f"(the {settings.massive_plan} plan's)"
         rows.append({"name": name, "value": shown, "origin": settings.origin(name)})
     return rows
 
 
 def probe_keys(settings: Settings) -> KeyCheck:
-    """One tiny request with the configured keys to the configured data URL: a daily bar of SPY on IEX for a
-    day long past, retried once at most. Missing keys send nothing (exit 2)."""
+    """One tiny request with the ``source`` setting's keys to its URL (Alpaca: a daily bar of SPY on IEX for a
+    day long past; Massive: SPY's daily bars of a week a month ago, within every plan's history), retried once
+    at most. Missing keys send nothing (exit 2); the sample source has none to check."""
+    if settings.source == "sample":
+        return KeyCheck(True, "the sample source needs no key (synthetic bars, no network)")
+    if settings.source == "massive":
+        return _probe_massive(settings)
     from dataengine.sources.alpaca_client import DEFAULT_DATA_URL, AlpacaClient, RetryPolicy
     from dataengine.timerange import resolve_range
 
@@ -132,6 +139,41 @@ def probe_keys(settings: Settings) -> KeyCheck:
         outcome = KeyCheck(ok, str(exc), url, exit_code=0 if ok else exc.exit_code)
     except DataEngineError as exc:  # 5xx or 429 twice, a body that is no page: the keys could not be checked
         outcome = KeyCheck(False, f"could not check the keys at {url}: {exc}", url, exit_code=3)
+    finally:
+        client.close()
+    outcome.requests = client.stats.requests
+    outcome.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    return outcome
+
+
+def _probe_massive(settings: Settings) -> KeyCheck:
+    from datetime import datetime, timedelta
+
+    from dataengine.sources.alpaca_client import RetryPolicy
+    from dataengine.sources.massive_client import DEFAULT_URL, MassiveClient
+    from dataengine.timerange import NEW_YORK, resolve_range
+
+    url = redact_url(settings.massive_api_url or DEFAULT_URL)
+    try:
+        key = settings.massive_key()
+    except ConfigError as exc:
+        return KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
+    client = MassiveClient(key, base_url=settings.massive_api_url, timeout=min(settings.request_timeout, 15.0),
+                           retry=RetryPolicy(max_retries=1, base_s=min(settings.retry_backoff, 1.0)))
+    last = datetime.now(NEW_YORK).date() - timedelta(days=30)
+    span = resolve_range(last - timedelta(days=6), last, sip_delay_minutes=0)
+    started = time.monotonic()
+    try:
+        for _ in client.iter_pages(["SPY"], "day", span.start, span.end):
+            break
+        outcome = KeyCheck(True, f"accepted by {url}", url)
+    except AuthError as exc:
+        outcome = KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
+    except FatalRunError as exc:  # a 403 for the plan: the key itself was accepted
+        ok = "for this plan" in str(exc)
+        outcome = KeyCheck(ok, str(exc), url, exit_code=0 if ok else exc.exit_code)
+    except DataEngineError as exc:
+        outcome = KeyCheck(False, f"could not check the key at {url}: {exc}", url, exit_code=3)
     finally:
         client.close()
     outcome.requests = client.stats.requests

@@ -27,6 +27,7 @@ from dataengine.timeframes import Timeframe
 from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
+    from dataengine.config import Settings
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
     from dataengine.orchestration.result import IngestResult
 
@@ -94,6 +95,7 @@ def find_gaps(
     history_start: date | None = DEFAULT_START,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
     lag: int = 1,
+    settings: Settings | None = None,
 ) -> list[SymbolGaps]:
     """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given.
 
@@ -101,12 +103,13 @@ def find_gaps(
     and ``lag`` describe the default run: what it would fetch because it was never fetched is reported as
     ``never_fetched`` (at both ends of the stored bars), so a sample run's symbol whose past was never fetched,
     or a store filled only up to March, is a hole and not a listing date. ``history_start=None`` judges only
-    the sessions between the first and last stored bar."""
+    the sessions between the first and last stored bar. ``settings``: judge as a run of the dataset's source
+    on the user's plan would (its history start and limits: Massive's free plan serves about two years)."""
     tf = require_gap_timeframe(key)
     wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
     unfetched = never_fetched_sessions(
         storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,
-        start=start, end=end,
+        start=start, end=end, settings=settings,
     ) if history_start is not None else {}
     reports = []
     for symbol in wanted:
@@ -182,7 +185,7 @@ def repair_gaps(
     what was never fetched), and find again. Returns the gaps that remain and the repair run (None when there
     was nothing to fetch)."""
     options: dict[str, Any] = {"history_start": history_start, "lag": lag,
-                               "sip_delay_minutes": pipeline.settings.sip_delay_minutes}
+                               "sip_delay_minutes": pipeline.settings.sip_delay_minutes, "settings": pipeline.settings}
     with pipeline.holding_store():
         reports = find_gaps(pipeline.storage, key, symbols, start, end, **options)
         ranges = repair_ranges(reports)

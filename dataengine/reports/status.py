@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
@@ -40,14 +41,17 @@ def _iso(us: int | None) -> str | None:
     return (EPOCH + timedelta(microseconds=us)).isoformat()
 
 
-def describe_dataset(name: str) -> dict[str, str | None]:
-    """``equities_1min_split`` -> timeframe ``minute``, adjustment ``split`` (from the name)."""
+def describe_dataset(name: str) -> dict[str, Any]:
+    """``massive_equities_1min_split`` -> timeframe ``minute``, adjustment ``split``, source ``massive`` (from
+    the name); ``synthetic`` for the sample source's datasets."""
+    from dataengine.sources.source import SOURCES
+
     info = layout.describe_dataset(name)
     try:
         timeframe = parse_timeframe(info["label"]).name
     except UsageError:
         timeframe = info["label"]  # a directory this version does not know: shown as it is named
-    return {"timeframe": timeframe, **info}
+    return {"timeframe": timeframe, **info, "synthetic": SOURCES[info["source"]].synthetic}
 
 
 def _dataset_info(root: StorePath, name: str) -> dict[str, Any]:
@@ -95,6 +99,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "outcome": record.outcome,
         "exit_code": record.exit_code,
         "timeframe": record.timeframe,
+        "source": record.source,
         "symbols_requested": record.symbols_requested,
         "symbols_ok": len(record.successful),
         "symbols_failed": len(record.failed),
@@ -177,11 +182,12 @@ def symbol_status(
     history_start: date = DEFAULT_START,
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
     lag: int = 1,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """One symbol's coverage per dataset: rows, first/last bar, months held, months missing in between, and
     ``never_fetched``: the session ranges a default run (from ``history_start`` to now, ``sip_delay_minutes``
-    and ``lag`` as the run's) would fetch because they were never fetched, before the first bar and after the
-    last one."""
+    and ``lag`` as the run's; with ``settings``, each dataset's source's history and plan limits) would fetch
+    because they were never fetched, before the first bar and after the last one."""
     started = time.perf_counter()
     root = open_store(root)
     _check_root(root)
@@ -206,7 +212,7 @@ def symbol_status(
                 "first_month": months[0],
                 "last_month": months[-1],
                 "missing_months": _missing(held),
-                "never_fetched": _never_fetched(root, name, symbol, history_start, sip_delay_minutes, lag),
+                "never_fetched": _never_fetched(root, name, symbol, history_start, sip_delay_minutes, lag, settings),
                 "disk_bytes": int(mine["blocks"].sum()),
             }
         )
@@ -221,18 +227,18 @@ def symbol_status(
     }
 
 
-def _never_fetched(root: StorePath, name: str, symbol: str, history_start: date, sip_delay_minutes: int, lag: int) -> list[list[str]]:
+def _never_fetched(root: StorePath, name: str, symbol: str, history_start: date, sip_delay_minutes: int, lag: int,
+                   settings: Settings | None) -> list[list[str]]:
     # the planner and the bar store: imported for ``status SYMBOL`` only, the whole-store status stays light
     from dataengine.reports.unfetched import never_fetched_sessions
     from dataengine.storage.parquet_storage import ParquetStorage
 
-    info = layout.describe_dataset(name)
     try:
-        key = DatasetKey.of(info["label"], info["adjustment"])
+        key = DatasetKey.from_name(name)
     except UsageError:
         return []  # a directory this version does not know: nothing to plan for it
     found = never_fetched_sessions(ParquetStorage(root), key, [symbol], history_start=history_start,
-                                   sip_delay_minutes=sip_delay_minutes, lag=lag)
+                                   sip_delay_minutes=sip_delay_minutes, lag=lag, settings=settings)
     return found.get(symbol, [])
 
 

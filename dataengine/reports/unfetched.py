@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
 from dataengine.orchestration.planner import never_fetched
 from dataengine.orchestration.request import IngestOptions, build_request
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import DEFAULT_START, NEW_YORK, ONE_MICROSECOND, SIP_SAFE_DELAY_MINUTES
+
+if TYPE_CHECKING:
+    from dataengine.config import Settings
 
 SessionRange = list[str]  # [first session, last session], ISO dates, both included
 
@@ -33,18 +38,29 @@ def never_fetched_sessions(
     lag: int = 1,
     start: datetime | None = None,
     end: datetime | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, list[SessionRange]]:
     """Per symbol, the session ranges a default run of ``key`` (from ``history_start`` to now, with the
-    dataset's feed, ``sip_delay_minutes`` and ``lag``) would fetch because they were never fetched; only the
-    part inside ``[start, end]`` when given. Stretches without a session (a weekend) are left out. Reads the
-    store, writes nothing."""
+    dataset's feed, ``sip_delay_minutes`` and ``lag``; with ``settings``, the history and plan limits of the
+    dataset's source, as a run has them) would fetch because they were never fetched; only the part inside
+    ``[start, end]`` when given. Stretches without a session (a weekend) are left out. Reads the store, writes
+    nothing."""
     if not symbols:
         return {}
     feed = (storage.dataset_info(key) or {}).get("feed", "sip")
-    request = build_request(
-        symbols, history_start, None, key.timeframe, IngestOptions(feed=feed, adjustment=key.adjustment, lag=lag),
-        sip_delay_minutes=sip_delay_minutes,
-    )
+    limits = None
+    if settings is not None:
+        from dataengine.orchestration import sources
+
+        today = datetime.now(NEW_YORK).date()
+        history_start = sources.history_start(settings, key.source, today)
+        limits = sources.limits(settings, key.source, today)
+    options = IngestOptions(feed=feed, adjustment=key.adjustment, lag=lag, source=key.source)
+    try:
+        request = build_request(symbols, history_start, None, key.timeframe, options,
+                                sip_delay_minutes=sip_delay_minutes, limits=limits)
+    except UsageError:  # nothing a run could ask for now (a plan serving nothing of this range yet)
+        return {symbol: [] for symbol in symbols}
     todo = never_fetched(request, storage, CoverageLedger(storage.coverage_path(key)))
     return {symbol: session_ranges(spans, start, end) for symbol, spans in todo.items()}
 

@@ -25,7 +25,6 @@ from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import VersionTable, check, mend
-from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -169,8 +168,7 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
     index = FooterCache(root)
     results: dict[str, IngestResult] = {}
     for dataset, ranges in sorted(by_dataset.items()):
-        info = layout.describe_dataset(dataset)
-        key = DatasetKey(parse_timeframe(info["label"]), info["adjustment"])
+        key = DatasetKey.from_name(dataset)
         index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in report.damage if d.dataset == dataset])
         results[dataset] = pipeline.ingest_ranges(ranges, key)
     return results

@@ -36,7 +36,6 @@ from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, read_table
-from dataengine.timeframes import parse_timeframe
 
 if TYPE_CHECKING:
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
@@ -199,9 +198,9 @@ def _rebuild_record(root: StorePath, key: str) -> str:
     name = key.rsplit("/", 1)[-1].removesuffix(".json")
     if name == layout.DATASET_FILE.removesuffix(".json"):  # a legacy record inside the dataset directory
         name = key.split("/")[0]
-    info = layout.describe_dataset(name)
-    dataset = DatasetKey(parse_timeframe(info["label"]), info["adjustment"])
-    runs = [r for r in _runs(root) if r.timeframe == dataset.timeframe.name and r.adjustment == dataset.adjustment]
+    dataset = DatasetKey.from_name(name)
+    runs = [r for r in _runs(root) if r.timeframe == dataset.timeframe.name and r.adjustment == dataset.adjustment
+            and r.source == dataset.source]
     feeds = [r.feed for r in runs if r.feed]
     asofs = [r.asof for r in runs if r.asof]
     record = dataset_record.rebuild(root, dataset, feed=feeds[-1] if feeds else None, asof=asofs[-1] if asofs else None,
@@ -230,13 +229,19 @@ def _rebuild_adjusted(root: StorePath, key: str) -> str:
 
 
 def _refetch_actions(pipeline: IngestionPipeline | None) -> str:
+    """Fetch again the actions of every source the store holds datasets of (each from its own source)."""
     later = "the next ingest (or 'dataengine actions --update') fetches them again"
     if pipeline is None:
         return f"corporate actions set aside: {later}"
-    try:
-        result = pipeline.update_corporate_actions()
-    except DataEngineError as exc:
-        return f"corporate actions set aside, not fetched again now ({exc}): {later}"
-    if result.failed:
-        return f"corporate actions fetched again for {len(result.successful)} symbol(s); {len(result.failed)} failed: {later}"
-    return f"corporate actions fetched again for {len(result.successful)} symbol(s)"
+    held: list[str | None] = [*sorted({layout.describe_dataset(n)["source"] for n in layout.dataset_names(pipeline.root)})]
+    held = held or [None]  # no dataset: the source setting's
+    done, failed = 0, 0
+    for source in held:
+        try:
+            result = pipeline.update_corporate_actions(source=source)
+        except DataEngineError as exc:
+            return f"corporate actions set aside, not fetched again now ({exc}): {later}"
+        done, failed = done + len(result.successful), failed + len(result.failed)
+    if failed:
+        return f"corporate actions fetched again for {done} symbol(s); {failed} failed: {later}"
+    return f"corporate actions fetched again for {done} symbol(s)"

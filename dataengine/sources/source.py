@@ -1,9 +1,11 @@
 """What a run needs from a data source: pages of bars for symbols over a range, with counters; and what each
 source can do (:class:`SourceInfo`), so a planner can size requests without importing any HTTP client.
 
-Sources: Alpaca (:class:`dataengine.sources.alpaca_client.AlpacaClient`) and Massive, ex-Polygon
-(:class:`dataengine.sources.massive_client.MassiveClient`). Another source is a class with these methods, a
-:class:`SourceFactory` that makes one per worker thread, and a :class:`SourceInfo` in :data:`SOURCES`.
+Sources: Alpaca (:class:`dataengine.sources.alpaca_client.AlpacaClient`), Massive, ex-Polygon
+(:class:`dataengine.sources.massive_client.MassiveClient`), and ``sample``, synthetic bars with no key and no
+network (:class:`dataengine.sources.sample.SampleSource`). Another source is a class with these methods, a
+:class:`SourceFactory` that makes one per worker thread, a :class:`SourceInfo` in :data:`SOURCES`, and its
+factory in :mod:`dataengine.orchestration.sources` (README "Sources": how to add one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import polars as pl
 
 from dataengine.counters import RequestCounts
+from dataengine.datasets import DEFAULT_SOURCE, dataset_prefix
 from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -114,6 +117,14 @@ class SourceInfo:
     rate_limit_headers: bool
     requests_per_minute: int | None
     action_page_limit: int  # corporate-action records per page at most
+    title: str = ""  # how outputs name the source: ``Alpaca``, ``Massive``, ``sample (synthetic)``
+    key_variables: tuple[str, ...] = ()  # the environment variables its key is read from (none: no key)
+    synthetic: bool = False  # made-up bars (the sample source): its datasets and outputs say so
+
+    @property
+    def dataset_prefix(self) -> str:
+        """What its dataset directories' names start with, before ``equities_`` (``massive_``; Alpaca's: none)."""
+        return dataset_prefix(self.name)
 
     def serves(self, timeframe: Timeframe) -> bool:
         return any(unit == timeframe.unit and timeframe.amount in amounts for unit, amounts in self.bar_sizes)
@@ -155,6 +166,8 @@ ALPACA = SourceInfo(
     rate_limit_headers=True,  # X-RateLimit-Remaining / -Reset on every answer
     requests_per_minute=200,  # the free plan; Algo Trader Plus: 10,000 (setting ``requests_per_minute``)
     action_page_limit=1000,
+    title="Alpaca",
+    key_variables=("APCA_API_KEY_ID", "APCA_API_SECRET_KEY"),
 )
 MASSIVE = SourceInfo(
     name="massive",
@@ -171,8 +184,30 @@ MASSIVE = SourceInfo(
     rate_limit_headers=False,  # no quota headers: a 429 is all the server says
     requests_per_minute=5,  # the free plan; paid plans are not throttled per minute
     action_page_limit=1000,
+    title="Massive",
+    key_variables=("MASSIVE_API_KEY",),
 )
-SOURCES: dict[str, SourceInfo] = {info.name: info for info in (ALPACA, MASSIVE)}
+SAMPLE = SourceInfo(
+    name="sample",
+    page_bars=PAGE_BARS,  # pages as Alpaca's: bars across the symbols of a request
+    page_unit="bars",
+    symbols_per_request=None,
+    bar_sizes=_DATAENGINE_SIZES,
+    history_start=date(2000, 1, 1),  # the shipped NYSE calendar's first day
+    history_years=None,
+    adjustments=("raw",),  # adjusted prices are computed locally, from its (empty) corporate actions
+    feeds=("sip",),
+    corporate_actions=True,  # asked and answered: there are none
+    maps_renamed_symbols=False,
+    rate_limit_headers=False,
+    requests_per_minute=None,  # no network: nothing to pace
+    action_page_limit=1000,
+    title="sample (synthetic)",
+    synthetic=True,
+)
+SOURCES: dict[str, SourceInfo] = {info.name: info for info in (ALPACA, MASSIVE, SAMPLE)}  # datasets.SOURCE_NAMES' order
+__all__ = ["ALPACA", "DEFAULT_SOURCE", "MASSIVE", "PAGE_BARS", "SAMPLE", "SOURCES", "BarSource", "Page", "SourceFactory",
+           "SourceInfo", "WaitHook", "source_info"]
 
 
 def source_info(name: str) -> SourceInfo:

@@ -1,4 +1,5 @@
-"""A dataset's record: which feed it holds, how renamed symbols are mapped (``asof``), when it was made.
+"""A dataset's record: which source and feed it holds, how renamed symbols are mapped (``asof``), when it was
+made. A record without ``source`` (every record written before there were other sources) is Alpaca's.
 
 ``metadata/datasets/{dataset}.json``, replaced atomically; stores written by earlier versions kept it as
 ``_dataset.json`` inside the dataset directory, where it is still read and from where the next claim moves it.
@@ -10,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from dataengine.datasets import DatasetKey
+from dataengine.datasets import DEFAULT_SOURCE, DatasetKey
 from dataengine.errors import DatasetMismatchError, StorageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -33,11 +34,18 @@ def read(root: StorePath, key: DatasetKey | str) -> dict[str, Any] | None:
 
 
 def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> None:
-    """Refuse to mix feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
+    """Refuse to mix sources, feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
     info = read(root, key)
     if info is None:
         return
     where = layout.dataset_dir(root, key)
+    held = str(info.get("source") or DEFAULT_SOURCE)
+    if held != key.source:
+        raise DatasetMismatchError(
+            f"{where} holds {held} bars (its record says so); refusing to add {key.source} bars: a dataset holds one "
+            f"source's bars (renamed by hand? {held}'s belong in {DatasetKey(key.timeframe, key.adjustment, held).dirname}; "
+            "or use another --storage-dir)"
+        )
     if info.get("feed") not in (None, feed):
         raise DatasetMismatchError(
             f"{where} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
@@ -62,6 +70,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
         return str(info["asof"])
     now = datetime.now(timezone.utc)
     record = info or {
+        "source": key.source,
         "timeframe": key.timeframe.label,
         "adjustment": key.adjustment,
         "feed": feed,
@@ -80,7 +89,7 @@ def rebuild(root: StorePath, key: DatasetKey, *, feed: str | None, asof: str | N
     adjustment from its name, its feed and ``asof`` as its runs recorded them (None: unknown, the next run
     records its own). Returns the record."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record: dict[str, Any] = {"timeframe": key.timeframe.label, "adjustment": key.adjustment,
+    record: dict[str, Any] = {"source": key.source, "timeframe": key.timeframe.label, "adjustment": key.adjustment,
                               "created": created or now, "rebuilt": now}
     if feed:
         record["feed"] = feed

@@ -3,7 +3,8 @@ asks here.
 
 ::
 
-    {root}/equities_{label}[_{adjustment}]/symbol={S}/year={YYYY}/month={MM}/data.parquet
+    {root}/[{source}_]equities_{label}[_{adjustment}]/symbol={S}/year={YYYY}/month={MM}/data.parquet
+                                                 (no source prefix: Alpaca's; massive_, sample_ ...)
     {root}/corporate_actions/actions.parquet    every corporate action of the stored symbols, once per id
     {root}/corporate_actions/closes.parquet     the raw close before each cash dividend
     {root}/corporate_actions/fetched.json       which symbols' actions were asked for, from when
@@ -37,10 +38,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from dataengine.datasets import DatasetKey, adjustment_from_suffix
+from dataengine.datasets import EQUITIES, DatasetKey, dataset_prefixes, split_dataset_name
 from dataengine.storage.store import StorePath
 
-DATASET_PREFIX = "equities_"
+DATASET_PREFIX = EQUITIES  # Alpaca's datasets; other sources' are ``{source}_equities_...`` (dataset_prefixes)
 DATA_FILE = "data.parquet"
 DATASET_FILE = "_dataset.json"
 METADATA_DIR = "metadata"
@@ -238,10 +239,18 @@ def read_dataset_record(root: StorePath, key: DatasetKey | str) -> StorePath | N
 
 
 def describe_dataset(name: str) -> dict[str, str]:
-    """``equities_1min_split_spinoff`` -> label ``1min``, adjustment ``split,spin-off`` (from the name alone)."""
-    rest = name[len(DATASET_PREFIX) :] if name.startswith(DATASET_PREFIX) else name
-    label, _, suffix = rest.partition("_")
-    return {"label": label, "adjustment": adjustment_from_suffix(suffix)}
+    """``massive_equities_1min_split_spinoff`` -> source ``massive``, label ``1min``, adjustment
+    ``split,spin-off`` (from the name alone)."""
+    source, label, adjustment = split_dataset_name(name)
+    return {"label": label, "adjustment": adjustment, "source": source}
+
+
+def view_name(dataset: str) -> str:
+    """A dataset's SQL view: ``equities_1min`` -> ``bars_1min``, ``massive_equities_1day`` -> ``massive_bars_1day``."""
+    for prefix in sorted(dataset_prefixes(), key=len, reverse=True):
+        if dataset.startswith(prefix):
+            return prefix[: -len(DATASET_PREFIX)] + "bars_" + dataset[len(prefix) :]
+    return "bars_" + dataset
 
 
 def temp_file_places(root: StorePath, *, partitions: bool = True) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -269,9 +278,12 @@ _METADATA_FILES = ("*.jsonl", "*.csv", "*.json", CACHE_FILE, "*.parquet")
 # -- listing --------------------------------------------------------------------------------------------
 
 
-def dataset_names(root: StorePath) -> list[str]:
-    """``equities_*`` directories under ``root``, sorted."""
-    return sorted(n for n in root.root.subdirs() if n.startswith(DATASET_PREFIX))
+def dataset_names(root: StorePath, source: str | None = None) -> list[str]:
+    """Dataset directories under ``root`` (``equities_*``, ``massive_equities_*``, ...; of ``source`` only
+    when given), sorted."""
+    prefixes = dataset_prefixes()
+    names = sorted(n for n in root.root.subdirs() if n.startswith(prefixes))
+    return names if source is None else [n for n in names if split_dataset_name(n)[0] == source]
 
 
 def symbols_in(directory: StorePath) -> list[str]:

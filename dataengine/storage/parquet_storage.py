@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from dataengine.counters import WriteCounts
-from dataengine.datasets import DatasetKey, parse_feed
+from dataengine.datasets import DEFAULT_SOURCE, DatasetKey, parse_feed
 from dataengine.errors import StorageError, UsageError
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.atomic import temp_path
@@ -125,23 +125,26 @@ class ParquetStorage:
         *,
         adjustment: str = "raw",
         feed: str = "sip",
+        source: str = DEFAULT_SOURCE,
     ) -> WriteStats:
-        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) into the store, under
-        the store's run lock (waiting up to a minute for a run that holds it), as one version of the dataset."""
+        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) from ``source`` into
+        its dataset, under the store's run lock (waiting up to a minute for a run that holds it), as one version
+        of the dataset. Another source's dataset records point-in-time tickers (asof ``-``): only Alpaca maps
+        renamed symbols (``SourceInfo.maps_renamed_symbols``)."""
         from dataengine.storage.run_ledger import new_run_id
         from dataengine.storage.run_lock import RunLock
         from dataengine.storage.run_versions import DatasetVersion
         from dataengine.storage.versions import Provenance
 
-        key = DatasetKey.of(timeframe, adjustment)
+        key = DatasetKey.of(timeframe, adjustment, source)
         feed = parse_feed(feed)
         missing = {"symbol", "timestamp"} - set(dataframe.columns)
         if missing:
             raise UsageError(f"cannot store a frame without column(s): {', '.join(sorted(missing))}")
         with RunLock(self.root, wait=True, timeout=60, command="ParquetStorage.store"):
-            self.claim_dataset(key, feed)
+            self.claim_dataset(key, feed, None if key.source == DEFAULT_SOURCE else "-")
             version = DatasetVersion(self.root, key.dirname, Provenance(
-                run_id=new_run_id(), feed=feed, adjustment=key.adjustment, command="ParquetStorage.store"))
+                run_id=new_run_id(), source=key.source, feed=feed, adjustment=key.adjustment, command="ParquetStorage.store"))
             version.begin()
             self.take_written()
             stats = self.write(dataframe, key)

@@ -45,7 +45,8 @@ class DatasetVersion:
     def __init__(self, root: StorePath, dataset: str, provenance: Provenance) -> None:
         self.root = root.root
         self.dataset = dataset
-        self.provenance = provenance
+        # whose bars the dataset holds is in its name: every version of it says so, whoever makes it
+        self.provenance = replace(provenance, source=layout.describe_dataset(dataset)["source"])
         self.table = VersionTable.of(self.root, dataset)
         self._ticket: RunTicket | None = None
         self._named: tuple[str | None, str | None] | None = None

@@ -318,7 +318,7 @@ def test_massive_splits_decode_as_ratios_with_tagged_ids() -> None:
     assert frame.select("type", "symbol", "ex_date", "old_rate", "new_rate").rows() == [
         ("forward_split", "AAPL", date(2020, 8, 31), 1.0, 4.0), ("reverse_split", "BRW", date(2022, 5, 20), 2.0, 1.0)]
     assert frame["id"][0] == "massive:E3641" and frame["id"][1].startswith("massive:sha1:")  # no id: the record's hash
-    assert frame.select(action_source())["literal"].to_list() == ["massive", "massive"]
+    assert frame.select(action_source())["source"].to_list() == ["massive", "massive"]
 
 
 def test_massive_dividends_decode_with_their_kind_and_only_usd_amounts() -> None:

@@ -86,3 +86,21 @@ def test_on_the_free_plan_a_job_within_one_window_is_cut_for_the_workers_and_a_l
     assert len(small.units) >= 12 and max(math.ceil(u.est_bars / PAGE_BARS) for u in small.units) <= 3
     large = pipeline.plan(pipeline.prepare(symbols, "2023-01-01", "2023-12-31", "minute"))  # ~970 pages
     assert all(u.est_bars > 4 * PAGE_BARS for u in large.units[:-1])
+
+
+def test_a_one_symbol_source_gets_a_whole_unit_per_symbol_never_cut_in_time() -> None:
+    from dataengine.sources.source import MASSIVE
+
+    rng = resolve_range("2016-01-01", "2024-12-31", feed="iex")  # 9 years of minutes: ~45 of Massive's pages each
+    units = plan_units(["AAPL", "MSFT", "NVDA"], parse_timeframe("minute"), rng.start, rng.end, workers=8, info=MASSIVE)
+    assert [(u.symbols, u.start, u.end) for u in units] == [((s,), rng.start, rng.end) for s in ("AAPL", "MSFT", "NVDA")]
+
+
+def test_the_request_estimate_is_per_symbol_for_a_one_symbol_source() -> None:
+    from dataengine.orchestration.planner import WorkUnit, _max_requests
+    from dataengine.sources.source import MASSIVE
+
+    rng = resolve_range("2024-01-01", "2024-01-31", feed="iex")
+    unit = WorkUnit(("AAPL", "MSFT"), rng.start, rng.end, 2 * 60_000.0)
+    assert _max_requests([unit], MASSIVE, MASSIVE.bars_per_page(parse_timeframe("minute"))) == 2 * 2
+    assert _max_requests([unit]) == 12  # Alpaca's: 120,000 bars across both, 10,000 a page

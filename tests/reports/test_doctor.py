@@ -78,3 +78,19 @@ def test_the_store_its_marker_datasets_and_a_run_holding_it(alpaca, capsys, tmp_
     assert store["running"]["command"] == "dataengine ingest MSFT"
     assert "a run holds it now: pid" in out and "(dataengine ingest MSFT)" in out
     assert doctor(capsys, "--offline")[1]["store"]["running"] is None
+
+
+def test_doctor_checks_the_massive_key_of_the_source_setting(massive_env, capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import run_cli
+
+    code, out, _ = run_cli(capsys, "doctor", "--source", "massive")
+    assert code == 0 and f"Keys: ok: accepted by {massive_env.url} (1 request, " in out and "test-key" not in out
+    assert "massive_plan" in out and len(massive_env.requests) == 1
+
+
+def test_doctor_with_the_sample_sends_nothing(capsys, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import run_cli
+
+    monkeypatch.setenv("DATAENGINE_SOURCE", "sample")
+    code, out, _ = run_cli(capsys, "doctor", "--storage-dir", str(tmp_path / "none"))
+    assert code == 0 and "Keys: ok: the sample source needs no key" in out and "environment DATAENGINE_SOURCE" in out

@@ -223,7 +223,7 @@ def test_local_split_adjustment_of_massive_bars_is_massives_adjusted_series(mass
     client = massive_client()
     raw = fetch(client, ["NVDA"], "day", rng)
     factors = cumulative_factors(factor_events(client.fetch_actions(["NVDA"], date(2024, 1, 1), date(2024, 12, 31)),
-                                               pl.DataFrame(), "split"))
+                                               pl.DataFrame(), "split", source="massive"))
     local = adjust_frame(raw.lazy(), factors).collect()
     served = massive.synthetic_frame("NVDA", 1, "day", *rng, adjusted=True)  # what adjusted=true would send
     assert raw["close"][0] > 3 * raw["close"][-1]  # raw prices jump at the split

@@ -7,14 +7,14 @@ from datetime import date
 import pytest
 
 from dataengine.errors import UsageError
-from dataengine.sources.source import ALPACA, MASSIVE, PAGE_BARS, SOURCES, source_info
+from dataengine.sources.source import ALPACA, MASSIVE, PAGE_BARS, SAMPLE, SOURCES, source_info
 from dataengine.timeframes import TIMEFRAMES, parse_timeframe
 
 
 def test_every_source_is_registered_by_name_and_an_unknown_one_is_a_usage_error() -> None:
-    assert SOURCES == {"alpaca": ALPACA, "massive": MASSIVE}
+    assert SOURCES == {"alpaca": ALPACA, "massive": MASSIVE, "sample": SAMPLE}
     assert source_info(" Massive ") is MASSIVE
-    with pytest.raises(UsageError, match="unknown source 'polygon'; choose one of: alpaca, massive"):
+    with pytest.raises(UsageError, match="unknown source 'polygon'; choose one of: alpaca, massive, sample"):
         source_info("polygon")
 
 
@@ -59,3 +59,15 @@ def test_capabilities_cost_no_http_client_and_the_massive_source_no_alpaca_py() 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False []"
+
+
+def test_the_sample_is_synthetic_keyless_and_unpaced_and_names_its_datasets_apart() -> None:
+    assert SAMPLE.synthetic and not ALPACA.synthetic and not MASSIVE.synthetic
+    assert (SAMPLE.key_variables, SAMPLE.requests_per_minute) == ((), None)
+    assert (ALPACA.dataset_prefix, MASSIVE.dataset_prefix, SAMPLE.dataset_prefix) == ("", "massive_", "sample_")
+
+
+def test_the_names_datasets_know_are_the_sources_registered() -> None:
+    from dataengine.datasets import DEFAULT_SOURCE, SOURCE_NAMES
+
+    assert tuple(SOURCES) == SOURCE_NAMES and DEFAULT_SOURCE == ALPACA.name

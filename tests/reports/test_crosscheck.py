@@ -1,0 +1,111 @@
+"""``dataengine verify --against SOURCE``: Alpaca's stored bars checked against Massive's (and back) through the
+two look-alike servers, which serve the same synthetic bars for a symbol, so a clean comparison passes and a
+planted difference is named; the store is never changed."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.alpaca_server import FakeAlpaca
+from tests.helpers import run_cli, store_listing
+from tests.massive_server import FakeMassive
+
+UTC = timezone.utc
+run = run_cli
+RANGE = ("--start", "2024-01-02", "--end", "2024-02-29")
+
+
+@pytest.fixture
+def stored(alpaca: FakeAlpaca, massive_env: FakeMassive, capsys) -> FakeMassive:  # type: ignore[no-untyped-def]
+    assert run(capsys, "ingest", "AAPL", "MSFT", "-t", "day", *RANGE)[0] == 0
+    return massive_env
+
+
+def test_the_same_bars_pass_and_nothing_is_written(stored: FakeMassive, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = store_listing(tmp_path / "store")
+    code, out, _ = run(capsys, "verify", "--against", "massive")
+    assert code == 0 and "equities_1day (alpaca) against massive: 4 symbol-month(s), 4 request(s), 0 beyond" in out
+    assert out.count(" ok") == 4 and store_listing(tmp_path / "store") == before
+    assert len(stored.requests) == 4 and not stored.action_requests  # bars only, one request a symbol-month
+
+
+def test_a_planted_difference_is_named_with_exit_1(stored: FakeMassive, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stored.alter("MSFT", datetime(2024, 1, 10, 5, tzinfo=UTC), close=999.0)
+    stored.drop("AAPL", datetime(2024, 2, 5, 5, tzinfo=UTC))
+    before = store_listing(tmp_path / "store")
+    code, out, _ = run(capsys, "verify", "--against", "massive", "--json")
+    assert code == 1 and store_listing(tmp_path / "store") == before
+    (check,) = json.loads(out)["checks"]
+    months = {(m["symbol"], m["month"]): m for m in check["months"]}
+    assert [k for k, m in months.items() if m["flagged"]] == [("AAPL", "2024-02"), ("MSFT", "2024-01")]
+    assert (months["AAPL", "2024-02"]["only_stored"], months["AAPL", "2024-02"]["other"]) == (1, 19)
+    msft = months["MSFT", "2024-01"]
+    assert (msft["price_differs"], msft["volume_differs"], msft["matched"]) == (1, 0, 21) and msft["max_price_diff"] > 0.5
+    assert msft["examples"] == [f"2024-01-10T05:00:00+00:00: close {msft_close(tmp_path)} vs 999.0"]
+    code, out, _ = run(capsys, "verify", "--against", "massive", "MSFT")
+    assert code == 1 and "MSFT    2024-01" in out and "DIFFERS" in out and "AAPL" not in out
+
+
+def msft_close(tmp_path) -> float:  # type: ignore[no-untyped-def]
+    from dataengine import read_bars
+
+    return float(read_bars("MSFT", "2024-01-10", "2024-01-10", "day", storage_dir=str(tmp_path / "store"))["close"][0])
+
+
+def test_differences_within_the_tolerances_are_reported_not_flagged(stored: FakeMassive, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    close = msft_close(tmp_path)
+    stored.alter("MSFT", datetime(2024, 1, 10, 5, tzinfo=UTC), close=close * 1.001)  # 0.1 %: tapes differ slightly
+    code, out, _ = run(capsys, "verify", "--against", "massive", "MSFT", "--json")
+    msft = json.loads(out)["checks"][0]["months"][0]
+    assert code == 0 and msft["price_differs"] == 0 and 0.0009 < msft["max_price_diff"] < 0.0011
+    assert run(capsys, "verify", "--against", "massive", "MSFT", "--price-tolerance", "0.0005")[0] == 1
+
+
+def test_a_few_minute_bars_in_a_month_are_within_the_share(alpaca: FakeAlpaca, massive_env: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(capsys, "ingest", "AAPL", "-t", "minute", "--start", "2024-01-02", "--end", "2024-01-12")[0] == 0
+    massive_env.drop("AAPL", datetime(2024, 1, 3, 15, 0, tzinfo=UTC))
+    code, out, _ = run(capsys, "verify", "--against", "massive", "-t", "minute", "--json")
+    (month,) = json.loads(out)["checks"][0]["months"]
+    assert code == 0 and (month["only_stored"], month["flagged"]) == (1, False)  # 1 of 8,640 bars
+    assert run(capsys, "verify", "--against", "massive", "-t", "minute", "--max-share", "0")[0] == 1
+
+
+def test_a_sample_draws_the_same_months_for_the_same_seed(stored: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    picks = [[(m["symbol"], m["month"]) for m in json.loads(run(capsys, "verify", "--against", "massive", "--sample",
+                                                                 "2", "--seed", seed, "--json")[1])["checks"][0]["months"]]
+             for seed in ("7", "7")]
+    assert len(picks[0]) == 2 and picks[0] == picks[1]
+
+
+def test_massives_bars_checked_against_alpacas(alpaca: FakeAlpaca, massive_env: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(capsys, "ingest", "AAPL", "--source", "massive", "-t", "day", *RANGE)[0] == 0
+    code, out, _ = run(capsys, "verify", "--source", "massive", "--against", "alpaca")
+    assert code == 0 and "massive_equities_1day (massive) against alpaca: 2 symbol-month(s)" in out
+    assert {r.params["feed"] for r in alpaca.requests} == {"sip"}
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--against", "alpaca"), "the dataset is alpaca's own"),
+    (("--against", "sample"), "sample bars are synthetic"),
+    (("--against", "massive", "--repair"), "not with --repair"),
+    (("--against", "massive", "-t", "minute"), "no raw minute dataset of alpaca"),
+])
+def test_a_meaningless_comparison_is_a_usage_error(stored: FakeMassive, capsys, args: tuple[str, ...], said: str) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsys, "verify", *args)
+    assert code == 2 and said in err and not stored.requests
+
+
+def test_without_the_other_sources_key_nothing_is_asked(stored: FakeMassive, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("MASSIVE_API_KEY")
+    code, _, err = run(capsys, "verify", "--against", "massive")
+    assert code == 2 and "Massive API key missing" in err and not stored.requests
+
+
+def test_months_the_other_plan_does_not_serve_are_skipped(stored: FakeMassive, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_MASSIVE_PLAN", "free")  # about two years back from today: 2024 is out of it
+    code, out, _ = run(capsys, "verify", "--against", "massive", "--json")
+    months = json.loads(out)["checks"][0]["months"]
+    assert code == 0 and all(m["skipped"] for m in months) and not stored.requests
