@@ -53,7 +53,7 @@ def alpaca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAlpa
 
 
 @pytest.fixture
-def massive_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator["FakeMassive"]:
+def massive_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeMassive]:
     """A local Massive-compatible server (tests/massive_server.py), with the environment pointing dataengine at
     it and at the same temp store as ``alpaca`` (both may run in one test). The plan is ``paid`` (no history
     window, no per-minute cap) unless a test says otherwise; retries back off for milliseconds."""

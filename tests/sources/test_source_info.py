@@ -70,4 +70,4 @@ def test_the_sample_is_synthetic_keyless_and_unpaced_and_names_its_datasets_apar
 def test_the_names_datasets_know_are_the_sources_registered() -> None:
     from dataengine.datasets import DEFAULT_SOURCE, SOURCE_NAMES
 
-    assert tuple(SOURCES) == SOURCE_NAMES and DEFAULT_SOURCE == ALPACA.name
+    assert tuple(SOURCES) == SOURCE_NAMES and ALPACA.name == DEFAULT_SOURCE
