@@ -36,6 +36,8 @@ class RunOutcome:
     storage_requests: dict[str, int] = field(default_factory=dict)  # S3 requests by kind (LIST, GET, PUT, ...)
     version: int | None = None  # the dataset's version after the run (what a backtest pins: read_bars(version=N))
     source: str = "alpaca"  # where the bars came from (a record written before there were sources: Alpaca)
+    # why the run's version could not be committed (its bars are stored; the next run's commit takes them in)
+    version_error: str | None = None
 
     def take_outcome(self, other: RunOutcome) -> None:
         """Copy every outcome field from ``other`` (a run's result into its ledger record)."""

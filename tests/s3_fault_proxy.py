@@ -5,6 +5,9 @@ every request is forwarded to the server unchanged (the ``Host`` header included
 and answered with the server's response, unless a rule says otherwise. Rules, checked in the order added:
 
 ``delay``        sleep ``seconds`` before forwarding (then the other rules still apply)
+``delay_after``  forward (the request *was* applied), then sleep ``seconds`` before answering: the client's
+                 answer describes the store as it was, while others may change it meanwhile. Its ``match``
+                 is asked once the server has answered, so it can tell a test that moment.
 ``fail_before``  answer ``status`` with an S3 error body (``code``) without forwarding: the server never saw it
 ``fail_after``   forward (the write *was* applied), then answer ``status`` instead of the server's response
 ``cut``          send the status line, the headers (with the full ``Content-Length``) and the first ``keep``
@@ -48,8 +51,8 @@ from urllib.parse import urlsplit
 
 __all__ = ["Exchange", "FaultKind", "FaultProxy", "Request", "Rule", "on"]
 
-FaultKind = Literal["delay", "fail_before", "fail_after", "cut"]
-_KINDS = ("delay", "fail_before", "fail_after", "cut")
+FaultKind = Literal["delay", "delay_after", "fail_before", "fail_after", "cut"]
+_KINDS = ("delay", "delay_after", "fail_before", "fail_after", "cut")
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business; Expect is answered here, not forwarded.
 _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                   "te", "trailer", "transfer-encoding", "upgrade", "expect"})
@@ -292,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             upstream.close()
+        if delay := sum(rule.seconds for rule in proxy._fire(request, ("delay_after",), first=False)):
+            time.sleep(delay)
         kinds: tuple[FaultKind, ...] = ("fail_after", "cut") if len(answer) >= 2 else ("fail_after",)
         rule = next(iter(proxy._fire(request, kinds)), None)
         if rule is not None and rule.kind == "fail_after":

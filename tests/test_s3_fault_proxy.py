@@ -114,6 +114,28 @@ def test_delay_holds_the_request_then_forwards_it(proxy: FaultProxy, bucket: str
     assert proxy.exchanges[0].fault is None
 
 
+def test_delay_after_answers_late_with_what_the_server_said_before(proxy: FaultProxy, bucket: str, direct: Any) -> None:
+    import threading
+
+    answered = threading.Event()
+
+    def listing(request: Any) -> bool:
+        if request.method == "GET" and "list-type=2" in request.query:
+            answered.set()  # asked once the server has answered
+            return True
+        return False
+
+    proxy.add("delay_after", seconds=0.5, match=listing)
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: seen.append(
+        _client(proxy.url).list_objects_v2(Bucket=bucket).get("KeyCount", 0)))
+    reader.start()
+    assert answered.wait(5)
+    direct.put_object(Bucket=bucket, Key=KEY, Body=BODY)  # lands while the answer is held back
+    reader.join(5)
+    assert seen == [0] and direct.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
 def test_rate_is_a_seeded_draw(s3_endpoint: str, bucket: str, direct: Any) -> None:
     from botocore.exceptions import ClientError
 

@@ -85,6 +85,9 @@ def render_store(report: dict[str, Any]) -> str:
     for r in report["runs"]:
         if r.get("error"):
             lines.append(f"  {r['run_id']}: {r['error']}")
+        if r.get("version_error"):
+            lines.append(f"  {r['run_id']}: version not committed (the next run's commit takes its bars in): "
+                         f"{r['version_error']}")
     if report.get("versions"):
         lines += ["", "Versions (every run a version; dataengine versions -t SIZE lists them):"]
         for v in report["versions"]:

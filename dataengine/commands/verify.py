@@ -42,8 +42,9 @@ def verify_command(
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
     none that was written once gone; and the metadata: coverage and run ledgers line by line, dataset records,
-    corporate-action files. Names each damaged or missing partition, line and file. With --against SOURCE,
-    compare the stored bars with another vendor's instead (nothing is stored or changed).
+    corporate-action files, version tables (their Delta logs, the files the latest versions name). Names each
+    damaged or missing partition, line and file. With --against SOURCE, compare the stored bars with another
+    vendor's instead (nothing is stored or changed).
 
     Examples: dataengine verify · dataengine verify AAPL -t minute --repair · dataengine verify --against massive -t day --sample 20
 
@@ -154,8 +155,8 @@ def render(report: VerifyReport) -> str:
                      "(run 'dataengine verify --repair'):")
         lines += [f"  {d.describe()}" for d in report.damage]
     if report.versions:
-        lines.append(f"{len(report.versions)} file(s) the latest versions name are missing or resized "
-                     "(run 'dataengine verify --repair'):")
+        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, or files the "
+                     "latest versions name missing or resized (run 'dataengine verify --repair'):")
         lines += [f"  {problem}" for problem in report.versions]
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")

@@ -244,14 +244,18 @@ class IngestionPipeline:
                 run_id=record.run_id, source=request.source, feed=request.feed, adjustment=request.adjustment,
                 asof=request.asof, command=" ".join(self.command)))
             version.begin()  # before the first write: adopts an unversioned dataset as version 0
+            repair = request.ranges is not None
+            # new corporate actions stored by this run make a version of the store's other raw datasets too
+            actions_made = Provenance(run_id=record.run_id, reason="corporate-actions", command=" ".join(self.command))
             try:
                 result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-            finally:  # what was written is committed however the run ends (a crash: the next commit takes it in)
-                written = self.storage.take_written()
-                committed = _commit_version(version, written, outcome.result, repair=request.ranges is not None)
-                _record_actions(self.root, Provenance(run_id=record.run_id, reason="corporate-actions",
-                                                      command=" ".join(self.command)), besides=version)
-            result.version = committed
+            except BaseException as exc:  # what was written is committed however the run ends; its error wins
+                _commit_version(version, self.storage.take_written(), getattr(exc, "result", None), repair=repair)
+                _record_actions(self.root, actions_made, besides=version)
+                raise
+            written = self.storage.take_written()
+            _commit_version(version, written, result, repair=repair)
+            _record_actions(self.root, actions_made, besides=version)
             if written:  # no file changed: the cache is as fresh as the plan's footer check left it
                 _refresh_status_cache(self.root, request, written)
         return result
@@ -364,16 +368,26 @@ class IngestionPipeline:
 
 
 def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], result: IngestResult | None, *,
-                    repair: bool) -> int | None:
-    """Commit a run's partitions as one version; the dataset's version after it. Never raises: a run that
-    lost the lock (the fence refuses) or cannot reach the store leaves its marker, and the next run's commit
-    takes in what it wrote."""
+                    repair: bool) -> None:
+    """Commit a run's partitions as one version and put the dataset's version after it in ``result`` (if
+    any). Never raises (an interrupt aside), so a failed commit never hides the run's result or its own
+    error: a run that lost the lock, cannot reach the store or fills the disk has stored its bars and leaves
+    its marker, and the next run's commit takes in what it wrote. The failure is logged and is the result's
+    ``version_error`` (exit 1)."""
     reason: Reason = "repair" if repair else "refetch-after-corporate-action" if result and result.refetched else "run"
     try:
-        return version.commit(written, reason=reason)
-    except DataEngineError as exc:
-        log.error("the run's version was not committed (the next run's commit takes its partitions in): %s", exc)
-        return None
+        committed = version.commit(written, reason=reason)
+    except Exception as exc:  # whatever it is, the run's own outcome must come out
+        why = str(exc) if isinstance(exc, DataEngineError) else f"internal error: {type(exc).__name__}: {exc}"
+        log.error("%s: the run's version was not committed: %s; its bars are stored, and the next run's commit "
+                  "takes them in", version.dataset, why)
+        if not isinstance(exc, DataEngineError):
+            log.debug("the commit's traceback", exc_info=True)
+        if result is not None:
+            result.version_error = why
+        return
+    if result is not None:
+        result.version = committed
 
 
 def _record_actions(root: StorePath, provenance: Provenance, *, besides: DatasetVersion | None = None) -> None:
@@ -381,7 +395,7 @@ def _record_actions(root: StorePath, provenance: Provenance, *, besides: Dataset
     until a later run or update records them, reads see the latest version and the actions it names."""
     try:
         record_actions(root, provenance, besides=besides)
-    except DataEngineError as exc:
+    except Exception as exc:  # noqa: BLE001 - as for _commit_version: the run's own result or error wins
         log.error("the corporate actions stored were not recorded in a version yet (the next run does it): %s", exc)
 
 

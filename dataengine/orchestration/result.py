@@ -39,7 +39,8 @@ class IngestResult(RunOutcome):
     @property
     def exit_code(self) -> int:
         return exit_code_for(
-            failed=bool(self.failed) or self.nothing_found, interrupted=self.interrupted, signum=self.signal
+            failed=bool(self.failed) or self.nothing_found or self.version_error is not None,
+            interrupted=self.interrupted, signum=self.signal,
         )
 
     def no_data_warning(self) -> str | None:
@@ -94,6 +95,9 @@ class IngestResult(RunOutcome):
             lines.append(f"  storage requests: {counts}")
         lines += [f"  re-fetched {symbol}: {reason}" for symbol, reason in sorted(self.refetched.items())]
         lines += [f"  failed {symbol}: {reason}" for symbol, reason in sorted(self.failed.items())]
+        if self.version_error is not None:
+            lines.append(f"  version not committed: {self.version_error} (the bars are stored; the next run's "
+                         "commit takes them in)")
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")
         return "\n".join(lines)

@@ -108,6 +108,7 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "error": record.error,
         "command": " ".join(record.command),
         **({"storage_requests": record.storage_requests} if record.storage_requests else {}),
+        **({"version_error": record.version_error} if record.version_error else {}),
     }
 
 

@@ -1,7 +1,8 @@
 """Is the store whole? Every partition's footer readable, its rows inside the month its path names, and no
-partition that was once written gone; and its metadata whole (ledgers, dataset records, corporate-action files:
-:mod:`.verify_metadata`). ``repair`` puts damaged files aside, rebuilds the metadata and fetches exactly the
-damaged months.
+partition that was once written gone; its metadata whole (ledgers, dataset records, corporate-action files:
+:mod:`.verify_metadata`); and each version table whole (its Delta log, the files its latest version names:
+:mod:`dataengine.storage.versions`). ``repair`` puts damaged files aside, rebuilds the metadata and the version
+logs and fetches exactly the damaged months.
 
 Only footers are read (through the footer index, which reads just those that changed since the last call), so
 verifying a large store costs about what ``status`` does. A partition counts as gone when the index saw it
@@ -24,7 +25,7 @@ from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import VersionTable, check, mend
+from dataengine.storage.versions import DamagedLogError, VersionTable, check, check_log, mend, mend_log
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -60,7 +61,8 @@ class VerifyReport:
     partitions: int = 0
     damage: list[Damage] = field(default_factory=list)
     metadata: list[MetadataDamage] = field(default_factory=list)  # damaged ledger lines, records, action files
-    versions: list[str] = field(default_factory=list)  # files a dataset's latest version names, missing or resized
+    # damaged files of a version table's Delta log, and files a dataset's latest version names, missing or resized
+    versions: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
@@ -116,15 +118,31 @@ def verify_and_repair(
         report = verify(root, datasets=datasets, symbols=symbols)
         if report.ok:
             return report
-        # the metadata first: refetching a month needs its dataset's record (its feed)
+        # the metadata first: refetching a month needs its dataset's record (its feed), and a run its version log
         mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
+        version_datasets = {p.split("/")[2] for p in report.versions}
+        mended += _version_log_repairs(root, version_datasets)
         runs = repair(root, report, pipeline) if report.damage else {}
-        _version_repairs(root, {d.dataset for d in report.damage} | {p.split("/")[2] for p in report.versions})
+        _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
         after = verify(root, datasets=datasets, symbols=symbols)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
     after.mended = mended
     return after
+
+
+def _version_log_repairs(root: StorePath, datasets: set[str]) -> list[str]:
+    """Rebuild the damaged files of these datasets' version logs (:func:`~dataengine.storage.versions.mend_log`),
+    the damaged ones kept under ``metadata/quarantine/``; one line per file."""
+    from dataengine.storage.run_ledger import new_run_id
+    from dataengine.storage.versions import Provenance
+
+    aside = layout.quarantine_dir(root, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")).key
+    notes = []
+    for dataset in sorted(datasets):
+        provenance = Provenance(run_id=new_run_id(), reason="repair", command="verify --repair")
+        notes += mend_log(VersionTable.of(root, dataset), provenance, aside)
+    return notes
 
 
 def _version_repairs(root: StorePath, datasets: set[str]) -> None:
@@ -143,9 +161,18 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> None:
 
 
 def check_versions(root: StorePath, datasets: list[str]) -> list[str]:
-    """Files the latest version of each dataset names that are missing or not their recorded size (one stat
-    each; on S3 a listing): what ``read_bars`` would fail on."""
-    return [str(problem) for name in datasets for problem in check(VersionTable.of(root, name))]
+    """Damaged files of each dataset's version log (every commit read whole, the newest checkpoint; on S3 a GET
+    each), and files its latest version names that are missing or not their recorded size (one stat each; on
+    S3 a listing): what ``read_bars`` of the latest or a pinned version would fail on."""
+    problems: list[str] = []
+    for name in datasets:
+        table = VersionTable.of(root, name)
+        damaged = [str(problem) for problem in check_log(table)]
+        try:
+            problems += damaged + [str(problem) for problem in check(table)]
+        except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
+            problems += damaged or [f"{exc.path}: damaged version log ({exc.detail})"]
+    return problems
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:

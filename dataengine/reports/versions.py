@@ -67,7 +67,7 @@ def prune_versions(root: StorePath, keys: list[DatasetKey] | None, keep_days: fl
     """Remove what only unpinned versions older than ``keep_days`` reference (the latest version and tagged
     ones are never pruned), for ``keys`` (default: every dataset with versions), under the run lock."""
     report = PruneReport(keep_days)
-    names = sorted({versioned_key(k).dirname for k in keys}) if keys else layout.dataset_names(root)
+    names = sorted({versioned_key(k, root).dirname for k in keys}) if keys else layout.dataset_names(root)
     with RunLock(root, wait=wait, timeout=timeout, command="dataengine versions --prune"):
         for name in names:
             table = VersionTable.of(root, name)

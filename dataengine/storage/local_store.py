@@ -149,14 +149,19 @@ class LocalStore:
             atomic.write_bytes_atomic(target, data, temp_dir=self.staging())
             return _stat(os.stat(target)).tag
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
+            raise _cannot_write(target, exc) from None
 
     def _create(self, target: Path, data: bytes) -> str | None:
         """Create ``target`` with ``data`` only if no file has its name: the data is written and fsynced
-        under a temp name, then hard-linked to the target (a link never replaces an existing name)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = atomic.temp_path(target, self.staging())
+        under a temp name, then hard-linked to the target (a link never replaces an existing name). None
+        when the name exists; StorageError naming ``target`` when it cannot be written. The temp file is in
+        the staging area, or beside the target when that is on another file system (a mount in the store)."""
+        staging = self.staging()
+        tmp = atomic.temp_path(target, staging)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if os.stat(target.parent).st_dev != os.stat(staging).st_dev:
+                tmp = atomic.temp_path(target)
             tmp.write_bytes(data)
             atomic.fsync_path(tmp)
             try:
@@ -165,6 +170,8 @@ class LocalStore:
                 return None
             atomic.fsync_path(target.parent)
             return _stat(os.stat(target)).tag
+        except OSError as exc:  # a full disk, no permission, a read-only mount, a file where a directory goes
+            raise _cannot_write(target, exc) from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -174,9 +181,9 @@ class LocalStore:
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_atomic(target, write, temp_dir=self.staging())
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
-        atomic.write_atomic(target, write, temp_dir=self.staging())
+            raise _cannot_write(target, exc) from None
 
     def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
         """fsync each staged file, rename it over its target, then fsync each target directory once."""
@@ -184,8 +191,11 @@ class LocalStore:
         targets = [self._path(key) for key in keys]
         for source, target in zip(staged, targets, strict=True):
             atomic.fsync_path(source)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
         for directory in {target.parent for target in targets}:
             atomic.fsync_path(directory)
 
@@ -211,13 +221,15 @@ class LocalStore:
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._path(key), destination)
         except OSError as exc:
-            raise StorageError(f"cannot move {self.describe(key)}: {exc.strerror or exc}") from None
+            raise _cannot_write(destination, exc, f"cannot move {self.describe(key)} to") from None
 
     def link(self, key: str, target: str) -> None:
         """A hard link (0 bytes); across file systems, or where links are refused, a copy under a temp name
         linked onto ``target``, so an existing ``target`` is never replaced. Links are not fsynced one by one
         (500 directory fsyncs would cost a nightly commit seconds): the commit that names them is, which on
-        ext4 and XFS journals the metadata before it."""
+        ext4 and XFS journals the metadata before it. FileExistsError and FileNotFoundError as the protocol
+        says; any other failure (a full disk, no permission, a read-only mount, a file where a directory
+        goes) is a StorageError naming ``target``."""
         self._check_fence()
         source, destination = self._path(key), self._path(target)
         for attempt in (1, 2):
@@ -229,11 +241,21 @@ class LocalStore:
             except FileNotFoundError:  # no source, or no parent directory yet
                 if attempt == 2 or not source.exists():
                     raise
-                destination.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # FileExistsError here is a file in the way, not the target
+                    raise _cannot_write(destination, exc) from None
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise _cannot_write(destination, exc) from None
+                try:
+                    data = source.read_bytes()
+                except FileNotFoundError:
                     raise
-                self._create(destination, source.read_bytes())
+                except OSError as error:
+                    raise StorageError(f"cannot read {source}: {error.strerror or error}") from None
+                if self._create(destination, data) is None:
+                    raise FileExistsError(errno.EEXIST, "exists", str(destination)) from None
                 return
 
     def remove_stale_temp_files(self, places: Iterator[tuple[str, tuple[str, ...]]]) -> int:
@@ -338,6 +360,14 @@ class LocalStore:
 
     def request_counts(self) -> dict[str, int]:
         return {}
+
+
+def _cannot_write(path: Path, exc: OSError, what: str = "cannot write") -> StorageError:
+    """The one line a failed write is: the path and the system's reason (``No space left on device``)."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError) and exc.filename and Path(exc.filename) != path:  # mkdir of a parent
+        reason = f"{exc.filename} is a file, not a directory"
+    return StorageError(f"{what} {path}: {reason}")
 
 
 def _is_our_target(target: str, patterns: tuple[str, ...]) -> bool:

@@ -109,7 +109,7 @@ class RunRecord(RunOutcome):
             self.elapsed_s = round(elapsed_s, 3)
         self.exit_code = exit_code_for(
             error=error,
-            failed=bool(result is not None and (result.failed or result.nothing_found)),
+            failed=bool(result is not None and (result.failed or result.nothing_found or result.version_error)),
             interrupted=bool(result is not None and result.interrupted),
             signum=result.signal if result is not None else None,
         )

@@ -172,6 +172,8 @@ class S3Client:
             with self._fenced(fence):
                 answer = self.s3.copy_object(Bucket=self.bucket, Key=target,
                                              CopySource={"Bucket": self.bucket, "Key": source})
+        except LockError:
+            raise
         except Exception as exc:  # noqa: BLE001
             if _code(exc) in ("NoSuchKey", "404"):
                 return False

@@ -56,6 +56,11 @@ def parse_url(text: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def _covers(prefix: str, key: str) -> bool:
+    """``key`` lies below the directory ``prefix`` (the root, "", covers every key)."""
+    return not prefix or key.startswith(prefix + "/")
+
+
 def _stat(found: S3Stat) -> Stat:
     return Stat(found.st_size, found.etag, found.st_mtime_ns, found.st_ino, found.st_size, found.st_mtime)
 
@@ -70,6 +75,7 @@ class S3Store:
         self._fence: Callable[[], None] | None = None
         self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
         self._made: dict[str, Stat | None] = {}  # what this store wrote (None: deleted) while the lock is held
+        self._dropped = 0  # how often kept listings were dropped (someone else wrote, the hold changed)
         self._holders: list[dict[str, str]] = []  # the lineage of each lease held, outermost first (commit_log)
         self._guard = threading.Lock()
 
@@ -118,7 +124,7 @@ class S3Store:
             if key in self._made:  # under the lock, what this run wrote is what is there
                 return (self._made[key],)
             for prefix, objects in self._walks.items():
-                if key.startswith(prefix + "/"):
+                if _covers(prefix, key):
                     return (objects.get(key),)
         return None
 
@@ -144,16 +150,28 @@ class S3Store:
         return dirs, [(self._rel(k), _stat(s)) for k, s in objects]
 
     def walk(self, key: str) -> list[tuple[str, Stat]]:
-        """One LIST per 1,000 objects; kept while the lock is held (and updated by this run's writes)."""
+        """One LIST per 1,000 objects; kept while the lock is held (and updated by this run's writes).
+
+        Writes this store made while the LIST was on the wire (other threads of the run) may be missing from
+        its answer: what the store made under the lock is laid over it before it is kept. A listing during
+        which kept listings were dropped (another process wrote a key, the hold changed) is not kept."""
         with self._guard:
             if self._walks is not None and key in self._walks:
                 return sorted(self._walks[key].items())
+            dropped = self._dropped
         prefix = self._k(key)
         _, objects = self.client.list(f"{prefix}/" if prefix else "", delimiter=False)
         found = {self._rel(k): _stat(s) for k, s in objects}
         with self._guard:
             if self._walks is not None:
-                self._walks[key] = found
+                for made, stat in self._made.items():
+                    if _covers(key, made):
+                        if stat is None:
+                            found.pop(made, None)
+                        else:
+                            found[made] = stat
+                if self._dropped == dropped:
+                    self._walks[key] = found
         return sorted(found.items())
 
     def _note(self, key: str, stat: Stat | None) -> None:
@@ -163,7 +181,7 @@ class S3Store:
                 return
             self._made[key] = stat
             for prefix, objects in self._walks.items():
-                if key.startswith(prefix + "/"):
+                if _covers(prefix, key):
                     if stat is None:
                         objects.pop(key, None)
                     else:
@@ -173,8 +191,9 @@ class S3Store:
         """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
         with self._guard:
             self._made.pop(key, None)
+            self._dropped += 1
             if self._walks is not None:
-                for prefix in [p for p in self._walks if key.startswith(p + "/")]:
+                for prefix in [p for p in self._walks if _covers(p, key)]:
                     del self._walks[prefix]
 
     # -- writing --------------------------------------------------------------------------------------------
@@ -198,16 +217,30 @@ class S3Store:
         return etag
 
     def write_with(self, key: str, write: Callable[[Path], None]) -> None:
-        """The file is written locally, then goes up in one PUT, which S3 applies whole or not at all."""
+        """The file is written locally, then goes up in one PUT, which S3 applies whole or not at all. A local
+        failure (the temp directory full or not writable) is a StorageError naming both places."""
         self._check_fence()
-        with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
-            tmp = Path(local) / key.rsplit("/", 1)[-1]
-            write(tmp)
-            self.put(key, tmp.read_bytes())
+        try:
+            with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
+                tmp = Path(local) / key.rsplit("/", 1)[-1]
+                write(tmp)
+                data = tmp.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.describe(key)}: staging it in {tempfile.gettempdir()} failed: "
+                               f"{exc.strerror or exc}") from None
+        self.put(key, data)
 
     def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
         self._check_fence()
-        self.each(lambda i: self.put(keys[i], staged[i].read_bytes()), range(len(keys)))
+
+        def one(i: int) -> None:
+            try:
+                data = staged[i].read_bytes()
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.describe(keys[i])}: {staged[i]}: {exc.strerror or exc}") from None
+            self.put(keys[i], data)
+
+        self.each(one, range(len(keys)))
 
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:
@@ -277,6 +310,7 @@ class S3Store:
             previous, self._fence = self._fence, fence
             self._walks = {} if fence is not None else None
             self._made = {}
+            self._dropped += 1
         return previous
 
     def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:

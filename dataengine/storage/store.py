@@ -151,7 +151,11 @@ class Store(Protocol):
     def link(self, key: str, target: str) -> None:
         """Give the bytes of ``key`` a second name, ``target``, without rewriting them where ``key`` is named:
         a hard link locally (0 bytes; a copy across file systems), a server-side copy on S3. Raises
-        FileExistsError when ``target`` exists (it is never replaced) and FileNotFoundError without ``key``."""
+        FileNotFoundError without ``key``, and FileExistsError when ``target`` is known to exist: locally
+        always (a link never replaces a name); on S3, which has no create-only copy, outside the lock a HEAD
+        asks, but under the lock only a ``target`` this process wrote or listed since it took the lock is
+        known, and one another process made may be replaced. So a caller names each target after something
+        only it writes (version tables: the partition and the run id), never a name another writer may use."""
         ...
 
     def staging(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dataengine.errors import StorageError
+from dataengine.errors import LockError, StorageError
 from dataengine.storage.s3_client import READ_ATTEMPTS
 from dataengine.storage.store import open_store
 from tests.s3_fault_proxy import FaultProxy, on
@@ -44,3 +44,22 @@ def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch: pytest.MonkeyPa
     assert client.credentials()["region"] == "eu-west-2"
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")  # both set: AWS_REGION wins, as in the other SDKs
     assert S3Client("any-bucket").s3.meta.region_name == "eu-west-2"
+
+
+def test_a_fence_refusing_a_copy_is_a_lock_error_not_a_storage_error(s3_store: str) -> None:
+    root = open_store(s3_store)
+    (root / "a.parquet").write_bytes(b"x")
+    calls = []
+
+    def fence() -> None:  # passes the store's own check, then refuses the request itself
+        calls.append(1)
+        if len(calls) >= 2:
+            raise LockError("the store lock was lost")
+
+    root.store.hold(fence)
+    try:
+        with pytest.raises(LockError, match="lock was lost"):
+            root.store.link("a.parquet", "b.parquet")
+    finally:
+        root.store.hold(None)
+    assert root.store.stat("b.parquet") is None  # the copy was never sent

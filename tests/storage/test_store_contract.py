@@ -63,6 +63,28 @@ def test_link_names_the_same_bytes_twice_and_never_replaces(root: StorePath) -> 
     assert store.stat("data/x.parquet") is None and store.read("aside/x.parquet") == b"new bars"
 
 
+def test_under_the_lock_link_refuses_only_targets_it_knows_of(root: StorePath) -> None:
+    """What Store.link promises: locally every existing target is refused; on S3 under the lock only one this
+    process wrote or listed since it took the lock (no HEAD per link), so a target another client made then is
+    replaced: callers name targets after something only they write."""
+    store = root.store
+    store.put("data/x.parquet", b"bars")
+    store.hold(lambda: None)
+    try:
+        store.put("versions/mine.parquet", b"mine")
+        with pytest.raises(FileExistsError):
+            store.link("data/x.parquet", "versions/mine.parquet")
+        open_store(store.url).store.put("versions/theirs.parquet", b"theirs")  # as another process would
+        if store.local_path("") is not None:
+            with pytest.raises(FileExistsError):
+                store.link("data/x.parquet", "versions/theirs.parquet")
+        else:
+            store.link("data/x.parquet", "versions/theirs.parquet")
+            assert store.read("versions/theirs.parquet") == b"bars"
+    finally:
+        store.hold(None)
+
+
 def test_files_written_locally_go_in_whole(root: StorePath) -> None:
     frame = pl.DataFrame({"a": [1, 2, 3]})
     root.store.write_with("t/frame.parquet", lambda tmp: frame.write_parquet(tmp))

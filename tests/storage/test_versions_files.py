@@ -99,3 +99,9 @@ def test_a_link_across_file_systems_is_a_copy_under_the_same_rules(tmp_path: Pat
         for path in elsewhere.iterdir():
             path.unlink()
         elsewhere.rmdir()
+
+
+def test_read_many_reads_each_in_order_and_none_for_an_absent_one(files: VersionFiles) -> None:
+    files.put("t/a", b"one")
+    files.put("t/b", b"two")
+    assert files.read_many(["t/b", "t/none", "t/a"]) == [b"two", None, b"one"]

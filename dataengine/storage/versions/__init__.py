@@ -30,8 +30,10 @@ Writers call everything here under the store's run lock.
 
 from dataengine.storage.versions.commit import adopt, begin_run, commit_run, sync
 from dataengine.storage.versions.files import FileInfo, StoreFiles, VersionFiles
+from dataengine.storage.versions.log_repair import LogProblem, check_log, mend_log
 from dataengine.storage.versions.model import (
     CommitResult,
+    DamagedLogError,
     PartitionFile,
     Provenance,
     RunTicket,
@@ -47,7 +49,9 @@ from dataengine.storage.versions.verify import MendResult, Problem, check, mend
 
 __all__ = [
     "CommitResult",
+    "DamagedLogError",
     "FileInfo",
+    "LogProblem",
     "MendResult",
     "PartitionFile",
     "Problem",
@@ -65,10 +69,12 @@ __all__ = [
     "adopt",
     "begin_run",
     "check",
+    "check_log",
     "commit_run",
     "current_version",
     "history",
     "mend",
+    "mend_log",
     "prune",
     "snapshot",
     "sync",

@@ -9,6 +9,7 @@ operation          local                                       S3
 ``put_if_absent``  temp file, fsync, ``os.link`` onto the name  ``PutObject`` with ``If-None-Match: *``
 ``put``            temp file, fsync, ``os.replace``            ``PutObject`` (a PUT is atomic)
 ``read``           read the file (``limit``: its first bytes)  ``GetObject`` (``Range: bytes=0-{limit-1}``)
+``read_many``      read each                                   ``GetObject`` each, sixteen at a time
 ``stat``           ``os.stat``                                 ``HeadObject``
 ``stat_many``      ``os.stat`` each (~5 us)                    ``ListObjectsV2`` of their common prefix
 ``list``           walk the directory                          ``ListObjectsV2`` (``StartAfter``)
@@ -56,7 +57,9 @@ class VersionFiles(Protocol):
     def link(self, src: str, dst: str) -> None:
         """Make ``dst`` a new name for the bytes of ``src`` without rewriting them anywhere ``src`` is named.
 
-        Raises FileExistsError if ``dst`` exists (it is never replaced: a committed version may name it) and
+        Raises FileExistsError if ``dst`` is known to exist (it is never replaced: a committed version may name
+        it; on S3 under the run lock only a ``dst`` this process wrote or listed is known, see
+        :meth:`~dataengine.storage.store.Store.link`, which is why ``dst`` names carry the run id) and
         FileNotFoundError if ``src`` does not. Creates ``dst``'s parents as needed.
         """
         ...
@@ -71,6 +74,11 @@ class VersionFiles(Protocol):
 
     def read(self, path: str, limit: int | None = None) -> bytes:
         """The bytes of ``path`` (only its first ``limit`` bytes, if given); FileNotFoundError if absent."""
+        ...
+
+    def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        """The bytes of each path, in order (None for one that is absent), however the backend reads many
+        files cheapest (S3: sixteen GETs in flight)."""
         ...
 
     def stat(self, path: str) -> FileInfo | None:
@@ -119,6 +127,15 @@ class StoreFiles:
 
     def read(self, path: str, limit: int | None = None) -> bytes:
         return self.store.read(path, limit=limit)
+
+    def read_many(self, paths: Sequence[str]) -> list[bytes | None]:
+        def one(path: str) -> bytes | None:
+            try:
+                return self.store.read(path)
+            except FileNotFoundError:
+                return None
+
+        return self.store.each(one, list(paths), local_threads=4)
 
     def stat(self, path: str) -> FileInfo | None:
         found = self.store.stat(path)

@@ -17,6 +17,7 @@ are immutable, so they are cached per (table, version) and a newer version is re
 from __future__ import annotations
 
 import io
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -31,6 +32,7 @@ import polars as pl
 from dataengine.errors import StorageError
 from dataengine.storage.versions.model import (
     PARTITION_COLUMNS,
+    DamagedLogError,
     VersionError,
     VersionTable,
     decode_path,
@@ -38,7 +40,10 @@ from dataengine.storage.versions.model import (
     parse_partition,
 )
 
+logger = logging.getLogger(__name__)
+
 LOG_DIR = "_delta_log"
+LAST_CHECKPOINT = "_last_checkpoint"  # deltalake's hint naming the newest checkpoint
 PROTOCOL = {"minReaderVersion": 1, "minWriterVersion": 2}
 CONFIGURATION = {
     # history is what this table is for: no engine may delete log entries it needs to read an old version
@@ -149,18 +154,33 @@ def list_log(table: VersionTable) -> LogListing:
 
 
 def read_commit(table: VersionTable, version: int) -> Commit:
+    """Commit ``version`` parsed; DamagedLogError when its file cannot be read whole (see :func:`parse_commit`)."""
+    path = log_path(table, commit_name(version))
     try:
-        data = table.files.read(log_path(table, commit_name(version)))
+        data = table.files.read(path)
     except FileNotFoundError:
         raise VersionError(f"version {version} of {table.dataset} does not exist") from None
+    return parse_commit(table, version, data)
+
+
+def parse_commit(table: VersionTable, version: int, data: bytes) -> Commit:
+    """The bytes of commit ``version`` parsed. Raises DamagedLogError naming the file when a line is not a Delta
+    action (bytes cut or flipped), the file is empty, or a commit of dataengine's holds fewer ``add`` or
+    ``remove`` actions than its ``commitInfo`` counts (cut at a line's end)."""
+    path = log_path(table, commit_name(version))
     info: dict[str, Any] = {}
     adds: list[tuple[str, int, int | None]] = []
     removes: list[str] = []
     txns: dict[str, int] = {}
-    for line in data.splitlines():
+    if not data.strip():
+        raise DamagedLogError(table.files.uri(path), path, "empty")
+    for number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
-        action = _ACTION.decode(line)
+        try:
+            action = _ACTION.decode(line)
+        except msgspec.DecodeError as exc:
+            raise DamagedLogError(table.files.uri(path), path, f"line {number}: {exc}") from None
         if action.add is not None:
             adds.append((decode_path(action.add.path), action.add.size, _rows(action.add.stats)))
         elif action.remove is not None:
@@ -169,7 +189,75 @@ def read_commit(table: VersionTable, version: int) -> Commit:
             txns[action.txn.appId] = action.txn.version
         elif action.commitInfo is not None:
             info = action.commitInfo
+    missing = _missing_actions(info, len(adds), len(removes))
+    if missing:
+        raise DamagedLogError(table.files.uri(path), path, f"cut short: {missing}")
     return Commit(version, info, adds, removes, txns)
+
+
+def _missing_actions(info: dict[str, Any], adds: int, removes: int) -> str:
+    """What a commit dataengine wrote lacks against the counts in its ``commitInfo`` ("" when whole, or when
+    another writer's commit does not say)."""
+    metrics = info.get("operationMetrics") if isinstance(info.get("dataengine"), dict) else None
+    if not isinstance(metrics, dict):
+        return ""
+    try:
+        want_adds, want_removes = int(metrics["numFiles"]), int(metrics["numRemovedFiles"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if (adds, removes) == (want_adds, want_removes):
+        return ""
+    return f"{adds} of {want_adds} add and {removes} of {want_removes} remove actions"
+
+
+@dataclass
+class Salvaged:
+    """What the readable lines of a (possibly damaged) commit say, by partition directory: ``adds`` the file it
+    added (path, size, rows), ``removes`` the file it removed (path, size: None when the action does not say);
+    ``table`` its ``protocol``/``metaData`` actions as written; ``whole`` whether every line was readable and
+    nothing is missing against its ``commitInfo``'s counts."""
+
+    info: dict[str, Any] | None = None
+    table: list[dict[str, Any]] = field(default_factory=list)
+    txns: dict[str, int] = field(default_factory=dict)
+    adds: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
+    removes: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    whole: bool = True
+
+    @property
+    def touched(self) -> set[str]:
+        return set(self.adds) | set(self.removes)
+
+
+def salvage_commit(data: bytes) -> Salvaged:
+    """Every action of a commit's bytes that can still be read, line by line; never raises."""
+    found = Salvaged(whole=bool(data.strip()))
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            action = msgspec.json.decode(line)
+            kind, body = next(iter(action.items())) if isinstance(action, dict) and len(action) == 1 else ("", None)
+            if not isinstance(body, dict):
+                raise ValueError("not one Delta action")
+            if kind == "commitInfo":
+                found.info = body
+            elif kind in ("protocol", "metaData"):
+                found.table.append(action)
+            elif kind == "txn":
+                found.txns[str(body["appId"])] = int(body["version"])
+            elif kind == "add":
+                path = decode_path(str(body["path"]))
+                found.adds[path.rsplit("/", 1)[0]] = (path, int(body["size"]), _rows(body.get("stats")))
+            elif kind == "remove":
+                path = decode_path(str(body["path"]))
+                size = body.get("size")
+                found.removes[path.rsplit("/", 1)[0]] = (path, int(size) if size is not None else None)
+        except (msgspec.DecodeError, ValueError, KeyError, TypeError):
+            found.whole = False
+    if found.info is not None and _missing_actions(found.info, len(found.adds), len(found.removes)):
+        found.whole = False
+    return found
 
 
 def read_commit_info(table: VersionTable, version: int) -> dict[str, Any]:
@@ -181,7 +269,10 @@ def read_commit_info(table: VersionTable, version: int) -> dict[str, Any]:
         raise VersionError(f"version {version} of {table.dataset} does not exist") from None
     first, newline, _ = head.partition(b"\n")
     if newline or len(head) < 64 * 1024:
-        action = _ACTION.decode(first)
+        try:
+            action = _ACTION.decode(first)
+        except msgspec.DecodeError as exc:
+            raise DamagedLogError(table.files.uri(path), path, f"line 1: {exc}") from None
         if action.commitInfo is not None:
             return action.commitInfo
     return read_commit(table, version).info  # written by someone else: commitInfo may be anywhere
@@ -211,15 +302,13 @@ def read_state(table: VersionTable, version: int | None = None, listing: LogList
     target = listing.latest if version is None else version
     if target not in listing.commits:
         raise VersionError(f"version {target} of {table.dataset} does not exist (versions 0..{listing.latest})")
-    base = _cached_base(table.uri, target)
-    checkpoint = max((c for c in listing.checkpoints if c <= target), default=None)
-    if base is None or (checkpoint is not None and checkpoint > base.version):
-        base = _read_checkpoint(table, checkpoint) if checkpoint is not None else None
+    base = _base(table, listing, target)
     start = base.version + 1 if base is not None else 0
     present = set(listing.commits)
     missing = [v for v in range(start, target + 1) if v not in present]
     if missing:
-        raise StorageError(f"{table.uri}: the Delta log misses version {missing[0]} and has no checkpoint after it")
+        path = log_path(table, commit_name(missing[0]))
+        raise DamagedLogError(table.files.uri(path), path, "missing: the log has versions after it and no checkpoint")
     state = apply_commits(base, [read_commit(table, v) for v in range(start, target + 1)])
     remember(table, state)
     return state
@@ -244,18 +333,43 @@ def apply_commits(base: TableState | None, commits: Sequence[Commit]) -> TableSt
     return TableState(commits[-1].version, pl.concat([kept, added], rechunk=True), txns)
 
 
-def _read_checkpoint(table: VersionTable, version: int) -> TableState:
-    data = table.files.read(log_path(table, f"{version:020d}.checkpoint.parquet"))
-    frame = pl.read_parquet(io.BytesIO(data), columns=["add", "txn"])
-    add, txn = pl.col("add"), pl.col("txn")
-    files = frame.filter(add.is_not_null()).select(
-        path=add.struct.field("path"),
-        size=add.struct.field("size").cast(pl.Int64),
-        rows=add.struct.field("stats").str.json_path_match("$.numRecords").cast(pl.Int64, strict=False),
-    )
+def _base(table: VersionTable, listing: LogListing, target: int) -> TableState | None:
+    """Where a replay up to ``target`` starts: the newest readable checkpoint at or below it, or a cached state
+    at least as new. A damaged checkpoint only costs speed (every commit is kept): the one before it is used,
+    with a warning naming it."""
+    cached = _cached_base(table.uri, target)
+    for checkpoint in sorted((c for c in listing.checkpoints if c <= target), reverse=True):
+        if cached is not None and checkpoint <= cached.version:
+            break
+        try:
+            return read_checkpoint(table, checkpoint)
+        except DamagedLogError as exc:
+            logger.warning("%s; replaying the commits before it instead", exc)
+    return cached
+
+
+def checkpoint_name(version: int) -> str:
+    return f"{version:020d}.checkpoint.parquet"
+
+
+def read_checkpoint(table: VersionTable, version: int) -> TableState:
+    """The state a checkpoint holds; DamagedLogError naming it when it cannot be read."""
+    path = log_path(table, checkpoint_name(version))
+    try:
+        frame = pl.read_parquet(io.BytesIO(table.files.read(path)), columns=["add", "txn"])
+        add, txn = pl.col("add"), pl.col("txn")
+        files = frame.filter(add.is_not_null()).select(
+            path=add.struct.field("path"),
+            size=add.struct.field("size").cast(pl.Int64),
+            rows=add.struct.field("stats").str.json_path_match("$.numRecords").cast(pl.Int64, strict=False),
+        )
+        txns = frame.filter(txn.is_not_null()).select(txn.struct.field("appId"), txn.struct.field("version"))
+    except FileNotFoundError:
+        raise DamagedLogError(table.files.uri(path), path, "missing") from None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise DamagedLogError(table.files.uri(path), path, str(exc) or type(exc).__name__) from None
     if files.filter(pl.col("path").str.contains("%", literal=True)).height:
         files = files.with_columns(pl.col("path").map_elements(decode_path, return_dtype=pl.String))
-    txns = frame.filter(txn.is_not_null()).select(txn.struct.field("appId"), txn.struct.field("version"))
     return TableState(version, files, {a: int(v) for a, v in txns.iter_rows()})
 
 

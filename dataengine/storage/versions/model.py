@@ -36,6 +36,19 @@ class VersionConflictError(StorageError):
     """Another writer committed the version this one was about to write (two writers without the run lock)."""
 
 
+class DamagedLogError(StorageError):
+    """A file of a version table's Delta log cannot be read (cut short, bytes flipped, emptied, missing from the
+    middle of the log) by something other than dataengine: a disk, a sync tool, a hand. ``path`` is its store
+    key; ``dataengine verify`` names it, ``verify --repair`` rebuilds it (exit 3 until then, like any damaged
+    metadata file)."""
+
+    def __init__(self, uri: str, path: str, detail: str) -> None:
+        super().__init__(f"damaged version log file {uri} ({' '.join(detail.split())[:160]}): "
+                         "run 'dataengine verify --repair'")
+        self.path = path
+        self.detail = detail
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
