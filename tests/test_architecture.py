@@ -1,6 +1,6 @@
-"""The shape the README promises, checked rather than claimed: imports point down the list of rooms (deferred
-imports included), the module map names every module, and only the two store implementations ask which
-backend they run on."""
+"""The shape docs/architecture.md promises, checked rather than claimed: imports point down the list of rooms
+(deferred imports included), the module map names every module, and only the two store implementations ask
+which backend they run on."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "dataengine"
+MAP_PAGE = REPO / "docs" / "architecture.md"
 
-# The rooms, top to bottom, as README "Where each thing lives" lists them. A module may import from its own
-# room and from any room below it.
+# The rooms, top to bottom, as docs/architecture.md "Where each thing lives" lists them. A module may import
+# from its own room and from any room below it.
 LAYERS: list[set[str]] = [
     {"__main__", "cli", "api", "alpaca_api_data"},
     {"commands"},
@@ -73,7 +74,7 @@ def test_imports_point_down_the_rooms() -> None:
             continue  # the package root names the public API lazily (PEP 562): nothing is imported at load
         for target, line in imports(path):
             a, b = room(importer), room(target)
-            assert a in LEVEL, f"{importer}: room {a!r} is not in the README's list"
+            assert a in LEVEL, f"{importer}: room {a!r} is not in the module map's list"
             if b == "dataengine" or a == b:
                 continue
             if LEVEL[b] < LEVEL[a]:
@@ -81,10 +82,10 @@ def test_imports_point_down_the_rooms() -> None:
     assert not upward, "imports pointing up:\n" + "\n".join(upward)
 
 
-def test_the_readme_module_map_names_every_module() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Where each thing lives"):]
-    section = section[: section.index("\n## ")] if "\n## " in section else section
+def test_the_module_map_names_every_module() -> None:
+    page = MAP_PAGE.read_text(encoding="utf-8")
+    section = page[page.index("## Where each thing lives"):]
+    section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
     rows = [line for line in section.splitlines() if line.startswith("|")]
     named = " ".join(rows)
     missing = []
@@ -92,7 +93,7 @@ def test_the_readme_module_map_names_every_module() -> None:
         rel = path.relative_to(PACKAGE)
         if f"`{rel.name}`" not in named and f"`{rel}`" not in named:
             missing.append(str(rel))
-    assert not missing, f"modules the README's map does not name: {missing}"
+    assert not missing, f"modules the map in {MAP_PAGE.relative_to(REPO)} does not name: {missing}"
     for room_name in {r for rooms in LAYERS for r in rooms} - {"__main__", "cli", "api", "alpaca_api_data"}:
         assert f"`{room_name}" in named or f"{room_name}.py" in named, room_name
 

@@ -1,6 +1,6 @@
-"""The README's cron line, exactly as written there, run the way cron runs it: ``/bin/sh -c`` with nothing but
-HOME and PATH=/usr/bin:/bin in the environment (no virtualenv on the PATH, no profile, no keys exported),
-against the local Alpaca look-alike. Cron's scheduling is not tested; the command line is."""
+"""The cron line of docs/operations.md, exactly as written there, run the way cron runs it: ``/bin/sh -c``
+with nothing but HOME and PATH=/usr/bin:/bin in the environment (no virtualenv on the PATH, no profile, no
+keys exported), against the local Alpaca look-alike. Cron's scheduling is not tested; the command line is."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 VENV_DATAENGINE = Path(sys.prefix) / "bin" / "dataengine"
+PAGE = REPO / "docs" / "operations.md"
 
 
-def readme_cron_line() -> str:
-    """The command of the crontab line in README.md (the five time fields cut off)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def cron_line() -> str:
+    """The command of the crontab line in docs/operations.md (the five time fields cut off)."""
+    text = PAGE.read_text(encoding="utf-8")
     block = re.search(r"```cron\n(.*?)```", text, re.S)
-    assert block, "README.md has no ```cron block"
+    assert block, f"{PAGE} has no ```cron block"
     (line,) = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]]
     fields = line.split(maxsplit=5)
     assert len(fields) == 6 and fields[:5] == ["30", "1", "*", "*", "2-6"], line
@@ -34,10 +35,10 @@ def readme_cron_line() -> str:
 
 
 def new_account(tmp_path: Path, settings: str | None) -> Path:
-    """A home with dataengine installed where the README says (~/.venvs/dataengine) and its settings file."""
+    """A home with dataengine installed where the page says (~/.venvs/dataengine) and its settings file."""
     home = tmp_path / "home"
     (home / ".venvs").mkdir(parents=True)
-    (home / ".venvs" / "dataengine").symlink_to(sys.prefix)  # this virtualenv, at the README's place
+    (home / ".venvs" / "dataengine").symlink_to(sys.prefix)  # this virtualenv, at the page's place
     if settings is not None:
         (home / ".config" / "dataengine").mkdir(parents=True)
         (home / ".config" / "dataengine" / "settings.ini").write_text(settings)
@@ -57,13 +58,13 @@ def last_session() -> date:
 
 
 @pytest.mark.skipif(not VENV_DATAENGINE.is_file(), reason="needs dataengine installed in a virtualenv")
-def test_the_readme_cron_line_works_as_pasted_and_is_silent(tmp_path: Path) -> None:
+def test_the_cron_line_works_as_pasted_and_is_silent(tmp_path: Path) -> None:
     """Keys and the data URL from settings.ini; history from the last session only (default_start), so the
     whole S&P 500 list runs in seconds against the test server."""
     with FakeAlpaca() as server:
         home = new_account(tmp_path, f"[common]\napi_key_id = test-key\napi_secret_key = test-secret\n"
                                      f"data_url = {server.url}\ndefault_start = {last_session().isoformat()}\n")
-        done = as_cron(home, readme_cron_line())
+        done = as_cron(home, cron_line())
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")  # nothing for cron to mail
     result = json.loads((home / "logs" / "last-run.json").read_text())
     assert result["exit_code"] == 0 and len(result["successful"]) == 503 and result["rows_written"] > 0
@@ -75,7 +76,7 @@ def test_the_readme_cron_line_works_as_pasted_and_is_silent(tmp_path: Path) -> N
 @pytest.mark.skipif(not VENV_DATAENGINE.is_file(), reason="needs dataengine installed in a virtualenv")
 def test_a_failure_is_mailed_with_dataengines_own_exit_code(tmp_path: Path) -> None:
     home = new_account(tmp_path, settings=None)  # no keys anywhere: dataengine exits 2
-    done = as_cron(home, readme_cron_line())
+    done = as_cron(home, cron_line())
     assert done.stdout.startswith("dataengine exited 2: see ") and done.stdout.count("\n") == 1
     assert json.loads((home / "logs" / "last-run.json").read_text())["exit_code"] == 2
     assert "credentials missing" in done.stderr
@@ -84,9 +85,9 @@ def test_a_failure_is_mailed_with_dataengines_own_exit_code(tmp_path: Path) -> N
 def test_the_shells_failures_are_not_blamed_on_dataengine(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    done = as_cron(home, readme_cron_line())  # no virtualenv at ~/.venvs/dataengine
+    done = as_cron(home, cron_line())  # no virtualenv at ~/.venvs/dataengine
     assert done.stdout.startswith("dataengine exited 127: ") and "not found" in done.stderr
     shutil.rmtree(home / "logs")
     (home / "logs").write_text("a file where the log directory goes")
-    done = as_cron(home, readme_cron_line())  # mkdir -p fails: its message alone, no "dataengine exited"
+    done = as_cron(home, cron_line())  # mkdir -p fails: its message alone, no "dataengine exited"
     assert done.stdout == "" and "mkdir" in done.stderr and done.returncode != 0

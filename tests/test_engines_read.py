@@ -29,7 +29,7 @@ def test_polars_duckdb_and_pyarrow_read_a_dataset_directory_as_it_is(alpaca, bac
     assert IngestionPipeline(max_workers=2).ingest_symbols(SYMBOLS, "2024-01-25", "2024-02-06", "minute").ok
     truth = expected(alpaca, SYMBOLS, "2024-01-25", "2024-02-06").height
     if backend.startswith("s3://"):
-        # the snippets of README "Storing on S3", exactly (credentials and endpoint from the AWS_* environment)
+        # the snippets of docs/s3.md (tests/test_docs.py runs them as written), with counts checked here
         url = f"{backend}/equities_1min"
         assert {key.rsplit("/", 1)[-1] for key in s3_objects(url)} == {"data.parquet"}
         polars_rows = pl.scan_parquet(url + "/", hive_partitioning=True).select(pl.len()).collect().item()
@@ -40,7 +40,7 @@ def test_polars_duckdb_and_pyarrow_read_a_dataset_directory_as_it_is(alpaca, bac
     else:
         path = dataset()
         assert {p.name for p in path.rglob("*") if p.is_file()} == {"data.parquet"}
-        # the snippets of README "Reading with Spark, DuckDB, Polars, pyarrow", exactly
+        # the snippets of docs/reading.md (tests/test_docs.py runs them as written), with counts checked here
         polars_rows = pl.scan_parquet(path, hive_partitioning=True).select(pl.len()).collect().item()
         by_symbol = pl.scan_parquet(path, hive_partitioning=True).group_by("symbol").len().collect()
         duck = duckdb.sql(f"select count(*) from read_parquet('{path}/**/*.parquet', hive_partitioning = true)").fetchall()

@@ -307,6 +307,19 @@ def test_verify_finds_a_lost_version_file_and_repair_relinks_it(alpaca, backend:
         frame_of(expected(alpaca, ["AAPL"], "2024-01-02", "2024-02-29", "1Day")))
 
 
+def test_a_tag_of_one_dataset_opens_a_connection_without_the_others(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tag pins one dataset: connect(tag=...) leaves the others out, and their adjusted views with them
+    (found by the docs' snippets: the adjusted views of a left-out dataset named a view that was not there)."""
+    from dataengine import connect
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-05", "day").ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "minute").ok
+    assert run_cli_ok("tag", "mine", "-t", "minute").startswith("tagged version 0 of equities_1min")
+    views = {row[0] for row in connect(tag="mine").sql("select view_name from duckdb_views() where not internal").fetchall()}
+    assert {"bars_1min", "raw_adjusted_all_1min"} <= views and not {"bars_1day", "raw_adjusted_all_1day"} & views
+
+
 def test_a_damaged_commit_is_one_line_for_every_reader_and_verify_repair_rebuilds_it(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
     """A commit cut short by a disk or a sync tool: query, read_bars and ingest name the file and the repair
     (no msgspec traceback), verify reports it under ``versions``, and ``verify --repair`` rebuilds it: both

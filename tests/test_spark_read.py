@@ -23,7 +23,7 @@ def test_spark_reads_a_dataset_directory_as_it_is(alpaca) -> None:  # type: igno
     spark = (pyspark_sql.SparkSession.builder.master("local[1]").appName("dataengine-test")
              .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC").getOrCreate())
     try:
-        # the snippet of README "Reading with Spark, DuckDB, Polars, pyarrow", exactly
+        # the Spark snippet of docs/reading.md, exactly (tests/test_docs.py cannot run it: no Java there)
         bars = spark.read.parquet(path)
         types = dict(bars.dtypes)
         assert types["timestamp"] == "timestamp" and types["symbol"] == "string" and types["month"] == "int"

@@ -182,8 +182,8 @@ def _scan(
 def adjust(bars: pl.LazyFrame, adjustment: str, storage_dir: str | StorePath | None = None, *,
            source: str | None = None) -> pl.LazyFrame:
     """Raw ``bars`` (symbol, timestamp, OHLCV columns) of ``source`` (None: the ``source`` setting) adjusted for
-    ``adjustment`` (split | dividend | all) with the store's corporate actions from that source: see README
-    "Adjusted prices" for the formulas. No network."""
+    ``adjustment`` (split | dividend | all) with the store's corporate actions from that source: see
+    docs/corporate-actions.md for the formulas. No network."""
     actions, closes = actions_of(store_root(storage_dir), None)
     return _adjust_with(bars, adjustment, actions, closes, source_of(source))
 

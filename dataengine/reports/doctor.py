@@ -12,13 +12,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataengine import __version__
 from dataengine.config import Settings, redact_url
 from dataengine.errors import AuthError, ConfigError, DataEngineError, FatalRunError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
+
+if TYPE_CHECKING:
+    from dataengine.sources.source import BarSource
+    from dataengine.timerange import TimeRange
 
 # The settings shown, in this order; a secret is shown as whether it is set, never as its value.
 SHOWN = ("source", "storage_dir", "api_key_id", "api_secret_key", "data_url", "massive_api_key", "massive_api_url",
@@ -126,24 +130,9 @@ def probe_keys(settings: Settings) -> KeyCheck:
         return KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
     client = AlpacaClient(key, secret, base_url=settings.data_url, timeout=min(settings.request_timeout, 15.0),
                           retry=RetryPolicy(max_retries=1, base_s=min(settings.retry_backoff, 1.0)))
-    started = time.monotonic()
     span = resolve_range(PROBE_DAY, PROBE_DAY, feed="iex")
-    try:
-        for _ in client.iter_pages(["SPY"], "day", span.start, span.end, feed="iex"):
-            break
-        outcome = KeyCheck(True, f"accepted by {url}", url)
-    except AuthError as exc:
-        outcome = KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
-    except FatalRunError as exc:  # unreachable, or a refusal that is not about the keys (they were accepted)
-        ok = "subscription" in str(exc)
-        outcome = KeyCheck(ok, str(exc), url, exit_code=0 if ok else exc.exit_code)
-    except DataEngineError as exc:  # 5xx or 429 twice, a body that is no page: the keys could not be checked
-        outcome = KeyCheck(False, f"could not check the keys at {url}: {exc}", url, exit_code=3)
-    finally:
-        client.close()
-    outcome.requests = client.stats.requests
-    outcome.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-    return outcome
+    # an entitlement refusal (no SIP subscription) is about the plan: the keys themselves were accepted
+    return _probe(client, url, span, feed="iex", plan_refusal="subscription", what="the keys")
 
 
 def _probe_massive(settings: Settings) -> KeyCheck:
@@ -162,18 +151,27 @@ def _probe_massive(settings: Settings) -> KeyCheck:
                            retry=RetryPolicy(max_retries=1, base_s=min(settings.retry_backoff, 1.0)))
     last = datetime.now(NEW_YORK).date() - timedelta(days=30)
     span = resolve_range(last - timedelta(days=6), last, sip_delay_minutes=0)
+    # a 403 for the plan: the key itself was accepted
+    return _probe(client, url, span, feed="sip", plan_refusal="for this plan", what="the key")
+
+
+def _probe(client: BarSource, url: str, span: TimeRange, *, feed: str, plan_refusal: str, what: str) -> KeyCheck:
+    """One page of SPY's daily bars over ``span``: what the answer says of the keys. A fatal refusal whose
+    message holds ``plan_refusal`` is about the plan, not the keys (they were accepted)."""
+    from dataengine.timeframes import parse_timeframe
+
     started = time.monotonic()
     try:
-        for _ in client.iter_pages(["SPY"], "day", span.start, span.end):
+        for _ in client.iter_pages(["SPY"], parse_timeframe("day"), span.start, span.end, feed=feed):
             break
         outcome = KeyCheck(True, f"accepted by {url}", url)
     except AuthError as exc:
         outcome = KeyCheck(False, str(exc), url, exit_code=exc.exit_code)
-    except FatalRunError as exc:  # a 403 for the plan: the key itself was accepted
-        ok = "for this plan" in str(exc)
+    except FatalRunError as exc:  # unreachable, or a refusal that is not about the keys
+        ok = plan_refusal in str(exc)
         outcome = KeyCheck(ok, str(exc), url, exit_code=0 if ok else exc.exit_code)
-    except DataEngineError as exc:
-        outcome = KeyCheck(False, f"could not check the key at {url}: {exc}", url, exit_code=3)
+    except DataEngineError as exc:  # 5xx or 429 twice, a body that is no page: the keys could not be checked
+        outcome = KeyCheck(False, f"could not check {what} at {url}: {exc}", url, exit_code=3)
     finally:
         client.close()
     outcome.requests = client.stats.requests

@@ -52,7 +52,7 @@ def root() -> StorePath:
 
 
 def expected_adjusted(server: FakeAlpaca, raw: pl.DataFrame, symbol: str, kind: str) -> pl.DataFrame:
-    """``raw`` (one symbol, stored raw bars) times the factors the README gives, bar by bar, computed here
+    """``raw`` (one symbol, stored raw bars) times the factors docs/corporate-actions.md gives, bar by bar, computed here
     independently of dataengine: splits old/new (volume new/old), dividends 1 - D / C with C the server's raw
     close of the session before the ex-date; each bar takes every action with an ex-date after its NY day."""
     cfg = server.universe.config(symbol)

@@ -34,7 +34,7 @@ def test_a_body_cut_every_time_is_one_line_naming_the_object(s3_proxy: FaultProx
 
 
 def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch: pytest.MonkeyPatch, s3_store: str) -> None:
-    """boto3 alone reads only AWS_DEFAULT_REGION; the README (like the AWS CLI v2) says AWS_REGION."""
+    """boto3 alone reads only AWS_DEFAULT_REGION; docs/s3.md (like the AWS CLI v2) says AWS_REGION."""
     from dataengine.storage.s3_client import S3Client
 
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
