@@ -11,6 +11,8 @@ Contestants:
 * ``naive``  -- what a user would write with alpaca-py: one symbol at a time,
   ``get_stock_bars(StockBarsRequest(...)).df``, then pandas ``to_parquet`` per symbol-month (same layout).
 * ``cli``    -- ``dataengine ARGV...`` (``dataengine.cli.main``) in this process, as a user runs it.
+* ``lean``   -- the lean one-process pipeline of ``bench/lean.py`` (urllib + msgspec -> Polars -> zstd Parquet,
+  fsynced): what a careful user writes without any of dataengine's guarantees.
 * ``floor``  -- the physical floor (perf-notes §6): fetch the pages with plain ``requests`` into files
   (timed as phase ``fetch``), then DuckDB ``read_json`` -> ``COPY ... PARTITION_BY`` into partitioned Parquet
   (timed as phase ``duckdb``; this phase is the floor).
@@ -28,15 +30,15 @@ from typing import Any
 
 
 class Clock:
-    """Wall and CPU (user+sys, all threads of this process) between marks."""
+    """Wall and CPU (user+sys, all threads of this process and of the processes it waited for) between marks."""
 
     def __init__(self) -> None:
-        self.wall0, self.cpu0 = time.perf_counter(), _cpu()
+        self.wall0, self.cpu0, self.own0 = time.perf_counter(), _cpu(), _cpu(resource.RUSAGE_SELF)
 
     def lap(self) -> dict[str, float]:
-        wall, cpu = time.perf_counter(), _cpu()
-        out = {"wall_s": wall - self.wall0, "cpu_s": cpu - self.cpu0}
-        self.wall0, self.cpu0 = wall, cpu
+        wall, cpu, own = time.perf_counter(), _cpu(), _cpu(resource.RUSAGE_SELF)
+        out = {"wall_s": wall - self.wall0, "cpu_s": cpu - self.cpu0, "own_cpu_s": own - self.own0}
+        self.wall0, self.cpu0, self.own0 = wall, cpu, own
         return out
 
 
@@ -56,17 +58,31 @@ def peak_rss_kib() -> int | None:
     return None
 
 
-def _cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+def _cpu(*whose: int) -> float:
+    """User+sys CPU of this process and of the processes it started and waited for (a run's decode processes,
+    which it ends and waits for before it returns)."""
+    total = 0.0
+    for who in whose or (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
 
 
 # -- contestants ---------------------------------------------------------------------------------------------
 
 
 def run_engine(spec: dict[str, Any]) -> dict[str, Any]:
-    from dataengine import IngestionPipeline  # imports before the clock, as the naive loop's alpaca-py
+    # imports before the clock, as the naive loop's alpaca-py, and what a run imports when it first needs it:
+    # "work" is the work after imports
+    import dataengine.orchestration.decode_pool
+    import dataengine.sources.alpaca_client
+    import dataengine.sources.pages  # noqa: F401
+    from dataengine import IngestionPipeline
 
+    if spec.get("variant"):
+        from bench import variants
+
+        variants.install(spec["variant"])
     clock = Clock()
     pipeline = IngestionPipeline(max_workers=spec["workers"])
     result = pipeline.ingest_symbols(spec["symbols"], spec["start"], spec["end"], spec["timeframe"])
@@ -182,11 +198,23 @@ def run_cli(spec: dict[str, Any]) -> dict[str, Any]:
     return {"work": work, "reported": reported, "ok": code == 0}
 
 
-CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cli": run_cli}
+def run_lean(spec: dict[str, Any]) -> dict[str, Any]:
+    """The lean one-process pipeline (``bench/lean.py``): imports before the clock, as for the others."""
+    from bench import lean
+
+    clock = Clock()
+    rows = lean.run(spec["url"], spec["key"], spec["secret"], spec["store"], spec["start_utc"], spec["end_utc"],
+                    spec["wire_timeframe"], spec["symbols"])
+    return {"work": clock.lap(), "reported": {"rows_written": rows}, "ok": True}
+
+
+CONTESTANTS = {"engine": run_engine, "naive": run_naive, "floor": run_floor, "cli": run_cli, "lean": run_lean}
 
 
 def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[1]).read_text())
+    if spec.get("cpus"):  # run on these cores only (and so do the processes this one starts)
+        os.sched_setaffinity(0, spec["cpus"])
     out: dict[str, Any]
     try:
         out = CONTESTANTS[spec["kind"]](spec)

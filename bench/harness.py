@@ -38,7 +38,7 @@ class Run:
     cpu_s: float = 0.0  # user+sys of every thread of the child during the work
     process_wall_s: float = 0.0  # the whole child process, start to exit, incl. interpreter start and imports
     process_cpu_s: float = 0.0  # os.wait4 rusage of the child: user+sys, whole process
-    peak_rss_mib: float = 0.0  # the child's VmHWM (its own peak RSS, whole process)
+    peak_rss_mib: float = 0.0  # the child's VmHWM plus that of every process it started (decode processes)
     requests: int = 0  # as the server logged them
     requests_ok: int = 0  # answered 200
     throttled: int = 0  # answered 429
@@ -125,13 +125,88 @@ def child_env(scratch: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class TreeMemory:
+    """The memory of a process and of every process below it (a run's decode processes), sampled every 20 ms
+    from ``/proc``: the sum of each process's own peak RSS (``VmHWM``, the last value seen of the processes
+    that come and go; an upper bound of the tree's peak), the largest sum of RSS seen at one instant, and the
+    largest sum of PSS (shared pages divided among the processes sharing them: what the tree really holds)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.root = pid
+        self.interval = interval
+        self.hwm_kib: dict[int, int] = {}
+        self.rss_peak_kib = 0
+        self.pss_peak_kib = 0
+        self.most_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="tree-memory", daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def below_root_hwm_kib(self) -> int:
+        """The peaks of every process below the root (the root reports its own)."""
+        return sum(kib for pid, kib in self.hwm_kib.items() if pid != self.root)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            pids = self._tree()
+            rss = pss = 0
+            for pid in pids:
+                status = _proc_fields(f"/proc/{pid}/status", ("VmRSS:", "VmHWM:"))
+                if "VmHWM:" in status:
+                    self.hwm_kib[pid] = max(self.hwm_kib.get(pid, 0), status["VmHWM:"])
+                rss += status.get("VmRSS:", 0)
+                pss += _proc_fields(f"/proc/{pid}/smaps_rollup", ("Pss:",)).get("Pss:", 0)
+            self.rss_peak_kib = max(self.rss_peak_kib, rss)
+            self.pss_peak_kib = max(self.pss_peak_kib, pss)
+            self.most_processes = max(self.most_processes, len(pids))
+
+    def _tree(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+        out, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(parents.get(pid, ()))
+        return out
+
+
+def _proc_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(names):
+                    key, value = line.split()[:2]
+                    found[key] = int(value)
+    except (OSError, ValueError):
+        pass
+    return found
+
+
 def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env: dict[str, str] | None = None,
-              profile: Path | None = None, fresh_window: bool = True) -> Run:
+              profile: Path | None = None, fresh_window: bool = True, gil: bool = False) -> Run:
     """Run one contestant in a fresh process and fill ``run`` with what was measured.
 
     ``profile``: record the child with py-spy into this file of collapsed stacks (flamegraph.pl and speedscope
-    read it); it slows the child, so use it for diagnosis only. ``fresh_window=False``: the server keeps the
-    rate-limit window (and the request log) of the runs before, as a run started right after another meets it.
+    read it); it slows the child, so use it for diagnosis only. ``gil``: sample only what holds the GIL.
+    ``fresh_window=False``: the server keeps the rate-limit window (and the request log) of the runs before, as a
+    run started right after another meets it.
     """
     scratch.mkdir(parents=True, exist_ok=True)
     store = Path(spec.get("store_dir") or scratch / "store")
@@ -151,7 +226,9 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
         if spy is None:
             raise SystemExit("--profile needs py-spy (pip install py-spy)")
         profile.parent.mkdir(parents=True, exist_ok=True)
-        command = [spy, "record", "--rate", "200", "--format", "raw", "--output", str(profile), "--", *command]
+        # --gil: only the thread holding the GIL is sampled (without pausing the child: --nonblocking)
+        sampling = ["--gil", "--nonblocking", "--rate", "250"] if gil else ["--rate", "200"]
+        command = [spy, "record", *sampling, "--format", "raw", "--output", str(profile), "--", *command]
         run.extra["profiled"] = str(profile)
     with open(scratch / "child.log", "wb") as log:
         started = time.perf_counter()
@@ -162,8 +239,10 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
         killer = threading.Timer(CHILD_TIMEOUT_S, proc.kill)
         killer.start()
         try:
-            # wait4, not proc.wait(): it returns this child's own rusage (CPU), whatever else runs meanwhile
-            _, status, usage = os.wait4(proc.pid, 0)
+            with TreeMemory(proc.pid) as tree:
+                # wait4, not proc.wait(): it returns this child's own rusage (CPU, with that of the processes it
+                # started and waited for), whatever else runs meanwhile
+                _, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -175,11 +254,15 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     except (OSError, ValueError):
         tail = (scratch / "child.log").read_text(errors="replace")[-600:]
         out = {"ok": False, "error": f"child exited {proc.returncode} without a result: {tail}"}
-    run.peak_rss_mib = (out.get("peak_rss_kib") or usage.ru_maxrss) / 1024
+    run.peak_rss_mib = ((out.get("peak_rss_kib") or usage.ru_maxrss) + tree.below_root_hwm_kib()) / 1024
+    run.extra["processes"] = tree.most_processes
+    run.extra["tree_rss_sampled_peak_mib"] = round(tree.rss_peak_kib / 1024, 1)
+    run.extra["tree_pss_sampled_peak_mib"] = round(tree.pss_peak_kib / 1024, 1)
     run.ok = bool(out.get("ok"))
     run.error = out.get("error")
     if "work" in out:
         run.wall_s, run.cpu_s = out["work"]["wall_s"], out["work"]["cpu_s"]
+        run.extra["own_cpu_s"] = out["work"].get("own_cpu_s")  # the run's own process, without decode processes
     run.extra.update({k: out[k] for k in ("reported", "phases") if k in out})
     records = server.fake.all_requests[first_record:]  # bars and corporate actions: what the quota pays for
     run.extra["action_requests"] = sum(r.path == ACTIONS_PATH for r in records)
@@ -201,12 +284,15 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
 
 
 def count_rows(store: Path) -> tuple[int, int]:
-    """(rows, files) of every ``*.parquet`` under ``store``, from the file footers."""
+    """(rows, files) of every partition file under ``store`` (``*.parquet`` in a ``month=`` directory), from the
+    file footers; a store's ``metadata/`` (the versions' linked files and checkpoints) is not counted."""
     import pyarrow.parquet as pq
 
     rows = files = 0
     if store.exists():
         for path in store.rglob("*.parquet"):
+            if not path.parent.name.startswith("month=") or "metadata" in path.relative_to(store).parts:
+                continue
             rows += pq.read_metadata(path).num_rows
             files += 1
     return rows, files

@@ -48,7 +48,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for name in args.only or list(SCENARIOS):
             print(f"[{name}]", flush=True)
-            results.append(SCENARIOS[name](bench))
+            try:
+                results.append(SCENARIOS[name](bench))
+            except Exception:  # one broken scenario must not lose the others' results
+                import traceback
+
+                traceback.print_exc()
+                print(f"  scenario {name} FAILED: left out of the results", flush=True)
+                continue
             if args.quick:  # a smoke run: its sizes are too small for fixed costs to fade, so judge nothing
                 for t in results[-1]["targets"]:
                     t["met"], t["target"] = None, f"{t['target']} [quick run]"

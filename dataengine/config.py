@@ -50,6 +50,7 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "sip_delay_minutes": ("sip_delay_minutes", _INT, "DATAENGINE_SIP_DELAY_MINUTES"),
     "default_start": ("default_start", "date", "DATAENGINE_DEFAULT_START"),
     "keep_versions_days": ("keep_versions_days", _FLOAT, "DATAENGINE_KEEP_VERSIONS_DAYS"),
+    "decode_processes": ("processes", _INT, "DATAENGINE_PROCESSES"),
 }
 # Names tutorials and other tools use for the same keys: set, they are named in the "credentials missing" error
 # (dataengine does not read them: a key meant for another program is not silently taken).
@@ -72,6 +73,7 @@ _MINIMUM = {
     "retry_backoff": 0.0,
     "sip_delay_minutes": 0,
     "keep_versions_days": 0.0,
+    "processes": 0,
 }
 
 
@@ -114,6 +116,9 @@ class Settings:
     default_start: date = DEFAULT_START
     # ``versions --prune`` keeps every version that was current in this many days (tagged ones always)
     keep_versions_days: float = 30.0
+    # Decode processes a run starts to decode pages on every core (0: none, decode on the worker threads);
+    # None: one per core for a run with enough bars to fetch (dataengine.orchestration.decode_pool).
+    processes: int | None = None
     config_file: Path | None = field(default=None, compare=False)
     # where each value came from, by field name: "flag", "environment VAR", "PATH [section] key"; a field
     # missing here has its built-in default (``dataengine doctor`` shows it; the default store may be created)

@@ -18,6 +18,7 @@ maps ``exit_code`` to the process exit status::
     │   ├── TransientSourceError        429, 5xx, timeouts, dropped connections: retried
     │   └── TerminalSourceError         a 4xx naming a symbol, a page that cannot be stored as sent
     │       └── PagingLoopError         the server repeated a page token: paging would never end
+    ├── DecodeProcessDied               a run's decode process ended mid-unit: that unit's symbols fail
     └── Interrupted                     Ctrl-C / SIGTERM (130)
 
     MissingSymbolWarning (a UserWarning)  read_bars of a symbol the dataset holds no bar of at all
@@ -125,6 +126,11 @@ class TerminalSourceError(SourceError):
 
 class PagingLoopError(TerminalSourceError):
     """A page token came back twice in one range: the run isolates the symbols that cause it."""
+
+
+class DecodeProcessDied(DataEngineError):
+    """A run's decode process (``orchestration.decode_pool``) ended while it streamed a unit's pages: the unit's
+    symbols fail (what was written is complete and stays); the next unit gets a new process."""
 
 
 class Interrupted(DataEngineError):

@@ -62,6 +62,7 @@ __all__ = [
     "encode_page_token",
     "parse_time",
     "parse_timeframe",
+    "realistic_density",
     "sessions_between",
     "set_cache_limit",
     "synthetic_arrays",
@@ -240,6 +241,27 @@ def _sessions() -> _Sessions:
     return _SESSIONS
 
 
+# Tiers of a realistic mix: (share of symbols, regular-hours minutes with a bar, extended-hours minutes with one).
+# A model, not a measurement of Alpaca's data: it averages ~620 bars a full session (960 minutes) over many symbols.
+DENSITY_TIERS = ((0.4, 1.0, 0.7), (0.4, 0.98, 0.35), (0.2, 0.75, 0.06))
+
+
+def realistic_density(symbols: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """A ``Universe(density=...)`` for ``symbols``: each falls in a tier of :data:`DENSITY_TIERS` by a hash of its
+    name (liquid, middling, thin), so the same symbol always has the same bars."""
+    out = {}
+    for symbol in symbols:
+        u = (_mix64(_symkey(symbol) ^ _SALT_TIER) >> 11) / (1 << 53)
+        tier = DENSITY_TIERS[-1]
+        for candidate in DENSITY_TIERS:
+            if u < candidate[0]:
+                tier = candidate
+                break
+            u -= candidate[0]
+        out[symbol] = (tier[1], tier[2])
+    return out
+
+
 def sessions_between(first: date | str, last: date | str) -> list[date]:
     """NYSE session dates in [first, last] (helper for tests)."""
     s = _sessions()
@@ -260,6 +282,8 @@ class _SymCfg(NamedTuple):
     holes: frozenset  # of date ordinals
     # corporate actions that move prices: (ex-date ordinal, split ratio new/old or 1.0, cash per share or 0.0)
     events: tuple = ()
+    # (share of regular-hours minutes with a bar, share of extended-hours minutes with one); None: every minute
+    density: tuple[float, float] | None = None
 
 
 _PLAIN_CFG = _SymCfg(False, False, None, None, frozenset())
@@ -274,6 +298,10 @@ class Universe:
     listings  -- {symbol: (first_date, last_date)}: bars only on sessions in [first, last] (either may be None)
     holes     -- {symbol: [dates]}: sessions on which the symbol has no bars at all
     only      -- if given, symbols outside this set have no data (like no_data)
+    density   -- {symbol: (regular, extended)}: the share of regular-hours (09:30-close) and of extended-hours
+                 minutes that have a 1Min bar (deterministic per minute), as real data is: a liquid name trades
+                 nearly every regular minute and some of the pre- and after-market ones, a thin one far fewer
+                 (:func:`realistic_density` makes such a mix)
     """
 
     def __init__(
@@ -284,8 +312,10 @@ class Universe:
         listings: Mapping[str, tuple[Any, Any]] | None = None,
         holes: Mapping[str, Iterable[Any]] | None = None,
         only: Iterable[str] | None = None,
+        density: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.thin = frozenset(thin)
+        self.density = {s: (float(a), float(b)) for s, (a, b) in (density or {}).items()}
         self.no_data = frozenset(no_data)
         self.listings = {
             s: (None if a is None else _to_date(a), None if b is None else _to_date(b)) for s, (a, b) in (listings or {}).items()
@@ -318,6 +348,7 @@ class Universe:
             tuple(sorted(self.listings.items())),
             tuple(sorted(self.holes.items())),
             self.only,
+            tuple(sorted(self.density.items())),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -348,6 +379,7 @@ class Universe:
                     None if first is None else first.toordinal(),
                     None if last is None else last.toordinal(),
                     frozenset(d.toordinal() for d in self.holes.get(symbol, ())),
+                    density=self.density.get(symbol),
                 )
             events = _price_events(symbol, self.actions)
             if events:
@@ -438,7 +470,7 @@ def _level(symkey: int, ts: np.ndarray) -> np.ndarray:
     return base * np.exp(0.15 * np.sin(2 * math.pi * days / 97.0 + phase) + 0.05 * np.sin(2 * math.pi * days / 11.3 + 2 * phase))
 
 
-_SALT_MIN, _SALT_DAY, _SALT_THIN = 1, 101, 201
+_SALT_MIN, _SALT_DAY, _SALT_THIN, _SALT_DENSITY, _SALT_TIER = 1, 101, 201, 301, 401
 
 
 def _raw_values(symbol: str, ts: np.ndarray, daily: bool) -> dict[str, np.ndarray]:
@@ -569,9 +601,16 @@ def _minute_grid(symbol: str, cfg: _SymCfg, idx: np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     nmin = s.nmin[idx]
     offs = np.arange(int(nmin.max()), dtype=np.int64) * MIN_NS
-    grid = (s.ws_ns[idx][:, None] + offs[None, :])[offs[None, :] < (nmin[:, None] * MIN_NS)]
+    inside = offs[None, :] < (nmin[:, None] * MIN_NS)
+    grid = (s.ws_ns[idx][:, None] + offs[None, :])[inside]
     if cfg.thin:
         grid = grid[_uniform(_symkey(symbol), _SALT_THIN, grid.astype(np.uint64)) < 0.5]
+    elif cfg.density is not None:
+        # regular hours: 09:30 (330 minutes after the 04:00 window start) to the close (nmin - 240 minutes after it)
+        minute = np.broadcast_to(offs[None, :] // MIN_NS, inside.shape)[inside]
+        close = np.broadcast_to((nmin - 240)[:, None], inside.shape)[inside]
+        share = np.where((minute >= 330) & (minute < close), cfg.density[0], cfg.density[1])
+        grid = grid[_uniform(_symkey(symbol), _SALT_DENSITY, grid.astype(np.uint64)) < share]
     return grid
 
 

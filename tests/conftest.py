@@ -104,6 +104,14 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     forget_clients()
 
 
+@pytest.fixture(params=["threads", "processes"])
+def decoding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where a run decodes pages: on its worker threads, or in two decode processes (the parallel path of
+    dataengine.orchestration.decode_pool, which a large run takes); set for the processes a test starts too."""
+    monkeypatch.setenv("DATAENGINE_PROCESSES", "0" if request.param == "threads" else "2")
+    return str(request.param)
+
+
 @pytest.fixture(params=["local", "s3"])
 def backend(request: pytest.FixtureRequest, alpaca: FakeAlpaca, tmp_path: Path) -> str:
     """The store a test writes through, once on a local directory and once on S3: the root as given to

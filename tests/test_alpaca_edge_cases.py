@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import assert_store_equals, expected, read_store, run_cli
 
+pytestmark = pytest.mark.usefixtures("decoding")  # every test on the threads and in decode processes
+
 UTC = timezone.utc
 
 

@@ -507,3 +507,22 @@ def test_thin_no_data_holes_listing(srv):
     assert body["bars"]["NEWCO"] == srv.synthetic_bars("NEWCO", "1Day", utc(2024, 3, 1), utc(2024, 3, 9))
     # the module-level ground truth without the universe does not know about the config
     assert len(synthetic_bars("NEWCO", "1Day", utc(2024, 3, 1), utc(2024, 3, 9))) == 6
+
+
+def test_realistic_density_thins_extended_hours_more_than_regular_ones() -> None:
+    from tests.alpaca_server import DENSITY_TIERS, FakeAlpaca, Universe, realistic_density
+
+    symbols = [f"S{i:03d}" for i in range(200)]
+    density = realistic_density(symbols)
+    assert density == realistic_density(symbols) and set(density.values()) == {(r, e) for _, r, e in DENSITY_TIERS}
+    fake = FakeAlpaca(universe=Universe(density=density))
+    day = ("2024-03-05T09:00:00Z", "2024-03-06T00:59:00Z")  # one session, 04:00-20:00 New York
+    bars = {s: fake.synthetic_bars(s, "1Min", *day) for s in symbols[:40]}
+    full = FakeAlpaca().synthetic_bars("S000", "1Min", *day)
+    for s, got in bars.items():
+        regular, extended = density[s]
+        inside = sum(1 for b in got if "14:30:00Z" <= b["t"][11:] < "21:00:00Z")  # 09:30-16:00 New York
+        assert abs(inside - regular * 390) <= 40 and abs(len(got) - inside - extended * 570) <= 60
+        assert {b["t"] for b in got} <= {b["t"] for b in full}  # only minutes left out, none moved
+    mean = sum(len(b) for b in bars.values()) / len(bars)
+    assert 450 < mean < 800  # a realistic mix: far fewer than 960 a session

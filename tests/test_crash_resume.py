@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store, s3_objects
 
+pytestmark = pytest.mark.usefixtures("decoding")  # every test on the threads and in decode processes
+
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "BRK.B"]
 RANGE = ("2024-01-01", "2024-04-30")
 COMMAND = [sys.executable, "-m", "dataengine", "ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1],

@@ -151,6 +151,7 @@ def damage_store(store: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("decoding")
 def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
     store = backend
     symbols = ["AAPL", "MSFT", "NVDA", "AMD"]
@@ -189,6 +190,7 @@ def test_verify_names_every_damaged_partition_and_repair_makes_the_store_exact(a
     assert run(capsys, "verify")[0] == 0
 
 
+@pytest.mark.usefixtures("decoding")
 def test_a_partition_deleted_by_hand_is_fetched_by_the_next_plain_run(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
     store = backend
     assert ingest(capsys, "AAPL", "MSFT")[0] == 0
@@ -233,6 +235,7 @@ def test_torn_ledger_and_coverage_tails_are_cut_before_the_next_append(alpaca, c
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.usefixtures("decoding")
 def test_sigterm_and_sighup_stop_like_ctrl_c(alpaca, tmp_path: Path, sig: int, code: int) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.03
     proc = subprocess.Popen(COMMAND + ["--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

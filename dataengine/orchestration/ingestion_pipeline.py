@@ -406,7 +406,9 @@ def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[s
 
     started = time.monotonic()
     try:
-        read = refresh_cache(root, request.dataset.dirname, request.symbols, known)
+        # a plan checks the footers of its symbols first (not a repair's, given exact ranges): then only what
+        # the run wrote changed, and that is all the cache needs
+        read = refresh_cache(root, request.dataset.dirname, request.symbols, known, indexed=request.ranges is None)
     except Exception as exc:  # noqa: BLE001
         log.info("status cache not refreshed: %s", exc)
         return

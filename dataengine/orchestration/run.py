@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -24,6 +25,7 @@ from dataengine.counters import RequestCounts, WriteCounts, copy_counters
 from dataengine.errors import (
     DamagedPartitionError,
     DataEngineError,
+    DecodeProcessDied,
     FatalRunError,
     Interrupted,
     LockError,
@@ -36,12 +38,15 @@ from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
-from dataengine.sources.source import BarSource, SourceFactory
+from dataengine.sources.source import BarSource, SourceFactory, process_spec
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
-from dataengine.storage.layout import with_partition_columns
+from dataengine.storage.layout import PartitionKey, split_partitions
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timerange import ONE_MICROSECOND, ny_month_start
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.decode_pool import DecodePool
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10.0
@@ -141,6 +146,7 @@ class IngestRun:
                 f"{self.workers} workers asked for, {MAX_WORKERS} used: more threads only wait on each other "
                 "and on the rate limit"
             )
+        decoders = self._start_decoders(threads)
         pool = ThreadPoolExecutor(max_workers=threads, initializer=self._name_worker)
         futures: list[Future[None]] = [pool.submit(self.execute_unit, unit) for unit in units]
         try:
@@ -164,12 +170,16 @@ class IngestRun:
         finally:
             if fatal is not None or self.result.interrupted:
                 self.stop.set()
+            if decoders is not None and self.stop.is_set():
+                decoders.stop_all()
             pool.shutdown(wait=False, cancel_futures=True)
             # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
             # take the whole grace period. Wait only for the units that were running.
             _wait_for_running([f for f in futures if not f.cancelled()])
             for source in self.sources:
                 source.close()
+            if decoders is not None:
+                decoders.close()
             if units:
                 # Fenced like every write: a run that lost the lock leaves the coverage uncompacted rather than
                 # rewrite it under the run that took over (which the run guard then reports, exit 3).
@@ -182,6 +192,22 @@ class IngestRun:
                 fatal.result = self.result
             raise fatal
         return self.result
+
+    def _start_decoders(self, threads: int) -> DecodePool | None:
+        """Decode processes for this run when it is worth them (:func:`.decode_pool.decode_processes`): the
+        worker threads' sources then fetch and decode in them, and the threads only write."""
+        if not self.plan.units:
+            return None
+        from dataengine.orchestration.decode_pool import DecodePool, decode_processes  # a run with bars to fetch
+
+        spec = process_spec(self.make_source)
+        processes = decode_processes(spec, threads, sum(u.est_bars for u in self.plan.units))
+        if spec is None or not processes:
+            return None
+        decoders = DecodePool(spec, processes, self.stop, threads)
+        self.make_source = cast(SourceFactory, decoders.source)  # its sources have no corporate actions
+        log.info("decoding pages in %d process(es) for %d worker thread(s)", processes, threads)
+        return decoders
 
     def _name_worker(self) -> None:
         """Pool threads are named ``worker-1``, ``worker-2``...: every log record and progress row shows it."""
@@ -268,6 +294,9 @@ class IngestRun:
             except TransientSourceError as exc:
                 for symbol in current.symbols:
                     self.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
+            except DecodeProcessDied as exc:  # what was written stays; the rest of the unit is not fetched
+                for symbol in current.symbols:
+                    self.fail_symbol(symbol, str(exc))
             except (FatalRunError, Interrupted):
                 self.stop.set()
                 raise
@@ -289,50 +318,46 @@ class IngestRun:
         source = self.source()
         request = self.request
         fetched = datetime.now(timezone.utc)
-        held: pl.DataFrame | None = None
+        held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
         for page in source.iter_pages(
             unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment,
             asof=request.asof,
         ):
             written = 0
-            if page.bars.height:
-                got = set(page.bars.get_column("symbol").unique().to_list())
+            parts = split_partitions(page.bars)  # zero-copy slices: no per-bar work
+            if parts:
+                got = {key[0] for key, _ in parts}
                 if not got <= self.with_bars:
                     with self.lock:
                         self.with_bars |= got
-            if page.bars.height:
-                keyed = with_partition_columns(page.bars)  # New York year/month, computed once per bar
-                if held is not None:
-                    keyed = pl.concat([held, keyed])
-                sym, year, month = keyed.select("symbol", "year", "month").row(-1)
-                last = (str(sym), int(year), int(month))
-                in_last = (pl.col("symbol") == last[0]) & (pl.col("year") == last[1]) & (pl.col("month") == last[2])
-                ready = keyed.filter(~in_last)
-                held = keyed.filter(in_last)
+                pending = held + parts
+                last = pending[-1][0]
+                ready = [part for part in pending if part[0] != last]
+                held = [part for part in pending if part[0] == last]
                 written = self.write(ready)
-                self.record_progress(unit, ready, last, fetched)
+                self.record_progress(unit, [key for key, _ in ready], last, fetched)
             self.progress.page_done(worker, unit, page.bars.height, written)
-        if held is not None:
+        if held:
             self.write(held)
         self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
 
-    def record_progress(self, unit: WorkUnit, ready: pl.DataFrame, last: tuple[str, int, int], fetched: datetime) -> None:
+    def record_progress(self, unit: WorkUnit, ready: list[PartitionKey], last: PartitionKey, fetched: datetime) -> None:
         """Record coverage for what was just written, so a killed run resumes where it stopped.
 
         A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
         to the start of the month still being filled (pages are sorted by symbol, then time)."""
         pieces = []
-        for symbol in ready.get_column("symbol").unique(maintain_order=True).to_list():
+        for symbol in dict.fromkeys(key[0] for key in ready):
             if symbol not in unit.symbols:
                 continue  # not asked for (Alpaca maps some renamed symbols): nothing to record
             end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
             pieces.append(Piece(symbol, unit.start, end, fetched))
         self.coverage.record_many(pieces)
 
-    def write(self, bars: pl.DataFrame) -> int:
-        if bars.is_empty():
+    def write(self, parts: list[tuple[PartitionKey, pl.DataFrame]]) -> int:
+        if not parts:
             return 0
-        stats = self.storage.write_keyed(bars, self.request.dataset)
+        stats = self.storage.write_partitions(parts, self.request.dataset)
         with self.lock:
             self.written.add(stats)
         return stats.rows_written

@@ -14,15 +14,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal, Protocol
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dataengine.counters import RequestCounts
 from dataengine.datasets import DEFAULT_SOURCE, dataset_prefix
 from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from dataengine.timeframes import Timeframe
 
 # The most bars a page may hold, counted across all symbols of a request (Alpaca's `limit` maximum): a request
@@ -71,9 +71,45 @@ class BarSource(Protocol):
 
 
 class SourceFactory(Protocol):
-    """Makes a worker's source; sources made by one factory share its pacing (one per run)."""
+    """Makes a worker's source; sources made by one factory share its pacing (one per run). A factory whose
+    sources can also run in decode processes says how in a ``process_spec`` attribute (:func:`process_spec`)."""
 
     def __call__(self, *, stop: threading.Event, on_wait: WaitHook | None) -> BarSource: ...
+
+
+class Pacer(Protocol):
+    """A run's request pacing (:class:`~dataengine.sources.rate_limiter.RateLimiter`): a permit before each
+    request (None: stopped first), then exactly one report on it: never sent, no answer, or the answer's
+    rate-limit headers."""
+
+    def acquire(self, stop: threading.Event | None = None, on_wait: WaitHook | None = None) -> int | None: ...
+
+    def release(self, permit: int | None) -> None: ...
+
+    def done(self, permit: int | None) -> None: ...
+
+    def observe(
+        self, *, remaining: int | None, reset_epoch: float | None, throttled: bool = False, permit: int | None = None,
+        limit: int | None = None, headers_ago: float = 0.0,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """How a run's decode processes (:mod:`dataengine.orchestration.decode_pool`) make the same source as its
+    factory: ``client``, the keyword arguments of the source's client there (plain, picklable values;
+    credentials go over a private socket, never the command line); ``pacer``, the run's one pacer, which
+    stays in the run's process and gives every permit; ``processes``, the setting (None: automatic)."""
+
+    client: dict[str, Any]
+    pacer: Pacer | None
+    processes: int | None = None
+
+
+def process_spec(factory: object) -> ProcessSpec | None:
+    """The factory's :class:`ProcessSpec`, or None when its sources run only on the run's threads."""
+    spec = getattr(factory, "process_spec", None)
+    return spec if isinstance(spec, ProcessSpec) else None
 
 
 # -- what each source can do ----------------------------------------------------------------------------------

@@ -35,11 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import polars as pl
 
 from dataengine.datasets import EQUITIES, DatasetKey, dataset_prefixes, split_dataset_name
 from dataengine.storage.store import StorePath
+from dataengine.timerange import NEW_YORK, next_month, ny_month_start
 
 DATASET_PREFIX = EQUITIES  # Alpaca's datasets; other sources' are ``{source}_equities_...`` (dataset_prefixes)
 DATA_FILE = "data.parquet"
@@ -95,6 +98,72 @@ def with_partition_columns(bars: pl.DataFrame) -> pl.DataFrame:
     on Jan 31 is 02:30Z on Feb 1 and belongs to January)."""
     local = pl.col("timestamp").dt.convert_time_zone("America/New_York")
     return bars.with_columns(year=local.dt.year(), month=local.dt.month())
+
+
+PartitionKey = tuple[str, int, int]  # (symbol, year, month)
+
+
+def split_partitions(bars: pl.DataFrame) -> list[tuple[PartitionKey, pl.DataFrame]]:
+    """``bars`` (stored schema with ``symbol``) cut into its partitions, in the order they come, without the
+    ``symbol`` column: zero-copy slices found by a binary search of each symbol's New York month starts, so a
+    page costs a few searches, not a time-zone conversion per bar. Bars not sorted by symbol, then time (no
+    source sends them so, but a frame given to ``store`` may be anything) take the per-bar way instead."""
+    if bars.is_empty():
+        return []
+    import numpy as np  # only where bars are written: read-only commands start without it
+
+    runs = bars.get_column("symbol").rle()
+    lengths = runs.struct.field("len").to_list()
+    symbols = runs.struct.field("value").to_list()
+    stamps = bars.get_column("timestamp").dt.epoch("us").to_numpy()
+    if len(set(symbols)) != len(symbols) or not _sorted_runs(stamps, lengths):
+        return _split_per_bar(bars)
+    data = bars.drop("symbol")
+    out: list[tuple[PartitionKey, pl.DataFrame]] = []
+    offset = 0
+    for symbol, length in zip(symbols, lengths, strict=True):
+        run = stamps[offset : offset + length]
+        year, month = _ny_month(int(run[0]))
+        last = _ny_month(int(run[-1]))
+        start = 0
+        while (year, month) < last:
+            following = next_month(year, month)
+            stop = int(np.searchsorted(run, _epoch_us(ny_month_start(*following)), side="left"))
+            if stop > start:
+                out.append(((symbol, year, month), data.slice(offset + start, stop - start)))
+            start, (year, month) = stop, following
+        out.append(((symbol, year, month), data.slice(offset + start, length - start)))
+        offset += length
+    return out
+
+
+def _sorted_runs(stamps: Any, lengths: list[int]) -> bool:
+    """Each symbol's timestamps are non-decreasing (the whole array is not: symbols restart the clock)."""
+    offset = 0
+    for length in lengths:
+        run = stamps[offset : offset + length]
+        if run.size > 1 and bool((run[1:] < run[:-1]).any()):
+            return False
+        offset += length
+    return True
+
+
+def _split_per_bar(bars: pl.DataFrame) -> list[tuple[PartitionKey, pl.DataFrame]]:
+    keyed = with_partition_columns(bars)
+    parts = keyed.partition_by(["symbol", "year", "month"], as_dict=True, include_key=False, maintain_order=True)
+    return [((str(s), int(y), int(m)), part) for (s, y, m), part in parts.items()]
+
+
+def _ny_month(epoch_us: int) -> tuple[int, int]:
+    local = (_EPOCH + timedelta(microseconds=epoch_us)).astimezone(NEW_YORK)
+    return local.year, local.month
+
+
+def _epoch_us(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 # -- names ----------------------------------------------------------------------------------------------

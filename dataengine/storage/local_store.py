@@ -34,6 +34,7 @@ R = TypeVar("R")
 # where every write is staged (the store's own file system, so a rename moves it into place) and where a torn
 # log tail is kept: named here, under metadata/, as the layout module documents
 STAGING_KEY = "metadata/staging"
+FSYNC_THREADS = 8  # fsyncs of one batch in flight at once (they wait on the disk, not on the CPU)
 TORN_KEY = "metadata/torn"
 
 
@@ -186,18 +187,19 @@ class LocalStore:
             raise _cannot_write(target, exc) from None
 
     def place(self, staged: Sequence[Path], keys: Sequence[str]) -> None:
-        """fsync each staged file, rename it over its target, then fsync each target directory once."""
+        """fsync the staged files, rename each over its target, then fsync each target directory once. The
+        fsyncs of a batch are issued together (a few threads: the file system commits its journal once for
+        all of them), and every file is on disk before the first rename makes any of them visible."""
         self._check_fence()
         targets = [self._path(key) for key in keys]
+        self.each(atomic.fsync_path, list(staged), local_threads=FSYNC_THREADS)
         for source, target in zip(staged, targets, strict=True):
-            atomic.fsync_path(source)
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
-        for directory in {target.parent for target in targets}:
-            atomic.fsync_path(directory)
+        self.each(atomic.fsync_path, sorted({target.parent for target in targets}), local_threads=FSYNC_THREADS)
 
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:

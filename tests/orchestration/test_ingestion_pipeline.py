@@ -11,6 +11,8 @@ from dataengine import IngestionPipeline, Settings
 from dataengine.errors import AuthError, DatasetMismatchError, SourceUnreachableError
 from tests.helpers import assert_store_equals, expected, read_store
 
+pytestmark = pytest.mark.usefixtures("decoding")  # every test on the threads and in decode processes
+
 SYMBOLS = ["AAPL", "MSFT", "BRK.B"]
 
 

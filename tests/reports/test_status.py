@@ -181,6 +181,21 @@ def test_status_after_a_real_ingest_matches_duckdb(alpaca, tmp_path: Path, capsy
     assert aapl["equities_1min"]["months_held"] == 3 and aapl["equities_1min"]["missing_months"] == []
 
 
+def test_the_cache_a_run_leaves_equals_one_built_from_the_files(alpaca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """A run lays what it wrote over the cache its plan refreshed, listing nothing again: the same cache as one
+    built from scratch from the files' stat and footers."""
+    import polars as pl
+
+    assert main(["ingest", "AAPL", "MSFT", "--start", "2024-01-25", "--end", "2024-03-05"]) == 0
+    assert main(["ingest", "AAPL", "NVDA", "--start", "2024-02-20", "--end", "2024-04-02", "--full-refresh"]) == 0
+    cache = tmp_path / "store" / "metadata" / "status-cache.arrow"
+    left = pl.read_ipc(cache)
+    cache.unlink()
+    assert main(["status"]) == 0
+    capsys.readouterr()
+    assert pl.read_ipc(cache).equals(left) and left.height == 10
+
+
 # -- benchmark (not a test) --------------------------------------------------------------------------------
 
 

@@ -234,3 +234,26 @@ def test_a_ticket_no_version_carries_is_refused(store: Store) -> None:
     store.run("run-2", RUN_2)
     with pytest.raises(v.VersionConflictError, match="ticket 1 is behind the table"):
         v.commit_run(store.table, v.RunTicket("run-x", 1), [], store.provenance("run-x"))
+
+
+def test_the_schema_of_a_first_commit_is_what_deltalake_makes_of_the_file() -> None:
+    """The Delta schema comes from Polars' view of a data file (no pyarrow, no deltalake on a first run), written
+    as deltalake writes it: held equal for a partition file and for every column type mapped."""
+    import io
+    from datetime import date, datetime, timezone
+
+    import polars as pl
+
+    from dataengine.storage.layout import BAR_SCHEMA
+    from dataengine.storage.versions.log import _schema_string_by_deltalake, schema_string
+
+    stamp = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
+    bars = pl.DataFrame({"timestamp": [stamp], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
+                         "volume": [1], "trade_count": [1], "vwap": [1.0]}, schema={k: v for k, v in BAR_SCHEMA.items() if k != "symbol"})
+    other = pl.DataFrame({"i8": pl.Series([1], dtype=pl.Int8), "i16": pl.Series([1], dtype=pl.Int16),
+                          "i32": pl.Series([1], dtype=pl.Int32), "f32": pl.Series([1.0], dtype=pl.Float32), "b": [True],
+                          "d": [date(2024, 1, 2)], "naive": [stamp.replace(tzinfo=None)], "raw": [b"x"], "s": ["x"]})
+    for frame in (bars, other):
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        assert schema_string(buffer.getvalue()) == _schema_string_by_deltalake(buffer.getvalue())

@@ -185,7 +185,9 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     if version == 0:
         forget(table)  # a table made anew where one was deleted: nothing cached of the old one may serve
     log.remember(table, log.apply_commits(state, [log.Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
-    if version % table.checkpoint_interval == 0 or len(actions) >= BIG_COMMIT:
+    # not at version 0: one commit replays in milliseconds, and a checkpoint loads pyarrow and deltalake (~50 MiB
+    # on a first run of ~170 MiB); a first commit too big to replay quickly still gets one (BIG_COMMIT)
+    if (version and version % table.checkpoint_interval == 0) or len(actions) >= BIG_COMMIT:
         checkpoint(table)
     return CommitResult(version, partitions, rows_added, rows_removed, recovered_runs=recovered)
 
