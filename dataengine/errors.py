@@ -26,8 +26,8 @@ maps ``exit_code`` to the process exit status::
 Exit codes of a run are decided in one place, :func:`exit_code_for`: 0 all done, 1 finished with failed
 symbols, 2 usage or configuration (nothing fetched), 3 fatal during the run, 130 interrupted.
 
-Third-party exceptions (requests, alpaca-py) are translated in exactly one place:
-``dataengine.sources.alpaca_client``.
+Exceptions of the HTTP library (requests) are translated in exactly one place, for every vendor:
+``dataengine.sources.http``; boto3's, for a store on S3, in ``dataengine.storage.s3_client``.
 """
 
 from __future__ import annotations

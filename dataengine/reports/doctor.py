@@ -120,7 +120,8 @@ def probe_keys(settings: Settings) -> KeyCheck:
         return KeyCheck(True, "the sample source needs no key (synthetic bars, no network)")
     if settings.source == "massive":
         return _probe_massive(settings)
-    from dataengine.sources.alpaca_client import DEFAULT_DATA_URL, AlpacaClient, RetryPolicy
+    from dataengine.sources.alpaca_client import DEFAULT_DATA_URL, AlpacaClient
+    from dataengine.sources.http import RetryPolicy
     from dataengine.timerange import resolve_range
 
     url = redact_url(settings.data_url or DEFAULT_DATA_URL)
@@ -138,7 +139,7 @@ def probe_keys(settings: Settings) -> KeyCheck:
 def _probe_massive(settings: Settings) -> KeyCheck:
     from datetime import datetime, timedelta
 
-    from dataengine.sources.alpaca_client import RetryPolicy
+    from dataengine.sources.http import RetryPolicy
     from dataengine.sources.massive_client import DEFAULT_URL, MassiveClient
     from dataengine.timerange import NEW_YORK, resolve_range
 

@@ -1,4 +1,4 @@
-"""The only module that talks to Alpaca (and the only one that imports requests).
+"""The only module that talks to Alpaca (its HTTP, pacing and retries are :mod:`dataengine.sources.http`'s).
 
 The requests are the ones alpaca-py would send: the query parameters of its ``StockBarsRequest`` (a test holds
 them equal), the session, auth headers and default data URL its client uses. alpaca-py itself is not imported
@@ -7,36 +7,24 @@ because ``get_stock_bars`` loops over every page inside one call, keeps the whol
 timeout and retries only 429/504 with a fixed 3 s sleep.
 Each page is decoded straight into a Polars frame and handed on, so memory does not grow with the range.
 
-An ``AlpacaClient`` owns one ``requests.Session`` and is **not** thread-safe: use one per worker thread.
+An ``AlpacaClient`` owns one HTTP session and is **not** thread-safe: use one per worker thread.
 The :class:`RateLimiter` passed in may (and should) be shared by all of them.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import requests
-import urllib3
-
-from dataengine import __version__
-from dataengine.config import Settings, redact_url
+from dataengine.config import Settings
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
-from dataengine.errors import (
-    Interrupted,
-    PagingLoopError,
-    SourceUnreachableError,
-    TerminalSourceError,
-    TransientSourceError,
-)
+from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError
 from dataengine.sources.answers import rate_headers, refusal
+from dataengine.sources.http import THROTTLE_BUDGET_FACTOR, HttpClient, RetryPolicy
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import PAGE_BARS, Pacer, Page, ProcessSpec, SourceFactory, WaitHook
 from dataengine.sources.wire import FractionalVolumeError, PageDecodeError
@@ -50,31 +38,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_DATA_URL = "https://data.alpaca.markets"  # alpaca-py's BaseURL.DATA
 
-THROTTLE_BUDGET_FACTOR = 4  # 429s may be retried this many times more often than other transient errors
-
-
-class _ConnectFailed(TransientSourceError):
-    """Nothing answered at the address (refused, unresolvable, connect timeout)."""
-
-
-_T = TypeVar("_T")
+__all__ = ["DEFAULT_DATA_URL", "THROTTLE_BUDGET_FACTOR", "AlpacaClient", "AlpacaFactory", "ClientStats", "RetryPolicy",
+           "client_arguments"]
 ClientStats = RequestCounts  # counters of one client; the run sums them over its workers
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter: wait ``uniform(0, min(cap, base * 2**attempt))``."""
-
-    max_retries: int = 6
-    base_s: float = 0.5
-    cap_s: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(self.base_s / 2, min(self.cap_s, self.base_s * 2**attempt))
-
-
-class AlpacaClient:
+class AlpacaClient(HttpClient):
     """Fetches historical stock bars page by page, with timeouts, retries and shared pacing."""
+
+    _log = log
 
     def __init__(
         self,
@@ -97,20 +69,17 @@ class AlpacaClient:
             timeout = timeout if timeout is not None else settings.request_timeout
             retry = retry or RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff)
             rate_limiter = rate_limiter or RateLimiter(settings.requests_per_minute)
-        # The session and headers alpaca-py's client would make (a requests.Session; the APCA-API-* headers),
+        # The headers alpaca-py's client would send (the APCA-API-* keys) on a requests.Session as it makes one,
         # without importing alpaca-py here: with pandas it costs ~0.6 s, and a run that only asks for corporate
-        # actions (a nightly with nothing new) never needs it. Bar requests are still built by its model.
-        self._session = requests.Session()
-        self._headers = {"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": secret_key, "User-Agent": _USER_AGENT}
-        self._base = (base_url or DEFAULT_DATA_URL).rstrip("/")
+        # actions (a nightly with nothing new) never needs it.
+        super().__init__(
+            base_url=base_url or DEFAULT_DATA_URL,
+            headers={"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": secret_key},
+            timeout=timeout if timeout is not None else 30.0,
+            retry=retry, rate_limiter=rate_limiter, stop=stop, on_wait=on_wait, rate_of=rate_headers,
+        )
         self._bars_url = f"{self._base}/v2/stocks/bars"
         self._actions_url = f"{self._base}/v1/corporate-actions"
-        self._timeout = timeout if timeout is not None else 30.0
-        self._retry = retry or RetryPolicy()
-        self._limiter = rate_limiter
-        self._stop = stop
-        self.on_wait = on_wait
-        self.stats = ClientStats()
 
     @classmethod
     def from_settings(
@@ -133,9 +102,6 @@ class AlpacaClient:
     def factory(cls, settings: Settings) -> SourceFactory:
         """A source factory for one run: every client it makes shares one pacer, as Alpaca's limit is per key."""
         return AlpacaFactory(settings)
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- public ---------------------------------------------------------------------------------------------
 
@@ -262,111 +228,19 @@ class AlpacaClient:
                 raise PagingLoopError(f"Alpaca repeated corporate-actions page token {token[:24]}...: paging stopped")
             seen.add(token)
 
-    def _with_retries(self, exchange: Callable[[], _T]) -> _T:
-        """Run one exchange, retrying transient failures with backoff (429s on a budget of their own)."""
-        errors = throttled = 0
-        while True:
-            try:
-                return exchange()
-            except TransientSourceError as exc:
-                # A 429 says "wait for the reset", not "something is broken": it has a larger budget of its
-                # own, so a 429 storm slows a run down instead of failing its symbols.
-                if exc.status == 429:
-                    throttled += 1
-                    attempt, budget = throttled, self._retry.max_retries * THROTTLE_BUDGET_FACTOR
-                else:
-                    errors += 1
-                    attempt, budget = errors, self._retry.max_retries
-                if attempt > budget:
-                    if isinstance(exc, _ConnectFailed):
-                        raise SourceUnreachableError(f"cannot reach {redact_url(self._base)}: {exc}") from None
-                    exc.retries = attempt - 1
-                    raise
-                self.stats.retries += 1
-                # The budget is shown with the attempt: "retry 9/24 after 429" is within the 429 budget
-                # (max_retries x THROTTLE_BUDGET_FACTOR), not past a broken max_retries.
-                reason = f"retry {attempt}/{budget} after {exc.status or 'error'}"
-                if exc.status == 429 and self._limiter is not None:
-                    # the pacer holds every worker until the reset, then lets one request ask: no sleep of our own
-                    log.info("retry %d/%d after %s: the pacer waits for the reset", attempt, budget, exc)
-                    continue
-                delay = self._retry.delay(attempt - 1)
-                if exc.retry_at is not None:
-                    delay = max(delay, min(exc.retry_at - time.time(), 65.0))
-                log.info("retry %d/%d in %.1fs after %s", attempt, budget, delay, exc)
-                self._sleep(delay, reason)
-
     # -- one HTTP exchange ----------------------------------------------------------------------------------
 
-    def _sleep(self, seconds: float, reason: str) -> None:
-        if seconds <= 0:
-            return
-        if self.on_wait is not None:
-            self.on_wait(reason, seconds)
-        if self._stop is not None:
-            if self._stop.wait(seconds):
-                raise Interrupted("stopped")
-        else:
-            time.sleep(seconds)
-
     def _send(self, url: str, query: dict[str, str]) -> bytes:
-        """One paced HTTP GET; the body of a 200, else the :mod:`dataengine.errors` exception its status means."""
-        permit = None
-        if self._limiter is not None:
-            permit = self._limiter.acquire(self._stop, self.on_wait)
-            if permit is None or (self._stop is not None and self._stop.is_set()):
-                self._limiter.release(permit)
-                raise Interrupted("stopped")
-        self.stats.requests += 1
-        started = time.perf_counter()
-        try:
-            response, body, headers_at = self._get(url, query)
-        except BaseException:
-            if self._limiter is not None:
-                self._limiter.done(permit)  # no answer: the request may still have been counted
-            raise
-        read = time.perf_counter()
-        rate = rate_headers(response.headers)
-        status = response.status_code
-        if self._limiter is not None:
-            # counted when it arrived, before its headers came back; the body (up to ~1 MB a page) came after
-            self._limiter.observe(
-                remaining=rate.remaining, reset_epoch=rate.reset, limit=rate.limit, throttled=status == 429,
-                permit=permit, headers_ago=time.perf_counter() - headers_at,
-            )
+        """One paced GET; the body of a 200, else the :mod:`dataengine.errors` exception its status means."""
+        answer = self._paced_get(url, query)
         log.debug(
             "GET symbols=%s start=%s token=%s -> %d in %.0f ms (rate limit: %s left, reset %s)",
-            _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), status,
-            (read - started) * 1e3, rate.remaining, rate.reset,
+            _short(query.get("symbols", "")), query.get("start"), bool(query.get("page_token")), answer.status,
+            answer.elapsed_ms, answer.rate.remaining, answer.rate.reset,
         )
-        if status == 200:
-            return body
-        if status == 429:
-            self.stats.throttled += 1
-        raise refusal(status, body, rate.reset)
-
-    def _get(self, url: str, query: dict[str, str]) -> tuple[requests.Response, bytes, float]:
-        """The GET itself, its body, and when its headers had come in (``perf_counter``); transport failures
-        become :class:`TransientSourceError`."""
-        try:
-            response = self._session.get(
-                url,
-                params=query,
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,  # returns once the headers are in: the pacer wants that instant, not the body's end
-            )
-            headers_at = time.perf_counter()
-            return response, _read_body(response), headers_at  # the body read here, inside the error handling
-        except requests.exceptions.ConnectionError as exc:
-            if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
-                raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
-            raise TransientSourceError(f"connection dropped: {type(exc).__name__}") from None
-        except (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientSourceError(f"request failed: {type(exc).__name__}") from None
+        if answer.status == 200:
+            return answer.body
+        raise refusal(answer.status, answer.body, answer.rate.reset)
 
     def decode(self, body: bytes) -> tuple[Any, str | None]:
         """One page's bars (a Polars frame: :func:`~dataengine.sources.pages.decode_page`) and next token. A
@@ -412,39 +286,11 @@ class AlpacaFactory:
         return ProcessSpec(client_arguments(self.settings), self.limiter, self.settings.processes)
 
 
-def _read_body(response: requests.Response) -> bytes:
-    """The whole body in one read, decompressed, and the connection back in the pool for the next request:
-    ``response.content`` reads a 1 MB page in 10 KB pieces, at about twice the CPU. urllib3's errors become
-    the ones ``content`` would have raised."""
-    try:
-        body: bytes = response.raw.read(decode_content=True)
-    except urllib3.exceptions.HTTPError as exc:
-        response.close()
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-            raise requests.exceptions.ReadTimeout(str(exc)) from None
-        if isinstance(exc, urllib3.exceptions.ProtocolError):
-            raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
-        raise requests.exceptions.RequestException(str(exc)) from None
-    except OSError as exc:
-        response.close()
-        raise requests.exceptions.ConnectionError(str(exc)) from None
-    response.raw.release_conn()
-    return body
-
-
 def _rfc3339(instant: datetime) -> str:
     """alpaca-py's rendering of a request instant: in UTC (a naive one is taken as UTC), ISO with its offset."""
     if instant.tzinfo is None or instant.tzinfo.utcoffset(instant) is None:
         instant = instant.replace(tzinfo=timezone.utc)
     return instant.astimezone(timezone.utc).isoformat()
-
-
-_USER_AGENT = f"dataengine/{__version__}"  # not importlib.metadata: its first call scans site-packages (~90 ms)
-
-
-def _is_refused(exc: Exception) -> bool:
-    text = str(exc)
-    return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
 
 
 def _short(symbols: str) -> str:

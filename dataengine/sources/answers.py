@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from dataengine.errors import (
     AuthError,
@@ -16,18 +15,11 @@ from dataengine.errors import (
     TerminalSourceError,
     TransientSourceError,
 )
+from dataengine.sources.http import RateHeaders
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 _INVALID_SYMBOL = re.compile(r"invalid symbols?:?\s*([A-Za-z0-9.$:/\-_^]+)", re.IGNORECASE)
 _ENTITLEMENT = "subscription does not permit"
-
-
-class RateHeaders(NamedTuple):
-    """An answer's ``X-RateLimit-*`` headers, each None when absent or garbled."""
-
-    remaining: int | None
-    reset: float | None  # epoch seconds: when the remaining quota changes
-    limit: int | None
 
 
 def rate_headers(headers: Mapping[str, str]) -> RateHeaders:

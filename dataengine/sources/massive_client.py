@@ -5,8 +5,8 @@ The requests are the ones Massive's official client (``massive``, ex ``polygon-a
 paths and query parameters, ``Authorization: Bearer KEY``, the same default host, and ``next_url`` followed by
 its path and query on the configured host (as that client does: the key never goes to another host). The key
 is only ever a header, never in a URL, so no URL a log holds (ours or urllib3's) carries it; an ``apiKey`` in a
-``next_url`` is dropped. HTTP is ``requests`` (as for Alpaca), with the same timeouts, retry policy, counters
-and shared pacer; this module is imported only when a Massive source is made.
+``next_url`` is dropped. HTTP, timeouts, the retry policy, counters and the shared pacer are
+:mod:`dataengine.sources.http`'s, as for Alpaca; this module is imported only when a Massive source is made.
 
 Unlike Alpaca: one ticker per request (a multi-symbol :meth:`MassiveClient.iter_pages` asks for each symbol in
 turn, so pages still come sorted by symbol, then time); ``limit`` counts *base* aggregates (minutes for intraday
@@ -15,7 +15,7 @@ sizes, days for longer ones), at most 50,000; bars are stamped in milliseconds; 
 429 backs off; the range's ends are sent as millisecond timestamps, so a UTC range is exact at both (inclusive)
 ends, where a ``YYYY-MM-DD`` would be a New York day.
 
-A ``MassiveClient`` owns one ``requests.Session`` and is **not** thread-safe: use one per worker thread (see
+A ``MassiveClient`` owns one HTTP session and is **not** thread-safe: use one per worker thread (see
 :meth:`MassiveClient.factory`); the :class:`RateLimiter` may (and should) be shared by all of them.
 """
 
@@ -23,28 +23,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from typing import TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import polars as pl
-import requests
 
-from dataengine import __version__
-from dataengine.config import Settings, redact_url
-from dataengine.counters import RequestCounts
+from dataengine.config import Settings
 from dataengine.datasets import parse_adjustment, parse_feed
 from dataengine.errors import (
     Interrupted,
     PagingLoopError,
     RequestRejectedError,
-    SourceUnreachableError,
     TerminalSourceError,
     TransientSourceError,
 )
-from dataengine.sources.alpaca_client import THROTTLE_BUDGET_FACTOR, RetryPolicy
+from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.massive_wire import decode_aggs, refusal
 from dataengine.sources.pages import FractionalVolumeError, PageDecodeError
 from dataengine.sources.rate_limiter import RateLimiter
@@ -61,13 +56,11 @@ TIMESPANS = {MINUTE: "minute", HOUR: "hour", DAY: "day", WEEK: "week", MONTH: "m
 _T = TypeVar("_T")
 
 
-class _ConnectFailed(TransientSourceError):
-    """Nothing answered at the address (refused, unresolvable, connect timeout)."""
-
-
-class MassiveClient:
+class MassiveClient(HttpClient):
     """Fetches raw historical stock bars and corporate actions from Massive, page by page, with timeouts,
     retries and shared pacing. Satisfies :class:`dataengine.sources.source.BarSource`."""
+
+    _log = log
 
     info: SourceInfo = MASSIVE
 
@@ -82,16 +75,11 @@ class MassiveClient:
         stop: threading.Event | None = None,
         on_wait: WaitHook | None = None,
     ) -> None:
-        self._session = requests.Session()
-        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": f"dataengine/{__version__}"}
-        self._base = (base_url or DEFAULT_URL).rstrip("/")
-        self._timeout = timeout
-        self._retry = retry or RetryPolicy()
-        self._limiter = rate_limiter
-        self._stop = stop
+        super().__init__(
+            base_url=base_url or DEFAULT_URL, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout,
+            retry=retry, rate_limiter=rate_limiter, stop=stop, on_wait=on_wait,
+        )
         self._asof_noted = False
-        self.on_wait = on_wait
-        self.stats = RequestCounts()
 
     @classmethod
     def from_settings(
@@ -126,9 +114,6 @@ class MassiveClient:
             return cls.from_settings(settings, rate_limiter=limiter, stop=stop, on_wait=on_wait)
 
         return make
-
-    def close(self) -> None:
-        self._session.close()
 
     # -- bars -----------------------------------------------------------------------------------------------
 
@@ -253,75 +238,15 @@ class MassiveClient:
                 )
             seen.add(target)
 
-    def _with_retries(self, exchange: Callable[[], _T]) -> _T:
-        """Run one exchange, retrying transient failures with backoff (429s on a budget of their own), as the
-        Alpaca client does."""
-        errors = throttled = 0
-        while True:
-            try:
-                return exchange()
-            except TransientSourceError as exc:
-                if exc.status == 429:  # "slow down", not "broken": a larger budget, so a storm slows a run down
-                    throttled += 1
-                    attempt, budget = throttled, self._retry.max_retries * THROTTLE_BUDGET_FACTOR
-                else:
-                    errors += 1
-                    attempt, budget = errors, self._retry.max_retries
-                if attempt > budget:
-                    if isinstance(exc, _ConnectFailed):
-                        raise SourceUnreachableError(f"cannot reach {redact_url(self._base)}: {exc}") from None
-                    exc.retries = attempt - 1
-                    raise
-                delay = self._retry.delay(attempt - 1)
-                self.stats.retries += 1
-                log.info("retry %d/%d in %.1fs after %s", attempt, budget, delay, exc)
-                self._sleep(delay, f"retry {attempt} after {exc.status or 'error'}")
-
-    def _sleep(self, seconds: float, reason: str) -> None:
-        if seconds <= 0:
-            return
-        if self.on_wait is not None:
-            self.on_wait(reason, seconds)
-        if self._stop is not None:
-            if self._stop.wait(seconds):
-                raise Interrupted("stopped")
-        else:
-            time.sleep(seconds)
-
     def _send(self, target: str) -> bytes:
         """One paced GET of ``target`` (path and query) on our host; the body of a 200, else the exception its
         status means. Logs the path without its query (cursors are long; no key is ever in either)."""
-        permit = None
-        if self._limiter is not None:
-            permit = self._limiter.acquire(self._stop, self.on_wait)
-            if self._stop is not None and self._stop.is_set():
-                raise Interrupted("stopped")
-        self.stats.requests += 1
-        started = time.perf_counter()
-        try:
-            response = self._session.get(
-                self._base + target, headers=self._headers, timeout=self._timeout, allow_redirects=False
-            )
-            body = response.content
-        except requests.exceptions.ConnectionError as exc:
-            if isinstance(exc, requests.exceptions.ConnectTimeout) or _is_refused(exc):
-                raise _ConnectFailed(f"connect failed: {type(exc).__name__}") from None
-            raise TransientSourceError(f"connection dropped: {type(exc).__name__}") from None
-        except (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientSourceError(f"request timed out or broke off ({type(exc).__name__})") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientSourceError(f"request failed: {type(exc).__name__}") from None
-        status = response.status_code
-        if self._limiter is not None:  # no quota headers: only a 429 says anything
-            self._limiter.observe(remaining=None, reset_epoch=None, throttled=status == 429, permit=permit)
+        answer = self._paced_get(self._base + target)
         path, _, query = target.partition("?")
-        log.debug("GET %s cursor=%s -> %d in %.0f ms", path, "cursor=" in query, status,
-                  (time.perf_counter() - started) * 1e3)
-        if status == 200:
-            return body
-        if status == 429:
-            self.stats.throttled += 1
-        raise refusal(status, body)
+        log.debug("GET %s cursor=%s -> %d in %.0f ms", path, "cursor=" in query, answer.status, answer.elapsed_ms)
+        if answer.status == 200:
+            return answer.body
+        raise refusal(answer.status, answer.body)
 
 
 def _checked(decode: Callable[[bytes], tuple[pl.DataFrame, str | None]]) -> Callable[[bytes], tuple[pl.DataFrame, str | None]]:
@@ -361,8 +286,3 @@ def _utc(instant: datetime) -> datetime:
 def _micros(instant: datetime) -> int:
     delta = _utc(instant) - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _is_refused(exc: Exception) -> bool:
-    text = str(exc)
-    return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
