@@ -81,8 +81,8 @@ def markdown(results: list[dict[str, Any]], proj: dict[str, Any], info: dict[str
         "",
         ("All traffic goes to the project's fake Alpaca server (`tests/alpaca_server.py`) on 127.0.0.1, in the "
         "harness process, with every page generated and encoded before timing. Each contestant runs in its own "
-        "process, with a private home; the dataengine contestants share one user cache dir, warmed before the "
-        "first run, as every run after a user's first finds it (the XNYS session table). "
+        "process, with a private home (a scenario that compares a user's first run with a later one says which "
+        "runs share a home); nothing is cached per user: the XNYS sessions ship in the package. "
         "The headline *process* columns cover the whole child, as a user meets it (interpreter start, "
         "imports, the work, exit; CPU = user+sys of all threads); *work* columns cover the work only (for the CLI "
         "rows: from before the CLI is imported; for the library rows: after imports); peak RSS is the child's "
