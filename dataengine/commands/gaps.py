@@ -38,7 +38,7 @@ def gaps(
 
     Examples: dataengine gaps AAPL · dataengine gaps -t day --repair
 
-    Exit 0 when there is no true gap, 1 when there is (after --repair: when some remain), 2 for bad input.
+    Exit 0 when there is no true gap and nothing was never fetched, 1 when there is (after --repair: when some remain), 2 for bad input.
     """
     settings = ctx.obj.settings(source=source)
     key = DatasetKey.of(timeframe, adjustment, settings.source)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dataengine.commands import completion
 from dataengine.commands.common import print_table
 from dataengine.errors import UsageError
 from dataengine.storage.atomic import write_atomic
@@ -33,11 +34,12 @@ def query(
     sql: Annotated[str, typer.Argument(metavar="SQL", help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
     fmt: Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
-    version: Annotated[int | None, typer.Option("--version", metavar="N", help="Read version N of the dataset --timeframe/--adjustment name (the others: latest).", min=0)] = None,
+    version: Annotated[int | None, typer.Option("--version", metavar="N", help="Read version N of the dataset --timeframe/--adjustment/--source name (the others: latest).", min=0)] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="Read every dataset as it was at this time (YYYY-MM-DD[THH:MM], New York).")] = None,
     tag: Annotated[str | None, typer.Option("--tag", metavar="NAME", help="Read the versions this tag pins.")] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="With --version: the dataset's bar size.")] = "minute",
     adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="With --version: the dataset's adjustment.")] = "raw",
+    source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="With --version: whose dataset (alpaca, massive, sample). Default: the source setting.", show_default=False)] = None,
 ) -> None:
     """Run read-only SQL against the store and print a table or write csv/json/parquet. Each view reads one
     version of its dataset (the latest, unless --version, --as-of or --tag pins one), so a query during a
@@ -48,13 +50,14 @@ def query(
     Exit 0 · 2 bad or non-read-only SQL, no store, no such version.
     """
     fmt = _choose_format(fmt, output)
-    settings = ctx.obj.settings()
+    settings = ctx.obj.settings(source=source)
     if output is not None:
         _check_output(output, ctx.obj.store(settings).local)
     from dataengine import read as reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
 
     frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None,
-                         version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment)
+                         version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment,
+                         source=settings.source)
     if fmt == "table":
         print_table(frame, TABLE_ROWS)
         if frame.height > TABLE_ROWS:

@@ -16,7 +16,7 @@ import pyarrow as pa
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.read.pins import pin, versioned_key
-from dataengine.read.root import store_root
+from dataengine.read.root import source_of, store_root
 from dataengine.read.views import duckdb_message, open_views
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -34,7 +34,7 @@ _REFUSED_HINT = {
 def query(
     sql: str, *, storage_dir: str | Path | StorePath | None = None, limit: int | None = None,
     version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None,
-    timeframe: str = "minute", adjustment: str = "raw",
+    timeframe: str = "minute", adjustment: str = "raw", source: str | None = None,
 ) -> pl.DataFrame:
     """Run one read-only SQL statement against the store's views and return the result as a frame.
 
@@ -43,12 +43,12 @@ def query(
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
     caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL, and
     :class:`DamagedPartitionError` (exit 1) naming the file when a partition the query reads is damaged.
-    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect`.
+    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect` (``source`` too).
     """
     root = store_root(storage_dir)
     try:  # binding a view may read a partition's schema
         con = open_views(root, read_only=True, chosen=pin(version, as_of, tag),
-                         pinned=_pinned(timeframe, adjustment) if version is not None else None)
+                         pinned=_pinned(timeframe, adjustment, source) if version is not None else None)
     except UsageError as exc:
         damaged = _damaged_partition(root, str(exc))
         if damaged is not None:
@@ -205,9 +205,10 @@ class ReadOnlyConnection:
         raise UsageError(f"the store's read-only connection has no {name}(): use execute() or sql() with a SELECT")
 
 
-def _pinned(timeframe: str, adjustment: str) -> str:
-    """The dataset a version number pins (bars adjusted at read time follow the raw dataset's versions)."""
-    return versioned_key(DatasetKey.of(timeframe, adjustment)).dirname
+def _pinned(timeframe: str, adjustment: str, source: str | None) -> str:
+    """The dataset a version number pins (bars adjusted at read time follow the raw dataset's versions;
+    ``source`` None: the ``source`` setting, as for ``read_bars``)."""
+    return versioned_key(DatasetKey.of(timeframe, adjustment, source_of(source))).dirname
 
 
 def _guard(value: object) -> object:
@@ -217,15 +218,16 @@ def _guard(value: object) -> object:
 def connect(
     storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, version: int | None = None,
     as_of: str | date | datetime | None = None, tag: str | None = None, timeframe: str = "minute",
-    adjustment: str = "raw",
+    adjustment: str = "raw", source: str | None = None,
 ) -> duckdb.DuckDBPyConnection | ReadOnlyConnection:
     """An in-memory DuckDB connection with views over the store (:func:`.views.open_views`: ``bars_1min``,
     ``bars_1day_all``, ``index_members``, ``corporate_actions``, ...); with ``read_only=True`` wrapped in a
     :class:`ReadOnlyConnection`, so nothing through it can write to the store (or anywhere else).
 
-    Each view reads one version of its dataset: the latest, or ``version=N`` of the dataset ``timeframe`` and
-    ``adjustment`` name (the others at their latest), or for every dataset the version current at ``as_of``
-    or the one ``tag`` pins (a dataset without one is left out)."""
+    Each view reads one version of its dataset: the latest, or ``version=N`` of the dataset ``timeframe``,
+    ``adjustment`` and ``source`` name (None: the ``source`` setting; the others at their latest; a
+    :class:`UsageError` when the store has no such dataset), or for every dataset the version current at
+    ``as_of`` or the one ``tag`` pins (a dataset without one is left out)."""
     con = open_views(storage_dir, read_only=read_only, chosen=pin(version, as_of, tag),
-                     pinned=_pinned(timeframe, adjustment) if version is not None else None)
+                     pinned=_pinned(timeframe, adjustment, source) if version is not None else None)
     return ReadOnlyConnection(con) if read_only else con

@@ -66,7 +66,14 @@ def open_views(
     try:
         con.execute("SET TimeZone = 'UTC'")
         shown: dict[str, Snapshot | None] = {}
-        for dataset in layout.dataset_names(root):
+        datasets = layout.dataset_names(root)
+        if chosen.version is not None and pinned not in datasets:
+            # a number pins one dataset: without it here, every view would silently read its latest
+            raise VersionError(
+                f"no dataset {pinned} in {root} to read version {chosen.version} of (datasets: "
+                f"{', '.join(datasets) or 'none'}); name it with timeframe, adjustment and source"
+            )
+        for dataset in datasets:
             snap = _version_of(root, dataset, chosen, pinned)
             if snap is False:
                 continue

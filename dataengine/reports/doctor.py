@@ -84,7 +84,7 @@ def diagnose(settings: Settings, store: StorePath, *, check_keys: bool = True) -
         settings_file=str(settings.config_file) if settings.config_file else None,
         settings=effective_settings(settings),
         misnamed_keys=dict(settings.misnamed_keys),
-        keys=probe_keys(settings) if check_keys else KeyCheck(None, "not checked (--offline)"),
+        keys=probe_keys(settings) if check_keys else keys_present(settings),
         store=store_state(store),
     )
 
@@ -110,6 +110,19 @@ def effective_settings(settings: Settings) -> list[dict[str, str]]:
             shown = f"(the {settings.massive_plan} plan's)"
         rows.append({"name": name, "value": shown, "origin": settings.origin(name)})
     return rows
+
+
+def keys_present(settings: Settings) -> KeyCheck:
+    """What can be told of the ``source`` setting's keys without a request: missing keys are exit 2 offline
+    too; keys that are set are not checked."""
+    try:
+        if settings.source == "massive":
+            settings.massive_key()
+        elif settings.source != "sample":
+            settings.credentials()
+    except ConfigError as exc:
+        return KeyCheck(False, str(exc), exit_code=exc.exit_code)
+    return KeyCheck(None, "not checked (--offline)")
 
 
 def probe_keys(settings: Settings) -> KeyCheck:

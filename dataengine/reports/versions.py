@@ -35,9 +35,16 @@ def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = Non
         "tags": list(info.tags),
         **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
     } for info in history(table, limit=limit)]
-    kept = sum(st.disk_bytes for _, st in layout.versions_dir(root, table.dataset).walk() if st.links == 1)
     return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),
-            "kept_bytes": kept, "versions": entries}
+            "kept_bytes": kept_bytes(root, table.dataset), "versions": entries}
+
+
+def kept_bytes(root: StorePath, dataset: str) -> int:
+    """Bytes of bars only older versions hold: the table's files no current partition links to (on S3, where
+    every version file is a copy, all of them). Its log and dataengine's bookkeeping in it are not counted."""
+    tables = layout.versions_dir(root, dataset)
+    return sum(st.disk_bytes for path, st in tables.walk() if st.links == 1
+               and not {"_delta_log", "_dataengine"} & set(path.relative_to(tables).split("/")))
 
 
 def pin_version(root: StorePath, key: DatasetKey, name: str, version: int | None, *, wait: bool = False,
@@ -92,7 +99,7 @@ def kept_summary(root: StorePath, *, with_bytes: bool = False) -> list[dict[str,
         entry: dict[str, Any] = {"dataset": name, "current": listing.latest, "versions": len(listing.commits),
                                  "tags": tags(table)}
         if with_bytes:
-            entry["kept_bytes"] = sum(st.disk_bytes for _, st in layout.versions_dir(root, name).walk() if st.links == 1)
+            entry["kept_bytes"] = kept_bytes(root, name)
         out.append(entry)
     return out
 

@@ -62,9 +62,16 @@ def test_an_unreachable_data_url_is_exit_3_quickly(alpaca, capsys, monkeypatch) 
     assert time.monotonic() - started < 10  # one retry at most, not six
 
 
-def test_offline_sends_nothing(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_offline_sends_nothing(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     code, report = doctor(capsys, "--offline")
     assert code == 0 and report["keys"]["ok"] is None and not alpaca.all_requests
+    # missing keys can be told without a request: exit 2 offline too, as the help says
+    monkeypatch.delenv("APCA_API_KEY_ID")
+    code, report = doctor(capsys, "--offline")
+    assert code == 2 and report["keys"]["ok"] is False and "credentials missing" in report["keys"]["message"]
+    code, report = doctor(capsys, "--offline", "--source", "massive")
+    assert code == 2 and "MASSIVE_API_KEY" in report["keys"]["message"] and not alpaca.all_requests
+    assert doctor(capsys, "--offline", "--source", "sample")[0] == 0
 
 
 def test_the_store_its_marker_datasets_and_a_run_holding_it(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
