@@ -323,6 +323,16 @@ def test_a_tag_of_one_dataset_opens_a_connection_without_the_others(alpaca, tmp_
     assert run_cli_ok("tag", "mine", "-t", "minute").startswith("tagged version 0 of equities_1min")
     views = {row[0] for row in connect(tag="mine").sql("select view_name from duckdb_views() where not internal").fetchall()}
     assert {"bars_1min", "raw_adjusted_all_1min"} <= views and not {"bars_1day", "raw_adjusted_all_1day"} & views
+    # a query of a view the tag leaves out says so, instead of DuckDB's bare "does not exist"
+    import contextlib
+    import io
+
+    from dataengine.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert main(["query", "select count(*) from bars_1day", "--tag", "mine"]) == 2
+    assert "bars_1day does not exist" in err.getvalue() and "tag 'mine' pins these bar views only: bars_1min" in err.getvalue()
 
 
 def test_a_damaged_commit_is_one_line_for_every_reader_and_verify_repair_rebuilds_it(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -71,7 +71,12 @@ def actions(
         for row in rows.iter_rows(named=True):
             typer.echo(describe(row))
         if rows.is_empty() and not ctx.obj.quiet:
-            typer.echo("no corporate actions stored" + (" for these symbols" if wanted else "") + " (fetch them with --update)", err=True)
+            from dataengine.actions.store import FetchedLog
+
+            # "never asked" and "asked, none known" need different advice (fetched.json tells them apart)
+            asked = wanted is not None and not FetchedLog(root, settings.source).missing(wanted)
+            hint = f" ({settings.source} was asked and knows none)" if asked else " (fetch them with --update)"
+            typer.echo("no corporate actions stored" + (" for these symbols" if wanted else "") + hint, err=True)
     exit_with(code)
 
 

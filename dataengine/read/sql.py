@@ -25,7 +25,7 @@ _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTAL
 _EXPLAIN = re.compile(r"^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
 _BATCH_ROWS = 65_536
 _REFUSED_HINT = {
-    "COPY": " (use --output to write a result to a file)",
+    "COPY": " (write a result to a file with query's --output, or from Python with the frame's own writers)",
     "LOAD": " (INSTALL and LOAD of extensions are refused)",
     "MULTI": " (PIVOT needs its IN list spelled out: PIVOT ... ON col IN (...))",
 }
@@ -46,8 +46,9 @@ def query(
     ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect` (``source`` too).
     """
     root = store_root(storage_dir)
+    chosen = pin(version, as_of, tag)
     try:  # binding a view may read a partition's schema
-        con = open_views(root, read_only=True, chosen=pin(version, as_of, tag),
+        con = open_views(root, read_only=True, chosen=chosen,
                          pinned=_pinned(timeframe, adjustment, source) if version is not None else None)
     except UsageError as exc:
         damaged = _damaged_partition(root, str(exc))
@@ -62,6 +63,11 @@ def query(
         damaged = _damaged_partition(root, message)
         if damaged is not None:
             raise damaged from None
+        if (chosen.tag is not None or chosen.as_of is not None) and "does not exist" in message:
+            # a tag or a time pins only the datasets that have a version for it: say which views there are
+            views = [row[0] for row in con.sql("select view_name from duckdb_views() where not internal "
+                                               "and view_name like '%bars%' order by 1").fetchall()]
+            message += f" ({chosen.describe()} pins these bar views only: {', '.join(views) or 'none'})"
         raise UsageError(message) from None
     finally:
         con.close()

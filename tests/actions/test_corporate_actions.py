@@ -261,6 +261,12 @@ def test_actions_command_lists_filters_updates_and_status_names_a_rename(alpaca,
     assert code == 0 and "renamed META on 2022-06-09" in out
     code, out, _ = run_cli(capsys, "status", "AAPL")
     assert "corporate actions: 2 stored, latest AAPL cash_dividend 2024-02-26" in out
+    # none known: "never asked" and "asked, none" get different advice (a new user was told to --update again)
+    code, _, err = run_cli(capsys, "actions", "ZZZ")
+    assert code == 0 and err.strip() == "no corporate actions stored for these symbols (fetch them with --update)"
+    assert run_cli(capsys, "actions", "ZZZ", "--update")[0] == 0
+    code, _, err = run_cli(capsys, "actions", "ZZZ")
+    assert code == 0 and err.strip() == "no corporate actions stored for these symbols (alpaca was asked and knows none)"
 
 
 @pytest.mark.parametrize("args,message", [
