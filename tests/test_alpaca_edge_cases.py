@@ -235,3 +235,19 @@ def test_a_fractional_volume_fails_that_symbol_instead_of_truncating(alpaca, cap
     assert code == 1 and "fractional volume 10.5" in report["failed"]["FRAC"]
     assert_store_equals(read_store(store(tmp_path), "equities_1day"),
                         expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-05", "1Day"))
+
+
+@pytest.mark.parametrize("timeframe", ["day", "minute"])
+def test_a_range_with_no_trading_session_blames_no_symbol(alpaca, capsys, timeframe: str) -> None:  # type: ignore[no-untyped-def]
+    """A weekend (a cron line with --days 1 on a Saturday, a new user trying it on a Sunday) or a holiday has no
+    bars: the run says so and exits 0, instead of naming AAPL as a typo and exiting 1."""
+    for start, end, said in (("2024-01-06", "2024-01-07", "2024-01-06..2024-01-07"), ("2024-12-25", "2024-12-25", "2024-12-25")):
+        code, out, err = run(capsys, "ingest", "AAPL", "--start", start, "--end", end, "-t", timeframe, "--json")
+        result = json.loads(out)
+        assert code == 0 and result["no_data"] == [] and "no data at all" not in err, err
+        assert f"{said} holds no trading session (a weekend or a market holiday): no bars to expect" in result["notes"]
+    # a range with a session still names a symbol that has no bar at all
+    alpaca.universe.no_data = frozenset({"APPL"})
+    alpaca.universe._cfgs.clear()
+    code, out, _ = run(capsys, "ingest", "APPL", "--start", "2024-01-05", "--end", "2024-01-07", "-t", timeframe, "--json")
+    assert code == 1 and json.loads(out)["no_data"] == ["APPL"]

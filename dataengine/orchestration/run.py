@@ -43,7 +43,7 @@ from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import PartitionKey, split_partitions
 from dataengine.storage.parquet_storage import ParquetStorage
-from dataengine.timerange import ONE_MICROSECOND, ny_month_start
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_month_start
 
 if TYPE_CHECKING:
     from dataengine.orchestration.decode_pool import DecodePool
@@ -125,6 +125,10 @@ class IngestRun:
         if plan.up_to_date:
             self.successful.extend(plan.up_to_date)
             self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
+        if not self._range_has_sessions():
+            first, last = (moment.astimezone(NEW_YORK).date() for moment in (self.request.range.start, self.request.range.end))
+            span = first.isoformat() if first == last else f"{first}..{last}"
+            self.result.notes.append(f"{span} holds no trading session (a weekend or a market holiday): no bars to expect")
         log.info(
             "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
             len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
@@ -234,10 +238,19 @@ class IngestRun:
         bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
         outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
         silent = sorted(s for s in self.successful if s not in self.with_bars)
-        if not silent:
+        if not silent or not self._range_has_sessions():  # a weekend has no bars: that blames no symbol
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
         return [s for s in silent if s not in stored]
+
+    def _range_has_sessions(self) -> bool:
+        """Whether some XNYS session lies in the run's range (New York days). The overnight feed (boats) trades
+        on Sunday evenings too: for it, every range may hold bars."""
+        from dataengine.calendar import sessions
+
+        rng = self.request.range
+        days = (rng.start.astimezone(NEW_YORK).date(), rng.end.astimezone(NEW_YORK).date())
+        return self.request.feed == "boats" or bool(sessions(*days))
 
     def counters(self) -> dict[str, int]:
         """Live totals over all workers (read by progress displays and copied into the result)."""
