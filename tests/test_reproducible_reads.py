@@ -393,3 +393,23 @@ def test_a_version_number_pins_the_dataset_of_the_source_named_and_never_falls_b
     assert code == 2 and out == "" and "no dataset equities_1day" in err and "sample_equities_1day" in err
     code, out, err = run_cli(capsys, "query", count, "--version", "9", "-t", "day", "--source", "sample")
     assert code == 2 and out == "" and "version 9" in err
+
+
+def test_a_tagged_versions_file_damaged_in_place_is_reported_not_called_whole(alpaca, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: a partition overwritten in place (not replaced) damages the tagged version
+    whose file is a hard link of it. verify --repair fetched the partition again and said "store is whole",
+    while the tag could not be read. The tag's loss is now reported (exit 1), never called whole."""
+    from tests.helpers import run_cli
+
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").ok
+    assert run_cli_ok("tag", "t0", "-t", "day") == "tagged version 0 of equities_1day as 't0'"
+    partition = tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=01/data.parquet"
+    with partition.open("r+b") as f:  # in place: the same inode, so the version's hard link sees it too
+        f.truncate(100)
+    code, out, err = run_cli(capsys, "verify", "--repair", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"], err
+    [problem] = report["versions"]
+    assert "100 bytes" in problem and "version 0, tag 't0': the bars it held there cannot be restored" in problem
+    assert frame_of(read_bars("AAPL", timeframe="day")).equals(  # the latest is whole again
+        frame_of(expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-31", "1Day")))

@@ -25,7 +25,7 @@ from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import DamagedLogError, VersionTable, check, check_log, mend, mend_log
+from dataengine.storage.versions import DamagedLogError, VersionTable, check, check_log, mend, mend_log, tags
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -169,10 +169,25 @@ def check_versions(root: StorePath, datasets: list[str]) -> list[str]:
         table = VersionTable.of(root, name)
         damaged = [str(problem) for problem in check_log(table)]
         try:
-            problems += damaged + [str(problem) for problem in check(table)]
+            latest = [str(problem) for problem in check(table)]
+            problems += damaged + latest + _tagged_problems(table, set(latest))
         except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
             problems += damaged or [f"{exc.path}: damaged version log ({exc.detail})"]
     return problems
+
+
+def _tagged_problems(table: VersionTable, known: set[str]) -> list[str]:
+    """Files of tagged versions (the ones a backtest pinned) that are missing or not their recorded size. A
+    file only an older version holds cannot be fetched back as it was, so ``--repair`` cannot mend it: the
+    report says so rather than calling the store whole (a partition changed in place, not replaced, damages
+    the versions whose file is a hard link of it)."""
+    out: list[str] = []
+    for name, version in sorted(tags(table).items(), key=lambda item: item[1]):
+        for problem in check(table, version):
+            if str(problem) not in known:
+                known.add(str(problem))
+                out.append(f"{problem} (version {version}, tag {name!r}: the bars it held there cannot be restored)")
+    return out
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
