@@ -228,3 +228,18 @@ def test_a_damaged_partition_of_another_sources_dataset_is_named_by_every_reader
     assert code == 1 and json.loads(out)["damage"][0]["dataset"] == "massive_equities_1day"
     code, _, _ = run(capsys, "verify", "--repair", "--source", "massive")  # fetched again from Massive
     assert code == 0 and len(massive_env.requests) == 2
+
+
+def test_after_the_daily_sample_tour_a_command_on_another_dataset_names_the_ones_stored(alpaca: FakeAlpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: after the README's tour (daily sample bars), `gaps --source sample`,
+    `versions` and `tag` looked at minute bars (or Alpaca's) and said only 'no bars stored' / 'no versions'."""
+    assert run_cli(capsys, "ingest", "AAPL", "--source", "sample", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-31")[0] == 0
+    hint = "(this store holds sample_equities_1day: name one with -t/--timeframe and --source)"
+    code, out, _ = run_cli(capsys, "gaps", "--source", "sample")
+    assert code == 0 and out.strip() == f"sample_equities_1min: no bars stored {hint}"
+    code, out, _ = run_cli(capsys, "versions")
+    assert code == 0 and out.strip() == f"equities_1min: no versions yet (the next run makes the first) {hint}"
+    code, _, err = run_cli(capsys, "tag", "mine")
+    assert code == 2 and err.strip() == f"Error: equities_1min has no versions to tag yet {hint}"
+    code, out, _ = run_cli(capsys, "versions", "--source", "sample", "-t", "day")  # the right one: no hint
+    assert code == 0 and "sample_equities_1day: current version 0" in out and "this store holds" not in out

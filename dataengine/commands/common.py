@@ -108,3 +108,14 @@ def exit_with(code: int) -> None:
         sys.stderr.flush()
         os._exit(code)
     raise typer.Exit(code)
+
+
+def other_datasets_hint(root: StorePath, dataset: str) -> str:
+    """When ``dataset`` is not in the store but others are, the ones there and how to name one (a new user
+    who stored daily sample bars and ran ``gaps``: it looked at Alpaca's minute bars); else ''."""
+    from dataengine.storage import layout
+
+    present = [name for name in layout.dataset_names(root) if name != dataset]
+    if dataset in layout.dataset_names(root) or not present:
+        return ""
+    return f" (this store holds {', '.join(present)}: name one with -t/--timeframe and --source)"

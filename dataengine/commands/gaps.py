@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line
+from dataengine.commands.common import command_line, other_datasets_hint
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import check_order, parse_bound
@@ -80,7 +80,7 @@ def gaps(
             payload["repair"] = repaired.asdict()
         typer.echo(json.dumps(payload, default=str))
     else:
-        typer.echo(render(key.dirname, reports))
+        typer.echo(render(key.dirname, reports) + (other_datasets_hint(root, key.dirname) if not reports else ""))
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
     raise typer.Exit(1 if holes else 0)

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dataengine.commands.common import other_datasets_hint
+
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="Which dataset: its bar size (minute, day, 10min, ...).")]
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -55,7 +57,8 @@ def versions(
                            f"versions kept from {done['oldest_kept']}")
         return
     shown = versions_report(root, DatasetKey.of(timeframe, adjustment, settings.source), limit=limit)
-    typer.echo(json.dumps(shown) if json_out else render(shown))
+    hint = other_datasets_hint(root, shown["dataset"]) if not shown["versions"] else ""
+    typer.echo(json.dumps(shown) if json_out else render(shown) + hint)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -91,13 +94,16 @@ def tag_command(
     Exit 0 · 2 bad name, unknown version, a tag already pinning another version, no store · 3 store busy.
     """
     from dataengine.datasets import DatasetKey
-    from dataengine.reports.versions import pin_version, table_of
+    from dataengine.reports.versions import VersionError, pin_version, table_of
     from dataengine.storage.store_root import check_readable_root
 
     settings = ctx.obj.settings(source=source)
     root = check_readable_root(ctx.obj.store(settings))
     key = DatasetKey.of(timeframe, adjustment, settings.source)
-    pinned = pin_version(root, key, name, version, wait=wait)
+    try:
+        pinned = pin_version(root, key, name, version, wait=wait)
+    except VersionError as exc:
+        raise VersionError(str(exc) + other_datasets_hint(root, table_of(root, key).dataset)) from None
     dataset = table_of(root, key).dataset
     typer.echo(json.dumps({"tag": name, "dataset": dataset, "version": pinned}) if json_out
                else f"tagged version {pinned} of {dataset} as {name!r}")
