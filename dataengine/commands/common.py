@@ -115,7 +115,7 @@ def other_datasets_hint(root: StorePath, dataset: str) -> str:
     who stored daily sample bars and ran ``gaps``: it looked at Alpaca's minute bars); else ''."""
     from dataengine.storage import layout
 
-    present = [name for name in layout.dataset_names(root) if name != dataset]
-    if dataset in layout.dataset_names(root) or not present:
+    names = layout.dataset_names(root)  # one listing (on S3 a LIST)
+    if dataset in names or not names:
         return ""
-    return f" (this store holds {', '.join(present)}: name one with -t/--timeframe and --source)"
+    return f" (this store holds {', '.join(names)}: name one with -t/--timeframe and --source)"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
 import polars as pl
@@ -125,10 +126,9 @@ class IngestRun:
         if plan.up_to_date:
             self.successful.extend(plan.up_to_date)
             self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
-        if not self._range_has_sessions():
-            first, last = (moment.astimezone(NEW_YORK).date() for moment in (self.request.range.start, self.request.range.end))
-            span = first.isoformat() if first == last else f"{first}..{last}"
-            self.result.notes.append(f"{span} holds no trading session (a weekend or a market holiday): no bars to expect")
+        if self._sessionless_span is not None:
+            self.result.notes.append(
+                f"{self._sessionless_span} holds no trading session (a weekend or a market holiday): no bars to expect")
         log.info(
             "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
             len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
@@ -238,19 +238,21 @@ class IngestRun:
         bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
         outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
         silent = sorted(s for s in self.successful if s not in self.with_bars)
-        if not silent or not self._range_has_sessions():  # a weekend has no bars: that blames no symbol
+        if not silent or self._sessionless_span is not None:  # a weekend has no bars: that blames no symbol
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
         return [s for s in silent if s not in stored]
 
-    def _range_has_sessions(self) -> bool:
-        """Whether some XNYS session lies in the run's range (New York days). The overnight feed (boats) trades
-        on Sunday evenings too: for it, every range may hold bars."""
+    @cached_property
+    def _sessionless_span(self) -> str | None:
+        """The run's New York days (``first..last``) when they hold no XNYS session, else None. The overnight
+        feed (boats) trades on Sunday evenings too: for it, every range may hold bars."""
         from dataengine.calendar import sessions
 
-        rng = self.request.range
-        days = (rng.start.astimezone(NEW_YORK).date(), rng.end.astimezone(NEW_YORK).date())
-        return self.request.feed == "boats" or bool(sessions(*days))
+        first, last = (moment.astimezone(NEW_YORK).date() for moment in (self.request.range.start, self.request.range.end))
+        if self.request.feed == "boats" or sessions(first, last):
+            return None
+        return first.isoformat() if first == last else f"{first}..{last}"
 
     def counters(self) -> dict[str, int]:
         """Live totals over all workers (read by progress displays and copied into the result)."""
