@@ -24,7 +24,7 @@ from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
 from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError
 from dataengine.sources.answers import rate_headers, refusal
-from dataengine.sources.http import THROTTLE_BUDGET_FACTOR, HttpClient, RetryPolicy
+from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import PAGE_BARS, Pacer, Page, ProcessSpec, SourceFactory, WaitHook
 from dataengine.sources.wire import FractionalVolumeError, PageDecodeError
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_DATA_URL = "https://data.alpaca.markets"  # alpaca-py's BaseURL.DATA
 
-__all__ = ["DEFAULT_DATA_URL", "THROTTLE_BUDGET_FACTOR", "AlpacaClient", "AlpacaFactory", "ClientStats", "RetryPolicy",
-           "client_arguments"]
+# RetryPolicy lived here before sources/http.py owned it: still importable from here for scripts that did
+__all__ = ["DEFAULT_DATA_URL", "AlpacaClient", "AlpacaFactory", "ClientStats", "RetryPolicy", "client_arguments"]
 ClientStats = RequestCounts  # counters of one client; the run sums them over its workers
 
 

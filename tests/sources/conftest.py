@@ -25,7 +25,7 @@ def massive() -> Iterator[FakeMassive]:
 @pytest.fixture
 def massive_client(massive: FakeMassive) -> Iterator[Callable[..., MassiveClient]]:
     """Makes clients of the ``massive`` server (keyword arguments override the test defaults); closes them."""
-    from dataengine.sources.alpaca_client import RetryPolicy
+    from dataengine.sources.http import RetryPolicy
     from dataengine.sources.massive_client import MassiveClient
 
     made: list[MassiveClient] = []

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from dataengine.errors import AuthError, FatalRunError, RequestRejectedError, TerminalSourceError, TransientSourceError
-from dataengine.sources.alpaca_client import AlpacaClient, RetryPolicy
+from dataengine.sources.alpaca_client import AlpacaClient
+from dataengine.sources.http import RetryPolicy
 
 ERRORS = Path(__file__).resolve().parents[1] / "data" / "alpaca_samples" / "errors"
 

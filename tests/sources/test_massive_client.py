@@ -27,7 +27,7 @@ from dataengine.errors import (
     TerminalSourceError,
     TransientSourceError,
 )
-from dataengine.sources.alpaca_client import RetryPolicy
+from dataengine.sources.http import RetryPolicy
 from dataengine.sources.massive_client import MassiveClient, _relative
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.storage.layout import BAR_SCHEMA

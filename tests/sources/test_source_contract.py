@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 
 from dataengine.actions.schema import ACTION_SCHEMA
-from dataengine.sources.alpaca_client import AlpacaClient, RetryPolicy
+from dataengine.sources.alpaca_client import AlpacaClient
+from dataengine.sources.http import RetryPolicy
 from dataengine.sources.massive_client import TIMESPANS, MassiveClient
 from dataengine.sources.source import SOURCES, BarSource, SourceInfo
 from dataengine.storage.layout import BAR_SCHEMA
