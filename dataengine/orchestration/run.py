@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -37,9 +37,10 @@ from dataengine.errors import (
 from dataengine.orchestration import stopping
 from dataengine.orchestration.planner import Plan, WorkUnit
 from dataengine.orchestration.progress import ProgressReporter
+from dataengine.orchestration.read_ahead import read_ahead
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
-from dataengine.sources.source import BarSource, SourceFactory, process_spec
+from dataengine.sources.source import BarSource, Page, SourceFactory, process_spec
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Piece
 from dataengine.storage.layout import PartitionKey, split_partitions
@@ -100,6 +101,7 @@ class IngestRun:
         self.with_bars: set[str] = set()  # symbols the source returned at least one bar for
         self.written = WriteCounts()
         self._worker_numbers = itertools.count(1)
+        self.reads_ahead = True  # a worker's next page is fetched while it writes (not with decode processes)
         self.result = IngestResult(
             timeframe=request.timeframe.name,
             feed=request.feed,
@@ -210,6 +212,7 @@ class IngestRun:
             return None
         decoders = DecodePool(spec, processes, self.stop, threads)
         self.make_source = cast(SourceFactory, decoders.source)  # its sources have no corporate actions
+        self.reads_ahead = False  # a decode process already streams pages ahead of its worker
         log.info("decoding pages in %d process(es) for %d worker thread(s)", processes, threads)
         return decoders
 
@@ -333,11 +336,23 @@ class IngestRun:
         source = self.source()
         request = self.request
         fetched = datetime.now(timezone.utc)
-        held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
-        for page in source.iter_pages(
+        pages = source.iter_pages(
             unit.symbols, request.timeframe, unit.start, unit.end, feed=request.feed, adjustment=request.adjustment,
             asof=request.asof,
-        ):
+        )
+        if self.reads_ahead:
+            pages = read_ahead(pages, name=worker)
+        try:
+            self._stream_pages(unit, worker, pages, fetched)
+        finally:  # left early: the source's stream (and a helper reading ahead) ends before the next unit
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+        self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
+
+    def _stream_pages(self, unit: WorkUnit, worker: str, pages: Iterator[Page], fetched: datetime) -> None:
+        held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
+        for page in pages:
             written = 0
             parts = split_partitions(page.bars)  # zero-copy slices: no per-bar work
             if parts:
@@ -354,7 +369,6 @@ class IngestRun:
             self.progress.page_done(worker, unit, page.bars.height, written)
         if held:
             self.write(held)
-        self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
 
     def record_progress(self, unit: WorkUnit, ready: list[PartitionKey], last: PartitionKey, fetched: datetime) -> None:
         """Record coverage for what was just written, so a killed run resumes where it stopped.
