@@ -121,8 +121,8 @@ def paid_plan(b: Bench) -> dict[str, Any]:
 
 def workers_gil_us(b: Bench, srv: Server, req: dict[str, Any], bars: int) -> float:
     """GIL time per bar of a run's worker threads (8 workers, threads): py-spy samples, with ``--gil``, only the
-    thread holding the GIL; the samples inside the workers' units, over the sampling rate, per bar. NaN without
-    py-spy."""
+    thread holding the GIL; the samples inside the workers' units and their read-ahead helpers, over the sampling
+    rate, per bar. NaN without py-spy."""
     import shutil
     import sys
 
@@ -142,7 +142,7 @@ def workers_gil_us(b: Bench, srv: Server, req: dict[str, Any], bars: int) -> flo
     held = 0
     for line in profile.read_text().splitlines():
         stack, count = line.rsplit(" ", 1)
-        if "IngestRun.execute_unit" in stack:
+        if "IngestRun.execute_unit" in stack or "orchestration/read_ahead.py" in stack:  # a worker, or its helper
             held += int(count)
     return held / 250 / bars * 1e6
 
