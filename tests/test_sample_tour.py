@@ -75,3 +75,16 @@ def test_the_sample_never_mixes_with_real_data(alpaca, capsys, tmp_path: Path) -
     assert code == 2 and "synthetic" in err
     code, out, _ = run_cli(capsys, "show", "AAPL")  # the real source first when it holds the symbol
     assert code == 0 and out.startswith("AAPL · equities_1day · ")
+
+
+def test_the_sample_refuses_what_alpaca_would_and_keeps_the_rest(tmp_path: Path) -> None:
+    """A ticker Alpaca would call invalid (AAPL$) fails alone, named, as it would with real keys: not synthetic
+    bars for a symbol no market has."""
+    from dataengine import IngestionPipeline
+
+    pipeline = IngestionPipeline(storage_dir=tmp_path / "store", progress=False)
+    result = pipeline.ingest_symbols(["AAPL$", "AAPL", "BRK.B"], "2024-01-02", "2024-01-31", "day", source="sample")
+    assert not result.ok
+    assert list(result.failed) == ["AAPL$"] and result.failed["AAPL$"].startswith("invalid symbol: AAPL$")
+    assert sorted(result.successful) == ["AAPL", "BRK.B"]
+    assert not (tmp_path / "store" / "sample_equities_1day" / "symbol=AAPL$").exists()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -28,7 +29,7 @@ import polars as pl
 
 from dataengine import calendar
 from dataengine.counters import RequestCounts
-from dataengine.errors import Interrupted, RequestRejectedError
+from dataengine.errors import Interrupted, RequestRejectedError, TerminalSourceError
 from dataengine.sources.source import SAMPLE, Page, SourceFactory, SourceInfo, WaitHook
 from dataengine.storage.layout import BAR_SCHEMA, empty_bars
 from dataengine.timeframes import DAY, HOUR, MINUTE, MONTH, WEEK, Timeframe, parse_timeframe
@@ -39,6 +40,10 @@ _CHUNK_DAYS = 20  # sessions generated at a time (about 20,000 minute bars per s
 _MIN_US = 60_000_000
 _SESSION_MINUTES = 960  # 04:00-20:00 New York
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# What a US stock ticker looks like to Alpaca (a letter, then letters, digits and share-class dots): the sample
+# refuses the rest as Alpaca does ("invalid symbol: X", that symbol alone), so a typo such as AAPL$ is caught
+# in the tour and not first on the day real keys arrive.
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 
 
 class SampleSource:
@@ -80,6 +85,12 @@ class SampleSource:
         tf = parse_timeframe(timeframe)
         if adjustment != "raw":
             raise RequestRejectedError("the sample source serves raw bars only (read_bars adjusts them)")
+        for symbol in symbols:
+            if not _TICKER.match(symbol):
+                raise TerminalSourceError(
+                    f"invalid symbol: {symbol} (a ticker is a letter, then letters, digits and dots)", status=400,
+                    symbol=symbol,
+                )
         now = self._now or datetime.now(timezone.utc)
         end = min(end.astimezone(timezone.utc), now - timedelta(minutes=1) if tf.intraday else now)
         start = start.astimezone(timezone.utc)
