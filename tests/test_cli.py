@@ -207,6 +207,13 @@ def test_a_commands_own_option_keeps_its_value_and_dash_dash_ends_the_search() -
     assert hoist(group, None, ["-q", "ingest", "AAPL", "--start", "-v"]) == ["-q", "ingest", "AAPL", "--start", "-v"]
     assert hoist(group, None, ["query", "--", "-v"]) == ["query", "--", "-v"]
     assert hoist(group, None, ["index", "show", "x", "--config", "c.ini"]) == ["--config", "c.ini", "index", "show", "x"]
+    assert hoist(group, None, ["--json", "-q", "ingest", "AAPL"]) == ["-q", "ingest", "--json", "AAPL"]
+
+
+def test_json_before_the_command_is_the_command_s_json(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``dataengine --json ingest ...`` reads as "this call in JSON": it is, not a usage error hinting --version."""
+    code, out, _ = run(capsys, "--json", "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05")
+    assert code == 0 and json.loads(out)["successful"] == ["AAPL"]
 
 
 def test_command_help_names_the_global_options(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,10 @@
 
 The top-level group moves every global option it finds after the command name to before it, then parses as
 usual; so one rule covers every command, its help and shell completion. A command's own option keeps its value
-(``--start -v`` stays the start, however odd), and ``--`` ends the search. The arguments as typed, before they
-are moved, are kept in ``ctx.meta`` for the run ledger (:func:`argv_as_typed`).
+(``--start -v`` stays the start, however odd), and ``--`` ends the search. One command option goes the other
+way: ``--json`` typed before the command (``dataengine --json ingest AAPL``, as a script writer reads it: "this
+whole call in JSON") is moved after it when the command has one. The arguments as typed, before they are
+moved, are kept in ``ctx.meta`` for the run ledger (:func:`argv_as_typed`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def hoist(group: Any, ctx: Any, args: list[str]) -> list[str]:
     own_values, own_flags = _option_names(_with_subcommands(command))
     moved: list[str] = []
     kept: list[str] = []
+    before = args[:position]
+    if "--json" in before and "--json" in _option_names([command])[1]:  # the command's own, not a subcommand's
+        before = [arg for arg in before if arg != "--json"]
+        kept.append("--json")
     rest = args[position + 1 :]
     i = 0
     while i < len(rest):
@@ -73,7 +79,7 @@ def hoist(group: Any, ctx: Any, args: list[str]) -> list[str]:
         else:
             kept.append(arg)
             i += 1
-    return [*args[:position], *moved, name, *kept]
+    return [*before, *moved, name, *kept]
 
 
 def _command_position(args: list[str], takes_value: set[str]) -> int | None:
