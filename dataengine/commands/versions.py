@@ -71,6 +71,8 @@ def render(report: dict[str, Any]) -> str:
         rows = "?" if v["rows_changed"] is None else f"{v['rows_changed']:+,}"
         reason = "refetch" if v["reason"] == "refetch-after-corporate-action" else v["reason"] or ""
         tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
+        if not v.get("readable", True):
+            tags += "  (pruned: no longer readable)"
         lines.append(f"{v['version']:>7}  {v['timestamp'][:16].replace('T', ' '):<17}  {reason:<10}  "
                      f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags
 from dataengine.storage.versions.log import list_log
+from dataengine.storage.versions.retention import pruned_before
 
 
 def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
@@ -26,13 +27,15 @@ def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
 def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = None) -> dict[str, Any]:
     """``{"dataset", "delta_path", "current", "versions": [...]}``, newest first: per version its number,
     time, run id, what made it (reason, command, source, feed, adjustment, asof, dataengine version), the
-    partitions and rows it changed and its tags. ``delta_path`` is what other engines open."""
+    partitions and rows it changed, its tags and whether it can still be read (``readable``: false once a
+    prune took its files; a tagged version never is). ``delta_path`` is what other engines open."""
     table = table_of(root, key)
+    before = pruned_before(table)
     entries = [{
         "version": info.version, "timestamp": info.timestamp.isoformat(), "run_id": info.run_id,
         "reason": info.reason, "command": info.provenance.get("command"), "partitions": info.partitions,
         "rows_added": info.rows_added, "rows_removed": info.rows_removed, "rows_changed": info.rows_changed,
-        "tags": list(info.tags),
+        "tags": list(info.tags), "readable": info.version >= before or bool(info.tags),
         **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
     } for info in history(table, limit=limit)]
     return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),

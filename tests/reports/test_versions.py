@@ -18,3 +18,22 @@ def test_prune_by_key_reaches_a_dataset_stored_with_alpacas_adjustment(alpaca, t
     report = prune_versions(root, [key], keep_days=0)
     assert list(report.datasets) == [table_of(root, key).dataset] == [key.dirname]
     assert report.datasets[key.dirname]["kept_versions"] == [1] and report.datasets[key.dirname]["files_deleted"] == 1
+
+
+def test_versions_marks_what_a_prune_took_and_keeps_tagged_ones_readable(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After a prune the listing says which versions can no longer be read, instead of showing them as any other
+    (a pinned read of one then fails: the list must not promise it)."""
+    from dataengine.commands.versions import render
+    from dataengine.reports.versions import pin_version, versions_report
+
+    p = IngestionPipeline(max_workers=2)
+    for end in ("2024-01-31", "2024-02-29", "2024-03-28"):
+        assert p.ingest_symbols(["AAPL"], "2024-01-02", end, "day").ok
+    root, key = open_store(tmp_path / "store"), DatasetKey.of("day")
+    pin_version(root, key, "paper", 0)
+    assert all(v["readable"] for v in versions_report(root, key)["versions"])
+    prune_versions(root, [key], keep_days=0)
+    report = versions_report(root, key)
+    assert {v["version"]: v["readable"] for v in report["versions"]} == {2: True, 1: False, 0: True}
+    lines = {line.split()[0]: line for line in render(report).splitlines()[3:]}
+    assert lines["1"].endswith("(pruned: no longer readable)") and "pruned" not in lines["0"] + lines["2"]

@@ -74,6 +74,11 @@ def tagged_version(table: VersionTable, name: str) -> int:
     return pins[name]
 
 
+def pruned_before(table: VersionTable) -> int:
+    """Versions below this number were pruned (those with a tag excepted): their files may be gone."""
+    return int(_read(table, "pruned.json").get("before", 0))
+
+
 def check_not_pruned(table: VersionTable, version: int) -> None:
     horizon = _read(table, "pruned.json")
     before = int(horizon.get("before", 0))
