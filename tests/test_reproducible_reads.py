@@ -413,3 +413,29 @@ def test_a_tagged_versions_file_damaged_in_place_is_reported_not_called_whole(al
     assert "100 bytes" in problem and "version 0, tag 't0': the bars it held there cannot be restored" in problem
     assert frame_of(read_bars("AAPL", timeframe="day")).equals(  # the latest is whole again
         frame_of(expected(alpaca, ["AAPL"], "2024-01-02", "2024-01-31", "1Day")))
+
+
+def test_a_pinned_read_of_a_damaged_or_missing_version_file_names_that_file(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An older version's file is not the dataset's partition (a later run replaced that): a pinned read of a
+    damaged one names the file it read, and one deleted by hand is the same one line (exit 1), not a
+    traceback from the engine underneath."""
+    from dataengine.errors import DamagedPartitionError
+    from dataengine.read.sql import query
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day", full_refresh=True).ok  # replaces January
+    store = tmp_path / "store"
+    current = (store / "equities_1day/symbol=AAPL/year=2024/month=01/data.parquet").stat().st_ino
+    (old,) = [f for f in (store / "metadata/versions/equities_1day/symbol=AAPL/year=2024/month=01").glob("*.parquet")
+              if f.stat().st_ino != current]  # version 0's file: not the dataset's partition any more
+    with open(old, "r+b") as handle:
+        handle.truncate(40)
+    with pytest.raises(DamagedPartitionError, match=rf"{old.name} \(version 0: .*verify --repair"):
+        read_bars("AAPL", timeframe="day", version=0)
+    with pytest.raises(DamagedPartitionError, match=rf"{old.name} \(version 0: "):
+        query("select count(*) from bars_1day", timeframe="day", version=0)
+    assert read_bars("AAPL", timeframe="day").height == 21  # the latest version reads as before
+    old.unlink()
+    code, _, err = run_cli(capsys, "query", "select count(*) from bars_1day", "-t", "day", "--version", "0")
+    assert code == 1 and "Traceback" not in err and f"{old.name} (the file is missing)" in err

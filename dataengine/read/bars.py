@@ -78,15 +78,18 @@ def read_bars(
     set). Each source's bars are their own datasets, adjusted with that source's corporate actions only.
     """
     source = source_of(source)
+    chosen = pin(version, as_of, tag)
     frame, read, parts = _scan(symbols, start, end, timeframe, storage_dir, columns, regular_hours, adjustment,
-                               pin(version, as_of, tag), missing, source)
+                               chosen, missing, source)
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
         damaged = layout.first_damaged([p.path for p in parts])
         if damaged is None:
             raise
-        # named as verify names it: the dataset's partition (a version's file is a link of it, or its copy)
+        if chosen.given:  # an older version's file is not the dataset's partition: name the file that was read
+            raise DamagedPartitionError(damaged[0], f"{chosen.describe()}: {damaged[1]}") from None
+        # the latest version: named as verify names it, the dataset's partition (its file is a link of it, or a copy)
         part = next(p for p in parts if p.path == damaged[0])
         dataset = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
         raise DamagedPartitionError(dataset, damaged[1]) from None

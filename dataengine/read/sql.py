@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.read.pins import pin, versioned_key
+from dataengine.read.pins import Pin, pin, versioned_key
 from dataengine.read.root import source_of, store_root
 from dataengine.read.views import duckdb_message, open_views
 from dataengine.storage import layout
@@ -51,7 +51,7 @@ def query(
         con = open_views(root, read_only=True, chosen=chosen,
                          pinned=_pinned(timeframe, adjustment, source) if version is not None else None)
     except UsageError as exc:
-        damaged = _damaged_partition(root, str(exc))
+        damaged = _damaged_partition(root, str(exc), chosen)
         if damaged is not None:
             raise damaged from None
         raise
@@ -60,7 +60,7 @@ def query(
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         message = duckdb_message(exc)
-        damaged = _damaged_partition(root, message)
+        damaged = _damaged_partition(root, message, chosen)
         if damaged is not None:
             raise damaged from None
         if (chosen.tag is not None or chosen.as_of is not None) and "does not exist" in message:
@@ -79,13 +79,15 @@ _PARTITION = re.compile(
     r"((?:metadata/versions/)?((?:[a-z][a-z0-9]*_)?equities_[^/'\"\s]+)/symbol=([^/'\"\s]+)/year=(\d+)/month=(\d+)/[^/'\"\s]+\.parquet)")
 
 
-def _damaged_partition(root: StorePath, message: str) -> DamagedPartitionError | None:
+def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DamagedPartitionError | None:
     """A query that failed on a partition whose footer cannot be read names it as every reader does (exit 1,
-    ``verify --repair``: the dataset's file), instead of DuckDB's (or pyarrow's) message. None for any other
-    failure."""
+    ``verify --repair``: the dataset's file; with a pinned version, the version's file that was read), instead
+    of DuckDB's (or pyarrow's) message. None for any other failure."""
     for relpath, dataset, symbol, year, month in dict.fromkeys(_PARTITION.findall(message)):
         found = layout.first_damaged([root / relpath])
         if found is not None:
+            if chosen.given:  # an older version's file is not the dataset's partition
+                return DamagedPartitionError(root / relpath, f"{chosen.describe()}: {found[1]}")
             return DamagedPartitionError(layout.partition_path(root, dataset, symbol, int(year), int(month)), found[1])
     return None
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import duckdb
 import polars as pl
 
-from dataengine.errors import UsageError
+from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.read.pins import Pin, resolve
 from dataengine.read.root import store_root
 from dataengine.storage import layout
@@ -117,7 +117,11 @@ def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, 
     if snap is not None:
         files = [f.path for f in snap.files()]
         if files:
-            con.from_arrow(_arrow_dataset(directory.root / snap.table.path, files)).project(_VIEW_COLUMNS).create_view(name)
+            try:
+                scanned = _arrow_dataset(directory.root / snap.table.path, files)
+            except FileNotFoundError as exc:  # a file the version names is gone (deleted by hand, a lost disk)
+                raise DamagedPartitionError(exc.args[0] if exc.args else snap.table.path, "the file is missing") from None
+            con.from_arrow(scanned).project(_VIEW_COLUMNS).create_view(name)
             return
     elif next(layout.iter_partitions(directory), None) is not None:
         local = directory.local
