@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dataengine.storage.versions import log, log_write
-from dataengine.storage.versions.log import TableState, forget, list_log, read_commit_info, read_state
+from dataengine.storage.versions.log import TableState, forget, read_state
+from dataengine.storage.versions.log_entries import Commit, list_log, read_commit_info
 from dataengine.storage.versions.model import (
     DATA_FILE,
     OWN_DIR,
@@ -184,7 +185,7 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     txns = {} if txn is None else {table.app_id: txn}
     if version == 0:
         forget(table)  # a table made anew where one was deleted: nothing cached of the old one may serve
-    log.remember(table, log.apply_commits(state, [log.Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
+    log.remember(table, log.apply_commits(state, [Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
     # not at version 0: one commit replays in milliseconds, and a checkpoint loads pyarrow and deltalake (~50 MiB
     # on a first run of ~170 MiB); a first commit too big to replay quickly still gets one (BIG_COMMIT)
     if (version and version % table.checkpoint_interval == 0) or len(actions) >= BIG_COMMIT:

@@ -38,19 +38,17 @@ import msgspec
 
 from dataengine.storage.versions import log, log_write
 from dataengine.storage.versions.commit import _commit_info, checkpoint, pending_runs
-from dataengine.storage.versions.log import (
+from dataengine.storage.versions.log import forget, read_checkpoint, read_state
+from dataengine.storage.versions.log_entries import (
     LAST_CHECKPOINT,
     LogListing,
     Salvaged,
     checkpoint_name,
     commit_name,
-    forget,
     list_log,
     log_path,
     parse_commit,
-    read_checkpoint,
     read_commit_info,
-    read_state,
     salvage_commit,
 )
 from dataengine.storage.versions.model import (

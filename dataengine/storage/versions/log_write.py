@@ -20,7 +20,7 @@ import msgspec
 import polars as pl
 
 from dataengine.errors import StorageError
-from dataengine.storage.versions.log import commit_name, log_path
+from dataengine.storage.versions.log_entries import commit_name, log_path
 from dataengine.storage.versions.model import PARTITION_COLUMNS, VersionTable, encode_path, parse_partition
 
 PROTOCOL = {"minReaderVersion": 1, "minWriterVersion": 2}
