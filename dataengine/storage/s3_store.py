@@ -5,7 +5,7 @@ What a file system gives, S3 gives its own way: a PUT replaces an object whole (
 the new one), ``If-None-Match: *`` creates only if absent and ``If-Match`` replaces or deletes only the
 version read; append-only logs are one object per commit (:mod:`.commit_log`) and the lock is an object with
 a lease (:mod:`.lease_lock`). Requests go through the bucket's boto3 client (:mod:`.s3_client`), which
-counts each one; its resolved credentials are handed to Polars and pyarrow for reads and never logged.
+counts each one; its resolved credentials are handed to Polars and pyarrow for reads (:mod:`.s3_engines`).
 
 While a run holds the lock, nobody else writes the store: listings made then are kept, with this run's own
 writes laid over them (:mod:`.s3_listings`), so a nightly run lists each symbol once, not once to plan and
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataengine.errors import ConfigError, StorageError
-from dataengine.storage import atomic
+from dataengine.storage import atomic, s3_engines
 from dataengine.storage.commit_log import CommitLog
 from dataengine.storage.lease_lock import LeaseHolder, holder_status, lease_seconds
 from dataengine.storage.s3_client import S3Client, S3Stat, client_for
@@ -325,29 +325,11 @@ class S3Store:
         return self.polars_options()
 
     def polars_options(self) -> dict[str, str]:
-        """``storage_options`` for Polars: the credentials and endpoint boto3 resolved."""
-        creds = self.client.credentials()
-        options = {"aws_region": creds["region"]}
-        if "access_key" in creds:
-            options.update(aws_access_key_id=creds["access_key"], aws_secret_access_key=creds["secret_key"])
-        if "token" in creds:
-            options["aws_session_token"] = creds["token"]
-        if "endpoint" in creds:
-            options["aws_endpoint_url"] = creds["endpoint"]
-            options["aws_allow_http"] = str(creds["endpoint"].startswith("http://")).lower()
-        return options
+        """``storage_options`` for Polars (:mod:`.s3_engines`)."""
+        return s3_engines.polars_options(self.client.credentials())
 
     def arrow_filesystem(self) -> pyarrow.fs.S3FileSystem:
-        import pyarrow.fs
-
-        creds = self.client.credentials()
-        kwargs: dict[str, Any] = {"region": creds["region"]}
-        if "access_key" in creds:
-            kwargs.update(access_key=creds["access_key"], secret_key=creds["secret_key"], session_token=creds.get("token"))
-        if "endpoint" in creds:
-            scheme, _, host = creds["endpoint"].partition("://")
-            kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-        return pyarrow.fs.S3FileSystem(**kwargs)
+        return s3_engines.arrow_filesystem(self.client.credentials())
 
     def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
         if len(items) < 2:
