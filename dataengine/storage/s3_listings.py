@@ -18,6 +18,14 @@ def _covers(prefix: str, key: str) -> bool:
     return not prefix or key.startswith(prefix + "/")
 
 
+def _lay(objects: dict[str, Stat], key: str, stat: Stat | None) -> None:
+    """A write (or a delete, ``stat`` None) laid over one listing."""
+    if stat is None:
+        objects.pop(key, None)
+    else:
+        objects[key] = stat
+
+
 class KeptListings:
     """Listings by store key, kept while the lock is held, and what the store wrote (None: deleted) meanwhile.
     Thread-safe: every method takes the store's ``guard``, but :meth:`restart`, which the store calls holding it
@@ -69,10 +77,7 @@ class KeptListings:
             if self._walks is not None:
                 for made, stat in self._made.items():
                     if _covers(key, made):
-                        if stat is None:
-                            found.pop(made, None)
-                        else:
-                            found[made] = stat
+                        _lay(found, made, stat)
                 if self._dropped == dropped:
                     self._walks[key] = found
 
@@ -84,10 +89,7 @@ class KeptListings:
             self._made[key] = stat
             for prefix, objects in self._walks.items():
                 if _covers(prefix, key):
-                    if stat is None:
-                        objects.pop(key, None)
-                    else:
-                        objects[key] = stat
+                    _lay(objects, key, stat)
 
     def forget(self, key: str) -> None:
         """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
