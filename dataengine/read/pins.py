@@ -16,7 +16,7 @@ from dataengine.errors import UsageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
-from dataengine.storage.versions.log import read_commit_info
+from dataengine.storage.versions.log_entries import read_commit_info
 from dataengine.timerange import NEW_YORK
 
 if TYPE_CHECKING:

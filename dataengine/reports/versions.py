@@ -15,7 +15,7 @@ from dataengine.storage import layout
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags
-from dataengine.storage.versions.log import list_log
+from dataengine.storage.versions.log_entries import list_log
 from dataengine.storage.versions.retention import pruned_before
 
 

@@ -33,7 +33,8 @@ from dataengine.storage.versions import (
     sync,
 )
 from dataengine.storage.versions.commit import write_version
-from dataengine.storage.versions.log import read_commit_info, read_state
+from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.log_entries import read_commit_info
 from dataengine.storage.versions.model import Reason
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,11 @@ What a file system gives, S3 gives its own way: a PUT replaces an object whole (
 the new one), ``If-None-Match: *`` creates only if absent and ``If-Match`` replaces or deletes only the
 version read; append-only logs are one object per commit (:mod:`.commit_log`) and the lock is an object with
 a lease (:mod:`.lease_lock`). Requests go through the bucket's boto3 client (:mod:`.s3_client`), which
-counts each one; its resolved credentials are handed to Polars and pyarrow for reads and never logged.
+counts each one; its resolved credentials are handed to Polars and pyarrow for reads (:mod:`.s3_engines`).
 
 While a run holds the lock, nobody else writes the store: listings made then are kept, with this run's own
-writes laid over them, so a nightly run lists each symbol once, not once to plan and again to index.
+writes laid over them (:mod:`.s3_listings`), so a nightly run lists each symbol once, not once to plan and
+again to index.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataengine.errors import ConfigError, StorageError
-from dataengine.storage import atomic
+from dataengine.storage import atomic, s3_engines
 from dataengine.storage.commit_log import CommitLog
 from dataengine.storage.lease_lock import LeaseHolder, holder_status, lease_seconds
 from dataengine.storage.s3_client import S3Client, S3Stat, client_for
+from dataengine.storage.s3_listings import KeptListings
 from dataengine.storage.store import AppendLog, LockBackend, Stat
 
 if TYPE_CHECKING:
@@ -56,11 +58,6 @@ def parse_url(text: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _covers(prefix: str, key: str) -> bool:
-    """``key`` lies below the directory ``prefix`` (the root, "", covers every key)."""
-    return not prefix or key.startswith(prefix + "/")
-
-
 def _stat(found: S3Stat) -> Stat:
     return Stat(found.st_size, found.etag, found.st_mtime_ns, found.st_ino, found.st_size, found.st_mtime)
 
@@ -73,11 +70,9 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.url = f"{SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{bucket}"
         self._fence: Callable[[], None] | None = None
-        self._walks: dict[str, dict[str, Stat]] | None = None  # kept listings while the lock is held, by key
-        self._made: dict[str, Stat | None] = {}  # what this store wrote (None: deleted) while the lock is held
-        self._dropped = 0  # how often kept listings were dropped (someone else wrote, the hold changed)
         self._holders: list[dict[str, str]] = []  # the lineage of each lease held, outermost first (commit_log)
         self._guard = threading.Lock()
+        self._listings = KeptListings(self._guard)  # while the lock is held
 
     @classmethod
     def from_url(cls, text: str) -> S3Store:
@@ -109,24 +104,11 @@ class S3Store:
         return self.client.get(self._k(key))
 
     def stat(self, key: str) -> Stat | None:
-        kept = self._kept(key)
+        kept = self._listings.kept(key)
         if kept is not None:
             return kept[0]
         found = self.client.head(self._k(key))
         return _stat(found) if found is not None else None
-
-    def _kept(self, key: str) -> tuple[Stat | None] | None:
-        """What a kept listing says of ``key`` (a 1-tuple: its stat or None for "absent"), or None when no
-        kept listing covers it."""
-        with self._guard:
-            if self._walks is None:
-                return None
-            if key in self._made:  # under the lock, what this run wrote is what is there
-                return (self._made[key],)
-            for prefix, objects in self._walks.items():
-                if _covers(prefix, key):
-                    return (objects.get(key),)
-        return None
 
     def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
         """One listing of the keys' common prefix (one LIST per 1,000 objects), not a HEAD each."""
@@ -155,46 +137,14 @@ class S3Store:
         Writes this store made while the LIST was on the wire (other threads of the run) may be missing from
         its answer: what the store made under the lock is laid over it before it is kept. A listing during
         which kept listings were dropped (another process wrote a key, the hold changed) is not kept."""
-        with self._guard:
-            if self._walks is not None and key in self._walks:
-                return sorted(self._walks[key].items())
-            dropped = self._dropped
+        kept, dropped = self._listings.listing(key)
+        if kept is not None:
+            return kept
         prefix = self._k(key)
         _, objects = self.client.list(f"{prefix}/" if prefix else "", delimiter=False)
         found = {self._rel(k): _stat(s) for k, s in objects}
-        with self._guard:
-            if self._walks is not None:
-                for made, stat in self._made.items():
-                    if _covers(key, made):
-                        if stat is None:
-                            found.pop(made, None)
-                        else:
-                            found[made] = stat
-                if self._dropped == dropped:
-                    self._walks[key] = found
+        self._listings.keep(key, found, dropped)
         return sorted(found.items())
-
-    def _note(self, key: str, stat: Stat | None) -> None:
-        """Lay a write (or a delete, ``stat`` None) over the kept listings that cover ``key``."""
-        with self._guard:
-            if self._walks is None:
-                return
-            self._made[key] = stat
-            for prefix, objects in self._walks.items():
-                if _covers(prefix, key):
-                    if stat is None:
-                        objects.pop(key, None)
-                    else:
-                        objects[key] = stat
-
-    def _forget(self, key: str) -> None:
-        """Drop the kept listings that cover ``key``: someone else wrote there (a run ledger record)."""
-        with self._guard:
-            self._made.pop(key, None)
-            self._dropped += 1
-            if self._walks is not None:
-                for prefix in [p for p in self._walks if _covers(p, key)]:
-                    del self._walks[prefix]
 
     # -- writing --------------------------------------------------------------------------------------------
 
@@ -211,9 +161,9 @@ class S3Store:
         etag = self.client.put(self._k(key), data, if_none_match=create, if_match=if_match,
                                fence=self._fence if fenced else None)
         if etag is None:
-            self._forget(key)
+            self._listings.forget(key)
             return None
-        self._note(key, _stat(self.client.written_stat(self._k(key)) or S3Stat(len(data), etag, time.time())))
+        self._listings.note(key, _stat(self.client.written_stat(self._k(key)) or S3Stat(len(data), etag, time.time())))
         return etag
 
     def write_with(self, key: str, write: Callable[[Path], None]) -> None:
@@ -247,7 +197,7 @@ class S3Store:
             self._check_fence()
         done = self.client.delete(self._k(key), if_match=if_match, fence=self._fence if fenced else None)
         if done:
-            self._note(key, None)
+            self._listings.note(key, None)
         return done
 
     def link(self, key: str, target: str) -> None:
@@ -257,10 +207,10 @@ class S3Store:
         no other process can have made one (a HEAD each would double a nightly run's requests). Outside the lock
         a HEAD asks."""
         self._check_fence()
-        if self._walks is None:
+        if not self._listings.keeping:
             there = self.stat(target) is not None
         else:
-            known = self._kept(target)
+            known = self._listings.kept(target)
             there = known is not None and known[0] is not None
         if there:
             raise FileExistsError(17, "exists", self.describe(target))
@@ -269,9 +219,9 @@ class S3Store:
             raise FileNotFoundError(2, "no such object", self.describe(key))
         found = self.client.written_stat(self._k(target))
         if found is not None:
-            self._note(target, _stat(found))
+            self._listings.note(target, _stat(found))
         else:
-            self._forget(target)
+            self._listings.forget(target)
 
     def move(self, key: str, target: str) -> None:
         """A copy, then a delete (S3 has no rename)."""
@@ -308,9 +258,7 @@ class S3Store:
     def hold(self, fence: Callable[[], None] | None) -> Callable[[], None] | None:
         with self._guard:
             previous, self._fence = self._fence, fence
-            self._walks = {} if fence is not None else None
-            self._made = {}
-            self._dropped += 1
+            self._listings.restart(keeping=fence is not None)
         return previous
 
     def log(self, key: str, what: str, *, fenced: bool = True) -> AppendLog:
@@ -377,29 +325,11 @@ class S3Store:
         return self.polars_options()
 
     def polars_options(self) -> dict[str, str]:
-        """``storage_options`` for Polars: the credentials and endpoint boto3 resolved."""
-        creds = self.client.credentials()
-        options = {"aws_region": creds["region"]}
-        if "access_key" in creds:
-            options.update(aws_access_key_id=creds["access_key"], aws_secret_access_key=creds["secret_key"])
-        if "token" in creds:
-            options["aws_session_token"] = creds["token"]
-        if "endpoint" in creds:
-            options["aws_endpoint_url"] = creds["endpoint"]
-            options["aws_allow_http"] = str(creds["endpoint"].startswith("http://")).lower()
-        return options
+        """``storage_options`` for Polars (:mod:`.s3_engines`)."""
+        return s3_engines.polars_options(self.client.credentials())
 
     def arrow_filesystem(self) -> pyarrow.fs.S3FileSystem:
-        import pyarrow.fs
-
-        creds = self.client.credentials()
-        kwargs: dict[str, Any] = {"region": creds["region"]}
-        if "access_key" in creds:
-            kwargs.update(access_key=creds["access_key"], secret_key=creds["secret_key"], session_token=creds.get("token"))
-        if "endpoint" in creds:
-            scheme, _, host = creds["endpoint"].partition("://")
-            kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-        return pyarrow.fs.S3FileSystem(**kwargs)
+        return s3_engines.arrow_filesystem(self.client.credentials())
 
     def each(self, work: Callable[[T], R], items: Sequence[T], *, local_threads: int = 1) -> list[R]:
         if len(items) < 2:

@@ -245,7 +245,7 @@ def test_the_schema_of_a_first_commit_is_what_deltalake_makes_of_the_file() -> N
     import polars as pl
 
     from dataengine.storage.layout import BAR_SCHEMA
-    from dataengine.storage.versions.log import _schema_string_by_deltalake, schema_string
+    from dataengine.storage.versions.log_write import _schema_string_by_deltalake, schema_string
 
     stamp = datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc)
     bars = pl.DataFrame({"timestamp": [stamp], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],

@@ -20,8 +20,8 @@ Where things live (``{root}`` is the store)::
   ``scan_delta`` needs for the partition columns) and the run, never a content hash alone.
 - **One commit per run**, with ``remove`` of each changed partition's previous file and ``add`` of its new one,
   ``commitInfo.dataengine`` holding the provenance, and a ``txn`` (appId = the dataset, version = the run's
-  ticket) so a retried commit lands once. See :mod:`.commit` for crashes, :mod:`.log` for why the commit JSON
-  is written here (speed) while checkpoints are deltalake's, :mod:`.files` for what an S3 store must provide.
+  ticket) so a retried commit lands once. See :mod:`.commit` for crashes, :mod:`.log_write` for why the commit
+  JSON is written here (speed) while checkpoints are deltalake's, :mod:`.files` for what an S3 store must provide.
 
 Readers: ``pl.scan_delta(table.uri, version=N)``, ``DeltaTable(table.uri, version=N).to_pyarrow_dataset()``
 (DuckDB queries it), DuckDB's ``delta_scan``, Spark's ``versionAsOf``; in dataengine, :func:`snapshot`.

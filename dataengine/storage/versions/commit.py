@@ -24,8 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dataengine.storage.versions import log
-from dataengine.storage.versions.log import TableState, forget, list_log, read_commit_info, read_state
+from dataengine.storage.versions import log, log_write
+from dataengine.storage.versions.log import TableState, forget, read_state
+from dataengine.storage.versions.log_entries import Commit, list_log, read_commit_info
 from dataengine.storage.versions.model import (
     DATA_FILE,
     OWN_DIR,
@@ -174,17 +175,17 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
               "recovered_runs": list(recovered), "txn": txn}
     head = [_commit_info(provenance, counts, now_ms, version, len(adds), len(removes))]
     if version == 0:
-        head += log.create_actions(_schema(table, adds[0][0]), now_ms, str(uuid.uuid4()))
+        head += log_write.create_actions(_schema(table, adds[0][0]), now_ms, str(uuid.uuid4()))
     if txn is not None:
         head.append({"txn": {"appId": table.app_id, "version": txn, "lastUpdated": now_ms}})
-    actions = [log.remove_action(path, size, now_ms) for path, size, _ in removes]
-    actions += [log.add_action(path, size, rows, now_ms) for path, size, rows in adds]
-    if not log.write_commit(table, version, head + actions):
+    actions = [log_write.remove_action(path, size, now_ms) for path, size, _ in removes]
+    actions += [log_write.add_action(path, size, rows, now_ms) for path, size, rows in adds]
+    if not log_write.write_commit(table, version, head + actions):
         return _lost_race(table, provenance.run_id, txn, version)
     txns = {} if txn is None else {table.app_id: txn}
     if version == 0:
         forget(table)  # a table made anew where one was deleted: nothing cached of the old one may serve
-    log.remember(table, log.apply_commits(state, [log.Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
+    log.remember(table, log.apply_commits(state, [Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
     # not at version 0: one commit replays in milliseconds, and a checkpoint loads pyarrow and deltalake (~50 MiB
     # on a first run of ~170 MiB); a first commit too big to replay quickly still gets one (BIG_COMMIT)
     if (version and version % table.checkpoint_interval == 0) or len(actions) >= BIG_COMMIT:
@@ -206,7 +207,7 @@ def checkpoint(table: VersionTable) -> None:
     from deltalake.exceptions import DeltaError
 
     try:
-        log.write_checkpoint(table)
+        log_write.write_checkpoint(table)
     except (DeltaError, OSError) as exc:
         logger.warning("%s: no checkpoint written (%s); reading stays correct, only slower", table.uri, exc)
 
@@ -317,7 +318,7 @@ def _commit_info(provenance: Provenance, counts: dict[str, Any], now_ms: int, ve
 
 
 def _schema(table: VersionTable, first_file: str) -> str:
-    return log.schema_string(table.files.read(f"{table.path}/{first_file}"))
+    return log_write.schema_string(table.files.read(f"{table.path}/{first_file}"))
 
 
 def _already_committed(table: VersionTable, ticket: RunTicket, latest: int | None) -> CommitResult:

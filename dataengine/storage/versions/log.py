@@ -1,13 +1,5 @@
-"""The Delta log of a version table: list it, replay it into the files of a version, write a commit.
-
-Commits are written here, not by ``deltalake``'s ``create_write_transaction``: that call loads the whole table
-state and then commits (0.35-0.45 s for a 500-partition commit on a 54,000-file table on the 2-core test
-machine), where replaying only what a commit needs and writing one JSON file costs a fraction of it (see
-``bench/versions_cost.py``). Commits are plain Delta protocol (reader 1, writer 2): ``commitInfo`` first, then
-``protocol``/``metaData`` (version 0 only), ``txn``, ``remove`` and ``add`` actions, one JSON object a line,
-created with put-if-absent so two writers can never both write version N. Checkpoints are deltalake's
-(:func:`write_checkpoint`), so their Parquet schema is the reference implementation's, and every other reader
-(Polars, DuckDB, Spark) reads the log as deltalake does.
+"""A version of a version table: its files, replayed from the Delta log's checkpoint and commits
+(:mod:`.log_entries` reads each entry, :mod:`.log_write` writes them), and the states kept for the next replay.
 
 Replay: the newest checkpoint at or below the version (Polars reads its ``add`` and ``txn`` columns: ~20 ms
 for 54,000 files) plus the JSON commits after it (msgspec: ~2 ms for a 1,000-action nightly commit). States
@@ -18,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -26,85 +17,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import msgspec
 import polars as pl
 
-from dataengine.errors import StorageError
-from dataengine.storage.versions.model import (
-    PARTITION_COLUMNS,
-    DamagedLogError,
-    VersionError,
-    VersionTable,
-    decode_path,
-    encode_path,
-    parse_partition,
+from dataengine.storage.versions.log_entries import (
+    Commit,
+    LogListing,
+    checkpoint_name,
+    commit_name,
+    list_log,
+    log_path,
+    read_commit,
 )
+from dataengine.storage.versions.model import DamagedLogError, VersionError, VersionTable, decode_path
 
 logger = logging.getLogger(__name__)
 
-LOG_DIR = "_delta_log"
-LAST_CHECKPOINT = "_last_checkpoint"  # deltalake's hint naming the newest checkpoint
-PROTOCOL = {"minReaderVersion": 1, "minWriterVersion": 2}
-CONFIGURATION = {
-    # history is what this table is for: no engine may delete log entries it needs to read an old version
-    "delta.enableExpiredLogCleanup": "false",
-}
-_COMMIT = re.compile(r"^(\d{20})\.json$")
-_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint\.parquet$")
 FILES_SCHEMA = {"path": pl.String(), "size": pl.Int64(), "rows": pl.Int64()}
-
-
-class _Add(msgspec.Struct):
-    path: str
-    size: int
-    stats: str | None = None
-
-
-class _Remove(msgspec.Struct):
-    path: str
-
-
-class _Txn(msgspec.Struct):
-    appId: str
-    version: int
-
-
-class _Action(msgspec.Struct):
-    add: _Add | None = None
-    remove: _Remove | None = None
-    txn: _Txn | None = None
-    commitInfo: dict[str, Any] | None = None
-
-
-class _Stats(msgspec.Struct):
-    numRecords: int | None = None
-
-
-_ACTION = msgspec.json.Decoder(_Action)
-_STATS = msgspec.json.Decoder(_Stats)
-
-
-@dataclass(frozen=True)
-class LogListing:
-    """The versions a table's log holds (sorted), and those with a (single-file) checkpoint."""
-
-    commits: tuple[int, ...]
-    checkpoints: tuple[int, ...]
-
-    @property
-    def latest(self) -> int | None:
-        return self.commits[-1] if self.commits else None
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One commit, parsed: its ``commitInfo``, the paths it added (with size and rows) and removed, its txns."""
-
-    version: int
-    info: dict[str, Any]
-    adds: list[tuple[str, int, int | None]]
-    removes: list[str]
-    txns: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -126,165 +54,6 @@ class TableState:
             return {}
         hits = self.files.filter(self._keys.is_in(wanted))
         return {p.rsplit("/", 1)[0]: (p, s, r) for p, s, r in hits.iter_rows()}
-
-
-def log_path(table: VersionTable, name: str = "") -> str:
-    return f"{table.path}/{LOG_DIR}/{name}" if name else f"{table.path}/{LOG_DIR}"
-
-
-def commit_name(version: int) -> str:
-    return f"{version:020d}.json"
-
-
-def list_log(table: VersionTable) -> LogListing:
-    commits, checkpoints = [], []
-    prefix = log_path(table)
-    for info in table.files.list(prefix):
-        name = info.path[len(prefix) + 1 :]
-        if match := _COMMIT.match(name):
-            commits.append(int(match.group(1)))
-        elif match := _CHECKPOINT.match(name):
-            checkpoints.append(int(match.group(1)))
-    commits.sort()
-    checkpoints.sort()
-    return LogListing(tuple(commits), tuple(checkpoints))
-
-
-# -- reading ---------------------------------------------------------------------------------------------
-
-
-def read_commit(table: VersionTable, version: int) -> Commit:
-    """Commit ``version`` parsed; DamagedLogError when its file cannot be read whole (see :func:`parse_commit`)."""
-    path = log_path(table, commit_name(version))
-    try:
-        data = table.files.read(path)
-    except FileNotFoundError:
-        raise VersionError(f"version {version} of {table.dataset} does not exist") from None
-    return parse_commit(table, version, data)
-
-
-def parse_commit(table: VersionTable, version: int, data: bytes) -> Commit:
-    """The bytes of commit ``version`` parsed. Raises DamagedLogError naming the file when a line is not a Delta
-    action (bytes cut or flipped), the file is empty, or a commit of dataengine's holds fewer ``add`` or
-    ``remove`` actions than its ``commitInfo`` counts (cut at a line's end)."""
-    path = log_path(table, commit_name(version))
-    info: dict[str, Any] = {}
-    adds: list[tuple[str, int, int | None]] = []
-    removes: list[str] = []
-    txns: dict[str, int] = {}
-    if not data.strip():
-        raise DamagedLogError(table.files.uri(path), path, "empty")
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            action = _ACTION.decode(line)
-        except msgspec.DecodeError as exc:
-            raise DamagedLogError(table.files.uri(path), path, f"line {number}: {exc}") from None
-        if action.add is not None:
-            adds.append((decode_path(action.add.path), action.add.size, _rows(action.add.stats)))
-        elif action.remove is not None:
-            removes.append(decode_path(action.remove.path))
-        elif action.txn is not None:
-            txns[action.txn.appId] = action.txn.version
-        elif action.commitInfo is not None:
-            info = action.commitInfo
-    missing = _missing_actions(info, len(adds), len(removes))
-    if missing:
-        raise DamagedLogError(table.files.uri(path), path, f"cut short: {missing}")
-    return Commit(version, info, adds, removes, txns)
-
-
-def _missing_actions(info: dict[str, Any], adds: int, removes: int) -> str:
-    """What a commit dataengine wrote lacks against the counts in its ``commitInfo`` ("" when whole, or when
-    another writer's commit does not say)."""
-    metrics = info.get("operationMetrics") if isinstance(info.get("dataengine"), dict) else None
-    if not isinstance(metrics, dict):
-        return ""
-    try:
-        want_adds, want_removes = int(metrics["numFiles"]), int(metrics["numRemovedFiles"])
-    except (KeyError, TypeError, ValueError):
-        return ""
-    if (adds, removes) == (want_adds, want_removes):
-        return ""
-    return f"{adds} of {want_adds} add and {removes} of {want_removes} remove actions"
-
-
-@dataclass
-class Salvaged:
-    """What the readable lines of a (possibly damaged) commit say, by partition directory: ``adds`` the file it
-    added (path, size, rows), ``removes`` the file it removed (path, size: None when the action does not say);
-    ``table`` its ``protocol``/``metaData`` actions as written; ``whole`` whether every line was readable and
-    nothing is missing against its ``commitInfo``'s counts."""
-
-    info: dict[str, Any] | None = None
-    table: list[dict[str, Any]] = field(default_factory=list)
-    txns: dict[str, int] = field(default_factory=dict)
-    adds: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
-    removes: dict[str, tuple[str, int | None]] = field(default_factory=dict)
-    whole: bool = True
-
-    @property
-    def touched(self) -> set[str]:
-        return set(self.adds) | set(self.removes)
-
-
-def salvage_commit(data: bytes) -> Salvaged:
-    """Every action of a commit's bytes that can still be read, line by line; never raises."""
-    found = Salvaged(whole=bool(data.strip()))
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            action = msgspec.json.decode(line)
-            kind, body = next(iter(action.items())) if isinstance(action, dict) and len(action) == 1 else ("", None)
-            if not isinstance(body, dict):
-                raise ValueError("not one Delta action")
-            if kind == "commitInfo":
-                found.info = body
-            elif kind in ("protocol", "metaData"):
-                found.table.append(action)
-            elif kind == "txn":
-                found.txns[str(body["appId"])] = int(body["version"])
-            elif kind == "add":
-                path = decode_path(str(body["path"]))
-                found.adds[path.rsplit("/", 1)[0]] = (path, int(body["size"]), _rows(body.get("stats")))
-            elif kind == "remove":
-                path = decode_path(str(body["path"]))
-                size = body.get("size")
-                found.removes[path.rsplit("/", 1)[0]] = (path, int(size) if size is not None else None)
-        except (msgspec.DecodeError, ValueError, KeyError, TypeError):
-            found.whole = False
-    if found.info is not None and _missing_actions(found.info, len(found.adds), len(found.removes)):
-        found.whole = False
-    return found
-
-
-def read_commit_info(table: VersionTable, version: int) -> dict[str, Any]:
-    """A commit's ``commitInfo``, reading only the head of the file (this module writes it first)."""
-    path = log_path(table, commit_name(version))
-    try:
-        head = table.files.read(path, limit=64 * 1024)
-    except FileNotFoundError:
-        raise VersionError(f"version {version} of {table.dataset} does not exist") from None
-    first, newline, _ = head.partition(b"\n")
-    if newline or len(head) < 64 * 1024:
-        try:
-            action = _ACTION.decode(first)
-        except msgspec.DecodeError as exc:
-            raise DamagedLogError(table.files.uri(path), path, f"line 1: {exc}") from None
-        if action.commitInfo is not None:
-            return action.commitInfo
-    return read_commit(table, version).info  # written by someone else: commitInfo may be anywhere
-
-
-def _rows(stats: str | None) -> int | None:
-    if not stats:
-        return None
-    try:
-        return _STATS.decode(stats).numRecords
-    except msgspec.DecodeError:
-        return None
 
 
 _CACHE: OrderedDict[tuple[str, int], TableState] = OrderedDict()
@@ -346,10 +115,6 @@ def _base(table: VersionTable, listing: LogListing, target: int) -> TableState |
         except DamagedLogError as exc:
             logger.warning("%s; replaying the commits before it instead", exc)
     return cached
-
-
-def checkpoint_name(version: int) -> str:
-    return f"{version:020d}.checkpoint.parquet"
 
 
 def read_checkpoint(table: VersionTable, version: int) -> TableState:
@@ -417,80 +182,3 @@ def forget(table: VersionTable) -> None:
             del _CACHE[key]
         for dkey in [k for k in _DERIVED if k[0] == table.uri]:
             del _DERIVED[dkey]
-
-
-# -- writing ---------------------------------------------------------------------------------------------
-
-
-def partition_values(path: str) -> dict[str, str]:
-    parsed = parse_partition(path)
-    if parsed is None:
-        raise StorageError(f"not a partition file of a version table: {path}")
-    return dict(zip(PARTITION_COLUMNS, (parsed[0], str(parsed[1]), str(parsed[2])), strict=True))
-
-
-def add_action(path: str, size: int, rows: int | None, when_ms: int) -> dict[str, Any]:
-    add: dict[str, Any] = {"path": encode_path(path), "partitionValues": partition_values(path), "size": size,
-                           "modificationTime": when_ms, "dataChange": True}
-    if rows is not None:
-        add["stats"] = f'{{"numRecords":{rows}}}'
-    return {"add": add}
-
-
-def remove_action(path: str, size: int, when_ms: int) -> dict[str, Any]:
-    return {"remove": {"path": encode_path(path), "deletionTimestamp": when_ms, "dataChange": True,
-                       "extendedFileMetadata": True, "partitionValues": partition_values(path), "size": size}}
-
-
-def create_actions(schema_string: str, when_ms: int, table_id: str) -> list[dict[str, Any]]:
-    """``protocol`` and ``metaData`` of a new table partitioned by symbol, year, month."""
-    return [
-        {"protocol": PROTOCOL},
-        {"metaData": {"id": table_id, "format": {"provider": "parquet", "options": {}}, "schemaString": schema_string,
-                      "partitionColumns": list(PARTITION_COLUMNS), "configuration": dict(CONFIGURATION),
-                      "createdTime": when_ms}},
-    ]
-
-
-def write_commit(table: VersionTable, version: int, actions: Sequence[dict[str, Any]]) -> bool:
-    """Create commit ``version`` (``actions[0]`` must be its commitInfo); False if that version exists."""
-    data = b"\n".join(msgspec.json.encode(action) for action in actions) + b"\n"
-    return table.files.put_if_absent(log_path(table, commit_name(version)), data)
-
-
-_DELTA_TYPES = {pl.Float64: "double", pl.Float32: "float", pl.Int64: "long", pl.Int32: "integer", pl.Int16: "short",
-                pl.Int8: "byte", pl.String: "string", pl.Boolean: "boolean", pl.Date: "date", pl.Binary: "binary"}
-
-
-def schema_string(parquet_bytes: bytes) -> str:
-    """The Delta schema of a version table: a data file's columns, then the partition columns. Read with
-    Polars and written as deltalake writes it (a test holds the two equal): a first commit then loads neither
-    pyarrow nor deltalake (~40 MiB); a column type not mapped here takes deltalake's way."""
-    columns = pl.read_parquet_schema(io.BytesIO(parquet_bytes))
-    fields = []
-    for name, dtype in [*((n, t) for n, t in columns.items() if n not in PARTITION_COLUMNS),
-                        ("symbol", pl.String()), ("year", pl.Int32()), ("month", pl.Int32())]:
-        kind = ("timestamp" if dtype.time_zone else "timestamp_ntz") if isinstance(dtype, pl.Datetime) \
-            else _DELTA_TYPES.get(dtype.base_type())
-        if kind is None:
-            return _schema_string_by_deltalake(parquet_bytes)
-        fields.append({"name": name, "type": kind, "nullable": True, "metadata": {}})
-    return msgspec.json.encode({"type": "struct", "fields": fields}).decode()
-
-
-def _schema_string_by_deltalake(parquet_bytes: bytes) -> str:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from deltalake import Schema
-
-    schema = pq.read_schema(pa.BufferReader(parquet_bytes))
-    fields = [f for f in schema if f.name not in PARTITION_COLUMNS]
-    fields += [pa.field("symbol", pa.string()), pa.field("year", pa.int32()), pa.field("month", pa.int32())]
-    return str(Schema.from_arrow(pa.schema(fields)).to_json())
-
-
-def write_checkpoint(table: VersionTable) -> None:
-    """A Delta checkpoint of the latest version, written by deltalake (the reference schema)."""
-    from deltalake import DeltaTable
-
-    DeltaTable(table.uri, storage_options=table.files.storage_options).create_checkpoint()

@@ -36,21 +36,19 @@ from typing import Any
 
 import msgspec
 
-from dataengine.storage.versions import log
+from dataengine.storage.versions import log, log_write
 from dataengine.storage.versions.commit import _commit_info, checkpoint, pending_runs
-from dataengine.storage.versions.log import (
+from dataengine.storage.versions.log import forget, read_checkpoint, read_state
+from dataengine.storage.versions.log_entries import (
     LAST_CHECKPOINT,
     LogListing,
     Salvaged,
     checkpoint_name,
     commit_name,
-    forget,
     list_log,
     log_path,
     parse_commit,
-    read_checkpoint,
     read_commit_info,
-    read_state,
     salvage_commit,
 )
 from dataengine.storage.versions.model import (
@@ -280,7 +278,8 @@ def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found:
     if version == 0:
         head += found.table or _new_table(table, adds, when)
     head += [{"txn": {"appId": app, "version": txn, "lastUpdated": when}} for app, txn in found.txns.items()]
-    actions = [log.remove_action(p, s, when) for p, s, _ in removes] + [log.add_action(p, s, r, when) for p, s, r in adds]
+    actions = [log_write.remove_action(p, s, when) for p, s, _ in removes]
+    actions += [log_write.add_action(p, s, r, when) for p, s, r in adds]
     return b"\n".join(msgspec.json.encode(action) for action in head + actions) + b"\n"
 
 
@@ -301,8 +300,8 @@ def _new_table(table: VersionTable, adds: list[tuple[str, int, int | None]], whe
     if not adds:
         raise DamagedLogError(table.uri, log_path(table, commit_name(0)),
                               "version 0 cannot be rebuilt: its table definition is lost and it names no file")
-    return log.create_actions(log.schema_string(table.files.read(f"{table.path}/{adds[0][0]}")), when,
-                              str(uuid.uuid4()))
+    schema = log_write.schema_string(table.files.read(f"{table.path}/{adds[0][0]}"))
+    return log_write.create_actions(schema, when, str(uuid.uuid4()))
 
 
 def _set_aside(table: VersionTable, path: str, aside: str, data: bytes | None = None) -> None:

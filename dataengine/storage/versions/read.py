@@ -15,7 +15,8 @@ from typing import Any
 import polars as pl
 
 from dataengine.storage.versions import log, retention
-from dataengine.storage.versions.log import list_log, read_commit_info, read_state
+from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.log_entries import list_log, read_commit_info
 from dataengine.storage.versions.model import VersionError, VersionFile, VersionInfo, VersionTable
 
 _KEY = r"^symbol=([^/]+)/year=(\d+)/month=(\d+)/"

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dataengine.storage.versions.commit import pending_runs
-from dataengine.storage.versions.log import LOG_DIR, list_log, read_commit, read_commit_info, read_state
+from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.log_entries import LOG_DIR, list_log, read_commit, read_commit_info
 from dataengine.storage.versions.model import OWN_DIR, VersionError, VersionTable, check_tag_name, run_of
 
 
