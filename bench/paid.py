@@ -142,7 +142,7 @@ def workers_gil_us(b: Bench, srv: Server, req: dict[str, Any], bars: int) -> flo
     held = 0
     for line in profile.read_text().splitlines():
         stack, count = line.rsplit(" ", 1)
-        if "IngestRun.execute_unit" in stack or "orchestration/read_ahead.py" in stack:  # a worker, or its helper
+        if "UnitWorker.execute_unit" in stack or "orchestration/read_ahead.py" in stack:  # a worker, or its helper
             held += int(count)
     return held / 250 / bars * 1e6
 

@@ -1,8 +1,9 @@
 """The public front end of an ingest (the product description's ``IngestionPipeline``).
 
 It validates input into a request (:mod:`.request`), plans it against what the store holds (:mod:`.planner`),
-and runs it (:mod:`.run`) under the store's lock with one ledger record (:mod:`.run_guard`). Collaborators
-are keyword arguments, and all of them follow one store root.
+and runs its steps (:mod:`.run_steps`) under the store's lock with one ledger record (:mod:`.run_guard`), as
+one version of the dataset (:mod:`.run_commit`). Collaborators are keyword arguments, and all of them follow
+one store root.
 """
 
 from __future__ import annotations
@@ -13,50 +14,39 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
-from dataengine.errors import DataEngineError
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration import sources
-from dataengine.orchestration.actions_update import (
-    ActionsUpdate,
-    record_fetched_under,
-    refetching,
-    stale_adjusted,
-    update_actions,
-)
 from dataengine.orchestration.api_progress import api_reporter
 from dataengine.orchestration.planner import Plan, plan_request
 from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
 from dataengine.orchestration.result import IngestResult
-from dataengine.orchestration.run import IngestRun
+from dataengine.orchestration.run_commit import record_new_actions, versioned
 from dataengine.orchestration.run_guard import locked_and_recorded
-from dataengine.sources.source import BarSource, SourceFactory
+from dataengine.orchestration.run_steps import execute_steps, update_actions_of
+from dataengine.sources.source import SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.metadata_store import MetadataStore, validate_index_name
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.run_ledger import RunLedger, RunRecord, mask_secrets
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.run_versions import DatasetVersion, record_actions
 from dataengine.storage.store import StorePath, open_store
-from dataengine.storage.store_root import check_writable_root, mark_store
+from dataengine.storage.store_root import check_writable_root
 from dataengine.storage.versions import Provenance
-from dataengine.storage.versions.model import Reason
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
     from typing_extensions import Unpack
-
-    from dataengine.storage.footer_index import WrittenFooter
 
 log = logging.getLogger(__name__)
 
@@ -239,25 +229,18 @@ class IngestionPipeline:
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command), held=self._held,
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
-            self.storage.take_written()
-            version = DatasetVersion(self.root, request.dataset.dirname, Provenance(
-                run_id=record.run_id, source=request.source, feed=request.feed, adjustment=request.adjustment,
-                asof=request.asof, command=" ".join(self.command)))
-            version.begin()  # before the first write: adopts an unversioned dataset as version 0
-            repair = request.ranges is not None
-            # new corporate actions stored by this run make a version of the store's other raw datasets too
-            actions_made = Provenance(run_id=record.run_id, reason="corporate-actions", command=" ".join(self.command))
-            try:
-                result = outcome.result = self._execute(request, new_store=new_store, run_id=record.run_id)
-            except BaseException as exc:  # what was written is committed however the run ends; its error wins
-                _commit_version(version, self.storage.take_written(), getattr(exc, "result", None), repair=repair)
-                _record_actions(self.root, actions_made, besides=version)
-                raise
-            written = self.storage.take_written()
-            _commit_version(version, written, result, repair=repair)
-            _record_actions(self.root, actions_made, besides=version)
-            if written:  # no file changed: the cache is as fresh as the plan's footer check left it
-                _refresh_status_cache(self.root, request, written)
+
+            def execute() -> IngestResult:
+                result = outcome.result = execute_steps(
+                    request, root=self.root, storage=self.storage, progress=self.progress, coverage_of=self.coverage,
+                    factory_of=lambda name: self.source or sources.factory(self.settings, name),
+                    plan=partial(self.plan, persist=True),
+                    workers=self.max_workers, new_store=new_store, run_id=record.run_id,
+                )
+                return result
+
+            result = versioned(self.root, self.storage, request, execute, run_id=record.run_id,
+                               command=" ".join(self.command))
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None, *,
@@ -286,11 +269,11 @@ class IngestionPipeline:
             started = time.monotonic()
             client = (self.source or sources.factory(self.settings, name))(stop=threading.Event(), on_wait=None)
             try:
-                update = self._update_actions_of(wanted, start, client, feed="sip", source=name)
+                update = update_actions_of(root, wanted, start, client, self.progress, feed="sip", source=name)
             finally:
                 client.close()
-                _record_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
-                                                 command=" ".join(self.command)))
+                record_new_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
+                                                    command=" ".join(self.command)))
             result = IngestResult(
                 successful=[s for s in wanted if s not in update.failed], failed=dict(sorted(update.failed.items())),
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
@@ -310,106 +293,3 @@ class IngestionPipeline:
             IngestOptions(feed=feed, adjustment=dataset.adjustment, source=dataset.source), ranges=ranges,
         )
         return self.run(request)
-
-    def _execute(self, request: IngestRequest, *, new_store: bool, run_id: str = "") -> IngestResult:
-        started = time.monotonic()  # the result's elapsed_s covers every step: corporate actions, plan, bars
-        mark_store(self.root)
-        notes = [f"new store at {self.root}"] if new_store else []
-        self.storage.remove_stale_temp_files()
-        request = replace(request, asof=self.storage.claim_dataset(request.dataset, request.feed, request.asof))
-        coverage = self.coverage(request.dataset)
-        make_source = self.source or sources.factory(self.settings, request.source)
-        stop = threading.Event()
-        actions_source = make_source(stop=stop, on_wait=None)
-        try:
-            update = self._update_actions(request, actions_source)
-        except BaseException as exc:
-            actions_source.close()
-            if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
-                exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(self.root))
-                exc.result.elapsed_s = round(time.monotonic() - started, 3)
-                self.progress.finish(exc.result)
-            raise
-        stale = stale_adjusted(self.root, request, coverage)
-        plan = self.plan(refetching(request, coverage, stale), coverage, persist=True)
-        run = IngestRun(
-            request,
-            plan,
-            storage=self.storage,
-            coverage=coverage,
-            make_source=make_source,
-            progress=self.progress,
-            workers=self.max_workers,
-            notes=notes,
-            run_id=run_id,
-            failed_before=update.failed,
-            sources=[actions_source],
-            started=started,
-        )
-        run.result.refetched = stale
-        run.result.actions_new = update.changed.height
-        run.result.source = request.source
-        result = run.execute()
-        record_fetched_under(self.root, request, result)
-        return result
-
-    def _update_actions(self, request: IngestRequest, source: BarSource) -> ActionsUpdate:
-        """Fetch and store the corporate actions of the request's symbols (see :mod:`.actions_update`)."""
-        if not hasattr(source, "fetch_actions"):
-            return ActionsUpdate()  # a source without corporate actions (a test double, another vendor)
-        start = request.range.start.astimezone(NEW_YORK).date()
-        return self._update_actions_of(request.symbols, start, source, feed=request.feed, source=request.source)
-
-    def _update_actions_of(self, symbols: Sequence[str], start: date, client: BarSource, **how: str) -> ActionsUpdate:
-        if not symbols:  # ``how``: update_actions' feed= and source=
-            return ActionsUpdate()
-        self.progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
-        return update_actions(self.root, symbols, start, client, **how)
-
-
-def _commit_version(version: DatasetVersion, written: dict[str, WrittenFooter], result: IngestResult | None, *,
-                    repair: bool) -> None:
-    """Commit a run's partitions as one version and put the dataset's version after it in ``result`` (if
-    any). Never raises (an interrupt aside), so a failed commit never hides the run's result or its own
-    error: a run that lost the lock, cannot reach the store or fills the disk has stored its bars and leaves
-    its marker, and the next run's commit takes in what it wrote. The failure is logged and is the result's
-    ``version_error`` (exit 1)."""
-    reason: Reason = "repair" if repair else "refetch-after-corporate-action" if result and result.refetched else "run"
-    try:
-        committed = version.commit(written, reason=reason)
-    except Exception as exc:  # whatever it is, the run's own outcome must come out
-        why = str(exc) if isinstance(exc, DataEngineError) else f"internal error: {type(exc).__name__}: {exc}"
-        log.error("%s: the run's version was not committed: %s; its bars are stored, and the next run's commit "
-                  "takes them in", version.dataset, why)
-        if not isinstance(exc, DataEngineError):
-            log.debug("the commit's traceback", exc_info=True)
-        if result is not None:
-            result.version_error = why
-        return
-    if result is not None:
-        result.version = committed
-
-
-def _record_actions(root: StorePath, provenance: Provenance, *, besides: DatasetVersion | None = None) -> None:
-    """New corporate actions make a version of every raw dataset (see :func:`record_actions`). Never raises:
-    until a later run or update records them, reads see the latest version and the actions it names."""
-    try:
-        record_actions(root, provenance, besides=besides)
-    except Exception as exc:  # noqa: BLE001 - as for _commit_version: the run's own result or error wins
-        log.error("the corporate actions stored were not recorded in a version yet (the next run does it): %s", exc)
-
-
-def _refresh_status_cache(root: StorePath, request: IngestRequest, known: dict[str, WrittenFooter]) -> None:
-    """Read the footers this run wrote into the status cache now, while they are in the page cache, so that
-    ``dataengine status`` stays fast. Best effort: a failure here never fails the run."""
-    from dataengine.storage.footer_index import refresh_cache  # late: only needed after a run
-
-    started = time.monotonic()
-    try:
-        # a plan checks the footers of its symbols first (not a repair's, given exact ranges): then only what
-        # the run wrote changed, and that is all the cache needs
-        read = refresh_cache(root, request.dataset.dirname, request.symbols, known, indexed=request.ranges is None)
-    except Exception as exc:  # noqa: BLE001
-        log.info("status cache not refreshed: %s", exc)
-        return
-    log.debug("status cache: %d footer(s) read in %.2fs", read, time.monotonic() - started)

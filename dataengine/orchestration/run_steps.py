@@ -1,0 +1,110 @@
+"""One ingest's steps in order, once the store is held: the dataset claimed, its symbols' corporate actions,
+the plan, the bars on the pool (:mod:`.run`), and what the bars were fetched under.
+
+The pipeline (:mod:`.ingestion_pipeline`) holds the lock, the ledger record and the version around them and
+passes its collaborators in; the steps build the run's own from them: its coverage ledger, its sources, its
+plan.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import date
+
+from dataengine.datasets import DatasetKey
+from dataengine.errors import DataEngineError
+from dataengine.orchestration.actions_update import (
+    ActionsUpdate,
+    record_fetched_under,
+    refetching,
+    stale_adjusted,
+    update_actions,
+)
+from dataengine.orchestration.planner import Plan
+from dataengine.orchestration.progress import ProgressReporter
+from dataengine.orchestration.request import IngestRequest
+from dataengine.orchestration.result import IngestResult
+from dataengine.orchestration.run import IngestRun
+from dataengine.sources.source import BarSource, SourceFactory
+from dataengine.storage.coverage import CoverageLedger
+from dataengine.storage.parquet_storage import ParquetStorage
+from dataengine.storage.store import StorePath
+from dataengine.storage.store_root import mark_store
+from dataengine.timerange import NEW_YORK
+
+
+def execute_steps(
+    request: IngestRequest,
+    *,
+    root: StorePath,
+    storage: ParquetStorage,
+    progress: ProgressReporter,
+    coverage_of: Callable[[DatasetKey], CoverageLedger],
+    factory_of: Callable[[str], SourceFactory],
+    plan: Callable[[IngestRequest, CoverageLedger], Plan],
+    workers: int,
+    new_store: bool,
+    run_id: str = "",
+) -> IngestResult:
+    """Run ``request``'s steps and return the result; a fatal error is raised with ``.result`` set.
+    ``factory_of``: what makes the named source's clients; ``plan``: a request's plan, persisted."""
+    started = time.monotonic()  # the result's elapsed_s covers every step: corporate actions, plan, bars
+    mark_store(root)
+    notes = [f"new store at {root}"] if new_store else []
+    storage.remove_stale_temp_files()
+    request = replace(request, asof=storage.claim_dataset(request.dataset, request.feed, request.asof))
+    coverage = coverage_of(request.dataset)
+    make_source = factory_of(request.source)
+    stop = threading.Event()
+    actions_source = make_source(stop=stop, on_wait=None)
+    try:
+        update = _update_actions(root, request, actions_source, progress)
+    except BaseException as exc:
+        actions_source.close()
+        if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
+            exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(root))
+            exc.result.elapsed_s = round(time.monotonic() - started, 3)
+            progress.finish(exc.result)
+        raise
+    stale = stale_adjusted(root, request, coverage)
+    planned = plan(refetching(request, coverage, stale), coverage)
+    run = IngestRun(
+        request,
+        planned,
+        storage=storage,
+        coverage=coverage,
+        make_source=make_source,
+        progress=progress,
+        workers=workers,
+        notes=notes,
+        run_id=run_id,
+        failed_before=update.failed,
+        sources=[actions_source],
+        started=started,
+    )
+    run.result.refetched = stale
+    run.result.actions_new = update.changed.height
+    run.result.source = request.source
+    result = run.execute()
+    record_fetched_under(root, request, result)
+    return result
+
+
+def _update_actions(root: StorePath, request: IngestRequest, source: BarSource, progress: ProgressReporter) -> ActionsUpdate:
+    """Fetch and store the corporate actions of the request's symbols (see :mod:`.actions_update`)."""
+    if not hasattr(source, "fetch_actions"):
+        return ActionsUpdate()  # a source without corporate actions (a test double, another vendor)
+    start = request.range.start.astimezone(NEW_YORK).date()
+    return update_actions_of(root, request.symbols, start, source, progress, feed=request.feed, source=request.source)
+
+
+def update_actions_of(root: StorePath, symbols: Sequence[str], start: date, client: BarSource, progress: ProgressReporter,
+                      **how: str) -> ActionsUpdate:
+    """The corporate-actions step for ``symbols``, announced; ``how``: :func:`.update_actions`' feed= and source=."""
+    if not symbols:
+        return ActionsUpdate()
+    progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
+    return update_actions(root, symbols, start, client, **how)
