@@ -12,7 +12,8 @@ so coverage and exactly-once are as before; a failure of the source (an error, a
 the same exception, where it asked for the page that failed. Memory: one page more per worker. The helper
 uses the worker's own source (its connection, its counters), never at the same time as the worker, and ends
 before the worker starts its next unit. Decode processes already read ahead (two pages), so their pages are
-not wrapped again.
+not wrapped again; nor are pages of daily and longer bars, whose writes (hundreds of files a page) take far
+longer than the request.
 """
 
 from __future__ import annotations

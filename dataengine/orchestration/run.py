@@ -78,7 +78,10 @@ class IngestRun:
         self.tally = RunTally(progress, sources)
         self.failed_before = dict(failed_before or {})
         self._worker_numbers = itertools.count(1)
-        self.reads_ahead = True  # a worker's next page is fetched while it writes (not with decode processes)
+        # A worker's next page is fetched while it writes (not with decode processes: they read ahead already).
+        # Intraday only: a page of daily bars is ~40 symbols x 12 months = ~480 files to write, far longer than
+        # its request, so reading ahead saves little there and adds threads to a write-bound job.
+        self.reads_ahead = request.timeframe.intraday
         self.result = IngestResult(
             timeframe=request.timeframe.name,
             feed=request.feed,
