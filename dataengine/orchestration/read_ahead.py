@@ -38,15 +38,21 @@ def read_ahead(items: Iterator[T], *, name: str) -> Iterator[T]:
     Leaving early (an exception in the caller, ``close()``) closes ``items`` on the helper and waits for it: a
     request already on its way is finished there, not left running beside the caller's next one."""
     slot: queue.Queue[tuple[T | _End | None, BaseException | None]] = queue.Queue(maxsize=1)
+    taken = threading.Semaphore(0)  # released by the caller for every item it takes
     left = threading.Event()
 
     def offer(item: tuple[T | _End | None, BaseException | None]) -> bool:
+        """Hand ``item`` over, then wait until the caller has taken it: only then is the next one pulled, so
+        the helper is never more than one item ahead of the caller (the one it hands over, or is pulling)."""
         while not left.is_set():
             try:
                 slot.put(item, timeout=POLL_S)
-                return True
+                break
             except queue.Full:
                 continue
+        while not left.is_set():
+            if taken.acquire(timeout=POLL_S):
+                return True
         return False
 
     def pull() -> None:
@@ -66,6 +72,7 @@ def read_ahead(items: Iterator[T], *, name: str) -> Iterator[T]:
     try:
         while True:
             item, error = slot.get()
+            taken.release()
             if error is not None:
                 raise error
             if isinstance(item, _End):

@@ -185,6 +185,8 @@ class UnitWorker:
         held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
         tally = self.tally
         for page in pages:
+            if tally.stop.is_set():  # a page read ahead before the stop is dropped, as one not yet asked for
+                raise Interrupted("stopped")
             written = 0
             parts = split_partitions(page.bars)  # zero-copy slices: no per-bar work
             if parts:
