@@ -295,9 +295,11 @@ def test_read_bars_offline_needs_no_server_even_for_dividends(alpaca) -> None:  
 def test_a_declared_dividend_is_found_between_its_ex_date_and_its_payment(alpaca) -> None:  # type: ignore[no-untyped-def]
     """Its process date is its payable date, weeks ahead: a run looks 90 days ahead (and, if a server refuses
     a future end, asks up to today instead of failing)."""
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
-    today = date.today()
+    from dataengine.timerange import NEW_YORK
+
+    today = datetime.now(NEW_YORK).date()  # the run's today is New York's: the machine's differs after 19:00 there
     alpaca.announce("cash_dividend", symbol="AAPL", cusip="037833100", rate=0.25, special=False, foreign=False,
                     ex_date=(today - timedelta(days=3)).isoformat(), process_date=(today + timedelta(days=20)).isoformat())
     p = IngestionPipeline(max_workers=2)
