@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from dataengine import IngestionPipeline
+from dataengine.orchestration.planner import WorkUnit
+from dataengine.orchestration.progress import TrackingProgress
 from dataengine.orchestration.read_ahead import read_ahead
 from dataengine.storage.parquet_storage import ParquetStorage
 from tests.alpaca_server import FakeAlpaca
@@ -106,22 +108,37 @@ def test_the_helper_carries_the_worker_s_name() -> None:
     assert seen == ["worker-3"]  # log records of the requests name the worker whose row shows them
 
 
+class CountingPages(TrackingProgress):
+    """How many pages the worker has finished (written and recorded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pages = 0
+
+    def page_done(self, worker: str, unit: WorkUnit, bars: int, written: int) -> None:
+        super().page_done(worker, unit, bars, written)
+        self.pages += 1
+
+
 def test_a_run_asks_for_the_next_page_before_its_first_write_lands(
     alpaca: FakeAlpaca, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One worker, one symbol of several pages: the first write is held until the server sees one more
-    request. Without reading ahead, that request would wait for the write and the write would wait in vain."""
+    """One worker, one symbol of several pages: the first write (of page p) is held until the server has seen
+    the request for page p + 1. Without reading ahead, that request would wait for the write and the write would
+    wait in vain."""
     real_write = ParquetStorage.write_partitions
+    progress = CountingPages()
     waited: list[bool] = []
 
-    def write_once_more_is_asked(self: ParquetStorage, *args: object, **kwargs: object) -> object:
+    def write_once_the_next_page_is_asked(self: ParquetStorage, *args: object, **kwargs: object) -> object:
         if not waited:
-            asked = len(alpaca.requests)
-            waited.append(_until(lambda: len(alpaca.requests) > asked))
+            page = progress.pages + 1  # the page whose processing writes
+            waited.append(_until(lambda: len(alpaca.requests) > page))
         return real_write(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ParquetStorage, "write_partitions", write_once_more_is_asked)
-    result = IngestionPipeline(max_workers=1).ingest_symbols(["AAPL"], "2024-01-01", "2024-03-31", "minute")
+    monkeypatch.setattr(ParquetStorage, "write_partitions", write_once_the_next_page_is_asked)
+    pipeline = IngestionPipeline(max_workers=1, progress=progress)
+    result = pipeline.ingest_symbols(["AAPL"], "2024-01-01", "2024-03-31", "minute")
     assert result.ok, result.failed
     assert waited == [True]
     assert len(alpaca.requests) > 3
