@@ -16,7 +16,7 @@ from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags
 from dataengine.storage.versions.log_entries import list_log
-from dataengine.storage.versions.retention import pruned_before
+from dataengine.storage.versions.retention import pruned_before, was_pruned
 
 
 def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
@@ -35,7 +35,7 @@ def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = Non
         "version": info.version, "timestamp": info.timestamp.isoformat(), "run_id": info.run_id,
         "reason": info.reason, "command": info.provenance.get("command"), "partitions": info.partitions,
         "rows_added": info.rows_added, "rows_removed": info.rows_removed, "rows_changed": info.rows_changed,
-        "tags": list(info.tags), "readable": info.version >= before or bool(info.tags),
+        "tags": list(info.tags), "readable": not was_pruned(info.version, before, tagged=bool(info.tags)),
         **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
     } for info in history(table, limit=limit)]
     return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),

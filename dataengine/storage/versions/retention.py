@@ -76,14 +76,20 @@ def tagged_version(table: VersionTable, name: str) -> int:
 
 
 def pruned_before(table: VersionTable) -> int:
-    """Versions below this number were pruned (those with a tag excepted): their files may be gone."""
+    """Versions below this number were pruned (those with a tag excepted, see :func:`was_pruned`)."""
     return int(_read(table, "pruned.json").get("before", 0))
+
+
+def was_pruned(version: int, before: int, *, tagged: bool) -> bool:
+    """Whether a prune took ``version``'s files: below the horizon ``before`` (:func:`pruned_before`) and not
+    pinned by a tag. The one rule a pinned read and the versions listing both apply."""
+    return version < before and not tagged
 
 
 def check_not_pruned(table: VersionTable, version: int) -> None:
     horizon = _read(table, "pruned.json")
     before = int(horizon.get("before", 0))
-    if version < before and version not in tags(table).values():
+    if was_pruned(version, before, tagged=version in tags(table).values()):
         raise VersionError(f"version {version} of {table.dataset} was pruned ({horizon.get('at', '?')}): "
                            f"versions before {before} are kept only when tagged")
 
