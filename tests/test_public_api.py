@@ -84,3 +84,16 @@ def test_the_sources_package_names_every_source_and_what_each_can_do() -> None:
     assert sources.__all__ == ["AlpacaClient", "MassiveClient", "SOURCES", "SampleSource", "SourceInfo", "source_info"]
     assert sorted(sources.SOURCES) == ["alpaca", "massive", "sample"] and sources.SampleSource.info.synthetic
     assert dataengine.MassiveClient is sources.MassiveClient and "MassiveClient" in dataengine.__all__
+
+
+def test_the_read_package_names_resolve_when_first_used() -> None:
+    """``dataengine.read`` imports its modules lazily (status must not pay for DuckDB): every name it exports
+    still resolves, to the function of the module that owns it."""
+    from dataengine import read
+
+    assert sorted(read.__all__) == sorted(read._LAZY) == sorted(read.__dir__())
+    for name in read.__all__:
+        value = getattr(read, name)
+        assert value.__module__ == read._LAZY[name], name
+    with pytest.raises(AttributeError):
+        read.no_such_reader  # noqa: B018

@@ -28,7 +28,7 @@ from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cac
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
-from dataengine.storage.store import StorePath, open_store
+from dataengine.storage.store import Stat, StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
 from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, months_between
@@ -63,14 +63,26 @@ def _dataset_info(root: StorePath, name: str) -> dict[str, Any]:
     return {"name": name, **info, "feed": record.get("feed"), "adjustment": record.get("adjustment", info["adjustment"])}
 
 
-def _other_disk_bytes(root: StorePath, datasets: list[str]) -> int:
-    """Bytes on disk outside the partition files: metadata, corporate actions, dataset records."""
+def _other_disk_bytes(root: StorePath, datasets: list[str], counted: set[int]) -> int:
+    """Bytes on disk outside the partition files: metadata, corporate actions, dataset records, and what
+    older versions keep. A file with more than one name (locally, a version's hard link of a current
+    partition) is counted once, as ``du`` counts it: not at all when ``counted`` (the partitions' inodes)
+    holds it already."""
+    seen = set(counted)
+
+    def disk(st: Stat) -> int:
+        if st.links > 1:
+            if st.ino in seen:
+                return 0
+            seen.add(st.ino)
+        return st.disk_bytes
+
     dirs, files = root.store.list_dir(root.key)
-    total = sum(st.disk_bytes for _, st in files)
+    total = sum(disk(st) for _, st in files)
     skip = set(datasets)
     for name in dirs:
         if name not in skip:
-            total += sum(st.disk_bytes for _, st in (root / name).walk())
+            total += sum(disk(st) for _, st in (root / name).walk())
     for name in datasets:  # a record still inside its dataset directory (stores written by earlier versions)
         legacy = root.store.stat(layout.legacy_dataset_record_path(root, name).key)
         total += legacy.disk_bytes if legacy is not None else 0
@@ -163,7 +175,7 @@ def store_status(root: str | Path | StorePath, *, runs: int = 5) -> dict[str, An
     holder = RunLock.holder(root)
     return {
         "root": str(root),
-        "disk_bytes": int(sum(d["disk_bytes"] for d in datasets)) + _other_disk_bytes(root, names),
+        "disk_bytes": int(sum(d["disk_bytes"] for d in datasets)) + _other_disk_bytes(root, names, set(parts["ino"])),
         "data_bytes": int(sum(d["data_bytes"] for d in datasets)),
         "datasets": datasets,
         "running": holder if holder and holder.get("alive") is not False else None,

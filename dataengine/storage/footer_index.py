@@ -56,8 +56,8 @@ def _walk(root: StorePath, datasets: Sequence[str], symbols: Sequence[str] | Non
         prefixes = [base / layout.symbol_dirname(s) for s in symbols] if symbols is not None else [base]
         for listing in root.store.each(lambda prefix: prefix.walk(), prefixes):
             for path, st in listing:
-                key = layout.parse_partition_path(path)
-                if key is None or path.parent.parent.parent.parent != base:
+                key = layout.parse_partition_key(path.key)
+                if key is None or layout.partition_key_base(path.key) != base.key:
                     continue
                 for name, value in zip(("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks"),
                                        (dataset, *key, st.ino, st.size, st.mtime_ns, st.disk_bytes), strict=True):

@@ -181,6 +181,41 @@ def test_status_after_a_real_ingest_matches_duckdb(alpaca, tmp_path: Path, capsy
     assert aapl["equities_1min"]["months_held"] == 3 and aapl["equities_1min"]["missing_months"] == []
 
 
+def test_status_of_a_versioned_store_imports_neither_duckdb_nor_pyarrow(alpaca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """status summarises the versions from their log; importing the read API for it brought DuckDB and pyarrow,
+    ~0.2 s of a command that should answer at once."""
+    import subprocess
+
+    assert main(["ingest", "AAPL", "--start", "2024-01-25", "--end", "2024-02-05"]) == 0
+    capsys.readouterr()
+    code = ("import sys; from dataengine.cli import main; code = main(['--storage-dir', sys.argv[1], 'status']); "
+            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'duckdb', 'pyarrow'}), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True, timeout=120)
+    assert "equities_1min: 1 kept, current 0" in out.stdout, out.stdout  # the versions summary was made
+    assert out.stderr.strip().splitlines()[-1] == "0 []", out.stderr
+
+
+def test_the_size_on_disk_counts_a_file_with_two_names_once_as_du_does(alpaca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """A run's version keeps each partition it wrote as a hard link under metadata/versions: the same bytes under
+    two names. The store's size is each file's blocks once (what ``du`` says, without the directories)."""
+    import os
+
+    assert main(["ingest", "AAPL", "MSFT", "--start", "2024-01-25", "--end", "2024-03-05"]) == 0
+    assert main(["ingest", "AAPL", "--start", "2024-02-20", "--end", "2024-04-02", "--full-refresh"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    report = json.loads(capsys.readouterr()[0])
+    files = {}
+    linked = 0
+    for directory, _dirs, names in os.walk(tmp_path / "store"):
+        for name in names:
+            st = os.stat(os.path.join(directory, name))
+            files[st.st_ino] = st.st_blocks * 512
+            linked += st.st_nlink > 1
+    assert linked >= 2 * 6  # the current partitions, each with its version's name (the test needs links to mean anything)
+    assert report["disk_bytes"] == sum(files.values())
+
+
 def test_the_cache_a_run_leaves_equals_one_built_from_the_files(alpaca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     """A run lays what it wrote over the cache its plan refreshed, listing nothing again: the same cache as one
     built from scratch from the files' stat and footers."""
