@@ -120,6 +120,46 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def sync_file_system(path: Path) -> bool:
+    """Make everything written on the file system holding ``path`` durable with one ``syncfs(2)``: one journal
+    commit for a batch of files instead of an fsync each (a page of daily bars places ~480 files; measured
+    on this project's 2-core VM, 6,000 files fsynced with their directories took 2.0-2.4 s of system CPU,
+    the same files under two syncfs per batch of 480 0.7-1.0 s). False where there is no syncfs (not Linux,
+    or a libc without it): the caller fsyncs file by file. A failed sync raises OSError (Linux reports a
+    write-back error here from 5.8 on)."""
+    fn = _syncfs()
+    if fn is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fn(fd) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(path))
+    finally:
+        os.close(fd)
+    return True
+
+
+_SYNCFS: list[Callable[[int], int] | None] = []  # looked up once: [] not yet, [None] not available
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    if not _SYNCFS:
+        fn = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).syncfs
+                fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            except (OSError, AttributeError):
+                fn = None
+        _SYNCFS.append(fn)
+    return _SYNCFS[0]
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host. Errs on "alive" when it cannot tell.
 

@@ -177,8 +177,8 @@ class ParquetStorage:
 
         Every partition is merged with its stored file under its lock and written by Polars to a temp file in
         the store's staging area (the write runs without the GIL), then the store places them all at once:
-        locally the files are fsynced together (one journal commit serves them all), renamed over their
-        targets and each directory fsynced; on S3 one PUT each. A page of daily bars touches ~500 partitions
+        locally the files are made durable (a large batch by one syncfs, a small one by an fsync each), renamed
+        over their targets, and the renames made durable; on S3 one PUT each. A page of daily bars touches ~500 partitions
         of ~21 rows; a page of minute bars completes about one."""
         targets: dict[StorePath, pl.DataFrame] = {}
         for (symbol, year, month), frame in parts:
@@ -233,11 +233,12 @@ class ParquetStorage:
             where = paths[0] if len(paths) == 1 else f"{len(paths)} partitions under {self.root}"
             raise StorageError(f"cannot write {where}: {exc.strerror or exc}") from None
         finally:
-            for tmp in staged:  # placed files were renamed away (locally) or uploaded (S3): what is left goes
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            if batch is not None:
+            if batch is not None:  # the batch's own directory: what placing left of it goes with it
                 shutil.rmtree(batch, ignore_errors=True)
+            else:
+                for tmp in staged:  # placed files were renamed away (locally) or uploaded (S3): what is left goes
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
         for path, frame in zip(paths, frames, strict=True):
             self._note_written(path, frame)
 

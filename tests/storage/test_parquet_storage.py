@@ -1,4 +1,5 @@
 import os
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -225,3 +226,54 @@ def test_a_dead_runs_staging_directory_is_removed(tmp_path: Path) -> None:
         (d / "part0.parquet").write_bytes(b"half")
     assert storage.remove_stale_temp_files() == 1
     assert not dead.parent.exists() and live.exists()
+
+
+def daily_page(symbols: int, price: float = 1.0) -> pl.DataFrame:
+    """A page of daily bars as Alpaca pages them: many symbols, a month each (one partition a symbol)."""
+    days = [datetime(2024, 3, 1, 5, tzinfo=UTC) + timedelta(days=d) for d in range(20)]
+    return pl.concat([
+        pl.DataFrame({
+            "symbol": f"S{i:03d}", "timestamp": days, "open": price, "high": price + 1, "low": price - 0.5,
+            "close": price, "volume": 100, "trade_count": 3, "vwap": price,
+        })
+        for i in range(symbols)
+    ])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's; elsewhere each file is fsynced")
+def test_a_large_batch_is_made_durable_by_one_sync_before_its_first_rename_and_one_after_its_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataengine.storage.atomic as atomic
+
+    events: list[str] = []
+    real_sync, real_fsync, real_replace = atomic.sync_file_system, atomic.fsync_path, os.replace
+    monkeypatch.setattr(atomic, "sync_file_system", lambda p: (events.append("sync"), real_sync(p))[1])
+    monkeypatch.setattr(atomic, "fsync_path", lambda p: (events.append("fsync"), real_fsync(p))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    stats = ParquetStorage(tmp_path).store(daily_page(40), "day")
+    assert stats.partitions == 40
+    placing = events[events.index("sync"):]  # before it: the dataset's record, written once by write_atomic
+    assert placing[:42] == ["sync"] + ["replace"] * 40 + ["sync"]  # not 40 file fsyncs and 40 directory fsyncs
+    assert "sync" not in placing[42:] and placing.count("replace") == 40
+    stored = pl.read_parquet(f"{tmp_path}/equities_1day/**/*.parquet", hive_partitioning=True)
+    assert stored.height == 40 * 20
+
+
+def test_a_batch_whose_sync_fails_replaces_nothing_and_says_why_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataengine.storage.atomic as atomic
+    from dataengine.errors import StorageError
+
+    storage = ParquetStorage(tmp_path)
+    storage.store(daily_page(40), "day")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("data.parquet")}
+
+    def failing(path: Path) -> bool:
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(atomic, "sync_file_system", failing)
+    with pytest.raises(StorageError, match="Input/output error") as caught:
+        storage.store(daily_page(40, price=3.0), "day")
+    assert "\n" not in str(caught.value)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("data.parquet")} == before
+    assert not list((tmp_path / "metadata" / "staging").iterdir())
