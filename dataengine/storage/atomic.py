@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -124,11 +125,20 @@ def sync_file_system(path: Path) -> bool:
     """Make everything written on the file system holding ``path`` durable with one ``syncfs(2)``: one journal
     commit for a batch of files instead of an fsync each (a page of daily bars places ~480 files; measured
     on this project's 2-core VM, 6,000 files fsynced with their directories took 2.0-2.4 s of system CPU,
-    the same files under two syncfs per batch of 480 0.7-1.0 s). False where there is no syncfs (not Linux,
-    or a libc without it): the caller fsyncs file by file. A failed sync raises OSError (Linux reports a
-    write-back error here from 5.8 on)."""
+    the same files under two syncfs per batch of 480 0.7-1.0 s).
+
+    False, and the caller fsyncs file by file, where syncfs is not as good as fsync or not there: not Linux,
+    a libc without it, a sandbox that refuses it, or a file system that is not a local disk's (on NFS, SMB
+    or FUSE syncfs may return before the server has the bytes; fsync asks it). A failed sync raises OSError
+    (Linux reports write-back errors here from 5.8 on)."""
     fn = _syncfs()
     if fn is None:
+        return False
+    device = os.stat(path).st_dev
+    usable = _SYNCFS_DEVICES.get(device)
+    if usable is None:
+        usable = _SYNCFS_DEVICES[device] = _file_system_type(path) in _SYNCFS_TYPES
+    if not usable:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -136,12 +146,20 @@ def sync_file_system(path: Path) -> bool:
             import ctypes
 
             code = ctypes.get_errno()
+            if code in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EINVAL):  # refused, not failed
+                _SYNCFS_DEVICES[device] = False
+                return False
             raise OSError(code, os.strerror(code), str(path))
     finally:
         os.close(fd)
     return True
 
 
+# Local file systems whose syncfs flushes to stable storage as fsync does (overlay: Docker's, synced through
+# its upper layer).
+_SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "zfs", "jfs", "tmpfs", "overlay"})
+_MOUNT_ESCAPE = re.compile(r"\\([0-7]{3})")  # /proc/self/mounts writes space, tab, newline, backslash in octal
+_SYNCFS_DEVICES: dict[int, bool] = {}  # st_dev -> syncfs usable there, decided once per process
 _SYNCFS: list[Callable[[int], int] | None] = []  # looked up once: [] not yet, [None] not available
 
 
@@ -158,6 +176,26 @@ def _syncfs() -> Callable[[int], int] | None:
                 fn = None
         _SYNCFS.append(fn)
     return _SYNCFS[0]
+
+
+def _file_system_type(path: Path) -> str | None:
+    """The type (``ext4``, ``nfs4``, ``fuse.sshfs``...) of the mount holding ``path``: the longest mount point
+    above it in /proc/self/mounts. None when that cannot be read."""
+    where = os.path.realpath(path)
+    best, kind = "", None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = _MOUNT_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[1])  # a space is \040
+                inside = where == point or where.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return None
+    return kind
 
 
 def pid_alive(pid: int) -> bool:

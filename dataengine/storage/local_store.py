@@ -35,6 +35,9 @@ R = TypeVar("R")
 # log tail is kept: named here, under metadata/, as the layout module documents
 STAGING_KEY = "metadata/staging"
 FSYNC_THREADS = 8  # fsyncs of one batch in flight at once (they wait on the disk, not on the CPU)
+# Windows' directory listing gives no inode or link count (0): a stat by path there, as fingerprints and
+# hard-link accounting need them.
+_STAT_IN_LISTING = os.name != "nt"
 SYNC_FILE_SYSTEM_FROM = 32  # from this many files a batch is made durable by syncfs, not an fsync each
 TORN_KEY = "metadata/torn"
 
@@ -104,7 +107,7 @@ class LocalStore:
                         if entry.is_dir():
                             dirs.append(entry.name)
                         elif entry.is_file():
-                            files.append((prefix + entry.name, _stat(entry.stat())))
+                            files.append((prefix + entry.name, _stat(entry.stat() if _STAT_IN_LISTING else os.stat(entry.path))))
         except OSError:
             pass
         return sorted(dirs), sorted(files)
@@ -112,7 +115,8 @@ class LocalStore:
     def walk(self, key: str) -> list[tuple[str, Stat]]:
         # os.scandir by hand, not os.walk: a store is a directory per partition (6,000 for 500 symbols x a
         # year), and os.walk's islink per directory and a stat by path per file took twice as long; the file
-        # type comes with the listing here. As os.walk, a link to a directory is not followed.
+        # type comes with the listing here. As os.walk, a link to a directory is not followed; unlike it,
+        # only regular files (and links to them) are listed, never a FIFO or a socket.
         out: list[tuple[str, Stat]] = []
         skip = len(os.path.join(self.root, ""))  # the root and its separator, as each entry.path begins
         pending = [str(self._path(key))]
@@ -127,7 +131,8 @@ class LocalStore:
                         if entry.is_dir(follow_symlinks=False):
                             pending.append(entry.path)
                         elif entry.is_file():
-                            out.append((entry.path[skip:].replace(os.sep, "/"), _stat(entry.stat())))
+                            st = entry.stat() if _STAT_IN_LISTING else os.stat(entry.path)
+                            out.append((entry.path[skip:].replace(os.sep, "/"), _stat(st)))
         return sorted(out)
 
     # -- writing --------------------------------------------------------------------------------------------
@@ -205,7 +210,9 @@ class LocalStore:
         commits its journal once for them all."""
         self._check_fence()
         targets = [self._path(key) for key in keys]
-        whole = len(staged) >= SYNC_FILE_SYSTEM_FROM and atomic.sync_file_system(staged[0].parent)
+        # The renames below succeed only within one file system, so the staging directory's is the targets'.
+        staging = staged[0].parent if staged else self._path(STAGING_KEY)
+        whole = len(staged) >= SYNC_FILE_SYSTEM_FROM and atomic.sync_file_system(staging)
         if not whole:
             self.each(atomic.fsync_path, list(staged), local_threads=FSYNC_THREADS)
         made: set[Path] = set()
@@ -217,9 +224,7 @@ class LocalStore:
                 os.replace(source, target)
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
-        if whole:
-            atomic.sync_file_system(self.root)
-        else:
+        if not (whole and atomic.sync_file_system(staging)):
             self.each(atomic.fsync_path, sorted({target.parent for target in targets}), local_threads=FSYNC_THREADS)
 
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
