@@ -14,6 +14,7 @@ lock (``dataengine.storage.run_lock``) keeps one writer.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import shutil
 import threading
@@ -239,15 +240,18 @@ class ParquetStorage:
                 for tmp in staged:  # placed files were renamed away (locally) or uploaded (S3): what is left goes
                     with contextlib.suppress(OSError):
                         tmp.unlink()
-        for path, frame in zip(paths, frames, strict=True):
-            self._note_written(path, frame)
+        self._note_written(paths, frames)
 
-    def _note_written(self, path: StorePath, frame: pl.DataFrame) -> None:
-        stamps = frame.get_column("timestamp").dt.epoch("us")
-        first, last = (int(stamps[0]), int(stamps[-1])) if frame.height else (None, None)  # sorted
-        footer = WrittenFooter.of(path, frame.height, first, last)
+    def _note_written(self, paths: list[StorePath], frames: list[pl.DataFrame]) -> None:
+        """Remember each file's rows, first and last bar (its frame is sorted) and stat. The instants of a
+        whole batch are taken in one expression: one per frame cost ~0.1 ms each, 0.6 s of a daily backfill."""
+        stamps = pl.concat([frame.get_column("timestamp") for frame in frames], rechunk=False).dt.epoch("us")
+        footers = {}
+        for path, frame, end in zip(paths, frames, itertools.accumulate(f.height for f in frames), strict=True):
+            first, last = (int(stamps[end - frame.height]), int(stamps[end - 1])) if frame.height else (None, None)
+            footers[path.key] = WrittenFooter.of(path, frame.height, first, last)
         with self._locks_guard:
-            self._written[path.key] = footer
+            self._written.update(footers)
 
     def _merged_with_stored(self, path: StorePath, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """(the partition's bars after the merge, how many rows it held before); hold its lock."""

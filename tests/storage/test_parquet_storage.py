@@ -277,3 +277,18 @@ def test_a_batch_whose_sync_fails_replaces_nothing_and_says_why_in_one_line(tmp_
     assert "\n" not in str(caught.value)
     assert {p: p.read_bytes() for p in tmp_path.rglob("data.parquet")} == before
     assert not list((tmp_path / "metadata" / "staging").iterdir())
+
+
+def test_what_a_batch_wrote_is_remembered_per_file_as_its_footer_says(tmp_path: Path) -> None:
+    """The status cache and the version commit take rows, first and last bar from what was written (taken for a
+    whole batch at once): each must be its own file's, not a neighbour's."""
+    storage = ParquetStorage(tmp_path)
+    page = daily_page(40).with_columns(pl.col("timestamp") + pl.duration(minutes=pl.col("symbol").str.slice(1).cast(pl.Int64)))
+    storage.write(page.filter(pl.col("symbol") != "S007").vstack(page.filter(pl.col("symbol") == "S007").head(3)),
+                  DatasetKey.of("day"))
+    written = storage.written_footers()
+    assert len(written) == 40
+    for key, footer in written.items():
+        stored = pl.read_parquet(tmp_path / key)
+        epochs = stored.get_column("timestamp").dt.epoch("us")
+        assert (footer.rows, footer.first_us, footer.last_us) == (stored.height, epochs.min(), epochs.max()), key
