@@ -13,8 +13,7 @@ are accepted where a bar size is asked for.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dataengine.errors import (
     AuthError,
@@ -27,6 +26,7 @@ from dataengine.errors import (
     StorageError,
     UsageError,
 )
+from dataengine.lazy_names import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -57,13 +57,7 @@ if TYPE_CHECKING:
     from dataengine.storage.parquet_storage import ParquetStorage
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dataengine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("dataengine", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

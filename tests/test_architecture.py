@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"datasets"},
     {"timeframes"},
     {"counters", "outcome"},
-    {"errors"},
+    {"errors", "lazy_names"},
 ]
 LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
 

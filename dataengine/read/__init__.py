@@ -7,8 +7,9 @@ the package must not bring DuckDB and pyarrow with it (~0.2 s of a 1 s command).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dataengine.lazy_names import lazy_getattr
 
 _LAZY = {
     "adjust": "dataengine.read.bars",
@@ -49,13 +50,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dataengine.read' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("dataengine.read", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -3,8 +3,8 @@ Alpaca (:mod:`.alpaca_client`), Massive, ex-Polygon (:mod:`.massive_client`), an
 ``sample`` (:mod:`.sample`). What each can do is declared in :mod:`.source` (``SourceInfo``, ``SOURCES``).
 Clients are imported on first use: a command that only reads the store never pays for an HTTP stack."""
 
-import importlib
-from typing import Any
+
+from dataengine.lazy_names import lazy_getattr
 
 _LAZY = {
     "AlpacaClient": "dataengine.sources.alpaca_client",
@@ -17,8 +17,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(name)
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr("dataengine.sources", _LAZY, globals())
