@@ -28,7 +28,7 @@ class StopAfterPages(TrackingProgress):
     """Ctrl-C (SIGINT to the main thread, as a terminal sends it) once ``pages`` pages have arrived.
 
     The test installs Python's own SIGINT handler for its run (:func:`python_handles_sigint`): a process
-    started in the background by a non-interactive shell (``.ci/run &``, cron) inherits SIGINT ignored, and
+    started in the background by a non-interactive shell (``bash .ci/run &``) inherits SIGINT ignored, and
     Python then leaves it ignored, so the stop never came and every symbol finished (seen in three CI runs).
     """
 
