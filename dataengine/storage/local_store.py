@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataengine.errors import StorageError, UsageError
-from dataengine.storage import atomic
+from dataengine.storage import atomic, local_listing
 from dataengine.storage.file_log import FileLog
 from dataengine.storage.flock_lock import FlockBackend, read_holder_file
+from dataengine.storage.local_listing import stat_of
 from dataengine.storage.store import AppendLog, LockBackend, Stat
 
 if TYPE_CHECKING:
@@ -35,18 +36,8 @@ R = TypeVar("R")
 # log tail is kept: named here, under metadata/, as the layout module documents
 STAGING_KEY = "metadata/staging"
 FSYNC_THREADS = 8  # fsyncs of one batch in flight at once (they wait on the disk, not on the CPU)
-# Windows' directory listing gives no inode or link count (0): a stat by path there, as fingerprints and
-# hard-link accounting need them.
-_STAT_IN_LISTING = os.name != "nt"
 SYNC_FILE_SYSTEM_FROM = 32  # from this many files a batch is made durable by syncfs, not an fsync each
 TORN_KEY = "metadata/torn"
-
-
-def _stat(st: os.stat_result) -> Stat:
-    blocks = getattr(st, "st_blocks", None)
-    disk = blocks * 512 if blocks is not None else st.st_size
-    return Stat(st.st_size, f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}", st.st_mtime_ns, st.st_ino, disk, st.st_mtime,
-                st.st_nlink)
 
 
 class LocalStore:
@@ -77,7 +68,7 @@ class LocalStore:
     def read_tagged(self, key: str) -> tuple[bytes, str] | None:
         try:
             with open(self._path(key), "rb") as handle:
-                return handle.read(), _stat(os.fstat(handle.fileno())).tag
+                return handle.read(), stat_of(os.fstat(handle.fileno())).tag
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
@@ -88,7 +79,7 @@ class LocalStore:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror or exc}") from None
-        return _stat(st) if stat_mode.S_ISREG(st.st_mode) else None
+        return stat_of(st) if stat_mode.S_ISREG(st.st_mode) else None
 
     def stat_many(self, keys: Sequence[str]) -> list[Stat | None]:
         return [self.stat(key) for key in keys]  # ~5 µs each
@@ -97,43 +88,10 @@ class LocalStore:
         return self._path(key).is_dir()
 
     def list_dir(self, key: str) -> tuple[list[str], list[tuple[str, Stat]]]:
-        dirs: list[str] = []
-        files: list[tuple[str, Stat]] = []
-        prefix = f"{key}/" if key else ""
-        try:
-            with os.scandir(self._path(key)) as entries:
-                for entry in entries:
-                    with contextlib.suppress(OSError):  # gone since the listing
-                        if entry.is_dir():
-                            dirs.append(entry.name)
-                        elif entry.is_file():
-                            files.append((prefix + entry.name, _stat(entry.stat() if _STAT_IN_LISTING else os.stat(entry.path))))
-        except OSError:
-            pass
-        return sorted(dirs), sorted(files)
+        return local_listing.list_dir(self._path(key), f"{key}/" if key else "")
 
     def walk(self, key: str) -> list[tuple[str, Stat]]:
-        # os.scandir by hand, not os.walk: a store is a directory per partition (6,000 for 500 symbols x a
-        # year), and os.walk's islink per directory and a stat by path per file took twice as long; the file
-        # type comes with the listing here. As os.walk, a link to a directory is not followed; unlike it,
-        # only regular files (and links to them) are listed, never a FIFO or a socket.
-        out: list[tuple[str, Stat]] = []
-        skip = len(os.path.join(self.root, ""))  # the root and its separator, as each entry.path begins
-        pending = [str(self._path(key))]
-        while pending:
-            try:
-                entries = os.scandir(pending.pop())
-            except OSError:  # gone since its parent was listed, or unreadable: as os.walk, not an error
-                continue
-            with entries:
-                for entry in entries:
-                    with contextlib.suppress(OSError):  # gone since the listing
-                        if entry.is_dir(follow_symlinks=False):
-                            pending.append(entry.path)
-                        elif entry.is_file():
-                            st = entry.stat() if _STAT_IN_LISTING else os.stat(entry.path)
-                            out.append((entry.path[skip:].replace(os.sep, "/"), _stat(st)))
-        return sorted(out)
+        return local_listing.walk(self.root, self._path(key))
 
     # -- writing --------------------------------------------------------------------------------------------
 
@@ -164,7 +122,7 @@ class LocalStore:
                 return self._create(target, data)
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_bytes_atomic(target, data, temp_dir=self.staging())
-            return _stat(os.stat(target)).tag
+            return stat_of(os.stat(target)).tag
         except OSError as exc:
             raise _cannot_write(target, exc) from None
 
@@ -186,7 +144,7 @@ class LocalStore:
             except FileExistsError:
                 return None
             atomic.fsync_path(target.parent)
-            return _stat(os.stat(target)).tag
+            return stat_of(os.stat(target)).tag
         except OSError as exc:  # a full disk, no permission, a read-only mount, a file where a directory goes
             raise _cannot_write(target, exc) from None
         finally:
