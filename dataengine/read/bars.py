@@ -24,7 +24,7 @@ from dataengine.errors import DamagedPartitionError, MissingSymbolWarning, Usage
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
 from dataengine.read.root import dataset_path, source_of, store_root
-from dataengine.storage import layout
+from dataengine.storage import footer_index, layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.storage.store import StorePath
 from dataengine.timeframes import Timeframe
@@ -84,7 +84,7 @@ def read_bars(
     try:
         return frame.collect()
     except (pl.exceptions.PolarsError, OSError):
-        damaged = layout.first_damaged([p.path for p in parts])
+        damaged = footer_index.first_damaged([p.path for p in parts])
         if damaged is None:
             raise
         if chosen.given:  # an older version's file is not the dataset's partition: name the file that was read

@@ -18,7 +18,7 @@ from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.read.pins import Pin, pin, versioned_key
 from dataengine.read.root import source_of, store_root
 from dataengine.read.views import duckdb_message, open_views
-from dataengine.storage import layout
+from dataengine.storage import footer_index, layout
 from dataengine.storage.store import StorePath
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -84,7 +84,7 @@ def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DamagedPar
     ``verify --repair``: the dataset's file; with a pinned version, the version's file that was read), instead
     of DuckDB's (or pyarrow's) message. None for any other failure."""
     for relpath, dataset, symbol, year, month in dict.fromkeys(_PARTITION.findall(message)):
-        found = layout.first_damaged([root / relpath])
+        found = footer_index.first_damaged([root / relpath])
         if found is not None:
             if chosen.given and relpath.startswith("metadata/versions/"):  # a pinned version's own file
                 return DamagedPartitionError(root / relpath, f"{chosen.describe()}: {found[1]}")

@@ -20,7 +20,7 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.reports.unfetched import as_interval, never_fetched_sessions
-from dataengine.storage import layout
+from dataengine.storage import footer_index, layout
 from dataengine.storage.coverage import merge_intervals
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
@@ -146,7 +146,7 @@ def _symbol_gaps(
             .collect()
         )
     except (pl.exceptions.PolarsError, OSError) as exc:
-        damaged = layout.first_damaged(files)
+        damaged = footer_index.first_damaged(files)
         raise DamagedPartitionError(*(damaged or (files[0], str(exc))), symbol=symbol) from None
     if per_day.is_empty():
         return report

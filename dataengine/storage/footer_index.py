@@ -56,8 +56,9 @@ def _walk(root: StorePath, datasets: Sequence[str], symbols: Sequence[str] | Non
         prefixes = [base / layout.symbol_dirname(s) for s in symbols] if symbols is not None else [base]
         for listing in root.store.each(lambda prefix: prefix.walk(), prefixes):
             for path, st in listing:
-                key = layout.parse_partition_key(path.key)
-                if key is None or layout.partition_key_base(path.key) != base.key:
+                rel = path.key[len(base.key) + 1:]  # symbol=S/year=Y/month=M/data.parquet, four levels down
+                key = layout.parse_partition_key(rel) if rel.count("/") == 3 else None
+                if key is None:
                     continue
                 for name, value in zip(("dataset", "symbol", "year", "month", "ino", "size", "mtime_ns", "blocks"),
                                        (dataset, *key, st.ino, st.size, st.mtime_ns, st.disk_bytes), strict=True):
@@ -255,3 +256,13 @@ def refresh_cache(
         return 0
     cache.partitions([dataset], list(symbols), known=known)
     return cache.footers_read
+
+
+def first_damaged(paths: Sequence[StorePath]) -> tuple[StorePath, str] | None:
+    """The first of ``paths`` whose Parquet footer cannot be read, with the reason (a read failed: which file?)."""
+    for path in paths:
+        try:
+            path.store.parquet_metadata(path.key)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the footer is the answer
+            return path, str(exc)
+    return None

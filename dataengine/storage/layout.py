@@ -33,7 +33,7 @@ the stored one and the decoded one alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -226,12 +226,6 @@ def parse_partition_key(key: str) -> tuple[str, int, int] | None:
     return symbol, year, month
 
 
-def partition_key_base(key: str) -> str:
-    """The dataset directory's key above a partition file's key (four levels up)."""
-    parts = key.rsplit("/", 4)
-    return parts[0] if len(parts) == 5 else ""
-
-
 def coverage_path(root: StorePath, key: DatasetKey | str) -> StorePath:
     """A dataset's coverage ledger (on S3 the prefix of its commits, without ``.jsonl``)."""
     name = key if isinstance(key, str) else key.dirname
@@ -400,13 +394,3 @@ def _int_after(name: str, prefix: str) -> int | None:
         return None
     digits = name[len(prefix) :]
     return int(digits) if digits.isdigit() else None
-
-
-def first_damaged(paths: Sequence[StorePath]) -> tuple[StorePath, str] | None:
-    """The first of ``paths`` whose Parquet footer cannot be read, with the reason (a read failed: which file?)."""
-    for path in paths:
-        try:
-            path.store.parquet_metadata(path.key)
-        except Exception as exc:  # noqa: BLE001 - any failure to read the footer is the answer
-            return path, str(exc)
-    return None

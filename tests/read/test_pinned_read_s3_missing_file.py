@@ -6,7 +6,7 @@ older version's file can go while the dataset's partition stays.
 On S3 the path is not the local one: pyarrow checks that listed files exist only on a local file system, so
 the view is made and the missing object surfaces when it is read (Polars: FileNotFoundError from its object
 store; DuckDB: InvalidInputException "reading the Arrow source failed: IOError: Path does not exist"), and
-the readers find the file with ``layout.first_damaged``."""
+the readers find the file with ``footer_index.first_damaged``."""
 
 from __future__ import annotations
 
