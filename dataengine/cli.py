@@ -100,7 +100,7 @@ class _Redacting(logging.Formatter):
         return text
 
 
-class _StderrHandler(logging.StreamHandler[Any]):
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # subscripted only from Python 3.11 on
     """Writes to whatever ``sys.stderr`` is at the time, so the live display can route log lines above it."""
 
     @property

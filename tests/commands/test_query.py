@@ -131,7 +131,9 @@ def test_explain_analyze_of_a_select_shows_pruning(store: Path, capsys: pytest.C
     sql = "explain analyze select sum(close) from bars_1min where symbol = 'MSFT' and year = 2024 and month = 12"
     assert run(store, sql, "-f", "csv") == 0
     plan = capsys.readouterr().out
-    assert "ARROW_SCAN" in plan and all(f'""{key}"" = ' in plan for key in ("symbol", "year", "month")), plan  # CSV quoting
+    # the filters pushed into the scan: DuckDB 2 quotes the names (doubled by CSV: ""symbol"" = 'MSFT'), 1.5 not
+    filters = plan.replace('""', "").replace(" ", "")
+    assert "ARROW_SCAN" in plan and all(f in filters for f in ("symbol='MSFT'", "year=2024", "month=12")), plan
 
 
 def test_output_inside_the_store_is_refused(store: Path, capsys: pytest.CaptureFixture[str]) -> None:

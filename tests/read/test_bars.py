@@ -216,7 +216,8 @@ def test_views_prune_partitions(store: Path) -> None:
         "explain analyze select sum(close) from bars_1min where symbol = 'AAPL' and year = 2024 and month = 12"
     ).fetchall()[0][1]
     # the filter on the partition keys reaches the scan of the version's files (pyarrow prunes them)
-    assert "ARROW_SCAN" in plan and all(f'"{key}" = ' in plan for key in ("symbol", "year", "month")), plan
+    filters = plan.replace('"', "").replace(" ", "")  # DuckDB 2 quotes the names ("symbol" = 'AAPL'), 1.5 not
+    assert "ARROW_SCAN" in plan and all(f in filters for f in ("symbol='AAPL'", "year=2024", "month=12")), plan
     # Binding the view reads the footer of the glob's first file (AAPL/2024/11) for the schema; apart from
     # that one, only the selected partition may be opened.
     keep = {"symbol=AAPL/year=2024/month=11", "symbol=MSFT/year=2024/month=12"}

@@ -8,7 +8,7 @@ import ctypes
 import errno
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sy
 
 
 def daily_page(symbols: int) -> pl.DataFrame:
-    days = [datetime(2024, 3, 1, 5, tzinfo=UTC) + timedelta(days=d) for d in range(20)]
+    days = [datetime(2024, 3, 1, 5, tzinfo=timezone.utc) + timedelta(days=d) for d in range(20)]
     return pl.concat([
         pl.DataFrame({"symbol": f"S{i:03d}", "timestamp": days, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0,
                       "volume": 100, "trade_count": 3, "vwap": 1.0})
