@@ -28,21 +28,25 @@ from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code
 
 def _human_placeholders() -> None:
     """Arguments show their metavar (``SYMBOL...``, ``FILE``) in usage lines and help, not Typer's internal
-    type (``<list[str]>``, ``{symbols}``): Typer offers no per-argument switch, so its two display methods are
-    wrapped once here, for arguments that declare a metavar only."""
+    type (``<list[str]>``, ``{symbols}``, ``{SYMBOL...}``): Typer offers no per-argument switch, so its usage
+    line (and, from typer 0.29 on, its type display) is wrapped once here, for arguments that declare a metavar
+    only."""
     argument = typer.core.TyperArgument
     if getattr(argument, "_dataengine_placeholders", False):
         return
-    show_type, usage_name = argument.display_type, argument._usage_display_name
+    usage_pieces = argument.get_usage_pieces
 
-    def display_type(self: Any, ctx: Any) -> Any:
-        return None if self.metavar else show_type(self, ctx)
+    def usage(self: Any, ctx: Any) -> list[str]:
+        return [str(self.metavar)] if self.metavar else usage_pieces(self, ctx)
 
-    def usage(self: Any) -> str:
-        return str(self.metavar) if self.metavar else usage_name(self)
+    argument.get_usage_pieces = usage  # type: ignore[method-assign]
+    if hasattr(argument, "display_type"):  # typer 0.29 adds the type to arguments' help (``<list[str]>``)
+        show_type = argument.display_type
 
-    argument.display_type = display_type  # type: ignore[method-assign]
-    argument._usage_display_name = usage  # type: ignore[method-assign]
+        def display_type(self: Any, ctx: Any) -> Any:
+            return None if self.metavar else show_type(self, ctx)
+
+        argument.display_type = display_type  # type: ignore[method-assign, unused-ignore]  # a method from typer 0.29 on
     argument._dataengine_placeholders = True  # type: ignore[attr-defined]
 
 

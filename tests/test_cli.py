@@ -299,3 +299,14 @@ def test_tab_completes_option_values_and_bundled_lists(capsys, monkeypatch, tmp_
     with pytest.raises(SystemExit):
         main(words[1:] or ["--help"])
     assert sorted(capsys.readouterr().out.split()) == sorted(expected)
+
+
+def test_a_command_imports_no_pydantic(tmp_path: Path) -> None:
+    """typer 0.29 validates every option through a pydantic TypeAdapter: ~60 ms more for each command a user or
+    cron runs (pyproject pins typer below it). In a fresh process, a whole run of the sample source and status."""
+    code = ("import sys; from dataengine.cli import main; "
+            "a = main(['--storage-dir', sys.argv[1], 'ingest', 'AAPL', '--source', 'sample', '-t', 'day', '--days', '5']); "
+            "b = main(['--storage-dir', sys.argv[1], 'status']); "
+            "print(a, b, sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'pydantic_core'}), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(store(tmp_path))], capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().splitlines()[-1] == "0 0 []", out.stderr[-2000:]
