@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import uuid
 from collections.abc import Callable
@@ -108,17 +109,27 @@ def write_text_atomic(target: Path, text: str, *, temp_dir: Path | None = None) 
 
 
 def fsync_path(path: Path) -> None:
-    """fsync a file or a directory; directories cannot be opened on Windows, where the rename is atomic anyway."""
+    """fsync a file or a directory. A file that cannot be synced raises OSError naming it: its bytes may never
+    reach the disk (a failed write-back: EIO; a thin volume or quota: ENOSPC), so it must not be renamed into
+    place or recorded as stored. A directory is synced where the system can: Windows cannot open one (its
+    renames are atomic anyway) and some file systems refuse fsync on one (EINVAL), as PostgreSQL allows for."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        if os.path.isdir(path):
+            return
+        raise
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if not (exc.errno in _DIRECTORY_FSYNC_REFUSED and stat.S_ISDIR(os.fstat(fd).st_mode)):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(fd)
+
+
+# what an fsync of a directory returns where the file system does not do it (rather than where it failed)
+_DIRECTORY_FSYNC_REFUSED = frozenset({errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EACCES, errno.EPERM})
 
 
 def sync_file_system(path: Path) -> bool:

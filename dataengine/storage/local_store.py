@@ -172,7 +172,7 @@ class LocalStore:
         staging = staged[0].parent if staged else self._path(STAGING_KEY)
         whole = len(staged) >= SYNC_FILE_SYSTEM_FROM and atomic.sync_file_system(staging)
         if not whole:
-            self.each(atomic.fsync_path, list(staged), local_threads=FSYNC_THREADS)
+            self._fsync_each(list(staged), dict(zip(staged, targets, strict=True)))
         made: set[Path] = set()
         for source, target in zip(staged, targets, strict=True):
             try:
@@ -183,7 +183,16 @@ class LocalStore:
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
         if not (whole and atomic.sync_file_system(staging)):
-            self.each(atomic.fsync_path, sorted({target.parent for target in targets}), local_threads=FSYNC_THREADS)
+            self._fsync_each(sorted({target.parent for target in targets}), {})
+
+    def _fsync_each(self, paths: list[Path], named_as: dict[Path, Path]) -> None:
+        """fsync ``paths`` a few at a time; a failure is StorageError naming the file (its target, for a staged
+        one) and the system's reason, and nothing after it is placed."""
+        try:
+            self.each(atomic.fsync_path, paths, local_threads=FSYNC_THREADS)
+        except OSError as exc:
+            failed = Path(exc.filename) if exc.filename else paths[0]
+            raise _cannot_write(named_as.get(failed, failed), exc) from None
 
     def delete(self, key: str, *, if_match: str | None = None, fenced: bool = True) -> bool:
         if fenced:
