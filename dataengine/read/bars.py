@@ -20,7 +20,7 @@ import polars as pl
 
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
-from dataengine.errors import DamagedPartitionError, MissingSymbolWarning, UsageError
+from dataengine.errors import MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
 from dataengine.read.root import dataset_path, source_of, store_root
@@ -87,12 +87,9 @@ def read_bars(
         damaged = footer_index.first_damaged([p.path for p in parts])
         if damaged is None:
             raise
-        if chosen.given:  # an older version's file is not the dataset's partition: name the file that was read
-            raise DamagedPartitionError(damaged[0], f"{chosen.describe()}: {damaged[1]}") from None
-        # the latest version: named as verify names it, the dataset's partition (its file is a link of it, or a copy)
         part = next(p for p in parts if p.path == damaged[0])
-        dataset = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
-        raise DamagedPartitionError(dataset, damaged[1]) from None
+        partition = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
+        raise chosen.damaged(damaged[0], damaged[1], partition) from None
 
 
 def scan_bars(

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING
 
 from dataengine.datasets import DatasetKey
-from dataengine.errors import UsageError
+from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
@@ -45,6 +45,14 @@ class Pin:
         if self.tag is not None:
             return f"tag {self.tag!r}"
         return f"as of {self.as_of.isoformat()}" if self.as_of is not None else "the latest version"
+
+    def damaged(self, read: StorePath, reason: str, partition: StorePath) -> DamagedPartitionError:
+        """How every reader names a partition file it could not read: under a pin, the version's own file that
+        was read (an older version's file is not the dataset's partition); otherwise the dataset's partition,
+        as ``verify`` names it (the file read is a link of it, or a copy)."""
+        if self.given and read != partition:
+            return DamagedPartitionError(read, f"{self.describe()}: {reason}")
+        return DamagedPartitionError(partition, reason)
 
 
 def pin(version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None) -> Pin:

@@ -86,9 +86,7 @@ def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DamagedPar
     for relpath, dataset, symbol, year, month in dict.fromkeys(_PARTITION.findall(message)):
         found = footer_index.first_damaged([root / relpath])
         if found is not None:
-            if chosen.given and relpath.startswith("metadata/versions/"):  # a pinned version's own file
-                return DamagedPartitionError(root / relpath, f"{chosen.describe()}: {found[1]}")
-            return DamagedPartitionError(layout.partition_path(root, dataset, symbol, int(year), int(month)), found[1])
+            return chosen.damaged(root / relpath, found[1], layout.partition_path(root, dataset, symbol, int(year), int(month)))
     return None
 
 
