@@ -98,3 +98,16 @@ def damage(root: str | Path, relpath: str, garbage: bytes) -> None:
     path.write_bytes(garbage)
     if (symbol, year, month) in files:
         path.root.at(files[(symbol, year, month)]).write_bytes(garbage)
+
+
+def daily_page(symbols: int) -> pl.DataFrame:
+    """A page of daily bars for ``symbols`` symbols (S000, S001, ...) over 20 days of March 2024: one partition
+    file each, so ``symbols`` picks how large a batch the store places."""
+    from datetime import datetime, timedelta, timezone
+
+    days = [datetime(2024, 3, 1, 5, tzinfo=timezone.utc) + timedelta(days=d) for d in range(20)]
+    return pl.concat([
+        pl.DataFrame({"symbol": f"S{i:03d}", "timestamp": days, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0,
+                      "volume": 100, "trade_count": 3, "vwap": 1.0})
+        for i in range(symbols)
+    ])

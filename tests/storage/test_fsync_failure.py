@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +17,7 @@ import pytest
 
 from dataengine import ParquetStorage, read_bars
 from dataengine.errors import StorageError
-from tests.helpers import assert_store_equals, expected, run_cli
+from tests.helpers import assert_store_equals, daily_page, expected, run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="names an fd's file through /proc")
 
@@ -38,15 +37,6 @@ def fsync_fails(monkeypatch: pytest.MonkeyPatch, error: int, where: str) -> list
 
     monkeypatch.setattr(os, "fsync", fsync)
     return failed
-
-
-def daily_page(symbols: int) -> pl.DataFrame:
-    days = [datetime(2024, 3, 1, 5, tzinfo=timezone.utc) + timedelta(days=d) for d in range(20)]
-    return pl.concat([
-        pl.DataFrame({"symbol": f"S{i:03d}", "timestamp": days, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0,
-                      "volume": 100, "trade_count": 3, "vwap": 1.0})
-        for i in range(symbols)
-    ])
 
 
 @pytest.mark.parametrize("error", [errno.EIO, errno.ENOSPC])

@@ -8,7 +8,6 @@ import ctypes
 import errno
 import os
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -16,17 +15,9 @@ import pytest
 
 from dataengine.storage import atomic
 from dataengine.storage.parquet_storage import ParquetStorage
+from tests.helpers import daily_page
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
-
-
-def daily_page(symbols: int) -> pl.DataFrame:
-    days = [datetime(2024, 3, 1, 5, tzinfo=timezone.utc) + timedelta(days=d) for d in range(20)]
-    return pl.concat([
-        pl.DataFrame({"symbol": f"S{i:03d}", "timestamp": days, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0,
-                      "volume": 100, "trade_count": 3, "vwap": 1.0})
-        for i in range(symbols)
-    ])
 
 
 def syncs_of_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
