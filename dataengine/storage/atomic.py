@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import sys
 import uuid
 from collections.abc import Callable
@@ -111,25 +110,46 @@ def write_text_atomic(target: Path, text: str, *, temp_dir: Path | None = None) 
 def fsync_path(path: Path) -> None:
     """fsync a file or a directory. A file that cannot be synced raises OSError naming it: its bytes may never
     reach the disk (a failed write-back: EIO; a thin volume or quota: ENOSPC), so it must not be renamed into
-    place or recorded as stored. A directory is synced where the system can: Windows cannot open one (its
-    renames are atomic anyway) and some file systems refuse fsync on one (EINVAL), as PostgreSQL allows for."""
+    place or recorded as stored. A file is opened for writing: Windows flushes only a handle that can write
+    (``FlushFileBuffers``; a read-only one gets EBADF). A directory is synced where the system can (see
+    :func:`_fsync_directory`)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        if os.path.isdir(path):
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError:  # POSIX: a directory cannot be opened for writing
+        _fsync_directory(path)
+        return
+    except PermissionError:
+        if os.path.isdir(path):  # Windows opens no directory at all; its renames are atomic anyway
             return
         raise
     try:
         os.fsync(fd)
     except OSError as exc:
-        if not (exc.errno in _DIRECTORY_FSYNC_REFUSED and stat.S_ISDIR(os.fstat(fd).st_mode)):
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(fd)
 
 
-# what an fsync of a directory returns where the file system does not do it (rather than where it failed)
-_DIRECTORY_FSYNC_REFUSED = frozenset({errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EACCES, errno.EPERM})
+# what an fsync of a directory answers where the file system does not do it (rather than where it failed)
+_DIRECTORY_FSYNC_REFUSED = frozenset({errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES,
+                                      errno.EPERM})
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make the renames in a directory durable. Passed over where the directory may not be read (EACCES) or its
+    file system refuses fsync on a directory (EINVAL on some; PostgreSQL allows for both); any other failure
+    raises OSError naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIRECTORY_FSYNC_REFUSED:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def sync_file_system(path: Path) -> bool:
