@@ -6,6 +6,7 @@ every bar of January in New York time, extended hours included.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -43,7 +44,7 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
                 raise UsageError(f"{name} {text!r} is not a valid date (expected YYYY-MM-DD)") from None
             return parse_bound(day, is_end=is_end, name=name)
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = parse_iso_datetime(text)
         except ValueError:
             raise UsageError(
                 f"{name} {text!r} is not a valid date or datetime (expected YYYY-MM-DD or ISO 8601 with offset)"
@@ -51,6 +52,21 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=NEW_YORK)
     return moment.astimezone(timezone.utc)
+
+
+# 3.10's fromisoformat takes neither a "Z" nor a fraction of other than 3 or 6 digits; 3.11's takes both
+_FRACTION = re.compile(r"(\d\d:\d\d:\d\d)\.(\d{1,6})(?=[+-]|$)")
+
+
+def parse_iso_datetime(text: str) -> datetime:
+    """An ISO 8601 datetime as Python 3.11 reads one, on every Python this package supports: a trailing ``Z``
+    (``2024-01-31T15:30:00Z``) and a fraction of 1 to 6 digits (``...:00.5+00:00``) included. ValueError
+    otherwise."""
+    text = text.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2).ljust(6, '0')}", text)
+    return datetime.fromisoformat(text)
 
 
 def days_back(days: int, end: str | date | datetime | None = None, *, now: datetime | None = None) -> date:

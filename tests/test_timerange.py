@@ -74,3 +74,18 @@ def test_month_starts_follow_new_york() -> None:
 
 def test_date_objects_accepted() -> None:
     assert resolve_range(date(2024, 1, 2), date(2024, 1, 2), now=NOW).start == datetime(2024, 1, 2, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2024-01-31T15:30:00Z", datetime(2024, 1, 31, 15, 30, tzinfo=UTC)),
+    ("2024-01-31T15:30:00.123Z", datetime(2024, 1, 31, 15, 30, 0, 123000, tzinfo=UTC)),
+    ("2024-01-31T15:30:00.5+00:00", datetime(2024, 1, 31, 15, 30, 0, 500000, tzinfo=UTC)),
+    ("2024-01-31 10:30", datetime(2024, 1, 31, 15, 30, tzinfo=UTC)),  # no offset: New York
+])
+def test_iso_datetimes_read_the_same_on_every_supported_python(text: str, expected: datetime) -> None:
+    """Python 3.10's fromisoformat refuses a "Z" and a fraction of other than 3 or 6 digits; --start, --end,
+    --as-of and as_of= take them on 3.10 as on 3.11 (the CI runs this file under both)."""
+    from dataengine.read.pins import pin
+
+    assert parse_bound(text, is_end=False, name="start") == expected
+    assert pin(as_of=text).as_of == expected

@@ -17,7 +17,7 @@ from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
 from dataengine.storage.versions.log_entries import read_commit_info
-from dataengine.timerange import NEW_YORK
+from dataengine.timerange import NEW_YORK, parse_iso_datetime
 
 if TYPE_CHECKING:
     import polars as pl
@@ -69,7 +69,7 @@ def _instant(value: str | date | datetime) -> datetime:
     if isinstance(value, str):
         text = value.strip()
         try:
-            value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
+            value = parse_iso_datetime(text) if len(text) > 10 else date.fromisoformat(text)
         except ValueError:
             raise UsageError(f"as_of {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO datetime") from None
     if not isinstance(value, datetime):
