@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         except typer.TyperException as exc:  # the CLI parser's own usage errors (Abort: an interrupt, below)
             if isinstance(exc, typer.Abort):
                 return _interrupted(exc.__cause__ or exc.__context__)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `dataengine index`: its help, as a bare `dataengine`
+                typer.echo(exc.format_message())
+                return 0
             message = _one_line(exc.format_message())
             if wants_json:
                 typer.echo(json.dumps({"error": message, "exit_code": 2}))

@@ -287,6 +287,9 @@ def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(
             for internal in ("<str>", "<list", "<int", "<float", "<path>", "{", "[default: 0]"):
                 assert internal not in out, (command, internal)
     assert main([]) == 0 and "Usage: dataengine" in capsys.readouterr().out  # a bare dataengine: the help
+    assert main(["index"]) == 0  # a group without its command: the group's help, on lines of its own
+    out, err = capsys.readouterr()
+    assert out.startswith("Usage: dataengine index") and "\n  add " in out and err == ""
     assert main(["-h"]) == 0 and "--install-completion" in capsys.readouterr().out
 
 
