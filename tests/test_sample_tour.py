@@ -75,6 +75,12 @@ def test_the_sample_never_mixes_with_real_data(alpaca, capsys, tmp_path: Path) -
     assert code == 2 and "synthetic" in err
     code, out, _ = run_cli(capsys, "show", "AAPL")  # the real source first when it holds the symbol
     assert code == 0 and out.startswith("AAPL · equities_1day · ")
+    # a query says so when it reads the sample's views (on stderr: a csv result stays clean), and only then
+    note = "note: sample_* views hold synthetic bars from --source sample, not market data"
+    code, out, err = run_cli(capsys, "query", "select count(*) as n from SAMPLE_bars_1day", "-f", "csv")
+    assert code == 0 and out == "n\n21\n" and note in err
+    code, out, err = run_cli(capsys, "query", "select count(*) as n from bars_1day", "-f", "csv")
+    assert code == 0 and out == "n\n21\n" and "synthetic" not in err
 
 
 def test_the_sample_refuses_what_alpaca_would_and_keeps_the_rest(tmp_path: Path) -> None:

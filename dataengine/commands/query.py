@@ -6,6 +6,7 @@ Files are written only by this module, to ``--output``, and never inside the sto
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -58,6 +59,8 @@ def query(
     frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None,
                          version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment,
                          source=settings.source)
+    for name in _synthetic_views(sql):
+        typer.echo(f"note: {name}_* views hold synthetic bars from --source {name}, not market data", err=True)
     if fmt == "table":
         print_table(frame, TABLE_ROWS)
         if frame.height > TABLE_ROWS:
@@ -68,6 +71,14 @@ def query(
     else:
         _write(frame, fmt, output)
         typer.echo(f"wrote {frame.height:,} row(s) to {output}", err=True)
+
+
+def _synthetic_views(sql: str) -> list[str]:
+    """The synthetic sources (sample) whose views the statement names: their bars are said to be made up, on
+    stderr, so a csv or json result stays clean."""
+    from dataengine.sources.source import SOURCES
+
+    return [name for name, info in SOURCES.items() if info.synthetic and re.search(rf"\b{name}_\w", sql, re.IGNORECASE)]
 
 
 def _choose_format(fmt: str | None, output: Path | None) -> str:
