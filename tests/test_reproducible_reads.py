@@ -423,8 +423,8 @@ def test_a_pinned_read_of_a_damaged_or_missing_version_file_names_that_file(alpa
     from dataengine.read.sql import query
 
     p = IngestionPipeline(max_workers=2)
-    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").ok
-    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day", full_refresh=True).ok  # replaces January
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-15", "day").ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").ok  # a new January, with the rest of it
     store = tmp_path / "store"
     current = (store / "equities_1day/symbol=AAPL/year=2024/month=01/data.parquet").stat().st_ino
     (old,) = [f for f in (store / "metadata/versions/equities_1day/symbol=AAPL/year=2024/month=01").glob("*.parquet")
@@ -439,3 +439,20 @@ def test_a_pinned_read_of_a_damaged_or_missing_version_file_names_that_file(alpa
     old.unlink()
     code, _, err = run_cli(capsys, "query", "select count(*) from bars_1day", "-t", "day", "--version", "0")
     assert code == 1 and "Traceback" not in err and f"{old.name} (the file is missing)" in err
+
+
+def test_a_run_that_fetches_the_same_bars_again_rewrites_nothing_and_makes_no_version(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A version is a run that changed the dataset: bars fetched again with every value the same (the
+    re-fetch of the last sessions every nightly run makes, a --full-refresh of an unchanged vendor) leave each
+    partition's file as it was, and no version is made."""
+    p = IngestionPipeline(max_workers=2)
+    first = p.ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-02-29", "day")
+    assert first.version == 0 and first.rows_added == 2 * 41  # 41 sessions
+    store = tmp_path / "store"
+    files = {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in store.glob("equities_1day/**/data.parquet")}
+    again = p.ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-02-29", "day", full_refresh=True)
+    assert again.ok and again.rows_written == 2 * 41 and again.rows_added == 0 and again.version == 0  # still 0
+    assert {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in store.glob("equities_1day/**/data.parquet")} == files
+    more = p.ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-03-28", "day")  # March is new: a version
+    assert more.version == 1 and more.rows_added == 2 * 20  # 20 sessions to the 28th (Good Friday the 29th)
+    assert read_bars(["AAPL", "MSFT"], timeframe="day", version=0).height == 2 * 41

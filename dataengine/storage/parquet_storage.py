@@ -192,16 +192,21 @@ class ParquetStorage:
             for path in sorted(targets):  # one global order: two threads never wait on each other's locks
                 held.enter_context(self._partition_lock(path))
             merged = self.root.store.each(lambda item: self._merged_with_stored(*item), list(targets.items()))
-            for part, (new, old_rows) in zip(targets.values(), merged, strict=True):
+            for part, (new, old_rows, _) in zip(targets.values(), merged, strict=True):
                 stats.add(WriteStats(rows_written=part.height, rows_added=new.height - old_rows, partitions=1))
-            self._place([frame for frame, _ in merged], list(targets))
+            # A partition the merge left as it was (bars fetched again, every value the same: the re-fetch of
+            # the last days) is not rewritten: no write, no new file, so a run that changed nothing makes no version.
+            changed = [(path, frame) for path, (frame, _, same) in zip(targets, merged, strict=True) if not same]
+            if changed:
+                self._place([frame for _, frame in changed], [path for path, _ in changed])
         return stats
 
     def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
         """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
         with self._partition_lock(path):
-            merged, old_rows = self._merged_with_stored(path, new)
-            self._place([merged], [path])
+            merged, old_rows, same = self._merged_with_stored(path, new)
+            if not same:
+                self._place([merged], [path])
         return WriteStats(rows_written=new.height, rows_added=merged.height - old_rows, partitions=1)
 
     def take_written(self) -> dict[str, WrittenFooter]:
@@ -253,18 +258,20 @@ class ParquetStorage:
         with self._locks_guard:
             self._written.update(footers)
 
-    def _merged_with_stored(self, path: StorePath, new: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-        """(the partition's bars after the merge, how many rows it held before); hold its lock."""
+    def _merged_with_stored(self, path: StorePath, new: pl.DataFrame) -> tuple[pl.DataFrame, int, bool]:
+        """(the partition's bars after the merge, how many rows it held before, whether the merge left them
+        exactly as stored); hold its lock."""
         new = unique_sorted(new if new.columns == DATA_COLUMNS else new.select(DATA_COLUMNS))
         if path.store.stat(path.key) is None:  # a new partition (a stat: a failed Parquet read costs ~30x more)
-            return new, 0
+            return new, 0, False
         try:
             old = read_partition(path)
         except FileNotFoundError:
-            return new, 0
+            return new, 0, False
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return merge_sorted(old, new), old.height
+        merged = merge_sorted(old, new)
+        return merged, old.height, merged.height == old.height and merged.equals(old)
 
     @contextlib.contextmanager
     def _partition_lock(self, path: StorePath) -> Iterator[None]:

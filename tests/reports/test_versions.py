@@ -12,7 +12,7 @@ from dataengine.storage.store import open_store
 
 def test_prune_by_key_reaches_a_dataset_stored_with_alpacas_adjustment(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     p = IngestionPipeline(max_workers=2)
-    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day", adjustment="split").ok
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-15", "day", adjustment="split").ok
     assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-02-29", "day", adjustment="split", full_refresh=True).ok
     root, key = open_store(tmp_path / "store"), DatasetKey.of("day", "split")  # no raw day dataset in this store
     report = prune_versions(root, [key], keep_days=0)
