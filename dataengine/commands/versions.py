@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import typer
@@ -66,16 +67,26 @@ def render(report: dict[str, Any]) -> str:
         return f"{report['dataset']}: no versions yet (the next run makes the first)"
     lines = [f"{report['dataset']}: current version {report['current']}, {report['kept_bytes']:,} bytes held only by "
              f"older versions · Delta table {report['delta_path']}", ""]
-    lines.append(f"{'version':>7}  {'time (UTC)':<17}  {'reason':<10}  {'partitions':>10}  {'rows':>12}  run / tags")
+    lines.append(f"{'version':>7}  {'committed (UTC)':<24}  {'reason':<10}  {'partitions':>10}  {'rows':>12}  run / tags")
     for v in report["versions"]:
         rows = "?" if v["rows_changed"] is None else f"{v['rows_changed']:+,}"
         reason = "refetch" if v["reason"] == "refetch-after-corporate-action" else v["reason"] or ""
         tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
         if not v.get("readable", True):
             tags += "  (pruned: no longer readable)"
-        lines.append(f"{v['version']:>7}  {v['timestamp'][:16].replace('T', ' '):<17}  {reason:<10}  "
+        lines.append(f"{v['version']:>7}  {_pasteable(v['timestamp']):<24}  {reason:<10}  "
                      f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
     return "\n".join(lines)
+
+
+def _pasteable(timestamp: str) -> str:
+    """A commit time as ``--as-of`` reads it back to this very version: with its Z (a time without an offset is
+    New York's) and to the millisecond the commit records (cut to the second, a run committed in the second
+    after another's would read as the version before, or the two as one)."""
+    moment = datetime.fromisoformat(timestamp).astimezone(timezone.utc)
+    micros = -(-moment.microsecond // 1000) * 1000  # never earlier than the commit
+    moment = moment.replace(microsecond=0) + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def tag_command(

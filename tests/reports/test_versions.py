@@ -37,3 +37,19 @@ def test_versions_marks_what_a_prune_took_and_keeps_tagged_ones_readable(alpaca,
     assert {v["version"]: v["readable"] for v in report["versions"]} == {2: True, 1: False, 0: True}
     lines = {line.split()[0]: line for line in render(report).splitlines()[3:]}
     assert lines["1"].endswith("(pruned: no longer readable)") and "pruned" not in lines["0"] + lines["2"]
+
+
+def test_a_time_copied_from_versions_pins_that_version(alpaca, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The times ``versions`` shows paste into --as-of: with their Z (a time without an offset is New York's,
+    five hours off) and to the millisecond (two runs a second apart are two versions)."""
+    from tests.helpers import run_cli
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").version == 0
+    assert p.ingest_symbols(["AAPL"], "2024-02-01", "2024-02-29", "day").version == 1
+    code, out, _ = run_cli(capsys, "versions", "-t", "day")
+    assert code == 0 and "committed (UTC)" in out
+    shown = {int(line.split()[0]): line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()}
+    for version, rows in ((0, 21), (1, 41)):
+        code, out, err = run_cli(capsys, "query", "select count(*) as n from bars_1day", "-f", "csv", "--as-of", shown[version])
+        assert code == 0 and out == f"n\n{rows}\n", (shown, err)
