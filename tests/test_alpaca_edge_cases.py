@@ -53,7 +53,8 @@ def test_delayed_sip_works_on_a_free_plan_and_is_the_sip_dataset(alpaca, capsys,
 
 def test_sip_delay_0_asks_for_bars_up_to_now(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", "0")
-    start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    # a week back always holds sessions (two days back from a Monday morning in UTC held none: exit 1, no data)
+    start = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     before = datetime.now(UTC)
     code, _, err = run(capsys, "ingest", "AAPL", "--start", start, "-t", "hour")
     assert code == 0 and "pulled back" not in err
