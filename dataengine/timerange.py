@@ -54,18 +54,19 @@ def parse_bound(value: str | date | datetime, *, is_end: bool, name: str) -> dat
     return moment.astimezone(timezone.utc)
 
 
-# 3.10's fromisoformat takes neither a "Z" nor a fraction of other than 3 or 6 digits; 3.11's takes both
-_FRACTION = re.compile(r"(\d\d:\d\d:\d\d)\.(\d{1,6})(?=[+-]|$)")
+# 3.10's fromisoformat takes neither a "Z" nor a fraction of other than 3 or 6 digits; 3.11's takes both (and
+# cuts a longer fraction, as pandas' and date +%N's nanoseconds, to microseconds)
+_FRACTION = re.compile(r"(\d\d:\d\d:\d\d)[.,](\d+)(?=[+-]|$)")
 
 
 def parse_iso_datetime(text: str) -> datetime:
-    """An ISO 8601 datetime as Python 3.11 reads one, on every Python this package supports: a trailing ``Z``
-    (``2024-01-31T15:30:00Z``) and a fraction of 1 to 6 digits (``...:00.5+00:00``) included. ValueError
-    otherwise."""
+    """An ISO 8601 datetime (``YYYY-MM-DD[T ]HH:MM[:SS[.fff]]`` with an optional offset) read the same on every
+    Python this package supports: a trailing ``Z`` (``2024-01-31T15:30:00Z``) and a fraction of any length
+    (cut to microseconds, never rounded up) included. ValueError otherwise."""
     text = text.strip()
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
-    text = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2).ljust(6, '0')}", text)
+    text = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2)[:6].ljust(6, '0')}", text)
     return datetime.fromisoformat(text)
 
 

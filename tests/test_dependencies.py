@@ -21,17 +21,44 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~;\[ (]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
-def _requirements(distribution: str) -> tuple[set[str], dict[str, set[str]]]:
-    """(what installing ``distribution`` brings, each extra's additions)."""
+def _split(requirements: list[str]) -> tuple[set[str], dict[str, set[str]]]:
+    """(what installing brings on every system, each extra's additions) of requirement strings."""
     runtime: set[str] = set()
     extras: dict[str, set[str]] = {}
-    for requirement in metadata.requires(distribution) or []:
+    for requirement in requirements:
         extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", requirement)
         if extra:
             extras.setdefault(extra.group(1), set()).add(_name(requirement))
-        else:
+        elif ";" not in requirement:  # a marker (a platform, a Python version) does not bring it everywhere
             runtime.add(_name(requirement))
     return runtime, extras
+
+
+def _declared() -> tuple[set[str], dict[str, set[str]]]:
+    """dataengine's own dependencies as pyproject.toml declares them (not an install's metadata, which an edit
+    without a reinstall leaves stale); Python 3.10 has no tomllib: the installed metadata there."""
+    try:
+        import tomllib
+    except ImportError:
+        return _split(metadata.requires("dataengine") or [])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = {extra: {_name(r) for r in reqs} for extra, reqs in project.get("optional-dependencies", {}).items()}
+    return {_name(r) for r in project["dependencies"] if ";" not in r}, extras
+
+
+def _providers() -> dict[str, set[str]]:
+    """Top-level module -> the installed distributions that provide it, from each one's top_level.txt or its
+    file list (Python 3.10's packages_distributions reads top_level.txt only, which alpaca-py does not ship)."""
+    found: dict[str, set[str]] = {}
+    for dist in metadata.distributions():
+        name = _name(dist.metadata["Name"] or "")
+        tops = (dist.read_text("top_level.txt") or "").split()
+        if not tops:
+            tops = [f.parts[0].removesuffix(".py") for f in dist.files or []
+                    if f.parts and not f.parts[0].endswith((".dist-info", ".egg-info", ".pth")) and f.parts[0] not in ("..", "__pycache__")]
+        for top in tops:
+            found.setdefault(top, set()).add(name)
+    return found
 
 
 def _imports(tree: ast.AST) -> Iterator[tuple[str, bool]]:
@@ -53,18 +80,18 @@ def _imports(tree: ast.AST) -> Iterator[tuple[str, bool]]:
 
 
 def test_every_library_dataengine_imports_is_installed_with_it() -> None:
-    runtime, extras = _requirements("dataengine")
+    runtime, extras = _declared()
     brought = set(runtime)
     for requirement in runtime:
-        brought |= _requirements(requirement)[0]
+        brought |= _split(metadata.requires(requirement) or [])[0]
     optional = set().union(*(names for extra, names in extras.items() if extra not in ("test", "docs")))
-    providers = metadata.packages_distributions()
+    providers = _providers()
     missing, at_import = [], []
     for path in sorted((REPO / "dataengine").rglob("*.py")):
         for module, in_function in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             if module in sys.stdlib_module_names or module == "dataengine" or module.startswith("_"):
                 continue
-            names = {_name(d) for d in providers.get(module, [module])}
+            names = providers.get(module, {_name(module)})
             where = f"{path.relative_to(REPO)}: {module}"
             if names & optional and not names & brought:
                 if not in_function:
@@ -80,4 +107,4 @@ def test_the_check_sees_what_it_must(tmp_path: Path) -> None:
     source = ("from typing import TYPE_CHECKING\nimport requests\nif TYPE_CHECKING:\n    import alpaca\n"
               "def f():\n    import numpy\n")
     assert sorted(_imports(ast.parse(source))) == [("numpy", True), ("requests", False), ("typing", False)]
-    assert {"numpy", "requests"} <= _requirements("dataengine")[0]
+    assert {"numpy", "requests"} <= _declared()[0] and "alpaca-py" in _providers()["alpaca"]

@@ -1,7 +1,7 @@
 """Partitioned Parquet store: ``{root}/equities_{tf}/symbol=S/year=YYYY/month=MM/data.parquet``.
 
 Exactly once per (symbol, timestamp): new bars are merged with the partition's existing file (new values win),
-sorted, written by Polars (zstd; without the GIL) to a temp file in the store's staging area and moved into
+sorted (a partition the merge leaves exactly as stored is not written again), written by Polars (zstd; without the GIL) to a temp file in the store's staging area and moved into
 place by the store atomically (:meth:`~dataengine.storage.store.Store.place`: fsync, rename and directory fsync
 locally; one PUT on S3). A crash at any moment leaves the old file or the new one, never a torn one. Paths and
 the schema come from :mod:`dataengine.storage.layout`. Every write passes the store's fence: a run that lost
@@ -176,7 +176,8 @@ class ParquetStorage:
     def write_partitions(self, parts: Sequence[tuple[PartitionKey, pl.DataFrame]], key: DatasetKey) -> WriteStats:
         """Merge each partition's new bars (the stored columns, without ``symbol``) into its stored file.
 
-        Every partition is merged with its stored file under its lock and written by Polars to a temp file in
+        Every partition is merged with its stored file under its lock and, unless the merge left it exactly as
+        stored (bars fetched again, every value the same), written by Polars to a temp file in
         the store's staging area (the write runs without the GIL), then the store places them all at once:
         locally the files are made durable (a large batch by one syncfs, a small one by an fsync each), renamed
         over their targets, and the renames made durable; on S3 one PUT each. A page of daily bars touches ~500 partitions
@@ -202,7 +203,8 @@ class ParquetStorage:
         return stats
 
     def merge_partition(self, path: StorePath, new: pl.DataFrame) -> WriteStats:
-        """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps."""
+        """Merge one partition's new bars into ``path`` atomically; new values win on equal timestamps (no write
+        when the merge leaves the file's bars exactly as they are)."""
         with self._partition_lock(path):
             merged, old_rows, same = self._merged_with_stored(path, new)
             if not same:
