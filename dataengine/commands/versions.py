@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
@@ -83,10 +83,7 @@ def _pasteable(timestamp: str) -> str:
     """A commit time as ``--as-of`` reads it back to this very version: with its Z (a time without an offset is
     New York's) and to the millisecond the commit records (cut to the second, a run committed in the second
     after another's would read as the version before, or the two as one)."""
-    moment = datetime.fromisoformat(timestamp).astimezone(timezone.utc)
-    micros = -(-moment.microsecond // 1000) * 1000  # never earlier than the commit
-    moment = moment.replace(microsecond=0) + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return datetime.fromisoformat(timestamp).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def tag_command(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import polars as pl
@@ -159,11 +159,17 @@ class _LazyTimes:
         return self.cache[index]
 
 
+# Delta's commit times are whole milliseconds since the epoch: converted in integers, never through a float, so
+# a time shown to the millisecond (dataengine versions) pins that very version when given back as as_of.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
 def _ms(when: datetime) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
+    return (when - _EPOCH) // _MS
 
 
 def _as_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return _EPOCH + ms * _MS
