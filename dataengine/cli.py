@@ -239,9 +239,8 @@ def _signals_stop_like_ctrl_c(*, restore: bool = True) -> Iterator[None]:
             stopping.hurry()
             return
         begun.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(signum)
+        stopping.request(signum)
+        stopping.raise_if_requested()
 
     previous = {sig: signal.signal(sig, stop_once) for sig in wanted}
     try:

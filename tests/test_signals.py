@@ -67,3 +67,31 @@ def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, t
     assert proc.returncode == 130, err[-2000:]
     assert json.loads(out) == {"interrupted": True, "error": "interrupted", "exit_code": 130}
     assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130
+
+
+def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The handler raises KeyboardInterrupt in the main thread, but where the raise lands in a finaliser or a
+    callback from C, Python only prints "Exception ignored in ..." and goes on (seen once in CI: the run then
+    finished all its symbols and exited 0). The stop is also recorded, and the run raises it before it starts
+    its workers. The lost raise is made here: a real SIGINT to this process, caught and dropped while planning."""
+    import os
+
+    from dataengine.orchestration.run import IngestRun
+    from tests.helpers import run_cli
+
+    execute = IngestRun.execute
+
+    def planned_then_interrupt_lost(self):  # type: ignore[no-untyped-def]
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here and raises: dropped below, as Python drops an unraisable one
+        except KeyboardInterrupt:
+            pass
+        return execute(self)
+
+    monkeypatch.setattr(IngestRun, "execute", planned_then_interrupt_lost)
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day", "--json")
+    assert code == 130, err[-2000:]
+    assert json.loads(out) == {"interrupted": True, "error": "interrupted", "exit_code": 130}
+    assert not list((tmp_path / "store").glob("equities_1day/**/data.parquet"))  # no worker started
+    assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130

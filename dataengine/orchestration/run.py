@@ -95,6 +95,7 @@ class IngestRun:
 
     def execute(self) -> IngestResult:
         """Fetch every unit on the pool; return the result, or raise the fatal error with ``.result`` set."""
+        stopping.raise_if_requested()  # a stop asked for while planning whose KeyboardInterrupt was lost
         started = self.started if self.started is not None else time.monotonic()
         plan, tally = self.plan, self.tally
         units = plan.units
@@ -138,6 +139,7 @@ class IngestRun:
         try:
             pending: set[Future[None]] = set(futures)
             while pending:
+                stopping.raise_if_requested()  # a stop whose KeyboardInterrupt was lost on its way here
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
                 for future in done:
                     exc = future.exception()
