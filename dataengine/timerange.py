@@ -87,6 +87,9 @@ class TimeRange:
     end: datetime
     notes: tuple[str, ...] = field(default=())
     sip_cut: tuple[datetime, datetime] | None = None  # (new end, end asked): what the SIP delay left out
+    # Nothing to ask for yet: the whole range lies in the SIP delay (``--days 1`` in the first minutes of a New
+    # York day). ``start == end`` then, and a run fetches nothing and says why in ``notes``.
+    empty: bool = False
 
     def __post_init__(self) -> None:
         if self.start > self.end:
@@ -139,8 +142,11 @@ def resolve_range(
             check_order(first, end, start_utc, parse_bound(end, is_end=True, name="end"))
         if start_utc > now:
             raise UsageError(f"start {first} is in the future (now: {ny_text(now)} New York)")
-        raise UsageError(f"start {first} is after the end of the range, {ny_text(end_utc)} New York: SIP bars of "
-                         f"the last {sip_delay_minutes} minutes are not asked for (sip_delay_minutes)")
+        # Only the SIP delay leaves nothing: the bars come later, so this is no error (a cron line's --days 1 at
+        # 00:05 New York must not fail when the same line at 00:20 succeeds).
+        why = (f"nothing to fetch yet: the range starts at {ny_text(start_utc)} New York, within the last "
+               f"{sip_delay_minutes} minutes, whose SIP bars are not asked for (sip_delay_minutes)")
+        return TimeRange(start_utc, start_utc, (why,), empty=True)
     return TimeRange(start_utc, end_utc, sip_cut=sip_cut)
 
 

@@ -222,8 +222,8 @@ def test_command_help_names_the_global_options(capsys) -> None:  # type: ignore[
 
 
 def test_since_is_start_and_days_counts_back_from_the_end(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # --days 1 is today: in the first 16 minutes of a New York day the SIP delay would pull the end back into
-    # yesterday (exit 2, start after the end), so this test asks as a plan with real-time SIP does
+    # --days 1 is today: in the first 16 minutes of a New York day it lies wholly in the SIP delay (nothing to
+    # fetch yet, next test), so this test asks as a plan with real-time SIP does
     monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", "0")
     code, out, _ = run(capsys, "ingest", "AAPL", "-t", "day", "--since", "2024-01-03", "--end", "2024-01-05", "--json")
     assert code == 0 and json.loads(out)["start"] == "2024-01-03T05:00:00+00:00"
@@ -236,6 +236,29 @@ def test_since_is_start_and_days_counts_back_from_the_end(alpaca, capsys, monkey
 
     (first, _), = json.loads(out)["todo"]["AAPL"]
     assert code == 0 and first == ny_midnight(datetime.now(NEW_YORK).date()).isoformat()  # today only
+
+
+def test_days_1_inside_the_sip_delay_fetches_nothing_yet_and_exits_0(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A cron line's --days 1 in the first 16 minutes of a New York day lies wholly in the SIP delay. It used to
+    be exit 2 ("start is after the end of the range") while the same line minutes later succeeded. A delay
+    longer than a day puts today inside it at any hour, without a clock."""
+    monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", "3000")
+    code, out, err = run(capsys, "ingest", "AAPL", "ZZZZ", "-t", "minute", "--days", "1", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["successful"] == ["AAPL", "ZZZZ"] and result["no_data"] == [], err
+    assert result["rows_added"] == 0
+    assert any(n.startswith("nothing to fetch yet: the range starts at") for n in result["notes"]), result["notes"]
+    assert not any("already up to date" in n for n in result["notes"]) and "Traceback" not in err
+    assert alpaca.requests == []
+    # nothing was recorded as covered: once the delay has passed, the same line fetches today
+    monkeypatch.setenv("DATAENGINE_SIP_DELAY_MINUTES", "0")
+    code, out, _ = run(capsys, "ingest", "AAPL", "-t", "minute", "--days", "1", "--dry-run", "--json")
+    from datetime import datetime
+
+    from dataengine.timerange import NEW_YORK, ny_midnight
+
+    (first, _), = json.loads(out)["todo"]["AAPL"]
+    assert code == 0 and first == ny_midnight(datetime.now(NEW_YORK).date()).isoformat()
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,21 @@ def test_start_after_end() -> None:
         resolve_range("2024-02-01", "2024-01-01", now=NOW)
 
 
+def test_a_range_inside_the_sip_delay_is_empty_not_an_error() -> None:
+    """--days 1 at 00:05 New York (a cron line) asks for nothing yet: the same line at 00:20 gets bars."""
+    five_past_midnight = datetime(2025, 6, 3, 4, 5, tzinfo=UTC)  # 00:05 EDT
+    rng = resolve_range("2025-06-03", None, feed="sip", now=five_past_midnight)
+    assert rng.empty and rng.start == rng.end == datetime(2025, 6, 3, 4, tzinfo=UTC)
+    assert rng.notes == ("nothing to fetch yet: the range starts at 2025-06-03 New York, within the last 16 minutes, "
+                         "whose SIP bars are not asked for (sip_delay_minutes)",)
+    assert not resolve_range("2025-06-03", None, feed="sip", now=five_past_midnight + timedelta(minutes=15)).empty
+    assert not resolve_range("2025-06-03", None, feed="iex", now=five_past_midnight).empty  # IEX has no delay
+    # a start and end both typed inside the delay: empty too; typed in the wrong order: still a usage error
+    assert resolve_range("2025-06-02T13:50", "2025-06-02T13:55", now=NOW).empty
+    with pytest.raises(UsageError, match="after end"):
+        resolve_range("2025-06-02T13:55", "2025-06-02T13:50", now=NOW)
+
+
 def test_defaults_and_recent_sip_clamp() -> None:
     rng = with_sip_note(resolve_range(None, None, feed="sip", now=NOW))
     assert rng.start == datetime(2016, 1, 1, 5, tzinfo=UTC)

@@ -245,6 +245,8 @@ def fetch_todo(
         damaged = _check_partitions(request, storage, coverage, persist)
     if request.ranges is not None:
         return {s: tuple(request.ranges.get(s, ())) for s in request.symbols}, damaged
+    if rng.empty:
+        return {s: () for s in request.symbols}, damaged
     if request.full_refresh:
         return {s: ((rng.start, rng.end),) for s in request.symbols}, damaged
     _adopt_untracked(request, storage, coverage, persist)
@@ -262,7 +264,7 @@ def never_fetched(request: IngestRequest, storage: ParquetStorage, coverage: Cov
     the first stored bar and the stretch after the last one. Reads the store, writes nothing."""
     rng = request.range
     end = min(rng.end, lag_cut(rng.end, request.lag) - ONE_MICROSECOND)
-    if end < rng.start:
+    if end < rng.start or rng.empty:
         return {s: () for s in request.symbols}
     judged = replace(request, range=TimeRange(rng.start, end), lag=0, full_refresh=False)
     return fetch_todo(judged, storage, coverage, persist=False)[0]

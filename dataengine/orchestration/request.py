@@ -156,6 +156,8 @@ def within_limits(request: IngestRequest, limits: SourceLimits, now: datetime | 
     New York day it does not serve yet pulled back before it; each cut named in the range's notes. A request
     left with nothing to ask for is a :class:`UsageError`."""
     rng, notes = request.range, list(request.range.notes)
+    if rng.empty:
+        return request
     start, end = rng.start, rng.end
     if limits.earliest is not None and start < ny_midnight(limits.earliest):
         start = ny_midnight(limits.earliest)

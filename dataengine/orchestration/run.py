@@ -106,6 +106,7 @@ class IngestRun:
             tally.fail_symbol(symbol, reason)
         if plan.up_to_date:
             tally.successful.extend(plan.up_to_date)
+        if plan.up_to_date and not self.request.range.empty:  # an empty range's note says why instead
             self.result.notes.append(f"{len(plan.up_to_date)} symbol(s) already up to date: nothing to fetch")
         if self._sessionless_span is not None:
             self.result.notes.append(
@@ -224,7 +225,8 @@ class IngestRun:
         bar of theirs is stored, not only on the run that first found them empty (a symbol with bars stored
         outside the range is not among them). One listing of the dataset, only when some symbol got no bar."""
         silent = sorted(s for s in self.tally.successful if s not in self.tally.with_bars)
-        if not silent or self._sessionless_span is not None:  # a weekend has no bars: that blames no symbol
+        # A weekend has no bars, and a range still in the SIP delay none yet: that blames no symbol.
+        if not silent or self._sessionless_span is not None or self.request.range.empty:
             return []
         stored = set(layout.symbols_in(self.storage.dataset_dir(self.request.dataset)))
         return [s for s in silent if s not in stored]

@@ -124,6 +124,8 @@ class AlpacaClient(HttpClient):
         from dataengine.sources.pages import empty_bars
 
         rng = resolve_range(start, end, feed=parse_feed(feed))
+        if rng.empty:  # the range lies in the SIP delay: nothing to ask for yet
+            return empty_bars()
         frames = [p.bars for p in self.iter_pages([symbol], timeframe, rng.start, rng.end, feed=feed, adjustment=adjustment)]
         return pl.concat(frames) if frames else empty_bars()
 
