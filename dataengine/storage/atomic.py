@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +57,26 @@ def temp_owner_pid(name: str) -> int | None:
     return int(name[1 : -len(TEMP_SUFFIX)].rsplit(".", 2)[1])
 
 
+_NATIVE_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+@contextlib.contextmanager
+def native_os_errors() -> Iterator[None]:
+    """Raise an OSError for a system error a native writer reports in its own exception type: Polars' Parquet
+    writer says a full disk as ``ComputeError: ... No space left on device (os error 28)``, which a store
+    must treat as it treats Python's own ENOSPC (one line, the run stops), not as a bug in a symbol."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        found = _NATIVE_OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code)) from exc
+
+
 def write_atomic(target: Path, write: Callable[[Path], None], *, temp_dir: Path | None = None) -> None:
     """Replace ``target`` with what ``write(tmp)`` writes to a temp path, atomically and durably.
 
@@ -66,7 +86,8 @@ def write_atomic(target: Path, write: Callable[[Path], None], *, temp_dir: Path 
     """
     tmp = temp_path(target, temp_dir)
     try:
-        write(tmp)
+        with native_os_errors():
+            write(tmp)
         fsync_path(tmp)
         try:
             os.replace(tmp, target)

@@ -230,12 +230,13 @@ class ParquetStorage:
         batch = atomic.temp_path(Path("batch"), staging) if len(frames) >= BATCH_SINK else None
         staged: list[Path] = []
         try:
-            if batch is not None:
-                staged = _sink_batch(frames, batch)
-            else:
-                for frame in frames:
-                    staged.append(atomic.temp_path(Path(DATA_FILE), staging))
-                    frame.write_parquet(staged[-1], compression="zstd")
+            with atomic.native_os_errors():  # a full disk while Polars writes is an OSError like any other
+                if batch is not None:
+                    staged = _sink_batch(frames, batch)
+                else:
+                    for frame in frames:
+                        staged.append(atomic.temp_path(Path(DATA_FILE), staging))
+                        frame.write_parquet(staged[-1], compression="zstd")
             self.root.store.place(staged, [p.key for p in paths])
         except OSError as exc:
             where = paths[0] if len(paths) == 1 else f"{len(paths)} partitions under {self.root}"

@@ -173,7 +173,8 @@ class S3Store:
         try:
             with tempfile.TemporaryDirectory(prefix="dataengine-") as local:
                 tmp = Path(local) / key.rsplit("/", 1)[-1]
-                write(tmp)
+                with atomic.native_os_errors():
+                    write(tmp)
                 data = tmp.read_bytes()
         except OSError as exc:
             raise StorageError(f"cannot write {self.describe(key)}: staging it in {tempfile.gettempdir()} failed: "
