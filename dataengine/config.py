@@ -226,7 +226,7 @@ class Settings:
                 values[name], origins[name] = value, where
             values["config_file"] = path
         for (name, kind, var) in _KEYS.values():
-            if var and env.get(var):
+            if var and (env.get(var) or (name in _EMPTY_REFUSED and var in env)):
                 values[name] = _convert(env[var], kind, name, f"environment variable {var}")
                 origins[name] = f"environment {var}"
         if isinstance(values["storage_dir"], str):
@@ -234,6 +234,11 @@ class Settings:
             values["storage_dir"] = _expand(values["storage_dir"], where)
         misnamed = {alias: wanted for wanted, aliases in _KEY_ALIASES.items() for alias in aliases if env.get(alias)}
         return cls(**values, origins=origins, misnamed_keys=misnamed)  # type: ignore[arg-type]
+
+
+# Set but empty, these are refused (:func:`_expand`) instead of read as unset: an empty storage dir (a cron
+# line's unset $STORE) would otherwise send a run's writes to the default store without a word.
+_EMPTY_REFUSED = frozenset({"storage_dir"})
 
 
 def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
@@ -268,7 +273,7 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str
             if key not in _KEYS:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
             name, kind, _ = _KEYS[key]
-            if raw.strip():
+            if raw.strip() or name in _EMPTY_REFUSED:
                 values[name] = (_convert(raw.strip(), kind, name, f"{path}: [{section}] {key}"), f"{path} [{section}] {key}")
     return values
 

@@ -5,6 +5,7 @@ once, before any request is sent or any file written, and with --json still exac
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -113,7 +114,16 @@ def test_an_empty_storage_dir_is_exit_2_one_line_nothing_written(alpaca, capsys,
     monkeypatch.setenv("DATAENGINE_STORAGE_DIR", "  ")  # set, but blank: refused too, not taken as the default
     code, _, err = run_cli(capsys, "ingest", "AAPL", *DAY)
     assert code == 2 and "environment variable DATAENGINE_STORAGE_DIR: the storage dir is empty" in err
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", "")  # what `DATAENGINE_STORAGE_DIR=$STORE` sets: it was taken as unset
+    code, _, err = run_cli(capsys, "ingest", "AAPL", *DAY)
+    assert code == 2 and "environment variable DATAENGINE_STORAGE_DIR: the storage dir is empty" in err
+    monkeypatch.delenv("DATAENGINE_STORAGE_DIR")
+    settings = tmp_path.parent / f"{tmp_path.name}-settings.ini"
+    settings.write_text("[common]\nlocal_storage_dir =\n")
+    code, _, err = run_cli(capsys, "--config", str(settings), "ingest", "AAPL", *DAY)
+    assert code == 2 and "[common] local_storage_dir: the storage dir is empty" in err, err
     assert not list(tmp_path.iterdir()) and not alpaca.all_requests
+    assert not (Path(os.environ["XDG_DATA_HOME"]) / "dataengine").exists()  # nor the default store
 
 
 def test_a_usage_error_with_json_still_prints_one_object(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
