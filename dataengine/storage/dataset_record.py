@@ -14,6 +14,7 @@ from typing import Any
 from dataengine.datasets import DEFAULT_SOURCE, DatasetKey
 from dataengine.errors import DatasetMismatchError, StorageError
 from dataengine.storage import layout
+from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.store import StorePath
 from dataengine.timerange import NEW_YORK
 
@@ -34,7 +35,8 @@ def read(root: StorePath, key: DatasetKey | str) -> dict[str, Any] | None:
 
 
 def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> None:
-    """Refuse to mix sources, feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`)."""
+    """Refuse to mix sources, feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`).
+    A dataset that holds nothing yet (no partition, no coverage) takes any feed and ``asof``."""
     info = read(root, key)
     if info is None:
         return
@@ -46,6 +48,8 @@ def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
             f"source's bars (renamed by hand? {held}'s belong in {DatasetKey(key.timeframe, key.adjustment, held).dirname}; "
             "or use another --storage-dir)"
         )
+    if _mismatch(info, feed, asof) and _holds_nothing(root, key):
+        return  # the record of a run that stored nothing (a 401, a closed port) binds nothing: claim replaces it
     if info.get("feed") not in (None, feed):
         raise DatasetMismatchError(
             f"{where} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
@@ -58,6 +62,17 @@ def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
         )
 
 
+def _mismatch(info: dict[str, Any], feed: str, asof: str | None) -> bool:
+    return info.get("feed") not in (None, feed) or (asof is not None and info.get("asof") not in (None, asof))
+
+
+def _holds_nothing(root: StorePath, key: DatasetKey) -> bool:
+    """No partition and no coverage: the dataset is as new, whatever its record says."""
+    if next(layout.iter_partitions(layout.dataset_dir(root, key)), None) is not None:
+        return False
+    return not CoverageLedger(layout.coverage_path(root, key)).pieces()
+
+
 def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> str:
     """Check feed and ``asof``, and record them for a new dataset; return the dataset's ``asof``.
 
@@ -65,6 +80,8 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
     happens on: the one given for a new dataset, else the New York date it was created on."""
     check(root, key, feed, asof)
     info = read(root, key)
+    if info is not None and _mismatch(info, feed, asof):
+        info = None  # check let it pass: the dataset holds nothing, so this run's feed and asof are recorded
     legacy = layout.legacy_dataset_record_path(root, key)
     if info is not None and info.get("asof") and info.get("feed") and not legacy.is_file():
         return str(info["asof"])

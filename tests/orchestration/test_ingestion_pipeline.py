@@ -179,6 +179,22 @@ def test_feed_mismatch_refused_before_any_request(alpaca) -> None:  # type: igno
     assert alpaca.requests == []
 
 
+def test_a_run_that_stored_nothing_fixes_neither_feed_nor_asof(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A first run stopped by wrong keys stored no bar: the next run, with another feed or --asof, is not refused
+    as if the dataset held the first run's bars (it named feed 'sip' bars that did not exist, for good)."""
+    import json
+
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong")
+    with pytest.raises(AuthError):
+        pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="sip", asof="2020-01-02")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "test-secret")
+    assert pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="iex", asof="2024-06-03").ok
+    record = json.loads((store_root() / "metadata" / "datasets" / "equities_1day.json").read_text())
+    assert (record["feed"], record["asof"]) == ("iex", "2024-06-03")
+    with pytest.raises(DatasetMismatchError, match="'iex'.*'sip'"):  # now it holds bars: the record binds
+        pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="sip")
+
+
 def test_adjusted_bars_go_to_their_own_dataset(alpaca) -> None:  # type: ignore[no-untyped-def]
     pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-05", "day", adjustment="all")
     stored = read_store(store_root(), "equities_1day_all")
