@@ -32,6 +32,7 @@ Exceptions of the HTTP library (requests) are translated in exactly one place, f
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 
@@ -147,6 +148,11 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def signal_of(stop: KeyboardInterrupt) -> int:
+    """The number of the signal behind a stop: Terminated carries its own; a plain KeyboardInterrupt is Ctrl-C."""
+    return stop.signum if isinstance(stop, Terminated) else int(signal.SIGINT)
 
 
 class MissingSymbolWarning(UserWarning):

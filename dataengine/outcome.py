@@ -30,6 +30,7 @@ class RunOutcome:
     start: str = ""
     end: str = ""
     interrupted: bool = False
+    signal: int | None = None  # the signal that stopped the run: 2 (Ctrl-C, SIGINT), 15 (SIGTERM), 1 (SIGHUP)
     no_data: list[str] = field(default_factory=list)  # fetched fine, but the source has no bar of them at all
     asof: str | None = None  # the symbol-mapping date the bars were fetched with
     refetched: dict[str, str] = field(default_factory=dict)  # symbol -> why its stored adjusted bars were re-fetched

@@ -48,9 +48,10 @@ def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_writte
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     report = json.loads(out)  # exactly one object: json.loads refuses anything after it
-    assert report["interrupted"] is True and report["exit_code"] == 130
+    assert report["interrupted"] is True and report["exit_code"] == 130 and report["signal"] == signal.SIGINT
     last = RunLedger(backend).last(1)[0]
     assert last.exit_code == 130 and last.interrupted and last.run_id == report["run_id"]
+    assert last.signal == signal.SIGINT  # the first signal stopped it; the ledger line says which
     assert "stopping already" in err and time.monotonic() - started < 5  # hurried, not the 10 s grace period
     assert (RunLock.holder(backend) or {}).get("alive") is not True  # released
 
@@ -65,8 +66,9 @@ def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, t
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
-    assert json.loads(out) == {"interrupted": True, "error": "interrupted", "exit_code": 130}
-    assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130
+    assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
+    last = RunLedger(tmp_path / "store").last(1)[0]
+    assert (last.exit_code, last.signal) == (130, 2)
 
 
 def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -92,6 +94,6 @@ def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_pa
     monkeypatch.setattr(IngestRun, "execute", planned_then_interrupt_lost)
     code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day", "--json")
     assert code == 130, err[-2000:]
-    assert json.loads(out) == {"interrupted": True, "error": "interrupted", "exit_code": 130}
+    assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
     assert not list((tmp_path / "store").glob("equities_1day/**/data.parquet"))  # no worker started
     assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130

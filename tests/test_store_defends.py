@@ -245,10 +245,11 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(alpaca, tmp_path: Path, sig: int, c
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert json.loads(out)["interrupted"] is True and json.loads(out)["exit_code"] == code
+    report = json.loads(out)
+    assert report["interrupted"] is True and (report["exit_code"], report["signal"]) == (code, sig)
     store = tmp_path / "store"
     last = json.loads((store / "metadata" / "runs.jsonl").read_text().splitlines()[-1])
-    assert last["exit_code"] == code and last["interrupted"] is True
+    assert last["exit_code"] == code and last["interrupted"] is True and last["signal"] == sig
     assert every_file_readable(store) > 0 and not list(store.rglob("*.tmp"))
     assert not (store / "metadata" / "run.lock").read_text().strip()  # released cleanly
 

@@ -9,7 +9,7 @@ import typer
 
 from dataengine.commands import completion
 from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
-from dataengine.errors import UsageError, exit_code_for
+from dataengine.errors import UsageError, exit_code_for, signal_of
 from dataengine.orchestration.progress import ProgressReporter
 
 
@@ -172,7 +172,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         # job parses, and the exit code of the signal (the CLI parser would turn every interrupt into 130).
         code = exit_code_for(error=exc)
         if args.json_out:
-            emit({"interrupted": True, "error": "interrupted", "exit_code": code}, True)
+            emit({"interrupted": True, "signal": signal_of(exc), "error": "interrupted", "exit_code": code}, True)
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(code) from None
     finally:

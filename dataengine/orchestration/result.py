@@ -21,7 +21,6 @@ class IngestResult(RunOutcome):
 
     notes: list[str] = field(default_factory=list)
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
-    signal: int | None = None  # the signal that interrupted the run (15 SIGTERM, 1 SIGHUP); None for Ctrl-C
     storage_dir: str = ""  # the store the bars went to
     actions_new: int = 0  # corporate actions new or changed since the last run
 

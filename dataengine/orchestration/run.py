@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
 from dataengine.counters import copy_counters
-from dataengine.errors import DataEngineError, Interrupted, LockError, Terminated
+from dataengine.errors import DataEngineError, Interrupted, LockError, signal_of
 from dataengine.orchestration import stopping
 from dataengine.orchestration.planner import Plan
 from dataengine.orchestration.progress import ProgressReporter
@@ -153,7 +153,7 @@ class IngestRun:
                     break
         except KeyboardInterrupt as exc:
             log.warning("interrupted: stopping workers")
-            self.result.signal = exc.signum if isinstance(exc, Terminated) else None
+            self.result.signal = signal_of(exc)
             tally.stop.set()
             self.result.interrupted = True
         finally:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dataengine.errors import DataEngineError, StorageError, exit_code_for, outcome_for
+from dataengine.errors import DataEngineError, StorageError, exit_code_for, outcome_for, signal_of
 from dataengine.outcome import RunOutcome
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath, open_store
@@ -115,6 +115,7 @@ class RunRecord(RunOutcome):
         )
         if isinstance(error, KeyboardInterrupt):
             self.interrupted, self.error = True, "interrupted"
+            self.signal = self.signal or signal_of(error)
         elif isinstance(error, DataEngineError):
             self.error = str(error)
         elif error is not None:
