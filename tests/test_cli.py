@@ -171,6 +171,20 @@ def test_dry_run_prints_the_plan(alpaca, capsys) -> None:  # type: ignore[no-unt
     assert "  AAPL: 2024-01-02..2024-01-31\n" in out  # New York days, not the UTC instants they became
 
 
+def test_a_dry_run_needs_no_keys_and_says_the_run_will(alpaca, capsys, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A new user sizing a job before signing up: the plan, and a note; the run itself is still exit 2."""
+    monkeypatch.delenv("APCA_API_KEY_ID")
+    monkeypatch.delenv("APCA_API_SECRET_KEY")
+    symbols = tmp_path / "list.csv"
+    symbols.write_text("symbol\nAAPL\nMSFT\n")
+    for argv in (["ingest", "AAPL", "MSFT"], ["ingest-csv", str(symbols)]):
+        code, out, err = run(capsys, *argv, "--start", "2024-01-02", "--end", "2024-01-31", "--dry-run")
+        assert code == 0 and out.startswith("dry run: 2 of 2 symbol(s) to fetch"), err
+        assert "note: the run itself needs keys: Alpaca credentials missing" in err
+    code, _, err = run(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-31")
+    assert code == 2 and "Alpaca credentials missing" in err and alpaca.all_requests == []
+
+
 # -- options where people put them (issue 21 item 7) -----------------------------------------------------------
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from dataengine.commands import completion
 from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
 from dataengine.errors import UsageError, exit_code_for, signal_of
 from dataengine.orchestration.progress import ProgressReporter
+
+if TYPE_CHECKING:
+    from dataengine.config import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -154,12 +157,13 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         )
         options = IngestOptions(feed=args.feed, adjustment=args.adjustment, full_refresh=args.full_refresh,
                                 lag=args.lag, asof=args.asof, source=info.name)
+        keys = not args.dry_run  # a dry run sends nothing: it plans without keys, and says a run needs them
         if args.path is not None:
-            request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, options)
+            request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, options, keys=keys)
         else:
-            request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options)
+            request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options, keys=keys)
         if args.dry_run:
-            for note in request.range.notes if not state.quiet else ():
+            for note in [*request.range.notes, *_missing_keys(settings, info.name)] if not state.quiet else ():
                 typer.echo(f"note: {note}", err=True)
             plan = pipeline.dry_run(request)
             emit(plan if args.json_out else _format_plan(plan), args.json_out)
@@ -187,6 +191,17 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         typer.echo(f"re-fetched {symbol}: {reason}", err=True)
     emit(dict(result.asdict(), exit_code=result.exit_code) if args.json_out else str(result), args.json_out)
     exit_with(result.exit_code)
+
+
+def _missing_keys(settings: Settings, source: str) -> list[str]:
+    """What a real run would stop at, for a dry run that planned without keys: one note, or none."""
+    from dataengine.orchestration import sources
+
+    try:
+        sources.check_keys(settings, source)
+    except UsageError as exc:
+        return [f"the run itself needs keys: {exc}"]
+    return []
 
 
 def _format_plan(plan: dict[str, Any]) -> str:

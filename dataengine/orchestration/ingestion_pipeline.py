@@ -147,9 +147,11 @@ class IngestionPipeline:
         end_date: DateLike = None,
         timeframe: str | TimeFrame | Timeframe = "minute",
         options: IngestOptions = IngestOptions(),  # noqa: B008 - frozen: one shared default is safe
+        *,
+        keys: bool = True,
     ) -> IngestRequest:
         """:meth:`prepare` for the symbols of a CSV or text file (a bare name is looked up in the bundled lists)."""
-        return self.prepare(SymbolLoader.from_file(csv_path), start_date, end_date, timeframe, options)
+        return self.prepare(SymbolLoader.from_file(csv_path), start_date, end_date, timeframe, options, keys=keys)
 
     def prepare(
         self,
@@ -160,10 +162,11 @@ class IngestionPipeline:
         options: IngestOptions = IngestOptions(),  # noqa: B008 - frozen: one shared default is safe
         *,
         ranges: dict[str, list[Interval]] | None = None,
+        keys: bool = True,
     ) -> IngestRequest:
         """Validate everything a run needs (no request is sent, nothing is written); ``ranges``: exactly these
-        per-symbol ranges instead of what coverage says (a repair). A dataset keeps the ``asof`` it was created
-        with."""
+        per-symbol ranges instead of what coverage says (a repair); ``keys=False``: the source's keys need not be
+        set (a dry run sends nothing). A dataset keeps the ``asof`` it was created with."""
         name = sources.chosen(self.settings, options.source).name
         today = datetime.now(NEW_YORK).date()
         request = build_request(
@@ -171,7 +174,7 @@ class IngestionPipeline:
             default_start=sources.history_start(self.settings, name, today),
             limits=sources.limits(self.settings, name, today),
         )
-        if self.source is None:
+        if self.source is None and keys:
             sources.check_keys(self.settings, name)  # the source needs keys: say so before anything runs
         check_writable_root(self.root)
         self.storage.check_feed(request.dataset, request.feed, request.asof)
