@@ -255,7 +255,9 @@ def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
 
 def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str]]:
     """Field name -> (value, where it was set: ``PATH [section] key``)."""
-    parser = configparser.ConfigParser(interpolation=None)
+    # [DEFAULT] read as a section of its own: configparser would hand its keys to every other section too, and a
+    # key set only there would then be recorded as set in [common] or the OS section (doctor shows where)
+    parser = configparser.ConfigParser(interpolation=None, default_section="dataengine: none")
     try:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
@@ -266,10 +268,9 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
     values: dict[str, tuple[object, str]] = {}
     for section in ("DEFAULT", "common", os_name):
-        if section != "DEFAULT" and not parser.has_section(section):
+        if not parser.has_section(section):
             continue
-        items = parser.defaults() if section == "DEFAULT" else parser[section]
-        for key, raw in items.items():
+        for key, raw in parser[section].items():
             if key not in _KEYS:
                 raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
             name, kind, _ = _KEYS[key]

@@ -28,6 +28,16 @@ def test_os_section_overrides_common_and_default(tmp_path: Path) -> None:
     assert Settings.load(config_path=ini, env={}, os_name="windows").workers == 4
 
 
+def test_a_key_set_only_under_default_says_so(tmp_path: Path) -> None:
+    """configparser lends [DEFAULT]'s keys to every section: the origin must still be [DEFAULT], not the OS's."""
+    ini = write(tmp_path / "s.ini", "[DEFAULT]\nrequests_per_minute = 50\n[common]\napi_threads = 4\n"
+                "[linux]\nmax_retries = 2\n")
+    linux = Settings.load(config_path=ini, env={}, os_name="linux")
+    assert linux.requests_per_minute == 50 and linux.origin("requests_per_minute") == f"{ini} [DEFAULT] requests_per_minute"
+    assert linux.origin("workers") == f"{ini} [common] api_threads"
+    assert linux.origin("max_retries") == f"{ini} [linux] max_retries"
+
+
 def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     write(tmp_path / "settings.ini", "[linux]\napi_threads = 3\nlocal_storage_dir = /from/file\n")
     env = {"DATAENGINE_STORAGE_DIR": "/from/env"}
