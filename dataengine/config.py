@@ -52,6 +52,9 @@ _KEYS: dict[str, tuple[str, str, str | None]] = {
     "keep_versions_days": ("keep_versions_days", _FLOAT, "DATAENGINE_KEEP_VERSIONS_DAYS"),
     "decode_processes": ("processes", _INT, "DATAENGINE_PROCESSES"),
 }
+# Every setting, by Settings field name, in the table's order: what ``dataengine doctor`` shows (one list, so a
+# new setting cannot be left out of it)
+SETTING_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _KEYS.values())
 # Names tutorials and other tools use for the same keys: set, they are named in the "credentials missing" error
 # (dataengine does not read them: a key meant for another program is not silently taken).
 _KEY_ALIASES: dict[str, tuple[str, ...]] = {

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from dataengine import __version__
-from dataengine.config import Settings, redact_url
+from dataengine.config import SETTING_FIELDS, Settings, redact_url
 from dataengine.errors import AuthError, ConfigError, DataEngineError, FatalRunError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -24,10 +24,8 @@ if TYPE_CHECKING:
     from dataengine.sources.source import BarSource
     from dataengine.timerange import TimeRange
 
-# The settings shown, in this order; a secret is shown as whether it is set, never as its value.
-SHOWN = ("source", "storage_dir", "api_key_id", "api_secret_key", "data_url", "massive_api_key", "massive_api_url",
-         "massive_plan", "massive_requests_per_minute", "massive_history_years", "workers", "requests_per_minute",
-         "request_timeout", "max_retries", "retry_backoff", "progress_interval", "sip_delay_minutes", "default_start")
+# The settings shown: every one config reads, in its order; a secret is shown as whether it is set, never as its value.
+SHOWN = SETTING_FIELDS
 SECRETS = ("api_secret_key", "massive_api_key")
 PROBE_DAY = date(2024, 1, 3)  # a session long past: one daily bar of SPY on IEX, which every plan may read
 
@@ -108,6 +106,8 @@ def effective_settings(settings: Settings) -> list[dict[str, str]]:
             shown = "https://data.alpaca.markets"
         if name in ("massive_requests_per_minute", "massive_history_years") and value is None:
             shown = f"(the {settings.massive_plan} plan's)"
+        if name == "processes" and value is None:
+            shown = "(auto: one per core for a large run, 3+ cores)"
         rows.append({"name": name, "value": shown, "origin": settings.origin(name)})
     return rows
 

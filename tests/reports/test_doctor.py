@@ -39,6 +39,20 @@ def test_ready_set_up_shows_where_each_setting_came_from(alpaca, capsys, tmp_pat
     assert code == 0 and "test-secret" not in out and "Keys: ok: accepted by" in out and "(1 request, " in out
 
 
+def test_every_setting_config_reads_is_shown(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """"every effective value": each field of Settings a user may set, so a new setting cannot be left out."""
+    from dataclasses import fields
+
+    from dataengine.config import Settings
+
+    bookkeeping = {"config_file", "origins", "misnamed_keys"}
+    code, report = doctor(capsys, "--offline")
+    origins = {row["name"]: (row["value"], row["origin"]) for row in report["settings"]}
+    assert code == 0 and set(origins) == {f.name for f in fields(Settings)} - bookkeeping
+    assert origins["keep_versions_days"] == ("30.0", "default")
+    assert origins["processes"] == ("(auto: one per core for a large run, 3+ cores)", "default")
+
+
 def test_rejected_keys_exit_3_missing_keys_exit_2_and_send_nothing(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong")
     code, report = doctor(capsys)
