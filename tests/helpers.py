@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from dataengine.timerange import resolve_range
 
@@ -111,3 +117,32 @@ def daily_page(symbols: int) -> pl.DataFrame:
                       "volume": 100, "trade_count": 3, "vwap": 1.0})
         for i in range(symbols)
     ])
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[str]:
+    """``path``, an existing directory, made one this process cannot write in, as a store on a read-only mount is;
+    yields the reason a write fails with. As root (the tests' machines run them as root, and no mode stops root)
+    a read-only bind mount of it, which is a read-only mount for real; otherwise mode 0o555. Skipped when root
+    cannot mount."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield "Permission denied"
+        finally:
+            path.chmod(0o755)
+        return
+    if shutil.which("mount") is None:
+        pytest.skip("a read-only directory as root needs mount")
+    mounted = False
+    for args in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,bind,ro", str(path)]):
+        made = subprocess.run(args, capture_output=True, text=True)
+        if made.returncode != 0:
+            if mounted:
+                subprocess.run(["umount", str(path)], check=False)
+            pytest.skip(f"cannot make a read-only bind mount here: {made.stderr.strip()}")
+        mounted = True
+    try:
+        yield "Read-only file system"
+    finally:
+        subprocess.run(["umount", str(path)], check=False)

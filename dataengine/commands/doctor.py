@@ -26,7 +26,8 @@ def doctor(
 
     Examples: dataengine doctor · dataengine doctor --storage-dir s3://team-bars/prod --json · dataengine doctor --offline
 
-    Exit 0 ready · 2 keys missing or a setting malformed (nothing sent) · 3 keys rejected or the data URL unreachable.
+    Exit 0 ready · 2 keys missing, a setting malformed or a storage dir every command refuses (a file...) · 3 keys
+    rejected, the data URL unreachable or the store not writable (read-only). Keys and store both failing: the larger.
     """
     from dataengine.orchestration.sources import secrets
     from dataengine.reports.doctor import diagnose
@@ -57,6 +58,8 @@ def render(report: Diagnosis) -> str:
 
 def _store_lines(store: StoreState) -> list[str]:
     head = f"Store {store.location}"
+    if store.unusable:
+        return [f"{head}: not usable: {store.unusable}"]
     if store.error:
         return [f"{head}: cannot be read: {store.error}"]
     if not store.exists:

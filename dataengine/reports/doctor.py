@@ -2,7 +2,8 @@
 keys checked with one request, and the state of the store. Reads only: nothing is written, nothing created.
 
 :func:`diagnose` returns a :class:`Diagnosis` (``asdict()`` for JSON, ``exit_code`` for the CLI): 0 ready,
-2 keys missing (nothing was sent), 3 keys rejected or the data URL unreachable.
+2 keys missing (nothing was sent) or a store location a run refuses (a file, a missing parent...), 3 keys
+rejected, the data URL unreachable or the store not writable; the larger when both the keys and the store fail.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class StoreState:
     datasets: list[str] = field(default_factory=list)
     running: dict[str, Any] | None = None  # the run holding the lock now, if any
     error: str | None = None  # why the store could not be looked at
+    unusable: str | None = None  # why a run would refuse it, as the run says it (exit_code: the run's)
+    exit_code: int = 0
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Diagnosis:
 
     @property
     def exit_code(self) -> int:
-        return self.keys.exit_code
+        return max(self.keys.exit_code, self.store.exit_code)
 
     def asdict(self) -> dict[str, Any]:
         return {**asdict(self), "exit_code": self.exit_code}
@@ -194,11 +197,17 @@ def _probe(client: BarSource, url: str, span: TimeRange, *, feed: str, plan_refu
 
 
 def store_state(root: StorePath) -> StoreState:
-    """Whether there is a store at ``root``, its marker and datasets, and a run holding it now."""
+    """Whether there is a store at ``root``, its marker and datasets, and a run holding it now; ``unusable``
+    when a run would refuse it, with the run's own message and exit code."""
     from dataengine.storage.run_lock import RunLock
-    from dataengine.storage.store_root import is_store
+    from dataengine.storage.store_root import check_writable_root, is_store
 
     state = StoreState(location=str(root))
+    try:
+        check_writable_root(root)  # the checks a run makes first: a file, a missing parent, someone else's files
+        root.store.check_write_access()  # what a run finds at its first write: a read-only mount, no permission
+    except DataEngineError as exc:
+        state.unusable, state.exit_code = str(exc), exc.exit_code
     try:
         state.exists = root.is_dir()
         if not state.exists:

@@ -104,8 +104,11 @@ class LocalStore:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot write to {self.url}: {exc.strerror or exc}") from None
+            raise self._cannot_write_here(exc) from None
         return path
+
+    def _cannot_write_here(self, exc: OSError) -> StorageError:
+        return StorageError(f"cannot write to {self.url}: {exc.strerror or exc}")
 
     def put(self, key: str, data: bytes, *, create: bool = False, if_match: str | None = None,
             fenced: bool = True) -> str | None:
@@ -311,6 +314,20 @@ class LocalStore:
         if not path.is_dir():
             raise UsageError(f"--storage-dir {path} is a file, not a directory")
         return False
+
+    def check_write_access(self) -> None:
+        """Asks the OS (access(2)) of the root, or of the nearest directory above it that exists (a new store's
+        first write creates the rest): the error names the root as a write there would (``staging``)."""
+        path = self.root
+        while not path.exists() and path.parent != path:
+            path = path.parent
+        if os.access(path, os.W_OK | os.X_OK):
+            return
+        # access(2) says no without saying why: a read-only mount denies even root, a permission only others
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        where = "" if path == self.root else f"{path}: "
+        raise self._cannot_write_here(OSError(code, where + os.strerror(code)))
 
     def create_marker(self, key: str, data: bytes) -> bool:
         return self.put(key, data, create=True, fenced=False) is not None

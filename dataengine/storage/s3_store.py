@@ -274,6 +274,9 @@ class S3Store:
         self.client.check_bucket()
         return False
 
+    def check_write_access(self) -> None:
+        """S3 answers whether a PUT is allowed only to a PUT: a refused one is a run's first write (exit 3)."""
+
     def create_marker(self, key: str, data: bytes) -> bool:
         """Create the marker with ``If-None-Match: *``, then try again: the service must refuse the second
         create. The lock and the commits rely on it; a service that ignores the condition (an old MinIO, some

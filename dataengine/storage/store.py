@@ -191,6 +191,12 @@ class Store(Protocol):
         """Refuse a root that cannot be meant (exit 2); True when a writer would make a new store here."""
         ...
 
+    def check_write_access(self) -> None:
+        """Raise :class:`~dataengine.errors.StorageError` (exit 3) when a run could not write here, found out
+        without writing anything (``doctor``): the store, or the directory a run would create it in, on a
+        read-only file system or not writable by this process. What cannot be told without a write passes."""
+        ...
+
     def create_marker(self, key: str, data: bytes) -> bool:
         """Create the store's marker if absent; False when it exists. Refuses a service that would let two
         writers both create one object (the lock depends on it)."""

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from dataengine.storage.run_lock import RunLock
-from tests.helpers import run_cli
+from tests.helpers import read_only, run_cli
 
 
 def doctor(capsys, *args: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def, type-arg]
@@ -33,7 +33,8 @@ def test_ready_set_up_shows_where_each_setting_came_from(alpaca, capsys, tmp_pat
     assert report["keys"]["ok"] is True and report["keys"]["requests"] == 1
     assert len(alpaca.all_requests) == 1 and alpaca.all_requests[0].params["limit"]  # one tiny bars request
     assert report["store"] == {"location": str(tmp_path / "bars"), "exists": False, "is_store": False, "marker": None,
-                               "datasets": [], "running": None, "error": None}
+                               "datasets": [], "running": None, "error": None,
+                               "unusable": None, "exit_code": 0}
     assert not (tmp_path / "bars").exists()  # doctor creates nothing
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 0 and "test-secret" not in out and "Keys: ok: accepted by" in out and "(1 request, " in out
@@ -115,3 +116,38 @@ def test_doctor_with_the_sample_sends_nothing(capsys, tmp_path, monkeypatch) -> 
     monkeypatch.setenv("DATAENGINE_SOURCE", "sample")
     code, out, _ = run_cli(capsys, "doctor", "--storage-dir", str(tmp_path / "none"))
     assert code == 0 and "Keys: ok: the sample source needs no key" in out and "environment DATAENGINE_SOURCE" in out
+
+
+def test_a_storage_dir_every_command_refuses_is_their_exit_2_and_their_message(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file, or a directory of someone else's files: doctor said ready ("none yet") where every command exits 2."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("x")
+    for place, command in (("file", ["status"]), ("theirs", ["ingest", "AAPL", "--source", "sample"])):
+        args = ("--storage-dir", str(tmp_path / place))
+        code, out, err = run_cli(capsys, *command, *args)
+        assert code == 2 and err.startswith("Error: ")
+        code, report = doctor(capsys, "--offline", "--source", "sample", *args)
+        assert code == 2 == report["store"]["exit_code"] and report["store"]["unusable"] == err.strip()[len("Error: "):]
+        code, out, _ = run_cli(capsys, "doctor", "--offline", "--source", "sample", *args)
+        assert code == 2 and out.splitlines()[-1] == f"Store {tmp_path / place}: not usable: {err.strip()[len('Error: '):]}"
+
+
+def test_a_store_no_run_can_write_is_exit_3_as_an_ingest_is(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A store on a read-only mount: doctor said "no run holds it now", exit 0, and the ingest then exited 3."""
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05")[0] == 0
+    (tmp_path / "parent").mkdir()
+    with read_only(tmp_path / "store") as reason, read_only(tmp_path / "parent"):
+        code, _, err = run_cli(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-08")
+        assert code == 3 and reason in err
+        code, report = doctor(capsys, "--offline")
+        assert code == 3 == report["exit_code"] and report["store"]["exists"] and report["store"]["is_store"]
+        assert report["store"]["unusable"] == f"cannot write to {tmp_path / 'store'}: {reason}"
+        code, out, _ = run_cli(capsys, "doctor", "--offline")
+        assert code == 3 and out.splitlines()[-1] == f"Store {tmp_path / 'store'}: not usable: cannot write to {tmp_path / 'store'}: {reason}"
+        # a new store: the directory the first ingest would create it in
+        new = tmp_path / "parent" / "store"
+        code, report = doctor(capsys, "--offline", "--storage-dir", str(new))
+        assert code == 3 and report["store"]["unusable"] == f"cannot write to {new}: {tmp_path / 'parent'}: {reason}"
+        assert run_cli(capsys, "ingest", "AAPL", "-t", "day", "--days", "3", "--storage-dir", str(new))[0] == 3
+    assert doctor(capsys, "--offline")[0] == 0
