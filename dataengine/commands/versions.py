@@ -90,6 +90,7 @@ def tag_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The tag: letters, digits, '_', '.', '-'.", show_default=False)],
     version: Annotated[int | None, typer.Option("--version", metavar="N", help="The version to pin (default: the latest).", min=0)] = None,
+    delete: Annotated[bool, typer.Option("--delete", "-d", help="Remove the tag instead: its version may be pruned from then on.")] = False,
     timeframe: TimeframeOpt = "minute",
     adjustment: AdjustmentOpt = "raw",
     json_out: JsonOut = False,
@@ -97,23 +98,54 @@ def tag_command(
     source: SourceOpt = None,
 ) -> None:
     """Pin a version of a dataset under a name: it is never pruned, and read_bars(..., tag=NAME),
-    connect(tag=NAME) and dataengine query --tag NAME read it. A tag never moves.
+    connect(tag=NAME) and dataengine query --tag NAME read it. A tag never moves: to pin another version under
+    its name, remove it first with --delete.
 
-    Examples: dataengine tag paper-2025 · dataengine tag before-split --version 41 -t day
+    Examples: dataengine tag paper-2025 · dataengine tag before-split --version 41 -t day · dataengine tag
+    before-split --delete -t day
 
-    Exit 0 · 2 bad name, unknown version, a tag already pinning another version, no store · 3 store busy.
+    Exit 0 · 2 bad name, unknown version or tag, a tag already pinning another version, no store · 3 store busy.
     """
     from dataengine.datasets import DatasetKey
-    from dataengine.reports.versions import VersionError, pin_version, table_of
+    from dataengine.errors import UsageError
+    from dataengine.reports.versions import VersionError, pin_version, table_of, unpin_version
     from dataengine.storage.store_root import check_readable_root
+    from dataengine.storage.versions import TagInUseError
 
+    if delete and version is not None:
+        raise UsageError("--delete removes the tag whatever version it pins: give no --version")
     settings = ctx.obj.settings(source=source)
     root = check_readable_root(ctx.obj.store(settings))
     key = DatasetKey.of(timeframe, adjustment, settings.source)
     try:
-        pinned = pin_version(root, key, name, version, wait=wait)
+        if delete:
+            pinned = unpin_version(root, key, name, wait=wait)
+        else:
+            pinned = pin_version(root, key, name, version, wait=wait)
+    except TagInUseError as exc:
+        raise VersionError(f"tag {name!r} pins version {exc.pinned} already (a tag never moves); remove it first: "
+                           + _delete_command(ctx, name, timeframe, adjustment, source)) from None
     except VersionError as exc:
         raise VersionError(str(exc) + other_datasets_hint(root, table_of(root, key).dataset)) from None
     dataset = table_of(root, key).dataset
-    typer.echo(json.dumps({"tag": name, "dataset": dataset, "version": pinned}) if json_out
-               else f"tagged version {pinned} of {dataset} as {name!r}")
+    if json_out:
+        typer.echo(json.dumps({"tag": name, "dataset": dataset, "version": pinned, "deleted": delete}))
+    else:
+        typer.echo(f"removed tag {name!r} of {dataset} (it pinned version {pinned})" if delete
+                   else f"tagged version {pinned} of {dataset} as {name!r}")
+
+
+def _delete_command(ctx: typer.Context, name: str, timeframe: str, adjustment: str, source: str | None) -> str:
+    """The command that removes tag ``name`` of the dataset this command named, as it was named (its options,
+    and the global ones that chose the store), ready to paste."""
+    import shlex
+
+    from dataengine.config import mask_url
+
+    words = ["dataengine", "tag", name, "--delete"]
+    words += ["-t", timeframe] if timeframe != "minute" else []
+    words += ["--adjustment", adjustment] if adjustment != "raw" else []
+    words += ["--source", source] if source else []
+    words += ["--storage-dir", mask_url(ctx.obj.storage_dir)] if ctx.obj.storage_dir else []
+    words += ["--config", str(ctx.obj.config)] if ctx.obj.config else []
+    return " ".join(shlex.quote(word) for word in words)

@@ -14,7 +14,7 @@ from dataengine.read.pins import versioned_key
 from dataengine.storage import layout
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags
+from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags, untag
 from dataengine.storage.versions.log_entries import list_log
 from dataengine.storage.versions.retention import pruned_before, was_pruned
 
@@ -55,6 +55,13 @@ def pin_version(root: StorePath, key: DatasetKey, name: str, version: int | None
     """Tag ``version`` (default: the latest) of the dataset as ``name``, under the run lock; the version."""
     with RunLock(root, wait=wait, timeout=timeout, command=f"dataengine tag {name}"):
         return tag(table_of(root, key), name, version)
+
+
+def unpin_version(root: StorePath, key: DatasetKey, name: str, *, wait: bool = False, timeout: float | None = None) -> int:
+    """Remove tag ``name`` of the dataset, under the run lock; the version it pinned (prunable from now on, once
+    older than the window). An unknown tag is a :class:`VersionError` naming the dataset's tags."""
+    with RunLock(root, wait=wait, timeout=timeout, command=f"dataengine tag {name} --delete"):
+        return untag(table_of(root, key), name)
 
 
 @dataclass
@@ -107,4 +114,5 @@ def kept_summary(root: StorePath, *, with_bytes: bool = False) -> list[dict[str,
     return out
 
 
-__all__ = ["PruneReport", "VersionError", "kept_summary", "pin_version", "prune_versions", "table_of", "versions_report"]
+__all__ = ["PruneReport", "VersionError", "kept_summary", "pin_version", "prune_versions", "table_of",
+           "unpin_version", "versions_report"]

@@ -32,6 +32,15 @@ class VersionError(UsageError):
     """A version, timestamp or tag that does not exist (or no longer does), or a bad tag name (exit 2)."""
 
 
+class TagInUseError(VersionError):
+    """Tagging a version with a name that pins another one (a tag never moves). ``tag``, ``pinned``: the name and
+    the version it pins, so a caller can say how to remove it (the CLI names its command)."""
+
+    def __init__(self, message: str, *, tag: str, pinned: int) -> None:
+        super().__init__(message)
+        self.tag, self.pinned = tag, pinned
+
+
 class VersionConflictError(StorageError):
     """Another writer committed the version this one was about to write (two writers without the run lock)."""
 

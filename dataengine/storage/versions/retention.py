@@ -17,7 +17,7 @@ from typing import Any
 from dataengine.storage.versions.commit import pending_runs
 from dataengine.storage.versions.log import read_state
 from dataengine.storage.versions.log_entries import LOG_DIR, list_log, read_commit, read_commit_info
-from dataengine.storage.versions.model import OWN_DIR, VersionError, VersionTable, check_tag_name, run_of
+from dataengine.storage.versions.model import OWN_DIR, TagInUseError, VersionError, VersionTable, check_tag_name, run_of
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def tags(table: VersionTable) -> dict[str, int]:
 
 def tag(table: VersionTable, name: str, version: int | None = None) -> int:
     """Pin ``version`` (default: the latest) as ``name``; returns the version. A tag never moves: tagging
-    another version with a name in use is refused (untag it first); the same one again is a no-op."""
+    another version with a name in use is a :class:`TagInUseError` (untag it first); the same one again is a no-op."""
     check_tag_name(name)
     listing = list_log(table)
     if listing.latest is None:
@@ -51,7 +51,8 @@ def tag(table: VersionTable, name: str, version: int | None = None) -> int:
     if name in entries:
         if int(entries[name]["version"]) == version:
             return version
-        raise VersionError(f"tag {name!r} pins version {entries[name]['version']} already; untag it first")
+        pinned = int(entries[name]["version"])
+        raise TagInUseError(f"tag {name!r} pins version {pinned} already; untag it first", tag=name, pinned=pinned)
     entries[name] = {"version": version, "created": table.now().isoformat()}
     _write(table, "tags.json", entries)
     return version
@@ -61,7 +62,7 @@ def untag(table: VersionTable, name: str) -> int:
     """Remove tag ``name``; returns the version it pinned (prunable from now on, if old enough)."""
     entries = _read(table, "tags.json")
     if name not in entries:
-        raise VersionError(f"no tag {name!r} on {table.dataset}")
+        raise VersionError(f"no tag {name!r} on {table.dataset} (tags: {', '.join(sorted(entries)) or 'none'})")
     version = int(entries.pop(name)["version"])
     _write(table, "tags.json", entries)
     return version
