@@ -63,7 +63,8 @@ def add(
 
     Examples: dataengine index add sp500 sp500-2025.csv --as-of 2025-12-22 · dataengine index add mine AAPL MSFT
 
-    Exit 0 recorded · 2 bad name, date or file.
+    Exit 0 recorded · 2 bad name, date or file, or a storage dir no store can be made in (a file...) · 3 the
+    store not writable (read-only, no permission, disk full), or another index add held its lock for 60 s.
     """
     from dataengine.storage.metadata_store import parse_day, validate_index_name
 

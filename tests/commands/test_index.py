@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dataengine.cli import main
-from tests.helpers import store_listing
+from tests.helpers import read_only, run_cli, store_listing
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -111,3 +111,15 @@ def test_every_index_command_has_help(cli) -> None:  # type: ignore[no-untyped-d
     for command in ("add", "show", "list"):
         code, out, _ = cli("index", command, "--help")
         assert code == 0 and "Usage:" in out and len(out.splitlines()) > 3
+
+
+def test_a_store_it_cannot_write_is_exit_3_and_its_help_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The trial: exit 3 on a read-only store, while the help listed only 0 and 2."""
+    store = tmp_path / "store"
+    assert run_cli(capsys, "--storage-dir", str(store), "index", "add", "spx", "AAPL")[0] == 0
+    with read_only(store) as reason:
+        code, out, err = run_cli(capsys, "--storage-dir", str(store), "index", "add", "spx", "MSFT")
+    assert code == 3 and not out and err == f"Error: cannot create the lock file {store}/metadata/indices.lock: {reason}\n"
+    assert run_cli(capsys, "index", "show", "spx", "--storage-dir", str(store))[1] == "AAPL\n"
+    exits = run_cli(capsys, "index", "add", "--help")[1].split("Exit ", 1)[1]
+    assert "· 3 the store not writable (read-only" in " ".join(exits.split())
