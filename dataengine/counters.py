@@ -22,6 +22,7 @@ class RequestCounts:
     retries: int = 0
     throttled: int = 0  # HTTP 429 answers
     bars: int = 0
+    answered: int = 0  # requests that got an answer, whatever its status: none at all means nothing listens
 
     def add(self, other: RequestCounts) -> None:
         for f in fields(self):

@@ -25,7 +25,7 @@ import polars as pl
 
 from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, empty_actions, of_source
 from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
-from dataengine.errors import RequestRejectedError, TerminalSourceError, TransientSourceError
+from dataengine.errors import RequestRejectedError, SourceUnreachableError, TerminalSourceError, TransientSourceError
 from dataengine.sources.source import DEFAULT_SOURCE
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -46,6 +46,18 @@ LOOKAHEAD_DAYS = 90  # declared actions whose process date is still ahead (see u
 
 class ActionSource(Protocol):
     def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame: ...
+
+
+def _unless_nothing_answers(client: ActionSource, source: str, exc: Exception) -> None:
+    """The actions are a run's first requests: when every try of the first one timed out or broke off with no
+    answer at all (a host that takes connections and never replies), the source is as unreachable as when it
+    refuses them, and the run stops as it would then (exit 3), not with every symbol failed (exit 1)."""
+    stats = getattr(client, "stats", None)
+    if isinstance(exc, TransientSourceError) and stats is not None and stats.requests and not stats.answered:
+        from dataengine.sources.source import source_info
+
+        raise SourceUnreachableError(f"cannot reach {source_info(source).title or source}: no request was answered "
+                                     f"({exc}); check data_url and the network") from None
 
 
 @dataclass
@@ -84,6 +96,7 @@ def update_actions(
                 end = now.date()
                 frames.append(client.fetch_actions(batch, start, end))
         except (TransientSourceError, TerminalSourceError) as exc:
+            _unless_nothing_answers(client, source, exc)
             for symbol in batch:
                 update.failed[symbol] = f"corporate actions not fetched: {exc}"
     if frames:

@@ -324,10 +324,10 @@ class ProcessSource:
                 if self.pool.stop.is_set():
                     raise Interrupted("stopped") from None
 
-    def _count(self, before: RequestCounts, counts: tuple[int, int, int, int]) -> None:
+    def _count(self, before: RequestCounts, counts: tuple[int, ...]) -> None:
         """The stream's client counts its requests from zero: add them to what this source had before."""
         stream = RequestCounts(*counts)
-        for name in ("requests", "retries", "throttled", "bars"):
+        for name in vars(stream):
             setattr(self.stats, name, getattr(before, name) + getattr(stream, name))
 
     def close(self) -> None:

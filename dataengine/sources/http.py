@@ -180,6 +180,7 @@ class HttpClient:
                 self._limiter.done(permit)  # no answer: the request may still have been counted
             raise
         read = time.perf_counter()
+        self.stats.answered += 1
         rate = self._rate_of(response.headers) if self._rate_of is not None else NO_RATE_HEADERS
         status = response.status_code
         if self._limiter is not None:

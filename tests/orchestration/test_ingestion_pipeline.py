@@ -162,6 +162,22 @@ def test_unreachable_endpoint_is_fatal(alpaca, monkeypatch) -> None:  # type: ig
         pipeline(1).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "minute")
 
 
+def test_an_endpoint_that_never_answers_is_fatal_as_one_that_refuses(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A host that takes the connection and never answers (a hung proxy, a firewall that drops the packets):
+    every try of the run's first request times out. That is exit 3, as a refused connection is, and promptly,
+    not every symbol failed one by one (exit 1) as when the source answers and then one request hangs."""
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "0.3")
+    monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
+    alpaca.inject("hang", count=10, endpoint="actions")
+    with pytest.raises(SourceUnreachableError, match="cannot reach Alpaca: no request was answered") as info:
+        pipeline(1).ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-01-03", "day")
+    assert alpaca.requests == [] and info.value.result.failed.keys() == {"AAPL", "MSFT"}  # no bar was asked for
+    alpaca.clear_faults()
+    alpaca.inject("hang", count=10)  # the actions are answered: a hung bars request fails its symbols only
+    result = pipeline(1).ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-01-03", "day")
+    assert not result.ok and set(result.failed) == {"AAPL", "MSFT"} and result.exit_code == 1
+
+
 def test_daily_bars_for_many_symbols_use_near_minimum_requests(alpaca) -> None:  # type: ignore[no-untyped-def]
     symbols = [f"S{i:03d}" for i in range(200)]
     result = pipeline().ingest_symbols(symbols, "2024-01-01", "2024-12-31", "day")
