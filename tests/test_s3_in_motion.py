@@ -135,3 +135,32 @@ def test_runs_through_flaky_s3_end_with_exit_0_and_the_store_exact(alpaca, s3_st
     assert code == 0, out + err
     assert _lock_record(s3_store, s3_proxy.url) is None  # released, not left for a lease
     assert_store_equals(read_store(s3_store, "equities_1day"), expected(alpaca, FLAKY_SYMBOLS, "2024-01-02", "2024-05-31", "1Day"))
+
+
+@pytest.mark.slow
+def test_a_run_whose_s3_stops_answering_ends_with_that_error_and_its_result(alpaca, s3_store: str, s3_proxy: FaultProxy) -> None:  # type: ignore[no-untyped-def]
+    """S3 stops answering mid-run (a hung proxy): the run ends with exit 3, the one error that stopped it (not
+    the lock's release, which failed after it and hid it) and its partial result in the JSON, and only one
+    operation waits through its retries; the next run, S3 back, finishes the store exactly."""
+    alpaca.latency_s = 0.05
+    args = ["ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1], "-t", "minute", "--workers", "2", "--json"]
+    proc = _start(args, "test-access", DATAENGINE_S3_TIMEOUT="0.3", DATAENGINE_LOCK_LEASE="15")
+    _wait_for(lambda: proc.poll() is not None or any(e.path.endswith("data.parquet") for e in s3_proxy.exchanges),
+              "a partition written")
+    assert proc.poll() is None, proc.communicate()
+    s3_proxy.add("delay", seconds=2.0)  # from now on no answer comes within the timeout
+    hung = time.monotonic()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err[-3000:]
+    report = json.loads(out)
+    errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {report['error']}"] and "Traceback" not in err
+    assert "run.lock" not in report["error"] and "Read timeout" in report["error"], report["error"]
+    assert report.get("run_id"), err[-6000:]
+    assert set(report["failed"]) | set(report["successful"]) == set(SYMBOLS)
+    assert time.monotonic() - hung < 90  # one operation's retries, not one per operation
+    s3_proxy.clear()
+    proc = _start(args[:-1] + ["--wait"], "test-access")
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    assert_store_equals(read_store(s3_store, "equities_1min"), expected(alpaca, SYMBOLS, *RANGE))

@@ -8,7 +8,6 @@ written.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import threading
@@ -170,10 +169,7 @@ class IngestRun:
             if decoders is not None:
                 decoders.close()
             if units:
-                # Fenced like every write: a run that lost the lock leaves the coverage uncompacted rather than
-                # rewrite it under the run that took over (which the run guard then reports, exit 3).
-                with contextlib.suppress(LockError):
-                    self.coverage.compact()
+                self._compact_coverage()
         self.finish(time.monotonic() - started)
         self.progress.finish(self.result)
         if fatal is not None:
@@ -181,6 +177,18 @@ class IngestRun:
                 fatal.result = self.result
             raise fatal
         return self.result
+
+    def _compact_coverage(self) -> None:
+        """Merge the run's coverage records. Uncompacted coverage is as true, only longer: a run that lost the
+        lock leaves it so rather than rewrite it under the run that took over (the run guard reports that, exit
+        3), and a store that stopped answering only gets a warning here, so the error that stopped the run (or
+        the next step's) is the one the user sees, with the run's result."""
+        try:
+            self.coverage.compact()
+        except LockError:
+            pass
+        except DataEngineError as exc:
+            log.warning("coverage not compacted (the next run does it): %s", exc)
 
     def _start_decoders(self, threads: int) -> DecodePool | None:
         """Decode processes for this run when it is worth them (:func:`.decode_pool.decode_processes`): the

@@ -7,16 +7,19 @@ a bug (1). The record is appended inside the lock, so the ledger has one writer,
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dataengine.errors import LockError
+from dataengine.errors import DataEngineError, LockError
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,24 @@ def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int])
     if result is not None and hasattr(result, "storage_requests"):
         now = root.store.request_counts()
         result.storage_requests = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
+
+
+def _unless_it_hides(cause: BaseException | None, step: Callable[..., Any], *args: Any) -> None:
+    """Do a clean-up step of a run that failed; its own failure (the store that stopped the run does not answer
+    either) is logged, never raised: it would hide the run's error and its partial result from the user."""
+    try:
+        step(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure here is secondary to the run's own
+        log.error("%s", exc if isinstance(exc, DataEngineError) else f"{type(exc).__name__}: {exc}")
+
+
+def _release_or_warn(lock: RunLock) -> None:
+    """Release the lock of a run that succeeded. If that fails (S3 stopped answering at the very end), the run
+    still succeeded: its bars and version are stored, and the lock's lease lapses by itself."""
+    try:
+        lock.release()
+    except DataEngineError as exc:
+        log.warning("%s; the lock's lease lapses by itself and the next run takes the store over", exc)
 
 
 @contextmanager
@@ -63,24 +84,34 @@ def locked_and_recorded(
         record.close(error=exc, elapsed_s=time.monotonic() - started)
         ledger.append(record)
         raise
+    outcome = RunOutcome(lock=lock)
+    failed = False
     try:
         got_lock = time.monotonic()
         record.begin(waited_s=got_lock - started)
-        outcome = RunOutcome(lock=lock)
         try:
             yield outcome
             lock.check_held()  # a lease lost during the run (S3) fails it, in the ledger too
         except BaseException as exc:
+            failed = True
             partial = getattr(exc, "result", None) or outcome.result
-            if partial is not None and isinstance(exc, LockError):
-                exc.result = partial  # a lock lost at the very end: the run's result still goes out with the error
+            if partial is not None and isinstance(exc, DataEngineError):
+                exc.result = partial  # a store lost at the very end: the run's result still goes out with the error
             _note_storage_requests(partial, root, counted)
             record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
-            ledger.append(record)
+            _unless_it_hides(exc, ledger.append, record)
             raise
         _note_storage_requests(outcome.result, root, counted)
         record.close(result=outcome.result)
-        ledger.append(record)
+        try:
+            ledger.append(record)
+        except DataEngineError as exc:  # the run is done and stored; its result still goes out with the error
+            exc.result = outcome.result
+            failed = True
+            raise
     finally:
         if held is None:
-            lock.release()
+            if failed:
+                _unless_it_hides(None, lock.release)
+            else:
+                _release_or_warn(lock)

@@ -12,6 +12,11 @@ streams: :meth:`S3Client.get` reads it whole and sends the GET again when it is 
 attempt is one HTTP request, counted as such. A write may carry a **fence** (the run lock's check): it is
 called right before each attempt goes on the wire, retries included, so a run that lost its lock while a
 request was backing off never sends it.
+
+An endpoint that stops answering (a hung proxy, a network cut) costs one operation its retries
+(:data:`READ_TIMEOUT_S` each); the others in flight and the run's clean-up (its version, its ledger line, the lock)
+then fail at once for :data:`SILENT_S`, instead of each waiting through retries of its own: a run on a hung S3
+ends in a couple of minutes with the first operation's error, not after many.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ _KIND = {"ListObjectsV2": "LIST", "GetObject": "GET", "HeadObject": "HEAD", "Put
 READ_ATTEMPTS = 6  # GETs whose body was cut short or timed out, sent again (botocore retries the rest itself)
 _READ_BACKOFF_S = 0.05  # doubled after each cut read: 0.05, 0.1, 0.2, ... (a few seconds in all)
 _CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+# How long a request may wait for the endpoint's next bytes (DATAENGINE_S3_TIMEOUT): boto3's 60 s, times six
+# attempts, kept a run on a hung endpoint going for six minutes per operation.
+READ_TIMEOUT_S = 20.0
+SILENT_S = 60.0  # after an operation found the endpoint silent through all its retries, others fail at once
+
+
+class _EndpointSilent(Exception):
+    """Raised before a request is sent while the endpoint is known not to answer (never retried by botocore)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class S3Client:
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
         config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
-                        s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=60)
+                        s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=_read_timeout())
         try:
             self.s3 = self._session.client("s3", config=config)
         except Exception as exc:  # noqa: BLE001 - a bad region or endpoint setting: one line, no traceback
@@ -80,10 +93,18 @@ class S3Client:
         self._written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
         self._local = threading.local()  # the fence of the write this thread is sending, if any
+        self.clock: Callable[[], float] = time.monotonic  # the test seam of the silent window
+        self._silent_until = float("-inf")
+        self._silent_why = ""
         # right before each HTTP request goes out, retries included: first the fence, then the count of what
         # the service bills (a request the fence stops is never sent, nor counted)
+        self.s3.meta.events.register("before-send.s3", self._check_answering)
         self.s3.meta.events.register("before-send.s3", self._check_fence)
         self.s3.meta.events.register("before-send.s3", self._count)
+
+    def _check_answering(self, **_: Any) -> None:
+        if self.clock() < self._silent_until:
+            raise _EndpointSilent(self._silent_why)
 
     def _check_fence(self, **_: Any) -> None:
         fence = getattr(self._local, "fence", None)
@@ -283,6 +304,11 @@ class S3Client:
             return StorageError(f"cannot {action} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
                                 "AWS_SECRET_ACCESS_KEY, or a profile)")
         message = str(exc).splitlines()[0] if str(exc) else name
+        if isinstance(exc, _EndpointSilent):
+            return StorageError(f"cannot {action} {where}: the S3 endpoint stopped answering ({message}); "
+                                f"not asked again for {SILENT_S:.0f} s")
+        if _silent(exc):
+            self._silent_until, self._silent_why = self.clock() + SILENT_S, message
         return StorageError(f"cannot {action} {where}: {message}")
 
 
@@ -293,6 +319,29 @@ def _cut_short(exc: Exception) -> bool:
 
     return isinstance(exc, (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
                             Urllib3Error, ConnectionError, TimeoutError))
+
+
+def _silent(exc: Exception) -> bool:
+    """The endpoint gave no answer at all through every attempt: not reached, or no bytes before the timeout."""
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    return isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError))
+
+
+def _read_timeout() -> float:
+    text = os.environ.get("DATAENGINE_S3_TIMEOUT", "").strip()
+    try:
+        seconds = float(text) if text else READ_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"environment variable DATAENGINE_S3_TIMEOUT: {text[:40]!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ConfigError(f"environment variable DATAENGINE_S3_TIMEOUT: must be more than 0 seconds, got {text}")
+    return seconds
 
 
 def _code(exc: Exception) -> str:

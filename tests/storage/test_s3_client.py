@@ -63,3 +63,34 @@ def test_a_fence_refusing_a_copy_is_a_lock_error_not_a_storage_error(s3_store: s
     finally:
         root.store.hold(None)
     assert root.store.stat("b.parquet") is None  # the copy was never sent
+
+
+def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_the_rest_fail_at_once(
+    s3_proxy: FaultProxy, s3_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung S3 (a proxy that takes requests and never answers) kept a run going for minutes: every operation,
+    the run's clean-up included, waited through retries of its own. Now the first one's failure is everyone's
+    for SILENT_S; then the endpoint is asked again."""
+    from dataengine.storage.s3_client import SILENT_S, forget_clients
+
+    monkeypatch.setenv("DATAENGINE_S3_TIMEOUT", "0.2")
+    forget_clients()
+    root = open_store(s3_store)
+    path = root / "metadata/runs/one.json"
+    path.write_bytes(b"{}")
+    client = root.store.client
+    now = [client.clock()]
+    client.clock = lambda: now[0]
+    s3_proxy.add("delay", seconds=1.0)  # longer than the read timeout: no byte comes back in time
+    with pytest.raises(StorageError, match=r"cannot write s3://.*/metadata/runs/one.json: Read timeout"):
+        path.write_bytes(b"[]")
+    sent = len(s3_proxy.exchanges)
+    methods = [e.method for e in s3_proxy.exchanges]
+    assert set(methods) == {"PUT"} and len(methods) > 1  # one operation, and all its attempts
+    for step in (path.read_bytes, lambda: path.write_bytes(b"{}"), lambda: root.store.delete(path.key)):
+        with pytest.raises(StorageError, match=r"the S3 endpoint stopped answering \(Read timeout.*not asked again"):
+            step()
+    assert len(s3_proxy.exchanges) == sent  # failed at once: nothing sent
+    s3_proxy.clear()
+    now[0] += SILENT_S + 1  # the window is over: the endpoint is asked again
+    assert path.read_bytes() == b"[]"  # the slow PUTs did land (after the client gave up on them)
