@@ -110,6 +110,23 @@ def test_of_two_runs_taking_over_a_dead_lock_only_one_wins(s3_store, monkeypatch
         assert second.held
 
 
+def test_a_lease_whose_process_has_exited_on_this_host_says_so(s3_store) -> None:  # type: ignore[no-untyped-def]
+    """A run killed a moment ago on this very host: its lease still stands (a pid is all another machine of the
+    same name would go by), but the refusal says the holder is gone and when the store frees itself, instead
+    of calling it a run in use."""
+    import socket
+    import subprocess
+    from datetime import datetime, timedelta, timezone
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    until = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+    (open_store(s3_store) / "metadata/run.lock").write_bytes(json.dumps(
+        {"pid": int(gone.stdout), "host": socket.gethostname(), "lease_until": until, "holder": "x"}).encode())
+    with pytest.raises(LockError, match=f"that process has exited .*: its lease lapses {re.escape(until)}, and a run "
+                                        "then takes the store over; pass --wait"):
+        RunLock(s3_store).acquire()
+
+
 def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
     lock = RunLock(s3_store).acquire()

@@ -10,6 +10,7 @@ run still holds the lock, so a run that lost it (a lease not renewed in time) wr
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from dataengine.errors import LockError
+from dataengine.storage.atomic import pid_alive
 from dataengine.storage.store import LockBackend, StorePath, open_store
 
 log = logging.getLogger(__name__)
@@ -24,16 +26,24 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "run.lock"
 
 
-def describe_holder(holder: dict[str, Any] | None) -> str:
-    """``pid 4242 on host db1, started 2025-01-02T06:00:00+00:00 (dataengine ingest ...)``."""
+def describe_holder(holder: dict[str, Any] | None, *, live: bool = True) -> str:
+    """``pid 4242 on host db1, started 2025-01-02T06:00:00+00:00 (dataengine ingest ...)``; for a ``live``
+    holder's lease, when it ends, and whether its process has exited already (on this host)."""
     if not holder:
         return "a process that has not written its details yet"
     text = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
     command = holder.get("command")
     if command:
         text += f" ({command})"
-    if holder.get("lease_until"):
-        text += f"; its lease ends {holder['lease_until']} unless it renews it"
+    if live and holder.get("lease_until"):
+        pid = holder.get("pid")
+        if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
+            # a lease is all another host can go by, so it is waited out here too: a pid reused on another
+            # machine of the same name must not let two runs write
+            text += (f"; that process has exited (killed, or cut off from the store): its lease lapses "
+                     f"{holder['lease_until']}, and a run then takes the store over")
+        else:
+            text += f"; its lease ends {holder['lease_until']} unless it renews it"
     return text
 
 
@@ -85,7 +95,7 @@ class RunLock:
             self.taken_over = dead[0]
             how = "whose lease ended (killed, crashed or cut off)" if dead[0].get("lease_until") else \
                 "which ended without releasing it (killed or crashed)"
-            log.warning("taking over the store lock from %s, %s", describe_holder(dead[0]), how)
+            log.warning("taking over the store lock from %s, %s", describe_holder(dead[0], live=False), how)
         self._backend = backend
         self._previous_fence = self.root.store.hold(self.check_held)
         return self
