@@ -85,15 +85,18 @@ class RequestRejectedError(FatalRunError):
     """Alpaca refused the request itself (400/404/422 naming no symbol): every request would be refused."""
 
 
+REPAIR_ADVICE = "run 'dataengine verify --repair'"
+
+
 class DamagedPartitionError(DataEngineError):
     """A stored partition file cannot be read (truncated, garbage, emptied by something else). Exit 1: the
     command finished what it could; ``dataengine verify --repair`` puts the file aside and fetches it again."""
 
     exit_code = 1
 
-    def __init__(self, path: object, detail: str = "", *, symbol: str | None = None) -> None:
+    def __init__(self, path: object, detail: str = "", *, symbol: str | None = None, advice: str | None = None) -> None:
         reason = f" ({' '.join(detail.split())[:160]})" if detail else ""
-        super().__init__(f"damaged partition {path}{reason}: run 'dataengine verify --repair'")
+        super().__init__(f"damaged partition {path}{reason}: {advice or REPAIR_ADVICE}")
         self.path = path
         self.symbol = symbol
 

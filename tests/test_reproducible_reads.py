@@ -431,7 +431,9 @@ def test_a_pinned_read_of_a_damaged_or_missing_version_file_names_that_file(alpa
               if f.stat().st_ino != current]  # version 0's file: not the dataset's partition any more
     with open(old, "r+b") as handle:
         handle.truncate(40)
-    with pytest.raises(DamagedPartitionError, match=rf"{old.name} \(version 0: .*verify --repair"):
+    # not "run verify --repair": that mends the latest version, and this file's bytes are gone
+    with pytest.raises(DamagedPartitionError, match=rf"{old.name} \(version 0: .*cannot be mended; 'dataengine "
+                                                    r"verify --repair' mends the latest version only"):
         read_bars("AAPL", timeframe="day", version=0)
     with pytest.raises(DamagedPartitionError, match=rf"{old.name} \(version 0: "):
         query("select count(*) from bars_1day", timeframe="day", version=0)

@@ -51,8 +51,15 @@ class Pin:
         was read (an older version's file is not the dataset's partition); otherwise the dataset's partition,
         as ``verify`` names it (the file read is a link of it, or a copy)."""
         if self.given and read != partition:
-            return DamagedPartitionError(read, f"{self.describe()}: {reason}")
+            return DamagedPartitionError(read, f"{self.describe()}: {reason}", advice=OLDER_FILE_ADVICE)
         return DamagedPartitionError(partition, reason)
+
+
+# An older version's own file: repair mends the dataset and so the latest version, never the bytes an older
+# version was committed with, so sending the user to repair it would go round in a circle.
+OLDER_FILE_ADVICE = ("this version's copy was changed or removed after it was committed (a store's files are "
+                     "replaced, never edited or deleted: a tool or the disk did this) and cannot be mended; "
+                     "'dataengine verify --repair' mends the latest version only: read that, or another version")
 
 
 def pin(version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None) -> Pin:
