@@ -303,6 +303,7 @@ def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp
     out, err = capsys.readouterr()
     assert f"store: {tmp_path / 'store'}" in out and "pulled back" not in out
     assert err.count("end pulled back") == 1
+    assert err.index("end pulled back") < err.index("checking the store and planning")  # before the run, not after it
 
 
 def test_workers_beyond_what_helps_are_capped_with_a_note(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -162,9 +162,12 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             request = pipeline.prepare_csv(args.path, args.start, args.end, args.timeframe, options, keys=keys)
         else:
             request = pipeline.prepare(args.symbols or [], args.start, args.end, args.timeframe, options, keys=keys)
+        # What the range became (start moved into the plan's years, end pulled back) is said before the run,
+        # not after an hour of it
+        extra = _missing_keys(settings, info.name) if args.dry_run else []
+        for note in [*request.range.notes, *extra] if not state.quiet else ():
+            typer.echo(f"note: {note}", err=True)
         if args.dry_run:
-            for note in [*request.range.notes, *_missing_keys(settings, info.name)] if not state.quiet else ():
-                typer.echo(f"note: {note}", err=True)
             plan = pipeline.dry_run(request)
             emit(plan if args.json_out else _format_plan(plan), args.json_out)
             return
@@ -183,7 +186,8 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         if progress is not None:
             progress.close()
     for note in result.notes if not state.quiet else ():
-        typer.echo(f"note: {note}", err=True)
+        if note not in request.range.notes:  # said before the run
+            typer.echo(f"note: {note}", err=True)
     warning = result.no_data_warning()
     if warning is not None:
         typer.echo(f"warning: {warning}", err=True)
