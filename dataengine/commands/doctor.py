@@ -57,6 +57,12 @@ def render(report: Diagnosis) -> str:
 
 
 def _store_lines(store: StoreState) -> list[str]:
+    link = store.connection
+    reached = [f"  reached at {link['endpoint']} ({link['region']}), credentials {link['credentials']}"] if link else []
+    return [*_state_lines(store)[:1], *reached, *_state_lines(store)[1:]]
+
+
+def _state_lines(store: StoreState) -> list[str]:
     head = f"Store {store.location}"
     if store.unusable:
         return [f"{head}: not usable: {store.unusable}"]

@@ -8,6 +8,7 @@ rejected, the data URL unreachable or the store not writable; the larger when bo
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 import time
@@ -54,6 +55,7 @@ class StoreState:
     error: str | None = None  # why the store could not be looked at
     unusable: str | None = None  # why a run would refuse it, as the run says it (exit_code: the run's)
     exit_code: int = 0
+    connection: dict[str, str] = field(default_factory=dict)  # S3: endpoint, region, the credentials' source
 
 
 @dataclass
@@ -203,6 +205,8 @@ def store_state(root: StorePath) -> StoreState:
     from dataengine.storage.store_root import check_writable_root, is_store
 
     state = StoreState(location=str(root))
+    with contextlib.suppress(Exception):  # a profile that cannot be read is the next check's to report
+        state.connection = root.store.connection()
     try:
         check_writable_root(root)  # the checks a run makes first: a file, a missing parent, someone else's files
         root.store.check_write_access()  # what a run finds at its first write: a read-only mount, no permission

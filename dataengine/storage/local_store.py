@@ -373,6 +373,9 @@ class LocalStore:
     def request_counts(self) -> dict[str, int]:
         return {}
 
+    def connection(self) -> dict[str, str]:
+        return {}
+
 
 def _cannot_write(path: Path, exc: OSError, what: str = "cannot write") -> StorageError:
     """The one line a failed write is: the path and the system's reason (``No space left on device``)."""

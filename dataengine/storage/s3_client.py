@@ -292,6 +292,14 @@ class S3Client:
             out["endpoint"] = endpoint
         return out
 
+    def connection(self) -> dict[str, str]:
+        """Endpoint, region and where the credentials came from (boto3's name for it: ``env``,
+        ``shared-credentials-file``, ``sso``, ``iam-role``...), never the credentials themselves."""
+        creds = self._session.get_credentials()
+        return {"endpoint": self.s3.meta.endpoint_url or "(AWS default)",
+                "region": self.s3.meta.region_name or "us-east-1",
+                "credentials": f"from {creds.method}" if creds is not None else "none found"}
+
     def _error(self, action: str, key: str, exc: Exception) -> StorageError:
         code = _code(exc)
         where = f"s3://{self.bucket}/{key}"

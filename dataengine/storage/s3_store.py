@@ -345,3 +345,6 @@ class S3Store:
 
     def request_counts(self) -> dict[str, int]:
         return self.client.request_counts()
+
+    def connection(self) -> dict[str, str]:
+        return self.client.connection()

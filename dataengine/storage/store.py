@@ -233,6 +233,11 @@ class Store(Protocol):
         """Requests this process sent to the store's service, by kind (what it bills); {} for local files."""
         ...
 
+    def connection(self) -> dict[str, str]:
+        """How the store is reached, as ``doctor`` shows it (S3: endpoint, region, where the credentials came
+        from; never a secret); {} for local files."""
+        ...
+
 
 class StorePath:
     """A key under a store's root, bound to its store: the pathlib surface the modules use. Equal, hashable

@@ -34,7 +34,7 @@ def test_ready_set_up_shows_where_each_setting_came_from(alpaca, capsys, tmp_pat
     assert len(alpaca.all_requests) == 1 and alpaca.all_requests[0].params["limit"]  # one tiny bars request
     assert report["store"] == {"location": str(tmp_path / "bars"), "exists": False, "is_store": False, "marker": None,
                                "datasets": [], "running": None, "error": None,
-                               "unusable": None, "exit_code": 0}
+                               "unusable": None, "exit_code": 0, "connection": {}}
     assert not (tmp_path / "bars").exists()  # doctor creates nothing
     code, out, _ = run_cli(capsys, "doctor")
     assert code == 0 and "test-secret" not in out and "Keys: ok: accepted by" in out and "(1 request, " in out
@@ -151,3 +151,13 @@ def test_a_store_no_run_can_write_is_exit_3_as_an_ingest_is(alpaca, capsys, tmp_
         assert code == 3 and report["store"]["unusable"] == f"cannot write to {new}: {tmp_path / 'parent'}: {reason}"
         assert run_cli(capsys, "ingest", "AAPL", "-t", "day", "--days", "3", "--storage-dir", str(new))[0] == 3
     assert doctor(capsys, "--offline")[0] == 0
+
+
+def test_a_store_on_s3_shows_the_endpoint_region_and_where_the_credentials_came_from(s3_store: str, s3_endpoint: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, report = doctor(capsys, "--offline", "--source", "sample")
+    assert code == 0, report
+    assert report["store"]["connection"] == {"endpoint": s3_endpoint, "region": "us-east-1", "credentials": "from env"}
+    _, out, _ = run_cli(capsys, "doctor", "--offline", "--source", "sample")
+    assert f"  reached at {s3_endpoint} (us-east-1), credentials from env" in out
+    assert "test-secret" not in out and "test-access" not in out  # where from, never what
+    assert doctor(capsys, "--offline", "--source", "sample", "--storage-dir", "/tmp")[1]["store"]["connection"] == {}
