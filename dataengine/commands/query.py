@@ -35,7 +35,7 @@ def query(
     sql: Annotated[str, typer.Argument(metavar="SQL", help="One SELECT (or EXPLAIN [ANALYZE] SELECT) over bars_1min, bars_1day, ..., index_members.", show_default=False)],
     fmt: Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv, json or parquet (default: table, or from the --output suffix).", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write the result to this file (outside the store) instead of stdout.", show_default=False)] = None,
-    version: Annotated[int | None, typer.Option("--version", metavar="N", help="Read version N of the dataset --timeframe/--adjustment/--source name (the others: latest).", min=0)] = None,
+    version: Annotated[int | None, typer.Option("--version", metavar="N", help="Read version N of the dataset --timeframe/--adjustment/--source name; a statement that reads another dataset's bars is refused (pin several with --tag or --as-of).", min=0)] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", metavar="TIME", help="Read every dataset as it was at this time (YYYY-MM-DD[THH:MM], New York).")] = None,
     tag: Annotated[str | None, typer.Option("--tag", metavar="NAME", help="Read the versions this tag pins.")] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="With --version: the dataset's bar size.")] = "minute",
@@ -48,7 +48,7 @@ def query(
 
     Examples: dataengine query "select symbol, count(*) from bars_1day group by all" · dataengine query "select * from bars_1min where symbol='AAPL' and year=2024" -o aapl.parquet · dataengine query "select count(*) from bars_1min" --version 12
 
-    Exit 0 · 2 bad or non-read-only SQL, no store, no such version.
+    Exit 0 · 2 bad or non-read-only SQL, no store, no such version, a --version statement reading another dataset.
     """
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings(source=source)

@@ -17,7 +17,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.read.pins import Pin, pin, versioned_key
 from dataengine.read.root import source_of, store_root
-from dataengine.read.views import duckdb_message, open_views
+from dataengine.read.views import bar_views, duckdb_message, open_views
 from dataengine.storage import footer_index, layout
 from dataengine.storage.store import StorePath
 
@@ -43,7 +43,9 @@ def query(
     PRAGMA...) is refused before it runs, on a connection opened with ``connect(read_only=True)``. ``limit``
     caps the rows fetched. Raises :class:`UsageError` with DuckDB's message, on one line, for bad SQL, and
     :class:`DamagedPartitionError` (exit 1) naming the file when a partition the query reads is damaged.
-    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect` (``source`` too).
+    ``version``/``as_of``/``tag`` pin the versions the views read, as for :func:`connect` (``source`` too);
+    under a version number, a statement that reads the bars of a dataset other than the one it pins is
+    refused (:class:`UsageError`): it would read that one at its latest, which a backtest would not notice.
     """
     root = store_root(storage_dir)
     chosen = pin(version, as_of, tag)
@@ -57,6 +59,8 @@ def query(
         raise
     try:
         check_read_only(con, sql)
+        if chosen.version is not None:
+            _check_one_dataset(sql, root, _pinned(timeframe, adjustment, source), chosen.version)
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         message = duckdb_message(exc)
@@ -71,6 +75,59 @@ def query(
         raise UsageError(message) from None
     finally:
         con.close()
+
+
+def _check_one_dataset(sql: str, root: StorePath, pinned: str, number: int) -> None:
+    """Refuse a statement that reads, under version ``number`` of ``pinned``, the bars of another dataset (a
+    number means something for one dataset only; the other would be read at its latest): naming the view,
+    and the options that pin its dataset instead, or a tag or a time when no one number can pin them all."""
+    named = _identifiers(sql)
+    others: dict[str, str] = {}  # dataset -> the view of it the statement reads
+    reads_pinned = False
+    for dataset in layout.dataset_names(root):
+        for view in bar_views(dataset):
+            if view.lower() in named:
+                if dataset == pinned:
+                    reads_pinned = True
+                else:
+                    others.setdefault(dataset, view)
+    if not others:
+        return
+    views = ", ".join(others.values())
+    dataset, view = next(iter(others.items()))
+    option = _options_for(dataset, pinned)
+    if reads_pinned or len(others) > 1 or option is None:
+        raise UsageError(
+            f"version {number} pins {pinned} only; the statement also reads {views}, which would be read at the "
+            "latest version: query each dataset with its own version, or pin them all with a tag or a time "
+            "(--tag, --as-of)")
+    cli, python = option
+    raise UsageError(f"version {number} pins {pinned}, but the statement reads {view} ({dataset}), which would be "
+                     f"read at its latest version: add {cli} to pin {dataset} (from Python: {python})")
+
+
+def _identifiers(sql: str) -> set[str]:
+    """Every name in a statement, lower case, from DuckDB's tokenizer: a view named in a string or a comment
+    is no read. (Its binder lists the tables a statement reads but not views, and its JSON form of a
+    statement has no PIVOT or EXPLAIN; a column that shares a view's name counts too, which errs on refusing.)"""
+    tokens = duckdb.tokenize(sql)
+    ends = [start for start, _ in tokens[1:]] + [len(sql)]
+    return {sql[start:end].strip().strip('"').lower() for (start, kind), end in zip(tokens, ends, strict=True)
+            if kind == duckdb.token_type.identifier}
+
+
+def _options_for(dataset: str, pinned: str) -> tuple[str, str] | None:
+    """The query options (CLI, Python) that move a version number from ``pinned`` to ``dataset``; None when
+    none does (an adjusted dataset stored as Alpaca sent it, beside a raw one whose versions a number follows)."""
+    want, have = DatasetKey.from_name(dataset), DatasetKey.from_name(pinned)
+    changed = [(flag, name, value) for flag, name, value, was in (
+        ("-t", "timeframe", want.timeframe.name, have.timeframe.name),
+        ("--adjustment", "adjustment", want.adjustment, have.adjustment),
+        ("--source", "source", want.source, have.source)) if value != was]
+    if _pinned(want.timeframe.name, want.adjustment, want.source) != dataset:
+        return None
+    return (" ".join(f"{flag} {value}" for flag, _, value in changed),
+            ", ".join(f"{name}={value!r}" for _, name, value in changed))
 
 
 # a partition's file in a message: the dataset's own, or a version's (metadata/versions/{dataset}/...), of any

@@ -177,10 +177,22 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[s
     _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES, {"source": _SOURCE_OF_ID})
     _small_table_view(con, root, "dividend_closes", closes, _CLOSE_TYPES)
     for dataset in raw:
-        info = layout.describe_dataset(dataset)
+        source = layout.describe_dataset(dataset)["source"]
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(layout.view_name(dataset), f"{_prefix(info['source'])}raw_adjusted_{kind}_{info['label']}",
-                                       price, volume, factors[(kept[dataset], info["source"])]))
+            con.execute(_adjusted_view(layout.view_name(dataset), _adjusted_name(dataset, kind),
+                                       price, volume, factors[(kept[dataset], source)]))
+
+
+def _adjusted_name(dataset: str, kind: str) -> str:
+    info = layout.describe_dataset(dataset)
+    return f"{_prefix(info['source'])}raw_adjusted_{kind}_{info['label']}"
+
+
+def bar_views(dataset: str) -> tuple[str, ...]:
+    """The views that read a dataset's bars: its own, and for a raw one its bars adjusted at query time."""
+    if layout.describe_dataset(dataset)["adjustment"] != "raw":
+        return (layout.view_name(dataset),)
+    return (layout.view_name(dataset), *(_adjusted_name(dataset, kind) for kind in _ADJUSTED_FACTORS))
 
 
 def _prefix(source: str) -> str:
