@@ -160,7 +160,8 @@ def signal_of(stop: KeyboardInterrupt) -> int:
 
 class MissingSymbolWarning(UserWarning):
     """``read_bars``/``scan_bars`` were asked for a symbol the dataset holds no bar of at all: a typo, or a symbol
-    never fetched. Its rows are simply absent; ``warnings.simplefilter("error", MissingSymbolWarning)`` makes it
+    never fetched (of a pinned older version: that version holds none, and the message says whether the
+    latest does). Its rows are simply absent; ``warnings.simplefilter("error", MissingSymbolWarning)`` makes it
     an error."""
 
 

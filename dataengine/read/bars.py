@@ -27,6 +27,7 @@ from dataengine.read.root import dataset_path, source_of, store_root
 from dataengine.storage import footer_index, layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import Snapshot, snapshot
 from dataengine.timeframes import Timeframe
 from dataengine.timerange import NEW_YORK, check_order, months_between, ny_year_month, parse_bound
 
@@ -253,7 +254,9 @@ def _partitions(
         high = ny_year_month(end) if end is not None else None
         if wanted is not None and missing != "ignore":
             held = set(snap.frame.get_column("symbol").unique().to_list())
-            _unknown([s for s in wanted if s not in held], base, missing)
+            absent = [s for s in wanted if s not in held]
+            if absent:
+                _unknown(absent, base, missing, _pinned_absence(snap, absent, base, chosen))
         return [layout.Partition(f.symbol, f.year, f.month, base.root.at(f.path)) for f in snap.files(wanted, low, high)]
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
@@ -280,15 +283,38 @@ def _partitions(
     return out
 
 
-def _unknown(symbols: list[str], base: StorePath, missing: str) -> None:
-    """A symbol the dataset does not hold at all is a typo or a symbol never fetched: say so. A warning by
-    default, not an error, so the other symbols of a list are still read; ``missing="raise"`` (or
-    ``warnings.simplefilter("error", MissingSymbolWarning)``) makes it one. A symbol held, but with no bar in
-    the range, is no news."""
+def _pinned_absence(snap: Snapshot, absent: list[str], base: StorePath, chosen: Pin) -> str | None:
+    """What to say of symbols a pinned version holds no bar of, when it is not the latest: that version lacks
+    them, and whether the latest holds them (one more read of the version table, made only when a symbol is
+    absent). None for the latest version: the dataset itself holds none of them, the usual message."""
+    latest = snapshot(snap.table)
+    if latest.version == snap.version:
+        return None
+    held = set(latest.frame.get_column("symbol").unique().to_list())
+    later, never = [s for s in absent if s in held], [s for s in absent if s not in held]
+    which = f"version {snap.version}" + (f" ({chosen.describe()})" if chosen.version is None else "")
+    message = f"{which} of {base} holds no bar of {_shown(absent)}"
+    if not never:
+        return f"{message}; the latest version ({latest.version}) does"
+    if later:
+        message += f"; the latest version ({latest.version}) holds {_shown(later)}, but not {_shown(never)}"
+    else:
+        message += f", nor does the latest version ({latest.version})"
+    return f"{message} (a typo, or never fetched? dataengine ingest {' '.join(never[:10])})"
+
+
+def _shown(symbols: list[str]) -> str:
+    return ", ".join(symbols[:10]) + (f" and {len(symbols) - 10} more" if len(symbols) > 10 else "")
+
+
+def _unknown(symbols: list[str], base: StorePath, missing: str, said: str | None = None) -> None:
+    """A symbol the dataset does not hold at all is a typo or a symbol never fetched: say so (``said``: what to
+    say instead, of a pinned version). A warning by default, not an error, so the other symbols of a list are
+    still read; ``missing="raise"`` (or ``warnings.simplefilter("error", MissingSymbolWarning)``) makes it one.
+    A symbol held, but with no bar in the range, is no news."""
     if not symbols:
         return
-    shown = ", ".join(symbols[:10]) + (f" and {len(symbols) - 10} more" if len(symbols) > 10 else "")
-    message = f"{base} holds no bar of {shown} at all (a typo, or never fetched? dataengine ingest {' '.join(symbols[:10])})"
+    message = said or f"{base} holds no bar of {_shown(symbols)} at all (a typo, or never fetched? dataengine ingest {' '.join(symbols[:10])})"
     if missing == "raise":
         raise UsageError(message)
     warnings.warn(message, MissingSymbolWarning, stacklevel=_outside_dataengine())

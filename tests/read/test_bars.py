@@ -243,3 +243,25 @@ def _utc(start: str, end: str) -> tuple[datetime, datetime]:
     from dataengine.timerange import parse_bound
 
     return parse_bound(start, is_end=False, name="start"), parse_bound(end, is_end=True, name="end")
+
+
+def test_a_pinned_read_says_the_version_lacks_a_symbol_the_latest_holds(tmp_path: Path) -> None:
+    from dataengine.reports.versions import pin_version
+
+    """Found by a user's trial: read_bars('NVDA', version=0) warned "... holds no bar of NVDA at all (a typo, or
+    never fetched?)" though the store holds NVDA; only version 0 lacks it."""
+    root = tmp_path / "store"
+    p = dataengine.IngestionPipeline(max_workers=1, storage_dir=root, progress=False)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day", source="sample").version == 0
+    assert p.ingest_symbols(["AAPL", "NVDA"], "2024-01-02", "2024-01-31", "day", source="sample").version == 1
+    read = {"timeframe": "day", "storage_dir": str(root), "source": "sample"}
+    with pytest.warns(dataengine.MissingSymbolWarning) as caught:
+        assert dataengine.read_bars(["AAPL", "NVDA", "ZZZZ"], version=0, **read)["symbol"].unique().to_list() == ["AAPL"]
+    (warning,) = caught
+    assert str(warning.message) == (f"version 0 of {root}/sample_equities_1day holds no bar of NVDA, ZZZZ; the latest "
+                                    "version (1) holds NVDA, but not ZZZZ (a typo, or never fetched? dataengine ingest ZZZZ)")
+    pin_version(open_store(root), DatasetKey.of("day", source="sample"), "jan", 0)
+    with pytest.raises(UsageError, match=r"^version 0 \(tag 'jan'\) of .* holds no bar of NVDA; the latest version \(1\) does$"):
+        dataengine.read_bars("NVDA", tag="jan", missing="raise", **read)
+    with pytest.warns(dataengine.MissingSymbolWarning, match=r"sample_equities_1day holds no bar of ZZZZ at all"):
+        dataengine.read_bars("ZZZZ", version=1, **read)  # the latest, pinned: the dataset holds none
