@@ -48,7 +48,7 @@ def verify_command(
 
     Examples: dataengine verify · dataengine verify AAPL -t minute --repair · dataengine verify --against massive -t day --sample 20
 
-    Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input, 3 keys rejected (--against).
+    Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input (--against: also when nothing could be compared, every month being outside what the other source serves on your plan), 3 keys rejected (--against).
     """
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
@@ -97,7 +97,7 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
     from datetime import datetime
 
     from dataengine.orchestration import sources
-    from dataengine.reports.crosscheck import Tolerances, check_pair, crosscheck
+    from dataengine.reports.crosscheck import Tolerances, check_pair, crosscheck, nothing_compared
     from dataengine.storage import dataset_record, layout
     from dataengine.timerange import NEW_YORK
 
@@ -115,12 +115,33 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
     limits = sources.limits(settings, other, datetime.now(NEW_YORK).date())
     reports = [crosscheck(root, key, other, factory, symbols=symbols, sample=sample, seed=seed,
                           tolerances=Tolerances(*tolerance), limits=limits) for key in keys]
+    checks = _Checks(reports)
+    why = nothing_compared(reports)
+    if why is not None:
+        # a check that compared nothing (every month outside the plan) must not pass a cron job as clean: the
+        # check as asked cannot run, exit 2; the months and why each was skipped are still shown
+        if not json_out:
+            typer.echo("\n\n".join(render_crosscheck(r) for r in reports))
+        checks.ok = False
+        error = UsageError(why)
+        error.result = checks
+        raise error
     if json_out:
-        typer.echo(json.dumps({"checks": [r.asdict() for r in reports], "ok": all(r.ok for r in reports),
-                               "exit_code": 0 if all(r.ok for r in reports) else 1}, default=str))
+        typer.echo(json.dumps({**checks.asdict(), "exit_code": 0 if checks.ok else 1}, default=str))
     else:
         typer.echo("\n\n".join(render_crosscheck(r) for r in reports))
-    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+    raise typer.Exit(0 if checks.ok else 1)
+
+
+class _Checks:
+    """The reports of one ``verify --against``, as ``--json`` prints them (also under an error)."""
+
+    def __init__(self, reports: list[CrossCheckReport]) -> None:
+        self.reports = reports
+        self.ok = all(r.ok for r in reports)
+
+    def asdict(self) -> dict[str, object]:
+        return {"checks": [r.asdict() for r in self.reports], "ok": self.ok}
 
 
 def render_crosscheck(report: CrossCheckReport) -> str:
@@ -129,9 +150,10 @@ def render_crosscheck(report: CrossCheckReport) -> str:
     lines = [f"{report.dataset} ({report.source}) against {report.against}: {len(report.months)} symbol-month(s), "
              f"{report.requests} request(s), {report.flagged} beyond the thresholds (price {t.price:.2%}, volume "
              f"{t.volume:.0%}, more than {t.share:.0%} of a month's bars)"
-             + (f", {skipped} skipped (not served by {report.against} on your plan)" if skipped else ""), ""]
-    rows = [[m.symbol, m.month, str(m.stored), str(m.other), str(m.only_stored), str(m.only_other), str(m.price_differs),
-             str(m.volume_differs), f"{m.max_price_diff:.3%}", f"{m.max_volume_diff:.1%}",
+             + (f", {skipped} skipped (why: below)" if skipped else ""), ""]
+    rows = [[m.symbol, m.month, str(m.stored), *(["-"] * 7 if m.skipped or m.error else [  # nothing was compared
+                str(m.other), str(m.only_stored), str(m.only_other), str(m.price_differs), str(m.volume_differs),
+                f"{m.max_price_diff:.3%}", f"{m.max_volume_diff:.1%}"]),
              "error" if m.error else "skipped" if m.skipped else "DIFFERS" if m.flagged else "ok"] for m in report.months]
     headers = ["symbol", "month", "stored", report.against, f"only {report.source}", f"only {report.against}",
                "price>tol", "volume>tol", "max price diff", "max volume diff", "result"]
@@ -139,9 +161,13 @@ def render_crosscheck(report: CrossCheckReport) -> str:
     lines += ["  ".join(f"{h:<{w}}" for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for m in report.months:
-        if m.error or m.skipped or m.flagged:
-            detail = m.error or m.skipped or "; ".join(m.examples)
-            lines.append(f"  {m.symbol} {m.month}: {detail}")
+        if m.error or m.flagged:
+            lines.append(f"  {m.symbol} {m.month}: {m.error or '; '.join(m.examples)}")
+    reasons: dict[str, int] = {}  # one line per reason: a plan's window skips every old month alike
+    for m in report.months:
+        if m.skipped:
+            reasons[m.skipped] = reasons.get(m.skipped, 0) + 1
+    lines += [f"  {n} skipped: {why}" for why, n in reasons.items()]
     return "\n".join(lines)
 
 

@@ -54,7 +54,9 @@ class Tolerances:
 class MonthCheck:
     """One symbol-month compared: counts on each side, the differences beyond the tolerances, the largest
     relative differences, a few examples; ``flagged`` when beyond the thresholds; ``error`` when the other
-    source could not be asked (then nothing was compared); ``skipped`` when it serves nothing of the month."""
+    source could not be asked (then nothing was compared); ``skipped`` (why) when it serves nothing of the month
+    on the user's plan, or the store covers none of it. ``stored``: the stored bars of the compared window, or
+    of what the store covers of the month when nothing was compared."""
 
     symbol: str
     month: str  # YYYY-MM, New York
@@ -95,8 +97,27 @@ class CrossCheckReport:
     def ok(self) -> bool:
         return self.flagged == 0
 
+    @property
+    def compared(self) -> int:
+        """The symbol-months whose bars were compared (neither skipped nor failed)."""
+        return sum(1 for m in self.months if not m.skipped and not m.error)
+
     def asdict(self) -> dict[str, Any]:
-        return {**asdict(self), "flagged": self.flagged, "ok": self.ok}
+        return {**asdict(self), "flagged": self.flagged, "ok": self.ok, "compared": self.compared}
+
+
+def nothing_compared(reports: list[CrossCheckReport]) -> str | None:
+    """Why ``reports`` compared no bar at all, on one line (None when one did, or a request failed: that is
+    a flagged month). A check that compares nothing must not pass as one that found nothing wrong."""
+    if any(r.compared or r.flagged for r in reports):
+        return None
+    months = [m for r in reports for m in r.months]
+    against = reports[0].against if reports else "the other source"
+    if not months:
+        return f"nothing compared: the store holds no symbol-month of {', '.join(r.dataset for r in reports)} to check"
+    reasons = list(dict.fromkeys(m.skipped for m in months if m.skipped))
+    return (f"nothing compared against {against}: every one of the {len(months)} stored symbol-month(s) was skipped "
+            f"({'; '.join(reasons)})")
 
 
 def check_pair(key: DatasetKey, against: str, feed: str) -> None:
@@ -146,9 +167,13 @@ def crosscheck(
     try:
         for symbol, year, month in months:
             check = MonthCheck(symbol, f"{year:04d}-{month:02d}")
-            window = _window(symbol, year, month, pieces, limits, now or datetime.now(timezone.utc))
-            if window is None:
-                check.skipped = f"{against} serves nothing of it on your plan, or the store covers none of it"
+            held = _covered(symbol, year, month, pieces, now or datetime.now(timezone.utc))
+            window = _served(held, limits, now or datetime.now(timezone.utc)) if held is not None else None
+            if held is None:
+                check.skipped = "the store covers none of it"
+            elif window is None:
+                check.skipped = _outside_plan(against, limits, held)
+                check.stored = _stored(root, key, symbol, held).height
             else:
                 _compare(check, root, key, client, window, feed, tolerances)
             report.months.append(check)
@@ -167,14 +192,19 @@ def _months(root: StorePath, key: DatasetKey, symbols: list[str] | None) -> list
     return [(p.symbol, p.year, p.month) for s in wanted for p in layout.iter_partitions(directory, s)]
 
 
-def _window(symbol: str, year: int, month: int, pieces: dict[str, Any], limits: SourceLimits | None,
-            now: datetime) -> tuple[datetime, datetime] | None:
+def _covered(symbol: str, year: int, month: int, pieces: dict[str, Any], now: datetime) -> tuple[datetime, datetime] | None:
     """The instants of the month that the store covers (its coverage ledger; a symbol without records: the
-    whole month) and the other source serves (its plan's first day and delay)."""
+    whole month)."""
     lo, hi = ny_month_start(year, month), min(ny_month_end(year, month), now)
     covered = [(p.start, p.end) for p in pieces.get(symbol, []) if p.end >= lo and p.start <= hi]
     if covered:
         lo, hi = max(lo, min(a for a, _ in covered)), min(hi, max(b for _, b in covered))
+    return (lo, hi) if lo <= hi else None
+
+
+def _served(window: tuple[datetime, datetime], limits: SourceLimits | None, now: datetime) -> tuple[datetime, datetime] | None:
+    """What of ``window`` the other source serves on the user's plan (its first day and delay)."""
+    lo, hi = window
     if limits is not None:
         if limits.earliest is not None:
             lo = max(lo, ny_midnight(limits.earliest))
@@ -184,11 +214,25 @@ def _window(symbol: str, year: int, month: int, pieces: dict[str, Any], limits: 
     return (lo, hi) if lo <= hi else None
 
 
+def _outside_plan(against: str, limits: SourceLimits | None, held: tuple[datetime, datetime]) -> str:
+    """Why the other source serves nothing of a stored window: too old for the plan's history (and the
+    settings that say how far back it goes), or too recent (the current day, the delay)."""
+    if limits is not None and limits.earliest is not None and held[1] < ny_midnight(limits.earliest):
+        return (f"before {limits.earliest}, the first day {against} serves on your plan: "
+                + (limits.why or "its history window"))
+    return f"too recent for {against} on your plan (the current day, or its delay)"
+
+
+def _stored(root: StorePath, key: DatasetKey, symbol: str, window: tuple[datetime, datetime]) -> pl.DataFrame:
+    return read_bars([symbol], *window, key.timeframe, root, missing="ignore", source=key.source).drop("symbol")
+
+
 def _compare(check: MonthCheck, root: StorePath, key: DatasetKey, client: BarSource, window: tuple[datetime, datetime],
              feed: str, tol: Tolerances) -> None:
     lo, hi = window
     check.start, check.end = lo.isoformat(), hi.isoformat()
-    stored = read_bars([check.symbol], lo, hi, key.timeframe, root, missing="ignore", source=key.source).drop("symbol")
+    stored = _stored(root, key, check.symbol, window)
+    check.stored = stored.height
     try:
         pages = client.iter_pages([check.symbol], key.timeframe, lo, hi, feed=feed, adjustment="raw", asof="-")
         frames = [p.bars.drop("symbol") for p in pages if p.bars.height]
@@ -196,7 +240,7 @@ def _compare(check: MonthCheck, root: StorePath, key: DatasetKey, client: BarSou
         check.error = str(exc)
         return
     other = pl.concat(frames) if frames else stored.clear()
-    check.stored, check.other = stored.height, other.height
+    check.other = other.height
     both = stored.join(other, on="timestamp", how="full", suffix="_other", coalesce=True)
     only_stored = both.filter(pl.col("open_other").is_null())
     only_other = both.filter(pl.col("open").is_null())
@@ -233,4 +277,4 @@ def _examples(differ: pl.DataFrame, only_stored: pl.DataFrame, only_other: pl.Da
     return out
 
 
-__all__ = ["CrossCheckReport", "MonthCheck", "Tolerances", "check_pair", "crosscheck"]
+__all__ = ["CrossCheckReport", "MonthCheck", "Tolerances", "check_pair", "crosscheck", "nothing_compared"]

@@ -104,8 +104,22 @@ def test_without_the_other_sources_key_nothing_is_asked(stored: FakeMassive, cap
     assert code == 2 and "Massive API key missing" in err and not stored.requests
 
 
-def test_months_the_other_plan_does_not_serve_are_skipped(stored: FakeMassive, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_check_that_compares_nothing_is_exit_2_saying_why(stored: FakeMassive, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: on the free plan every stored month was skipped, every row said "stored 0",
+    and the check passed (exit 0), even with a wrong key (no request is sent): a cron check that compares
+    nothing passed silently."""
     monkeypatch.setenv("DATAENGINE_MASSIVE_PLAN", "free")  # about two years back from today: 2024 is out of it
-    code, out, _ = run(capsys, "verify", "--against", "massive", "--json")
-    months = json.loads(out)["checks"][0]["months"]
-    assert code == 0 and all(m["skipped"] for m in months) and not stored.requests
+    monkeypatch.setenv("MASSIVE_API_KEY", "wrong")
+    code, out, err = run(capsys, "verify", "--against", "massive", "--json")
+    report = json.loads(out)
+    months = report["checks"][0]["months"]
+    assert (code, report["exit_code"], report["ok"], report["checks"][0]["compared"]) == (2, 2, False, 0)
+    assert all(m["skipped"] for m in months) and not stored.requests
+    assert {(m["symbol"], m["month"], m["stored"]) for m in months} == {  # what the store holds, not 0
+        ("AAPL", "2024-01", 21), ("AAPL", "2024-02", 20), ("MSFT", "2024-01", 21), ("MSFT", "2024-02", 20)}
+    assert err.count("\n") == 1 and err.startswith(
+        "Error: nothing compared against massive: every one of the 4 stored symbol-month(s) was skipped (before ")
+    assert "the first day massive serves on your plan: Massive's free plan serves about 2 years" in err
+    assert "set massive_plan = paid, or massive_history_years" in err
+    code, out, err = run(capsys, "verify", "--against", "massive")
+    assert code == 2 and "AAPL    2024-01  21      -" in out and "4 skipped" in out and err.startswith("Error: nothing compared")
