@@ -14,7 +14,17 @@ from dataengine.read.pins import versioned_key
 from dataengine.storage import layout
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import VersionError, VersionTable, current_version, history, prune, tag, tags, untag
+from dataengine.storage.versions import (
+    VersionError,
+    VersionTable,
+    current_version,
+    history,
+    prune,
+    snapshot,
+    tag,
+    tags,
+    untag,
+)
 from dataengine.storage.versions.log_entries import list_log
 from dataengine.storage.versions.retention import pruned_before, was_pruned
 
@@ -43,10 +53,15 @@ def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = Non
 
 
 def kept_bytes(root: StorePath, dataset: str) -> int:
-    """Bytes of bars only older versions hold: the table's files no current partition links to (on S3, where
-    every version file is a copy, all of them). Its log and dataengine's bookkeeping in it are not counted."""
+    """Bytes of bars only older versions hold, the same figure on every store: the table's files the current
+    version does not name (locally also none another name links to: deleting it would free nothing). The
+    current version's own files are not counted: a prune cannot free them (locally they are hard links of
+    the partitions, 0 bytes; on S3 copies, as many bytes again as the dataset). Nor are its log and
+    dataengine's bookkeeping in it."""
     tables = layout.versions_dir(root, dataset)
-    return sum(st.disk_bytes for path, st in tables.walk() if st.links == 1
+    table = VersionTable.of(root, dataset)
+    current = {root.at(f.path).key for f in snapshot(table).files()} if current_version(table) is not None else set()
+    return sum(st.disk_bytes for path, st in tables.walk() if st.links == 1 and path.key not in current
                and not {"_delta_log", "_dataengine"} & set(path.relative_to(tables).split("/")))
 
 
@@ -98,8 +113,7 @@ def prune_versions(root: StorePath, keys: list[DatasetKey] | None, keep_days: fl
 
 def kept_summary(root: StorePath, *, with_bytes: bool = False) -> list[dict[str, Any]]:
     """Per dataset with versions: how many versions it keeps, the current one and its tags; ``with_bytes``
-    also the bytes only the kept versions hold (files of the table the dataset no longer names: a hard link
-    of a current partition costs 0; on S3 every version file is a copy) — a walk of the table."""
+    also the bytes only its older versions hold (:func:`kept_bytes`: a walk of the table)."""
     out = []
     for name in layout.dataset_names(root):
         table = VersionTable.of(root, name)
