@@ -307,9 +307,11 @@ def test_summary_names_the_store_and_notes_go_to_stderr_once(alpaca, capsys, tmp
 
 
 def test_workers_beyond_what_helps_are_capped_with_a_note(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["ingest", "AAPL", "-t", "day", *ONE_MONTH, "--workers", "500"]) == 0
+    assert main(["-v", "ingest", "AAPL", "-t", "day", *ONE_MONTH, "--workers", "500"]) == 0
     err = capsys.readouterr().err
     assert "500 workers asked for, 64 used" in err
+    # the log line names the threads the pool got (one unit: one thread), not the number asked for
+    assert "1 unit(s) on 1 worker(s)" in err and "on 500 worker(s)" not in err
 
 
 @pytest.mark.slow

@@ -110,11 +110,14 @@ class IngestRun:
         if self._sessionless_span is not None:
             self.result.notes.append(
                 f"{self._sessionless_span} holds no trading session (a weekend or a market holiday): no bars to expect")
+        # The threads the pool really gets: never more than MAX_WORKERS, nor more than there are units to run
+        # (the log line says this number, not the one asked for; the note below says why they differ).
+        threads = min(self.workers, MAX_WORKERS, max(len(units), 1))
         log.info(
             "ingesting %d symbol(s), %s, %s..%s, feed %s, adjustment %s: %d unit(s) on %d worker(s)",
             len(self.request.symbols), self.request.timeframe, self.request.range.start.isoformat(),
             self.request.range.end.isoformat(), self.request.feed, self.request.adjustment, len(units),
-            self.workers,
+            threads,
         )
         self.progress.start(
             symbols=len(self.request.symbols),
@@ -125,7 +128,6 @@ class IngestRun:
             run_id=self.result.run_id,
         )
         fatal: BaseException | None = None
-        threads = min(self.workers, MAX_WORKERS, max(len(units), 1))
         if self.workers > MAX_WORKERS:
             self.result.notes.append(
                 f"{self.workers} workers asked for, {MAX_WORKERS} used: more threads only wait on each other "
