@@ -125,11 +125,7 @@ def _setup_logging(state: Context, verbose: int, quiet: bool, log_file: Path | N
     handler.setFormatter(_Redacting("%(asctime)s %(levelname)s [%(threadName)s] %(message)s", "%H:%M:%S", secrets))
     handlers: list[logging.Handler] = [handler]
     if log_file is not None:
-        try:
-            log_file.expanduser().parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.FileHandler(log_file.expanduser(), encoding="utf-8", delay=False)
-        except OSError as exc:
-            raise UsageError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+        file_handler = _open_log_file(log_file)
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         file_handler.setFormatter(
             _Redacting("%(asctime)s.%(msecs)03d %(levelname)-7s [%(threadName)s] %(name)s: %(message)s",
@@ -142,6 +138,27 @@ def _setup_logging(state: Context, verbose: int, quiet: bool, log_file: Path | N
     root.handlers[:] = handlers
     root.setLevel(min(h.level for h in handlers))
     root.propagate = False
+
+
+def _open_log_file(log_file: Path) -> logging.FileHandler:
+    """The ``--log-file`` handler, its directory made; a path that cannot be a log file is a UsageError
+    (exit 2) naming why in words, not the bare ``File exists`` a parent that is a regular file gives."""
+    path = log_file.expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return logging.FileHandler(path, encoding="utf-8", delay=False)
+    except OSError as exc:
+        raise UsageError(f"--log-file {log_file}: {_why_no_log_file(path, exc)}") from None
+
+
+def _why_no_log_file(path: Path, exc: OSError) -> str:
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):  # mkdir or open through a regular file
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a directory"
+    if isinstance(exc, IsADirectoryError):
+        return "that is a directory; give a file name in it (e.g. dataengine.log)"
+    return exc.strerror or str(exc)
 
 
 # -- other commands (one module each under dataengine/commands) -------------------------------------------

@@ -211,6 +211,16 @@ def test_verbose_and_log_file_after_the_command(alpaca, capsys, tmp_path: Path) 
     assert code == 0 and " DEBUG " in err and " DEBUG " in log.read_text()
 
 
+def test_a_log_file_path_through_a_regular_file_says_so(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "plain").write_text("")
+    for log in (tmp_path / "plain" / "x.log", tmp_path / "plain" / "sub" / "x.log"):
+        code, out, err = run(capsys, "--log-file", str(log), "status")
+        assert (code, out) == (2, "")
+        assert err == f"Error: --log-file {log}: {tmp_path / 'plain'} is a file, not a directory\n"
+    code, _, err = run(capsys, "--log-file", str(tmp_path), "status")
+    assert code == 2 and err == f"Error: --log-file {tmp_path}: that is a directory; give a file name in it (e.g. dataengine.log)\n"
+
+
 def test_a_commands_own_option_keeps_its_value_and_dash_dash_ends_the_search() -> None:
     import typer.main
 
