@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from dataengine import __version__
-from dataengine.commands.common import Context
+from dataengine.commands.common import Context, to_log_file
 from dataengine.commands.global_options import GlobalOptionsAnywhere
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
             if wants_json:
                 partial = exc.result.asdict() if hasattr(exc.result, "asdict") else {}
                 typer.echo(json.dumps(dict(partial, error=message, exit_code=exc.exit_code), default=str))
-            typer.echo(f"Error: {message}", err=True)
+            _error(message)
             return exc.exit_code
         except typer.Exit as exc:
             return exc.exit_code
@@ -209,11 +209,18 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
             message = _one_line(exc.format_message())
             if wants_json:
                 typer.echo(json.dumps({"error": message, "exit_code": 2}))
-            typer.echo(f"Error: {message}", err=True)
+            _error(message)
             return 2
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
     return code if isinstance(code, int) else 0
+
+
+def _error(message: str) -> None:
+    """The command's final error: one line on stderr, and the same line in the log file (a cron mail that
+    points to the log finds why the run failed there too)."""
+    typer.echo(f"Error: {message}", err=True)
+    to_log_file(logging.ERROR, f"Error: {message}")
 
 
 def _one_line(message: str, limit: int = 600) -> str:
@@ -223,11 +230,10 @@ def _one_line(message: str, limit: int = 600) -> str:
 
 
 def _interrupted(exc: BaseException | None) -> int:
-    if isinstance(exc, Terminated):
-        typer.echo(f"Interrupted by {signal.Signals(exc.signum).name}.", err=True)
-        return exit_code_for(error=exc)
-    typer.echo("Interrupted.", err=True)
-    return exit_code_for(error=KeyboardInterrupt())
+    line = f"Interrupted by {signal.Signals(exc.signum).name}." if isinstance(exc, Terminated) else "Interrupted."
+    typer.echo(line, err=True)
+    to_log_file(logging.WARNING, line)
+    return exit_code_for(error=exc if isinstance(exc, Terminated) else KeyboardInterrupt())
 
 
 @contextlib.contextmanager

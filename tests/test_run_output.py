@@ -147,6 +147,34 @@ def test_secrets_are_masked_in_the_log(alpaca, capsys, tmp_path: Path, monkeypat
     assert "leaked *** and ***" in log_file.read_text()
 
 
+def test_the_log_file_says_why_a_run_failed_its_id_and_exit_code(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The cron recipe: -q, --log-file, --json, and the source unreachable. The mail points to the log, which
+    must hold the run's end and its Error line; stderr still has that line exactly once."""
+    monkeypatch.setenv("APCA_API_DATA_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
+    log_file = tmp_path / "logs" / "dataengine.log"
+    assert main(["-q", "--log-file", str(log_file), "ingest", "AAPL", "-t", "day", *ONE_MONTH, "--json"]) == 3
+    out, err = capsys.readouterr()
+    run_id = json.loads(out)["run_id"]
+    assert err.count("Error: cannot reach http://127.0.0.1:9") == 1 and err.count("\n") == 1
+    lines = log_file.read_text().splitlines()
+    assert f"run {run_id} ended: exit 3 (error); 0 of 1 symbol(s) done, 1 failed" in lines[-2]
+    assert lines[-1].endswith(f"ERROR   [MainThread] dataengine.cli: {err.strip()}")
+
+
+def test_the_log_file_has_every_runs_summary_and_a_usage_error(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log_file = tmp_path / "run.log"
+    assert main(["--log-file", str(log_file), "ingest", "AAPL", "-t", "day", *ONE_MONTH]) == 0
+    (record,) = RunLedger(tmp_path / "store").last(5)
+    capsys.readouterr()
+    assert main(["--log-file", str(log_file), "ingest", "AAPL", "-t", "fortnight"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("Error: ") == 1
+    text = log_file.read_text()
+    assert f"run {record.run_id} ended: exit 0 (ok); 1 of 1 symbol(s) done, 0 failed" in text
+    assert text.splitlines()[-1].endswith(f"dataengine.cli: {err.strip()}")
+
+
 @pytest.mark.slow
 def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, backend: str, dataengine, capsys) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.2

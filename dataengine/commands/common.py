@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -94,6 +95,17 @@ def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[s
     for row in (frame.head(limit) if limit is not None else frame).iter_rows():
         table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
     console.print(table)
+
+
+def to_log_file(level: int, line: str) -> None:
+    """A line the CLI has just printed on stderr (its final ``Error: ...``, ``Interrupted.``) also into the
+    ``--log-file``, and only there: logged the usual way it would reach stderr a second time (or Python's
+    last-resort handler, when no handler is set up yet). Masked like every record of the file."""
+    root = logging.getLogger("dataengine")
+    record = root.makeRecord("dataengine.cli", level, __file__, 0, "%s", (line,), None)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and level >= handler.level:
+            handler.handle(record)
 
 
 def emit(payload: Any, as_json: bool) -> None:

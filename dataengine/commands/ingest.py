@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import Context, command_line, emit, exit_with, first_day
+from dataengine.commands.common import Context, command_line, emit, exit_with, first_day, to_log_file
 from dataengine.errors import UsageError, exit_code_for, signal_of
 from dataengine.orchestration.progress import ProgressReporter
 
@@ -181,6 +182,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         if args.json_out:
             emit({"interrupted": True, "signal": signal_of(exc), "error": "interrupted", "exit_code": code}, True)
         typer.echo("Interrupted.", err=True)
+        to_log_file(logging.WARNING, "Interrupted.")
         raise typer.Exit(code) from None
     finally:
         if progress is not None:

@@ -82,7 +82,7 @@ def locked_and_recorded(
             lock.acquire()
     except LockError as exc:
         record.close(error=exc, elapsed_s=time.monotonic() - started)
-        ledger.append(record)
+        _append(ledger, record)
         raise
     outcome = RunOutcome(lock=lock)
     failed = False
@@ -99,12 +99,12 @@ def locked_and_recorded(
                 exc.result = partial  # a store lost at the very end: the run's result still goes out with the error
             _note_storage_requests(partial, root, counted)
             record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
-            _unless_it_hides(exc, ledger.append, record)
+            _unless_it_hides(exc, _append, ledger, record)
             raise
         _note_storage_requests(outcome.result, root, counted)
         record.close(result=outcome.result)
         try:
-            ledger.append(record)
+            _append(ledger, record)
         except DataEngineError as exc:  # the run is done and stored; its result still goes out with the error
             exc.result = outcome.result
             failed = True
@@ -115,3 +115,10 @@ def locked_and_recorded(
                 _unless_it_hides(None, lock.release)
             else:
                 _release_or_warn(lock)
+
+
+def _append(ledger: RunLedger, record: RunRecord) -> None:
+    """The record into the ledger, and its one-line summary into the log: a log file (``--log-file``, the
+    cron recipe's) then says how each run ended, with its id and exit code, next to that run's retries."""
+    ledger.append(record)
+    log.info("%s", record.summary())

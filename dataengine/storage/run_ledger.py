@@ -121,6 +121,13 @@ class RunRecord(RunOutcome):
         elif error is not None:
             self.error = f"internal error: {type(error).__name__}: {error}"
 
+    def summary(self) -> str:
+        """The record as one line: the run id, the exit code and its outcome, then what the run did (the
+        reason a fatal run stopped is its own line, the CLI's ``Error:``)."""
+        return (f"run {self.run_id} ended: exit {self.exit_code} ({self.outcome}); "
+                f"{len(self.successful)} of {self.symbols_requested} symbol(s) done, {len(self.failed)} failed, "
+                f"{self.rows_written:,} rows written, {self.requests:,} requests, {self.elapsed_s:.1f}s")
+
     def asdict(self) -> dict[str, Any]:
         return asdict(self)
 
