@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with
+
+if TYPE_CHECKING:
+    from dataengine.orchestration.result import IngestResult
+    from dataengine.storage.store import StorePath
 
 
 def register(app: typer.Typer) -> None:
@@ -71,13 +75,29 @@ def actions(
         for row in rows.iter_rows(named=True):
             typer.echo(describe(row))
         if rows.is_empty() and not ctx.obj.quiet:
-            from dataengine.actions.store import FetchedLog
-
-            # "never asked" and "asked, none known" need different advice (fetched.json tells them apart)
-            asked = wanted is not None and not FetchedLog(root, settings.source).missing(wanted)
-            hint = f" ({settings.source} was asked and knows none)" if asked else " (fetch them with --update)"
-            typer.echo("no corporate actions stored" + (" for these symbols" if wanted else "") + hint, err=True)
+            filtered = (kinds or first or last) and not ActionStore(root).select(
+                wanted, source=settings.source if source is not None else None).is_empty()
+            typer.echo("no corporate actions stored" + (" for these symbols" if wanted else "")
+                       + (" that match --type/--start/--end" if filtered else _why_none(root, settings.source, wanted, result)),
+                       err=True)
     exit_with(code)
+
+
+def _why_none(root: StorePath, source: str, wanted: list[str] | None, update: IngestResult | None) -> str:
+    """Why the listing is empty, as advice that fits: right after --update, what the update found (telling
+    the user to run --update then was wrong); else "never asked" or "asked, none known" (fetched.json tells
+    them apart)."""
+    if update is not None:
+        if update.failed:
+            return " (the update could not fetch some symbols: see above, then run it again)"
+        if not update.successful:
+            return " (the store holds no symbols to fetch them for: name some, e.g. dataengine actions AAPL --update)"
+        whose = "them" if wanted else f"the store's {len(update.successful)} symbol(s)"
+        return f": the update found none ({source} has none for {whose} since {update.start})"
+    from dataengine.actions.store import FetchedLog
+
+    asked = wanted is not None and not FetchedLog(root, source).missing(wanted)
+    return f" ({source} was asked and knows none)" if asked else " (fetch them with --update)"
 
 
 def _day(value: str | None, name: str) -> date | None:

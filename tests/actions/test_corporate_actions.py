@@ -264,9 +264,23 @@ def test_actions_command_lists_filters_updates_and_status_names_a_rename(alpaca,
     # none known: "never asked" and "asked, none" get different advice (a new user was told to --update again)
     code, _, err = run_cli(capsys, "actions", "ZZZ")
     assert code == 0 and err.strip() == "no corporate actions stored for these symbols (fetch them with --update)"
-    assert run_cli(capsys, "actions", "ZZZ", "--update")[0] == 0
+    code, _, err = run_cli(capsys, "actions", "ZZZ", "--update")  # right after an update: what it found, no advice to run it
+    assert code == 0 and err.splitlines()[-1] == ("no corporate actions stored for these symbols: the update found none "
+                                                  "(alpaca has none for them since 2016-01-01)")
     code, _, err = run_cli(capsys, "actions", "ZZZ")
     assert code == 0 and err.strip() == "no corporate actions stored for these symbols (alpaca was asked and knows none)"
+    code, _, err = run_cli(capsys, "actions", "AAPL", "--type", "spin_off")  # AAPL has some, of other types
+    assert code == 0 and err.strip() == "no corporate actions stored for these symbols that match --type/--start/--end"
+
+
+def test_actions_update_that_finds_none_says_so_not_to_update(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli(capsys, "actions", "--update")
+    assert code == 0 and err.splitlines()[-1] == ("no corporate actions stored (the store holds no symbols to fetch them "
+                                                  "for: name some, e.g. dataengine actions AAPL --update)")
+    assert run_cli(capsys, "ingest", "AAPL", "MSFT", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05")[0] == 0
+    code, _, err = run_cli(capsys, "actions", "--update")  # the user's case: the store's symbols, none announced
+    assert code == 0 and err.splitlines()[-1] == ("no corporate actions stored: the update found none (alpaca has none "
+                                                  "for the store's 2 symbol(s) since 2016-01-01)")
 
 
 @pytest.mark.parametrize("args,message", [
