@@ -7,7 +7,7 @@ from its directory as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING
 
@@ -15,9 +15,16 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import Snapshot, VersionError, VersionTable, current_version, snapshot
+from dataengine.storage.versions import (
+    NoVersionAtError,
+    Snapshot,
+    VersionError,
+    VersionTable,
+    current_version,
+    snapshot,
+)
 from dataengine.storage.versions.log_entries import read_commit_info
-from dataengine.timerange import NEW_YORK, parse_iso_datetime
+from dataengine.timerange import NEW_YORK, as_typed, parse_iso_datetime
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,11 +36,13 @@ LOCAL_ADJUSTMENTS = ("split", "dividend", "all")
 
 @dataclass(frozen=True)
 class Pin:
-    """A pinned version: ``version`` N, the version current at ``as_of`` (UTC), or the version ``tag`` names."""
+    """A pinned version: ``version`` N, the version current at ``as_of`` (UTC), or the version ``tag`` names.
+    ``as_of_text``: the time as the user gave it, for messages (never the UTC instant a day became)."""
 
     version: int | None = None
     as_of: datetime | None = None
     tag: str | None = None
+    as_of_text: str | None = field(default=None, compare=False)
 
     @property
     def given(self) -> bool:
@@ -44,7 +53,9 @@ class Pin:
             return f"version {self.version}"
         if self.tag is not None:
             return f"tag {self.tag!r}"
-        return f"as of {self.as_of.isoformat()}" if self.as_of is not None else "the latest version"
+        if self.as_of is None:
+            return "the latest version"
+        return f"as of {self.as_of_text or self.as_of.isoformat()}"
 
     def damaged(self, read: StorePath, reason: str, partition: StorePath) -> DamagedPartitionError:
         """How every reader names a partition file it could not read: under a pin, the version's own file that
@@ -69,7 +80,23 @@ def pin(version: int | None = None, as_of: str | date | datetime | None = None, 
         raise UsageError("give one of version, as_of and tag")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise UsageError(f"version must be a version number (0 or more), not {version!r}")
-    return Pin(version, _instant(as_of) if as_of is not None else None, tag)
+    if as_of is None:
+        return Pin(version, None, tag)
+    return Pin(version, _instant(as_of), tag, as_of_text=_as_of_text(as_of))
+
+
+def _as_of_text(value: str | date | datetime) -> str:
+    """``as_of`` as given, saying in which zone it was read when it named none (a day, a naive time)."""
+    text = as_typed(value)
+    if isinstance(value, datetime):
+        return text if value.tzinfo is not None else f"{text} New York time"
+    if isinstance(value, date):
+        return f"{text} New York time"
+    try:
+        named_zone = len(text) > 10 and parse_iso_datetime(text).tzinfo is not None
+    except ValueError:
+        named_zone = False
+    return text if named_zone else f"{text} New York time"
 
 
 def _instant(value: str | date | datetime) -> datetime:
@@ -108,7 +135,17 @@ def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | N
             raise VersionError(f"{name} has no versions yet: {chosen.describe()} cannot be read "
                                "(a run of this version of dataengine makes the first)")
         return None
-    return snapshot(table, version=chosen.version, as_of=chosen.as_of, tag=chosen.tag)
+    try:
+        return snapshot(table, version=chosen.version, as_of=chosen.as_of, tag=chosen.tag)
+    except NoVersionAtError as exc:  # the time as typed, and the first as `dataengine versions` shows it
+        raise NoVersionAtError(f"{name} had no version yet {chosen.describe()}: its first is from {utc_text(exc.first)}",
+                               first=exc.first) from None
+
+
+def utc_text(moment: datetime) -> str:
+    """A version's time as ``dataengine versions`` shows it (UTC, to the millisecond: given back as an as_of, it
+    pins that very version)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def latest_version(root: StorePath, key: DatasetKey) -> int | None:

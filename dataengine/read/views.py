@@ -7,6 +7,7 @@ The public ``connect`` and ``query`` are :mod:`.sql`'s, which open their connect
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -14,12 +15,12 @@ import duckdb
 import polars as pl
 
 from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.read.pins import Pin, resolve
+from dataengine.read.pins import Pin, resolve, utc_text
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import Snapshot, VersionError
+from dataengine.storage.versions import NoVersionAtError, Snapshot, VersionError
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -73,14 +74,18 @@ def open_views(
                 f"no dataset {pinned} in {root} to read version {chosen.version} of (datasets: "
                 f"{', '.join(datasets) or 'none'}); name it with timeframe, adjustment and source"
             )
+        firsts: list[datetime] = []  # when each dataset's first version was made, if after an as_of
         for dataset in datasets:
-            snap = _version_of(root, dataset, chosen, pinned)
+            snap = _version_of(root, dataset, chosen, pinned, firsts)
             if snap is False:
                 continue
             _bars_view(con, layout.dataset_dir(root, dataset), layout.view_name(dataset), snap)
             shown[dataset] = snap
         if chosen.given and not shown:
-            raise VersionError(f"no dataset in {root} has {chosen.describe()}")
+            if chosen.as_of is None:
+                raise VersionError(f"no dataset in {root} has {chosen.describe()}")
+            raise VersionError(f"no dataset in {root} had a version yet {chosen.describe()}"
+                               + (f": the first was made {utc_text(min(firsts))}" if firsts else ""))
         con.execute(_index_view(con, root))
         _action_views(con, root, shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
@@ -95,13 +100,18 @@ def _sql_string(text: object) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None) -> Snapshot | Literal[False] | None:
+def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None,
+                firsts: list[datetime]) -> Snapshot | Literal[False] | None:
     """The version a dataset's view reads (None: its directory, for a dataset without versions), or False
-    to leave it out (a time or tag it has no version for)."""
+    to leave it out (a time or tag it has no version for; a time before its first version adds when that
+    was made to ``firsts``)."""
     if chosen.version is not None and dataset != pinned:
         chosen = Pin()
     try:
         return resolve(root, dataset, chosen)
+    except NoVersionAtError as exc:
+        firsts.append(exc.first)
+        return False
     except VersionError:
         if chosen.version is not None:
             raise

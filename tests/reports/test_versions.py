@@ -72,3 +72,22 @@ def test_bytes_held_only_by_older_versions_are_the_same_figure_on_both_stores(ba
     assert len(old) == 1  # AAPL's February, rewritten with its second half
     assert versions_report(root, key)["kept_bytes"] == sum(st.disk_bytes for path, st in root.at(table.path).walk()
                                                            if path.key in {root.at(o).key for o in old})
+
+
+def test_a_time_before_the_first_version_is_named_as_typed(alpaca, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--as-of 2020-01-01`` is a New York day: the error names it so, not the UTC instant it ends at, and
+    says when the first version was made (as ``versions`` shows it)."""
+    import pytest
+
+    from dataengine.read import read_bars
+    from dataengine.storage.versions import VersionError
+    from tests.helpers import run_cli
+
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").version == 0
+    first = [line.split()[1] for line in run_cli(capsys, "versions", "-t", "day")[1].splitlines() if line.strip()[:1] == "0"]
+    for typed, shown in (("2020-01-01", "2020-01-01 New York time"), ("2020-01-01T09:30Z", "2020-01-01T09:30Z")):
+        code, out, err = run_cli(capsys, "query", "select 1", "--as-of", typed)
+        assert (code, out) == (2, "")
+        assert err == f"Error: no dataset in {tmp_path / 'store'} had a version yet as of {shown}: the first was made {first[0]}\n"
+    with pytest.raises(VersionError, match=f"^equities_1day had no version yet as of 2020-01-01 New York time: its first is from {first[0]}$"):
+        read_bars("AAPL", "2024-01-02", "2024-01-31", "day", as_of="2020-01-01")

@@ -34,6 +34,7 @@ from dataengine.storage.versions.log_repair import LogProblem, check_log, mend_l
 from dataengine.storage.versions.model import (
     CommitResult,
     DamagedLogError,
+    NoVersionAtError,
     PartitionFile,
     Provenance,
     RunTicket,
@@ -54,6 +55,7 @@ __all__ = [
     "FileInfo",
     "LogProblem",
     "MendResult",
+    "NoVersionAtError",
     "PartitionFile",
     "Problem",
     "Provenance",

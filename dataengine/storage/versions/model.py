@@ -32,6 +32,15 @@ class VersionError(UsageError):
     """A version, timestamp or tag that does not exist (or no longer does), or a bad tag name (exit 2)."""
 
 
+class NoVersionAtError(VersionError):
+    """A time before a dataset's first version. ``first``: when that version was committed (UTC), so a reader
+    can word the error with the time as its user typed it."""
+
+    def __init__(self, message: str, *, first: datetime) -> None:
+        super().__init__(message)
+        self.first = first
+
+
 class TagInUseError(VersionError):
     """Tagging a version with a name that pins another one (a tag never moves). ``tag``, ``pinned``: the name and
     the version it pins, so a caller can say how to remove it (the CLI names its command)."""

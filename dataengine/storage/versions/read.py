@@ -17,7 +17,7 @@ import polars as pl
 from dataengine.storage.versions import log, retention
 from dataengine.storage.versions.log import read_state
 from dataengine.storage.versions.log_entries import list_log, read_commit_info
-from dataengine.storage.versions.model import VersionError, VersionFile, VersionInfo, VersionTable
+from dataengine.storage.versions.model import NoVersionAtError, VersionError, VersionFile, VersionInfo, VersionTable
 
 _KEY = r"^symbol=([^/]+)/year=(\d+)/month=(\d+)/"
 
@@ -117,7 +117,8 @@ def version_at(table: VersionTable, when: datetime) -> int:
     index = bisect.bisect_right(times, when_ms) - 1  # commit times grow: one writer at a time, under the lock
     if index < 0:
         first = _as_datetime(times[0])
-        raise VersionError(f"{table.dataset} has no version at {when.isoformat()}: the first is from {first.isoformat()}")
+        raise NoVersionAtError(f"{table.dataset} has no version at {when.isoformat()}: the first is from "
+                               f"{first.isoformat()}", first=first)
     return commits[index]
 
 
