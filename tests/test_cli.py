@@ -111,6 +111,15 @@ def test_bad_csv_exit_2(alpaca, capsys, tmp_path: Path, content: bytes, message:
     assert code == 2 and message in err and alpaca.requests == []
 
 
+def test_a_semicolon_csv_is_ingested_by_its_symbol_column(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "list.csv"
+    path.write_text("Symbol;Name\nAAPL;Apple\nMSFT;Microsoft\n")  # as a spreadsheet in a comma-decimal locale saves it
+    code, out, err = run(capsys, "ingest-csv", str(path), "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05", "--json")
+    assert code == 0, err
+    assert json.loads(out)["successful"] == ["AAPL", "MSFT"]
+    assert {s for r in alpaca.requests for s in r.symbols} == {"AAPL", "MSFT"}
+
+
 def test_missing_keys_exit_2(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("APCA_API_KEY_ID")
     code, _, err = run(capsys, "ingest", "AAPL")

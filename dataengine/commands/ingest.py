@@ -74,7 +74,7 @@ def ingest(
 
 def ingest_csv(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(metavar="FILE", autocompletion=completion.symbol_files, help="CSV with a Symbol column, or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="FILE", autocompletion=completion.symbol_files, help="CSV with a Symbol column (separated by , ; tab or |), or a text file with one symbol per line; a bare name is also looked up in the bundled lists/ (e.g. sp500-2025.csv).", show_default=False)],
     index_name: Annotated[str | None, typer.Option("--index-name", metavar="NAME", help="Also record the list as this index's membership from today.")] = None,
     start: Start = None,
     end: End = None,

@@ -13,10 +13,15 @@ from dataengine.errors import UsageError
 
 BUNDLED_LISTS = Path(__file__).resolve().parent.parent / "lists"  # package data: dataengine/lists/
 SYMBOL_COLUMNS = ("symbol", "ticker")
+# What a spreadsheet saves a "CSV" with: a comma, or (in locales where the comma is the decimal mark) a
+# semicolon, and tabs or pipes from other tools. Read as a comma CSV, ``Symbol;Name`` was one column and
+# ``AAPL;APPLE`` went to the server as a symbol.
+DELIMITERS = (",", ";", "\t", "|")
 # Refused here: what would break a request (spaces, commas, control characters) and what could be read as a
 # pattern or a path if it ever reached a file name (* ? [ ] and path separators: a symbol is a directory
-# name in the store). Alpaca judges the rest ("invalid symbol: X" fails that symbol alone).
-_VALID = re.compile(r"^[^\s,\x00-\x1f*?\[\]/\\]{1,21}$")
+# name in the store), and the other CSV delimiters (no ticker has one: a line of a list read the wrong way).
+# Alpaca judges the rest ("invalid symbol: X" fails that symbol alone).
+_VALID = re.compile(r"^[^\s,;|\x00-\x1f*?\[\]/\\]{1,21}$")
 _SHOWN = 24  # characters of a bad value echoed back: enough to recognise it, never a 10 MB line
 
 
@@ -121,7 +126,7 @@ class SymbolLoader:
         """A CSV with a ``Symbol`` (or ``symbol``/``ticker``) column; a header-less single column is a text list."""
         resolved = resolve_list_path(path)
         text = _read_text(resolved)
-        reader = csv.reader(io.StringIO(text))
+        reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.lstrip().splitlines()[0]))
         try:
             header = next(reader)
         except (StopIteration, csv.Error) as exc:
@@ -140,8 +145,18 @@ class SymbolLoader:
 
     @staticmethod
     def from_file(path: str | Path) -> list[str]:
-        """CSV or text, decided by content: a first line with a comma is a CSV header."""
+        """CSV or text, decided by content: a first line with a delimiter (``,`` ``;`` tab ``|``) is a CSV header."""
         resolved = resolve_list_path(path)
-        first = _read_text(resolved).lstrip().splitlines()[0]
-        is_csv = "," in first or first.strip().lower() in SYMBOL_COLUMNS
+        first = _read_text(resolved).lstrip().splitlines()[0].split("#", 1)[0]
+        is_csv = any(d in first for d in DELIMITERS) or first.strip().lower() in SYMBOL_COLUMNS
         return SymbolLoader.from_csv(resolved) if is_csv else SymbolLoader.from_text_file(resolved)
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter of a CSV, from its header line: the one that makes a Symbol (or Ticker) column, else the
+    most frequent in it (a comma when there is none: a one-column file)."""
+    present = [d for d in DELIMITERS if d in header]
+    for delimiter in present:
+        if any(name.strip().strip('"').lower() in SYMBOL_COLUMNS for name in header.split(delimiter)):
+            return delimiter
+    return max(present, key=header.count) if present else ","

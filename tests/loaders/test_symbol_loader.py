@@ -19,6 +19,25 @@ def test_csv_column_aliases(tmp_path: Path, column: str) -> None:
     assert SymbolLoader.from_csv(path) == ["MSFT"]
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_saved_with_another_delimiter_is_read_by_its_header(tmp_path: Path, delimiter: str) -> None:
+    """A spreadsheet in a locale whose decimal mark is a comma saves ``Symbol;Name``: read as a comma CSV it
+    was one column, and ``AAPL;APPLE`` went to the server as a symbol."""
+    path = tmp_path / "list.csv"
+    path.write_text(f"Name{delimiter}Symbol{delimiter}Weight\nApple{delimiter}AAPL{delimiter}6,5\n"
+                    f"Berkshire{delimiter}BRK-B{delimiter}1,7\n")
+    assert SymbolLoader.from_file(path) == SymbolLoader.from_csv(path) == ["AAPL", "BRK.B"]
+
+
+def test_a_list_read_the_wrong_way_is_refused_before_any_request(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("AAPL;Apple\nMSFT;Microsoft\n")  # no header: which column holds the symbols is unknown
+    with pytest.raises(UsageError, match=r"no Symbol column \(found: AAPL, Apple\)"):
+        SymbolLoader.from_file(path)
+    with pytest.raises(UsageError, match="invalid symbol.*'AAPL;Apple'"):
+        SymbolLoader.from_text_file(path)
+
+
 def test_text_file_with_comments(tmp_path: Path) -> None:
     path = tmp_path / "list.txt"
     path.write_text("# my list\naapl\n\nmsft  # big\n")
