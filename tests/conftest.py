@@ -20,8 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A developer's keys, settings and stores never leak into a test (nor a test's into them)."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A developer's keys, settings and stores never leak into a test (nor a test's into them), nor a stop one
+    test's signal recorded into the next one's run (the library keeps it for the process: see stopping)."""
+    from dataengine.orchestration import stopping
+
+    stopping.reset()
     for name in list(os.environ):
         if name.startswith(("APCA_", "DATAENGINE_", "AWS_", "MASSIVE_", "ALPACA_", "POLYGON_")):
             monkeypatch.delenv(name)
@@ -30,6 +34,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("NO_COLOR", "1")
+    yield
+    stopping.reset()
 
 
 @pytest.fixture
