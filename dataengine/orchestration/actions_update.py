@@ -31,7 +31,7 @@ from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, write_json_map
 from dataengine.timeframes import parse_timeframe
-from dataengine.timerange import NEW_YORK
+from dataengine.timerange import NEW_YORK, ONE_MICROSECOND
 
 if TYPE_CHECKING:
     from dataengine.orchestration.request import IngestRequest
@@ -254,9 +254,14 @@ def refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str
     rng = request.range
     ranges: dict[str, tuple[Interval, ...]] = {}
     for symbol in request.symbols:
-        if symbol in stale:
+        if symbol in stale and rng.empty:  # the range lies in the SIP delay: the stored history, up to its start
+            first = min(p.start for p in coverage.pieces()[symbol])
+            ranges[symbol] = ((first, rng.start - ONE_MICROSECOND),) if first < rng.start else ()
+        elif symbol in stale:
             first = min(p.start for p in coverage.pieces()[symbol])
             ranges[symbol] = ((min(first, rng.start), rng.end),)
+        elif rng.empty:
+            ranges[symbol] = ()  # nothing to fetch yet (not even the re-fetch window)
         else:
             ranges[symbol] = tuple(coverage.remaining(symbol, rng.start, rng.end, request.lag))
     return replace(request, ranges=ranges)

@@ -362,3 +362,31 @@ def test_a_massive_body_that_is_no_page_is_refused(body: bytes) -> None:
 
     with pytest.raises((ValueError, TypeError)):
         decode_massive_splits(body)
+
+
+def test_a_range_inside_the_sip_delay_refetches_a_stale_symbol_up_to_it_and_nothing_else(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A split found by a run whose range lies in the SIP delay (nothing to fetch yet): the split symbol's stored
+    history is fetched again, ending before the range (the last minutes are not asked for), and the other symbol
+    gets no request and no coverage at the range's instant (it asked Alpaca for [start, start] and recorded it)."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from dataengine.storage.coverage import CoverageLedger
+    from tests.helpers import run_cli
+
+    announce_all(alpaca)
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-03-08", "day",
+                                                           adjustment="split").ok
+    today = datetime.now(ZoneInfo("America/New_York")).date().isoformat()
+    alpaca.announce("forward_split", symbol="MSFT", cusip="594918104", new_rate=3, old_rate=1,
+                    ex_date=today, process_date=today, record_date=today, payable_date=today)
+    alpaca.reset_log()
+    now = datetime.now(timezone.utc)
+    start, end = ((now - timedelta(minutes=m)).replace(second=0, microsecond=0) for m in (10, 5))
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", start.isoformat(), "--end", end.isoformat(),
+                             "-t", "day", "--adjustment", "split", "--json")
+    assert code == 0, err
+    assert {s for r in alpaca.requests for s in r.symbols} == {"MSFT"}  # AAPL: nothing to fetch yet
+    assert all(datetime.fromisoformat(r.params["end"].replace("Z", "+00:00")) < start for r in alpaca.requests)
+    pieces = CoverageLedger(root() / "metadata" / "coverage" / "equities_1day_split.jsonl").pieces()
+    assert not [p for p in pieces["AAPL"] if p.end >= start]
