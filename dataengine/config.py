@@ -151,6 +151,15 @@ class Settings:
         return self.origins.get(name, "default")
 
     @property
+    def location(self) -> Path | str:
+        """The store's location, as a command or the library opens it: a storage dir set empty (an unset
+        variable in a cron line) is refused (exit 2), never taken for the current directory or the default."""
+        if isinstance(self.storage_dir, str) and not self.storage_dir.strip():
+            where = self.origin("storage_dir").replace("environment ", "environment variable ", 1)
+            return _expand("", where)
+        return self.storage_dir
+
+    @property
     def storage_dir_is_default(self) -> bool:
         """True when nobody chose the store: the platform's user data dir, which a first run may create
         (parents included) instead of taking a missing parent for a typo."""
@@ -232,9 +241,11 @@ class Settings:
             if var and (env.get(var) or (name in _EMPTY_REFUSED and var in env)):
                 values[name] = _convert(env[var], kind, name, f"environment variable {var}")
                 origins[name] = f"environment {var}"
-        if isinstance(values["storage_dir"], str):
+        if isinstance(values["storage_dir"], str) and values["storage_dir"].strip():
             where = origins["storage_dir"].replace("environment ", "environment variable ", 1)
             values["storage_dir"] = _expand(values["storage_dir"], where)
+        # set but empty: kept as "" and refused by location() when used, so a --storage-dir flag (or a
+        # storage_dir argument) still wins over it, and settings that never open a store still load
         misnamed = {alias: wanted for wanted, aliases in _KEY_ALIASES.items() for alias in aliases if env.get(alias)}
         return cls(**values, origins=origins, misnamed_keys=misnamed)  # type: ignore[arg-type]
 

@@ -126,6 +126,20 @@ def test_an_empty_storage_dir_is_exit_2_one_line_nothing_written(alpaca, capsys,
     assert not (Path(os.environ["XDG_DATA_HOME"]) / "dataengine").exists()  # nor the default store
 
 
+def test_a_storage_dir_given_wins_over_an_empty_one_set(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """flag > environment: an empty DATAENGINE_STORAGE_DIR is refused only when it is the one used, and settings
+    that open no store (a client's keys) still load."""
+    from dataengine import AlpacaClient, IngestionPipeline
+
+    monkeypatch.setenv("DATAENGINE_STORAGE_DIR", "")
+    code, _, err = run_cli(capsys, "--storage-dir", str(tmp_path / "flag"), "ingest", "AAPL", *DAY)
+    assert code == 0 and (tmp_path / "flag" / "equities_1min").is_dir(), err
+    assert IngestionPipeline(storage_dir=tmp_path / "arg", progress=False).ingest_symbols(["AAPL"], *DAY[1::2], "day").ok
+    AlpacaClient().close()  # keys and URL from the settings; no store involved
+    code, _, err = run_cli(capsys, "status")
+    assert code == 2 and "environment variable DATAENGINE_STORAGE_DIR: the storage dir is empty" in err
+
+
 def test_a_usage_error_with_json_still_prints_one_object(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run_cli(capsys, "ingest", "AAPL", "--json", "--timeframe", "2day")
     assert code == 2 and one_error(out, err)["exit_code"] == 2

@@ -41,7 +41,7 @@ class Context:
         from dataengine.storage.store import open_store
 
         settings = settings or self.settings()
-        return open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+        return open_store(settings.location, create=settings.storage_dir_is_default)
 
     def existing_store(self, settings: Settings | None = None) -> StorePath:
         """The store a reading command reads: one that exists, else ``no store at ...`` (exit 2). One rule for

@@ -89,7 +89,7 @@ class IngestionPipeline:
         self.settings = settings
         self.max_workers = settings.workers
         self.root = root = storage_dir if isinstance(storage_dir, StorePath) else \
-            open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+            open_store(settings.location, create=settings.storage_dir_is_default)
         self.storage = ParquetStorage(root)
         self.metadata = MetadataStore(root)
         self.progress = api_reporter(progress, interval=settings.progress_interval)

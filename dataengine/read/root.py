@@ -51,5 +51,5 @@ def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:
     """The store's root (from settings when not given): the one place a reader resolves a location into a
     store; :class:`UsageError` if there is no store there."""
     if storage_dir is None:
-        storage_dir = Settings.load().storage_dir
+        storage_dir = Settings.load().location
     return check_readable_root(open_store(storage_dir))

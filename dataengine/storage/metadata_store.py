@@ -83,7 +83,7 @@ class MetadataStore:
             from dataengine.config import Settings  # the seed API's MetadataStore(): the one default, resolved here
 
             settings = settings or Settings.load()
-            root = open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+            root = open_store(settings.location, create=settings.storage_dir_is_default)
         self.root = open_store(root)
         self._lock = threading.Lock()
 

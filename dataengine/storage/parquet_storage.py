@@ -76,7 +76,7 @@ class ParquetStorage:
             from dataengine.config import Settings  # the seed API's ParquetStorage(): the one default, resolved here
 
             settings = settings or Settings.load()
-            root = open_store(settings.storage_dir, create=settings.storage_dir_is_default)
+            root = open_store(settings.location, create=settings.storage_dir_is_default)
         self.root = open_store(root)
         self._locks: dict[StorePath, tuple[threading.Lock, int]] = {}  # partition -> (its lock, users)
         self._locks_guard = threading.Lock()

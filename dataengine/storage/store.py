@@ -369,6 +369,8 @@ def open_store(location: str | Path | StorePath, *, create: bool = False) -> Sto
 
         return StorePath(LocalStore(location.expanduser(), create_parents=create))
     text = location.strip()
+    if not text:  # never the current directory: Settings.location names where an empty one was set
+        raise ConfigError("the storage dir is empty (an unset variable?); give a directory or s3://bucket/prefix")
     scheme = _URI_SCHEME.match(text)
     if scheme and scheme.group(1) == "s3" and scheme.group(2):
         from dataengine.storage.s3_store import S3Store
