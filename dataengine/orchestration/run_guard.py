@@ -48,11 +48,16 @@ def _unless_it_hides(cause: BaseException | None, step: Callable[..., Any], *arg
         log.error("%s", exc if isinstance(exc, DataEngineError) else f"{type(exc).__name__}: {exc}")
 
 
-def _release_or_warn(lock: RunLock) -> None:
-    """Release the lock of a run that succeeded. If that fails (S3 stopped answering at the very end), the run
-    still succeeded: its bars and version are stored, and the lock's lease lapses by itself."""
+def _release_or_warn(lock: RunLock, result: Any) -> None:
+    """Release the lock of a run that succeeded. If the store cannot be reached for it (S3 stopped answering
+    at the very end), the run still succeeded: its bars and version are stored, and the lease lapses by itself.
+    A lease found lost by then is the run's error (exit 3, with its result), as it always was: another run may
+    have taken the store over meanwhile."""
     try:
         lock.release()
+    except LockError as exc:
+        exc.result = result
+        raise
     except DataEngineError as exc:
         log.warning("%s; the lock's lease lapses by itself and the next run takes the store over", exc)
 
@@ -114,7 +119,7 @@ def locked_and_recorded(
             if failed:
                 _unless_it_hides(None, lock.release)
             else:
-                _release_or_warn(lock)
+                _release_or_warn(lock, outcome.result)
 
 
 def _append(ledger: RunLedger, record: RunRecord) -> None:

@@ -13,10 +13,11 @@ attempt is one HTTP request, counted as such. A write may carry a **fence** (the
 called right before each attempt goes on the wire, retries included, so a run that lost its lock while a
 request was backing off never sends it.
 
-An endpoint that stops answering (a hung proxy, a network cut) costs one operation its retries
-(:data:`READ_TIMEOUT_S` each); the others in flight and the run's clean-up (its version, its ledger line, the lock)
-then fail at once for :data:`SILENT_S`, instead of each waiting through retries of its own: a run on a hung S3
-ends in a couple of minutes with the first operation's error, not after many.
+An endpoint that stops answering (a hung proxy, a network cut: requests time out) costs one operation its
+retries (:data:`READ_TIMEOUT_S` each); until it answers again (for at most :data:`SILENT_S`) the others fail at
+once, but for one request every :data:`PROBE_S` that asks: a run on a hung S3 ends in a couple of minutes with
+the first operation's error, not after minutes of retries per operation, and a store that comes back is used
+again at its first answer. A refused or reset connection fails fast by itself and is left to the retries.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ _KIND = {"ListObjectsV2": "LIST", "GetObject": "GET", "HeadObject": "HEAD", "Put
 READ_ATTEMPTS = 6  # GETs whose body was cut short or timed out, sent again (botocore retries the rest itself)
 _READ_BACKOFF_S = 0.05  # doubled after each cut read: 0.05, 0.1, 0.2, ... (a few seconds in all)
 _CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
-# How long a request may wait for the endpoint's next bytes (DATAENGINE_S3_TIMEOUT): boto3's 60 s, times six
-# attempts, kept a run on a hung endpoint going for six minutes per operation.
+# How long a request may wait for the endpoint's next bytes (DATAENGINE_S3_TIMEOUT): boto3's 60 s, times seven
+# attempts, kept a run on a hung endpoint going for seven minutes per operation.
 READ_TIMEOUT_S = 20.0
-SILENT_S = 60.0  # after an operation found the endpoint silent through all its retries, others fail at once
+SILENT_S = 60.0  # after an operation timed out through all its retries, the others fail at once, at most this long
+PROBE_S = 5.0  # ... but for one request this often, which asks whether the endpoint answers again
 
 
 class _EndpointSilent(Exception):
@@ -95,16 +97,27 @@ class S3Client:
         self._local = threading.local()  # the fence of the write this thread is sending, if any
         self.clock: Callable[[], float] = time.monotonic  # the test seam of the silent window
         self._silent_until = float("-inf")
+        self._next_probe = float("-inf")
         self._silent_why = ""
         # right before each HTTP request goes out, retries included: first the fence, then the count of what
         # the service bills (a request the fence stops is never sent, nor counted)
         self.s3.meta.events.register("before-send.s3", self._check_answering)
+        self.s3.meta.events.register("after-call.s3", self._answered)  # any HTTP answer, errors included
         self.s3.meta.events.register("before-send.s3", self._check_fence)
         self.s3.meta.events.register("before-send.s3", self._count)
 
     def _check_answering(self, **_: Any) -> None:
-        if self.clock() < self._silent_until:
-            raise _EndpointSilent(self._silent_why)
+        now = self.clock()
+        if now >= self._silent_until:
+            return
+        with self._counts_guard:
+            if now >= self._next_probe:
+                self._next_probe = now + PROBE_S
+                return  # this request asks
+        raise _EndpointSilent(self._silent_why)
+
+    def _answered(self, **_: Any) -> None:
+        self._silent_until = float("-inf")
 
     def _check_fence(self, **_: Any) -> None:
         fence = getattr(self._local, "fence", None)
@@ -313,10 +326,12 @@ class S3Client:
                                 "AWS_SECRET_ACCESS_KEY, or a profile)")
         message = str(exc).splitlines()[0] if str(exc) else name
         if isinstance(exc, _EndpointSilent):
-            return StorageError(f"cannot {action} {where}: the S3 endpoint stopped answering ({message}); "
-                                f"not asked again for {SILENT_S:.0f} s")
+            return StorageError(f"cannot {action} {where}: the S3 endpoint stopped answering ({message}); it is "
+                                f"asked again every {PROBE_S:.0f} s until it answers")
         if _silent(exc):
-            self._silent_until, self._silent_why = self.clock() + SILENT_S, message
+            with self._counts_guard:
+                now = self.clock()
+                self._silent_until, self._next_probe, self._silent_why = now + SILENT_S, now + PROBE_S, message
         return StorageError(f"cannot {action} {where}: {message}")
 
 
@@ -330,15 +345,11 @@ def _cut_short(exc: Exception) -> bool:
 
 
 def _silent(exc: Exception) -> bool:
-    """The endpoint gave no answer at all through every attempt: not reached, or no bytes before the timeout."""
-    from botocore.exceptions import (
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
+    """Every attempt timed out: the endpoint took no connection or sent no bytes in time. (A refused or reset
+    connection fails in an instant: its retries cost nothing worth saving, and it may be a restart.)"""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-    return isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError))
+    return isinstance(exc, (ReadTimeoutError, ConnectTimeoutError))
 
 
 def _read_timeout() -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from dataengine.errors import UsageError
 from dataengine.storage import atomic
 from tests.conftest import REPO
 from tests.helpers import assert_store_equals, expected, read_store
@@ -34,6 +35,8 @@ def test_a_full_disk_under_polars_is_an_os_error() -> None:
     assert caught.value.errno == errno.ENOSPC and caught.value.strerror == "No space left on device"
     with pytest.raises(pl.exceptions.ColumnNotFoundError), atomic.native_os_errors():  # not a system error: as raised
         frame.select("missing")
+    with pytest.raises(UsageError, match="os error 2"), atomic.native_os_errors():  # not Polars': a message of ours
+        raise UsageError("cannot write out.csv: the disk said (os error 2)")
 
 
 def _file_size_limit(limit: int) -> Callable[[], None]:

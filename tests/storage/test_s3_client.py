@@ -3,6 +3,8 @@ retries the request, never the streamed body), each attempt counted as the reque
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from dataengine.errors import LockError, StorageError
@@ -71,7 +73,7 @@ def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_t
     """A hung S3 (a proxy that takes requests and never answers) kept a run going for minutes: every operation,
     the run's clean-up included, waited through retries of its own. Now the first one's failure is everyone's
     for SILENT_S; then the endpoint is asked again."""
-    from dataengine.storage.s3_client import SILENT_S, forget_clients
+    from dataengine.storage.s3_client import PROBE_S, SILENT_S, forget_clients
 
     monkeypatch.setenv("DATAENGINE_S3_TIMEOUT", "0.2")
     forget_clients()
@@ -88,9 +90,34 @@ def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_t
     methods = [e.method for e in s3_proxy.exchanges]
     assert set(methods) == {"PUT"} and len(methods) > 1  # one operation, and all its attempts
     for step in (path.read_bytes, lambda: path.write_bytes(b"{}"), lambda: root.store.delete(path.key)):
-        with pytest.raises(StorageError, match=r"the S3 endpoint stopped answering \(Read timeout.*not asked again"):
+        with pytest.raises(StorageError, match=r"the S3 endpoint stopped answering \(Read timeout.*asked again every"):
             step()
     assert len(s3_proxy.exchanges) == sent  # failed at once: nothing sent
     s3_proxy.clear()
-    now[0] += SILENT_S + 1  # the window is over: the endpoint is asked again
+    now[0] += PROBE_S  # one request asks; it is answered, and every one after it goes out again
     assert path.read_bytes() == b"[]"  # the slow PUTs did land (after the client gave up on them)
+    assert path.read_bytes() == b"[]" and len(s3_proxy.exchanges) == 2  # (clear() forgot the earlier ones)
+    s3_proxy.add("delay", seconds=1.0)
+    with pytest.raises(StorageError, match="Read timeout"):
+        path.read_bytes()
+    s3_proxy.clear()
+    now[0] += SILENT_S  # silent again, and nobody asked for the whole window: back to normal after it
+    assert path.read_bytes() == b"[]"
+
+
+def test_a_refused_connection_is_left_to_the_retries(s3_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal (an endpoint restarting) fails in an instant and may be over a second later: no window."""
+    from dataengine.storage.s3_client import forget_clients
+
+    root = open_store(s3_store)
+    path = root / "metadata/runs/two.json"
+    path.write_bytes(b"{}")
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    forget_clients()
+    refused = open_store(s3_store) / "metadata/runs/two.json"
+    with pytest.raises(StorageError, match="Could not connect"):
+        refused.read_bytes()
+    with pytest.raises(StorageError, match="Could not connect"):  # asked again, not 'stopped answering'
+        refused.read_bytes()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
