@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"actions"},
     {"storage"},
     {"loaders"},
-    {"config"},
+    {"config", "urls"},
     {"calendar"},
     {"timerange"},
     {"datasets"},

@@ -56,7 +56,7 @@ def command_line(ctx: typer.Context) -> list[str]:
     spelling (``-t day`` stays ``-t day``; options equal to their defaults stay), credentials inside a URL
     masked (``http://***@host``). The API keys are masked where the ledger is written."""
     from dataengine.commands.global_options import argv_as_typed
-    from dataengine.config import mask_url
+    from dataengine.urls import mask_url
 
     argv = argv_as_typed(ctx)
     if argv is None:  # the command was invoked some other way (a test calling it directly): as Python saw it

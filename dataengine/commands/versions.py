@@ -140,7 +140,7 @@ def _delete_command(ctx: typer.Context, name: str, timeframe: str, adjustment: s
     and the global ones that chose the store), ready to paste."""
     import shlex
 
-    from dataengine.config import mask_url
+    from dataengine.urls import mask_url
 
     words = ["dataengine", "tag", name, "--delete"]
     words += ["-t", timeframe] if timeframe != "minute" else []

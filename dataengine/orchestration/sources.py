@@ -21,8 +21,9 @@ import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dataengine.config import Settings, url_secrets
+from dataengine.config import Settings
 from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory, SourceInfo, WaitHook, source_info
+from dataengine.urls import url_secrets
 
 PAID_MASSIVE_REQUESTS_PER_MINUTE = 6_000  # paid plans have no per-minute cap; Massive asks to stay under ~100/s
 FREE_MASSIVE_HISTORY_YEARS = 2.0

@@ -17,10 +17,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from dataengine import __version__
-from dataengine.config import SETTING_FIELDS, Settings, redact_url
+from dataengine.config import SETTING_FIELDS, Settings
 from dataengine.errors import AuthError, ConfigError, DataEngineError, FatalRunError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
+from dataengine.urls import redact_url
 
 if TYPE_CHECKING:
     from dataengine.sources.source import BarSource

@@ -29,10 +29,10 @@ import requests
 import urllib3
 
 from dataengine import __version__
-from dataengine.config import redact_url
 from dataengine.counters import RequestCounts
 from dataengine.errors import Interrupted, SourceUnreachableError, TransientSourceError
 from dataengine.sources.source import Pacer, WaitHook
+from dataengine.urls import redact_url
 
 THROTTLE_BUDGET_FACTOR = 4  # 429s may be retried this many times more often than other transient errors
 USER_AGENT = f"dataengine/{__version__}"  # not importlib.metadata: its first call scans site-packages (~90 ms)
