@@ -67,10 +67,13 @@ def _mismatch(info: dict[str, Any], feed: str, asof: str | None) -> bool:
 
 
 def _holds_nothing(root: StorePath, key: DatasetKey) -> bool:
-    """No partition and no coverage: the dataset is as new, whatever its record says."""
+    """No partition, no coverage and no version: the dataset is as new, whatever its record says. (A version
+    means it held bars once: a repair may have set them all aside, and they were of the record's feed.)"""
     if next(layout.iter_partitions(layout.dataset_dir(root, key)), None) is not None:
         return False
-    return not CoverageLedger(layout.coverage_path(root, key)).pieces()
+    if CoverageLedger(layout.coverage_path(root, key)).pieces():
+        return False
+    return not (layout.versions_dir(root, key.dirname) / "_delta_log").is_dir()
 
 
 def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> str:

@@ -211,6 +211,18 @@ def test_a_run_that_stored_nothing_fixes_neither_feed_nor_asof(alpaca, monkeypat
         pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="sip")
 
 
+def test_a_dataset_that_has_versions_stays_bound_with_its_files_gone(alpaca) -> None:  # type: ignore[no-untyped-def]
+    """Every partition set aside (a repair whose re-fetch then failed) and its coverage dropped: the dataset's
+    versions still hold sip bars, so another feed is still refused."""
+    import shutil
+
+    assert pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="sip").ok
+    shutil.rmtree(store_root() / "equities_1day" / "symbol=AAPL")
+    (store_root() / "metadata" / "coverage" / "equities_1day.jsonl").unlink()
+    with pytest.raises(DatasetMismatchError, match="'sip'.*'iex'"):
+        pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day", feed="iex")
+
+
 def test_adjusted_bars_go_to_their_own_dataset(alpaca) -> None:  # type: ignore[no-untyped-def]
     pipeline().ingest_symbols(["AAPL"], "2024-01-02", "2024-01-05", "day", adjustment="all")
     stored = read_store(store_root(), "equities_1day_all")
