@@ -7,10 +7,15 @@ on, never logged.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow.fs
+
+# pyarrow sets up the AWS SDK lazily, and the SDK's config cache races when S3 file systems are made on several
+# threads at once: a segfault in a background thread (apache/arrow#39703). Set up once, and made one at a time.
+_ARROW_S3 = threading.Lock()
 
 
 def polars_options(creds: dict[str, str]) -> dict[str, str]:
@@ -36,4 +41,6 @@ def arrow_filesystem(creds: dict[str, str]) -> pyarrow.fs.S3FileSystem:
     if "endpoint" in creds:
         scheme, _, host = creds["endpoint"].partition("://")
         kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pyarrow.fs.S3FileSystem(**kwargs)
+    with _ARROW_S3:
+        pyarrow.fs.ensure_s3_initialized()
+        return pyarrow.fs.S3FileSystem(**kwargs)
