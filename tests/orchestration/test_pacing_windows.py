@@ -54,6 +54,6 @@ def test_back_to_back_runs_draw_few_429s_and_keep_the_limit_in_use(
         for name, records in (("first", first), ("second", second)):
             throttled, use = shares(srv, records)
             assert throttled <= 0.03, f"{name} run: {throttled:.1%} of {len(records)} requests drew a 429"
-            # wall-clock: on a loaded 2-core CI machine a run kept 87 % of the limit in use where it keeps 95 % on a
-            # quiet one; a pacer that waits out whole windows, the fault this guards against, keeps about half
+            # wall-clock: on a loaded 2-core CI machine a run kept 87 % of the limit in use; 80 % is a margin for
+            # such a machine, not a calibrated bound (what a faulty pacer scores here was not measured)
             assert use >= 0.80, f"{name} run: {use:.1%} of the limit in use"
