@@ -154,8 +154,7 @@ class Settings:
         """The store's location, as a command or the library opens it: a storage dir set empty (an unset
         variable in a cron line) is refused (exit 2), never taken for the current directory or the default."""
         if isinstance(self.storage_dir, str) and not self.storage_dir.strip():
-            where = self.origin("storage_dir").replace("environment ", "environment variable ", 1)
-            return _expand("", where)
+            return _expand("", self._where("storage_dir"))
         return self.storage_dir
 
     @property
@@ -249,8 +248,8 @@ class Settings:
         return cls(**values, origins=origins, misnamed_keys=misnamed)  # type: ignore[arg-type]
 
 
-# Set but empty, these are refused (:func:`_expand`) instead of read as unset: an empty storage dir (a cron
-# line's unset $STORE) would otherwise send a run's writes to the default store without a word.
+# Set but empty, these are kept (and refused where used: Settings.location) instead of read as unset: an empty
+# storage dir (a cron line's unset $STORE) would otherwise send a run's writes to the default store without a word.
 _EMPTY_REFUSED = frozenset({"storage_dir"})
 
 

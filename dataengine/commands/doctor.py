@@ -59,7 +59,8 @@ def render(report: Diagnosis) -> str:
 def _store_lines(store: StoreState) -> list[str]:
     link = store.connection
     reached = [f"  reached at {link['endpoint']} ({link['region']}), credentials {link['credentials']}"] if link else []
-    return [*_state_lines(store)[:1], *reached, *_state_lines(store)[1:]]
+    head, *rest = _state_lines(store)
+    return [head, *reached, *rest]
 
 
 def _state_lines(store: StoreState) -> list[str]:

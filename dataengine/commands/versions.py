@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -63,6 +63,8 @@ def versions(
 
 
 def render(report: dict[str, Any]) -> str:
+    from dataengine.read.pins import utc_text  # the form --as-of reads back to this very version
+
     if not report["versions"]:
         return f"{report['dataset']}: no versions yet (the next run makes the first)"
     lines = [f"{report['dataset']}: current version {report['current']}, {report['kept_bytes']:,} bytes held only by "
@@ -74,16 +76,9 @@ def render(report: dict[str, Any]) -> str:
         tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
         if not v.get("readable", True):
             tags += "  (pruned: no longer readable)"
-        lines.append(f"{v['version']:>7}  {_pasteable(v['timestamp']):<24}  {reason:<10}  "
+        lines.append(f"{v['version']:>7}  {utc_text(datetime.fromisoformat(v['timestamp'])):<24}  {reason:<10}  "
                      f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
     return "\n".join(lines)
-
-
-def _pasteable(timestamp: str) -> str:
-    """A commit time as ``--as-of`` reads it back to this very version: with its Z (a time without an offset is
-    New York's) and to the millisecond the commit records (cut to the second, a run committed in the second
-    after another's would read as the version before, or the two as one)."""
-    return datetime.fromisoformat(timestamp).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def tag_command(

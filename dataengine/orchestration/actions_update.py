@@ -254,12 +254,12 @@ def refetching(request: IngestRequest, coverage: CoverageLedger, stale: dict[str
     rng = request.range
     ranges: dict[str, tuple[Interval, ...]] = {}
     for symbol in request.symbols:
-        if symbol in stale and rng.empty:  # the range lies in the SIP delay: the stored history, up to its start
+        if symbol in stale:
             first = min(p.start for p in coverage.pieces()[symbol])
-            ranges[symbol] = ((first, rng.start - ONE_MICROSECOND),) if first < rng.start else ()
-        elif symbol in stale:
-            first = min(p.start for p in coverage.pieces()[symbol])
-            ranges[symbol] = ((min(first, rng.start), rng.end),)
+            if not rng.empty:
+                ranges[symbol] = ((min(first, rng.start), rng.end),)
+            else:  # the range lies in the SIP delay: the stored history, up to its start
+                ranges[symbol] = ((first, rng.start - ONE_MICROSECOND),) if first < rng.start else ()
         elif rng.empty:
             ranges[symbol] = ()  # nothing to fetch yet (not even the re-fetch window)
         else:

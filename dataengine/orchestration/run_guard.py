@@ -39,7 +39,7 @@ def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int])
         result.storage_requests = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
 
 
-def _unless_it_hides(cause: BaseException | None, step: Callable[..., Any], *args: Any) -> None:
+def _unless_it_hides(step: Callable[..., Any], *args: Any) -> None:
     """Do a clean-up step of a run that failed; its own failure (the store that stopped the run does not answer
     either) is logged, never raised: it would hide the run's error and its partial result from the user."""
     try:
@@ -104,7 +104,7 @@ def locked_and_recorded(
                 exc.result = partial  # a store lost at the very end: the run's result still goes out with the error
             _note_storage_requests(partial, root, counted)
             record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
-            _unless_it_hides(exc, _append, ledger, record)
+            _unless_it_hides(_append, ledger, record)
             raise
         _note_storage_requests(outcome.result, root, counted)
         record.close(result=outcome.result)
@@ -117,7 +117,7 @@ def locked_and_recorded(
     finally:
         if held is None:
             if failed:
-                _unless_it_hides(None, lock.release)
+                _unless_it_hides(lock.release)
             else:
                 _release_or_warn(lock, outcome.result)
 

@@ -143,8 +143,9 @@ def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | N
 
 
 def utc_text(moment: datetime) -> str:
-    """A version's time as ``dataengine versions`` shows it (UTC, to the millisecond: given back as an as_of, it
-    pins that very version)."""
+    """A version's time as ``dataengine versions`` shows it: UTC with its Z (a time without an offset is New
+    York's) and to the millisecond the commit records, so given back as an as_of it pins that very version (cut
+    to the second, a run committed in the second after another's would read as the version before)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

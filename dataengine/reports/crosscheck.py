@@ -167,8 +167,9 @@ def crosscheck(
     try:
         for symbol, year, month in months:
             check = MonthCheck(symbol, f"{year:04d}-{month:02d}")
-            held = _covered(symbol, year, month, pieces, now or datetime.now(timezone.utc))
-            window = _served(held, limits, now or datetime.now(timezone.utc)) if held is not None else None
+            moment = now or datetime.now(timezone.utc)
+            held = _covered(symbol, year, month, pieces, moment)
+            window = _served(held, limits, moment) if held is not None else None
             if held is None:
                 check.skipped = "the store covers none of it"
             elif window is None:

@@ -19,11 +19,12 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,15 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
+
+
+def holder_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process a lock record names (``pid`` on ``host``) still runs: None when that is another host
+    (or the record names no pid), where only its lease can tell."""
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return None
+    return pid_alive(pid)
 
 
 def cut_torn_tail(path: Path, aside_dir: Path) -> int:

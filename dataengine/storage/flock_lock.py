@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dataengine.errors import StorageError
-from dataengine.storage.atomic import pid_alive
+from dataengine.storage.atomic import holder_alive
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,7 @@ def read_holder_file(path: Path) -> dict[str, Any] | None:
     record = _parse_holder(data)
     if record is None:
         return None
-    pid = record.get("pid")
-    if record.get("host") != socket.gethostname() or not isinstance(pid, int):
-        record["alive"] = None
-    else:
-        record["alive"] = pid_alive(pid)
+    record["alive"] = holder_alive(record)
     return record
 
 

@@ -10,7 +10,6 @@ run still holds the lock, so a run that lost it (a lease not renewed in time) wr
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from dataengine.errors import LockError
-from dataengine.storage.atomic import pid_alive
+from dataengine.storage.atomic import holder_alive
 from dataengine.storage.store import LockBackend, StorePath, open_store
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,7 @@ def describe_holder(holder: dict[str, Any] | None, *, live: bool = True) -> str:
     if command:
         text += f" ({command})"
     if live and holder.get("lease_until"):
-        pid = holder.get("pid")
-        if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
+        if holder_alive(holder) is False:
             # a lease is all another host can go by, so it is waited out here too: a pid reused on another
             # machine of the same name must not let two runs write
             text += (f"; that process has exited (killed, or cut off from the store): its lease lapses "
