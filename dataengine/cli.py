@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from dataengine import __version__
-from dataengine.commands.common import Context, to_log_file
+from dataengine.commands.common import Context, last_line
 from dataengine.commands.global_options import GlobalOptionsAnywhere
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
@@ -219,8 +219,7 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
 def _error(message: str) -> None:
     """The command's final error: one line on stderr, and the same line in the log file (a cron mail that
     points to the log finds why the run failed there too)."""
-    typer.echo(f"Error: {message}", err=True)
-    to_log_file(logging.ERROR, f"Error: {message}")
+    last_line(logging.ERROR, f"Error: {message}")
 
 
 def _one_line(message: str, limit: int = 600) -> str:
@@ -231,8 +230,7 @@ def _one_line(message: str, limit: int = 600) -> str:
 
 def _interrupted(exc: BaseException | None) -> int:
     line = f"Interrupted by {signal.Signals(exc.signum).name}." if isinstance(exc, Terminated) else "Interrupted."
-    typer.echo(line, err=True)
-    to_log_file(logging.WARNING, line)
+    last_line(logging.WARNING, line)
     return exit_code_for(error=exc if isinstance(exc, Terminated) else KeyboardInterrupt())
 
 

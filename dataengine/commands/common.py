@@ -97,10 +97,11 @@ def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[s
     console.print(table)
 
 
-def to_log_file(level: int, line: str) -> None:
-    """A line the CLI has just printed on stderr (its final ``Error: ...``, ``Interrupted.``) also into the
-    ``--log-file``, and only there: logged the usual way it would reach stderr a second time (or Python's
-    last-resort handler, when no handler is set up yet). Masked like every record of the file."""
+def last_line(level: int, line: str) -> None:
+    """The CLI's last word on a command that did not finish (``Error: ...``, ``Interrupted.``): on stderr, and
+    in the ``--log-file`` too, but only there: logged the usual way it would reach stderr a second time (or
+    Python's last-resort handler, when no handler is set up yet). Masked like every record of the file."""
+    typer.echo(line, err=True)
     root = logging.getLogger("dataengine")
     record = root.makeRecord("dataengine.cli", level, __file__, 0, "%s", (line,), None)
     for handler in root.handlers:

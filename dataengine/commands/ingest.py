@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import Context, command_line, emit, exit_with, first_day, to_log_file
+from dataengine.commands.common import Context, command_line, emit, exit_with, first_day, last_line
 from dataengine.errors import UsageError, exit_code_for, signal_of
 from dataengine.orchestration.progress import ProgressReporter
 
@@ -181,8 +181,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         code = exit_code_for(error=exc)
         if args.json_out:
             emit({"interrupted": True, "signal": signal_of(exc), "error": "interrupted", "exit_code": code}, True)
-        typer.echo("Interrupted.", err=True)
-        to_log_file(logging.WARNING, "Interrupted.")
+        last_line(logging.WARNING, "Interrupted.")
         raise typer.Exit(code) from None
     finally:
         if progress is not None:
