@@ -36,10 +36,16 @@ def read(root: StorePath, key: DatasetKey | str) -> dict[str, Any] | None:
 
 def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) -> None:
     """Refuse to mix sources, feeds, or symbol mappings (``asof``), in one dataset (:class:`DatasetMismatchError`).
-    A dataset that holds nothing yet (no partition, no coverage) takes any feed and ``asof``."""
+    A dataset that holds nothing yet (no partition, no coverage, no version) takes any feed and ``asof``."""
+    _binding(root, key, feed, asof)
+
+
+def _binding(root: StorePath, key: DatasetKey, feed: str, asof: str | None) -> dict[str, Any] | None:
+    """The record that binds a run of ``feed`` and ``asof`` (None: there is none, or it is of a dataset that
+    holds nothing, whose next claim replaces it); :class:`DatasetMismatchError` when the run would mix."""
     info = read(root, key)
     if info is None:
-        return
+        return None
     where = layout.dataset_dir(root, key)
     held = str(info.get("source") or DEFAULT_SOURCE)
     if held != key.source:
@@ -49,7 +55,7 @@ def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
             "or use another --storage-dir)"
         )
     if _mismatch(info, feed, asof) and _holds_nothing(root, key):
-        return  # the record of a run that stored nothing (a 401, a closed port) binds nothing: claim replaces it
+        return None  # the record of a run that stored nothing (a 401, a closed port) binds nothing
     if info.get("feed") not in (None, feed):
         raise DatasetMismatchError(
             f"{where} holds feed {info['feed']!r} bars; refusing to add feed {feed!r} "
@@ -60,6 +66,7 @@ def check(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
             f"{where} maps renamed symbols as of {info['asof']}; refusing to add bars mapped "
             f"as of {asof} (leave --asof out, or use another --storage-dir)"
         )
+    return info
 
 
 def _mismatch(info: dict[str, Any], feed: str, asof: str | None) -> bool:
@@ -81,10 +88,7 @@ def claim(root: StorePath, key: DatasetKey, feed: str, asof: str | None = None) 
 
     Every fetch of a dataset sends the same ``asof``, so renamed symbols map the same way whatever day a run
     happens on: the one given for a new dataset, else the New York date it was created on."""
-    check(root, key, feed, asof)
-    info = read(root, key)
-    if info is not None and _mismatch(info, feed, asof):
-        info = None  # check let it pass: the dataset holds nothing, so this run's feed and asof are recorded
+    info = _binding(root, key, feed, asof)
     legacy = layout.legacy_dataset_record_path(root, key)
     if info is not None and info.get("asof") and info.get("feed") and not legacy.is_file():
         return str(info["asof"])
