@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -199,6 +200,11 @@ def _proc_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env: dict[str, str] | None = None,
               profile: Path | None = None, fresh_window: bool = True, gil: bool = False) -> Run:
     """Run one contestant in a fresh process and fill ``run`` with what was measured.
@@ -230,6 +236,7 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
         sampling = ["--gil", "--nonblocking", "--rate", "250"] if gil else ["--rate", "200"]
         command = [spy, "record", *sampling, "--format", "raw", "--output", str(profile), "--", *command]
         run.extra["profiled"] = str(profile)
+    harness_cpu0 = _own_cpu()
     with open(scratch / "child.log", "wb") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -248,6 +255,8 @@ def run_child(run: Run, spec: dict[str, Any], scratch: Path, server: Server, env
     proc.returncode = os.waitstatus_to_exitcode(status)
     run.process_wall_s = time.perf_counter() - started
     run.process_cpu_s = usage.ru_utime + usage.ru_stime
+    # what this process spent meanwhile: the fake server answering the child (and the memory sampler, ~1 %)
+    run.extra["server_cpu_s"] = round(_own_cpu() - harness_cpu0, 3)
     run.extra["ru_maxrss_mib"] = round(usage.ru_maxrss / 1024, 1)  # inflated by the parent's RSS at exec
     try:
         out = json.loads((scratch / "result.json").read_text())

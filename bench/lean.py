@@ -6,13 +6,16 @@ fsynced. One request chain for all symbols (Alpaca's multi-symbol pages), pages 
 each New York month of a symbol written once it is complete, so memory stays at about one page plus one
 partition. No retries, no lock, no coverage, no merge with stored files: it writes into an empty store, which
 is what the bench gives it. ``python -m bench.lean URL KEY SECRET STORE START_UTC END_UTC TIMEFRAME SYM...``
-runs it alone; the bench calls :func:`run`.
+runs it alone; the bench calls :func:`run`, or :func:`start_parallel` and :func:`finish_parallel` for the same job
+split over several such processes (the most any process-parallel design could get from the machine).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
+import subprocess
 import sys
 import urllib.parse
 import urllib.request
@@ -111,6 +114,47 @@ def run(url: str, key: str, secret: str, store: str, start: str, end: str, timef
     return rows
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_parallel(args: list[str], symbols: list[str], processes: int) -> list[subprocess.Popen[str]]:
+    """Start ``processes`` lean pipelines, each over every n-th symbol (``args``: URL KEY SECRET STORE START END
+    TIMEFRAME), and return once each has imported what it needs and waits for the word to start."""
+    groups = [symbols[i::processes] for i in range(processes)]
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.lean", "--wait", *args, *group], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for group in groups if group]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return procs
+
+
+def finish_parallel(procs: list[subprocess.Popen[str]]) -> tuple[int, float]:
+    """Start the pipelines :func:`start_parallel` readied and wait for them: (rows written, CPU of their work
+    after imports, summed)."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    rows, cpu = 0, 0.0
+    for proc in procs:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        if proc.wait():
+            raise RuntimeError(f"a lean process exited {proc.returncode}")
+        result = json.loads(out)
+        rows += result["rows"]
+        cpu += result["cpu_s"]
+    return rows, cpu
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
-    print(json.dumps({"rows": run(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7:])}))
+    if a[0] == "--wait":  # started by start_parallel: imports done, wait for the word
+        a = a[1:]
+        print("ready", flush=True)
+        sys.stdin.readline()
+    cpu0 = _cpu()
+    rows = run(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7:])
+    print(json.dumps({"rows": rows, "cpu_s": _cpu() - cpu0}))
