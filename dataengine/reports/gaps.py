@@ -115,6 +115,11 @@ def find_gaps(
     for symbol in wanted:
         report = _symbol_gaps(storage, key, tf, symbol, start, end)
         report.never_fetched = unfetched.get(symbol, [])
+        # A session inside a never-fetched range has no bar because no run asked for it: it is listed there
+        # (a run fills it), not again as a missing session (a hole the source left in what was fetched).
+        report.missing_sessions = [
+            day for day in report.missing_sessions if not any(a <= day <= b for a, b in report.never_fetched)
+        ]
         head = report.never_fetched[:1]
         if head and (report.first_session is None or head[0][1] < report.first_session):
             report.missing_history = head[0]

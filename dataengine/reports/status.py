@@ -215,6 +215,7 @@ def symbol_status(
             continue
         held = [(int(y), int(m)) for y, m in mine.select("year", "month").iter_rows()]
         months = [f"{y:04d}-{m:02d}" for y, m in held]
+        never = _never_fetched(root, name, symbol, history_start, sip_delay_minutes, lag, settings)
         datasets.append(
             {
                 **_dataset_info(root, name),
@@ -224,8 +225,8 @@ def symbol_status(
                 "months_held": len(months),
                 "first_month": months[0],
                 "last_month": months[-1],
-                "missing_months": _missing(held),
-                "never_fetched": _never_fetched(root, name, symbol, history_start, sip_delay_minutes, lag, settings),
+                "missing_months": _missing(held, never),
+                "never_fetched": never,
                 "disk_bytes": int(mine["blocks"].sum()),
             }
         )
@@ -278,10 +279,14 @@ def _actions_of(root: StorePath, symbol: str) -> dict[str, Any]:
     }
 
 
-def _missing(held: list[tuple[int, int]]) -> list[str]:
-    """Months between the first and last held that have no partition, as ``YYYY-MM``."""
+def _missing(held: list[tuple[int, int]], never: list[list[str]]) -> list[str]:
+    """Months between the first and last held that have no partition, as ``YYYY-MM``; not those never fetched
+    (listed in ``never``, the sessions a run would fetch)."""
+    from dataengine.reports.unfetched import month_never_fetched
+
     have = set(held)
-    return [f"{y:04d}-{m:02d}" for y, m in months_between(held[0], held[-1]) if (y, m) not in have]
+    gone = [f"{y:04d}-{m:02d}" for y, m in months_between(held[0], held[-1]) if (y, m) not in have]
+    return [month for month in gone if not month_never_fetched(month, never)]
 
 
 __all__ = ["FooterCache", "refresh_cache", "store_status", "symbol_status"]

@@ -82,3 +82,13 @@ def as_interval(sessions: SessionRange) -> Interval:
     """[first session, last session] as the UTC range of those whole New York days."""
     first, last = date.fromisoformat(sessions[0]), date.fromisoformat(sessions[1])
     return calendar.session_start(first), calendar.session_start(last + timedelta(days=1)) - ONE_MICROSECOND
+
+
+def month_never_fetched(month: str, ranges: Sequence[SessionRange]) -> bool:
+    """Whether every session of ``month`` (``YYYY-MM``) lies in one of the never-fetched ``ranges``: such a
+    month has no partition because no run asked for it, which ``status`` says once, as never fetched."""
+    first = date.fromisoformat(f"{month}-01")
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    days = [d.isoformat() for d in calendar.sessions(first, following - timedelta(days=1))]
+    return bool(days) and all(any(a <= day <= b for a, b in ranges) for day in days)
+

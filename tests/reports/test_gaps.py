@@ -122,3 +122,21 @@ def test_repair_fetches_the_never_fetched_tail(alpaca, capsys) -> None:  # type:
     capsys.readouterr()
     code, report = gaps(capsys, "-t", "day", "--repair")
     assert code == 0 and report["symbols"][0]["never_fetched"] == [] and report["symbols"][0]["last_session"] > "2026"
+
+
+def test_a_month_never_fetched_between_stored_ones_is_listed_once(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """January and March stored, February never asked for: its sessions are never fetched (a run fills them),
+    not also missing sessions (a hole the source left), and the counts say the same."""
+    for month in (("2024-01-02", "2024-01-31"), ("2024-03-01", "2024-03-28")):
+        assert main(["-q", "ingest", "AAPL", "--start", month[0], "--end", month[1], "-t", "day"]) == 0
+    capsys.readouterr()
+    code, report = gaps(capsys, "-t", "day", "--start", "2024-01-02", "--end", "2024-03-28")
+    (symbol,) = report["symbols"]
+    assert code == 1 and symbol["never_fetched"] == [["2024-02-01", "2024-02-29"]]
+    assert symbol["missing_sessions"] == [] and report["missing_sessions"] == 0
+    assert main(["gaps", "-t", "day", "--start", "2024-01-02", "--end", "2024-03-28"]) == 1
+    out = capsys.readouterr().out
+    assert "never fetched: 2024-02-01..2024-02-29" in out and "missing:" not in out
+    assert main(["status", "AAPL", "--json"]) == 0  # status: not a missing month as well
+    (dataset,) = json.loads(capsys.readouterr().out)["datasets"]
+    assert dataset["missing_months"] == [] and ["2024-02-01", "2024-02-29"] in dataset["never_fetched"]
