@@ -458,3 +458,27 @@ def test_a_run_that_fetches_the_same_bars_again_rewrites_nothing_and_makes_no_ve
     more = p.ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-03-28", "day")  # March is new: a version
     assert more.version == 1 and more.rows_added == 2 * 20  # 20 sessions to the 28th (Good Friday the 29th)
     assert read_bars(["AAPL", "MSFT"], timeframe="day", version=0).height == 2 * 41
+
+
+def test_all_versions_checks_the_files_of_untagged_older_versions_too(alpaca, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A file only an older, untagged version holds (the dataset's partition was rewritten since) and damaged:
+    plain verify checks the latest and tagged versions only and calls the store whole; --all-versions checks
+    every version kept, names that one, and exits 1 (nothing can fetch its bars back as they were)."""
+    from tests.helpers import run_cli
+
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-12", "day").version == 0
+    assert p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-31", "day").version == 1  # January rewritten
+    current = (tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=01/data.parquet").stat().st_ino
+    kept = tmp_path / "store/metadata/versions/equities_1day/symbol=AAPL/year=2024/month=01"
+    (older,) = [f for f in kept.glob("*.parquet") if f.stat().st_ino != current]
+    with older.open("r+b") as f:
+        f.truncate(100)
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    assert code == 0 and json.loads(out)["versions"] == []
+    code, out, err = run_cli(capsys, "verify", "--all-versions", "--json")
+    [problem] = json.loads(out)["versions"]
+    assert code == 1 and older.name in problem and "100 bytes" in problem, err
+    assert "version 0, untagged: the bars it held there cannot be restored" in problem
+    code, out, _ = run_cli(capsys, "verify", "--all-versions")
+    assert code == 1 and "version 0, untagged" in out and "--repair" not in out  # a repair cannot mend it

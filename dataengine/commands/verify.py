@@ -29,6 +29,7 @@ def verify_command(
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: all).", show_default=False)] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="Only this bar size's datasets (default: every dataset).")] = None,
     repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files and lines to metadata/quarantine/, rebuild the metadata and fetch those months again.")] = False,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Also check the files of every version kept, not only the latest and tagged ones (a stat per file per version).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
@@ -42,7 +43,8 @@ def verify_command(
 ) -> None:
     """Check every partition from its Parquet footer: readable, its bars inside the month its path names, and
     none that was written once gone; and the metadata: coverage and run ledgers line by line, dataset records,
-    corporate-action files, version tables (their Delta logs, the files the latest versions name). Names each
+    corporate-action files, version tables (their Delta logs, the files the latest and tagged versions name;
+    with --all-versions, every version kept). Names each
     damaged or missing partition, line and file. With --against SOURCE, compare the stored bars with another
     vendor's instead (nothing is stored or changed).
 
@@ -69,7 +71,7 @@ def verify_command(
         datasets = [d for d in layout.dataset_names(root, settings.source if source is not None else None)
                     if label is None or layout.describe_dataset(d)["label"] == label]
     if not repair_it:
-        report = verify(root, datasets=datasets, symbols=wanted)
+        report = verify(root, datasets=datasets, symbols=wanted, all_versions=all_versions)
     else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
@@ -78,7 +80,7 @@ def verify_command(
                                      wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
                                      command=command_line(ctx))
         try:
-            report = verify_and_repair(root, pipeline, datasets=datasets, symbols=wanted)
+            report = verify_and_repair(root, pipeline, datasets=datasets, symbols=wanted, all_versions=all_versions)
         finally:
             progress.close()
         if report.repaired and not json_out:
@@ -181,8 +183,9 @@ def render(report: VerifyReport) -> str:
                      "(run 'dataengine verify --repair'):")
         lines += [f"  {d.describe()}" for d in report.damage]
     if report.versions:
-        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, or files the "
-                     "latest versions name missing or resized (run 'dataengine verify --repair'):")
+        mendable = any("cannot be restored" not in problem for problem in report.versions)
+        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, or files "
+                     "versions name missing or resized" + (" (run 'dataengine verify --repair'):" if mendable else ":"))
         lines += [f"  {problem}" for problem in report.versions]
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")

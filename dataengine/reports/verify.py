@@ -25,7 +25,16 @@ from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import DamagedLogError, VersionTable, check, check_log, mend, mend_log, tags
+from dataengine.storage.versions import (
+    DamagedLogError,
+    VersionTable,
+    check,
+    check_log,
+    kept_versions,
+    mend,
+    mend_log,
+    tags,
+)
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -76,8 +85,11 @@ class VerifyReport:
         return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
 
 
-def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None) -> VerifyReport:
-    """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer."""
+def verify(
+    root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None, all_versions: bool = False,
+) -> VerifyReport:
+    """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer, and
+    the files of each dataset's latest and tagged versions (``all_versions``: of every version kept)."""
     started = time.perf_counter()
     names = datasets if datasets is not None else layout.dataset_names(root)
     index = FooterCache(root)
@@ -99,13 +111,14 @@ def verify(root: StorePath, *, datasets: list[str] | None = None, symbols: list[
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
-    report.versions = check_versions(root, names)
+    report.versions = check_versions(root, names, all_versions=all_versions)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
 
 
 def verify_and_repair(
     root: StorePath, pipeline: IngestionPipeline, *, datasets: list[str] | None = None, symbols: list[str] | None = None,
+    all_versions: bool = False,
 ) -> VerifyReport:
     """``verify --repair``: under the store's run lock (taken, or waited for, before anything is touched), set
     damaged files aside, fetch exactly those months again, and verify once more. The report is the one after
@@ -115,7 +128,7 @@ def verify_and_repair(
 
         # temp files a killed older version left in partition directories (runs never look there)
         ParquetStorage(root).remove_stale_temp_files(deep=True)
-        report = verify(root, datasets=datasets, symbols=symbols)
+        report = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
         if report.ok:
             return report
         # the metadata first: refetching a month needs its dataset's record (its feed), and a run its version log
@@ -124,7 +137,7 @@ def verify_and_repair(
         mended += _version_log_repairs(root, version_datasets)
         runs = repair(root, report, pipeline) if report.damage else {}
         _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
-        after = verify(root, datasets=datasets, symbols=symbols)
+        after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
     after.mended = mended
@@ -160,33 +173,38 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> None:
             log.warning("version table of %s: %s (its dataset file is damaged too: repair it first)", dataset, problem)
 
 
-def check_versions(root: StorePath, datasets: list[str]) -> list[str]:
+def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False) -> list[str]:
     """Damaged files of each dataset's version log (every commit read whole, the newest checkpoint; on S3 a GET
-    each), and files its latest version names that are missing or not their recorded size (one stat each; on
-    S3 a listing): what ``read_bars`` of the latest or a pinned version would fail on."""
+    each), and files its latest and tagged versions (``all_versions``: every version kept) name that are
+    missing or not their recorded size (one stat each; on S3 a listing): what ``read_bars`` of the latest or a
+    pinned version would fail on."""
     problems: list[str] = []
     for name in datasets:
         table = VersionTable.of(root, name)
         damaged = [str(problem) for problem in check_log(table)]
         try:
             latest = [str(problem) for problem in check(table)]
-            problems += damaged + latest + _tagged_problems(table, set(latest))
+            problems += damaged + latest + _older_problems(table, set(latest), all_versions)
         except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
             problems += damaged or [f"{exc.path}: damaged version log ({exc.detail})"]
     return problems
 
 
-def _tagged_problems(table: VersionTable, known: set[str]) -> list[str]:
-    """Files of tagged versions (the ones a backtest pinned) that are missing or not their recorded size. A
-    file only an older version holds cannot be fetched back as it was, so ``--repair`` cannot mend it: the
-    report says so rather than calling the store whole (a partition changed in place, not replaced, damages
-    the versions whose file is a hard link of it)."""
+def _older_problems(table: VersionTable, known: set[str], every: bool) -> list[str]:
+    """Files of tagged versions (the ones a backtest pinned; with ``every``, of every version kept) that are
+    missing or not their recorded size. A file only an older version holds cannot be fetched back as it was,
+    so ``--repair`` cannot mend it: the report says so rather than calling the store whole (a partition changed
+    in place, not replaced, damages the versions whose file is a hard link of it)."""
+    pinned = {version: name for name, version in tags(table).items()}
+    versions = kept_versions(table)[:-1] if every else sorted(pinned)  # the latest was checked already
     out: list[str] = []
-    for name, version in sorted(tags(table).items(), key=lambda item: item[1]):
+    for version in versions:
         for problem in check(table, version):
             if str(problem) not in known:
                 known.add(str(problem))
-                out.append(f"{problem} (version {version}, tag {name!r}: the bars it held there cannot be restored)")
+                which = f"tag {pinned[version]!r}" if version in pinned else "untagged"
+                out.append(f"{problem} (version {version}, {which}: the bars it held there cannot be restored)"
+                           + ("" if version in pinned else "; versions --prune --keep-days D drops it once older"))
     return out
 
 

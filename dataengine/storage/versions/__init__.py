@@ -45,7 +45,7 @@ from dataengine.storage.versions.model import (
     VersionInfo,
     VersionTable,
 )
-from dataengine.storage.versions.read import Snapshot, current_version, history, snapshot, version_at
+from dataengine.storage.versions.read import Snapshot, current_version, history, kept_versions, snapshot, version_at
 from dataengine.storage.versions.retention import PruneResult, prune, tag, tags, untag
 from dataengine.storage.versions.verify import MendResult, Problem, check, mend
 
@@ -77,6 +77,7 @@ __all__ = [
     "commit_run",
     "current_version",
     "history",
+    "kept_versions",
     "mend",
     "mend_log",
     "prune",

@@ -107,6 +107,13 @@ def current_version(table: VersionTable) -> int | None:
     return list_log(table).latest
 
 
+def kept_versions(table: VersionTable) -> list[int]:
+    """Every version a pinned read can still open, oldest first: those a prune left, and the tagged ones."""
+    before = retention.pruned_before(table)
+    pinned = set(retention.tags(table).values())
+    return [v for v in list_log(table).commits if not retention.was_pruned(v, before, tagged=v in pinned)]
+
+
 def version_at(table: VersionTable, when: datetime) -> int:
     """The version current at ``when`` (the newest committed at or before it; naive times are UTC)."""
     commits = list(list_log(table).commits)
