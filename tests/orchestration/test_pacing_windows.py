@@ -54,6 +54,7 @@ def test_back_to_back_runs_draw_few_429s_and_keep_the_limit_in_use(
         for name, records in (("first", first), ("second", second)):
             throttled, use = shares(srv, records)
             assert throttled <= 0.03, f"{name} run: {throttled:.1%} of {len(records)} requests drew a 429"
-            # wall-clock: on a loaded 2-core CI machine a run kept 87 % of the limit in use; 80 % is a margin for
-            # such a machine, not a calibrated bound (what a faulty pacer scores here was not measured)
+            # wall-clock, so a margin: the pacer as it is kept 94-99 % in use at load 4 on the 2-core machine, 87 %
+            # once on a loaded CI run; one that wastes a second of each window (MARGIN_S = 1.0, measured
+            # 2026-12-07) kept 80 % (first run) and 76-77 % (second): this bound fails it, by a small margin
             assert use >= 0.80, f"{name} run: {use:.1%} of the limit in use"
