@@ -482,3 +482,36 @@ def test_all_versions_checks_the_files_of_untagged_older_versions_too(alpaca, tm
     assert "version 0, untagged: the bars it held there cannot be restored" in problem
     code, out, _ = run_cli(capsys, "verify", "--all-versions")
     assert code == 1 and "version 0, untagged" in out and "--repair" not in out  # a repair cannot mend it
+
+
+def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_as_a_version(alpaca, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A partition rewritten by hand between runs (a new file, whole and readable) was in no version: the latest
+    version still named the old file, so read_bars (which reads the latest version's files) and an engine
+    reading the folder read different bars, and verify called the store whole. verify now names the file (exit 1) and
+    --repair makes a version holding the dataset as it is. While a run is under way its files are not named."""
+    from dataengine.storage.run_versions import DatasetVersion
+    from dataengine.storage.versions import Provenance
+
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-01-31", "day").version == 0
+    partition = tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=01/data.parquet"
+    edited = pl.read_parquet(partition).head(5)
+    edited.write_parquet(partition.with_suffix(".edit"))
+    os.replace(partition.with_suffix(".edit"), partition)  # a new file under the old name, as tools write
+    # engines reading the folder see the edit; read_bars, which reads the latest version's files, does not
+    assert read_bars("AAPL", timeframe="day").height == read_bars("AAPL", timeframe="day", version=0).height > 5
+
+    root = open_store(tmp_path / "store")
+    under_way = DatasetVersion(root, "equities_1day", Provenance(run_id="20261207T000000Z-abcdef"))
+    under_way.begin()  # a run's marker: its files are its commit's to take in
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    assert code == 0 and json.loads(out)["versions"] == []
+    under_way.commit({})  # that run ends, having written nothing
+
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    [problem] = json.loads(out)["versions"]
+    assert code == 1 and "equities_1day/symbol=AAPL/year=2024/month=01/data.parquet was replaced outside a run" in problem
+    code, out, _ = run_cli(capsys, "verify", "--repair")
+    latest = current_version(timeframe="day")
+    assert code == 0 and f"repaired: version {latest} of equities_1day holds the dataset's files as they are now" in out
+    assert read_bars("AAPL", timeframe="day").height == read_bars("AAPL", timeframe="day", version=latest).height == 5
+    assert run_cli(capsys, "verify")[0] == 0

@@ -184,8 +184,9 @@ def render(report: VerifyReport) -> str:
         lines += [f"  {d.describe()}" for d in report.damage]
     if report.versions:
         mendable = any("cannot be restored" not in problem for problem in report.versions)
-        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, or files "
-                     "versions name missing or resized" + (" (run 'dataengine verify --repair'):" if mendable else ":"))
+        lines.append(f"{len(report.versions)} problem(s) with the version tables: damaged log files, files versions "
+                     "name missing or resized, or dataset files no version holds"
+                     + (" (run 'dataengine verify --repair'):" if mendable else ":"))
         lines += [f"  {problem}" for problem in report.versions]
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")

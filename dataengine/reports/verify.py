@@ -34,6 +34,7 @@ from dataengine.storage.versions import (
     mend,
     mend_log,
     tags,
+    unrecorded,
 )
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -72,6 +73,7 @@ class VerifyReport:
     metadata: list[MetadataDamage] = field(default_factory=list)  # damaged ledger lines, records, action files
     # damaged files of a version table's Delta log, and files a dataset's latest version names, missing or resized
     versions: list[str] = field(default_factory=list)
+    version_datasets: list[str] = field(default_factory=list)  # the datasets those problems are of
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
@@ -111,7 +113,9 @@ def verify(
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
-    report.versions = check_versions(root, names, all_versions=all_versions)
+    by_dataset = check_versions(root, names, all_versions=all_versions)
+    report.versions = [problem for problems in by_dataset.values() for problem in problems]
+    report.version_datasets = sorted(by_dataset)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
 
@@ -133,10 +137,10 @@ def verify_and_repair(
             return report
         # the metadata first: refetching a month needs its dataset's record (its feed), and a run its version log
         mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
-        version_datasets = {p.split("/")[2] for p in report.versions}
+        version_datasets = set(report.version_datasets)
         mended += _version_log_repairs(root, version_datasets)
         runs = repair(root, report, pipeline) if report.damage else {}
-        _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
+        mended += _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
         after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
@@ -158,36 +162,48 @@ def _version_log_repairs(root: StorePath, datasets: set[str]) -> list[str]:
     return notes
 
 
-def _version_repairs(root: StorePath, datasets: set[str]) -> None:
-    """A month set aside and not fetched again (the source has no bar of it any more) is gone from the dataset:
-    the latest version must not name it. One more version per repaired dataset, if anything differs."""
+def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
+    """A month set aside and not fetched again (the source has no bar of it any more) is gone from the dataset,
+    and a file replaced outside a run is in no version: the latest version must name the dataset as it is. One
+    more version per repaired dataset, if anything differs; a note for each version made."""
     from dataengine.storage.run_ledger import new_run_id
     from dataengine.storage.run_versions import DatasetVersion
-    from dataengine.storage.versions import Provenance
+    from dataengine.storage.versions import Provenance, current_version
 
+    notes = []
     for dataset in sorted(datasets):
         version = DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair"))
+        before = current_version(version.table)
         version.sync()
         mended = mend(version.table, version.provenance)  # a file the latest version names, lost: re-linked
         for problem in mended.unresolved:
             log.warning("version table of %s: %s (its dataset file is damaged too: repair it first)", dataset, problem)
+        after = current_version(version.table)
+        if after != before:
+            notes.append(f"version {after} of {dataset} holds the dataset's files as they are now")
+    return notes
 
 
-def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False) -> list[str]:
-    """Damaged files of each dataset's version log (every commit read whole, the newest checkpoint; on S3 a GET
-    each), and files its latest and tagged versions (``all_versions``: every version kept) name that are
-    missing or not their recorded size (one stat each; on S3 a listing): what ``read_bars`` of the latest or a
-    pinned version would fail on."""
-    problems: list[str] = []
+def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False) -> dict[str, list[str]]:
+    """Per dataset with any: damaged files of its version log (every commit read whole, the newest
+    checkpoint; on S3 a GET each), files its latest and tagged versions (``all_versions``: every version kept)
+    name that are missing or not their recorded size (one stat each; on S3 a listing), and dataset files no
+    version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise."""
+    found: dict[str, list[str]] = {}
     for name in datasets:
         table = VersionTable.of(root, name)
-        damaged = [str(problem) for problem in check_log(table)]
+        problems = [str(problem) for problem in check_log(table)]
         try:
             latest = [str(problem) for problem in check(table)]
-            problems += damaged + latest + _older_problems(table, set(latest), all_versions)
+            problems += latest + _older_problems(table, set(latest), all_versions)
+            problems += [f"{change.path} was replaced outside a run: no version holds it, so a read pinned to the "
+                         "latest version would not read it (verify --repair records it as a version)"
+                         for change in unrecorded(table)]
         except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
-            problems += damaged or [f"{exc.path}: damaged version log ({exc.detail})"]
-    return problems
+            problems = problems or [f"{exc.path}: damaged version log ({exc.detail})"]
+        if problems:
+            found[name] = problems
+    return found
 
 
 def _older_problems(table: VersionTable, known: set[str], every: bool) -> list[str]:

@@ -47,7 +47,7 @@ from dataengine.storage.versions.model import (
 )
 from dataengine.storage.versions.read import Snapshot, current_version, history, kept_versions, snapshot, version_at
 from dataengine.storage.versions.retention import PruneResult, prune, tag, tags, untag
-from dataengine.storage.versions.verify import MendResult, Problem, check, mend
+from dataengine.storage.versions.verify import MendResult, Problem, check, mend, unrecorded
 
 __all__ = [
     "CommitResult",
@@ -85,6 +85,7 @@ __all__ = [
     "sync",
     "tag",
     "tags",
+    "unrecorded",
     "untag",
     "version_at",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataengine.storage.versions.commit import link_changes, write_version
+from dataengine.storage.versions.commit import dataset_drift, link_changes, pending_runs, write_version
 from dataengine.storage.versions.log import read_state
 from dataengine.storage.versions.model import (
     DATA_FILE,
@@ -61,6 +61,18 @@ def check(table: VersionTable, version: int | None = None) -> list[Problem]:
             assert parsed is not None
             problems.append(Problem(*parsed, prefix + path, size, actual))
     return sorted(problems, key=lambda p: p.path)
+
+
+def unrecorded(table: VersionTable) -> list[PartitionFile]:
+    """The dataset's partition files the latest version does not hold: replaced or added outside a run (by
+    hand, a sync tool), so a pinned read of the latest version would not read what the dataset holds. None
+    while a run's marker is pending (a run under way, or killed: the next commit takes its files in), nor
+    before the first version. A partition gone from the dataset is not listed: verify's partition check
+    names it, and a repair fetches it again."""
+    state = read_state(table)
+    if state is None or pending_runs(table):
+        return []
+    return [change for change in dataset_drift(table, state) if change.path is not None]
 
 
 def mend(table: VersionTable, provenance: Provenance) -> MendResult:
