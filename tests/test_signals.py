@@ -97,3 +97,35 @@ def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_pa
     assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
     assert not list((tmp_path / "store").glob("equities_1day/**/data.parquet"))  # no worker started
     assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130
+
+
+LIBRARY_LOOP = """
+import sys
+from dataengine import IngestionPipeline
+pipeline = IngestionPipeline(max_workers=3)
+try:
+    for batch in (["AAPL", "MSFT"], ["NVDA", "AMZN"]):
+        pipeline.ingest_symbols(batch, "2024-01-01", "2024-04-30", "minute")
+        print("finished", *batch, flush=True)
+except KeyboardInterrupt as stop:
+    print("stopped", type(stop).__name__, stop.result.interrupted, stop.result.exit_code, stop.result.signal, flush=True)
+    raise
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_library_script_not_only_its_run(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: Ctrl-C during ingest_symbols stopped that run cleanly and then returned its
+    result, so a script's loop (or a notebook cell) went on to fetch the next batch. The call now raises
+    KeyboardInterrupt once the run has stopped, with the result as .result; what was written stays."""
+    alpaca.latency_s = 0.05
+    proc = subprocess.Popen([sys.executable, "-c", LIBRARY_LOOP], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: len(alpaca.requests) >= 5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert out.split("\n")[0] == "stopped KeyboardInterrupt True 130 2", (out, err[-2000:])
+    assert "finished" not in out and proc.returncode in (-signal.SIGINT, 130), err[-2000:]  # no second batch
+    assert not {"NVDA", "AMZN"} & {r.params.get("symbols") for r in alpaca.requests}
+    last = RunLedger(backend).last(1)[0]
+    assert last.interrupted and last.exit_code == 130

@@ -9,6 +9,7 @@ one store root.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
+from dataengine.errors import Terminated
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration import sources
 from dataengine.orchestration.api_progress import api_reporter
@@ -117,9 +119,11 @@ class IngestionPipeline:
         sessions of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches
         everything. Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
         :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
-        Per-symbol failures are in the returned result's ``failed``.
+        Per-symbol failures are in the returned result's ``failed``. Ctrl-C stops the run cleanly (every
+        partition written stays, as a version) and then raises ``KeyboardInterrupt``, with the run's result
+        as ``.result``: a script's loop or a notebook cell stops too.
         """
-        return self.run(self.prepare(symbols, start_date, end_date, timeframe, IngestOptions(**options)))
+        return _unless_stopped(self.run(self.prepare(symbols, start_date, end_date, timeframe, IngestOptions(**options))))
 
     def ingest_from_csv(
         self,
@@ -131,11 +135,12 @@ class IngestionPipeline:
         **options: Unpack[IngestKeywords],
     ) -> IngestResult:
         """Like :meth:`ingest_symbols` for the symbols of a CSV or text file; ``index_name`` also records the
-        list as that index's membership from today."""
+        list as that index's membership from today (not when the run was stopped)."""
         if index_name is not None:
             validate_index_name(index_name)
         request = self.prepare_csv(csv_path, start_date, end_date, timeframe, IngestOptions(**options))
-        result = self.run(request)  # a run that cannot start (keys rejected, store locked) raises: no record
+        # a run that cannot start (keys rejected, store locked) raises: no record
+        result = _unless_stopped(self.run(request))
         if index_name is not None:
             self.metadata.store(index_name, list(request.symbols))
         return result
@@ -296,3 +301,16 @@ class IngestionPipeline:
             IngestOptions(feed=feed, adjustment=dataset.adjustment, source=dataset.source), ranges=ranges,
         )
         return self.run(request)
+
+
+def _unless_stopped(result: IngestResult) -> IngestResult:
+    """The result of a library call's run, or, when a signal stopped it, the stop raised again with the result
+    as ``.result``. The run caught the stop to finish cleanly (the write in progress, its version, the ledger
+    line); a script must still stop, as it would on Ctrl-C anywhere else. The CLI calls :meth:`run` itself and
+    turns a stopped run into its exit code instead."""
+    if not result.interrupted:
+        return result
+    stop = KeyboardInterrupt() if result.signal in (None, signal.SIGINT) else Terminated(result.signal)
+    stop.result = result  # type: ignore[attr-defined]
+    raise stop
+
