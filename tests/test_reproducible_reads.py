@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -499,6 +500,12 @@ def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_
     os.replace(partition.with_suffix(".edit"), partition)  # a new file under the old name, as tools write
     # engines reading the folder see the edit; read_bars, which reads the latest version's files, does not
     assert read_bars("AAPL", timeframe="day").height == read_bars("AAPL", timeframe="day", version=0).height > 5
+
+    copy = tmp_path / "copy"  # a copy of the store (links become files of their own): the same bytes, no change
+    shutil.copytree(tmp_path / "store", copy)
+    code, out, err = run_cli(capsys, "verify", "--json", "--storage-dir", str(copy))
+    [problem] = json.loads(out)["versions"]  # only the file that was replaced
+    assert code == 1 and "symbol=AAPL/year=2024/month=01/data.parquet was replaced outside a run" in problem
 
     root = open_store(tmp_path / "store")
     under_way = DatasetVersion(root, "equities_1day", Provenance(run_id="20261207T000000Z-abcdef"))
