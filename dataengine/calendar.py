@@ -7,7 +7,8 @@ is generated from exchange_calendars by ``scripts/gen_xnys_sessions.py`` (which 
 neither pandas nor exchange_calendars, so a user's first run costs what every later run does.
 
 The table answers for 2000-01-01 .. 2035-12-31: there are no sessions before its first day (older than any bar
-Alpaca serves), and asking about a day after its last one is an error that says to upgrade dataengine, never a
+Alpaca or Massive serves; a run asking only for days before it is refused by the request's check, not called
+a weekend), and asking about a day after its last one is an error that says to upgrade dataengine, never a
 silent guess. Thread-safe: the table is read once and never changed.
 """
 
@@ -52,6 +53,11 @@ def _table() -> _Table:
     first, last = next(line for line in header if line.startswith("# range: ")).split()[2:4]
     rows = lines[len(header) :]
     return _Table(date.fromisoformat(first), date.fromisoformat(last), [date.fromisoformat(r[:10]) for r in rows], rows)
+
+
+def first_day() -> date:
+    """The first day the shipped table answers for: no source serves bars before it."""
+    return _table().first
 
 
 def last_day() -> date:

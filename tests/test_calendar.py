@@ -61,6 +61,19 @@ def test_before_the_table_there_are_no_sessions() -> None:
     assert calendar.lag_cut(datetime(1999, 6, 1, tzinfo=UTC), 2) == datetime(1999, 5, 30, tzinfo=UTC)
 
 
+def test_a_run_wholly_before_the_table_is_refused_not_called_a_weekend(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: ingest --start 1999-01-04 --end 1999-12-31 said the range "holds no trading
+    session (a weekend or a market holiday)" and exited 0. Nothing before 2000 can be fetched: exit 2, one line,
+    nothing sent; a range that reaches into 2000 runs from there."""
+    from dataengine.cli import main
+
+    assert main(["ingest", "AAPL", "--start", "1999-01-04", "--end", "1999-12-31", "-t", "day"]) == 2
+    err = capsys.readouterr().err
+    assert "the range ends on 1999-12-31, before 2000-01-01, where dataengine's NYSE calendar begins" in err
+    assert "weekend" not in err and not alpaca.requests
+    assert main(["-q", "ingest", "AAPL", "--start", "1999-12-01", "--end", "2000-01-07", "-t", "day", "--json"]) == 0
+
+
 def test_past_the_table_is_an_error_that_says_upgrade() -> None:
     for ask in (lambda: calendar.sessions(date(2035, 12, 1), date(2036, 1, 2)),
                 lambda: calendar.regular_hours(date(2036, 1, 2)),

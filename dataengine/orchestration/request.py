@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
+from dataengine import calendar
 from dataengine.calendar import extended_hours_between, with_sip_note
 from dataengine.datasets import DatasetKey, parse_adjustment, parse_feed, parse_source
 from dataengine.errors import UsageError
@@ -119,6 +120,9 @@ def build_request(
     note = limits.delay_note if limits is not None else None
     rng = with_sip_note(resolve_range(start_date if start_date is not None else default_start, end_date, feed=feed,
                                       sip_delay_minutes=delay, now=now), note)
+    if not rng.empty and rng.end.astimezone(NEW_YORK).date() < calendar.first_day():
+        raise UsageError(f"the range ends on {rng.end.astimezone(NEW_YORK).date()}, before {calendar.first_day()}, "
+                         "where dataengine's NYSE calendar begins: no source serves bars that old")
     request = IngestRequest(
         symbols=tuple(clean),
         timeframe=tf,
