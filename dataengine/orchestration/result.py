@@ -1,9 +1,11 @@
 """What a run returns: the run's outcome (:class:`~dataengine.outcome.RunOutcome`) and what only its caller
-needs; dict-like for the seed API (``result['successful']``), JSON-ready (``--json``), readable (``str``)."""
+needs; a read-only mapping for the seed API (``result['successful']``), JSON-ready (``--json``), readable
+(``str``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from dataengine.counters import copy_counters
@@ -16,8 +18,14 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class IngestResult(RunOutcome):
-    """A run's result. ``ok`` says whether every symbol finished; ``exit_code`` is the CLI's."""
+class IngestResult(RunOutcome, Mapping[str, Any]):
+    """A run's result. ``ok`` says whether every symbol finished; ``exit_code`` is the CLI's.
+
+    Its fields are attributes (``result.failed``) and, read-only, the entries of a mapping
+    (``result['failed']``, ``'failed' in result``, ``result.get(...)``, ``dict(result)``): the keys are the
+    fields, those of :meth:`asdict` and ``--json``; an unknown key raises KeyError. The properties (``ok``,
+    ``exit_code``, ...) are attributes only.
+    """
 
     notes: list[str] = field(default_factory=list)
     symbols_fetched: int = 0  # symbols that had something to fetch (the rest were up to date)
@@ -71,10 +79,15 @@ class IngestResult(RunOutcome):
         return asdict(self)
 
     def __getitem__(self, key: str) -> Any:
+        if key not in _KEYS:  # not getattr alone: a property or a method is no entry
+            raise KeyError(key)
         return getattr(self, key)
 
-    def keys(self) -> list[str]:
-        return list(self.asdict())
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KEYS)
+
+    def __len__(self) -> int:
+        return len(_KEYS)
 
     def __str__(self) -> str:
         rate = self.rows_written / self.elapsed_s if self.elapsed_s > 0 else 0.0
@@ -100,6 +113,9 @@ class IngestResult(RunOutcome):
         if self.interrupted:
             lines.append("  interrupted: partitions written so far are complete; re-run to finish")
         return "\n".join(lines)
+
+
+_KEYS = {f.name: None for f in fields(IngestResult)}  # the mapping's keys, in field order (asdict's)
 
 
 def _source_line(source: str) -> str:
