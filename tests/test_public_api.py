@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
 import dataengine
+from dataengine import errors
 
 PROMISED = {"IngestionPipeline", "AlpacaClient", "ParquetStorage", "MetadataStore", "SymbolLoader"}
 
@@ -17,6 +20,8 @@ PUBLIC = {
     *PROMISED, "IngestResult", "Settings", "read_bars", "scan_bars", "connect", "current_version", "__version__",
     "DataEngineError", "UsageError", "ConfigError", "AuthError", "FatalRunError", "SourceError", "StorageError",
     "DatasetMismatchError", "MissingSymbolWarning",
+    "LockError", "SourceUnreachableError", "RequestRejectedError",  # what a run raises (exit 3), docs/api.md lists
+    "DamagedPartitionError",  # what read_bars raises for a file that cannot be read
     "MassiveClient",  # the second vendor's client, beside AlpacaClient (issue 25)
 }
 
@@ -26,6 +31,19 @@ def test_all_is_exactly_the_public_api_and_resolves() -> None:
     assert len(dataengine.__all__) == len(PUBLIC)  # no name twice
     for name in dataengine.__all__:
         assert getattr(dataengine, name) is not None
+
+
+def test_the_api_page_lists_exactly_the_exported_errors() -> None:
+    """docs/api.md's Errors section and ``dataengine``'s error classes name the same classes, both ways: a user
+    reading the page can write ``except dataengine.LockError``, and every exported error is documented."""
+    page = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = page.split("::: dataengine.errors", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\s+- (\w+)$", section, re.MULTILINE)
+    exported = [n for n in dataengine.__all__ if isinstance(getattr(dataengine, n), type)
+                and issubclass(getattr(dataengine, n), (Exception, Warning))]
+    assert sorted(listed) == sorted(exported) and len(listed) == len(set(listed))
+    for name in listed:
+        assert getattr(dataengine, name) is getattr(errors, name)
 
 
 def test_subpackages_expose_the_described_modules() -> None:
