@@ -78,7 +78,8 @@ class StorageError(FatalRunError):
 
 
 class LockError(FatalRunError):
-    """Another dataengine run holds the store's lock."""
+    """Another dataengine run holds the store's lock. ``result`` is None when a run was refused the store (it
+    fetched nothing); a run whose lease was lost while it ran (S3) carries its partial result."""
 
 
 class RequestRejectedError(FatalRunError):

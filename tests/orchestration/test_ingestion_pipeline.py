@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import dataengine
 from dataengine import IngestionPipeline, Settings
 from dataengine.errors import AuthError, DatasetMismatchError, SourceUnreachableError
+from dataengine.storage.run_lock import RunLock
 from tests.helpers import assert_store_equals, expected, read_store
 
 pytestmark = pytest.mark.usefixtures("decoding")  # every test on the threads and in decode processes
@@ -160,6 +162,18 @@ def test_unreachable_endpoint_is_fatal(alpaca, monkeypatch) -> None:  # type: ig
     monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "1")
     with pytest.raises(SourceUnreachableError, match="cannot reach"):
         pipeline(1).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "minute")
+
+
+def test_a_run_refused_the_store_fetched_nothing_and_its_lock_error_has_no_result(alpaca) -> None:  # type: ignore[no-untyped-def]
+    """What docs/ingesting.md says of a run refused the store: a LockError (exported from dataengine, exit 3)
+    whose ``.result`` is None (nothing was fetched), the refusal in the ledger."""
+    p = pipeline(1)
+    with RunLock(p.root, command="dataengine ingest HELD"), pytest.raises(dataengine.LockError) as info:
+        p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day")
+    assert info.value.exit_code == 3 and info.value.result is None and alpaca.all_requests == []
+    assert "dataengine ingest HELD" in str(info.value)
+    (refused,) = p.ledger.all()
+    assert refused.exit_code == 3 and refused.error == str(info.value)
 
 
 def test_an_endpoint_that_never_answers_is_fatal_as_one_that_refuses(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
