@@ -320,7 +320,7 @@ def test_every_reading_command_on_a_missing_store_is_exit_2_no_store(alpaca, cap
     missing = tmp_path / "nowhere"
     code, out, err = run(capsys, "--storage-dir", str(missing), *argv)
     assert (code, out) == (2, "")
-    assert err == f"Error: no store at {missing} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)\n"
+    assert err == f"Error: no store at {missing} (nothing ingested yet? set --storage-dir, storage_dir= from Python, or DATAENGINE_STORAGE_DIR)\n"
     assert not missing.exists() and not alpaca.all_requests
 
 

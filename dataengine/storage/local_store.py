@@ -301,18 +301,19 @@ class LocalStore:
             if not writing:
                 return False
             if not self.create_parents and not path.parent.is_dir():
-                raise UsageError(f"--storage-dir {path}: its parent directory {path.parent} does not exist (a typo?)")
+                raise UsageError(f"storage dir {path}: its parent directory {path.parent} does not exist (a typo?)")
             return True
         try:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:  # a symlink loop, a permission problem
-            raise UsageError(f"--storage-dir {path}: cannot be resolved ({exc})") from None
+            raise UsageError(f"storage dir {path}: cannot be resolved ({exc})") from None
         if resolved == Path(resolved.anchor):
-            raise UsageError(f"refusing to use {path} as a store: it is the root of a file system; pass --storage-dir DIR")
+            raise UsageError(f"refusing to use {path} as a store: it is the root of a file system; pass --storage-dir DIR "
+                             "(storage_dir= from Python)")
         if resolved == Path.home().resolve():
             raise UsageError(f"refusing to use your home directory {path} as a store; pass a directory inside it")
         if not path.is_dir():
-            raise UsageError(f"--storage-dir {path} is a file, not a directory")
+            raise UsageError(f"storage dir {path} is a file, not a directory")
         return False
 
     def check_write_access(self) -> None:

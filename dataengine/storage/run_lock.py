@@ -108,7 +108,7 @@ class RunLock:
                 return
             if not self.wait or (deadline is not None and time.monotonic() >= deadline):
                 waited = " after waiting" if self.wait else ""
-                hint = "" if self.wait else "; pass --wait to wait for it"
+                hint = "" if self.wait else "; pass --wait to wait for it (wait_for_lock=True from Python)"
                 raise LockError(
                     f"the store {self.root} is in use by another dataengine run{waited}: "
                     f"{describe_holder(holder)}{hint}"

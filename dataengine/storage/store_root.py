@@ -61,4 +61,4 @@ def check_readable_root(root: StorePath) -> StorePath:
 
 
 def _no_store(root: StorePath) -> UsageError:
-    return UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir or DATAENGINE_STORAGE_DIR)")
+    return UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir, storage_dir= from Python, or DATAENGINE_STORAGE_DIR)")

@@ -3,13 +3,14 @@ store and on a store on S3 (``backend``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 import dataengine
 from dataengine import IngestionPipeline, Settings
-from dataengine.errors import AuthError, DatasetMismatchError, SourceUnreachableError
+from dataengine.errors import AuthError, DatasetMismatchError, SourceUnreachableError, UsageError
 from dataengine.storage.run_lock import RunLock
 from tests.helpers import assert_store_equals, expected, read_store
 
@@ -171,9 +172,18 @@ def test_a_run_refused_the_store_fetched_nothing_and_its_lock_error_has_no_resul
     with RunLock(p.root, command="dataengine ingest HELD"), pytest.raises(dataengine.LockError) as info:
         p.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day")
     assert info.value.exit_code == 3 and info.value.result is None and alpaca.all_requests == []
-    assert "dataengine ingest HELD" in str(info.value)
+    assert "dataengine ingest HELD" in str(info.value) and "(wait_for_lock=True from Python)" in str(info.value)
     (refused,) = p.ledger.all()
     assert refused.exit_code == 3 and refused.error == str(info.value)
+
+
+def test_a_storage_dir_with_a_missing_parent_is_named_for_python_users_too(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    typo = tmp_path / "no-such" / "c"  # given as storage_dir=, so no message may speak of a --storage-dir flag
+    with pytest.raises(UsageError, match=rf"^storage dir {re.escape(str(typo))}: its parent directory .* does not "
+                                         r"exist \(a typo\?\)$"):
+        pipeline_at = IngestionPipeline(1, storage_dir=typo)
+        pipeline_at.ingest_symbols(["AAPL"], "2024-01-02", "2024-01-03", "day")
+    assert not typo.parent.exists() and alpaca.all_requests == []
 
 
 def test_an_endpoint_that_never_answers_is_fatal_as_one_that_refuses(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]

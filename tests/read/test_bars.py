@@ -160,7 +160,7 @@ def test_timeframe_and_adjustment_pick_the_dataset(store: Path) -> None:
 
 
 def test_missing_store_dataset_and_bad_dates_are_usage_errors(store: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no store at"):
+    with pytest.raises(UsageError, match=r"no store at .*storage_dir= from Python"):  # not only the CLI's flag
         reader.read_bars("AAPL", storage_dir=tmp_path / "nowhere")
     with pytest.raises(UsageError, match=r"no 5min bars .*datasets present: 1day, 1day_all, 1min"):
         reader.read_bars("AAPL", timeframe="5min", storage_dir=store)

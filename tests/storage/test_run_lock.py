@@ -56,7 +56,7 @@ def test_second_holder_refused_at_once_naming_the_first(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1
     message = str(info.value)
     assert f"pid {os.getpid()}" in message and socket.gethostname() in message
-    assert "dataengine ingest FIRST" in message and "--wait" in message
+    assert "dataengine ingest FIRST" in message and message.endswith("; pass --wait to wait for it (wait_for_lock=True from Python)")
     assert info.value.exit_code == 3
 
 
