@@ -28,7 +28,14 @@ from dataengine.orchestration import sources
 from dataengine.orchestration.api_progress import api_reporter
 from dataengine.orchestration.planner import Plan, plan_request
 from dataengine.orchestration.progress import ProgressReporter
-from dataengine.orchestration.request import DateLike, IngestKeywords, IngestOptions, IngestRequest, build_request
+from dataengine.orchestration.request import (
+    DateLike,
+    IngestKeywords,
+    IngestOptions,
+    IngestRequest,
+    build_request,
+    options_of,
+)
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run_commit import record_new_actions, versioned
 from dataengine.orchestration.run_guard import locked_and_recorded
@@ -118,12 +125,14 @@ class IngestionPipeline:
         ``asof``, ``source``: ``alpaca``, ``massive``, ``sample``; default the ``source`` setting). Incremental: only what the dataset does not hold yet is fetched (plus the ``lag`` most recent
         sessions of the last fetch, which may have been corrected since); ``full_refresh=True`` fetches
         everything. Raises :class:`~dataengine.errors.UsageError` before any request for bad input, and
-        :class:`~dataengine.errors.FatalRunError` (with ``.result`` attached) when the run cannot go on.
+        :class:`~dataengine.errors.FatalRunError` when the run cannot go on (with ``.result`` attached once it has
+        begun; a store another run holds is a ``LockError`` with none).
         Per-symbol failures are in the returned result's ``failed``. Ctrl-C stops the run cleanly (every
         partition written stays, as a version) and then raises ``KeyboardInterrupt``, with the run's result
         as ``.result``: a script's loop or a notebook cell stops too.
         """
-        return _unless_stopped(self.run(self.prepare(symbols, start_date, end_date, timeframe, IngestOptions(**options))))
+        request = self.prepare(symbols, start_date, end_date, timeframe, options_of("ingest_symbols", dict(options)))
+        return _unless_stopped(self.run(request))
 
     def ingest_from_csv(
         self,
@@ -138,7 +147,7 @@ class IngestionPipeline:
         list as that index's membership from today (not when the run was stopped)."""
         if index_name is not None:
             validate_index_name(index_name)
-        request = self.prepare_csv(csv_path, start_date, end_date, timeframe, IngestOptions(**options))
+        request = self.prepare_csv(csv_path, start_date, end_date, timeframe, options_of("ingest_from_csv", dict(options)))
         # a run that cannot start (keys rejected, store locked) raises: no record
         result = _unless_stopped(self.run(request))
         if index_name is not None:

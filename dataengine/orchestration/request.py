@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from dataengine import calendar
 from dataengine.calendar import extended_hours_between, with_sip_note
@@ -49,6 +49,20 @@ class IngestOptions:
     lag: int = 1
     asof: str | date | None = None
     source: str | None = None
+
+
+def options_of(method: str, keywords: dict[str, Any]) -> IngestOptions:
+    """The options a public ingest method was called with; an unknown keyword is the TypeError Python gives,
+    naming the method (not this class) and the options it takes: ``start=`` is read_bars' name for the first
+    day, ``start_date=`` the ingest methods'."""
+    known = [f.name for f in fields(IngestOptions)]
+    for name in keywords:
+        if name not in known:
+            dates = {"start": "start_date", "end": "end_date"}
+            hint = f" (the dates are {dates[name]}=)" if name in dates else ""
+            raise TypeError(f"{method}() got an unexpected keyword argument {name!r}{hint}; "
+                            f"its options are {', '.join(known)}")
+    return IngestOptions(**keywords)
 
 
 class IngestKeywords(TypedDict, total=False):

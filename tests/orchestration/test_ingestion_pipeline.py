@@ -284,3 +284,17 @@ def test_server_rate_limit_is_followed_not_fought(alpaca) -> None:  # type: igno
     assert result.ok
     assert_store_equals(read_store(store_root()), expected(alpaca, SYMBOLS, "2024-01-01", "2024-01-31"))
     assert result.throttled <= 4  # at most the requests already in flight when the quota ran out
+
+
+def test_an_unknown_keyword_names_the_method_and_its_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: ingest_symbols(..., start="2024-01-02") (read_bars' name for the first day)
+    raised "IngestOptions.__init__() got an unexpected keyword argument 'start'", naming a class the user never
+    met. The TypeError now names the method, its dates and options."""
+    import pytest
+
+    pipeline = IngestionPipeline(storage_dir=str(tmp_path / "store"))
+    with pytest.raises(TypeError, match=r"ingest_symbols\(\) got an unexpected keyword argument 'start' "
+                                        r"\(the dates are start_date=\); its options are feed, adjustment"):
+        pipeline.ingest_symbols(["AAPL"], start="2024-01-02")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"ingest_from_csv\(\) got an unexpected keyword argument 'workers'; its"):
+        pipeline.ingest_from_csv(tmp_path / "x.csv", workers=4)  # type: ignore[call-arg]
