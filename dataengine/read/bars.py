@@ -71,7 +71,8 @@ def read_bars(
 
     Reproducible reads: ``version=N`` reads the dataset as run N left it, ``as_of=`` the version current at
     that time, ``tag=`` the version a tag pins (``dataengine tag``); without them, the latest version. Either
-    way exactly one version's files are read, so a read during a run never fails or mixes two runs; adjusted
+    way exactly one version's files are read, so a read during a run never fails or mixes two runs (during a
+    dataset's very first run there is no version yet: the months it has written so far are read); adjusted
     bars of a pinned version use the corporate actions known when it was made. Raises :class:`UsageError` for
     a missing store, dataset or version, a bad date or an unknown column.
 
