@@ -446,3 +446,27 @@ def _record(action: dict[str, Any]) -> dict[str, Any]:
                 "pay_date": action.get("payable_date"), "record_date": action.get("record_date"), "ticker": action["symbol"]}
     return {"execution_date": action["ex_date"], "id": action.get("massive_id", action["id"]),
             "split_from": action["old_rate"], "split_to": action["new_rate"], "ticker": action["symbol"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.massive_server --port 8766`` from a source checkout: the fake by hand, for trying
+    ``--source massive`` or ``verify --against massive`` without a key (point MASSIVE_API_URL at it)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--port", type=int, default=8766)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--rate-limit", type=int, default=None)
+    ap.add_argument("--rate-window", type=float, default=60.0, help="seconds a request counts against the limit")
+    a = ap.parse_args(argv)
+    srv = FakeMassive(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, rate_window_s=a.rate_window).start()
+    print(f"FakeMassive serving on {srv.url} (MASSIVE_API_KEY=test-key); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()
