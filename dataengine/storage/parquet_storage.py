@@ -27,7 +27,7 @@ import polars as pl
 
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DEFAULT_SOURCE, DatasetKey, parse_feed
-from dataengine.errors import StorageError, UsageError
+from dataengine.errors import StorageError
 from dataengine.storage import atomic, dataset_record, layout
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
 from dataengine.storage.footer_index import WrittenFooter
@@ -138,10 +138,17 @@ class ParquetStorage:
         feed: str = "sip",
         source: str = DEFAULT_SOURCE,
     ) -> WriteStats:
-        """Merge bars (columns ``symbol``, ``timestamp``, OHLCV, ``trade_count``, ``vwap``) from ``source`` into
-        its dataset, under the store's run lock (waiting up to a minute for a run that holds it), as one version
-        of the dataset. Another source's dataset records point-in-time tickers (asof ``-``): only Alpaca maps
-        renamed symbols (``SourceInfo.maps_renamed_symbols``)."""
+        """Merge bars (columns ``symbol``, ``timestamp``, OHLC; ``volume``, ``trade_count``, ``vwap`` may be
+        missing) from ``source`` into its dataset, under the store's run lock (waiting up to a minute for a run
+        that holds it), as one version of the dataset. Another source's dataset records point-in-time tickers
+        (asof ``-``): only Alpaca maps renamed symbols (``SourceInfo.maps_renamed_symbols``).
+
+        ``dataframe`` must be a Polars DataFrame with UTC-aware timestamps (a naive one is refused, not
+        guessed: ``.dt.replace_time_zone("UTC")``; another zone is converted). Symbols are spelled as
+        ``ingest`` spells them (``msft`` is stored and read back as ``MSFT``, ``BRK-B`` as ``BRK.B``).
+        A frame with a symbol ``ingest`` refuses (``../x``), a null price, or a fractional volume or trade
+        count raises :class:`~dataengine.errors.UsageError` naming it, before anything is written: no lock
+        taken, no version begun."""
         from dataengine.storage.run_ledger import new_run_id
         from dataengine.storage.run_lock import RunLock
         from dataengine.storage.run_versions import DatasetVersion
@@ -149,23 +156,20 @@ class ParquetStorage:
 
         key = DatasetKey.of(timeframe, adjustment, source)
         feed = parse_feed(feed)
-        missing = {"symbol", "timestamp"} - set(dataframe.columns)
-        if missing:
-            raise UsageError(f"cannot store a frame without column(s): {', '.join(sorted(missing))}")
+        bars = normalise(dataframe)  # every refusal before the lock and the version: a refused frame leaves nothing
         with RunLock(self.root, wait=True, timeout=60, command="ParquetStorage.store"):
             self.claim_dataset(key, feed, None if key.source == DEFAULT_SOURCE else "-")
             version = DatasetVersion(self.root, key.dirname, Provenance(
                 run_id=new_run_id(), source=key.source, feed=feed, adjustment=key.adjustment, command="ParquetStorage.store"))
             version.begin()
             self.take_written()
-            stats = self.write(dataframe, key)
+            stats = self.write_partitions(layout.split_partitions(bars), key)
             version.commit(self.take_written())
         return stats
 
     def write(self, bars: pl.DataFrame, key: DatasetKey) -> WriteStats:
-        """Merge ``bars`` into every partition they touch (the dataset's feed must already be claimed)."""
-        if bars.is_empty():
-            return WriteStats()
+        """Merge ``bars`` into every partition they touch (the dataset's feed must already be claimed); checked
+        as :meth:`store` checks them."""
         return self.write_partitions(layout.split_partitions(normalise(bars)), key)
 
     def write_keyed(self, keyed: pl.DataFrame, key: DatasetKey) -> WriteStats:

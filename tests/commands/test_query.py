@@ -24,7 +24,7 @@ def store(tmp_path: Path) -> Path:
     first = datetime(2024, 12, 2, 9, 0, tzinfo=timezone.utc)  # 04:00 New York
     stamps = pl.datetime_range(first, first + timedelta(minutes=959), "1m", eager=True)
     bars = pl.DataFrame({"symbol": ["AAPL", "MSFT"]}).join(pl.DataFrame({"timestamp": stamps}), how="cross")
-    ParquetStorage(root).store(bars.with_columns(close=pl.lit(1.5), volume=pl.lit(100)), "minute")
+    ParquetStorage(root).store(bars.with_columns(open=pl.lit(1.5), high=pl.lit(1.5), low=pl.lit(1.5), close=pl.lit(1.5), volume=pl.lit(100)), "minute")
     return root
 
 

@@ -48,6 +48,7 @@ def store(tmp_path: Path) -> Path:
     storage.store(minute_bars(["MSFT", "AAPL", "SPY"], DAYS), "minute")
     midnights = [datetime.combine(day, time(0), NEW_YORK) for day in DAYS]
     daily = pl.DataFrame({"symbol": ["AAPL"] * 4 + ["MSFT"] * 4, "timestamp": midnights * 2, "close": [1.0 * i for i in range(8)]})
+    daily = daily.with_columns(open=pl.col("close"), high=pl.col("close"), low=pl.col("close"))
     storage.store(daily, "day")
     storage.store(daily.with_columns(close=pl.col("close") / 2), "day", adjustment="all")
     MetadataStore(root).store("sp500", ["AAPL", "MSFT"], as_of=date(2024, 1, 2))

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DatasetMismatchError, UsageError
 from dataengine.storage.parquet_storage import ParquetStorage
+from tests.helpers import store_listing
 
 UTC = timezone.utc
 KEY = DatasetKey.of("minute")
@@ -101,15 +103,83 @@ def test_frame_without_symbol_is_refused(tmp_path: Path) -> None:
         ParquetStorage(tmp_path).store(bars("A", datetime(2024, 1, 2, tzinfo=UTC), 2).drop("symbol"), "minute")
 
 
-def test_naive_timestamps_are_new_york_time_as_everywhere_else(tmp_path: Path) -> None:
-    frame = bars("A", datetime(2024, 1, 2, 9, 30), 3)  # 09:30 New York in January is 14:30 UTC
+def refused(tmp_path: Path, frame: object, match: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``frame`` is refused with one UsageError matching ``match``, and leaves nothing behind: no file written
+    in or beside the store (``tmp_path/store``), and no run left open for the next store() to find."""
+    storage = ParquetStorage(tmp_path / "store")
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 1), "minute")  # a dataset to leave a run in
+    before = store_listing(tmp_path)
+    with pytest.raises(UsageError, match=match):
+        storage.store(frame, "minute")  # type: ignore[arg-type]
+    assert store_listing(tmp_path) == before
+    storage.store(bars("AAPL", datetime(2024, 1, 2, 14, tzinfo=UTC), 1), "minute")
+    assert "without committing" not in caplog.text
+
+
+def test_naive_timestamps_are_refused_rather_than_guessed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A naive 05:00 was taken as New York time and stored as 10:00 UTC: a frame built from UTC data moved 5 h.
+    naive = bars("A", datetime(2024, 1, 2, 5), 3)
+    refused(tmp_path, naive, r'naive.*UTC-aware.*\.dt\.replace_time_zone\("UTC"\)', caplog)
+
+
+def test_aware_timestamps_of_any_zone_are_stored_as_utc(tmp_path: Path) -> None:
+    frame = bars("A", datetime(2024, 1, 2, 9, 30), 3).with_columns(pl.col("timestamp").dt.replace_time_zone("America/New_York"))
     ParquetStorage(tmp_path).store(frame, "minute")
     assert read_all(tmp_path)["timestamp"].min() == datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
-    # and read_bars takes a naive bound the same way, so the bar comes back at the time it was stored at
+
+
+def test_symbols_are_spelled_as_ingest_spells_them_and_read_back(tmp_path: Path) -> None:
     from dataengine.read import read_bars
 
-    back = read_bars("A", datetime(2024, 1, 2, 9, 30), datetime(2024, 1, 2, 9, 30), storage_dir=tmp_path)
-    assert back.height == 1
+    start = datetime(2024, 1, 2, 15, tzinfo=UTC)
+    ParquetStorage(tmp_path).store(pl.concat([bars("msft", start, 2), bars(" brk-b ", start, 3)]), "minute")
+    assert sorted(p.name for p in (tmp_path / "equities_1min").iterdir()) == ["symbol=BRK.B", "symbol=MSFT"]
+    back = read_bars(["msft", "BRK.B"], "2024-01-02", "2024-01-02", storage_dir=tmp_path)
+    assert back.group_by("symbol").len().sort("symbol").rows() == [("BRK.B", 3), ("MSFT", 2)]
+
+
+@pytest.mark.parametrize("symbol", ["../x", "A/../../B", "*", "AAPL,MSFT", ""])
+def test_symbols_ingest_refuses_are_refused_by_name(tmp_path: Path, symbol: str, caplog: pytest.LogCaptureFixture) -> None:
+    frame = pl.concat([bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2), bars(symbol, datetime(2024, 1, 2, 15, tzinfo=UTC), 2)])
+    refused(tmp_path, frame, f"column symbol: invalid symbol\\(s\\) {re.escape(repr(symbol))}", caplog)
+
+
+def test_a_null_symbol_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    frame = bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2).with_columns(symbol=pl.Series([None, "AAPL"], dtype=pl.String))
+    refused(tmp_path, frame, "column symbol is null in 1 bar", caplog)
+
+
+def test_a_pandas_frame_is_refused_with_how_to_convert_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("pandas")
+    frame = bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2).to_pandas()
+    refused(tmp_path, frame, r"a Polars DataFrame, not pandas.*pl\.from_pandas", caplog)
+
+
+def test_a_fractional_volume_is_refused_not_truncated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    frame = pl.concat([bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2), bars("msft", datetime(2024, 1, 2, 15, tzinfo=UTC), 2)])
+    frame = frame.with_columns(volume=pl.Series([100.0, 100.0, 100.0, 100.5]))
+    refused(tmp_path, frame, r"^MSFT: fractional volume 100\.5 in a bar; refusing to store it truncated$", caplog)
+
+
+def test_whole_float_volumes_are_stored_as_integers(tmp_path: Path) -> None:
+    frame = bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2).with_columns(volume=pl.Series([100.0, 2.0e9]))
+    ParquetStorage(tmp_path).store(frame, "minute")
+    assert read_all(tmp_path)["volume"].to_list() == [100, 2_000_000_000]
+
+
+@pytest.mark.parametrize("column", ["open", "high", "low", "close"])
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_bar_without_a_price_is_refused_naming_column_and_symbol(
+    tmp_path: Path, column: str, missing: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pl.concat([bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2), bars("MSFT", datetime(2024, 1, 2, 15, tzinfo=UTC), 2)])
+    frame = frame.with_columns(pl.when(pl.col("symbol") == "MSFT").then(missing).otherwise(pl.col(column)).alias(column))
+    refused(tmp_path, frame, f"^column {column} is null or NaN in 2 bar\\(s\\) of MSFT", caplog)
+
+
+def test_a_frame_without_prices_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    frame = bars("AAPL", datetime(2024, 1, 2, 15, tzinfo=UTC), 2).drop("close", "low")
+    refused(tmp_path, frame, "without column\\(s\\): close, low$", caplog)
 
 
 def test_concurrent_merges_into_one_partition_lose_nothing(tmp_path: Path) -> None:
