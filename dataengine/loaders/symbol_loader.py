@@ -33,8 +33,13 @@ def normalise_symbol(raw: str) -> str:
     return re.sub(r"(?<=[A-Z0-9])[-/](?=[A-Z0-9])", ".", raw.strip().upper())
 
 
-def clean_symbols(raw: Iterable[str], *, source: str = "the symbol list") -> list[str]:
-    """Normalise and de-duplicate (first occurrence wins); reject malformed symbols with one clear message."""
+def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") -> list[str]:
+    """Normalise and de-duplicate (first occurrence wins); reject malformed symbols with one clear message.
+
+    A single string is one symbol, never its letters (``"AAPL"`` was ``A``, ``P``, ``L``); one holding a comma
+    (``"AAPL,MSFT"``) is refused like any malformed symbol: a list of symbols is a list."""
+    if isinstance(raw, str):
+        raw = [raw]
     out: list[str] = []
     seen: set[str] = set()
     bad: list[str] = []
@@ -111,7 +116,9 @@ class SymbolLoader:
     """Load symbol lists. All methods return a clean, de-duplicated list in file order."""
 
     @staticmethod
-    def from_list(symbols: Iterable[str]) -> list[str]:
+    def from_list(symbols: str | Iterable[str]) -> list[str]:
+        """Symbols given in Python; a single string is one symbol (``"aapl"`` -> ``["AAPL"]``), as
+        ``IngestionPipeline.ingest_symbols`` takes it, and ``"AAPL,MSFT"`` is refused as it refuses it."""
         return clean_symbols(symbols)
 
     @staticmethod

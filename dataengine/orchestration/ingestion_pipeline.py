@@ -273,7 +273,7 @@ class IngestionPipeline:
         if symbols is None:
             wanted = sorted({s for d in layout.dataset_names(root, name) for s in layout.symbols_in(layout.dataset_dir(root, d))})
         else:
-            wanted = sorted(clean_symbols(list(symbols), source="symbols"))
+            wanted = sorted(clean_symbols(symbols, source="symbols"))
         if self.source is None and wanted:
             sources.check_keys(self.settings, name)
         start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()

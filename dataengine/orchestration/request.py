@@ -121,7 +121,7 @@ def build_request(
     """Validate the user's input into a request; :class:`UsageError` names the first thing wrong. ``limits``:
     what the user's plan with the source serves (:func:`dataengine.orchestration.sources.limits`; its delay
     replaces ``sip_delay_minutes``): a range reaching before its first day starts there, with a note."""
-    clean = clean_symbols([symbols] if isinstance(symbols, str) else symbols)
+    clean = clean_symbols(symbols)
     feed = parse_feed(options.feed)
     if options.lag < 0:
         raise UsageError(f"--lag must be 0 or more sessions, got {options.lag}")

@@ -345,8 +345,6 @@ def _columns(columns: Sequence[str] | None) -> list[str]:
 def _symbols(symbols: str | Iterable[str] | None, base: StorePath) -> list[str]:
     if symbols is None:
         return layout.symbols_in(base)
-    if isinstance(symbols, str):
-        symbols = [symbols]
     return sorted(clean_symbols(symbols, source="symbols"))
 
 

@@ -273,6 +273,12 @@ def test_actions_command_lists_filters_updates_and_status_names_a_rename(alpaca,
     assert code == 0 and err.strip() == "no corporate actions stored for these symbols that match --type/--start/--end"
 
 
+def test_update_corporate_actions_takes_a_string_as_one_symbol(alpaca) -> None:  # type: ignore[no-untyped-def]
+    announce_all(alpaca)  # "aapl" asked for A, P and L: list() of the string
+    assert IngestionPipeline(max_workers=1).update_corporate_actions("aapl", "2024-01-01").ok
+    assert [r.symbols for r in alpaca.action_requests] == [("AAPL",)]
+
+
 def test_actions_update_that_finds_none_says_so_not_to_update(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli(capsys, "actions", "--update")
     assert code == 0 and err.splitlines()[-1] == ("no corporate actions stored (the store holds no symbols to fetch them "

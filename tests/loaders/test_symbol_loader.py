@@ -76,6 +76,16 @@ def test_from_list_rejects_symbols_that_would_break_a_request() -> None:
         SymbolLoader.from_list(["AAPL,MSFT"])
 
 
+def test_a_single_string_is_one_symbol_as_ingest_takes_it() -> None:
+    from dataengine.orchestration.request import build_request
+
+    # from_list("AAPL") iterated the string: ['A', 'A', 'P', 'L'] (de-duplicated to A, P, L)
+    assert SymbolLoader.from_list("aapl") == ["AAPL"] == list(build_request("aapl", "2024-01-02", "2024-01-05").symbols)
+    for refused in (lambda: SymbolLoader.from_list("AAPL,MSFT"), lambda: build_request("AAPL,MSFT", "2024-01-02")):
+        with pytest.raises(UsageError, match=r"invalid symbol\(s\) 'AAPL,MSFT'$"):
+            refused()
+
+
 def test_bundled_lists_are_real_files_identical_to_the_top_level_copies() -> None:
     from pathlib import Path
 
