@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from dataengine.config import Settings
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
-from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError
+from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError, UsageError
+from dataengine.loaders.symbol_loader import clean_symbols, shorten
 from dataengine.sources.answers import rate_headers, refusal
 from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.rate_limiter import RateLimiter
@@ -117,12 +118,21 @@ class AlpacaClient(HttpClient):
     ) -> pl.DataFrame:
         """All bars of one symbol in ``[start, end]`` (New York days, inclusive) as one Polars frame.
 
-        Convenient for small ranges; for bulk work use :meth:`iter_pages` or the pipeline, which stream.
+        ``symbol`` is spelled as ``ingest`` and ``read_bars`` spell it (``aapl`` -> ``AAPL``, ``BRK-B`` ->
+        ``BRK.B``); a list, or a symbol ``ingest`` refuses (``AAPL,MSFT``), raises
+        :class:`~dataengine.errors.UsageError` before any request. Convenient for small ranges; for several
+        symbols or bulk work use :meth:`iter_pages` or the pipeline, which stream.
         """
         import polars as pl
 
         from dataengine.sources.pages import empty_bars
 
+        if not isinstance(symbol, str):
+            raise UsageError(
+                f"fetch_bars takes one symbol, not a {type(symbol).__name__} {shorten(repr(symbol))}: call it once "
+                "per symbol, or fetch several with IngestionPipeline().ingest_symbols(...) or iter_pages"
+            )
+        (symbol,) = clean_symbols(symbol, source="symbol")
         rng = resolve_range(start, end, feed=parse_feed(feed))
         if rng.empty:  # the range lies in the SIP delay: nothing to ask for yet
             return empty_bars()
