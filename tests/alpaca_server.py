@@ -1606,12 +1606,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     srv = FakeAlpaca(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, rate_window_s=a.rate_window,
                      rate_model=a.rate_model, free_plan=a.free_plan).start()
-    print(f"FakeAlpaca serving on {srv.url} (key test-key / test-secret); Ctrl-C to stop", flush=True)
+    serve_until_interrupted(srv, f"FakeAlpaca serving on {srv.url} (key test-key / test-secret)")
+
+
+def serve_until_interrupted(server: Any, announce: str) -> None:
+    """Say where a fake started by hand serves, then serve until Ctrl-C (the Massive fake's main too)."""
+    print(f"{announce}; Ctrl-C to stop", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        srv.stop()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,16 @@ import msgspec
 import numpy as np
 import polars as pl
 
-from tests.alpaca_server import Universe, _aggregate, _Drop, _Handler, _HTTPServer, _Reply, synthetic_arrays
+from tests.alpaca_server import (
+    Universe,
+    _aggregate,
+    _Drop,
+    _Handler,
+    _HTTPServer,
+    _Reply,
+    serve_until_interrupted,
+    synthetic_arrays,
+)
 
 NS, MIN_NS = 1_000_000_000, 60_000_000_000
 HOUR_NS, DAY_NS = 60 * MIN_NS, 24 * 60 * MIN_NS
@@ -460,12 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rate-window", type=float, default=60.0, help="seconds a request counts against the limit")
     a = ap.parse_args(argv)
     srv = FakeMassive(port=a.port, latency_s=a.latency, rate_limit=a.rate_limit, rate_window_s=a.rate_window).start()
-    print(f"FakeMassive serving on {srv.url} (MASSIVE_API_KEY=test-key); Ctrl-C to stop", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        srv.stop()
+    serve_until_interrupted(srv, f"FakeMassive serving on {srv.url} (MASSIVE_API_KEY=test-key)")
 
 
 if __name__ == "__main__":
