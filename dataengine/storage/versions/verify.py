@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dataengine.storage.versions.commit import dataset_drift, link_changes, pending_runs, write_version
 from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.log_entries import list_log
 from dataengine.storage.versions.model import (
     DATA_FILE,
     PartitionFile,
@@ -69,10 +70,14 @@ def unrecorded(table: VersionTable) -> list[PartitionFile]:
     while a run's marker is pending (a run under way, or killed: the next commit takes its files in), nor
     before the first version. A partition gone from the dataset is not listed: verify's partition check
     names it, and a repair fetches it again."""
+    if pending_runs(table):
+        return []
     state = read_state(table)
-    if state is None or pending_runs(table):
+    if state is None:
         return []
     drift = [change for change in dataset_drift(table, state) if change.path is not None]
+    if drift and (pending_runs(table) or list_log(table).latest != state.version):
+        return []  # a run began, or began and committed, while the dataset was listed: its files are its own
     named = state.by_key(change.key for change in drift)
     return [change for change in drift if not _same_bytes(table, change, named.get(change.key))]
 
