@@ -11,7 +11,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.read.bars import read_bars
-from dataengine.read.pins import versioned_key
+from dataengine.read.pins import Pin, resolve, versioned_key
 from dataengine.read.root import source_of, store_root
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -38,7 +38,7 @@ def latest_bars(
     root = store_root(storage_dir)
     located = versioned_key(key, root)
     base = layout.dataset_dir(root, located)
-    parts = list(layout.iter_partitions(base, wanted)) if base.is_dir() else []
+    parts = _partitions(root, located, base, wanted)
     if not parts:
         holding = datasets_holding(wanted, root)
         whose = "" if key.source == "alpaca" else f" --source {key.source}"
@@ -65,3 +65,16 @@ def datasets_holding(symbol: str, storage_dir: str | Path | StorePath | None = N
     root = store_root(storage_dir)
     (wanted,) = clean_symbols([symbol], source="symbol")
     return [n for n in layout.dataset_names(root) if (layout.dataset_dir(root, n) / layout.symbol_dirname(wanted)).is_dir()]
+
+
+def _partitions(root: StorePath, key: DatasetKey, base: StorePath, symbol: str) -> list[layout.Partition]:
+    """The symbol's partitions that ``read_bars`` reads, oldest first: the latest version's (the directory may
+    also hold a month a run is writing, or one a killed run wrote, that no version names yet: counting it,
+    the read below started at a month it then had no bar of), else the directory's for a dataset without
+    versions."""
+    if not base.is_dir():
+        return []
+    snap = resolve(root, key, Pin())
+    if snap is None:
+        return list(layout.iter_partitions(base, symbol))
+    return [layout.Partition(f.symbol, f.year, f.month, root.at(f.path)) for f in snap.files([symbol])]

@@ -68,3 +68,21 @@ def test_lists_names_the_bundled_lists_with_their_sizes(capsys) -> None:  # type
     code, out, _ = run_cli(capsys, "lists", "--json")
     (entry,) = json.loads(out)["lists"]
     assert code == 0 and (entry["name"], entry["symbols"]) == ("sp500-2025.csv", 503)
+
+
+def test_show_reads_the_latest_version_while_a_newer_month_is_being_written(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: while a run wrote a new month (and after a run killed mid-way, until the next),
+    show chose its first month from the directory, which held that uncommitted month, then read the latest
+    version, which had no bar of it: an IndexError traceback. It now takes the months the latest version names."""
+    from dataengine import AlpacaClient, ParquetStorage
+    from dataengine.datasets import DatasetKey
+
+    import polars as pl
+
+    assert run_cli(capsys, "-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day")[0] == 0
+    february = AlpacaClient().fetch_bars("AAPL", "2024-02-01", "2024-02-29", "day")
+    ParquetStorage().write(february.with_columns(symbol=pl.lit("AAPL")), DatasetKey.of("day"))  # as a run writes
+    assert (tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=02/data.parquet").is_file()
+    code, out, err = run_cli(capsys, "show", "AAPL", "-t", "day", "--last", "1")
+    assert code == 0, err
+    assert "AAPL · equities_1day · the last 1 bar(s)" in out and "2024-01-31" in out
