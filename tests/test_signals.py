@@ -129,3 +129,24 @@ def test_ctrl_c_stops_a_library_script_not_only_its_run(alpaca, backend: str) ->
     assert not {"NVDA", "AMZN"} & {r.params.get("symbols") for r in alpaca.requests}
     last = RunLedger(backend).last(1)[0]
     assert last.interrupted and last.exit_code == 130
+
+
+@pytest.mark.slow
+def test_a_stopped_gaps_repair_exits_with_the_signals_code_as_its_ledger_line_says(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: gaps --repair stopped by SIGTERM printed "interrupted" and exited 1 (gaps
+    remain), while its ledger line said 143: a cron job could not tell a stop from a store with holes."""
+    from dataengine.cli import main
+
+    assert main(["-q", "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "minute"]) == 0
+    alpaca.latency_s = 0.05
+    command = [sys.executable, "-m", "dataengine", "gaps", "--repair", "AAPL", "MSFT", "-t", "minute", "--json"]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = len(alpaca.requests)
+    _wait_for(lambda: len(alpaca.requests) >= before + 5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    report = json.loads(out)
+    assert report["exit_code"] == 143 and report["repair"]["exit_code"] == 143 and report["repair"]["signal"] == 15
+    last = RunLedger(backend).last(1)[0]
+    assert last.exit_code == 143 and last.interrupted

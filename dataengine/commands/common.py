@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,18 @@ def last_line(level: int, line: str) -> None:
 
 def emit(payload: Any, as_json: bool) -> None:
     typer.echo(json.dumps(payload, default=str) if as_json else payload)
+
+
+def repair_exit(repairs: Iterable[Mapping[str, Any]], clean: bool) -> int:
+    """The exit code of a command that repaired (``gaps --repair``, ``verify --repair``) from its repair runs'
+    results (or their ``asdict()``): a run stopped by a signal gives that signal's code (130, 143, 129), as the
+    run ledger records it; else 0 when ``clean``, 1 when anything remains."""
+    from dataengine.errors import exit_code_for
+
+    stopped = next((r for r in repairs if r["interrupted"]), None)
+    if stopped is not None:
+        return exit_code_for(interrupted=True, signum=stopped["signal"])
+    return 0 if clean else 1
 
 
 def exit_with(code: int) -> None:

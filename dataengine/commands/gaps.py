@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line, other_datasets_hint
+from dataengine.commands.common import command_line, other_datasets_hint, repair_exit
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import check_order, parse_bound
@@ -26,9 +26,9 @@ def gaps(
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: every stored symbol).", show_default=False)] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="minute, 5min, 15min, 30min, hour, day, or any intraday size Alpaca serves (10min, 2hour...).")] = "minute",
     adjustment: Annotated[str, typer.Option("--adjustment", metavar="ADJ", autocompletion=completion.adjustments, help="Which dataset: raw, split, dividend, spin-off, all or a combination.")] = "raw",
-    start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar.")] = None,
+    start: Annotated[str | None, typer.Option("--start", metavar="DATE", help="First day (YYYY-MM-DD, New York) or ISO datetime. Default: the first stored bar for true gaps; what was never fetched is judged from default_start.")] = None,
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Last day, inclusive (YYYY-MM-DD, New York) or ISO datetime. Default: the last stored bar.")] = None,
-    repair: Annotated[bool, typer.Option("--repair", help="Fetch the missing sessions again (only those).")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Fetch again the missing sessions and what was never fetched (from default_start: limit it with --start), nothing else.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
     wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --repair: give up waiting after S seconds (exit 3).")] = None,
@@ -38,7 +38,7 @@ def gaps(
 
     Examples: dataengine gaps AAPL · dataengine gaps -t day --repair
 
-    Exit 0 when there is no true gap and nothing was never fetched, 1 when there is (after --repair: when some remain), 2 for bad input.
+    Exit 0 when there is no true gap and nothing was never fetched, 1 when there is (after --repair: when some remain), 2 for bad input, 3 store busy (--repair), 130/143/129 the repair was stopped by Ctrl-C, SIGTERM, SIGHUP.
     """
     settings = ctx.obj.settings(source=source)
     key = DatasetKey.of(timeframe, adjustment, settings.source)
@@ -72,18 +72,20 @@ def gaps(
             progress.close()
     remaining = sum(len(r.missing_sessions) for r in reports)
     holes = sum(1 for r in reports if r.has_gaps)
+    code = repair_exit([repaired] if repaired is not None else [], clean=not holes)
     if json_out:
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
                                       "missing_sessions": remaining,
-                                      "never_fetched_symbols": sum(1 for r in reports if r.never_fetched)}
+                                      "never_fetched_symbols": sum(1 for r in reports if r.never_fetched),
+                                      "exit_code": code}
         if repaired is not None:
-            payload["repair"] = repaired.asdict()
+            payload["repair"] = dict(repaired.asdict(), exit_code=repaired.exit_code)
         typer.echo(json.dumps(payload, default=str))
     else:
         typer.echo(render(key.dirname, reports) + (other_datasets_hint(root, key.dirname) if not reports else ""))
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
-    raise typer.Exit(1 if holes else 0)
+    raise typer.Exit(code)
 
 
 def render(dataset: str, reports: list[SymbolGaps]) -> str:

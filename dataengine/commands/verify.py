@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line
+from dataengine.commands.common import command_line, repair_exit
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -50,7 +50,7 @@ def verify_command(
 
     Examples: dataengine verify · dataengine verify AAPL -t minute --repair · dataengine verify --against massive -t day --sample 20
 
-    Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input (--against: also when nothing could be compared, every month being outside what the other source serves on your plan), 3 keys rejected (--against).
+    Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input (--against: also when nothing could be compared, every month being outside what the other source serves on your plan), 3 keys rejected (--against) or store busy (--repair), 130/143/129 the repair was stopped by Ctrl-C, SIGTERM, SIGHUP.
     """
     from dataengine.orchestration.progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
@@ -88,8 +88,9 @@ def verify_command(
                        f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}")
         for note in report.mended if not json_out else ():
             typer.echo(f"repaired: {note}")
-    typer.echo(json.dumps(report.asdict()) if json_out else render(report))
-    raise typer.Exit(0 if report.ok else 1)
+    code = repair_exit((report.repair or {}).values(), clean=report.ok)
+    typer.echo(json.dumps(dict(report.asdict(), exit_code=code)) if json_out else render(report))
+    raise typer.Exit(code)
 
 
 def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: str, timeframe: str | None,

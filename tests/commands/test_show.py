@@ -74,10 +74,10 @@ def test_show_reads_the_latest_version_while_a_newer_month_is_being_written(alpa
     """Found by a user's trial: while a run wrote a new month (and after a run killed mid-way, until the next),
     show chose its first month from the directory, which held that uncommitted month, then read the latest
     version, which had no bar of it: an IndexError traceback. It now takes the months the latest version names."""
+    import polars as pl
+
     from dataengine import AlpacaClient, ParquetStorage
     from dataengine.datasets import DatasetKey
-
-    import polars as pl
 
     assert run_cli(capsys, "-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day")[0] == 0
     february = AlpacaClient().fetch_bars("AAPL", "2024-02-01", "2024-02-29", "day")
