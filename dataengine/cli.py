@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
             code = app(args=args, prog_name="dataengine", standalone_mode=False)
+            if code == 130 and (stop := stopped()) is not None:
+                # typer turns a stop it sees (SIGTERM's Terminated too) into a silent 130: say it, with its code
+                return _interrupted(stop)
         except DataEngineError as exc:
             message = _one_line(str(exc))
             if wants_json:
@@ -214,6 +217,16 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
     return code if isinstance(code, int) else 0
+
+
+def stopped() -> KeyboardInterrupt | None:
+    """The stop a signal asked this command for (see :func:`_signals_stop_like_ctrl_c`), or None."""
+    from dataengine.orchestration import stopping
+
+    signum = stopping.requested()
+    if signum is None:
+        return None
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _error(message: str) -> None:

@@ -150,3 +150,37 @@ def test_a_stopped_gaps_repair_exits_with_the_signals_code_as_its_ledger_line_sa
     assert report["exit_code"] == 143 and report["repair"]["exit_code"] == 143 and report["repair"]["signal"] == 15
     last = RunLedger(backend).last(1)[0]
     assert last.exit_code == 143 and last.interrupted
+
+
+@pytest.mark.slow
+def test_a_command_waiting_for_the_lock_stops_on_sigterm_with_143_and_a_ledger_line(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: SIGTERM to `versions --prune --wait` (or `tag --wait`, `gaps --repair --wait`)
+    while it waited exited 130 and said nothing (typer turns a stop into Exit(130)), and an `ingest --wait`
+    stopped while waiting left no ledger line. Both now exit 143 and say they were interrupted; the ingest's
+    wait is in the ledger."""
+    from dataengine.storage.store import open_store
+
+    holder = RunLock(open_store(backend), command="a test holding the store").acquire()
+    try:
+        for args in (["versions", "--prune", "--wait"], ["ingest", "AAPL", "-t", "day", "--days", "5", "--wait"]):
+            before = len(RunLedger(backend).last(50))
+            proc = subprocess.Popen([sys.executable, "-m", "dataengine", *args], cwd=REPO, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            _wait_for(lambda: False if proc.poll() is not None else _said_waiting(proc))
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 143, (args, err[-2000:])
+            assert ("Interrupted." if args[0] == "ingest" else "Interrupted by SIGTERM.") in err
+            if args[0] == "ingest":
+                records = RunLedger(backend).last(50)
+                assert len(records) == before + 1 and records[0].signal == signal.SIGTERM
+                assert records[0].exit_code == 143 and records[0].interrupted
+    finally:
+        holder.release()
+
+
+def _said_waiting(proc: subprocess.Popen[str]) -> bool:
+    """Whether the command has begun waiting for the lock: give it the time to get there (its WARNING line goes
+    to stderr, which is read only at the end), a second after it started."""
+    time.sleep(1.5)
+    return True

@@ -89,6 +89,10 @@ def locked_and_recorded(
         record.close(error=exc, elapsed_s=time.monotonic() - started)
         _append(ledger, record)
         raise
+    except KeyboardInterrupt as exc:  # stopped while it waited for the lock (--wait): a record all the same
+        record.close(error=exc, elapsed_s=time.monotonic() - started)
+        _unless_it_hides(_append, ledger, record)
+        raise
     outcome = RunOutcome(lock=lock)
     failed = False
     try:

@@ -33,6 +33,11 @@ def raise_if_requested() -> None:
         raise Terminated(signum)
 
 
+def requested() -> int | None:
+    """The signal that asked this process to stop, or None."""
+    return _requested[0] if _requested else None
+
+
 def hurry() -> None:
     """A further signal arrived while stopping: wait less."""
     _hurry.set()
