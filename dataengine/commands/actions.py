@@ -28,13 +28,15 @@ def actions(
     end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Up to this ex-date, inclusive (YYYY-MM-DD).")] = None,
     update: Annotated[bool, typer.Option("--update", help="First fetch the corporate actions of the given symbols (default: every symbol of the source's datasets) from the source (--source, default the source setting), without fetching bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --update: wait for a run holding the store instead of exiting 3.")] = False,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", metavar="S", help="With --update: give up waiting after S seconds (exit 3).", min=0)] = None,
     source: Annotated[str | None, typer.Option("--source", metavar="NAME", autocompletion=completion.sources, help="Only the actions this source sent (another source's lines end in [massive]); with --update, whose actions to fetch (default: the source setting).", show_default=False)] = None,
 ) -> None:
     """Show the corporate actions stored beside the bars: symbol, type, ex-date, ratio or amount.
 
     Examples: dataengine actions AAPL · dataengine actions --type split --start 2020-01-01 · dataengine actions --update
 
-    Exit 0, 1 when --update could not fetch some symbols, 2 for bad input, 3 when another run holds the store.
+    Exit 0, 1 when --update could not fetch some symbols, 2 for bad input, 3 when another run holds the store (--wait waits for it).
     """
     from dataengine.actions.schema import describe, parse_types
     from dataengine.actions.store import ActionStore
@@ -53,6 +55,7 @@ def actions(
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
         pipeline = IngestionPipeline(settings=settings, storage_dir=ctx.obj.store(settings), progress=False,
+                                     wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
                                      command=command_line(ctx))
         result = pipeline.update_corporate_actions(wanted, first or settings.default_start, source=settings.source)
         code = result.exit_code

@@ -396,3 +396,19 @@ def test_a_range_inside_the_sip_delay_refetches_a_stale_symbol_up_to_it_and_noth
     assert all(datetime.fromisoformat(r.params["end"].replace("Z", "+00:00")) < start for r in alpaca.requests)
     pieces = CoverageLedger(root() / "metadata" / "coverage" / "equities_1day_split.jsonl").pieces()
     assert not [p for p in pieces["AAPL"] if p.end >= start]
+
+
+def test_actions_update_waits_for_the_store_with_wait(alpaca, backend, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: actions --update beside a running ingest said "pass --wait to wait for it", and
+    had no --wait (a cron job updating actions next to the nightly run could not wait). It has one now."""
+    import threading
+
+    from dataengine.cli import main
+    from dataengine.storage.run_lock import RunLock
+    from dataengine.storage.store import open_store
+
+    holder = RunLock(open_store(backend), command="a run holding the store").acquire()
+    assert main(["actions", "AAPL", "--update"]) == 3
+    assert "pass --wait" in capsys.readouterr().err
+    threading.Timer(1.0, holder.release).start()
+    assert main(["actions", "AAPL", "--update", "--wait"]) == 0
