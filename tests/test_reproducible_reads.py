@@ -490,6 +490,7 @@ def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_
     version still named the old file, so read_bars (which reads the latest version's files) and an engine
     reading the folder read different bars, and verify called the store whole. verify now names the file (exit 1) and
     --repair makes a version holding the dataset as it is. While a run is under way its files are not named."""
+    from dataengine.storage.run_lock import RunLock
     from dataengine.storage.run_versions import DatasetVersion
     from dataengine.storage.versions import Provenance
 
@@ -508,11 +509,16 @@ def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_
     assert code == 1 and "symbol=AAPL/year=2024/month=01/data.parquet was replaced outside a run" in problem
 
     root = open_store(tmp_path / "store")
+    lock = RunLock(root, command="a run under way").acquire()  # a run holds the store and has its marker:
     under_way = DatasetVersion(root, "equities_1day", Provenance(run_id="20261207T000000Z-abcdef"))
-    under_way.begin()  # a run's marker: its files are its commit's to take in
+    under_way.begin()  # the files are its commit's to take in
     code, out, _ = run_cli(capsys, "verify", "--json")
     assert code == 0 and json.loads(out)["versions"] == []
-    under_way.commit({})  # that run ends, having written nothing
+    lock.release()  # the run is killed: its marker stays, no one holds the store
+    code, out, _ = run_cli(capsys, "verify", "--json")
+    [problem] = json.loads(out)["versions"]
+    assert code == 1 and "month=01/data.parquet was written by a run that ended without committing" in problem
+    under_way.commit({})  # as if it had ended, having written nothing
 
     code, out, _ = run_cli(capsys, "verify", "--json")
     [problem] = json.loads(out)["versions"]

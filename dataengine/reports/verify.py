@@ -24,6 +24,7 @@ from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, r
 from dataengine.storage import layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
+from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import (
     DamagedLogError,
@@ -36,6 +37,7 @@ from dataengine.storage.versions import (
     tags,
     unrecorded,
 )
+from dataengine.storage.versions.commit import pending_runs
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -190,15 +192,19 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
     name that are missing or not their recorded size (one stat each; on S3 a listing), and dataset files no
     version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise."""
     found: dict[str, list[str]] = {}
+    holder = RunLock.holder(root)
+    alive = holder is not None and holder.get("alive") is not False  # a run holds the store, or cannot be told
     for name in datasets:
         table = VersionTable.of(root, name)
         problems = [str(problem) for problem in check_log(table)]
         try:
             latest = [str(problem) for problem in check(table)]
             problems += latest + _older_problems(table, set(latest), all_versions)
-            problems += [f"{change.path} was replaced outside a run: no version holds it, so a read pinned to the "
-                         "latest version would not read it (verify --repair records it as a version)"
-                         for change in unrecorded(table)]
+            dead = not alive and bool(pending_runs(table))
+            how = "was written by a run that ended without committing (killed)" if dead else "was replaced outside a run"
+            problems += [f"{change.path} {how}: no version holds it, so a read pinned to the latest version would not "
+                         "read it (verify --repair records it as a version; the next run would too)"
+                         for change in unrecorded(table, runs_alive=alive)]
         except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
             problems = problems or [f"{exc.path}: damaged version log ({exc.detail})"]
         if problems:

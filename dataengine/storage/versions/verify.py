@@ -64,19 +64,21 @@ def check(table: VersionTable, version: int | None = None) -> list[Problem]:
     return sorted(problems, key=lambda p: p.path)
 
 
-def unrecorded(table: VersionTable) -> list[PartitionFile]:
+def unrecorded(table: VersionTable, *, runs_alive: bool = True) -> list[PartitionFile]:
     """The dataset's partition files the latest version does not hold: replaced or added outside a run (by
-    hand, a sync tool), so a pinned read of the latest version would not read what the dataset holds. None
-    while a run's marker is pending (a run under way, or killed: the next commit takes its files in), nor
-    before the first version. A partition gone from the dataset is not listed: verify's partition check
-    names it, and a repair fetches it again."""
-    if pending_runs(table):
+    hand, a sync tool), or written by a run that ended without committing (killed), so a pinned read of the
+    latest version would not read what the dataset holds. None before the first version, and none while a
+    run's marker is pending and ``runs_alive`` (a run holds the store, or that cannot be told): that run's
+    commit takes its files in. With ``runs_alive`` False (no one holds the store) a pending marker is a dead
+    run's, and its files are listed: they are in no version until the next commit. A partition gone from the
+    dataset is not listed: verify's partition check names it, and a repair fetches it again."""
+    if runs_alive and pending_runs(table):
         return []
     state = read_state(table)
     if state is None:
         return []
     drift = [change for change in dataset_drift(table, state) if change.path is not None]
-    if drift and (pending_runs(table) or list_log(table).latest != state.version):
+    if drift and ((runs_alive and pending_runs(table)) or list_log(table).latest != state.version):
         return []  # a run began, or began and committed, while the dataset was listed: its files are its own
     named = state.by_key(change.key for change in drift)
     return [change for change in drift if not _same_bytes(table, change, named.get(change.key))]
