@@ -125,6 +125,10 @@ def test_a_lease_whose_process_has_exited_on_this_host_says_so(s3_store) -> None
     with pytest.raises(LockError, match=f"that process has exited .*: its lease lapses {re.escape(until)}, and a run "
                                         "then takes the store over; pass --wait"):
         RunLock(s3_store).acquire()
+    # nor does status show it as a run under way (a user's trial found "Running now" for a killed run)
+    from dataengine.reports.status import store_status
+
+    assert RunLock.holder(s3_store)["alive"] is False and store_status(s3_store)["running"] is None
 
 
 def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]

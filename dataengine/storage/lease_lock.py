@@ -35,6 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import ConfigError
+from dataengine.storage.atomic import holder_alive
 
 if TYPE_CHECKING:
     from dataengine.storage.store import Store
@@ -233,10 +234,12 @@ class LeaseHolder:
 
 
 def holder_status(store: Store, key: str) -> dict[str, Any] | None:
-    """The lock's holder record for display, with ``alive``: True while its lease runs, False once it ended."""
+    """The lock's holder record for display, with ``alive``: True while its lease runs, False once it ended or
+    once its process is seen to have exited (on this host: the lease still stands, and the store frees itself
+    when it lapses, but no run is under way: ``status`` must not show a killed run as running)."""
     found = read_holder(store, key)
     if found is None:
         return None
     record = found[0]
-    record["alive"] = not expired(record)
+    record["alive"] = not expired(record) and holder_alive(record) is not False
     return record
