@@ -54,8 +54,9 @@ def versions(
         else:
             typer.echo(f"pruned versions older than {days:g} day(s): {report.bytes_freed:,} bytes freed")
             for name, done in report.datasets.items():
-                typer.echo(f"  {name}: {done['files_deleted']} file(s) deleted, {done['bytes_freed']:,} bytes, "
-                           f"versions kept from {done['oldest_kept']}")
+                typer.echo(f"  {name}: {done['versions_dropped']} version(s) no longer readable, {done['files_deleted']} "
+                           f"file(s) deleted, {done['bytes_freed']:,} bytes (files a newer version shares stay); "
+                           f"versions kept from {done['oldest_kept']}, and the tagged ones")
         return
     shown = versions_report(root, DatasetKey.of(timeframe, adjustment, settings.source), limit=limit)
     hint = other_datasets_hint(root, shown["dataset"]) if not shown["versions"] else ""

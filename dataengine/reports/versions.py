@@ -107,6 +107,7 @@ def prune_versions(root: StorePath, keys: list[DatasetKey] | None, keep_days: fl
                 continue
             done = prune(table, keep_days)
             report.datasets[name] = {"files_deleted": done.files_deleted, "bytes_freed": done.bytes_freed,
+                                     "versions_dropped": done.versions_dropped,
                                      "kept_versions": list(done.kept_versions), "oldest_kept": done.oldest_kept}
     return report
 

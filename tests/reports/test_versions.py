@@ -32,7 +32,8 @@ def test_versions_marks_what_a_prune_took_and_keeps_tagged_ones_readable(alpaca,
     root, key = open_store(tmp_path / "store"), DatasetKey.of("day")
     pin_version(root, key, "paper", 0)
     assert all(v["readable"] for v in versions_report(root, key)["versions"])
-    prune_versions(root, [key], keep_days=0)
+    pruned = prune_versions(root, [key], keep_days=0)
+    assert pruned.datasets["equities_1day"]["versions_dropped"] == 1  # 1; 0 is tagged (a user's trial: said nowhere)
     report = versions_report(root, key)
     assert {v["version"]: v["readable"] for v in report["versions"]} == {2: True, 1: False, 0: True}
     lines = {line.split()[0]: line for line in render(report).splitlines()[3:]}

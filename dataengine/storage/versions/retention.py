@@ -29,6 +29,7 @@ class PruneResult:
     bytes_freed: int
     kept_versions: tuple[int, ...]
     oldest_kept: int | None
+    versions_dropped: int = 0  # versions this prune made unreadable (untagged, before ``oldest_kept``)
 
 
 def tags(table: VersionTable) -> dict[str, int]:
@@ -121,9 +122,11 @@ def prune(table: VersionTable, keep_days: float, *, now: datetime | None = None)
         freed += table.files.delete(info.path)
         deleted += 1
     horizon = _read(table, "pruned.json")
-    if oldest > int(horizon.get("before", 0)):
+    before = int(horizon.get("before", 0))
+    dropped = sum(1 for v in commits if before <= v < oldest and v not in pinned)
+    if oldest > before:
         _write(table, "pruned.json", {"before": oldest, "at": (now or table.now()).isoformat()})
-    return PruneResult(deleted, freed, (*pinned, *range(oldest, listing.latest + 1)), oldest)
+    return PruneResult(deleted, freed, (*pinned, *range(oldest, listing.latest + 1)), oldest, dropped)
 
 
 def _files_named(table: VersionTable, first: int, last: int) -> set[str]:
