@@ -97,7 +97,11 @@ def locked_and_recorded(
     failed = False
     try:
         got_lock = time.monotonic()
-        record.begin(waited_s=got_lock - started)
+        if held is None:
+            record.begin(waited_s=got_lock - started)
+        else:  # the hold's own wait (gaps/verify --repair), told once: to the first run under it
+            record.begin(waited_s=held.waited_s)
+            held.waited_s = 0.0
         try:
             yield outcome
             lock.check_held()  # a lease lost during the run (S3) fails it, in the ledger too

@@ -70,6 +70,7 @@ class RunLock:
         self.poll_s = poll_s
         self.command = command if isinstance(command, str) or command is None else " ".join(command)
         self.taken_over: dict[str, Any] | None = None  # the record of a dead holder this lock replaced
+        self.waited_s = 0.0  # how long acquire waited for another run to let go
         self._backend: LockBackend | None = None
         self._previous_fence: Callable[[], None] | None = None
         self._reported = False  # a LockError about a lost lock was raised already (once is enough)
@@ -83,12 +84,14 @@ class RunLock:
             raise RuntimeError("RunLock is not re-entrant")
         backend = self.root.store.lock(self.path.key, self.command)
         dead: list[dict[str, Any] | None] = [None]
+        asked = time.monotonic()
 
         def attempt() -> tuple[bool, dict[str, Any] | None]:
             taken, dead[0], live = backend.try_acquire()
             return taken, live
 
         self._wait_for(attempt)
+        self.waited_s = time.monotonic() - asked  # the ledger's waited_s, for a run under a hold taken here
         if dead[0] is not None:
             self.taken_over = dead[0]
             how = "whose lease ended (killed, crashed or cut off)" if dead[0].get("lease_until") else \

@@ -140,3 +140,22 @@ def test_a_month_never_fetched_between_stored_ones_is_listed_once(alpaca, capsys
     assert main(["status", "AAPL", "--json"]) == 0  # status: not a missing month as well
     (dataset,) = json.loads(capsys.readouterr().out)["datasets"]
     assert dataset["missing_months"] == [] and ["2024-02-01", "2024-02-29"] in dataset["never_fetched"]
+
+
+def test_a_repair_that_waited_for_the_store_says_how_long_in_its_ledger_line(alpaca, capsys, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: gaps --repair --wait waited ~15 s for a run, and its ledger line said waited_s
+    0.0 (the repair takes the lock before its run's record). The run under the hold now carries the hold's wait."""
+    import threading
+
+    from dataengine.storage.run_ledger import RunLedger
+    from dataengine.storage.run_lock import RunLock
+    from dataengine.storage.store import open_store
+
+    alpaca.universe = Universe(holes={"AAPL": ["2024-02-06"]})
+    ingest_feb(alpaca, capsys, ["AAPL"])
+    alpaca.universe = Universe()  # the source has the session now: the repair fetches it
+    holder = RunLock(open_store(backend), command="a run holding the store").acquire()
+    threading.Timer(1.0, holder.release).start()
+    code, report = gaps(capsys, "AAPL", *FEB, "--repair", "--wait")
+    assert code == 0 and report["repair"]["rows_added"] > 0
+    assert RunLedger(backend).last(1)[0].waited_s >= 0.9
