@@ -84,8 +84,9 @@ def verify_command(
         finally:
             progress.close()
         if report.repaired and not json_out:
-            typer.echo(f"repaired {report.repaired} partition(s): damaged files kept in "
-                       f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}")
+            kept = (f"; the {report.quarantined} damaged file(s) kept in "
+                    f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}") if report.quarantined else ""
+            typer.echo(f"repaired {report.repaired} partition(s): fetched again{kept}")
         for note in report.mended if not json_out else ():
             typer.echo(f"repaired: {note}")
     code = repair_exit((report.repair or {}).values(), clean=report.ok)

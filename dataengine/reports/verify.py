@@ -79,6 +79,7 @@ class VerifyReport:
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
+    quarantined: int = 0  # of those, the damaged ones whose file it kept in metadata/quarantine/ (not the missing)
     mended: list[str] = field(default_factory=list)  # what a repair did to the metadata, one line each
 
     @property
@@ -146,6 +147,7 @@ def verify_and_repair(
         after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     after.repaired = len(report.damage)
+    after.quarantined = sum(1 for d in report.damage if d.kind != "missing")
     after.mended = mended
     return after
 
