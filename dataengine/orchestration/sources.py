@@ -25,7 +25,6 @@ from dataengine.config import Settings
 from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory, SourceInfo, WaitHook, source_info
 from dataengine.urls import url_secrets
 
-PAID_MASSIVE_REQUESTS_PER_MINUTE = 6_000  # paid plans have no per-minute cap; Massive asks to stay under ~100/s
 FREE_MASSIVE_HISTORY_YEARS = 2.0
 UNPACED = 1_000_000  # a source without a network: the planner's "requests per minute"
 
@@ -67,8 +66,9 @@ def secrets(settings: Settings) -> set[str]:
 def pace(settings: Settings, source: str) -> int:
     """Requests per minute a run of ``source`` is paced at (the planner's "slow plan" test reads it too)."""
     if source == "massive":
-        return settings.massive_requests_per_minute or (
-            PAID_MASSIVE_REQUESTS_PER_MINUTE if settings.massive_plan == "paid" else source_info("massive").requests_per_minute or 5)
+        from dataengine.sources.massive_client import settings_pace
+
+        return settings_pace(settings)
     if source == "alpaca":
         return settings.requests_per_minute
     return source_info(source).requests_per_minute or UNPACED

@@ -66,18 +66,28 @@ class MassiveClient(HttpClient):
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | None = None,
         *,
         base_url: str | None = None,
+        settings: Settings | None = None,
         rate_limiter: RateLimiter | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
         on_wait: WaitHook | None = None,
     ) -> None:
+        if api_key is None or settings is not None:
+            # MassiveClient() reads its key, URL, timeout and retries from the settings, as AlpacaClient() does
+            settings = settings or Settings.load()
+            api_key = api_key or settings.massive_key()
+            base_url = base_url or settings.massive_api_url
+            timeout = timeout if timeout is not None else settings.request_timeout
+            retry = retry or RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff)
+            rate_limiter = rate_limiter or RateLimiter(settings_pace(settings))
         super().__init__(
-            base_url=base_url or DEFAULT_URL, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout,
-            retry=retry, rate_limiter=rate_limiter, stop=stop, on_wait=on_wait,
+            base_url=base_url or DEFAULT_URL, headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout if timeout is not None else 30.0, retry=retry, rate_limiter=rate_limiter, stop=stop,
+            on_wait=on_wait,
         )
         self._asof_noted = False
 
@@ -94,15 +104,8 @@ class MassiveClient(HttpClient):
         """The one place settings become a client: key (``MASSIVE_API_KEY``; a ConfigError when missing), URL
         (``MASSIVE_API_URL``), timeout and retry policy. ``requests_per_minute``: the pace when no shared
         ``rate_limiter`` is given (default: :data:`MASSIVE`'s, the free plan's 5)."""
-        return cls(
-            settings.massive_key(),
-            base_url=settings.massive_api_url,
-            rate_limiter=rate_limiter or RateLimiter(_pace(requests_per_minute)),
-            timeout=settings.request_timeout,
-            retry=RetryPolicy(max_retries=settings.max_retries, base_s=settings.retry_backoff),
-            stop=stop,
-            on_wait=on_wait,
-        )
+        return cls(settings=settings, rate_limiter=rate_limiter or RateLimiter(_pace(requests_per_minute)), stop=stop,
+                   on_wait=on_wait)
 
     @classmethod
     def factory(cls, settings: Settings, *, requests_per_minute: int | None = None) -> SourceFactory:
@@ -274,6 +277,16 @@ def _relative(next_url: str) -> str:
 def _pace(requests_per_minute: int | None) -> int:
     """The pace asked for, else the plan :data:`MASSIVE` assumes (the free plan's 5 a minute)."""
     return requests_per_minute or MASSIVE.requests_per_minute or 1
+
+
+PAID_REQUESTS_PER_MINUTE = 6_000  # paid plans have no per-minute cap; Massive asks to stay under ~100/s
+
+
+def settings_pace(settings: Settings) -> int:
+    """Requests per minute a Massive run or client is paced at: ``massive_requests_per_minute``, else what the
+    ``massive_plan`` allows (free: 5)."""
+    return settings.massive_requests_per_minute or (
+        PAID_REQUESTS_PER_MINUTE if settings.massive_plan == "paid" else _pace(None))
 
 
 def _utc(instant: datetime) -> datetime:

@@ -266,3 +266,21 @@ def test_settings_make_clients_that_share_one_pacer_at_the_free_plans_pace(massi
         MassiveClient.factory(Settings.load(env={}, cwd=tmp_path))
     for client in (first, second):
         client.close()
+
+
+def test_a_client_made_without_arguments_reads_the_settings(massive: FakeMassive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a new user's trial: MassiveClient() was a TypeError (its key had to be passed), while
+    AlpacaClient() reads the settings. It reads them too now: key, URL, and the plan's pace."""
+    from dataengine.errors import ConfigError
+
+    monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="MASSIVE_API_KEY"):
+        MassiveClient()
+    monkeypatch.setenv("MASSIVE_API_KEY", massive.api_key)
+    monkeypatch.setenv("MASSIVE_API_URL", massive.url)
+    monkeypatch.setenv("DATAENGINE_MASSIVE_PLAN", "paid")
+    client = MassiveClient()
+    try:
+        assert fetch(client, ["AAPL"], "day", days("2024-01-02", "2024-01-05")).height == 4
+    finally:
+        client.close()
