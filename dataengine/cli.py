@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from dataengine import __version__
-from dataengine.commands.common import Context, last_line
+from dataengine.commands.common import Context, forget_last_line, last_line, said_last_line
 from dataengine.commands.global_options import GlobalOptionsAnywhere
 from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
 
@@ -187,13 +187,15 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
     # With --json, stdout gets exactly one JSON object however the command ends: its result, or the error
     # (a cron job parsing stdout always gets one). Commands print their own; errors are printed here.
     wants_json = "--json" in (args[: args.index("--")] if "--" in args else args)
+    forget_last_line()
     with _signals_stop_like_ctrl_c(restore=restore_signals):
         try:
             # Without standalone mode the parser returns a command's typer.Exit code instead of exiting.
             code = app(args=args, prog_name="dataengine", standalone_mode=False)
             if code == 130 and (stop := stopped()) is not None:
-                # typer turns a stop it sees (SIGTERM's Terminated too) into a silent 130: say it, with its code
-                return _interrupted(stop)
+                # typer turns a stop it sees (SIGTERM's Terminated too) into a silent 130: say it, with its code,
+                # unless the command said it already (ingest stopped before its run)
+                return exit_code_for(error=stop) if said_last_line() else _interrupted(stop)
         except DataEngineError as exc:
             message = _one_line(str(exc))
             if wants_json:

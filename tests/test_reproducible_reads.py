@@ -507,22 +507,26 @@ def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_
     code, out, err = run_cli(capsys, "verify", "--json", "--storage-dir", str(copy))
     [problem] = json.loads(out)["versions"]  # only the file that was replaced
     assert code == 1 and "symbol=AAPL/year=2024/month=01/data.parquet was replaced outside a run" in problem
+    # past its byte budget the check counts the copied files instead of reading them (a copied minute store
+    # would be read twice whole by every verify): one line, and a repair records them
+    from dataengine.storage.versions import VersionTable, unrecorded
+
+    held, uncompared = unrecorded(VersionTable.of(open_store(copy), "equities_1day"), budget=0)
+    assert [c.symbol for c in held] == ["AAPL"] and uncompared == 1  # MSFT's copy, of its version file's size
 
     root = open_store(tmp_path / "store")
     lock = RunLock(root, command="a run under way").acquire()  # a run holds the store and has its marker:
     under_way = DatasetVersion(root, "equities_1day", Provenance(run_id="20261207T000000Z-abcdef"))
     under_way.begin()  # the files are its commit's to take in
-    code, out, _ = run_cli(capsys, "verify", "--json")
-    assert code == 0 and json.loads(out)["versions"] == []
+    other = subprocess.run([sys.executable, "-m", "dataengine", "verify", "--json"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)  # another process: the holder is not verify itself
+    assert other.returncode == 0 and json.loads(other.stdout)["versions"] == [], other.stderr[-2000:]
     lock.release()  # the run is killed: its marker stays, no one holds the store
     code, out, _ = run_cli(capsys, "verify", "--json")
     [problem] = json.loads(out)["versions"]
     assert code == 1 and "month=01/data.parquet was written by a run that ended without committing" in problem
-    under_way.commit({})  # as if it had ended, having written nothing
-
-    code, out, _ = run_cli(capsys, "verify", "--json")
-    [problem] = json.loads(out)["versions"]
-    assert code == 1 and "equities_1day/symbol=AAPL/year=2024/month=01/data.parquet was replaced outside a run" in problem
+    # the repair, which holds the store itself, takes it in (its own hold is no run under way: a review found
+    # it calling the store whole, and verify naming the file again, over and over)
     code, out, _ = run_cli(capsys, "verify", "--repair")
     latest = current_version(timeframe="day")
     assert code == 0 and f"repaired: version {latest} of equities_1day holds the dataset's files as they are now" in out

@@ -67,6 +67,7 @@ def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, t
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
+    assert err.count("Interrupted") == 1, err  # said once (a review found the CLI saying it again)
     last = RunLedger(tmp_path / "store").last(1)[0]
     assert (last.exit_code, last.signal) == (130, 2)
 

@@ -98,10 +98,24 @@ def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[s
     console.print(table)
 
 
+_said: list[str] = []  # the last lines said by this process's commands (the CLI says an interrupt once)
+
+
+def forget_last_line() -> None:
+    """A new command in this process (tests, ``main()`` called again) has said nothing yet."""
+    _said.clear()
+
+
+def said_last_line() -> bool:
+    """Whether a command already said its last line (:func:`last_line`); the CLI then says none of its own."""
+    return bool(_said)
+
+
 def last_line(level: int, line: str) -> None:
     """The CLI's last word on a command that did not finish (``Error: ...``, ``Interrupted.``): on stderr, and
     in the ``--log-file`` too, but only there: logged the usual way it would reach stderr a second time (or
     Python's last-resort handler, when no handler is set up yet). Masked like every record of the file."""
+    _said.append(line)
     typer.echo(line, err=True)
     root = logging.getLogger("dataengine")
     record = root.makeRecord("dataengine.cli", level, __file__, 0, "%s", (line,), None)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line, other_datasets_hint, repair_exit
+from dataengine.commands.common import command_line, exit_with, other_datasets_hint, repair_exit
 from dataengine.datasets import DatasetKey
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import check_order, parse_bound
@@ -85,7 +85,7 @@ def gaps(
         typer.echo(render(key.dirname, reports) + (other_datasets_hint(root, key.dirname) if not reports else ""))
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
-    raise typer.Exit(code)
+    exit_with(code)  # a stopped repair leaves at once, not after a stuck request times out
 
 
 def render(dataset: str, reports: list[SymbolGaps]) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line, repair_exit
+from dataengine.commands.common import command_line, exit_with, repair_exit
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -91,7 +91,7 @@ def verify_command(
             typer.echo(f"repaired: {note}")
     code = repair_exit((report.repair or {}).values(), clean=report.ok)
     typer.echo(json.dumps(dict(report.asdict(), exit_code=code)) if json_out else render(report))
-    raise typer.Exit(code)
+    exit_with(code)  # a stopped repair leaves at once, not after a stuck request times out
 
 
 def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: str, timeframe: str | None,

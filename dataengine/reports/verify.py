@@ -12,6 +12,8 @@ once (every run indexes what it wrote; ``status`` indexes everything) and its fi
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -195,7 +197,9 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
     version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise."""
     found: dict[str, list[str]] = {}
     holder = RunLock.holder(root)
-    alive = holder is not None and holder.get("alive") is not False  # a run holds the store, or cannot be told
+    # a run holds the store, or that cannot be told; not this very process (verify --repair holds it itself)
+    ours = holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+    alive = holder is not None and holder.get("alive") is not False and not ours
     for name in datasets:
         table = VersionTable.of(root, name)
         problems = [str(problem) for problem in check_log(table)]
@@ -203,10 +207,15 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
             latest = [str(problem) for problem in check(table)]
             problems += latest + _older_problems(table, set(latest), all_versions)
             dead = not alive and bool(pending_runs(table))
-            how = "was written by a run that ended without committing (killed)" if dead else "was replaced outside a run"
+            how = ("was written by a run that ended without committing (killed), or replaced outside a run" if dead
+                   else "was replaced outside a run")
+            held, uncompared = unrecorded(table, runs_alive=alive)
             problems += [f"{change.path} {how}: no version holds it, so a read pinned to the latest version would not "
-                         "read it (verify --repair records it as a version; the next run would too)"
-                         for change in unrecorded(table, runs_alive=alive)]
+                         "read it (verify --repair records it as a version; the next run would too)" for change in held]
+            if uncompared:
+                problems.append(f"{table.dataset_path}: {uncompared} partition file(s) are not the files the latest "
+                                "version names, though of their size (a copy of the store: cp -r, a restore?); not "
+                                "compared byte for byte: verify --repair records them as a version")
         except DamagedLogError as exc:  # the latest version cannot be read: the log's damage says why
             problems = problems or [f"{exc.path}: damaged version log ({exc.detail})"]
         if problems:

@@ -64,34 +64,49 @@ def check(table: VersionTable, version: int | None = None) -> list[Problem]:
     return sorted(problems, key=lambda p: p.path)
 
 
-def unrecorded(table: VersionTable, *, runs_alive: bool = True) -> list[PartitionFile]:
-    """The dataset's partition files the latest version does not hold: replaced or added outside a run (by
-    hand, a sync tool), or written by a run that ended without committing (killed), so a pinned read of the
-    latest version would not read what the dataset holds. None before the first version, and none while a
-    run's marker is pending and ``runs_alive`` (a run holds the store, or that cannot be told): that run's
-    commit takes its files in. With ``runs_alive`` False (no one holds the store) a pending marker is a dead
-    run's, and its files are listed: they are in no version until the next commit. A partition gone from the
-    dataset is not listed: verify's partition check names it, and a repair fetches it again."""
-    if runs_alive and pending_runs(table):
-        return []
+COMPARE_BUDGET = 64 << 20  # bytes a check reads to tell a copied file from a replaced one, per dataset
+
+
+def unrecorded(table: VersionTable, *, runs_alive: bool = True,
+               budget: int = COMPARE_BUDGET) -> tuple[list[PartitionFile], int]:
+    """(the dataset's partition files the latest version does not hold, how many more were not compared).
+
+    A file is not held when it was replaced or added outside a run (by hand, a sync tool) or written by a run
+    that ended without committing (killed): a pinned read of the latest version would not read it. None before
+    the first version, and none while a run's marker is pending and ``runs_alive`` (a run holds the store, or
+    that cannot be told): that run's commit takes its files in. With ``runs_alive`` False a pending marker is a
+    dead run's, and its files are listed. A run that begins (or commits) while the dataset is listed hides
+    the listing's files: they are its own. A partition gone from the dataset is not listed: verify's partition
+    check names it, and a repair fetches it again.
+
+    A copy of the store (cp -r, rsync without -H, a restore) makes each hard link a file of its own, so every
+    partition looks replaced: a file of its version file's size is compared byte for byte, up to ``budget``
+    bytes read; past it, the rest are counted, not compared (a repair records them as a version, after which
+    the check is a stat again)."""
+    before = set(pending_runs(table))
+    if runs_alive and before:
+        return [], 0
     state = read_state(table)
     if state is None:
-        return []
+        return [], 0
     drift = [change for change in dataset_drift(table, state) if change.path is not None]
-    if drift and ((runs_alive and pending_runs(table)) or list_log(table).latest != state.version):
-        return []  # a run began, or began and committed, while the dataset was listed: its files are its own
+    if drift and (set(pending_runs(table)) - before or list_log(table).latest != state.version):
+        return [], 0  # a run began, or began and committed, while the dataset was listed: its files are its own
     named = state.by_key(change.key for change in drift)
-    return [change for change in drift if not _same_bytes(table, change, named.get(change.key))]
-
-
-def _same_bytes(table: VersionTable, change: PartitionFile, named: tuple[str, int, int | None] | None) -> bool:
-    """Whether the dataset's file has the bytes of the file the latest version names. A copy of the store (cp -r,
-    rsync without -H, a restore from a backup) makes each hard link a file of its own: every partition then
-    looks replaced by its fingerprint, with nothing changed. Only files of equal size are read, two at a time."""
-    if named is None or change.size != named[1] or change.path is None:
-        return False
-    ours, theirs = table.files.read_many([change.path, f"{table.path}/{named[0]}"])
-    return ours is not None and ours == theirs
+    held: list[PartitionFile] = []
+    uncompared = 0
+    for change in drift:
+        version_file = named.get(change.key)
+        if version_file is None or change.size != version_file[1]:
+            held.append(change)
+        elif budget < 2 * version_file[1]:
+            uncompared += 1
+        else:
+            budget -= 2 * version_file[1]
+            ours, theirs = table.files.read_many([str(change.path), f"{table.path}/{version_file[0]}"])
+            if ours is None or ours != theirs:
+                held.append(change)
+    return held, uncompared
 
 
 def mend(table: VersionTable, provenance: Provenance) -> MendResult:
