@@ -19,7 +19,7 @@ import polars as pl
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.reports.unfetched import as_interval, never_fetched_sessions
+from dataengine.reports.unfetched import as_interval, in_ranges, never_fetched_sessions
 from dataengine.storage import footer_index, layout
 from dataengine.storage.coverage import merge_intervals
 from dataengine.storage.parquet_storage import ParquetStorage
@@ -118,7 +118,7 @@ def find_gaps(
         # A session inside a never-fetched range has no bar because no run asked for it: it is listed there
         # (a run fills it), not again as a missing session (a hole the source left in what was fetched).
         report.missing_sessions = [
-            day for day in report.missing_sessions if not any(a <= day <= b for a, b in report.never_fetched)
+            day for day in report.missing_sessions if not in_ranges(day, report.never_fetched)
         ]
         head = report.never_fetched[:1]
         if head and (report.first_session is None or head[0][1] < report.first_session):

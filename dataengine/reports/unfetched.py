@@ -90,5 +90,10 @@ def month_never_fetched(month: str, ranges: Sequence[SessionRange]) -> bool:
     first = date.fromisoformat(f"{month}-01")
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     days = [d.isoformat() for d in calendar.sessions(first, following - timedelta(days=1))]
-    return bool(days) and all(any(a <= day <= b for a, b in ranges) for day in days)
+    return bool(days) and all(in_ranges(day, ranges) for day in days)
+
+
+def in_ranges(day: str, ranges: Sequence[SessionRange]) -> bool:
+    """Whether an ISO day lies in one of the [first, last] session ranges (both included)."""
+    return any(a <= day <= b for a, b in ranges)
 

@@ -12,8 +12,6 @@ once (every run indexes what it wrote; ``status`` indexes everything) and its fi
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +22,7 @@ import polars as pl
 from dataengine.datasets import DatasetKey
 from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
 from dataengine.storage import layout
+from dataengine.storage.atomic import held_by_this_process
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.run_lock import RunLock
@@ -198,8 +197,7 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
     found: dict[str, list[str]] = {}
     holder = RunLock.holder(root)
     # a run holds the store, or that cannot be told; not this very process (verify --repair holds it itself)
-    ours = holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
-    alive = holder is not None and holder.get("alive") is not False and not ours
+    alive = holder is not None and holder.get("alive") is not False and not held_by_this_process(holder)
     for name in datasets:
         table = VersionTable.of(root, name)
         problems = [str(problem) for problem in check_log(table)]

@@ -271,6 +271,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def held_by_this_process(record: dict[str, Any]) -> bool:
+    """Whether a lock record names this very process (``pid`` on ``host``)."""
+    return record.get("host") == socket.gethostname() and record.get("pid") == os.getpid()
+
+
 def holder_alive(record: dict[str, Any]) -> bool | None:
     """Whether the process a lock record names (``pid`` on ``host``) still runs: None when that is another host
     (or the record names no pid), where only its lease can tell."""
