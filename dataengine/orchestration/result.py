@@ -89,6 +89,16 @@ class IngestResult(RunOutcome, Mapping[str, Any]):
     def __len__(self) -> int:
         return len(_KEYS)
 
+    # Written here, so @dataclass keeps it: its own __eq__ would say a result never equals the dict of its
+    # entries, which the seed API's ``result == {...}`` and ``dict(result) == result`` expect. A mapping's
+    # equality: same keys, same values.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, and equal to dicts: not hashable
+
     def __str__(self) -> str:
         rate = self.rows_written / self.elapsed_s if self.elapsed_s > 0 else 0.0
         lines = [

@@ -42,6 +42,16 @@ def test_the_mapping_is_read_only() -> None:
     assert result["notes"] == ["mutable as attributes, as before"]
 
 
+def test_a_result_equals_the_dict_of_its_entries_as_a_mapping_does() -> None:
+    result = IngestResult(successful=["AAPL"], failed={"BADX": "invalid symbol"})
+    assert result == result.asdict() and result.asdict() == result and dict(result) == result
+    assert result != {**result.asdict(), "failed": {}} and result != {"successful": ["AAPL"]}
+    assert result == IngestResult(successful=["AAPL"], failed={"BADX": "invalid symbol"}) and result != IngestResult()
+    assert result != ["AAPL"] and result != "AAPL"
+    with pytest.raises(TypeError):
+        hash(result)
+
+
 def test_the_cli_json_has_the_mappings_keys_and_the_exit_code(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-05", "-t", "day",
                            "--json")
