@@ -38,7 +38,6 @@ from dataengine.storage.versions import (
     tags,
     unrecorded,
 )
-from dataengine.storage.versions.commit import pending_runs
 from dataengine.timerange import ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -204,10 +203,9 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
         try:
             latest = [str(problem) for problem in check(table)]
             problems += latest + _older_problems(table, set(latest), all_versions)
-            dead = not alive and bool(pending_runs(table))
-            how = ("was written by a run that ended without committing (killed), or replaced outside a run" if dead
-                   else "was replaced outside a run")
-            held, uncompared = unrecorded(table, runs_alive=alive)
+            held, uncompared, pending = unrecorded(table, runs_alive=alive)
+            how = ("was written by a run that ended without committing (killed), or replaced outside a run"
+                   if pending and not alive else "was replaced outside a run")
             problems += [f"{change.path} {how}: no version holds it, so a read pinned to the latest version would not "
                          "read it (verify --repair records it as a version; the next run would too)" for change in held]
             if uncompared:

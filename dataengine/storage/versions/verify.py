@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dataengine.storage.versions.commit import dataset_drift, link_changes, pending_runs, write_version
 from dataengine.storage.versions.log import read_state
@@ -67,9 +68,15 @@ def check(table: VersionTable, version: int | None = None) -> list[Problem]:
 COMPARE_BUDGET = 64 << 20  # bytes a check reads to tell a copied file from a replaced one, per dataset
 
 
-def unrecorded(table: VersionTable, *, runs_alive: bool = True,
-               budget: int = COMPARE_BUDGET) -> tuple[list[PartitionFile], int]:
-    """(the dataset's partition files the latest version does not hold, how many more were not compared).
+class Unrecorded(NamedTuple):
+    held: list[PartitionFile]  # the dataset's partition files the latest version does not hold
+    uncompared: int  # how many more were not compared (past the byte budget)
+    pending: bool  # a run's marker was pending when the listing began: with runs dead, a killed run's
+
+
+def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = COMPARE_BUDGET) -> Unrecorded:
+    """The dataset's partition files the latest version does not hold, how many more were not compared, and
+    whether a run's marker was pending (so a caller words its message without listing the markers again).
 
     A file is not held when it was replaced or added outside a run (by hand, a sync tool) or written by a run
     that ended without committing (killed): a pinned read of the latest version would not read it. None before
@@ -85,13 +92,14 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True,
     the check is a stat again)."""
     before = set(pending_runs(table))
     if runs_alive and before:
-        return [], 0
+        return Unrecorded([], 0, True)
     state = read_state(table)
     if state is None:
-        return [], 0
+        return Unrecorded([], 0, bool(before))
     drift = [change for change in dataset_drift(table, state) if change.path is not None]
     if drift and (set(pending_runs(table)) - before or list_log(table).latest != state.version):
-        return [], 0  # a run began, or began and committed, while the dataset was listed: its files are its own
+        # a run began, or began and committed, while the dataset was listed: its files are its own
+        return Unrecorded([], 0, True)
     named = state.by_key(change.key for change in drift)
     held: list[PartitionFile] = []
     uncompared = 0
@@ -106,7 +114,7 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True,
             ours, theirs = table.files.read_many([str(change.path), f"{table.path}/{version_file[0]}"])
             if ours is None or ours != theirs:
                 held.append(change)
-    return held, uncompared
+    return Unrecorded(held, uncompared, bool(before))
 
 
 def mend(table: VersionTable, provenance: Provenance) -> MendResult:
