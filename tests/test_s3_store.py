@@ -131,6 +131,31 @@ def test_a_lease_whose_process_has_exited_on_this_host_says_so(s3_store) -> None
     assert RunLock.holder(s3_store)["alive"] is False and store_status(s3_store)["running"] is None
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="PID namespaces are Linux's")
+def test_a_lease_from_another_pid_namespace_of_this_host_name_is_not_judged_by_its_pid(s3_store) -> None:  # type: ignore[no-untyped-def]
+    """Two containers with one host name (``--network host``): the other's pid means nothing here, so a pid
+    that does not exist here is no proof its run died; the lease alone tells. Its own namespace's record of a
+    pid gone is still judged dead (the test above)."""
+    import socket
+    from datetime import datetime, timedelta, timezone
+
+    from dataengine.reports.status import store_status
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    until = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+    record = {"pid": int(gone.stdout), "host": socket.gethostname(), "lease_until": until, "holder": "x",
+              "pidns": "pid:[1]"}  # no namespace has inode 1: another one than this test's
+    (open_store(s3_store) / "metadata/run.lock").write_bytes(json.dumps(record).encode())
+    with pytest.raises(LockError) as refused:
+        RunLock(s3_store).acquire()
+    assert "exited" not in str(refused.value) and "in use by another dataengine run: pid" in str(refused.value)
+    assert RunLock.holder(s3_store)["alive"] is True and store_status(s3_store)["running"]["pid"] == record["pid"]
+    # a run of this very namespace records it, so its own kill is judged as before
+    other = s3_store.rstrip("/") + "/other"
+    with RunLock(other):
+        assert RunLock.holder(other)["pidns"] == os.readlink("/proc/self/ns/pid")
+
+
 def test_a_lost_lease_ends_the_run_with_exit_3(s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "1")
     lock = RunLock(s3_store).acquire()

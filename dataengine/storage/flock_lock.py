@@ -17,14 +17,13 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from dataengine.errors import StorageError
-from dataengine.storage.atomic import holder_alive
+from dataengine.storage.atomic import holder_alive, process_record
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class FlockBackend:
 
     def _write_holder(self) -> None:
         assert self._fd is not None
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
+        record = {**process_record(),
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         if self.command:
             record["command"] = self.command

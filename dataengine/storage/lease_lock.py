@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import ConfigError
-from dataengine.storage.atomic import holder_alive
+from dataengine.storage.atomic import holder_alive, process_record
 
 if TYPE_CHECKING:
     from dataengine.storage.store import Store
@@ -92,8 +91,7 @@ class LeaseHolder:
         self.lease_s = lease_s
         self.clock = clock
         self.record: dict[str, Any] = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **process_record(),
             "started": self._now().isoformat(timespec="seconds"),
             "holder": uuid.uuid4().hex,  # tells this holder's record from any other, even of the same process
         }
