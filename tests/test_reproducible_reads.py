@@ -257,6 +257,12 @@ def test_an_existing_store_is_adopted_as_version_0_without_a_refetch(alpaca, tmp
     data = sorted(p.name for p in (store / "metadata" / "versions" / "equities_1day").rglob("*.parquet")
                   if "_delta_log" not in str(p))
     assert len(data) == 2 and os.stat(next((store / "metadata" / "versions").rglob("*-adopt.parquet"))).st_nlink == 2
+    # versions shows the adopted version's rows as not counted, and says what "?" means
+    shown = subprocess.run([sys.executable, "-m", "dataengine", "versions", "-t", "day", "--storage-dir", str(store)],
+                           capture_output=True, text=True, timeout=120)
+    row = next(line for line in shown.stdout.splitlines() if line.strip().startswith("0 "))
+    assert shown.returncode == 0 and row.split()[2:5] == ["adopt", "2", "?"], shown.stdout
+    assert "?: not counted. A version that took in files already there (adopt" in " ".join(shown.stdout.split())
 
 
 KILL_DURING_RUN = """

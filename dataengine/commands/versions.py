@@ -79,6 +79,10 @@ def render(report: dict[str, Any]) -> str:
             tags += "  (pruned: no longer readable)"
         lines.append(f"{v['version']:>7}  {utc_text(datetime.fromisoformat(v['timestamp'])):<24}  {reason:<10}  "
                      f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
+    if any(v["rows_changed"] is None or v["partitions"] is None for v in report["versions"]):
+        lines += ["", "?: not counted. A version that took in files already there (adopt: a store's first version; "
+                  "repair: verify --repair recording files as they are) records their sizes, not their rows, so as "
+                  "not to read every file back."]
     return "\n".join(lines)
 
 
