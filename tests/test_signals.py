@@ -158,12 +158,13 @@ def test_a_command_waiting_for_the_lock_stops_on_sigterm_with_143_and_a_ledger_l
     """Found by a user's trial: SIGTERM to `versions --prune --wait` (or `tag --wait`, `gaps --repair --wait`)
     while it waited exited 130 and said nothing (typer turns a stop into Exit(130)), and an `ingest --wait`
     stopped while waiting left no ledger line. Both now exit 143 and say they were interrupted; the ingest's
-    wait is in the ledger."""
+    wait is in the ledger, and so is a repair's (gaps/verify --repair hold the store across their runs)."""
     from dataengine.storage.store import open_store
 
     holder = RunLock(open_store(backend), command="a test holding the store").acquire()
     try:
-        for args in (["versions", "--prune", "--wait"], ["ingest", "AAPL", "-t", "day", "--days", "5", "--wait"]):
+        for args in (["versions", "--prune", "--wait"], ["ingest", "AAPL", "-t", "day", "--days", "5", "--wait"],
+                     ["gaps", "AAPL", "-t", "day", "--repair", "--wait"]):
             before = len(RunLedger(backend).last(50))
             proc = subprocess.Popen([sys.executable, "-m", "dataengine", *args], cwd=REPO, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
@@ -173,9 +174,9 @@ def test_a_command_waiting_for_the_lock_stops_on_sigterm_with_143_and_a_ledger_l
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 143, (args, err[-2000:])
             assert ("Interrupted." if args[0] == "ingest" else "Interrupted by SIGTERM.") in err
-            if args[0] == "ingest":
+            if args[0] != "versions":  # a run, or a repair's hold: the ledger says why it did not run
                 records = RunLedger(backend).last(50)
-                assert len(records) == before + 1 and records[0].signal == signal.SIGTERM
-                assert records[0].exit_code == 143 and records[0].interrupted
+                assert len(records) == before + 1 and records[-1].signal == signal.SIGTERM
+                assert records[-1].exit_code == 143 and records[-1].interrupted and records[-1].command[1] == args[0]
     finally:
         holder.release()

@@ -38,7 +38,7 @@ from dataengine.orchestration.request import (
 )
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run_commit import record_new_actions, versioned
-from dataengine.orchestration.run_guard import locked_and_recorded
+from dataengine.orchestration.run_guard import acquire_recorded, locked_and_recorded
 from dataengine.orchestration.run_steps import execute_steps, update_actions_of
 from dataengine.sources.source import SourceFactory
 from dataengine.storage import layout
@@ -200,12 +200,14 @@ class IngestionPipeline:
         sets damaged files aside and drops their coverage, then fetches them again, and nothing else may write
         in between. Runs started inside use this hold. Raises LockError (exit 3) when the store is busy."""
         lock = RunLock(self.root, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command))
-        with lock:
-            self._held = lock
-            try:
-                yield
-            finally:
-                self._held = None
+        # refused or stopped before the hold: the ledger says so, as for a run (the runs under it record themselves)
+        acquire_recorded(lock, self.ledger, RunRecord(command=self.command))
+        self._held = lock
+        try:
+            yield
+        finally:
+            self._held = None
+            lock.release()
 
     def coverage(self, dataset: DatasetKey) -> CoverageLedger:
         return CoverageLedger(self.storage.coverage_path(dataset))

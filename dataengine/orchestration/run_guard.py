@@ -62,6 +62,19 @@ def _release_or_warn(lock: RunLock, result: Any) -> None:
         log.warning("%s; the lock's lease lapses by itself and the next run takes the store over", exc)
 
 
+def acquire_recorded(lock: RunLock, ledger: RunLedger, record: RunRecord) -> None:
+    """Take ``lock`` (or wait for it, as it was made); when it is refused (exit 3) or the wait is stopped
+    (Ctrl-C, SIGTERM), append ``record`` closed with that before raising: cron's ledger says why a job did not
+    run."""
+    asked = time.monotonic()
+    try:
+        lock.acquire()
+    except (LockError, KeyboardInterrupt) as exc:
+        record.close(error=exc, elapsed_s=time.monotonic() - asked)
+        _unless_it_hides(_append, ledger, record)
+        raise
+
+
 @contextmanager
 def locked_and_recorded(
     root: StorePath,
@@ -82,17 +95,8 @@ def locked_and_recorded(
     started = time.monotonic()
     counted = root.store.request_counts()
     lock = held or RunLock(root, wait=wait, timeout=timeout, command=command)
-    try:
-        if held is None:
-            lock.acquire()
-    except LockError as exc:
-        record.close(error=exc, elapsed_s=time.monotonic() - started)
-        _append(ledger, record)
-        raise
-    except KeyboardInterrupt as exc:  # stopped while it waited for the lock (--wait): a record all the same
-        record.close(error=exc, elapsed_s=time.monotonic() - started)
-        _unless_it_hides(_append, ledger, record)
-        raise
+    if held is None:
+        acquire_recorded(lock, ledger, record)
     outcome = RunOutcome(lock=lock)
     failed = False
     try:

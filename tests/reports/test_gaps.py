@@ -142,6 +142,22 @@ def test_a_month_never_fetched_between_stored_ones_is_listed_once(alpaca, capsys
     assert dataset["missing_months"] == [] and ["2024-02-01", "2024-02-29"] in dataset["never_fetched"]
 
 
+def test_a_repair_refused_the_store_says_so_in_the_ledger(alpaca, capsys, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """A cron job's gaps --repair that found the store busy exits 3, and the ledger says why it did not run, as
+    it does for a refused ingest (the runs under a repair's hold record themselves; the hold was refused first)."""
+    from dataengine.storage.run_ledger import RunLedger
+    from dataengine.storage.run_lock import RunLock
+    from dataengine.storage.store import open_store
+
+    ingest_feb(alpaca, capsys, ["AAPL"])
+    before = len(RunLedger(backend).all())
+    with RunLock(open_store(backend), command="a run holding the store"):
+        code, _ = gaps(capsys, "AAPL", *FEB, "--repair")
+    last = RunLedger(backend).all()
+    assert code == 3 and len(last) == before + 1 and last[-1].exit_code == 3 and "gaps" in last[-1].command
+    assert "in use by another dataengine run" in (last[-1].error or "")
+
+
 def test_a_repair_that_waited_for_the_store_says_how_long_in_its_ledger_line(alpaca, capsys, backend: str) -> None:  # type: ignore[no-untyped-def]
     """Found by a user's trial: gaps --repair --wait waited ~15 s for a run, and its ledger line said waited_s
     0.0 (the repair takes the lock before its run's record). The run under the hold now carries the hold's wait."""
