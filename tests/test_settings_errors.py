@@ -145,3 +145,27 @@ def test_a_usage_error_with_json_still_prints_one_object(alpaca, capsys) -> None
     assert code == 2 and one_error(out, err)["exit_code"] == 2
     code, out, err = run_cli(capsys, "ingest", "AAPL", "--json", "--no-such-option")
     assert code == 2 and "No such option" in str(one_error(out, err)["error"])
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"AWS_PROFILE": "nosuch"}, "The config profile (nosuch) could not be found: check AWS_PROFILE"),
+    ({"AWS_CONFIG_FILE": "{home}/aws-config"}, "Unable to parse config file: {home}/aws-config: fix or move that file"),
+])
+def test_an_aws_profile_or_config_that_cannot_work_is_one_line_and_exit_2(tmp_path: Path, setting: dict[str, str], message: str) -> None:
+    """Found by a user's trial: a mistyped AWS_PROFILE or a ~/.aws/config botocore cannot parse gave an 85-line
+    traceback and exit 1 from every command on an S3 store, doctor included, and no JSON object with --json."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "aws-config").write_text("[default\nregion = us-east-1\n")
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:9", **{k: v.format(home=tmp_path) for k, v in setting.items()}}
+    for argv in (["status", "--json"], ["ingest", "AAPL", "--source", "sample", "-t", "day", "--days", "3", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "dataengine", "--storage-dir", "s3://bucket/bars", *argv], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and message.format(home=tmp_path) in one_error(done.stdout, done.stderr)["error"]
+    doctor = subprocess.run([sys.executable, "-m", "dataengine", "--storage-dir", "s3://bucket/bars", "doctor", "--offline"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in doctor.stderr and "not usable: cannot set up the S3 client" in doctor.stdout

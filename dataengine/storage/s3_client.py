@@ -82,15 +82,15 @@ class S3Client:
         self.bucket = bucket
         # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this README
         # use) wins over it and over a profile's region, as in those
-        self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
         config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
                         s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=_read_timeout())
         try:
+            self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
             self.s3 = self._session.client("s3", config=config)
-        except Exception as exc:  # noqa: BLE001 - a bad region or endpoint setting: one line, no traceback
-            raise ConfigError(f"cannot set up the S3 client: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a bad region, endpoint, AWS_PROFILE or ~/.aws/config: one line
+            raise ConfigError(f"cannot set up the S3 client: {_setup_problem(exc)}") from None
         self._counts: Counter[str] = Counter()
         self._written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
@@ -308,7 +308,11 @@ class S3Client:
     def connection(self) -> dict[str, str]:
         """Endpoint, region and where the credentials came from (boto3's name for it: ``env``,
         ``shared-credentials-file``, ``sso``, ``iam-role``...), never the credentials themselves."""
-        creds = self._session.get_credentials()
+        try:
+            creds = self._session.get_credentials()
+        except Exception as exc:  # noqa: BLE001 - a credentials file or process that fails: said, not raised
+            return {"endpoint": self.s3.meta.endpoint_url or "(AWS default)",
+                    "region": self.s3.meta.region_name or "us-east-1", "credentials": f"unusable: {_setup_problem(exc)}"}
         return {"endpoint": self.s3.meta.endpoint_url or "(AWS default)",
                 "region": self.s3.meta.region_name or "us-east-1",
                 "credentials": f"from {creds.method}" if creds is not None else "none found"}
@@ -372,6 +376,13 @@ def _code(exc: Exception) -> str:
 
 _clients: dict[str, S3Client] = {}
 _clients_guard = threading.Lock()
+
+
+def _setup_problem(exc: Exception) -> str:
+    """botocore's words for a set-up problem, with the setting to look at."""
+    hints = {"ProfileNotFound": ": check AWS_PROFILE and ~/.aws/config",
+             "ConfigParseError": ": fix or move that file (AWS_CONFIG_FILE names another)"}
+    return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__) + hints.get(type(exc).__name__, "")
 
 
 def client_for(bucket: str) -> S3Client:
