@@ -23,7 +23,7 @@ import typer
 from dataengine import __version__
 from dataengine.commands.common import Context, forget_last_line, last_line, said_last_line
 from dataengine.commands.global_options import GlobalOptionsAnywhere
-from dataengine.errors import DataEngineError, Terminated, UsageError, exit_code_for
+from dataengine.errors import DataEngineError, StorageError, Terminated, UsageError, exit_code_for
 
 
 def _human_placeholders() -> None:
@@ -197,12 +197,11 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
                 # unless the command said it already (ingest stopped before its run)
                 return exit_code_for(error=stop) if said_last_line() else _interrupted(stop)
         except DataEngineError as exc:
-            message = _one_line(str(exc))
-            if wants_json:
-                partial = exc.result.asdict() if hasattr(exc.result, "asdict") else {}
-                typer.echo(json.dumps(dict(partial, error=message, exit_code=exc.exit_code), default=str))
-            _error(message)
-            return exc.exit_code
+            return _failed(exc, wants_json)
+        except OSError as exc:  # the file system refused where no command expected it (a store or its metadata
+            # unreadable: chmod 000, another account's files): one line, exit 3, as a store that cannot be written
+            logging.getLogger(__name__).debug("file system error", exc_info=True)
+            return _failed(StorageError(_os_error_line(exc)), wants_json)
         except typer.Exit as exc:
             return exc.exit_code
         except typer.TyperException as exc:  # the CLI parser's own usage errors (Abort: an interrupt, below)
@@ -219,6 +218,23 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
         except KeyboardInterrupt as exc:
             return _interrupted(exc)
     return code if isinstance(code, int) else 0
+
+
+def _failed(exc: DataEngineError, wants_json: bool) -> int:
+    """A command's fatal error: the line (and with --json the object, with any partial result); its code."""
+    message = _one_line(str(exc))
+    if wants_json:
+        partial = exc.result.asdict() if hasattr(exc.result, "asdict") else {}
+        typer.echo(json.dumps(dict(partial, error=message, exit_code=exc.exit_code), default=str))
+    _error(message)
+    return exc.exit_code
+
+
+def _os_error_line(exc: OSError) -> str:
+    what = f" {exc.filename}" if exc.filename else ""
+    why = exc.strerror or str(exc)
+    hint = " (check the owner and permissions of the store and its metadata)" if isinstance(exc, PermissionError) else ""
+    return f"cannot access{what}: {why}{hint}"
 
 
 def stopped() -> KeyboardInterrupt | None:
