@@ -47,7 +47,7 @@ def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") 
         symbol = normalise_symbol(item)
         if not symbol or symbol.startswith("#"):
             continue
-        if not _VALID.match(symbol) or symbol in (".", "..") or symbol.startswith("."):
+        if not _VALID.match(symbol) or not symbol[0].isalnum():  # a ticker begins with a letter or a digit
             bad.append(shorten(item.strip()))
             continue
         if symbol not in seen:
@@ -55,7 +55,9 @@ def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") 
             out.append(symbol)
     if bad:
         shown = ", ".join(repr(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise UsageError(f"{source}: invalid symbol(s) {shown}")
+        # an option after `--` (or a stray one in a list) is read as a symbol: say so, before any request
+        option = " (a symbol never begins with '-': an option given after '--'?)" if any(b.startswith("-") for b in bad) else ""
+        raise UsageError(f"{source}: invalid symbol(s) {shown}{option}")
     if not out:
         raise UsageError(f"{source}: no symbols")
     return out

@@ -76,6 +76,17 @@ def test_from_list_rejects_symbols_that_would_break_a_request() -> None:
         SymbolLoader.from_list(["AAPL,MSFT"])
 
 
+def test_a_symbol_begins_with_a_letter_or_a_digit_so_an_option_after_a_double_dash_is_refused() -> None:
+    """Found by a user's trial: `dataengine ingest -- -AAPL -t day --days 2 --dry-run` took `-T`, `--DAYS`,
+    `--DRY.RUN`... for symbols, and did not dry-run: it fetched 2.6 M bars of `DAY` before failing the rest."""
+    with pytest.raises(UsageError, match=r"invalid symbol\(s\) '-AAPL', '--dry-run' \(a symbol never begins with '-'"):
+        SymbolLoader.from_list(["-AAPL", "--dry-run", "MSFT"])
+    for odd in (".A", "_A", "$A", "^GSPC"):
+        with pytest.raises(UsageError, match="invalid symbol"):
+            SymbolLoader.from_list([odd])
+    assert SymbolLoader.from_list(["brk-b", "1ABC", "A"]) == ["BRK.B", "1ABC", "A"]
+
+
 def test_a_single_string_is_one_symbol_as_ingest_takes_it() -> None:
     from dataengine.orchestration.request import build_request
 
