@@ -79,6 +79,9 @@ _MINIMUM = {
 }
 
 
+_OS_SECTIONS = ("linux", "macos", "windows")  # what current_os() names
+
+
 def current_os() -> str:
     """``macos``, ``windows`` or ``linux`` (anything else is treated as linux)."""
     system = platform.system().lower()
@@ -278,13 +281,21 @@ def _read_settings_file(path: Path, os_name: str) -> dict[str, tuple[object, str
         raise ConfigError(f"{path}: malformed settings file: {first_line}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from None
+    # a section is checked as a key is: a misspelt [comon] or [Linux] would drop every value in it unseen; the
+    # keys of the other OSes' sections too (the same file on a Mac and a Linux box)
+    known = ("DEFAULT", "common", *_OS_SECTIONS)
+    for section in parser.sections():
+        if section not in known:
+            raise ConfigError(f"{path}: unknown section [{section}]; sections: {', '.join(f'[{s}]' for s in known)} "
+                              "(lower case, but [DEFAULT])")
+        for key in parser[section]:
+            if key not in _KEYS:
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
     values: dict[str, tuple[object, str]] = {}
     for section in ("DEFAULT", "common", os_name):
         if not parser.has_section(section):
             continue
         for key, raw in parser[section].items():
-            if key not in _KEYS:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(_KEYS)}")
             name, kind, _ = _KEYS[key]
             if raw.strip() or name in _EMPTY_REFUSED:
                 values[name] = (_convert(raw.strip(), kind, name, f"{path}: [{section}] {key}"), f"{path} [{section}] {key}")

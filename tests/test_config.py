@@ -81,6 +81,10 @@ def test_secret_never_in_repr(tmp_path: Path) -> None:
         ("[linux]\napi_threads = many\n", "api_threads: 'many' is not a valid whole number"),
         ("[linux]\napi_threads = 0\n", "must be at least 1"),
         ("[linux]\napi_thread = 4\n", "unknown key 'api_thread'"),
+        # found by a user's trial: a misspelt or capitalised section dropped its values without a word
+        ("[comon]\napi_threads = 4\n", r"unknown section \[comon\]; sections: \[DEFAULT\], \[common\], \[linux\]"),
+        ("[Linux]\napi_threads = 4\n", r"unknown section \[Linux\]"),
+        ("[windows]\napi_thred = 4\n", "unknown key 'api_thred' in \\[windows\\]"),  # another OS's keys too
     ],
 )
 def test_malformed_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
