@@ -1,6 +1,11 @@
 """Find what a dataset is missing: sessions with no bar at all (true gaps) versus quiet minutes inside
 sessions (normal for thin symbols: Alpaca emits no bar when nothing traded), and what was never fetched.
 
+Quiet minutes are counted only where a bar could have been stored: minutes inside what the coverage ledger
+says was fetched (:mod:`dataengine.storage.coverage`) that had ended when they were fetched and by now. A
+session fetched up to noon is judged over its morning; its afternoon is never fetched, not quiet, and the
+minutes of a session still under way are not judged until a run has fetched them.
+
 Sessions with no bar are judged only between a symbol's first and last stored bar (inside the asked range),
 so a listing or delisting inside the range is not a gap. What was never fetched, before the first stored bar
 and after the last one, is what the planner says the default run would fetch (:mod:`.unfetched`): a listing
@@ -10,8 +15,9 @@ Sessions come from the XNYS calendar.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -21,10 +27,10 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
 from dataengine.reports.unfetched import as_interval, in_ranges, never_fetched_sessions
 from dataengine.storage import footer_index, layout
-from dataengine.storage.coverage import merge_intervals
+from dataengine.storage.coverage import CoverageLedger, merge_intervals
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.timeframes import Timeframe
-from dataengine.timerange import DEFAULT_START, SIP_SAFE_DELAY_MINUTES, ny_month_end, ny_month_start
+from dataengine.timerange import DEFAULT_START, NEW_YORK, SIP_SAFE_DELAY_MINUTES, ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
     from dataengine.config import Settings
@@ -42,7 +48,9 @@ class SymbolGaps:
     sessions_expected: int = 0
     sessions_with_bars: int = 0
     missing_sessions: list[str] = field(default_factory=list)  # true gaps, ISO dates
-    quiet_bars: int = 0  # intraday bars absent inside sessions that have bars (no trade in that interval)
+    # intraday bars absent inside sessions that have bars (no trade in that interval), counted only over the
+    # minutes that were fetched and had ended (a session fetched to noon: its morning)
+    quiet_bars: int = 0
     bars: int = 0
     # [first session, last session] ranges the default run would fetch because they were never fetched (both
     # ends: before the first stored bar and after the last one), less the re-fetch window
@@ -96,6 +104,7 @@ def find_gaps(
     sip_delay_minutes: int = SIP_SAFE_DELAY_MINUTES,
     lag: int = 1,
     settings: Settings | None = None,
+    now: datetime | None = None,
 ) -> list[SymbolGaps]:
     """Gaps per symbol (all stored symbols when ``symbols`` is None), inside ``[start, end]`` if given.
 
@@ -104,16 +113,20 @@ def find_gaps(
     ``never_fetched`` (at both ends of the stored bars), so a sample run's symbol whose past was never fetched,
     or a store filled only up to March, is a hole and not a listing date. ``history_start=None`` judges only
     the sessions between the first and last stored bar. ``settings``: judge as a run of the dataset's source
-    on the user's plan would (its history start and limits: Massive's free plan serves about two years)."""
+    on the user's plan would (its history start and limits: Massive's free plan serves about two years).
+    ``now``: minutes that had not ended by then are not judged quiet (default: the clock)."""
     tf = require_gap_timeframe(key)
     wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
+    # one ledger for both questions: read once, and as the planner leaves it (bars stored without a record adopted)
+    coverage = CoverageLedger(storage.coverage_path(key))
     unfetched = never_fetched_sessions(
         storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,
-        start=start, end=end, settings=settings,
+        start=start, end=end, settings=settings, coverage=coverage,
     ) if history_start is not None else {}
+    judge = _Judge(storage, key, coverage, tf, start, end, now or datetime.now(timezone.utc))
     reports = []
     for symbol in wanted:
-        report = _symbol_gaps(storage, key, tf, symbol, start, end)
+        report = _symbol_gaps(judge, symbol)
         report.never_fetched = unfetched.get(symbol, [])
         # A session inside a never-fetched range has no bar because no run asked for it: it is listed there
         # (a run fills it), not again as a missing session (a hole the source left in what was fetched).
@@ -127,9 +140,58 @@ def find_gaps(
     return reports
 
 
-def _symbol_gaps(
-    storage: ParquetStorage, key: DatasetKey, tf: Timeframe, symbol: str, start: datetime | None, end: datetime | None
-) -> SymbolGaps:
+@dataclass(frozen=True)
+class _Judge:
+    """Where a find_gaps call judges quiet minutes: fetched, ended by their fetch and by ``now``, in [start, end]."""
+
+    storage: ParquetStorage
+    key: DatasetKey
+    coverage: CoverageLedger
+    tf: Timeframe
+    start: datetime | None
+    end: datetime | None
+    now: datetime
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(minutes=self.tf.minutes or 1)
+
+    def spans(self, symbol: str) -> list[Interval]:
+        """The merged UTC spans whose bar slots are judged. A bar of ``[t, t + step)`` exists only once it ended,
+        so a piece fetched at F holds the slots up to ``F - step``. Bars stored without a coverage record are
+        judged as the planner adopts them: from their first month to their last bar."""
+        pieces = self.coverage.pieces().get(symbol, [])
+        spans = [(p.start, min(p.end, p.fetched - self.step)) for p in pieces]
+        if not pieces:
+            extent = self.storage.extent(self.key, symbol)
+            spans = [extent[:2]] if extent else []
+        low, high = self.start or _EPOCH, min(self.now - self.step, self.end or self.now)
+        clipped = [(max(a, low), min(b, high)) for a, b in merge_intervals(spans)]
+        return [(a, b) for a, b in clipped if a <= b]
+
+    def slots(self, day: date, spans: list[Interval]) -> int:
+        """Bar slots of ``day``'s extended hours (04:00 New York on, one per ``step``) whose start is in ``spans``."""
+        step, count = self.step, -(-calendar.extended_minutes(day) // (self.tf.minutes or 1))
+        opens = datetime.combine(day, calendar.EXTENDED_OPEN, NEW_YORK).astimezone(timezone.utc)
+        closes = opens + step * count
+        total = 0
+        for a, b in spans[max(0, bisect_right(spans, (opens,)) - 1):]:
+            if a >= closes:
+                break
+            first, last = max(0, -((opens - a) // step)), min(count - 1, (b - opens) // step)
+            total += max(0, last - first + 1)
+        return total
+
+    def judged(self, spans: list[Interval]) -> pl.Expr:
+        """Whether a stored bar lies in ``spans`` (only those answer for the judged slots)."""
+        return pl.any_horizontal([pl.col("timestamp").is_between(a, b) for a, b in spans]) if spans else pl.lit(False)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _symbol_gaps(judge: _Judge, symbol: str) -> SymbolGaps:
+    storage, key, tf, start, end = judge.storage, judge.key, judge.tf, judge.start, judge.end
     report = SymbolGaps(symbol)
     files = [
         path
@@ -143,11 +205,13 @@ def _symbol_gaps(
         stamps = stamps.filter(pl.col("timestamp") >= start)
     if end is not None:
         stamps = stamps.filter(pl.col("timestamp") <= end)
+    spans = judge.spans(symbol) if tf.intraday else []
     try:
         per_day = (
-            stamps.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
+            stamps.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("day"),
+                          judge.judged(spans).alias("judged"))
             .group_by("day")
-            .len()
+            .agg(pl.len().alias("len"), pl.col("judged").sum())
             .collect()
         )
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -163,11 +227,9 @@ def _symbol_gaps(
     report.sessions_with_bars = sum(1 for d in expected if d in counts)
     report.missing_sessions = [d.isoformat() for d in expected if d not in counts]
     report.bars = int(per_day["len"].sum())
-    if tf.intraday:
-        minutes = tf.minutes or 1
-        report.quiet_bars = sum(
-            max(0, -(-calendar.extended_minutes(d) // minutes) - counts[d]) for d in expected if d in counts
-        )
+    if tf.intraday:  # bars outside the judged spans (few: a clock behind the store's) answer for no slot
+        judged: dict[date, int] = dict(zip(per_day["day"].to_list(), per_day["judged"].to_list(), strict=False))
+        report.quiet_bars = sum(max(0, judge.slots(d, spans) - judged[d]) for d in expected if d in counts)
     return report
 
 

@@ -39,12 +39,14 @@ def never_fetched_sessions(
     start: datetime | None = None,
     end: datetime | None = None,
     settings: Settings | None = None,
+    coverage: CoverageLedger | None = None,
 ) -> dict[str, list[SessionRange]]:
     """Per symbol, the session ranges a default run of ``key`` (from ``history_start`` to now, with the
     dataset's feed, ``sip_delay_minutes`` and ``lag``; with ``settings``, the history and plan limits of the
     dataset's source, as a run has them) would fetch because they were never fetched; only the part inside
     ``[start, end]`` when given. Stretches without a session (a weekend) are left out. Reads the store, writes
-    nothing."""
+    nothing. ``coverage``: the dataset's ledger when the caller reads it too (the planner's in-memory changes,
+    bars stored without a record adopted, are left in it; nothing is written)."""
     if not symbols:
         return {}
     feed = (storage.dataset_info(key) or {}).get("feed", "sip")
@@ -61,7 +63,7 @@ def never_fetched_sessions(
                                 sip_delay_minutes=sip_delay_minutes, limits=limits)
     except UsageError:  # nothing a run could ask for now (a plan serving nothing of this range yet)
         return {symbol: [] for symbol in symbols}
-    todo = never_fetched(request, storage, CoverageLedger(storage.coverage_path(key)))
+    todo = never_fetched(request, storage, coverage or CoverageLedger(storage.coverage_path(key)))
     return {symbol: session_ranges(spans, start, end) for symbol, spans in todo.items()}
 
 

@@ -177,3 +177,65 @@ def test_a_repair_that_waited_for_the_store_says_how_long_in_its_ledger_line(alp
     code, report = gaps(capsys, "AAPL", *FEB, "--repair", "--wait")
     assert code == 0 and report["repair"]["rows_added"] > 0
     assert RunLedger(backend).last(1)[0].waited_s >= 1.0
+
+
+def ingest(capsys, *args: str) -> None:  # type: ignore[no-untyped-def]
+    assert main(["-q", "ingest", *args, "-t", "minute"]) == 0
+    capsys.readouterr()
+
+
+def test_a_session_fetched_to_noon_is_judged_over_its_morning_only(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: the afternoon never fetched was counted as quiet bars (479) and as never fetched.
+    Only minutes both fetched and past are judged: 04:00..12:00 of 03-05 (481 minutes, the end included)."""
+    alpaca.universe = Universe(thin={"THIN"})
+    ingest(capsys, "AAPL", "THIN", "--start", "2024-03-04", "--end", "2024-03-05T12:00:00-05:00")
+    code, report = gaps(capsys)
+    by = {r["symbol"]: r for r in report["symbols"]}
+    assert by["AAPL"]["quiet_bars"] == 0 and by["AAPL"]["sessions_with_bars"] == by["AAPL"]["sessions_expected"] == 2
+    assert by["AAPL"]["never_fetched"][1][0] == "2024-03-05"  # the afternoon is never fetched, only that
+    assert 0 < by["THIN"]["quiet_bars"] == 960 + 481 - by["THIN"]["bars"]  # a thin symbol's morning is judged
+    assert main(["gaps", "AAPL"]) == 1
+    assert "sessions 2/2 (100.0%)  quiet bars 0  never fetched: 2024-02-01..2024-03-01, 2024-03-05.." in capsys.readouterr().out
+
+
+def test_a_session_fetched_in_two_parts_is_judged_over_both(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The fetch ended mid-session and a later one started after a hole: the hole is never fetched, not quiet."""
+    ingest(capsys, "AAPL", "--start", "2024-03-04", "--end", "2024-03-05T12:00:00-05:00")
+    ingest(capsys, "AAPL", "--start", "2024-03-05T15:00:00-05:00", "--end", "2024-03-06")
+    code, report = gaps(capsys, "--start", "2024-03-04", "--end", "2024-03-06")
+    (symbol,) = report["symbols"]
+    assert code == 1 and symbol["never_fetched"] == [["2024-03-05", "2024-03-05"]] and symbol["missing_sessions"] == []
+    assert symbol["quiet_bars"] == 0 and symbol["bars"] == 960 + 481 + 300 + 960  # 15:00..19:59 is 300 minutes
+
+
+def test_a_range_that_starts_mid_session_is_judged_from_there(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--start inside a session: the minutes before it are not in the report, so not quiet either."""
+    ingest(capsys, "AAPL", "--start", "2024-03-04", "--end", "2024-03-05")
+    code, report = gaps(capsys, "--start", "2024-03-05T12:00:00-05:00", "--end", "2024-03-05")
+    assert report["symbols"][0]["quiet_bars"] == 0 and report["symbols"][0]["bars"] == 480
+
+
+def test_minutes_still_to_come_are_not_judged(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Asked at noon (``now=``, as a store written by a clock ahead of this one would be): the afternoon has not
+    happened yet, so its minutes are not quiet even where coverage says they were fetched."""
+    from datetime import datetime
+
+    from dataengine.datasets import DatasetKey
+    from dataengine.reports.gaps import find_gaps
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    alpaca.universe = Universe(thin={"THIN"})
+    ingest(capsys, "THIN", "--start", "2024-03-04", "--end", "2024-03-05")
+    noon = datetime.fromisoformat("2024-03-05T12:00:00-05:00")
+    (report,) = find_gaps(ParquetStorage(tmp_path / "store"), DatasetKey.of("minute"), now=noon)
+    before_noon = read_store(tmp_path / "store").filter(pl.col("timestamp") < noon).height
+    assert 0 < report.quiet_bars == 960 + 480 - before_noon  # 04:00..11:59 of 03-05: the 11:59 bar ended at noon
+
+
+def test_todays_minutes_not_yet_fetched_or_still_to_come_are_not_quiet(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: a run during (or before) today's session, then gaps, said quiet bars 725 (today's
+    minutes after the fetch ended). The fake serves every minute, so nothing fetched and past is quiet. (This one
+    tells only while a New York session is under way; the cases above hold the rule on any day.)"""
+    ingest(capsys, "AAPL", "--days", "5")
+    report = gaps(capsys, "AAPL")[1]["symbols"][0]
+    assert report["quiet_bars"] == 0 and report["bars"] > 0
