@@ -164,3 +164,36 @@ def test_a_run_whose_s3_stops_answering_ends_with_that_error_and_its_result(alpa
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]
     assert_store_equals(read_store(s3_store, "equities_1min"), expected(alpaca, SYMBOLS, *RANGE))
+
+
+def test_a_run_starting_as_another_begins_a_new_prefix_is_told_the_store_is_in_use(  # type: ignore[no-untyped-def]
+        alpaca, s3_store: str, s3_endpoint: str, s3_proxy: FaultProxy, capsys) -> None:
+    """Found by a user's trial: of three runs started together on a new prefix, one sometimes exited 2 saying the
+    prefix "is not empty and is not a dataengine store": it asked whether the prefix held a store, then whether
+    it was empty, and another run took the lock (making metadata/) in between. Here the other run's lock lands
+    right after this run's first listing of the prefix is answered; the run must see a store being made and be
+    refused the lock (exit 3 naming the holder), not call the prefix someone else's."""
+    import socket
+    from datetime import datetime, timedelta, timezone
+
+    import boto3
+
+    from tests.helpers import run_cli
+
+    bucket, _, prefix = s3_store[len("s3://"):].partition("/")
+    until = (datetime.now(timezone.utc) + timedelta(seconds=60)).isoformat()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "lease_until": until, "holder": "another-run",
+              "command": "dataengine ingest (another run)"}
+
+    def another_run_begins(request: Request) -> bool:
+        if request.method == "GET" and "list-type=2" in request.query:
+            boto3.client("s3", endpoint_url=s3_endpoint).put_object(
+                Bucket=bucket, Key=f"{prefix}/metadata/run.lock", Body=json.dumps(holder).encode())
+            return True
+        return False
+
+    s3_proxy.add("delay_after", seconds=0.0, times=1, match=another_run_begins)
+    code, out, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-05", "-t", "day",
+                             "--json")
+    assert code == 3 and "in use by another dataengine run" in err and "not a dataengine store" not in err, err
+    assert json.loads(out)["exit_code"] == 3

@@ -72,7 +72,7 @@ def _state_lines(store: StoreState) -> list[str]:
     if not store.exists:
         return [f"{head}: none yet (the first ingest creates it)"]
     if not store.is_store:
-        return [f"{head}: exists but is not a dataengine store (no metadata/, no equities_* datasets)"]
+        return [f"{head}: exists but is not a dataengine store (no metadata/, no datasets)"]
     marker: dict[str, Any] = store.marker or {}
     made = (f"format {marker.get('format_version', '?')}, created {marker.get('created', '?')}" if marker
             else "no store marker (written by an earlier version; the next run adds it)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from dataengine.datasets import dataset_prefixes
 from dataengine.errors import UsageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -28,11 +29,14 @@ def check_writable_root(root: StorePath) -> bool:
     root = root.root
     if root.store.check_root(writing=True):
         return True  # nothing there yet (the default location, or a new directory whose parent exists)
-    if is_store(root):
+    # One listing decides: asked in two (is it a store? is it empty?), a run that began the store in between
+    # (its lock, in metadata/) made a new prefix look like someone else's files to a run starting with it.
+    dirs, files = root.store.list_dir(root.key)
+    if layout.METADATA_DIR in dirs or any(name.startswith(dataset_prefixes()) for name in dirs):
         return False
-    if any(not name.startswith(".") for name in root.listdir()):
+    if any(not name.startswith(".") for name in dirs + [key.rsplit("/", 1)[-1] for key, _ in files]):
         raise UsageError(
-            f"{root} is not empty and is not a dataengine store (no metadata/ and no equities_* datasets); "
+            f"{root} is not empty and is not a dataengine store (no metadata/ and no datasets); "
             "pass an empty or new directory"
         )
     return True
@@ -56,7 +60,7 @@ def check_readable_root(root: StorePath) -> StorePath:
     if not root.is_dir():
         raise _no_store(root)
     if not is_store(root):
-        raise UsageError(f"{root} is not a dataengine store (no metadata/ and no equities_* datasets)")
+        raise UsageError(f"{root} is not a dataengine store (no metadata/ and no datasets)")
     return root
 
 
