@@ -129,6 +129,15 @@ def test_a_lease_whose_process_has_exited_on_this_host_says_so(s3_store) -> None
     from dataengine.reports.status import store_status
 
     assert RunLock.holder(s3_store)["alive"] is False and store_status(s3_store)["running"] is None
+    # but status and doctor say the lock still stands, and until when (a second trial found "no run holds it
+    # now" from doctor while ingest was refused)
+    assert store_status(s3_store)["exited_holder"]["lease_until"] == until
+    for argv, where in ((["status"], "stdout"), (["doctor", "--offline"], "stdout")):
+        shown = subprocess.run([sys.executable, "-m", "dataengine", *argv], cwd=REPO, capture_output=True, text=True,
+                               timeout=120)
+        text = " ".join(getattr(shown, where).split())
+        assert "the lock still names pid" in text and f"its lease lapses {until}" in text, text[-2000:]
+        assert "no run holds it now," in text or argv[0] == "status"
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="PID namespaces are Linux's")

@@ -81,6 +81,10 @@ def _state_lines(store: StoreState) -> list[str]:
     if running:
         lines.append(f"  a run holds it now: pid {running.get('pid', '?')} on {running.get('host', '?')}, started "
                      f"{running.get('started', '?')}" + (f" ({running['command']})" if running.get("command") else ""))
+    elif store.exited_holder:
+        from dataengine.storage.run_lock import describe_holder
+
+        lines.append(f"  no run holds it now, but the lock still names {describe_holder(store.exited_holder)}")
     else:
         lines.append("  no run holds it now")
     return lines

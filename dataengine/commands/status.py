@@ -58,6 +58,10 @@ def render_store(report: dict[str, Any]) -> str:
             f"Running now: pid {running.get('pid')} on {running.get('host')}, started {running.get('started')}"
             + (f" ({running['command']})" if running.get("command") else "")
         )
+    if report.get("exited_holder"):
+        from dataengine.storage.run_lock import describe_holder
+
+        lines.append(f"No run now, but the lock still names {describe_holder(report['exited_holder'])}")
     lines.append("")
     if report["datasets"]:
         lines += _table(

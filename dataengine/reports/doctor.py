@@ -53,6 +53,7 @@ class StoreState:
     marker: dict[str, Any] | None = None  # metadata/store.json: format version, created
     datasets: list[str] = field(default_factory=list)
     running: dict[str, Any] | None = None  # the run holding the lock now, if any
+    exited_holder: dict[str, Any] | None = None  # a run that has exited, whose lease still refuses runs (S3)
     error: str | None = None  # why the store could not be looked at
     unusable: str | None = None  # why a run would refuse it, as the run says it (exit_code: the run's)
     exit_code: int = 0
@@ -202,7 +203,7 @@ def _probe(client: BarSource, url: str, span: TimeRange, *, feed: str, plan_refu
 def store_state(root: StorePath) -> StoreState:
     """Whether there is a store at ``root``, its marker and datasets, and a run holding it now; ``unusable``
     when a run would refuse it, with the run's own message and exit code."""
-    from dataengine.storage.run_lock import RunLock
+    from dataengine.storage.run_lock import RunLock, exited_holder
     from dataengine.storage.store_root import check_writable_root, is_store
 
     state = StoreState(location=str(root))
@@ -226,6 +227,7 @@ def store_state(root: StorePath) -> StoreState:
         state.datasets = layout.dataset_names(root)
         holder = RunLock.holder(root)
         state.running = holder if holder and holder.get("alive") is not False else None
+        state.exited_holder = exited_holder(holder)
     except (OSError, ValueError, DataEngineError) as exc:
         state.error = " ".join(str(exc).split())[:300]
     return state

@@ -27,7 +27,7 @@ from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
 from dataengine.storage.metadata_store import MetadataStore
 from dataengine.storage.run_ledger import RunLedger, RunRecord
-from dataengine.storage.run_lock import RunLock
+from dataengine.storage.run_lock import RunLock, exited_holder
 from dataengine.storage.store import Stat, StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
 from dataengine.timeframes import parse_timeframe
@@ -179,6 +179,7 @@ def store_status(root: str | Path | StorePath, *, runs: int = 5) -> dict[str, An
         "data_bytes": int(sum(d["data_bytes"] for d in datasets)),
         "datasets": datasets,
         "running": holder if holder and holder.get("alive") is not False else None,
+        "exited_holder": exited_holder(holder),  # a dead run's lease that still refuses runs (S3)
         "runs": [run_summary(r) for r in sorted(RunLedger(root).last(runs), key=lambda r: r.started, reverse=True)],
         "indices": indices,
         "versions": _versions(root),

@@ -45,6 +45,17 @@ def describe_holder(holder: dict[str, Any] | None, *, live: bool = True) -> str:
     return text
 
 
+def exited_holder(holder: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record of a lock whose run has exited (on this host) while its lease still stands, or None: the store
+    is not in use, yet a run is refused it (or waits, with --wait) until the lease lapses. What status and
+    doctor show, so they never call such a store free while ingest refuses it."""
+    if not holder or holder.get("alive") is not False or not holder.get("lease_until"):
+        return None
+    from dataengine.storage.lease_lock import expired  # only a lease (S3) outlives its run
+
+    return None if expired(holder) else holder
+
+
 class RunLock:
     """An exclusive, process-wide lock on one store; a context manager.
 

@@ -33,7 +33,7 @@ def test_ready_set_up_shows_where_each_setting_came_from(alpaca, capsys, tmp_pat
     assert report["keys"]["ok"] is True and report["keys"]["requests"] == 1
     assert len(alpaca.all_requests) == 1 and alpaca.all_requests[0].params["limit"]  # one tiny bars request
     assert report["store"] == {"location": str(tmp_path / "bars"), "exists": False, "is_store": False, "marker": None,
-                               "datasets": [], "running": None, "error": None,
+                               "datasets": [], "running": None, "exited_holder": None, "error": None,
                                "unusable": None, "exit_code": 0, "connection": {}}
     assert not (tmp_path / "bars").exists()  # doctor creates nothing
     code, out, _ = run_cli(capsys, "doctor")
