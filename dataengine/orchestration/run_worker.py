@@ -2,8 +2,10 @@
 
 The main thread (:mod:`.run`) hands each unit to :meth:`UnitWorker.execute_unit` on its pool. A failing symbol
 is recorded and its neighbours go on without it; fatal errors stop every worker. Coverage is recorded as
-partitions land, so a killed run resumes where it stopped. What the workers share with the main thread is a
-:class:`RunTally`, guarded by its lock.
+partitions land, so a killed run resumes where it stopped, and a symbol counts as done as soon as its part of
+every unit it is in is written and recorded, not when the unit it shares with others ends: a run stopped
+partway reports the symbols it completed. What the workers share with the main thread is a :class:`RunTally`,
+guarded by its lock.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -69,10 +71,13 @@ class RunTally:
             log.warning("%s failed: %s", symbol, reason)
             self.progress.symbol_done(symbol, False, reason)
 
-    def unit_succeeded(self, unit: WorkUnit) -> None:
+    def parts_done(self, symbols: Iterable[str]) -> None:
+        """Count one unit's part of each of ``symbols`` written and recorded (``remaining`` counts a symbol's
+        units: a long history is cut in time). A symbol with no part left that failed nowhere is done: it joins
+        ``successful`` and the progress is told, once."""
         finished: list[str] = []
         with self.lock:
-            for symbol in unit.symbols:
+            for symbol in symbols:
                 self.remaining[symbol] -= 1
                 if self.remaining[symbol] == 0 and symbol not in self.failed:
                     self.successful.append(symbol)
@@ -110,9 +115,15 @@ class UnitWorker:
         return source
 
     def execute_unit(self, unit: WorkUnit) -> None:
-        """Run one unit; isolate per-symbol failures, let fatal ones through."""
+        """Run one unit; isolate per-symbol failures, let fatal ones through.
+
+        A symbol whose part of the unit is written and recorded while the unit still runs (pages come sorted by
+        symbol, then time: every symbol before the one being read) is counted then, once. Whatever befalls the
+        rest of the unit afterwards (a failure, a stop) no longer touches it: it is not failed with the others,
+        nor fetched again with a re-queued remainder. Its bars are all stored and recorded, so it is done."""
         worker = _worker_name()
         tally = self.tally
+        finished: set[str] = set()  # symbols whose part of this unit is written and recorded, already counted
         queue = deque([unit])
         while queue:
             current = queue.popleft()
@@ -123,46 +134,54 @@ class UnitWorker:
             self.progress.unit_started(worker, current)
             ok = False
             try:
-                self.stream_unit(current, worker)
+                self.stream_unit(current, worker, finished)
                 ok = True
             except TerminalSourceError as exc:
-                if exc.symbol in current.symbols and len(current.symbols) > 1:
+                rest = current.without(finished)
+                if exc.symbol in rest.symbols and len(rest.symbols) > 1:
                     tally.fail_symbol(exc.symbol, str(exc))
-                    queue.append(current.without({exc.symbol}))  # its neighbours go on without it
-                elif len(current.symbols) > 1:
-                    queue.extend(current.halves())  # a paging loop names no symbol: bisect to find it
+                    queue.append(rest.without({exc.symbol}))  # its neighbours go on without it
+                elif len(rest.symbols) > 1:
+                    queue.extend(rest.halves())  # a paging loop names no symbol: bisect to find it
                 else:
-                    tally.fail_symbol(current.symbols[0], str(exc))
+                    for symbol in rest.symbols:
+                        tally.fail_symbol(symbol, str(exc))
             except DamagedPartitionError as exc:  # a file in the store is damaged: that symbol, not the run
-                if exc.symbol in current.symbols and len(current.symbols) > 1:
+                rest = current.without(finished)
+                if exc.symbol in rest.symbols and len(rest.symbols) > 1:
                     tally.fail_symbol(exc.symbol, str(exc))
-                    queue.append(current.without({exc.symbol}))
+                    queue.append(rest.without({exc.symbol}))
                 else:
-                    for symbol in current.symbols:
+                    for symbol in rest.symbols:
                         tally.fail_symbol(symbol, str(exc))
             except TransientSourceError as exc:
                 for symbol in current.symbols:
-                    tally.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
+                    if symbol not in finished:
+                        tally.fail_symbol(symbol, f"gave up after {exc.retries} retries: {exc}")
             except DecodeProcessDied as exc:  # what was written stays; the rest of the unit is not fetched
                 for symbol in current.symbols:
-                    tally.fail_symbol(symbol, str(exc))
+                    if symbol not in finished:
+                        tally.fail_symbol(symbol, str(exc))
             except (FatalRunError, Interrupted):
                 tally.stop.set()
                 raise
             except Exception as exc:  # a bug must not take the other symbols down with it
                 log.exception("unexpected error in %s", current.label)
                 for symbol in current.symbols:
-                    tally.fail_symbol(symbol, f"internal error: {type(exc).__name__}: {exc}")
+                    if symbol not in finished:
+                        tally.fail_symbol(symbol, f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self.progress.unit_finished(worker, current, ok)
             if ok:
-                tally.unit_succeeded(current)
+                tally.parts_done([s for s in current.symbols if s not in finished])
+                finished.update(current.symbols)
 
-    def stream_unit(self, unit: WorkUnit, worker: str) -> None:
+    def stream_unit(self, unit: WorkUnit, worker: str, finished: set[str]) -> None:
         """Fetch a unit page by page and write every partition as soon as it is complete.
 
         Pages are sorted by symbol, then time, so once a page ends in partition P, every buffered row of an
-        earlier partition is final. Memory stays at about one partition plus one page.
+        earlier partition is final. Memory stays at about one partition plus one page. A symbol complete
+        before the unit ends is added to ``finished`` and counted done (:meth:`RunTally.parts_done`) then.
         """
         source = self.source()
         request = self.request
@@ -174,14 +193,16 @@ class UnitWorker:
         if self.reads_ahead:
             pages = read_ahead(pages, name=worker)
         try:
-            self._stream_pages(unit, worker, pages, fetched)
+            self._stream_pages(unit, worker, pages, fetched, finished)
         finally:  # left early: the source's stream (and a helper reading ahead) ends before the next unit
             close = getattr(pages, "close", None)
             if close is not None:
                 close()
         self.coverage.record_many([Piece(symbol, unit.start, unit.end, fetched) for symbol in unit.symbols])
 
-    def _stream_pages(self, unit: WorkUnit, worker: str, pages: Iterator[Page], fetched: datetime) -> None:
+    def _stream_pages(
+        self, unit: WorkUnit, worker: str, pages: Iterator[Page], fetched: datetime, finished: set[str]
+    ) -> None:
         held: list[tuple[PartitionKey, pl.DataFrame]] = []  # slices of the partition the last page ended in
         tally = self.tally
         for page in pages:
@@ -199,13 +220,20 @@ class UnitWorker:
                 ready = [part for part in pending if part[0] != last]
                 held = [part for part in pending if part[0] == last]
                 written = self.write(ready)
-                self.record_progress(unit, [key for key, _ in ready], last, fetched)
+                complete = self.record_progress(unit, [key for key, _ in ready], last, fetched)
+                fresh = [symbol for symbol in complete if symbol not in finished]
+                if fresh:
+                    finished.update(fresh)
+                    tally.parts_done(fresh)
             self.progress.page_done(worker, unit, page.bars.height, written)
         if held:
             self.write(held)
 
-    def record_progress(self, unit: WorkUnit, ready: list[PartitionKey], last: PartitionKey, fetched: datetime) -> None:
-        """Record coverage for what was just written, so a killed run resumes where it stopped.
+    def record_progress(
+        self, unit: WorkUnit, ready: list[PartitionKey], last: PartitionKey, fetched: datetime
+    ) -> list[str]:
+        """Record coverage for what was just written, so a killed run resumes where it stopped; return the
+        symbols now recorded complete over the whole unit.
 
         A symbol before the page's last one is complete for the whole unit; the last symbol is complete up
         to the start of the month still being filled (pages are sorted by symbol, then time)."""
@@ -216,6 +244,7 @@ class UnitWorker:
             end = min(unit.end, ny_month_start(last[1], last[2]) - ONE_MICROSECOND) if symbol == last[0] else unit.end
             pieces.append(Piece(symbol, unit.start, end, fetched))
         self.coverage.record_many(pieces)
+        return [piece.symbol for piece in pieces if piece.end == unit.end]
 
     def write(self, parts: list[tuple[PartitionKey, pl.DataFrame]]) -> int:
         if not parts:
