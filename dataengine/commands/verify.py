@@ -193,4 +193,9 @@ def render(report: VerifyReport) -> str:
     if report.metadata:
         lines.append(f"{len(report.metadata)} damaged metadata line(s) or file(s) (run 'dataengine verify --repair'):")
         lines += [f"  {m.describe()}" for m in report.metadata]
+    if report.unrepaired:
+        lines.append(f"{len(report.unrepaired)} month(s) set aside and not fetched again whole (the repair was stopped, "
+                     "or its symbol failed): their coverage was dropped, so 'dataengine gaps --repair' (or the same "
+                     "ingest again) fetches them; a plain verify finds their files whole:")
+        lines += [f"  {month}" for month in report.unrepaired]
     return "\n".join(lines)

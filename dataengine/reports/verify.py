@@ -80,11 +80,14 @@ class VerifyReport:
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
     repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
     quarantined: int = 0  # of those, the damaged ones whose file it kept in metadata/quarantine/ (not the missing)
+    # months a repair set aside and did not fetch again whole (it was stopped, or their symbol failed): their
+    # files, if any, are whole, so only gaps (their coverage was dropped) and this list tell
+    unrepaired: list[str] = field(default_factory=list)
     mended: list[str] = field(default_factory=list)  # what a repair did to the metadata, one line each
 
     @property
     def ok(self) -> bool:
-        return not self.damage and not self.metadata and not self.versions
+        return not self.damage and not self.metadata and not self.versions and not self.unrepaired
 
     def asdict(self) -> dict[str, Any]:
         return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
@@ -146,7 +149,10 @@ def verify_and_repair(
         mended += _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
         after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
     after.repair = {d: r.asdict() for d, r in runs.items()}
-    after.repaired = len(report.damage)
+    done = {(dataset, symbol) for dataset, run in runs.items() for symbol in run.successful}
+    after.repaired = sum(1 for d in report.damage if (d.dataset, d.symbol) in done)
+    after.unrepaired = [f"{d.dataset} {d.symbol} {d.year}-{d.month:02d}" for d in report.damage
+                        if (d.dataset, d.symbol) not in done]
     after.quarantined = sum(1 for d in report.damage if d.kind != "missing")
     after.mended = mended
     return after
