@@ -269,6 +269,7 @@ def test_since_is_start_and_days_counts_back_from_the_end(alpaca, capsys, monkey
 
     (first, _), = json.loads(out)["todo"]["AAPL"]
     assert code == 0 and first == ny_midnight(datetime.now(NEW_YORK).date()).isoformat()  # today only
+    assert json.loads(out)["exit_code"] == 0  # as every --json object has
 
 
 def test_days_1_inside_the_sip_delay_fetches_nothing_yet_and_exits_0(alpaca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -292,6 +293,17 @@ def test_days_1_inside_the_sip_delay_fetches_nothing_yet_and_exits_0(alpaca, cap
 
     (first, _), = json.loads(out)["todo"]["AAPL"]
     assert code == 0 and first == ny_midnight(datetime.now(NEW_YORK).date()).isoformat()
+
+
+def test_days_reaching_before_the_calendar_starts_there_as_a_start_does(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: --days 100000 planned AAPL from 1753. A start before 2000-01-01, given as
+    --start or as --days, is moved to the calendar's first day with the same note; nothing is fetched."""
+    note = "note: start moved to 2000-01-01 New York: dataengine's NYSE calendar begins there"
+    for bound in (["--days", "100000"], ["--start", "1999-01-01"]):
+        code, out, err = run(capsys, "ingest", "AAPL", "-t", "day", *bound, "--dry-run", "--json")
+        (first, _), = json.loads(out)["todo"]["AAPL"]
+        assert code == 0 and first == "2000-01-01T05:00:00+00:00" and note in err, (bound, err)
+    assert alpaca.requests == []
 
 
 @pytest.mark.parametrize(

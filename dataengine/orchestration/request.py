@@ -137,6 +137,7 @@ def build_request(
     if not rng.empty and rng.end.astimezone(NEW_YORK).date() < calendar.first_day():
         raise UsageError(f"the range ends on {rng.end.astimezone(NEW_YORK).date()}, before {calendar.first_day()}, "
                          "where dataengine's NYSE calendar begins: no source serves bars that old")
+    rng = _from_first_day(rng, given=start_date is not None)
     request = IngestRequest(
         symbols=tuple(clean),
         timeframe=tf,
@@ -151,6 +152,17 @@ def build_request(
         source=source,
     )
     return within_limits(request, limits, now) if limits is not None else request
+
+
+def _from_first_day(rng: TimeRange, *, given: bool) -> TimeRange:
+    """``rng`` starting no earlier than the calendar's first day; a start the user gave (``--start``, ``--days``)
+    moved there says so in a note, as a plan's first day does (``--days 100000`` planned from 1753)."""
+    first = calendar.first_day()
+    if rng.empty or rng.start >= ny_midnight(first):
+        return rng
+    note = (f"start moved to {first} New York: dataengine's NYSE calendar begins there; no source serves bars "
+            "that old")
+    return replace(rng, start=ny_midnight(first), notes=(*rng.notes, note) if given else rng.notes)
 
 
 def _check_served(info: SourceInfo, tf: Timeframe, feed: str, adjustment: str, asof: str | None) -> None:
