@@ -67,10 +67,15 @@ def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, t
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
-    assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
+    report = json.loads(out)
+    # the result's usual shape (a user's trial found a script's result["successful"] raising KeyError here)
+    assert {"successful", "failed", "run_id", "requests", "rows_written"} <= report.keys()
+    assert (report["interrupted"], report["signal"], report["error"], report["exit_code"]) == (True, 2, "interrupted", 130)
+    assert report["successful"] == [] and set(report["failed"].values()) == {"not fetched: the run stopped early"}
     assert err.count("Interrupted") == 1, err  # said once (a review found the CLI saying it again)
     last = RunLedger(tmp_path / "store").last(1)[0]
-    assert (last.exit_code, last.signal) == (130, 2)
+    assert (last.exit_code, last.signal) == (130, 2) and last.run_id == report["run_id"]
+    assert last.failed == report["failed"]
 
 
 def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -170,7 +170,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
             typer.echo(f"note: {note}", err=True)
         if args.dry_run:
             plan = pipeline.dry_run(request)
-            emit(plan if args.json_out else _format_plan(plan), args.json_out)
+            emit(dict(plan, exit_code=0) if args.json_out else _format_plan(plan), args.json_out)  # as every --json
             return
         result = pipeline.run(request)
         if args.index_name is not None:
@@ -180,7 +180,9 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         # job parses, and the exit code of the signal (the CLI parser would turn every interrupt into 130).
         code = exit_code_for(error=exc)
         if args.json_out:
-            emit({"interrupted": True, "signal": signal_of(exc), "error": "interrupted", "exit_code": code}, True)
+            partial = getattr(exc, "result", None)  # a run stopped before its bars has one, of the usual shape
+            emit(dict(partial.asdict() if partial is not None else {"interrupted": True, "signal": signal_of(exc)},
+                      error="interrupted", exit_code=code), True)
         last_line(logging.WARNING, "Interrupted.")
         raise typer.Exit(code) from None
     finally:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataengine.config import Settings
+from dataengine.counters import RequestCounts
 from dataengine.datasets import DatasetKey
-from dataengine.errors import Terminated
+from dataengine.errors import Terminated, signal_of
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration import sources
 from dataengine.orchestration.api_progress import api_reporter
@@ -258,8 +259,16 @@ class IngestionPipeline:
                 )
                 return result
 
-            result = versioned(self.root, self.storage, request, execute, run_id=record.run_id,
-                               command=" ".join(self.command))
+            try:
+                result = versioned(self.root, self.storage, request, execute, run_id=record.run_id,
+                                   command=" ".join(self.command))
+            except KeyboardInterrupt as stop:  # stopped before the bars (corporate actions, planning): the result
+                if getattr(stop, "result", None) is None:  # of the same shape all the same, for --json and the ledger
+                    stopped = IngestResult.not_started(request, "the run stopped early", RequestCounts(), record.run_id,
+                                                       str(self.root))
+                    stopped.interrupted, stopped.signal = True, signal_of(stop)
+                    stop.result = stopped  # type: ignore[attr-defined]
+                raise
         return result
 
     def update_corporate_actions(self, symbols: Iterable[str] | None = None, start_date: DateLike = None, *,

@@ -59,7 +59,7 @@ class IngestResult(RunOutcome, Mapping[str, Any]):
                 "(a typo, a delisted ticker, or one the feed does not carry?)")
 
     @classmethod
-    def not_started(cls, request: IngestRequest, error: Exception, stats: RequestCounts, run_id: str,
+    def not_started(cls, request: IngestRequest, error: Exception | str, stats: RequestCounts, run_id: str,
                     root: str) -> IngestResult:
         """The result of a run stopped before its bars: every symbol failed with the error, the requests counted."""
         result = cls(
