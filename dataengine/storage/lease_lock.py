@@ -99,6 +99,7 @@ class LeaseHolder:
             self.record["command"] = command
         self.etag: str | None = None
         self.why_lost: str | None = None  # why the lease was lost, if it was
+        self._renew_failed: str | None = None  # the last renewal's error while the lease still stood: the cause
         # when the lease that landed last began: its lease_until less its length, i.e. the clock reading before
         # its PUT went out, never after the answer came back (a slow PUT must not stretch this run's fence past
         # the lease the others see). Wall-clock time: a suspended VM's clock moves on.
@@ -195,12 +196,13 @@ class LeaseHolder:
                 log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
                 return False
             log.warning("cannot renew the store lock's lease yet: %s", exc)
+            self._renew_failed = str(exc)
             return True
         if etag is None:
             self.why_lost = "another run took the lock over (this run's lease had ended)"
             log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
             return False
-        self.etag, self.renewed_at = etag, begins
+        self.etag, self.renewed_at, self._renew_failed = etag, begins, None
         return True
 
     def _still_ours(self) -> tuple[str, float] | None:
@@ -215,7 +217,9 @@ class LeaseHolder:
         """Why this run may no longer write, or None: the lease was lost, or not renewed for 80 % of its length
         (this process was paused or cut off; the renewal thread has not found out yet)."""
         if self.why_lost is None and self.clock() - self.renewed_at > 0.8 * self.lease_s:
-            self.why_lost = f"the lease was not renewed for {self.clock() - self.renewed_at:.0f} s (paused or cut off)"
+            # a renewal that failed names the cause (S3 stopped answering); none tried means this process stood still
+            why = f"its renewals failed: {self._renew_failed}" if self._renew_failed else "paused or cut off"
+            self.why_lost = f"the lease was not renewed for {self.clock() - self.renewed_at:.0f} s ({why})"
         return self.why_lost
 
     def release(self) -> None:

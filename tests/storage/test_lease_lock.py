@@ -164,3 +164,21 @@ def test_a_slow_renewal_never_lets_this_run_write_past_the_lease_others_see(root
     taken, dead, _ = b.try_acquire()
     b._stop.set()
     assert taken and dead is not None  # B takes over only once the lease A wrote has ended: A stopped before
+
+
+def test_a_lease_lost_because_its_renewals_failed_names_their_error(root: StorePath, s3_proxy: FaultProxy) -> None:
+    """Found by a user's trial: S3 stopped answering mid-run, and the run ended on "the lease was not renewed
+    for 66 s (paused or cut off)": the cause, S3 not answering its renewals, was only in earlier log lines. A
+    renewal that failed now names its error; one never tried (this process stood still) says so as before."""
+    clock = Clock()
+    holder = _holder(root, clock)
+    assert holder.try_acquire()[0]
+    s3_proxy.add("fail_before", status=403, code="AccessDenied", match=on("PUT", "run.lock"))  # not retried: fast
+    clock.now += 25
+    assert holder.renew() and holder.lost() is None  # failed, but the lease stands: tried again later
+    clock.now += 25
+    why = holder.lost()
+    assert why is not None and why.startswith("the lease was not renewed for 50 s (its renewals failed: ")
+    assert "AccessDenied" in why, why
+    s3_proxy.clear()
+    holder.release()
