@@ -221,8 +221,9 @@ class IngestRun:
         r.failed = dict(sorted(tally.failed.items()))
         if r.interrupted or tally.stop.is_set():
             pending = [s for s, n in tally.remaining.items() if n > 0 and s not in tally.failed]
-            if pending and not r.interrupted:
-                r.failed.update({s: "not fetched: the run stopped early" for s in pending})
+            if pending and not r.interrupted:  # a symbol with bars written is part-fetched, not "not fetched"
+                r.failed.update({s: "partly fetched: the run stopped early (the same command fetches the rest)"
+                                 if s in tally.with_bars else "not fetched: the run stopped early" for s in pending})
         copy_counters(stats, r)
         r.no_data = self.no_data()
         r.symbols_fetched = sum(1 for spans in self.plan.todo.values() if spans)
