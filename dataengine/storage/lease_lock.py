@@ -69,6 +69,9 @@ def read_holder(store: Store, key: str) -> tuple[dict[str, Any], str] | None:
     return (record if isinstance(record, dict) else {}), found[1]
 
 
+RENEWER_GRACE_S = 2.0  # how long a release waits for a renewal in flight
+
+
 def expired(record: dict[str, Any], now: datetime | None = None) -> bool:
     try:
         until = datetime.fromisoformat(str(record["lease_until"]))
@@ -227,7 +230,10 @@ class LeaseHolder:
         read: still ours (a renewal landed whose answer was lost), it is deleted in the version found."""
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=30)
+            # Not the renewal's whole timeout: one stuck in a PUT to a silent S3 kept a finished run waiting ~30 s
+            # in silence. A renewal landing later cannot bring the lock back (If-Match on a deleted object is
+            # refused), and one landing first only changes the ETag, which _drop_if_ours handles.
+            self._renewer.join(timeout=RENEWER_GRACE_S)
         if self.lineage is not None and self.on_hold is not None:
             self.on_hold(self.lineage, False)
         etag, self.etag = self.etag, None

@@ -182,3 +182,21 @@ def test_a_lease_lost_because_its_renewals_failed_names_their_error(root: StoreP
     assert "AccessDenied" in why, why
     s3_proxy.clear()
     holder.release()
+
+
+def test_a_release_does_not_wait_out_a_renewal_stuck_on_a_silent_s3(root: StorePath, s3_proxy: FaultProxy) -> None:
+    """Found by a user's trial: with S3 silent, a finished run printed its summary and then sat ~30 s in silence:
+    the release waited for the renewal thread, stuck in a PUT, up to 30 s. It now waits a moment only: a late
+    renewal cannot bring the deleted lock back (its If-Match is refused)."""
+    import time
+
+    holder = LeaseHolder(root.store, LOCK, "dataengine test", 0.6)  # renewed every 0.2 s
+    assert holder.try_acquire()[0]
+    s3_proxy.add("delay", seconds=8.0, match=on("PUT", "run.lock"))  # the next renewal hangs
+    time.sleep(0.5)
+    started = time.monotonic()
+    holder.release()
+    assert time.monotonic() - started < 5.0
+    s3_proxy.clear()
+    time.sleep(8.5)  # the stuck renewal lands now: refused, it brings nothing back
+    assert not (root / LOCK).is_file()
