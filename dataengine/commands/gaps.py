@@ -10,6 +10,7 @@ import typer
 from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with, other_datasets_hint, repair_exit
 from dataengine.datasets import DatasetKey
+from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import check_order, parse_bound
 
@@ -38,7 +39,7 @@ def gaps(
 
     Examples: dataengine gaps AAPL · dataengine gaps -t day --repair
 
-    Exit 0 when there is no true gap and nothing was never fetched, 1 when there is (after --repair: when some remain), 2 for bad input, 3 store busy (--repair), 130/143/129 the repair was stopped by Ctrl-C, SIGTERM, SIGHUP.
+    Exit 0 when there is no true gap and nothing was never fetched, 1 when there is (after --repair: when some remain), 2 for bad input or no such dataset (the message names the ones stored), 3 the store cannot be reached or read (S3: access denied, endpoint unreachable), or busy (--repair), 130/143/129 the repair was stopped by Ctrl-C, SIGTERM, SIGHUP.
     """
     settings = ctx.obj.settings(source=source)
     key = DatasetKey.of(timeframe, adjustment, settings.source)
@@ -53,6 +54,8 @@ def gaps(
 
     require_gap_timeframe(key)  # bad input first, then the store
     root = ctx.obj.existing_store(settings)  # a missing store is no store, not a store without gaps (exit 2)
+    if wanted is None and (hint := other_datasets_hint(root, key.dirname)):  # named symbols: never fetched, if so
+        raise UsageError(f"no dataset {key.dirname} in {root}{hint}")
     repaired = None
     if not repair:
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,
@@ -82,7 +85,7 @@ def gaps(
             payload["repair"] = dict(repaired.asdict(), exit_code=repaired.exit_code)
         typer.echo(json.dumps(payload, default=str))
     else:
-        typer.echo(render(key.dirname, reports) + (other_datasets_hint(root, key.dirname) if not reports else ""))
+        typer.echo(render(key.dirname, reports))
         if repaired is not None:
             typer.echo(f"repair: {repaired}")
     exit_with(code)  # a stopped repair leaves at once, not after a stuck request times out

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dataengine.commands.common import other_datasets_hint
 
+if TYPE_CHECKING:
+    from dataengine.storage.store import StorePath
+
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="Which dataset: its bar size (minute, day, 10min, ...).")]
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait for a run holding the store instead of exiting 3.")]
+# versions: None when not given, so that --prune can tell "every dataset" from the one -t/--adjustment name
+PickTimeframe = Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", help="Which dataset: its bar size (minute, day, 10min, ...). Default: minute.", show_default=False)]
+PickAdjustment = Annotated[str | None, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions). Default: raw.", show_default=False)]
 SourceOpt = Annotated[str | None, typer.Option("--source", metavar="NAME", help="Whose dataset: alpaca, massive or sample. Default: the source setting.", show_default=False)]
 
 
@@ -24,10 +30,10 @@ def register(app: typer.Typer) -> None:
 
 def versions(
     ctx: typer.Context,
-    timeframe: TimeframeOpt = "minute",
-    adjustment: AdjustmentOpt = "raw",
+    timeframe: PickTimeframe = None,
+    adjustment: PickAdjustment = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", help="Only the newest N versions.", min=1)] = None,
-    prune: Annotated[bool, typer.Option("--prune", help="Remove what only unpinned versions older than --keep-days reference (every dataset); the latest and tagged versions are kept.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove what only unpinned versions older than --keep-days reference, in every dataset, or only in the one -t/--adjustment/--source name when one of them is given; the latest and tagged versions are kept.")] = False,
     keep_days: Annotated[float | None, typer.Option("--keep-days", metavar="N", help="With --prune: keep every version current in the last N days (default: keep_versions_days, 30).", min=0)] = None,
     json_out: JsonOut = False,
     wait: Wait = False,
@@ -37,18 +43,24 @@ def versions(
     made it, partitions and rows changed, tags. Other engines open the Delta table it names (delta_path).
 
     Examples: dataengine versions · dataengine versions -t day --json · dataengine versions --prune --keep-days 7
+    · dataengine versions --prune -t day
 
-    Exit 0 · 2 bad input or no store · 3 another run holds the store (--prune).
+    Exit 0 · 2 bad input, no store, or no such dataset (the message names the ones stored) · 3 the store cannot be reached or read (S3: access denied, endpoint unreachable), or
+    with --prune another run holds it.
     """
     from dataengine.datasets import DatasetKey
-    from dataengine.reports.versions import prune_versions, versions_report
+    from dataengine.reports.versions import prune_versions, table_of, versions_report
     from dataengine.storage.store_root import check_readable_root
 
     settings = ctx.obj.settings(source=source)
     root = check_readable_root(ctx.obj.store(settings))
+    key = DatasetKey.of(timeframe or "minute", adjustment or "raw", settings.source)
     if prune:
+        named = timeframe is not None or adjustment is not None or source is not None
+        if named:
+            _require_dataset(root, table_of(root, key).dataset)
         days = keep_days if keep_days is not None else settings.keep_versions_days
-        report = prune_versions(root, None, days, wait=wait)
+        report = prune_versions(root, [key] if named else None, days, wait=wait)
         if json_out:
             typer.echo(json.dumps(report.asdict()))
         else:
@@ -58,9 +70,20 @@ def versions(
                            f"file(s) deleted, {done['bytes_freed']:,} bytes (files a newer version shares stay); "
                            f"versions kept from {done['oldest_kept']}, and the tagged ones")
         return
-    shown = versions_report(root, DatasetKey.of(timeframe, adjustment, settings.source), limit=limit)
-    hint = other_datasets_hint(root, shown["dataset"]) if not shown["versions"] else ""
-    typer.echo(json.dumps(shown) if json_out else render(shown) + hint)
+    shown = versions_report(root, key, limit=limit)
+    if not shown["versions"]:
+        _require_dataset(root, shown["dataset"])
+    typer.echo(json.dumps(shown) if json_out else render(shown))
+
+
+def _require_dataset(root: StorePath, dataset: str) -> None:
+    """A :class:`UsageError` (exit 2) naming the datasets stored when the store holds others but not
+    ``dataset`` (``versions -t week`` said "no versions yet", exit 0, where ``show -t week`` exits 2)."""
+    from dataengine.errors import UsageError
+
+    hint = other_datasets_hint(root, dataset)
+    if hint:
+        raise UsageError(f"no dataset {dataset} in {root}{hint}")
 
 
 def render(report: dict[str, Any]) -> str:
@@ -104,7 +127,8 @@ def tag_command(
     Examples: dataengine tag paper-2025 · dataengine tag before-split --version 41 -t day · dataengine tag
     before-split --delete -t day
 
-    Exit 0 · 2 bad name, unknown version or tag, a tag already pinning another version, no store · 3 store busy.
+    Exit 0 · 2 bad name, unknown version or tag, a tag already pinning another version, no store · 3 store busy, or
+    the store cannot be reached or read (S3: access denied, endpoint unreachable).
     """
     from dataengine.datasets import DatasetKey
     from dataengine.errors import UsageError

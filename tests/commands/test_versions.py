@@ -38,3 +38,31 @@ def test_deleting_a_tag_that_is_not_there_or_with_a_version_is_exit_2(alpaca, ca
     assert code == 2 and err == "Error: --delete removes the tag whatever version it pins: give no --version\n"
     code, out, _ = run_cli(capsys, "versions", "-t", "day", "--json")
     assert json.loads(out)["versions"][0]["tags"] == ["paper"]
+
+
+def test_prune_with_t_prunes_only_that_dataset_and_without_it_every_one(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: versions --prune --keep-days 0 -t minute pruned every dataset (the daily one
+    lost its versions) and ignored -t. Naming a dataset prunes only it; naming none prunes every one."""
+    p = IngestionPipeline(max_workers=2)
+    for end in ("2024-01-03", "2024-01-04"):
+        assert p.ingest_symbols(["AAPL"], "2024-01-02", end, "day").ok
+        assert p.ingest_symbols(["AAPL"], "2024-01-02", end, "hour").ok
+    code, out, _ = run_cli(capsys, "versions", "--prune", "--keep-days", "0", "-t", "hour", "--json")
+    assert code == 0 and list(json.loads(out)["datasets"]) == ["equities_1hour"]
+    code, out, _ = run_cli(capsys, "versions", "-t", "day", "--json")
+    assert all(v["readable"] for v in json.loads(out)["versions"])  # untouched
+    code, out, _ = run_cli(capsys, "versions", "--prune", "--keep-days", "0", "--json")
+    assert code == 0 and sorted(json.loads(out)["datasets"]) == ["equities_1day", "equities_1hour"]
+    code, _, err = run_cli(capsys, "versions", "--prune", "-t", "week")
+    hint = "(this store holds equities_1day, equities_1hour: name one with -t/--timeframe and --source)"
+    assert code == 2 and err.startswith("Error: no dataset equities_1week in ") and err.endswith(f" {hint}\n")
+
+
+def test_versions_of_a_dataset_the_store_lacks_is_exit_2_naming_those_it_holds(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The trial: versions -t week said 'no versions yet', exit 0, where show AAPL -t week exits 2."""
+    assert IngestionPipeline(max_workers=2).ingest_symbols(["AAPL"], "2024-01-02", "2024-01-05", "day").ok
+    code, out, err = run_cli(capsys, "versions", "-t", "week")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "no dataset equities_1week in " in err and "(this store holds equities_1day: name one" in err
+    code, out, _ = run_cli(capsys, "versions", "-t", "week", "--json")
+    assert code == 2 and json.loads(out)["exit_code"] == 2
