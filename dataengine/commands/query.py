@@ -48,7 +48,7 @@ def query(
 
     Examples: dataengine query "select symbol, count(*) from bars_1day group by all" · dataengine query "select * from bars_1min where symbol='AAPL' and year=2024" -o aapl.parquet · dataengine query "select count(*) from bars_1min" --version 12
 
-    Exit 0 · 2 bad or non-read-only SQL, no store, no such version, a --version statement reading another dataset.
+    Exit 0 · 2 bad or non-read-only SQL, no store, no such version, a --version statement reading another dataset · 3 the store cannot be reached or read (S3: access denied, endpoint unreachable).
     """
     fmt = _choose_format(fmt, output)
     settings = ctx.obj.settings(source=source)

@@ -31,7 +31,7 @@ def show(
 
     Examples: dataengine show AAPL · dataengine show AAPL -t minute --last 30 · dataengine show MSFT --adjustment all --json · dataengine show AAPL --source massive
 
-    Exit 0 · 1 a damaged partition (see verify) · 2 no store, no such dataset, or no bars of SYMBOL.
+    Exit 0 · 1 a damaged partition (see verify) · 2 no store, no such dataset, or no bars of SYMBOL · 3 the store cannot be reached or read (S3: access denied, endpoint unreachable).
     """
     from dataengine.datasets import DatasetKey
     from dataengine.read.quick import datasets_holding, latest_bars  # Polars: imported when the command runs

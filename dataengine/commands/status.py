@@ -24,7 +24,7 @@ def status(
 
     Examples: dataengine status · dataengine status AAPL --json
 
-    Exit 0 · 1 a damaged or missing partition was found (see verify) · 2 no store.
+    Exit 0 · 1 a damaged or missing partition was found (see verify) · 2 no store · 3 the store cannot be reached or read (S3: access denied, endpoint unreachable).
     """
     from dataengine.reports.status import store_status, symbol_status  # Polars: imported when the command runs
 
