@@ -50,7 +50,7 @@ def test_every_setting_config_reads_is_shown(alpaca, capsys) -> None:  # type: i
     code, report = doctor(capsys, "--offline")
     origins = {row["name"]: (row["value"], row["origin"]) for row in report["settings"]}
     assert code == 0 and set(origins) == {f.name for f in fields(Settings)} - bookkeeping
-    assert origins["keep_versions_days"] == ("30.0", "default")
+    assert origins["keep_versions_days"] == ("30", "default")  # a whole number shown as one
     assert origins["processes"] == ("(auto: one per core for a large run, 3+ cores)", "default")
 
 
