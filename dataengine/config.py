@@ -259,8 +259,11 @@ _EMPTY_REFUSED = frozenset({"storage_dir"})
 def _find_settings_file(explicit: str | Path | None, cwd: Path) -> Path | None:
     if explicit is not None:
         path = Path(explicit).expanduser()
+        if path.is_dir():  # a user's trial: "does not exist" of a directory that does
+            raise ConfigError(f"settings file {path} is a directory, not a file: give the path of the file itself "
+                              "(settings.ini)")
         if not path.is_file():
-            raise ConfigError(f"settings file {path} does not exist")
+            raise ConfigError(f"settings file {path} " + ("is not a regular file" if path.exists() else "does not exist"))
         return path
     for candidate in (cwd / "settings.ini", Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.ini"):
         if candidate.is_file():

@@ -99,6 +99,18 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
         Settings.load(config_path=tmp_path / "nope.ini", env={})
 
 
+def test_a_config_path_that_is_a_directory_is_called_one_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new user's trial: --config cfg (a directory) said 'settings file cfg does not exist'."""
+    from tests.helpers import run_cli
+
+    (tmp_path / "cfg").mkdir()
+    with pytest.raises(ConfigError, match="is a directory, not a file"):
+        Settings.load(env={"DATAENGINE_CONFIG": str(tmp_path / "cfg")})
+    code, _, err = run_cli(capsys, "--config", str(tmp_path / "cfg"), "status")
+    assert code == 2 and err == f"Error: settings file {tmp_path / 'cfg'} is a directory, not a file: give the path " \
+                                "of the file itself (settings.ini)\n"
+
+
 def test_an_s3_store_is_taken_from_the_file_the_environment_or_the_flag(tmp_path: Path) -> None:
     from dataengine.storage.store import open_store
 
