@@ -80,6 +80,7 @@ def gaps(
         payload: dict[str, object] = {"dataset": key.dirname, "symbols": [r.asdict() for r in reports],
                                       "missing_sessions": remaining,
                                       "never_fetched_symbols": sum(1 for r in reports if r.never_fetched),
+                                      "fetched_once_symbols": sum(1 for r in reports if r.fetched_once),
                                       "exit_code": code}
         if repaired is not None:
             payload["repair"] = dict(repaired.asdict(), exit_code=repaired.exit_code)
@@ -97,11 +98,14 @@ def render(dataset: str, reports: list[SymbolGaps]) -> str:
     missing = sum(len(r.missing_sessions) for r in reports)
     unfetched = sum(1 for r in reports if r.never_fetched)
     lines = [f"{dataset}: {_count(missing, 'missing session')} in {_count(len(reports), 'symbol')}"
-             + (f", history never fetched for {_count(unfetched, 'symbol')}" if unfetched else "")]
+             + (f", history never fetched for {_count(unfetched, 'symbol')}" if unfetched else "")
+             + (f", files gone for {_count(gone, 'symbol')}" if (gone := sum(1 for r in reports if r.fetched_once)) else "")]
     width = max(len(r.symbol) for r in reports)
     for r in reports:
         never = ("  never fetched: " + ", ".join(f"{a}..{b}" if a != b else a for a, b in r.never_fetched)
                  if r.never_fetched else "")
+        if r.fetched_once:  # not "never fetched": the ledger has them, their files are gone
+            never += "  fetched once, files gone: " + ", ".join(f"{a}..{b}" if a != b else a for a, b in r.fetched_once)
         if not r.sessions_expected:
             lines.append(f"  {r.symbol:<{width}}  no bars in range{never}")
             continue

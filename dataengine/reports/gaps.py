@@ -25,7 +25,7 @@ import polars as pl
 from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.reports.unfetched import as_interval, in_ranges, never_fetched_sessions
+from dataengine.reports.unfetched import as_interval, in_ranges, never_fetched_sessions, split_fetched_once
 from dataengine.storage import footer_index, layout
 from dataengine.storage.coverage import CoverageLedger, merge_intervals
 from dataengine.storage.parquet_storage import ParquetStorage
@@ -55,6 +55,8 @@ class SymbolGaps:
     # [first session, last session] ranges the default run would fetch because they were never fetched (both
     # ends: before the first stored bar and after the last one), less the re-fetch window
     never_fetched: list[list[str]] = field(default_factory=list)
+    # ranges a run fetched once whose partitions are gone since (deleted by hand): fetched again as the others
+    fetched_once: list[list[str]] = field(default_factory=list)
     missing_history: list[str] = field(default_factory=list)  # the never-fetched range before the first stored bar
 
     @property
@@ -66,7 +68,7 @@ class SymbolGaps:
 
     @property
     def has_gaps(self) -> bool:
-        return bool(self.missing_sessions or self.never_fetched)
+        return bool(self.missing_sessions or self.never_fetched or self.fetched_once)
 
     def missing_ranges(self) -> list[Interval]:
         """Runs of consecutive missing sessions and the ranges never fetched, as merged UTC ranges (New York
@@ -81,7 +83,7 @@ class SymbolGaps:
             else:
                 runs.append([day])
         return merge_intervals([
-            *(as_interval(r) for r in self.never_fetched),
+            *(as_interval(r) for r in [*self.never_fetched, *self.fetched_once]),
             *(as_interval([run[0].isoformat(), run[-1].isoformat()]) for run in runs),
         ])
 
@@ -119,6 +121,8 @@ def find_gaps(
     wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
     # one ledger for both questions: read once, and as the planner leaves it (bars stored without a record adopted)
     coverage = CoverageLedger(storage.coverage_path(key))
+    # what the ledger says was fetched, before the planner drops the months whose file is gone (in memory)
+    recorded = {symbol: [(p.start, p.end) for p in pieces] for symbol, pieces in coverage.pieces().items()}
     unfetched = never_fetched_sessions(
         storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,
         start=start, end=end, settings=settings, coverage=coverage,
@@ -127,11 +131,12 @@ def find_gaps(
     reports = []
     for symbol in wanted:
         report = _symbol_gaps(judge, symbol)
-        report.never_fetched = unfetched.get(symbol, [])
+        report.never_fetched, report.fetched_once = split_fetched_once(unfetched.get(symbol, []), recorded.get(symbol, []))
         # A session inside a never-fetched range has no bar because no run asked for it: it is listed there
         # (a run fills it), not again as a missing session (a hole the source left in what was fetched).
         report.missing_sessions = [
-            day for day in report.missing_sessions if not in_ranges(day, report.never_fetched)
+            day for day in report.missing_sessions
+            if not in_ranges(day, report.never_fetched) and not in_ranges(day, report.fetched_once)
         ]
         head = report.never_fetched[:1]
         if head and (report.first_session is None or head[0][1] < report.first_session):

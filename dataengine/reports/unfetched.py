@@ -95,6 +95,30 @@ def month_never_fetched(month: str, ranges: Sequence[SessionRange]) -> bool:
     return bool(days) and all(in_ranges(day, ranges) for day in days)
 
 
+def split_fetched_once(ranges: Sequence[SessionRange], fetched: Sequence[Interval]) -> tuple[list[SessionRange], list[SessionRange]]:
+    """The session ``ranges`` a run would fetch, split into (never fetched, fetched once): a session inside one
+    of the ledger's ``fetched`` spans was fetched and its file is gone since (deleted by hand, or a month
+    a repair set aside); the planner fetches both alike, but a person reads them differently."""
+    never: list[SessionRange] = []
+    once: list[SessionRange] = []
+    for first, last in ranges:
+        lo, hi = as_interval([first, last])
+        touching = [(a, b) for a, b in fetched if a <= hi and lo <= b]
+        if not touching:  # the usual case (history before the first bar): no day to look at
+            never.append([first, last])
+            continue
+        previous: list[SessionRange] | None = None  # the list the session before went to: a run goes on there
+        for day in calendar.sessions(date.fromisoformat(first), date.fromisoformat(last)):
+            a, b = as_interval([day.isoformat(), day.isoformat()])
+            into = once if any(start <= a and b <= end for start, end in touching) else never
+            if into is previous:
+                into[-1][1] = day.isoformat()
+            else:
+                into.append([day.isoformat(), day.isoformat()])
+            previous = into
+    return never, once
+
+
 def in_ranges(day: str, ranges: Sequence[SessionRange]) -> bool:
     """Whether an ISO day lies in one of the [first, last] session ranges (both included)."""
     return any(a <= day <= b for a, b in ranges)

@@ -142,6 +142,24 @@ def test_a_month_never_fetched_between_stored_ones_is_listed_once(alpaca, capsys
     assert dataset["missing_months"] == [] and ["2024-02-01", "2024-02-29"] in dataset["never_fetched"]
 
 
+def test_a_month_fetched_once_whose_file_is_gone_is_not_called_never_fetched(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by two users' trials: a partition deleted by hand was listed as "never fetched", though the ledger
+    (and verify: "written once and is gone") says a run fetched it. It is listed as fetched once, files gone;
+    a repair fetches it as it fetches the never fetched."""
+    assert main(["-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-03-28", "-t", "day"]) == 0
+    capsys.readouterr()
+    (tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=02/data.parquet").unlink()
+    code, report = gaps(capsys, "-t", "day", "--start", "2024-01-02", "--end", "2024-03-28")
+    (symbol,) = report["symbols"]
+    assert code == 1 and symbol["fetched_once"] == [["2024-02-01", "2024-02-29"]] and symbol["never_fetched"] == []
+    assert report["fetched_once_symbols"] == 1 and report["never_fetched_symbols"] == 0 and symbol["missing_sessions"] == []
+    assert main(["gaps", "-t", "day", "--start", "2024-01-02", "--end", "2024-03-28"]) == 1
+    out = capsys.readouterr().out
+    assert "fetched once, files gone: 2024-02-01..2024-02-29" in out and "never fetched" not in out
+    code, report = gaps(capsys, "-t", "day", "--start", "2024-01-02", "--end", "2024-03-28", "--repair")
+    assert code == 0 and report["symbols"][0]["fetched_once"] == [] and report["repair"]["rows_added"] == 20
+
+
 def test_a_repair_refused_the_store_says_so_in_the_ledger(alpaca, capsys, backend: str) -> None:  # type: ignore[no-untyped-def]
     """A cron job's gaps --repair that found the store busy exits 3, and the ledger says why it did not run, as
     it does for a refused ingest (the runs under a repair's hold record themselves; the hold was refused first)."""
