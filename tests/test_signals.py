@@ -169,6 +169,31 @@ def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca,
 
 
 @pytest.mark.slow
+def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by a review: with two damaged datasets, a stop during the first one's repair went on to the next
+    one's run, whose stop then escaped: no JSON object, no unrepaired list. The repair now ends at a stop."""
+    from dataengine.cli import main
+    from dataengine.storage.store import open_store
+
+    for timeframe in ("day", "minute"):
+        assert main(["-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-02-29", "-t", timeframe]) == 0
+    root = open_store(backend)
+    for dataset in ("equities_1day", "equities_1min"):
+        (root / dataset / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet").unlink()
+    alpaca.latency_s = 1.0  # the daily repair (first: datasets go in name order) is in its request when stopped
+    proc = subprocess.Popen([sys.executable, "-m", "dataengine", "verify", "--repair", "--json"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = len(alpaca.requests)
+    _wait_for(lambda: len(alpaca.requests) >= before + 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    report = json.loads(out)
+    assert proc.returncode == 130 and report["exit_code"] == 130, err[-2000:]
+    assert "equities_1min AAPL 2024-01" in report["unrepaired"] and list(report["repair"]) == ["equities_1day"]
+    assert not [r for r in alpaca.requests[before:] if r.params.get("timeframe") == "1Min"]
+
+
+@pytest.mark.slow
 def test_a_stopped_gaps_repair_exits_with_the_signals_code_as_its_ledger_line_says(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
     """Found by a user's trial: gaps --repair stopped by SIGTERM printed "interrupted" and exited 1 (gaps
     remain), while its ledger line said 143: a cron job could not tell a stop from a store with holes."""

@@ -262,10 +262,12 @@ class IngestionPipeline:
             try:
                 result = versioned(self.root, self.storage, request, execute, run_id=record.run_id,
                                    command=" ".join(self.command))
-            except KeyboardInterrupt as stop:  # stopped before the bars (corporate actions, planning): the result
-                if getattr(stop, "result", None) is None:  # of the same shape all the same, for --json and the ledger
-                    stopped = IngestResult.not_started(request, "the run stopped early", RequestCounts(), record.run_id,
-                                                       str(self.root))
+            except KeyboardInterrupt as stop:  # a stop the run did not catch itself: before its bars (corporate
+                # actions, planning), or after them (its version, the status cache): a result all the same, for
+                # --json and the ledger; the run's own when it has one, else one of the same shape
+                if getattr(stop, "result", None) is None:
+                    stopped = outcome.result or IngestResult.not_started(
+                        request, "the run stopped early", RequestCounts(), record.run_id, str(self.root))
                     stopped.interrupted, stopped.signal = True, signal_of(stop)
                     stop.result = stopped  # type: ignore[attr-defined]
                 raise

@@ -137,8 +137,11 @@ class IngestRun:
         worker = UnitWorker(self.request, tally, storage=self.storage, coverage=self.coverage,
                             make_source=self.make_source, progress=self.progress, reads_ahead=self.reads_ahead)
         pool = ThreadPoolExecutor(max_workers=threads, initializer=self._name_worker)
-        futures: list[Future[None]] = [pool.submit(worker.execute_unit, unit) for unit in units]
+        futures: list[Future[None]] = []
         try:
+            # inside the try: a stop landing while units are handed out must still stop and wait for the
+            # workers already writing, before the run releases the store (a review found them writing after it)
+            futures.extend(pool.submit(worker.execute_unit, unit) for unit in units)  # one at a time: kept if stopped
             pending: set[Future[None]] = set(futures)
             while pending:
                 stopping.raise_if_requested()  # a stop whose KeyboardInterrupt was lost on its way here

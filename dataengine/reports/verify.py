@@ -265,5 +265,13 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
     for dataset, ranges in sorted(by_dataset.items()):
         key = DatasetKey.from_name(dataset)
         index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in report.damage if d.dataset == dataset])
-        results[dataset] = pipeline.ingest_ranges(ranges, key)
+        try:
+            results[dataset] = pipeline.ingest_ranges(ranges, key)
+        except KeyboardInterrupt as stop:  # stopped before its bars: its result came with the stop
+            stopped: IngestResult | None = getattr(stop, "result", None)
+            if stopped is None:
+                raise
+            results[dataset] = stopped
+        if results[dataset].interrupted:  # a stop ends the repair: the other datasets' months stay unrepaired
+            break
     return results
