@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None, *, restore_signals: bool = True) -> int:
                 return exit_code_for(error=stop) if said_last_line() else _interrupted(stop)
         except DataEngineError as exc:
             return _failed(exc, wants_json)
-        except OSError as exc:  # the file system refused where no command expected it (a store or its metadata
-            # unreadable: chmod 000, another account's files): one line, exit 3, as a store that cannot be written
+        except PermissionError as exc:  # the file system refused where no command expected it (a store or its
+            # metadata unreadable: chmod 000, another account's files): one line, exit 3, as a store that cannot
+            # be written. Only this: another OSError here is a bug, and keeps its traceback
             logging.getLogger(__name__).debug("file system error", exc_info=True)
             return _failed(StorageError(_os_error_line(exc)), wants_json)
         except typer.Exit as exc:
@@ -230,11 +231,10 @@ def _failed(exc: DataEngineError, wants_json: bool) -> int:
     return exc.exit_code
 
 
-def _os_error_line(exc: OSError) -> str:
+def _os_error_line(exc: PermissionError) -> str:
     what = f" {exc.filename}" if exc.filename else ""
     why = exc.strerror or str(exc)
-    hint = " (check the owner and permissions of the store and its metadata)" if isinstance(exc, PermissionError) else ""
-    return f"cannot access{what}: {why}{hint}"
+    return f"cannot access{what}: {why} (check the owner and permissions of the store and its metadata)"
 
 
 def stopped() -> KeyboardInterrupt | None:

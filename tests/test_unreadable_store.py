@@ -58,3 +58,18 @@ def test_a_store_this_account_cannot_read_is_one_line_and_exit_3(store: Path, tm
                 assert with_json.returncode == 3 and json.loads(with_json.stdout)["exit_code"] == 3, with_json.stderr
     finally:
         target.chmod(0o755)
+
+
+def test_a_directory_not_ours_that_cannot_be_read_is_left_alone(store: Path, tmp_path: Path) -> None:
+    """Found by a review: a store at a mount's root holds lost+found (root's, mode 700), and status, which adds
+    up the disk the store takes, exited 3 on it. A directory that is not ours is left out of the total."""
+    foreign = store / "lost+found"
+    foreign.mkdir()
+    foreign.chmod(0o000)
+    try:
+        for argv in (["status"], ["verify"], ["gaps", "--source", "sample", "-t", "day"]):
+            done = _as_an_account_without_rights([*argv, "--storage-dir", str(store)], tmp_path)
+            assert done.returncode in (0, 1) and "Traceback" not in done.stderr, (argv, done.stderr[-2000:])
+            assert "cannot read" not in done.stderr and "cannot access" not in done.stderr, (argv, done.stderr)
+    finally:
+        foreign.chmod(0o755)

@@ -108,6 +108,7 @@ class LeaseHolder:
         # the lease the others see). Wall-clock time: a suspended VM's clock moves on.
         self.renewed_at = 0.0
         self._stop = threading.Event()
+        self._released = False  # release() began: a renewal answered after it is no news of the lock
         self._renewer: threading.Thread | None = None
 
     def _now(self) -> datetime:
@@ -191,9 +192,13 @@ class LeaseHolder:
         """Replace the lease with ``If-Match`` on the ETag this run wrote last; False once it is lost."""
         try:
             etag, begins = self._put(if_match=self.etag)
+            if self._released:  # released meanwhile (it waits for a stuck renewal only a moment): its
+                return False  # answer, refused or not, says nothing about the lock any more
             if etag is None:
                 etag, begins = self._still_ours() or (None, begins)
         except Exception as exc:  # noqa: BLE001 - a failed renewal is retried until the lease is gone
+            if self._released:
+                return False
             if self.clock() - self.renewed_at >= self.lease_s:
                 self.why_lost = f"could not renew the lease for {self.lease_s:g} s ({exc})"
                 log.error("lost the store lock on %s: %s", self.store.describe(self.key), self.why_lost)
@@ -228,6 +233,7 @@ class LeaseHolder:
     def release(self) -> None:
         """Delete our lock object (``If-Match``: never one another run has taken over). Refused, the lock is
         read: still ours (a renewal landed whose answer was lost), it is deleted in the version found."""
+        self._released = True
         self._stop.set()
         if self._renewer is not None:
             # Not the renewal's whole timeout: one stuck in a PUT to a silent S3 kept a finished run waiting ~30 s
