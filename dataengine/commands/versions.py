@@ -33,7 +33,7 @@ def versions(
     timeframe: PickTimeframe = None,
     adjustment: PickAdjustment = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", help="Only the newest N versions.", min=1)] = None,
-    prune: Annotated[bool, typer.Option("--prune", help="Remove what only unpinned versions older than --keep-days reference, in every dataset, or only in the one -t/--adjustment/--source name when one of them is given; the latest and tagged versions are kept.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove what only unpinned versions older than --keep-days reference, in every dataset, or only in the one -t/--adjustment name (with --source alone: every dataset of that source); the latest and tagged versions are kept.")] = False,
     keep_days: Annotated[float | None, typer.Option("--keep-days", metavar="N", help="With --prune: keep every version current in the last N days (default: keep_versions_days, 30).", min=0)] = None,
     json_out: JsonOut = False,
     wait: Wait = False,
@@ -56,11 +56,18 @@ def versions(
     root = check_readable_root(ctx.obj.store(settings))
     key = DatasetKey.of(timeframe or "minute", adjustment or "raw", settings.source)
     if prune:
-        named = timeframe is not None or adjustment is not None or source is not None
-        if named:
+        keys: list[DatasetKey] | None = None  # every dataset
+        if timeframe is not None or adjustment is not None:
             _require_dataset(root, table_of(root, key).dataset)
+            keys = [key]
+        elif source is not None:  # --source alone: every dataset of that source, not its minute bars only
+            from dataengine.storage import layout
+
+            keys = [DatasetKey.from_name(name) for name in layout.dataset_names(root, settings.source)]
+            if not keys:
+                _require_dataset(root, table_of(root, key).dataset)
         days = keep_days if keep_days is not None else settings.keep_versions_days
-        report = prune_versions(root, [key] if named else None, days, wait=wait)
+        report = prune_versions(root, keys, days, wait=wait)
         if json_out:
             typer.echo(json.dumps(report.asdict()))
         else:

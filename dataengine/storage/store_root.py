@@ -21,7 +21,12 @@ FORMAT_VERSION = 1
 
 
 def is_store(root: StorePath) -> bool:
-    return layout.metadata_dir(root).is_dir() or bool(layout.dataset_names(root))
+    return _holds_a_store(root.root.subdirs())
+
+
+def _holds_a_store(dirs: list[str]) -> bool:
+    """Whether a root with these directories is a store: ``metadata/`` or a dataset of any source in it."""
+    return layout.METADATA_DIR in dirs or any(name.startswith(dataset_prefixes()) for name in dirs)
 
 
 def check_writable_root(root: StorePath) -> bool:
@@ -32,7 +37,7 @@ def check_writable_root(root: StorePath) -> bool:
     # One listing decides: asked in two (is it a store? is it empty?), a run that began the store in between
     # (its lock, in metadata/) made a new prefix look like someone else's files to a run starting with it.
     dirs, files = root.store.list_dir(root.key)
-    if layout.METADATA_DIR in dirs or any(name.startswith(dataset_prefixes()) for name in dirs):
+    if _holds_a_store(dirs):
         return False
     if any(not name.startswith(".") for name in dirs + [key.rsplit("/", 1)[-1] for key, _ in files]):
         raise UsageError(

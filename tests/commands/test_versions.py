@@ -51,6 +51,9 @@ def test_prune_with_t_prunes_only_that_dataset_and_without_it_every_one(alpaca, 
     assert code == 0 and list(json.loads(out)["datasets"]) == ["equities_1hour"]
     code, out, _ = run_cli(capsys, "versions", "-t", "day", "--json")
     assert all(v["readable"] for v in json.loads(out)["versions"])  # untouched
+    code, out, _ = run_cli(capsys, "versions", "--prune", "--keep-days", "0", "--source", "alpaca", "--json")
+    # --source alone: every dataset of that source (a review found it pruning the source's minute bars only)
+    assert code == 0 and sorted(json.loads(out)["datasets"]) == ["equities_1day", "equities_1hour"]
     code, out, _ = run_cli(capsys, "versions", "--prune", "--keep-days", "0", "--json")
     assert code == 0 and sorted(json.loads(out)["datasets"]) == ["equities_1day", "equities_1hour"]
     code, _, err = run_cli(capsys, "versions", "--prune", "-t", "week")

@@ -71,7 +71,7 @@ COMPARE_BUDGET = 64 << 20  # bytes a check reads to tell a copied file from a re
 class Unrecorded(NamedTuple):
     held: list[PartitionFile]  # the dataset's partition files the latest version does not hold
     uncompared: int  # how many more were not compared (past the byte budget)
-    pending: bool  # a run's marker was pending when the listing began: with runs dead, a killed run's
+    pending: bool  # a run's marker was pending when the listing began (with no run alive: a killed run's files)
 
 
 def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = COMPARE_BUDGET) -> Unrecorded:
