@@ -165,9 +165,10 @@ class _Judge:
         """The merged UTC spans whose bar slots are judged. A bar of ``[t, t + step)`` exists only once it ended,
         so a piece fetched at F holds the slots up to ``F - step``. Bars stored without a coverage record are
         judged as the planner adopts them: from their first month to their last bar."""
-        pieces = self.coverage.pieces().get(symbol, [])
+        recorded = self.coverage.pieces()
+        pieces = recorded.get(symbol, [])
         spans = [(p.start, min(p.end, p.fetched - self.step)) for p in pieces]
-        if not pieces:
+        if symbol not in recorded:  # as the planner adopts (a symbol whose pieces were all dropped is not new)
             extent = self.storage.extent(self.key, symbol)
             spans = [extent[:2]] if extent else []
         low, high = self.start or _EPOCH, min(self.now - self.step, self.end or self.now)
