@@ -153,14 +153,7 @@ def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca,
         for month in ("01", "02"):
             (base / f"symbol={symbol}" / "year=2024" / f"month={month}" / "data.parquet").unlink()
     alpaca.latency_s = 0.3
-    command = [sys.executable, "-m", "dataengine", "verify", "--repair", "--json"]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    before = len(alpaca.requests)
-    _wait_for(lambda: len(alpaca.requests) >= before + 3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    report = json.loads(out)
-    assert proc.returncode == 130 and report["exit_code"] == 130, err[-2000:]
+    report = _stopped_repair(alpaca, after_requests=3)
     assert report["ok"] is False and report["unrepaired"] and report["repaired"] + len(report["unrepaired"]) == 4
     assert all(line.startswith("equities_1min ") for line in report["unrepaired"])
     alpaca.latency_s = 0.0
@@ -181,16 +174,24 @@ def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(al
     for dataset in ("equities_1day", "equities_1min"):
         (root / dataset / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet").unlink()
     alpaca.latency_s = 1.0  # the daily repair (first: datasets go in name order) is in its request when stopped
+    before = len(alpaca.requests)
+    report = _stopped_repair(alpaca, after_requests=1)
+    assert "equities_1min AAPL 2024-01" in report["unrepaired"] and list(report["repair"]) == ["equities_1day"]
+    assert not [r for r in alpaca.requests[before:] if r.params.get("timeframe") == "1Min"]
+
+
+def _stopped_repair(alpaca, after_requests: int) -> dict:  # type: ignore[no-untyped-def]
+    """``verify --repair --json`` in its own process, Ctrl-C once it sent ``after_requests`` requests: its
+    JSON object, after checking it exited 130."""
     proc = subprocess.Popen([sys.executable, "-m", "dataengine", "verify", "--repair", "--json"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     before = len(alpaca.requests)
-    _wait_for(lambda: len(alpaca.requests) >= before + 1)
+    _wait_for(lambda: len(alpaca.requests) >= before + after_requests)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    report = json.loads(out)
+    report: dict = json.loads(out)
     assert proc.returncode == 130 and report["exit_code"] == 130, err[-2000:]
-    assert "equities_1min AAPL 2024-01" in report["unrepaired"] and list(report["repair"]) == ["equities_1day"]
-    assert not [r for r in alpaca.requests[before:] if r.params.get("timeframe") == "1Min"]
+    return report
 
 
 @pytest.mark.slow
