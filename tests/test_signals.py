@@ -101,7 +101,9 @@ def test_a_ctrl_c_whose_interrupt_python_lost_still_stops_the_run(alpaca, tmp_pa
     monkeypatch.setattr(IngestRun, "execute", planned_then_interrupt_lost)
     code, out, err = run_cli(capsys, "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day", "--json")
     assert code == 130, err[-2000:]
-    assert json.loads(out) == {"interrupted": True, "signal": 2, "error": "interrupted", "exit_code": 130}
+    report = json.loads(out)  # the result's usual shape: every symbol not fetched
+    assert (report["interrupted"], report["signal"], report["error"], report["exit_code"]) == (True, 2, "interrupted", 130)
+    assert report["successful"] == [] and sorted(report["failed"]) == ["AAPL", "MSFT"]
     assert not list((tmp_path / "store").glob("equities_1day/**/data.parquet"))  # no worker started
     assert RunLedger(tmp_path / "store").last(1)[0].exit_code == 130
 
