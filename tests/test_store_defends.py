@@ -309,3 +309,27 @@ def test_an_unsupported_or_malformed_storage_uri_is_refused_before_anything_is_w
 
     with pytest.raises(ConfigError, match=UNSUPPORTED):
         ParquetStorage(uri)
+
+
+def test_a_dataset_folder_deleted_whole_is_fetched_again_and_verify_names_it(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found while checking an S3 trial's finding: a dataset's folder deleted whole (to fetch it afresh; on S3,
+    every object of it deleted, which leaves no folder) made the next ingest say "done, 0 bars written" and
+    verify "store is whole: 0 partition(s)": the coverage ledger still said fetched, and with no folder nothing
+    was checked. Each partition the latest version held is now gone as one deleted alone would be."""
+    symbols = ["AAPL", "MSFT"]
+    assert ingest(capsys, *symbols)[0] == 0
+    dataset = open_store(backend) / "equities_1min"
+    for path, _ in dataset.walk():
+        path.unlink()
+    if dataset.local is not None:
+        import shutil
+
+        shutil.rmtree(dataset.local)
+    code, out, _ = run(capsys, "verify", "--json")
+    report = json.loads(out)
+    assert code == 1 and {d["kind"] for d in report["damage"]} == {"missing"}
+    assert {(d["symbol"], d["month"]) for d in report["damage"]} == {(s, m) for s in symbols for m in (1, 2, 3)}
+    code, out, _ = ingest(capsys, *symbols)  # the nightly run fetches it again, as a partition deleted alone
+    assert code == 0 and json.loads(out)["rows_added"] > 0
+    assert_store_equals(read_store(backend), expected(alpaca, symbols, *RANGE))
+    assert run(capsys, "verify")[0] == 0

@@ -285,6 +285,12 @@ def _check_partitions(request: IngestRequest, storage: ParquetStorage, coverage:
     with a pointer to ``verify --repair``, because merging into it would fail anyway."""
     dataset = request.dataset.dirname
     if not storage.dataset_dir(request.dataset).is_dir():
+        # the folder gone whole (deleted to fetch it afresh; on S3 its every object deleted): each partition
+        # its latest version held is gone as one deleted alone would be, or the run would call it up to date
+        from dataengine.storage.versions import VersionTable, latest_partitions
+
+        for symbol, year, month in latest_partitions(VersionTable.of(storage.root, dataset), request.symbols):
+            coverage.forget(symbol, ny_month_start(year, month), ny_month_end(year, month), persist=persist)
         return {}
     index = FooterCache(storage.root)
     index.partitions([dataset], list(request.symbols), persist=persist)

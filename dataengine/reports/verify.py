@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from dataengine.datasets import DatasetKey
+from dataengine.datasets import DatasetKey, dataset_prefixes
 from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
 from dataengine.storage import layout
 from dataengine.storage.atomic import held_by_this_process
@@ -33,6 +33,7 @@ from dataengine.storage.versions import (
     check,
     check_log,
     kept_versions,
+    latest_partitions,
     mend,
     mend_log,
     tags,
@@ -117,6 +118,9 @@ def verify(
         report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
+    for d in _folders_gone(root, names) if datasets is None else ():
+        for s, y, m in latest_partitions(VersionTable.of(root, d), symbols):
+            report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
     by_dataset = check_versions(root, names, all_versions=all_versions)
@@ -124,6 +128,13 @@ def verify(
     report.version_datasets = sorted(by_dataset)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     return report
+
+
+def _folders_gone(root: StorePath, present: list[str]) -> list[str]:
+    """Datasets a version table remembers whose folder is gone whole (deleted by hand; on S3 every object of it
+    deleted, which leaves no folder): each partition their latest version held is missing, as one deleted alone."""
+    remembered = [name for name in layout.versions_dir(root).subdirs() if name.startswith(dataset_prefixes())]
+    return sorted(set(remembered) - set(present))
 
 
 def verify_and_repair(

@@ -45,7 +45,15 @@ from dataengine.storage.versions.model import (
     VersionInfo,
     VersionTable,
 )
-from dataengine.storage.versions.read import Snapshot, current_version, history, kept_versions, snapshot, version_at
+from dataengine.storage.versions.read import (
+    Snapshot,
+    current_version,
+    history,
+    kept_versions,
+    latest_partitions,
+    snapshot,
+    version_at,
+)
 from dataengine.storage.versions.retention import PruneResult, prune, tag, tags, untag
 from dataengine.storage.versions.verify import MendResult, Problem, check, mend, unrecorded
 
@@ -78,6 +86,7 @@ __all__ = [
     "current_version",
     "history",
     "kept_versions",
+    "latest_partitions",
     "mend",
     "mend_log",
     "prune",

@@ -102,6 +102,15 @@ def _frame(table: VersionTable, files: pl.DataFrame) -> pl.DataFrame:
     ).sort("symbol", "year", "month")
 
 
+def latest_partitions(table: VersionTable, symbols: Iterable[str] | None = None) -> list[tuple[str, int, int]]:
+    """(symbol, year, month) of every partition the latest version holds (of ``symbols``, if given); none
+    before the first version. What a dataset held when its folder is gone whole (deleted by hand; on S3,
+    every object of it deleted): the store's own record of it."""
+    if current_version(table) is None:
+        return []
+    return [(f.symbol, f.year, f.month) for f in snapshot(table).files(symbols)]
+
+
 def current_version(table: VersionTable) -> int | None:
     """The latest version's number (what a backtest records), or None when the table has none yet."""
     return list_log(table).latest
