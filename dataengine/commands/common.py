@@ -159,3 +159,14 @@ def other_datasets_hint(root: StorePath, dataset: str) -> str:
     if dataset in names or not names:
         return ""
     return f" (this store holds {', '.join(names)}: name one with -t/--timeframe and --source)"
+
+
+def require_dataset(root: StorePath, dataset: str, named: str | None = None) -> None:
+    """A :class:`UsageError` (exit 2) naming the datasets stored when the store holds others but not ``dataset``
+    (``versions -t week`` said "no versions yet", exit 0, where ``show -t week`` exits 2); ``named``: how the
+    message names what was asked for, when not by its dataset name."""
+    from dataengine.errors import UsageError
+
+    hint = other_datasets_hint(root, dataset)
+    if hint:
+        raise UsageError(f"no dataset {named or dataset} in {root}{hint}")

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line, exit_with, other_datasets_hint, repair_exit
+from dataengine.commands.common import command_line, exit_with, repair_exit, require_dataset
 from dataengine.datasets import DatasetKey
-from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.timerange import check_order, parse_bound
 
@@ -54,8 +53,8 @@ def gaps(
 
     require_gap_timeframe(key)  # bad input first, then the store
     root = ctx.obj.existing_store(settings)  # a missing store is no store, not a store without gaps (exit 2)
-    if wanted is None and (hint := other_datasets_hint(root, key.dirname)):  # named symbols: never fetched, if so
-        raise UsageError(f"no dataset {key.dirname} in {root}{hint}")
+    if wanted is None:  # named symbols: never fetched, if so
+        require_dataset(root, key.dirname)
     repaired = None
     if not repair:
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dataengine.commands import completion
-from dataengine.commands.common import command_line, exit_with, other_datasets_hint, repair_exit
+from dataengine.commands.common import command_line, exit_with, repair_exit, require_dataset
 from dataengine.datasets import DatasetKey
 from dataengine.errors import UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
@@ -70,9 +70,8 @@ def verify_command(
         label = DatasetKey.of(timeframe).timeframe.label if timeframe is not None else None
         datasets = [d for d in layout.dataset_names(root, settings.source if source is not None else None)
                     if label is None or layout.describe_dataset(d)["label"] == label]
-        hint = other_datasets_hint(root, "") if not datasets else ""
-        if hint:  # as versions and gaps: a store that holds other datasets is not "whole" for checking none
-            raise UsageError(f"no dataset of {' '.join(filter(None, (timeframe, source)))} in {root}{hint}")
+        if not datasets:  # as versions and gaps: a store that holds other datasets is not "whole" for checking none
+            require_dataset(root, "", f"of {' '.join(filter(None, (timeframe, source)))}")
     if not repair_it:
         report = verify(root, datasets=datasets, symbols=wanted, all_versions=all_versions)
     else:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from dataengine.commands.common import other_datasets_hint
-
-if TYPE_CHECKING:
-    from dataengine.storage.store import StorePath
+from dataengine.commands.common import other_datasets_hint, require_dataset
 
 TimeframeOpt = Annotated[str, typer.Option("--timeframe", "-t", metavar="SIZE", help="Which dataset: its bar size (minute, day, 10min, ...).")]
 AdjustmentOpt = Annotated[str, typer.Option("--adjustment", metavar="ADJ", help="Which dataset: raw, split, dividend, all... (split/dividend/all read from the raw dataset's versions).")]
@@ -58,14 +55,14 @@ def versions(
     if prune:
         keys: list[DatasetKey] | None = None  # every dataset
         if timeframe is not None or adjustment is not None:
-            _require_dataset(root, table_of(root, key).dataset)
+            require_dataset(root, table_of(root, key).dataset)
             keys = [key]
         elif source is not None:  # --source alone: every dataset of that source, not its minute bars only
             from dataengine.storage import layout
 
             keys = [DatasetKey.from_name(name) for name in layout.dataset_names(root, settings.source)]
             if not keys:
-                _require_dataset(root, table_of(root, key).dataset)
+                require_dataset(root, table_of(root, key).dataset)
         days = keep_days if keep_days is not None else settings.keep_versions_days
         report = prune_versions(root, keys, days, wait=wait)
         if json_out:
@@ -79,18 +76,8 @@ def versions(
         return
     shown = versions_report(root, key, limit=limit)
     if not shown["versions"]:
-        _require_dataset(root, shown["dataset"])
+        require_dataset(root, shown["dataset"])
     typer.echo(json.dumps(shown) if json_out else render(shown))
-
-
-def _require_dataset(root: StorePath, dataset: str) -> None:
-    """A :class:`UsageError` (exit 2) naming the datasets stored when the store holds others but not
-    ``dataset`` (``versions -t week`` said "no versions yet", exit 0, where ``show -t week`` exits 2)."""
-    from dataengine.errors import UsageError
-
-    hint = other_datasets_hint(root, dataset)
-    if hint:
-        raise UsageError(f"no dataset {dataset} in {root}{hint}")
 
 
 def render(report: dict[str, Any]) -> str:
