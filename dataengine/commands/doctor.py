@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from dataengine.config import Settings
     from dataengine.reports.doctor import Diagnosis, StoreState
 
 
@@ -36,7 +35,6 @@ def doctor(
     settings = ctx.obj.settings(source=source)
     ctx.obj.secrets |= secrets(settings)
     report = diagnose(settings, ctx.obj.store(settings), check_keys=not offline)
-    report.settings = [dict(row, value=_as_used(settings, row["name"], row["value"])) for row in report.settings]
     typer.echo(json.dumps(report.asdict(), default=str) if json_out else render(report))
     raise typer.Exit(report.exit_code)
 
@@ -90,18 +88,6 @@ def _state_lines(store: StoreState) -> list[str]:
     else:
         lines.append("  no run holds it now")
     return lines
-
-
-def _as_used(settings: Settings, name: str, shown: str) -> str:
-    """A setting's value as the tool uses it: Massive's URL when none is set (a user's trial read
-    ``massive_api_url (not set)`` where the docs give the default), a whole number of days or seconds without
-    ``.0`` (``keep_versions_days 30``). Display only: the setting is read and used as before."""
-    value = getattr(settings, name, None)
-    if name == "massive_api_url" and not value:
-        from dataengine.sources.massive_client import DEFAULT_URL
-
-        return DEFAULT_URL
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else shown
 
 
 def _clip(text: str, width: int) -> str:

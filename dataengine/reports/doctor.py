@@ -107,10 +107,16 @@ def effective_settings(settings: Settings) -> list[dict[str, str]]:
             shown = f"{str(value)[:4]}… ({len(str(value))} characters)"
         elif name in ("data_url", "massive_api_url"):
             shown = redact_url(str(value))
+        elif isinstance(value, float) and value.is_integer():
+            shown = str(int(value))  # keep_versions_days 30, not 30.0
         else:
             shown = str(value)
         if name == "data_url" and value is None:
             shown = "https://data.alpaca.markets"
+        if name == "massive_api_url" and not value:  # what the client uses when none is set
+            from dataengine.sources.massive_client import DEFAULT_URL
+
+            shown = DEFAULT_URL
         if name in ("massive_requests_per_minute", "massive_history_years") and value is None:
             shown = f"(the {settings.massive_plan} plan's)"
         if name == "processes" and value is None:
