@@ -85,11 +85,11 @@ def _other_disk_bytes(root: StorePath, datasets: list[str], counted: set[int]) -
             continue
         try:
             total += sum(disk(st) for _, st in (root / name).walk())
-        except StorageError:  # a directory not ours this account cannot read (lost+found at a mount's root,
-            # another user's .Trash-1000): left out of the total, as status does not stop for it
+        except StorageError:
             if name in (layout.METADATA_DIR, layout.ACTIONS_DIR):
                 raise
-
+            # a directory not ours this account cannot read (lost+found at a mount's root, another user's
+            # .Trash-1000): left out of the total, as status does not stop for it
     for name in datasets:  # a record still inside its dataset directory (stores written by earlier versions)
         legacy = root.store.stat(layout.legacy_dataset_record_path(root, name).key)
         total += legacy.disk_bytes if legacy is not None else 0

@@ -80,13 +80,13 @@ class S3Client:
         from botocore.config import Config
 
         self.bucket = bucket
-        # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this README
-        # use) wins over it and over a profile's region, as in those
         # Path-style addressing works on every S3-compatible service; retries are boto3's standard ones
         # (throttling and 5xx with backoff), and the pool fits every worker running 16 transfers at once.
         config = Config(retries={"max_attempts": 6, "mode": "standard"}, max_pool_connections=160,
                         s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=_read_timeout())
         try:
+            # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what the AWS CLI v2, the other SDKs and this
+            # README use) wins over it and over a profile's region, as in those
             self._session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
             self.s3 = self._session.client("s3", config=config)
         except Exception as exc:  # noqa: BLE001 - a bad region, endpoint, AWS_PROFILE or ~/.aws/config: one line
@@ -310,12 +310,11 @@ class S3Client:
         ``shared-credentials-file``, ``sso``, ``iam-role``...), never the credentials themselves."""
         try:
             creds = self._session.get_credentials()
+            credentials = f"from {creds.method}" if creds is not None else "none found"
         except Exception as exc:  # noqa: BLE001 - a credentials file or process that fails: said, not raised
-            return {"endpoint": self.s3.meta.endpoint_url or "(AWS default)",
-                    "region": self.s3.meta.region_name or "us-east-1", "credentials": f"unusable: {_setup_problem(exc)}"}
+            credentials = f"unusable: {_setup_problem(exc)}"
         return {"endpoint": self.s3.meta.endpoint_url or "(AWS default)",
-                "region": self.s3.meta.region_name or "us-east-1",
-                "credentials": f"from {creds.method}" if creds is not None else "none found"}
+                "region": self.s3.meta.region_name or "us-east-1", "credentials": credentials}
 
     def _error(self, action: str, key: str, exc: Exception) -> StorageError:
         code = _code(exc)
