@@ -114,9 +114,24 @@ def _render(frame: pl.DataFrame, fmt: str) -> str:
     import polars as pl
 
     try:
+        frame = _timestamps_as_text(frame)
         return frame.write_csv() if fmt == "csv" else frame.write_json() + "\n"
     except pl.exceptions.PolarsError as exc:
         raise UsageError(f"cannot render the result as {fmt}: {exc}; try --format json or parquet") from None
+
+
+def _timestamps_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Top-level datetime columns as RFC 3339 text (``2024-01-02T14:30:00+00:00``, a fraction only when there is
+    one), the same in csv and json. Left to Polars, csv wrote ``...00.000000+0000`` (an offset Python 3.10's
+    ``fromisoformat`` refuses) and json ``...00+00:00``, and naive times with a ``T`` in one and a space in the other."""
+    import polars as pl
+
+    texts = [
+        pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if dtype.time_zone else ""))
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime)
+    ]
+    return frame.with_columns(texts) if texts else frame
 
 
 def _write(frame: pl.DataFrame, fmt: str, output: Path) -> None:

@@ -58,6 +58,22 @@ def test_csv_and_json_to_stdout(store: Path, capsys: pytest.CaptureFixture[str])
     assert json.loads(capsys.readouterr().out) == [{"symbol": "AAPL", "n": 960}, {"symbol": "MSFT", "n": 960}]
 
 
+def test_csv_and_json_write_timestamps_alike(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One RFC 3339 form in both: csv used to write ``09:00:00.000000+0000`` (an offset Python 3.10's
+    ``datetime.fromisoformat`` refuses) where json wrote ``09:00:00+00:00``, and naive times differently too."""
+    sql = (
+        "select timestamp as t, timestamp + interval 1 microsecond as frac, timestamp::timestamp as naive, "
+        "timestamp::date as d from bars_1min where symbol = 'AAPL' order by t limit 1"
+    )
+    row = {"t": "2024-12-02T09:00:00+00:00", "frac": "2024-12-02T09:00:00.000001+00:00", "naive": "2024-12-02T09:00:00", "d": "2024-12-02"}
+    assert run(store, sql, "-f", "csv") == 0
+    assert capsys.readouterr().out == ",".join(row) + "\n" + ",".join(row.values()) + "\n"
+    assert run(store, sql, "-f", "json") == 0
+    assert json.loads(capsys.readouterr().out) == [row]
+    for text in row.values():
+        datetime.fromisoformat(text)  # what a Python reader (3.10 included) does with them
+
+
 def test_output_file_format_from_suffix(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "out.parquet"
     assert run(store, "select * from bars_1min where symbol = 'AAPL'", "--output", str(target)) == 0
