@@ -53,6 +53,29 @@ def test_a_cli_run_on_s3_is_exact_and_reports_its_requests_in_json_ledger_and_st
     assert code == 0 and "storage requests:" in out + err and " LIST" in out + err
 
 
+def test_the_progress_line_says_when_s3_stops_answering_and_the_run_still_ends_exact(alpaca, s3_store, s3_proxy) -> None:  # type: ignore[no-untyped-def]
+    """Partition writes held by the S3 side: the plain progress line (cron, pipes) says how long S3 has not
+    answered while the client waits; it used to show only the counters, and the cause was in no line until the
+    write failed minutes later. The watch's clock runs 30 times faster, so a 1 s hold reads as 30 s."""
+    import io
+
+    from dataengine.orchestration.progress import PlainProgress
+    from dataengine.storage.s3_client import client_for
+
+    client_for(s3_store[len("s3://"):].split("/")[0]).watch.clock = lambda: time.monotonic() * 30
+    rule = s3_proxy.add("delay", seconds=1.0, times=2, match=lambda r: r.method == "PUT" and "/symbol%3D" in r.path)
+    stream = io.StringIO()
+    result = IngestionPipeline(max_workers=2, progress=PlainProgress(stream, interval=0.1)).ingest_symbols(
+        ["AAPL", "MSFT"], "2024-01-25", "2024-02-06", "minute")
+    assert result.ok
+    assert rule.fired == 2
+    lines = stream.getvalue().splitlines()
+    assert any(re.search(r"\| S3 has not answered for \d+ s \(retrying\)$", line) for line in lines), lines
+    assert "S3 has not" not in lines[-1]  # the final line: the run's numbers only
+    s3_proxy.clear()
+    assert_store_equals(read_store(s3_store), expected(alpaca, ["AAPL", "MSFT"], "2024-01-25", "2024-02-06"))
+
+
 def test_a_nightly_update_lists_only_the_symbols_it_updates(alpaca, s3_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The cost rule of the issue: a nightly update of a few symbols must not LIST the whole store."""
     monkeypatch.setenv("DATAENGINE_DEFAULT_START", "2024-01-02")

@@ -26,7 +26,7 @@ from rich.segment import ControlType, Segment
 from rich.table import Table
 from rich.text import Text
 
-from dataengine.orchestration.progress import TrackingProgress, WorkerState, clock
+from dataengine.orchestration.progress import TrackingProgress, WorkerState, clock, store_trouble
 
 if TYPE_CHECKING:
     from dataengine.orchestration.result import IngestResult
@@ -136,11 +136,10 @@ class LiveProgress(TrackingProgress):
             Text(f"{lead} · elapsed {clock(elapsed)} · {failed} failed · {ok + failed}/{total} symbols · {ok} ok",
                  style="bold"),
         )
-        grid.add_row(
-            "", "", "",
-            f"{counters.get('throttled', 0)}× 429 · {counters.get('requests', 0):,} requests · "
-            f"{counters.get('retries', 0)} retries · {bars:,} bars · {units_done}/{units_total} chunks",
-        )
+        totals = (f"{counters.get('throttled', 0)}× 429 · {counters.get('requests', 0):,} requests · "
+                  f"{counters.get('retries', 0)} retries · {bars:,} bars · {units_done}/{units_total} chunks")
+        trouble = store_trouble(counters)  # first: at 80 columns the end of the line is what is cut
+        grid.add_row("", "", "", Text(f"{trouble} · {totals}", style="yellow") if trouble else totals)
         for w in sorted(workers, key=lambda w: _natural(w.name)):
             grid.add_row(w.name, *self._worker_cells(w, now, bar_width))
         if not self.title:

@@ -34,6 +34,7 @@ log = logging.getLogger("dataengine.progress")
 ETA_WINDOW_S = 60.0
 INFLIGHT_CAP = 0.95  # a unit in flight never counts more than this share of its estimate
 LONG_RUN_S = 3600.0  # a run this long shows a decimal percent: on the 9-hour main job 1 % is five minutes
+UNANSWERED_S = 10.0  # S3 silent this long is said on the progress line (its retries take minutes to fail a write)
 
 
 class ProgressReporter:
@@ -325,13 +326,14 @@ class PlainProgress(TrackingProgress):
         t = self.tally
         eta = None if final else t.eta_s()
         c = t.live_counters()
+        trouble = "" if final else store_trouble(c)
         with t.lock:
             ok, failed, total, bars = t.symbols_ok, t.symbols_failed, t.symbols_total, t.bars
         return (
             f"{t.percent(t.fraction(), eta)} | {ok}/{total} symbols done, {failed} failed | {bars:,} bars | "
             f"{c.get('requests', 0)} requests, {c.get('retries', 0)} retries, {c.get('throttled', 0)} throttled | "
             f"elapsed {clock(t.elapsed())}" + ("" if final else f", ETA {clock(eta) if eta is not None else '?'}")
-        )
+            + (f" | {trouble}" if trouble else ""))
 
     def _tick(self) -> None:
         while not self._stop.wait(self._interval):
@@ -363,6 +365,12 @@ def final_line(result: IngestResult, symbols_total: int, elapsed: float) -> str:
         f"{result.requests} requests, {result.retries} retries, {result.throttled} throttled | elapsed {clock(elapsed)}"
         + (f" | run {result.run_id}" if result.run_id else "")
     )
+
+
+def store_trouble(counters: dict[str, int]) -> str:
+    """What a display says of a store not answering (``store_unanswered_s`` of the live counters), or "" """
+    silent = counters.get("store_unanswered_s", 0)
+    return f"S3 has not answered for {silent} s (retrying)" if silent >= UNANSWERED_S else ""
 
 
 def _few(symbols: tuple[str, ...], shown: int = 8) -> str:

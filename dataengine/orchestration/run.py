@@ -74,7 +74,7 @@ class IngestRun:
         self.make_source = make_source
         self.progress = progress
         self.workers = workers
-        self.tally = RunTally(progress, sources)
+        self.tally = RunTally(progress, sources, storage.root.store.unanswered_s)
         self.failed_before = dict(failed_before or {})
         self._worker_numbers = itertools.count(1)
         # A worker's next page is fetched while it writes (not with decode processes: they read ahead already).

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -45,8 +45,11 @@ class RunTally:
     """What a run's worker threads share with its main thread, guarded by ``lock``: the stop flag, the sources
     made so far, how each symbol ended, the rows written."""
 
-    def __init__(self, progress: ProgressReporter, sources: Sequence[BarSource] = ()) -> None:
+    def __init__(
+        self, progress: ProgressReporter, sources: Sequence[BarSource] = (), unanswered: Callable[[], float] | None = None
+    ) -> None:
         self.progress = progress
+        self.unanswered = unanswered  # seconds the store has left requests unanswered (S3 not answering)
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.sources: list[BarSource] = list(sources)
@@ -57,11 +60,13 @@ class RunTally:
         self.written = WriteCounts()
 
     def counters(self) -> dict[str, int]:
-        """Live totals over all workers (read by progress displays and copied into the result)."""
+        """Live totals over all workers (read by progress displays and copied into the result), and
+        ``store_unanswered_s``: how long the store has left requests unanswered, for the displays to say."""
         total = RequestCounts()
         for source in list(self.sources):
             total.add(source.stats)
-        return {**asdict(total), "rows_written": self.written.rows_written, "rows_added": self.written.rows_added}
+        return {**asdict(total), "rows_written": self.written.rows_written, "rows_added": self.written.rows_added,
+                "store_unanswered_s": int(self.unanswered()) if self.unanswered is not None else 0}
 
     def fail_symbol(self, symbol: str, reason: str) -> None:
         with self.lock:

@@ -374,6 +374,9 @@ class LocalStore:
     def request_counts(self) -> dict[str, int]:
         return {}
 
+    def unanswered_s(self) -> float:
+        return 0.0
+
     def connection(self) -> dict[str, str]:
         return {}
 

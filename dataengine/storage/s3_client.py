@@ -11,13 +11,8 @@ connection reset, a LIST body cut short, which it reads itself), but not the bod
 streams: :meth:`S3Client.get` reads it whole and sends the GET again when it is cut short or times out. Every
 attempt is one HTTP request, counted as such. A write may carry a **fence** (the run lock's check): it is
 called right before each attempt goes on the wire, retries included, so a run that lost its lock while a
-request was backing off never sends it.
-
-An endpoint that stops answering (a hung proxy, a network cut: requests time out) costs one operation its
-retries (:data:`READ_TIMEOUT_S` each); until it answers again (for at most :data:`SILENT_S`) the others fail at
-once, but for one request every :data:`PROBE_S` that asks: a run on a hung S3 ends in a couple of minutes with
-the first operation's error, not after minutes of retries per operation, and a store that comes back is used
-again at its first answer. A refused or reset connection fails fast by itself and is left to the retries.
+request was backing off never sends it. An endpoint that stops answering is watched by
+:mod:`dataengine.storage.s3_endpoint_watch`.
 """
 
 from __future__ import annotations
@@ -33,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataengine.errors import ConfigError, LockError, StorageError, UsageError
+from dataengine.storage.s3_endpoint_watch import PROBE_S, EndpointSilent, EndpointWatch
 
 _KIND = {"ListObjectsV2": "LIST", "GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT",
          "DeleteObject": "DELETE", "HeadBucket": "HEAD", "CopyObject": "PUT"}
@@ -42,12 +38,6 @@ _CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", 
 # How long a request may wait for the endpoint's next bytes (DATAENGINE_S3_TIMEOUT): boto3's 60 s, times seven
 # attempts, kept a run on a hung endpoint going for seven minutes per operation.
 READ_TIMEOUT_S = 20.0
-SILENT_S = 60.0  # after an operation timed out through all its retries, the others fail at once, at most this long
-PROBE_S = 5.0  # ... but for one request this often, which asks whether the endpoint answers again
-
-
-class _EndpointSilent(Exception):
-    """Raised before a request is sent while the endpoint is known not to answer (never retried by botocore)."""
 
 
 @dataclass(frozen=True)
@@ -95,29 +85,13 @@ class S3Client:
         self._written: dict[str, S3Stat] = {}  # what this process PUT last, by key: its ETag without a HEAD
         self._counts_guard = threading.Lock()
         self._local = threading.local()  # the fence of the write this thread is sending, if any
-        self.clock: Callable[[], float] = time.monotonic  # the test seam of the silent window
-        self._silent_until = float("-inf")
-        self._next_probe = float("-inf")
-        self._silent_why = ""
+        self.watch = EndpointWatch()
         # right before each HTTP request goes out, retries included: first the fence, then the count of what
         # the service bills (a request the fence stops is never sent, nor counted)
-        self.s3.meta.events.register("before-send.s3", self._check_answering)
-        self.s3.meta.events.register("after-call.s3", self._answered)  # any HTTP answer, errors included
+        self.s3.meta.events.register("before-send.s3", lambda **_: self.watch.check())
+        self.s3.meta.events.register("after-call.s3", lambda **_: self.watch.answered())  # any status, errors too
         self.s3.meta.events.register("before-send.s3", self._check_fence)
         self.s3.meta.events.register("before-send.s3", self._count)
-
-    def _check_answering(self, **_: Any) -> None:
-        now = self.clock()
-        if now >= self._silent_until:
-            return
-        with self._counts_guard:
-            if now >= self._next_probe:
-                self._next_probe = now + PROBE_S
-                return  # this request asks
-        raise _EndpointSilent(self._silent_why)
-
-    def _answered(self, **_: Any) -> None:
-        self._silent_until = float("-inf")
 
     def _check_fence(self, **_: Any) -> None:
         fence = getattr(self._local, "fence", None)
@@ -128,6 +102,7 @@ class S3Client:
         operation = event_name.rsplit(".", 1)[-1]
         with self._counts_guard:
             self._counts[_KIND.get(operation, operation)] += 1
+        self.watch.sent()
 
     def request_counts(self) -> dict[str, int]:
         with self._counts_guard:
@@ -328,13 +303,11 @@ class S3Client:
             return StorageError(f"cannot {action} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
                                 "AWS_SECRET_ACCESS_KEY, or a profile)")
         message = str(exc).splitlines()[0] if str(exc) else name
-        if isinstance(exc, _EndpointSilent):
+        if isinstance(exc, EndpointSilent):
             return StorageError(f"cannot {action} {where}: the S3 endpoint stopped answering ({message}); it is "
                                 f"asked again every {PROBE_S:.0f} s until it answers")
         if _silent(exc):
-            with self._counts_guard:
-                now = self.clock()
-                self._silent_until, self._next_probe, self._silent_why = now + SILENT_S, now + PROBE_S, message
+            self.watch.timed_out(message)
         return StorageError(f"cannot {action} {where}: {message}")
 
 

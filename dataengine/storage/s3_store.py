@@ -346,5 +346,8 @@ class S3Store:
     def request_counts(self) -> dict[str, int]:
         return self.client.request_counts()
 
+    def unanswered_s(self) -> float:
+        return self.client.watch.unanswered_s()
+
     def connection(self) -> dict[str, str]:
         return self.client.connection()

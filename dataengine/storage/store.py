@@ -233,6 +233,11 @@ class Store(Protocol):
         """Requests this process sent to the store's service, by kind (what it bills); {} for local files."""
         ...
 
+    def unanswered_s(self) -> float:
+        """Seconds the store's service has left this process's requests unanswered (S3 not answering while its
+        retries run); 0 when it answers, and always for local files."""
+        ...
+
     def connection(self) -> dict[str, str]:
         """How the store is reached, as ``doctor`` shows it (S3: endpoint, region, where the credentials came
         from; never a secret); {} for local files."""

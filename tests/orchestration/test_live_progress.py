@@ -138,6 +138,21 @@ def test_rows_per_worker_with_symbol_chunk_progress_waits_and_idle() -> None:
     assert "waiting" not in text_of(console, progress.render())
 
 
+def test_a_store_not_answering_leads_the_counters_line_and_leaves_with_the_answer() -> None:
+    """S3 silent for 10 s or more is said first on the counters line (at 80 columns its end is what is cut)."""
+    console, _ = terminal(width=80)
+    counters = {"requests": 12, "retries": 0, "throttled": 0, "store_unanswered_s": 45}
+    progress = LiveProgress(console, clock=FakeClock())
+    progress.tally.begin(1, 1, 10_000, lambda: dict(counters))
+    assert text_of(console, progress.render()).splitlines()[1].split()[:7] == ["S3", "has", "not", "answered", "for", "45", "s"]
+    counters["store_unanswered_s"] = 9  # a slow answer, not a silent endpoint
+    assert "answered" not in text_of(console, progress.render())
+    plain = PlainProgress(io.StringIO())
+    plain.tally.begin(1, 1, 10_000, lambda: {**counters, "store_unanswered_s": 45})
+    assert plain.status_line().endswith(" | S3 has not answered for 45 s (retrying)")
+    assert "answered" not in plain.status_line(final=True)
+
+
 def test_live_display_draws_on_the_terminal_and_stops() -> None:
     console, buffer = terminal()
     progress = LiveProgress(console, refresh_per_second=10)

@@ -74,16 +74,17 @@ def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_t
     """A hung S3 (a proxy that takes requests and never answers) kept a run going for minutes: every operation,
     the run's clean-up included, waited through retries of its own. Now the first one's failure is everyone's
     for SILENT_S; then the endpoint is asked again."""
-    from dataengine.storage.s3_client import PROBE_S, SILENT_S, forget_clients
+    from dataengine.storage.s3_client import forget_clients
+    from dataengine.storage.s3_endpoint_watch import PROBE_S, SILENT_S
 
     monkeypatch.setenv("DATAENGINE_S3_TIMEOUT", "0.2")
     forget_clients()
     root = open_store(s3_store)
     path = root / "metadata/runs/one.json"
     path.write_bytes(b"{}")
-    client = root.store.client
-    now = [client.clock()]
-    client.clock = lambda: now[0]
+    watch = root.store.client.watch
+    now = [watch.clock()]
+    watch.clock = lambda: now[0]
     s3_proxy.add("delay", seconds=1.0)  # longer than the read timeout: no byte comes back in time
     with pytest.raises(StorageError, match=r"cannot write s3://.*/metadata/runs/one.json: Read timeout"):
         path.write_bytes(b"[]")
@@ -107,6 +108,34 @@ def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_t
     s3_proxy.clear()
     now[0] += SILENT_S  # silent again, and nobody asked for the whole window: back to normal after it
     assert path.read_bytes() == b"[]"
+
+
+def test_how_long_the_endpoint_has_left_requests_unanswered_is_known_while_they_wait(
+    s3_proxy: FaultProxy, s3_store: str
+) -> None:
+    """What a run's progress line says while S3 does not answer (its retries take minutes to fail a write): the
+    time since the first request sent after the last answer, 0 again at the next answer."""
+    import threading
+
+    root = open_store(s3_store)
+    path = root / "metadata/runs/slow.json"
+    path.write_bytes(b"{}")
+    watch = root.store.client.watch
+    now = [watch.clock()]
+    watch.clock = lambda: now[0]
+    assert root.store.unanswered_s() == 0.0
+    s3_proxy.add("delay", seconds=1.0, times=1)
+    reader = threading.Thread(target=path.read_bytes)
+    reader.start()
+    deadline = time.monotonic() + 5
+    while root.store.unanswered_s() == 0.0:  # time passes on the watch's clock until the GET is on the wire
+        now[0] += 1.0
+        assert time.monotonic() < deadline, "the GET was never sent"
+        time.sleep(0.01)
+    now[0] += 45
+    assert root.store.unanswered_s() >= 45
+    reader.join()
+    assert root.store.unanswered_s() == 0.0  # answered
 
 
 def test_a_refused_connection_is_left_to_the_retries(s3_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
