@@ -257,3 +257,29 @@ def test_todays_minutes_not_yet_fetched_or_still_to_come_are_not_quiet(alpaca, c
     ingest(capsys, "AAPL", "--days", "5")
     report = gaps(capsys, "AAPL")[1]["symbols"][0]
     assert report["quiet_bars"] == 0 and report["bars"] > 0
+
+
+def test_a_symbol_whose_recorded_months_are_all_gone_is_judged_as_the_planner_plans_it(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """THIN was fetched for February, then February's file was deleted, and March's bars were put in the store
+    without a coverage record. The planner does not adopt March (THIN is in the ledger, so its bars outside the
+    ledger are not taken as fetched): it fetches February and March. gaps must say the same: February fetched
+    once and gone, March never fetched, and no quiet minute judged in bars no run recorded (it used to judge
+    March as adopted, and count its thin minutes quiet)."""
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    alpaca.universe = Universe(thin={"THIN"})
+    ingest_feb(alpaca, capsys, ["THIN"])
+    (tmp_path / "store/equities_1min/symbol=THIN/year=2024/month=02/data.parquet").unlink()
+    march = expected(alpaca, ["THIN"], "2024-03-01", "2024-03-28")
+    ParquetStorage(tmp_path / "store").store(march, "minute")  # no coverage record
+    code, report = gaps(capsys, "THIN", "--start", "2024-02-01", "--end", "2024-03-28")
+    (symbol,) = report["symbols"]
+    assert code == 1 and symbol["bars"] == march.height > 0
+    assert symbol["fetched_once"] == [["2024-02-01", "2024-02-29"]]
+    assert symbol["never_fetched"] == [["2024-03-01", "2024-03-28"]]
+    assert symbol["quiet_bars"] == 0
+    alpaca.reset_log()
+    code, report = gaps(capsys, "THIN", "--start", "2024-02-01", "--end", "2024-03-28", "--repair")
+    assert code == 0 and report["symbols"][0]["never_fetched"] == report["symbols"][0]["fetched_once"] == []
+    assert min(r.params["start"][:10] for r in alpaca.requests) == "2024-02-01"  # both months asked for again
+    assert_store_equals(read_store(tmp_path / "store"), expected(alpaca, ["THIN"], "2024-02-01", "2024-03-28"))
