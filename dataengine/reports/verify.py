@@ -22,9 +22,9 @@ import polars as pl
 from dataengine.datasets import DatasetKey, dataset_prefixes
 from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
 from dataengine.storage import layout
-from dataengine.storage.atomic import held_by_this_process
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
+from dataengine.storage.process_identity import held_by_this_process
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import (

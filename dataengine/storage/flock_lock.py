@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dataengine.errors import StorageError
-from dataengine.storage.atomic import holder_alive, process_record
+from dataengine.storage.process_identity import holder_alive, process_record
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import ConfigError
-from dataengine.storage.atomic import holder_alive, process_record
+from dataengine.storage.process_identity import holder_alive, process_record
 
 if TYPE_CHECKING:
     from dataengine.storage.store import Store

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataengine.errors import StorageError, UsageError
-from dataengine.storage import atomic, local_listing
+from dataengine.storage import atomic, local_listing, process_identity
 from dataengine.storage.file_log import FileLog
 from dataengine.storage.flock_lock import FlockBackend, read_holder_file
 from dataengine.storage.local_listing import stat_of
@@ -268,7 +268,7 @@ class LocalStore:
                 continue
             for name in names:
                 pid, target = atomic.temp_owner_pid(name), atomic.temp_target(name)
-                if pid is None or target is None or atomic.pid_alive(pid) or not _is_our_target(target, targets):
+                if pid is None or target is None or process_identity.pid_alive(pid) or not _is_our_target(target, targets):
                     continue
                 with contextlib.suppress(OSError):
                     os.unlink(path / name)

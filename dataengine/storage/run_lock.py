@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from dataengine.errors import LockError
-from dataengine.storage.atomic import holder_alive
+from dataengine.storage.process_identity import holder_alive
 from dataengine.storage.store import LockBackend, StorePath, open_store
 
 log = logging.getLogger(__name__)
