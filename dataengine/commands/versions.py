@@ -37,7 +37,9 @@ def versions(
     source: SourceOpt = None,
 ) -> None:
     """List a dataset's versions (every run that changed it is one), newest first: number, time, run, what
-    made it, partitions and rows changed, tags. Other engines open the Delta table it names (delta_path).
+    made it, partitions changed, rows added and rows removed (a partition fetched again counts its old rows as
+    removed and its new ones as added, so a re-fetch that changed values shows both), tags. Other engines open
+    the Delta table it names (delta_path).
 
     Examples: dataengine versions · dataengine versions -t day --json · dataengine versions --prune --keep-days 7
     · dataengine versions --prune -t day
@@ -87,20 +89,29 @@ def render(report: dict[str, Any]) -> str:
         return f"{report['dataset']}: no versions yet (the next run makes the first)"
     lines = [f"{report['dataset']}: current version {report['current']}, {report['kept_bytes']:,} bytes held only by "
              f"older versions · Delta table {report['delta_path']}", ""]
-    lines.append(f"{'version':>7}  {'committed (UTC)':<24}  {'reason':<10}  {'partitions':>10}  {'rows':>12}  run / tags")
+    # added and removed apart, never their net: a re-fetch that replaced every value of a partition adds as many
+    # rows as it removes, and "+0" read as "nothing happened" (a user's trial)
+    lines.append(f"{'version':>7}  {'committed (UTC)':<24}  {'reason':<10}  {'partitions':>10}  {'rows added':>12}  "
+                 f"{'rows removed':>12}  run / tags")
     for v in report["versions"]:
-        rows = "?" if v["rows_changed"] is None else f"{v['rows_changed']:+,}"
+        added, removed = _signed(v["rows_added"], "+"), _signed(v["rows_removed"], "-")
         reason = "refetch" if v["reason"] == "refetch-after-corporate-action" else v["reason"] or ""
         tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
         if not v.get("readable", True):
             tags += "  (pruned: no longer readable)"
         lines.append(f"{v['version']:>7}  {utc_text(datetime.fromisoformat(v['timestamp'])):<24}  {reason:<10}  "
-                     f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {rows:>12}  {v['run_id'] or ''}{tags}")
-    if any(v["rows_changed"] is None or v["partitions"] is None for v in report["versions"]):
+                     f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {added:>12}  {removed:>12}  "
+                     f"{v['run_id'] or ''}{tags}")
+    if any(v["rows_added"] is None or v["rows_removed"] is None or v["partitions"] is None for v in report["versions"]):
         lines += ["", "?: not counted. A version that took in files already there (adopt: a store's first version; "
                   "repair: verify --repair recording files as they are) records their sizes, not their rows, so as "
                   "not to read every file back."]
     return "\n".join(lines)
+
+
+def _signed(rows: int | None, sign: str) -> str:
+    """``+19,200`` / ``-19,200``; ``0`` without a sign; ``?`` when the version did not count them."""
+    return "?" if rows is None else f"{sign}{rows:,}" if rows else "0"
 
 
 def tag_command(

@@ -69,3 +69,20 @@ def test_versions_of_a_dataset_the_store_lacks_is_exit_2_naming_those_it_holds(a
     assert "no dataset equities_1week in " in err and "(this store holds equities_1day: name one" in err
     code, out, _ = run_cli(capsys, "versions", "-t", "week", "--json")
     assert code == 2 and json.loads(out)["exit_code"] == 2
+
+
+def test_a_refetch_that_replaced_every_value_shows_the_rows_it_added_and_removed(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The trial: a --full-refresh that rewrote February with new prices showed rows '+0' (the net count), which
+    read as 'nothing happened', while --json said 20 rows added and 20 removed."""
+    p = IngestionPipeline(max_workers=2)
+    assert p.ingest_symbols(["MSFT"], "2024-02-01", "2024-02-29", "day").version == 0
+    alpaca.universe.announce("forward_split", symbol="MSFT", ex_date="2024-06-10", process_date="2024-06-10",
+                             new_rate=2, old_rate=1)  # raw prices before it are twice what they were
+    assert p.ingest_symbols(["MSFT"], "2024-02-01", "2024-02-29", "day", full_refresh=True).version == 1
+    code, out, _ = run_cli(capsys, "versions", "-t", "day")
+    header, *rows = out.splitlines()[2:]
+    assert code == 0 and header.split()[4:9] == ["partitions", "rows", "added", "rows", "removed"]
+    assert [row.split()[3:6] for row in rows] == [["1", "+20", "-20"], ["1", "+20", "0"]]
+    code, out, _ = run_cli(capsys, "versions", "-t", "day", "--json")
+    replaced = json.loads(out)["versions"][0]
+    assert (replaced["rows_added"], replaced["rows_removed"], replaced["rows_changed"]) == (20, 20, 0)
