@@ -20,7 +20,8 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     runs: Annotated[int, typer.Option("--runs", metavar="N", help="How many recent runs to show.", min=0)] = 5,
 ) -> None:
-    """Show the store: size, datasets (symbols, rows, first/last bar, feed), recent runs and indices.
+    """Show the store: size, datasets (symbols, rows, first/last bar, feed), recent runs (each with the
+    version of its dataset it left) and indices.
 
     Examples: dataengine status · dataengine status AAPL --json
 
@@ -78,10 +79,11 @@ def render_store(report: dict[str, Any]) -> str:
         lines.append("No bars stored yet.")
     lines += ["", "Recent runs:" if report["runs"] else "Recent runs: none recorded"]
     lines += _table(
-        ["run", "started (UTC)", "took", "outcome", "symbols ok/failed", "rows written", "command"],
+        ["run", "started (UTC)", "took", "outcome", "symbols ok/failed", "rows written", "version", "command"],
         [
             [r["run_id"], _when(r["started"]), f"{r['elapsed_s']:.1f}s", f"{r['outcome']} ({r['exit_code']})",
-             f"{r['symbols_ok']}/{r['symbols_failed']}", f"{r['rows_written']:,}", _clip(r["command"], 60)]
+             f"{r['symbols_ok']}/{r['symbols_failed']}", f"{r['rows_written']:,}", _version(r.get("version")),
+             _clip(r["command"], 60)]
             for r in report["runs"]
         ],
         indent="  ",
@@ -180,6 +182,11 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def _version(version: int | None) -> str:
+    """The version a run left; ``-`` for none (its commit failed, or a ledger line from before runs named it)."""
+    return "-" if version is None else str(version)
 
 
 def _clip(text: str, width: int) -> str:

@@ -123,6 +123,9 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "symbols_ok": len(record.successful),
         "symbols_failed": len(record.failed),
         "rows_written": record.rows_written,
+        # the dataset's version the run left (what a backtest pins); None from a ledger line written before runs
+        # recorded it, or when the run's commit failed (version_error)
+        "version": record.version,
         "requests": record.requests,
         "error": record.error,
         "command": " ".join(record.command),

@@ -288,3 +288,21 @@ def test_a_run_fills_the_status_cache_from_what_it_wrote_without_reading_a_foote
     assert [r[3] for r in bars] == by_symbol["rows"].to_list()
     assert [int(r[1].timestamp() * 1_000_000) for r in bars] == by_symbol["first_us"].to_list()
     assert [int(r[2].timestamp() * 1_000_000) for r in bars] == by_symbol["last_us"].to_list()
+
+
+def test_each_recent_run_names_the_version_it_left(alpaca, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """The trial: the docs say status names the version a run left, but neither its table nor --json did. A
+    ledger line written before runs recorded a version still shows (as '-', null)."""
+    ledger = tmp_path / "store" / "metadata" / "runs.jsonl"
+    for end in ("2024-01-31", "2024-02-29"):
+        assert main(["ingest", "AAPL", "--start", "2024-01-02", "--end", end, "-t", "day"]) == 0
+    with ledger.open("a") as lines:  # no "version" key, as older dataengines wrote
+        lines.write(json.dumps({"run_id": "older", "started": "2024-01-01T00:00:00+00:00", "exit_code": 0}) + "\n")
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    runs = json.loads(capsys.readouterr()[0])["runs"]
+    assert [r["version"] for r in runs] == [1, 0, None]  # newest first: "older" started before both
+    assert main(["status"]) == 0
+    table = capsys.readouterr()[0].split("Recent runs:\n")[1].split("\n\n")[0].splitlines()
+    column = table[0].index("version")
+    assert [line[column:].split()[0] for line in table] == ["version", "1", "0", "-"]
