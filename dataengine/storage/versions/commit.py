@@ -100,7 +100,7 @@ def commit_run(table: VersionTable, ticket: RunTicket, changes: Iterable[Partiti
         logger.warning("%s: run(s) %s ended without committing; taking in what they changed", table.dataset,
                        ", ".join(dead))
         own = {c.key for c in changes}
-        changes += [c for c in dataset_drift(table, state) if c.key not in own]
+        changes += counted(table, [c for c in dataset_drift(table, state) if c.key not in own])
     staged = link_changes(table, ticket.run_id, changes, state)
     result = write_version(table, staged, provenance, state, txn=ticket.txn, recovered=tuple(dead))
     _clear_markers(table, list(markers))  # dead ones are covered now; stale ones were committed
@@ -240,6 +240,29 @@ def dataset_drift(table: VersionTable, state: TableState | None) -> list[Partiti
         assert parsed is not None
         drift.append(PartitionFile(*parsed, path=None))
     return drift
+
+
+def counted(table: VersionTable, changes: Sequence[PartitionFile], batch: int = 64) -> list[PartitionFile]:
+    """``changes`` with the rows of each file read from its footer: what a killed run wrote arrives with no
+    count, and one unknown count made its whole version's rows unknown ('?' in ``dataengine versions``). Only
+    for what one run wrote (an adoption takes in a whole dataset, whose files it does not read back). A file
+    gone or unreadable keeps no count (``verify`` names it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out: list[PartitionFile] = []
+    for start in range(0, len(changes), batch):  # a batch of files in memory at a time, read in parallel
+        part = changes[start:start + batch]
+        bodies = table.files.read_many([c.path for c in part if c.path is not None])
+        found = iter(bodies)
+        for change in part:
+            body = next(found) if change.path is not None else None
+            try:
+                rows = pq.read_metadata(pa.BufferReader(body)).num_rows if body is not None else None
+            except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+                rows = None
+            out.append(replace(change, rows=rows) if rows is not None else change)
+    return out
 
 
 # -- runs in progress ------------------------------------------------------------------------------------
