@@ -88,7 +88,11 @@ def verify_command(
         if report.repaired and not json_out:
             kept = (f"; the {report.quarantined} damaged file(s) kept in "
                     f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}") if report.quarantined else ""
-            typer.echo(f"repaired {report.repaired} partition(s): fetched again{kept}")
+            fetched = report.repaired - report.restored
+            how = ", ".join(part for part in (
+                f"{report.restored} put back from the latest version's copy (the bytes stored, nothing fetched)"
+                if report.restored else "", f"{fetched} fetched again" if fetched else "") if part)
+            typer.echo(f"repaired {report.repaired} partition(s): {how}{kept}")
         for note in report.mended if not json_out else ():
             typer.echo(f"repaired: {note}")
     code = repair_exit((report.repair or {}).values(), clean=report.ok)

@@ -38,6 +38,7 @@ from dataengine.storage.versions import (
     mend_log,
     tags,
     unrecorded,
+    version_copy,
 )
 from dataengine.timerange import ny_month_end, ny_month_start
 
@@ -79,7 +80,8 @@ class VerifyReport:
     version_datasets: list[str] = field(default_factory=list)  # the datasets those problems are of
     elapsed_s: float = 0.0
     repair: dict[str, Any] | None = None  # per dataset, the repair run's result
-    repaired: int = 0  # damaged or missing partitions a repair set aside and fetched again
+    repaired: int = 0  # damaged or missing partitions a repair made whole: put back from a version, or fetched again
+    restored: int = 0  # of those, the ones put back from the latest version's copy of their file (nothing fetched)
     quarantined: int = 0  # of those, the damaged ones whose file it kept in metadata/quarantine/ (not the missing)
     # months a repair set aside and did not fetch again whole (it was stopped, or their symbol failed): their
     # files, if any, are whole, so only gaps (their coverage was dropped) and this list tell
@@ -156,14 +158,15 @@ def verify_and_repair(
         mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
         version_datasets = set(report.version_datasets)
         mended += _version_log_repairs(root, version_datasets)
-        runs = repair(root, report, pipeline) if report.damage else {}
+        runs, restored = repair(root, report, pipeline) if report.damage else ({}, [])
         mended += _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
         after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     done = {(dataset, symbol) for dataset, run in runs.items() for symbol in run.successful}
-    after.repaired = sum(1 for d in report.damage if (d.dataset, d.symbol) in done)
-    after.unrepaired = [f"{d.dataset} {d.symbol} {d.year}-{d.month:02d}" for d in report.damage
-                        if (d.dataset, d.symbol) not in done]
+    fetched = [d for d in report.damage if d not in restored]
+    after.restored = len(restored)
+    after.repaired = len(restored) + sum(1 for d in fetched if (d.dataset, d.symbol) in done)
+    after.unrepaired = [f"{d.dataset} {d.symbol} {d.year}-{d.month:02d}" for d in fetched if (d.dataset, d.symbol) not in done]
     after.quarantined = sum(1 for d in report.damage if d.kind != "missing")
     after.mended = mended
     return after
@@ -189,12 +192,17 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
     more version per repaired dataset, if anything differs; a note for each version made."""
     from dataengine.storage.run_ledger import new_run_id
     from dataengine.storage.run_versions import DatasetVersion
-    from dataengine.storage.versions import Provenance, current_version
+    from dataengine.storage.versions import Provenance, current_version, restore_version_files
 
     notes = []
     for dataset in sorted(datasets):
         version = DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair"))
         before = current_version(version.table)
+        # a file of the latest version lost, its bytes still the dataset's: linked back, not a new version
+        restored = restore_version_files(version.table)
+        if restored:
+            notes.append(f"{len(restored)} file(s) of version {before} of {dataset} linked back from the dataset "
+                         "(the same bytes): every version that named them reads again")
         version.sync()
         mended = mend(version.table, version.provenance)  # a file the latest version names, lost: re-linked
         for problem in mended.unresolved:
@@ -254,25 +262,38 @@ def _older_problems(table: VersionTable, known: set[str], every: bool) -> list[s
     return out
 
 
-def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> dict[str, IngestResult]:
-    """Move damaged files to ``metadata/quarantine/`` (never deleted), drop their coverage, and fetch exactly
-    those months again through ``pipeline``. Returns each dataset's repair run. Call it with the store held
+def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> tuple[dict[str, IngestResult], list[Damage]]:
+    """Move damaged files to ``metadata/quarantine/`` (never deleted). Put each month back from the latest
+    version's copy of its file when that copy is whole and not the damaged file itself (the bytes the store
+    held, nothing fetched); drop the others' coverage and fetch exactly those months again through
+    ``pipeline``. Returns each dataset's repair run and the damage put back. Call it with the store held
     (:meth:`IngestionPipeline.holding_store`): nothing may write between setting a file aside and fetching it."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
     ledgers: dict[str, CoverageLedger] = {}
+    restored: list[Damage] = []
     for item in report.damage:
         path = layout.partition_path(root, item.dataset, item.symbol, item.year, item.month)
-        if path.is_file():
+        found = root.store.stat(path.key)
+        copy = version_copy(VersionTable.of(root, item.dataset), item.symbol, item.year, item.month,
+                            damaged=found.tag if found is not None else None)
+        if found is not None:
             aside = layout.quarantine_dir(root, stamp) / path.relative_to(root)
             root.store.move(path.key, aside.key)
             log.warning("moved %s aside to %s", path, aside)
+        if copy is not None:
+            root.store.link(copy, path.key)
+            log.warning("put %s back from the latest version's copy %s", path, copy)
+            restored.append(item)
+            continue
         span = (ny_month_start(item.year, item.month), ny_month_end(item.year, item.month))
         ledger = ledgers.setdefault(item.dataset, CoverageLedger(layout.coverage_path(root, item.dataset)))
         ledger.forget(item.symbol, *span)
         by_dataset.setdefault(item.dataset, {}).setdefault(item.symbol, []).append(span)
     index = FooterCache(root)
     results: dict[str, IngestResult] = {}
+    for dataset in sorted({d.dataset for d in restored} - set(by_dataset)):
+        index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in restored if d.dataset == dataset])
     for dataset, ranges in sorted(by_dataset.items()):
         key = DatasetKey.from_name(dataset)
         index.forget_gone(dataset, [(d.symbol, d.year, d.month) for d in report.damage if d.dataset == dataset])
@@ -285,4 +306,4 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
             results[dataset] = stopped
         if results[dataset].interrupted:  # a stop ends the repair: the other datasets' months stay unrepaired
             break
-    return results
+    return results, restored

@@ -29,8 +29,10 @@ def test_a_repair_says_which_files_it_kept_aside(alpaca, capsys, tmp_path: Path)
     names the quarantine only for damaged files it kept."""
     assert run_cli(capsys, "-q", "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-02-29", "-t", "day")[0] == 0
     (tmp_path / "store/equities_1day/symbol=AAPL/year=2024/month=01/data.parquet").unlink()
-    code, out, _ = run_cli(capsys, "verify", "--repair")
-    assert code == 0 and "repaired 1 partition(s): fetched again\n" in out and "quarantine" not in out
+    for name in ("data.parquet", *(p.name for p in (tmp_path / "store/metadata/versions/equities_1day/symbol=AAPL/year=2024/month=01").iterdir())):
+        (tmp_path / "store/metadata/versions/equities_1day/symbol=AAPL/year=2024/month=01" / name).unlink(missing_ok=True)
+    code, out, _ = run_cli(capsys, "verify", "--repair")  # its version's copy gone too: fetched again
+    assert code == 0 and "repaired 1 partition(s): 1 fetched again\n" in out and "quarantine" not in out
     (tmp_path / "store/equities_1day/symbol=MSFT/year=2024/month=02/data.parquet").write_bytes(b"not parquet")
-    code, out, _ = run_cli(capsys, "verify", "--repair")
-    assert code == 0 and "repaired 1 partition(s): fetched again; the 1 damaged file(s) kept in " in out
+    code, out, _ = run_cli(capsys, "verify", "--repair")  # damaged in place: its version's copy (a link) too
+    assert code == 0 and "repaired 1 partition(s): 1 fetched again; the 1 damaged file(s) kept in " in out

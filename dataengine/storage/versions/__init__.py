@@ -54,6 +54,7 @@ from dataengine.storage.versions.read import (
     snapshot,
     version_at,
 )
+from dataengine.storage.versions.restore import restore_version_files, version_copy
 from dataengine.storage.versions.retention import PruneResult, prune, tag, tags, untag
 from dataengine.storage.versions.verify import MendResult, Problem, check, mend, unrecorded
 
@@ -90,6 +91,7 @@ __all__ = [
     "mend",
     "mend_log",
     "prune",
+    "restore_version_files",
     "snapshot",
     "sync",
     "tag",
@@ -97,4 +99,5 @@ __all__ = [
     "unrecorded",
     "untag",
     "version_at",
+    "version_copy",
 ]

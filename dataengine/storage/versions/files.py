@@ -35,11 +35,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One file: its store-relative path, size in bytes and fingerprint (see the module docstring)."""
+    """One file: its store-relative path, size in bytes, fingerprint (see the module docstring) and when it was
+    written (epoch seconds; 0 where not asked)."""
 
     path: str
     size: int
     fingerprint: str
+    modified: float = 0.0
 
 
 class VersionFiles(Protocol):
@@ -139,7 +141,7 @@ class StoreFiles:
 
     def stat(self, path: str) -> FileInfo | None:
         found = self.store.stat(path)
-        return FileInfo(path, found.size, found.tag) if found is not None else None
+        return FileInfo(path, found.size, found.tag, found.modified) if found is not None else None
 
     def stat_many(self, paths: Sequence[str]) -> list[FileInfo | None]:
         return [FileInfo(p, st.size, st.tag) if st is not None else None

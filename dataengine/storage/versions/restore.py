@@ -1,0 +1,92 @@
+"""Putting lost bytes back from their other name, for ``verify --repair``.
+
+A partition's file and the file the latest version names for it are one set of bytes under two names (locally a
+hard link, on S3 a server-side copy). When one name is lost and the other still holds the bytes, a repair puts
+them back instead of fetching the month again from the vendor (which may serve other bars today) or recording
+the dataset as a new version (which leaves every pinned version that named the lost file unreadable):
+
+- :func:`version_copy`: a partition deleted or damaged in the dataset, its version file whole: link it back.
+- :func:`restore_version_files`: a file of the latest version deleted (under ``metadata/versions/``), the
+  dataset's file the same bytes by every sign left (its size, its rows, written by that run and before the
+  latest commit): link it back under the version's name, and every version that named it reads again.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime, timezone
+
+from dataengine.storage.versions.log import read_state
+from dataengine.storage.versions.log_entries import read_commit_info
+from dataengine.storage.versions.model import DATA_FILE, VersionTable, partition_dir
+from dataengine.storage.versions.verify import check
+
+log = logging.getLogger(__name__)
+
+CLOCK_SLACK_S = 300.0  # an S3 server's clock against ours, when a file's time is compared with a run's
+
+
+def version_copy(table: VersionTable, symbol: str, year: int, month: int, damaged: str | None = None) -> str | None:
+    """The file the latest version names for this partition, when it is there whole (its recorded size, every
+    page readable, its recorded rows) and is not ``damaged`` (the fingerprint of the dataset's damaged file: a
+    hard link shares the damage). None when there is none to restore from."""
+    state = read_state(table)
+    if state is None:
+        return None
+    named = state.by_key([partition_dir(symbol, year, month)]).get(partition_dir(symbol, year, month))
+    if named is None:
+        return None
+    path, size, rows = named
+    key = f"{table.path}/{path}"
+    info = table.files.stat(key)
+    if info is None or info.size != size or (damaged is not None and info.fingerprint == damaged):
+        return None
+    return key if _whole(table, key, rows) else None
+
+
+def restore_version_files(table: VersionTable) -> list[str]:
+    """Link back each file of the latest version that is missing, from the dataset's file of that partition
+    when it holds the same bytes by every sign left; the partition directories restored."""
+    missing = [problem for problem in check(table) if problem.actual_size is None]
+    if not missing:
+        return []
+    state = read_state(table)
+    assert state is not None  # check() found files of it
+    committed = read_commit_info(table, state.version).get("timestamp", 0) / 1000
+    restored = []
+    for problem in missing:
+        key = partition_dir(problem.symbol, problem.year, problem.month)
+        source = f"{table.dataset_path}/{key}/{DATA_FILE}"
+        info = table.files.stat(source)
+        written_by = _run_started(problem.path)
+        if info is None or info.size != problem.expected_size or written_by is None:
+            continue
+        if not written_by - CLOCK_SLACK_S <= info.modified <= committed + CLOCK_SLACK_S:
+            continue  # written outside that run: other bytes, whatever their size
+        if not _whole(table, source, state.by_key([key])[key][2]):
+            continue
+        table.files.link(source, problem.path)
+        log.warning("%s was lost: linked back from %s (the same bytes)", problem.path, source)
+        restored.append(key)
+    return restored
+
+
+def _whole(table: VersionTable, key: str, rows: int | None) -> bool:
+    """Every page of the file decodes, and it holds ``rows`` rows when that is known."""
+    import polars as pl
+
+    try:
+        height = pl.read_parquet(io.BytesIO(table.files.read(key))).height
+    except (FileNotFoundError, pl.exceptions.PolarsError, OSError):
+        return False
+    return rows is None or height == rows
+
+
+def _run_started(path: str) -> float | None:
+    """When the run that named a version file started (its name is the run id: ``20261207T161257Z-984016``)."""
+    stamp = path.rsplit("/", 1)[-1].split("-", 1)[0]
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
