@@ -29,6 +29,7 @@ def verify_command(
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: all).", show_default=False)] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="Only this bar size's datasets (default: every dataset).")] = None,
     repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files and lines to metadata/quarantine/, rebuild the metadata and fetch those months again.")] = False,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Also read every bar of every partition, not only footers: finds a file damaged inside whose footer still reads (reads the whole store).")] = False,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Also check the files of every version kept, not only the latest and tagged ones (a stat per file per version).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,
@@ -73,7 +74,7 @@ def verify_command(
         if not datasets:  # as versions and gaps: a store that holds other datasets is not "whole" for checking none
             require_dataset(root, "", f"of {' '.join(filter(None, (timeframe, source)))}")
     if not repair_it:
-        report = verify(root, datasets=datasets, symbols=wanted, all_versions=all_versions)
+        report = verify(root, datasets=datasets, symbols=wanted, all_versions=all_versions, read_data=read_data)
     else:
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
 
@@ -82,7 +83,8 @@ def verify_command(
                                      wait_for_lock=wait or wait_timeout is not None, lock_timeout=wait_timeout,
                                      command=command_line(ctx))
         try:
-            report = verify_and_repair(root, pipeline, datasets=datasets, symbols=wanted, all_versions=all_versions)
+            report = verify_and_repair(root, pipeline, datasets=datasets, symbols=wanted, all_versions=all_versions,
+                                       read_data=read_data)
         finally:
             progress.close()
         if report.repaired and not json_out:

@@ -57,12 +57,13 @@ class Damage:
     symbol: str
     year: int
     month: int
-    kind: str  # unreadable | empty | outside_month | missing
+    kind: str  # unreadable | corrupt | empty | outside_month | missing
     path: str
 
     def describe(self) -> str:
         what = {
             "unreadable": "cannot be read (truncated, garbage or not Parquet)",
+            "corrupt": "has bars that cannot be read (damaged inside; its footer reads)",
             "empty": "holds no bar",
             "outside_month": "holds bars outside the month its path names",
             "missing": "was written once and is gone",
@@ -98,9 +99,12 @@ class VerifyReport:
 
 def verify(
     root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None, all_versions: bool = False,
+    read_data: bool = False,
 ) -> VerifyReport:
     """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer, and
-    the files of each dataset's latest and tagged versions (``all_versions``: of every version kept)."""
+    the files of each dataset's latest and tagged versions (``all_versions``: of every version kept).
+    ``read_data``: also read every bar of every partition, which finds bytes damaged inside a file whose footer
+    still reads (each page is zstd-compressed: damage there fails to decompress)."""
     started = time.perf_counter()
     names = datasets if datasets is not None else layout.dataset_names(root)
     index = FooterCache(root)
@@ -118,6 +122,12 @@ def verify(
     ).filter(pl.col("kind").is_not_null())
     for d, s, y, m, kind in flagged.select("dataset", "symbol", "year", "month", "kind").iter_rows():
         report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
+    if read_data:
+        flagged_keys = set(flagged.select("dataset", "symbol", "year", "month").iter_rows())
+        rest = [key for key in good.select("dataset", "symbol", "year", "month", "rows").iter_rows() if key[:4] not in flagged_keys]
+        for (d, s, y, m, _), whole in zip(rest, root.store.each(lambda key: _reads_whole(root, *key), rest, local_threads=2), strict=True):
+            if not whole:
+                report.damage.append(Damage(d, s, y, m, "corrupt", str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     for d in _folders_gone(root, names) if datasets is None else ():
@@ -132,6 +142,14 @@ def verify(
     return report
 
 
+def _reads_whole(root: StorePath, dataset: str, symbol: str, year: int, month: int, rows: int) -> bool:
+    """Every bar of the partition decodes, and there are as many as its footer says."""
+    try:
+        return root.store.read_parquet(layout.partition_path(root, dataset, symbol, year, month).key).height == rows
+    except (pl.exceptions.PolarsError, OSError):
+        return False
+
+
 def _folders_gone(root: StorePath, present: list[str]) -> list[str]:
     """Datasets a version table remembers whose folder is gone whole (deleted by hand; on S3 every object of it
     deleted, which leaves no folder): each partition their latest version held is missing, as one deleted alone."""
@@ -141,7 +159,7 @@ def _folders_gone(root: StorePath, present: list[str]) -> list[str]:
 
 def verify_and_repair(
     root: StorePath, pipeline: IngestionPipeline, *, datasets: list[str] | None = None, symbols: list[str] | None = None,
-    all_versions: bool = False,
+    all_versions: bool = False, read_data: bool = False,
 ) -> VerifyReport:
     """``verify --repair``: under the store's run lock (taken, or waited for, before anything is touched), set
     damaged files aside, fetch exactly those months again, and verify once more. The report is the one after
@@ -151,7 +169,7 @@ def verify_and_repair(
 
         # temp files a killed older version left in partition directories (runs never look there)
         ParquetStorage(root).remove_stale_temp_files(deep=True)
-        report = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
+        report = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions, read_data=read_data)
         if report.ok:
             return report
         # the metadata first: refetching a month needs its dataset's record (its feed), and a run its version log
@@ -160,7 +178,7 @@ def verify_and_repair(
         mended += _version_log_repairs(root, version_datasets)
         runs, restored = repair(root, report, pipeline) if report.damage else ({}, [])
         mended += _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
-        after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions)
+        after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions, read_data=read_data)
     after.repair = {d: r.asdict() for d, r in runs.items()}
     done = {(dataset, symbol) for dataset, run in runs.items() for symbol in run.successful}
     fetched = [d for d in report.damage if d not in restored]
