@@ -30,6 +30,7 @@ from dataengine.sources.source import source_info
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.store import StorePath
+from dataengine.timeframes import MONTH, WEEK
 from dataengine.timerange import NEW_YORK, ONE_MICROSECOND, ny_midnight, ny_month_end, ny_month_start
 
 if TYPE_CHECKING:
@@ -132,9 +133,19 @@ def check_pair(key: DatasetKey, against: str, feed: str) -> None:
         raise UsageError("verify --against compares raw bars; adjusted ones are computed from them")
     if not theirs.serves(key.timeframe):
         raise UsageError(f"{theirs.title} serves no {key.timeframe.name} bars")
+    if not comparable(key):
+        raise UsageError(f"{key.timeframe.name} bars cannot be compared across vendors: Massive stamps a week on its "
+                         "Sunday and a month on its 1st, Alpaca both on the first session, so no bar would meet its "
+                         "twin; compare the day bars they are built from (-t day)")
     if feed not in theirs.feeds:
         raise UsageError(f"{key.dirname} holds {feed} bars and {theirs.title} serves {', '.join(theirs.feeds)} only: "
                          "a comparison would only show that the feeds differ")
+
+
+def comparable(key: DatasetKey) -> bool:
+    """Whether two vendors' bars of this size share their timestamps: minute, hour and day bars do; week and
+    month bars (and longer) are stamped at different instants of the period by each vendor."""
+    return key.timeframe.unit not in (WEEK, MONTH)
 
 
 def crosscheck(
@@ -278,4 +289,4 @@ def _examples(differ: pl.DataFrame, only_stored: pl.DataFrame, only_other: pl.Da
     return out
 
 
-__all__ = ["CrossCheckReport", "MonthCheck", "Tolerances", "check_pair", "crosscheck", "nothing_compared"]
+__all__ = ["CrossCheckReport", "MonthCheck", "Tolerances", "check_pair", "comparable", "crosscheck", "nothing_compared"]

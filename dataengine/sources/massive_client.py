@@ -36,12 +36,11 @@ from dataengine.errors import (
     Interrupted,
     PagingLoopError,
     RequestRejectedError,
-    TerminalSourceError,
     TransientSourceError,
 )
 from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.massive_wire import decode_aggs, refusal
-from dataengine.sources.pages import FractionalVolumeError, PageDecodeError
+from dataengine.sources.pages import PageDecodeError
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook
 from dataengine.timeframes import DAY, HOUR, MINUTE, MONTH, WEEK, Timeframe, parse_timeframe
@@ -90,6 +89,7 @@ class MassiveClient(HttpClient):
             on_wait=on_wait,
         )
         self._asof_noted = False
+        self._rounded_noted: set[str] = set()  # symbols whose fractional volumes were said to be rounded
 
     @classmethod
     def from_settings(
@@ -179,10 +179,14 @@ class MassiveClient(HttpClient):
             log.info("Massive does not map renamed tickers: asof %s ignored (point-in-time tickers)", asof)
 
     def _decode_bars(self, body: bytes, symbol: str, start: datetime, end: datetime) -> tuple[Page, str | None]:
+        def rounded(count: int) -> None:
+            if symbol not in self._rounded_noted:  # once a symbol per client: a long minute history has many pages
+                self._rounded_noted.add(symbol)
+                log.warning("%s: %d bar(s) of a page with a fractional volume (fractional-share trades), stored "
+                            "rounded to whole shares", symbol, count)
+
         try:
-            bars, next_url = decode_aggs(body, symbol)
-        except FractionalVolumeError as exc:
-            raise TerminalSourceError(str(exc), status=200, symbol=exc.symbol) from None
+            bars, next_url = decode_aggs(body, symbol, rounded=rounded)
         except PageDecodeError as exc:
             raise TransientSourceError(f"malformed page ({exc})", status=200) from None
         inside = bars.filter(pl.col("timestamp").is_between(start, end))

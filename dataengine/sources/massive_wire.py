@@ -11,6 +11,7 @@ Errors are ``{"status": "ERROR"|"NOT_AUTHORIZED", "request_id", "error"|"message
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import msgspec
 import polars as pl
@@ -54,11 +55,13 @@ _VALUES: dict[str, pl.DataType] = {
 }
 
 
-def decode_aggs(raw: bytes, symbol: str) -> tuple[pl.DataFrame, str | None]:
+def decode_aggs(raw: bytes, symbol: str, *, rounded: Callable[[int], None] | None = None) -> tuple[pl.DataFrame, str | None]:
     """(bars of ``symbol`` in :data:`BAR_SCHEMA`, the page's ``next_url`` or None) for one aggregates page.
 
-    A fractional volume raises :class:`FractionalVolumeError` (never truncated); a body that is not a page, or
-    says ``ERROR``, raises :class:`PageDecodeError`."""
+    A fractional volume raises :class:`FractionalVolumeError` (never truncated silently), unless ``rounded`` is
+    given: then volumes are rounded to the nearest whole share (halves up) and ``rounded`` is told how many
+    bars of the page were. Massive's volumes can be fractional in recent data (fractional-share trades), and the
+    stored volume is whole shares. A body that is not a page, or says ``ERROR``, raises :class:`PageDecodeError`."""
     try:
         page = _DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -78,8 +81,11 @@ def decode_aggs(raw: bytes, symbol: str) -> tuple[pl.DataFrame, str | None]:
     )
     fractional = values.get_column("volume") % 1 != 0
     if fractional.any():
-        first = int(fractional.arg_true()[0])
-        raise FractionalVolumeError(symbol, bars[first].v)
+        if rounded is None:
+            first = int(fractional.arg_true()[0])
+            raise FractionalVolumeError(symbol, bars[first].v)
+        rounded(int(fractional.sum()))
+        values = values.with_columns((pl.col("volume") + 0.5).floor())
     frame = values.select(
         pl.lit(symbol, dtype=pl.String).alias("symbol"),
         (pl.col("t") * 1000).cast(pl.Datetime("us", "UTC")).alias("timestamp"),  # ms -> µs, UTC

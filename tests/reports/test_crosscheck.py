@@ -123,3 +123,15 @@ def test_a_check_that_compares_nothing_is_exit_2_saying_why(stored: FakeMassive,
     assert "set massive_plan = paid, or massive_history_years" in err
     code, out, err = run(capsys, "verify", "--against", "massive")
     assert code == 2 and "AAPL    2024-01  21      -" in out and "4 skipped" in out and err.startswith("Error: nothing compared")
+
+
+def test_week_bars_are_not_compared_across_vendors_and_say_why(stored: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: identical week bars were flagged on every month, because Massive stamps a week
+    on its Sunday and Alpaca on its first session, so no bar met its twin. -t week is refused, saying so and
+    naming the day bars to compare; without -t the day dataset is checked and the week one left out."""
+    assert run(capsys, "ingest", "AAPL", "-t", "week", *RANGE)[0] == 0
+    code, _, err = run(capsys, "verify", "--against", "massive", "-t", "week")
+    assert code == 2 and "week bars cannot be compared across vendors" in err and "(-t day)" in err
+    assert not stored.requests
+    code, out, _ = run(capsys, "verify", "--against", "massive")
+    assert code == 0 and "equities_1day (alpaca) against massive" in out and "equities_1week" not in out

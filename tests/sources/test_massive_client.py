@@ -24,7 +24,6 @@ from dataengine.errors import (
     PagingLoopError,
     RequestRejectedError,
     SourceUnreachableError,
-    TerminalSourceError,
     TransientSourceError,
 )
 from dataengine.sources.http import RetryPolicy
@@ -148,11 +147,23 @@ def test_a_range_the_plan_lacks_is_fatal_with_massives_words(massive: FakeMassiv
     assert "plan doesn't include this data timeframe" in str(caught.value) and len(massive.requests) == 1
 
 
-def test_fractional_volume_fails_that_symbol_never_truncated(massive: FakeMassive, massive_client: Make) -> None:
-    massive.fractional = {"MSFT"}
-    with pytest.raises(TerminalSourceError, match=r"MSFT: fractional volume \d+\.5") as caught:
-        fetch(massive_client(), ["AAPL", "MSFT"], "day", days("2024-01-02", "2024-01-05"))
-    assert caught.value.symbol == "MSFT"
+def test_a_fractional_volume_is_stored_rounded_to_whole_shares_and_said_once(
+    massive: FakeMassive, massive_client: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Massive's volumes can be fractional in recent data (fractional-share trades; its docs say so): refusing
+    them (as for Alpaca, whose volumes are whole) made such a symbol impossible to store, every run failing it
+    (a user's trial). They are rounded to the nearest whole share, halves up, with one warning per symbol."""
+    exact = fetch(massive_client(), ["AAPL", "MSFT"], "minute", days("2024-01-02", "2024-01-05"))
+    massive.fractional = {"MSFT"}  # the first bar of each page gets half a share more
+    with caplog.at_level(logging.WARNING):
+        got = fetch(massive_client(), ["AAPL", "MSFT"], "minute", days("2024-01-02", "2024-01-05"))
+    assert got.drop("volume").equals(exact.drop("volume")) and got.schema == exact.schema
+    more = got["volume"] - exact["volume"]
+    pages = len([r for r in massive.requests if "/MSFT/" in r.path]) // 2  # the second fetch's MSFT pages
+    assert more.filter(got["symbol"] == "AAPL").sum() == 0 and more.filter(got["symbol"] == "MSFT").to_list().count(1) == pages >= 1
+    assert more.sum() == pages  # each page's one fractional bar, 0.5 more, rounded up; every other bar as it was
+    said = [r.getMessage() for r in caplog.records if "fractional volume" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("MSFT: ") and "rounded to whole shares" in said[0]
 
 
 def test_a_next_url_that_loops_fails_its_symbol(massive: FakeMassive, massive_client: Make) -> None:

@@ -33,10 +33,14 @@ def test_no_results_is_an_empty_last_page() -> None:
     assert frame.is_empty() and dict(frame.schema) == BAR_SCHEMA and next_url is None
 
 
-def test_a_fractional_volume_is_refused_for_that_symbol() -> None:
+def test_a_fractional_volume_is_refused_unless_rounding_is_asked_for() -> None:
+    body = b'{"results":[{"v":12.5,"o":1,"h":1,"l":1,"c":1,"t":1673240400000},{"v":7.49,"o":1,"h":1,"l":1,"c":1,"t":1673240460000}],"status":"OK"}'
     with pytest.raises(FractionalVolumeError, match=r"AAPL: fractional volume 12\.5") as caught:
-        decode_aggs(b'{"results":[{"v":12.5,"o":1,"h":1,"l":1,"c":1,"t":1673240400000}],"status":"OK"}', "AAPL")
+        decode_aggs(body, "AAPL")
     assert caught.value.symbol == "AAPL"
+    counted: list[int] = []
+    frame, _ = decode_aggs(body, "AAPL", rounded=counted.append)
+    assert frame["volume"].to_list() == [13, 7] and counted == [2] and dict(frame.schema) == BAR_SCHEMA
 
 
 @pytest.mark.parametrize("body", [b"", b"<html>502</html>", b'{"results":[{"t":"x"}]}', b'{"status":"ERROR","error":"x"}'])
