@@ -109,13 +109,15 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
     from datetime import datetime
 
     from dataengine.orchestration import sources
-    from dataengine.reports.crosscheck import Tolerances, check_pair, crosscheck, nothing_compared
+    from dataengine.reports.crosscheck import Tolerances, check_pair, comparable, crosscheck, nothing_compared
     from dataengine.storage import dataset_record, layout
     from dataengine.timerange import NEW_YORK
 
     other = sources.chosen(settings, against).name
     keys = [DatasetKey.from_name(n) for n in layout.dataset_names(root, settings.source)]
-    keys = [k for k in keys if k.adjustment == "raw" and (timeframe is None or k.timeframe == DatasetKey.of(timeframe).timeframe)]
+    # without -t, every raw dataset whose bars the two vendors stamp alike (not week or month: check_pair says why)
+    keys = [k for k in keys if k.adjustment == "raw" and (k.timeframe == DatasetKey.of(timeframe).timeframe
+                                                          if timeframe is not None else comparable(k))]
     if not keys:
         raise UsageError(f"no raw {timeframe or ''} dataset of {settings.source} in {root} to check against {other}"
                          .replace("  ", " "))
