@@ -447,7 +447,7 @@ def test_a_pinned_read_of_a_damaged_or_missing_version_file_names_that_file(alpa
     assert read_bars("AAPL", timeframe="day").height == 21  # the latest version reads as before
     old.unlink()
     code, _, err = run_cli(capsys, "query", "select count(*) from bars_1day", "-t", "day", "--version", "0")
-    assert code == 1 and "Traceback" not in err and f"{old.name} (the file is missing)" in err
+    assert code == 1 and "Traceback" not in err and f"{old.name} (version 0: the file is missing)" in err
 
 
 def test_a_run_that_fetches_the_same_bars_again_rewrites_nothing_and_makes_no_version(alpaca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -22,9 +22,10 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, resolve
+from dataengine.read.damage import find_damaged, looks_like_file_failure, named, unnamed
+from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, recheck_pruned, resolve
 from dataengine.read.root import dataset_path, source_of, store_root
-from dataengine.storage import footer_index, layout
+from dataengine.storage import layout
 from dataengine.storage.layout import BAR_SCHEMA, DATA_COLUMNS
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import Snapshot, snapshot
@@ -85,13 +86,18 @@ def read_bars(
                                chosen, missing, source)
     try:
         return frame.collect()
-    except (pl.exceptions.PolarsError, OSError):
-        damaged = footer_index.first_damaged([p.path for p in parts])
-        if damaged is None:
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if not parts:
             raise
-        part = next(p for p in parts if p.path == damaged[0])
-        partition = layout.partition_path(part.path.root, read, part.symbol, part.year, part.month)
-        raise chosen.damaged(damaged[0], damaged[1], partition) from None
+        root = parts[0].path.root
+        found = find_damaged([p.path for p in parts])
+        if found is None:
+            if not looks_like_file_failure(str(exc)):
+                raise
+            raise recheck_pruned(root, read, chosen, unnamed([read.dirname], chosen, str(exc))) from None
+        part = next(p for p in parts if p.path == found[0])
+        partition = layout.partition_path(root, read, part.symbol, part.year, part.month)
+        raise recheck_pruned(root, read, chosen, named(found, chosen, partition)) from None
 
 
 def scan_bars(

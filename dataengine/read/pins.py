@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING
 
 from dataengine.datasets import DatasetKey
-from dataengine.errors import DamagedPartitionError, UsageError
+from dataengine.errors import DamagedPartitionError, DataEngineError, UsageError
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.versions import (
@@ -57,13 +57,14 @@ class Pin:
             return "the latest version"
         return f"as of {self.as_of_text or self.as_of.isoformat()}"
 
-    def damaged(self, read: StorePath, reason: str, partition: StorePath) -> DamagedPartitionError:
+    def damaged(self, read: StorePath, reason: str, partition: StorePath, *,
+                advice: str | None = None) -> DamagedPartitionError:
         """How every reader names a partition file it could not read: under a pin, the version's own file that
         was read (an older version's file is not the dataset's partition); otherwise the dataset's partition,
-        as ``verify`` names it (the file read is a link of it, or a copy)."""
+        as ``verify`` names it (the file read is a link of it, or a copy), with ``advice`` (default: repair it)."""
         if self.given and read != partition:
             return DamagedPartitionError(read, f"{self.describe()}: {reason}", advice=OLDER_FILE_ADVICE)
-        return DamagedPartitionError(partition, reason)
+        return DamagedPartitionError(partition, reason, advice=advice)
 
 
 # An older version's own file: repair mends the dataset and so the latest version, never the bytes an older
@@ -73,16 +74,22 @@ OLDER_FILE_ADVICE = ("this version's copy was changed or removed after it was co
                      "'dataengine verify --repair' mends the latest version only: read that, or another version")
 
 
-def pin(version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None) -> Pin:
-    """A :class:`Pin` from what a user gives: at most one of them (UsageError otherwise). ``as_of``: an ISO
-    datetime (without an offset: New York time) or a day (the end of that New York day)."""
+# What messages call the three pins: the Python API's parameters, or the CLI's options (CLI_NAMES).
+PIN_NAMES = ("version", "as_of", "tag")
+CLI_NAMES = ("--version", "--as-of", "--tag")
+
+
+def pin(version: int | None = None, as_of: str | date | datetime | None = None, tag: str | None = None, *,
+        names: tuple[str, str, str] = PIN_NAMES) -> Pin:
+    """A :class:`Pin` from what a user gives: at most one of them (UsageError otherwise, calling them ``names``).
+    ``as_of``: an ISO datetime (without an offset: New York time) or a day (the end of that New York day)."""
     if sum(x is not None for x in (version, as_of, tag)) > 1:
-        raise UsageError("give one of version, as_of and tag")
+        raise UsageError(f"give one of {names[0]}, {names[1]} and {names[2]}")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        raise UsageError(f"version must be a version number (0 or more), not {version!r}")
+        raise UsageError(f"{names[0]} must be a version number (0 or more), not {version!r}")
     if as_of is None:
         return Pin(version, None, tag)
-    return Pin(version, _instant(as_of), tag, as_of_text=_as_of_text(as_of))
+    return Pin(version, _instant(as_of, names[1]), tag, as_of_text=_as_of_text(as_of))
 
 
 def _as_of_text(value: str | date | datetime) -> str:
@@ -99,13 +106,15 @@ def _as_of_text(value: str | date | datetime) -> str:
     return text if named_zone else f"{text} New York time"
 
 
-def _instant(value: str | date | datetime) -> datetime:
+def _instant(value: str | date | datetime, name: str) -> datetime:
+    if not isinstance(value, str | date):  # a number, say: no time a version was made
+        raise UsageError(f"{name} must be a date or datetime, or text YYYY-MM-DD or an ISO datetime, not {value!r}")
     if isinstance(value, str):
         text = value.strip()
         try:
             value = parse_iso_datetime(text) if len(text) > 10 else date.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"as_of {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO datetime") from None
+            raise UsageError(f"{name} {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO datetime") from None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time.max, NEW_YORK)  # a day: everything committed on it counts
     if value.tzinfo is None:
@@ -140,6 +149,19 @@ def resolve(root: StorePath, key: DatasetKey | str, chosen: Pin) -> Snapshot | N
     except NoVersionAtError as exc:  # the time as typed, and the first as `dataengine versions` shows it
         raise NoVersionAtError(f"{name} had no version yet {chosen.describe()}: its first is from {utc_text(exc.first)}",
                                first=exc.first) from None
+
+
+def recheck_pruned(root: StorePath, key: DatasetKey | str, chosen: Pin, error: DataEngineError) -> DataEngineError:
+    """``error`` (a file of the version a pinned read resolved is missing or unreadable), unless that version
+    has been pruned since the read resolved it: then what a read of it says now (``was pruned``), as a prune
+    that ran between the two steps of a read took the file, not a tool or the disk."""
+    if not chosen.given:
+        return error
+    try:
+        resolve(root, key, chosen)
+    except VersionError as exc:
+        return exc
+    return error
 
 
 def utc_text(moment: datetime) -> str:
@@ -191,4 +213,5 @@ def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-__all__ = ["LOCAL_ADJUSTMENTS", "Pin", "actions_from", "actions_of", "kept_actions", "latest_version", "pin", "resolve", "versioned_key"]
+__all__ = ["CLI_NAMES", "LOCAL_ADJUSTMENTS", "Pin", "actions_from", "actions_of", "kept_actions", "latest_version", "pin",
+           "recheck_pruned", "resolve", "versioned_key"]

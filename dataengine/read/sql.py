@@ -14,10 +14,11 @@ import polars as pl
 import pyarrow as pa
 
 from dataengine.datasets import DatasetKey
-from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.read.pins import Pin, pin, versioned_key
+from dataengine.errors import DataEngineError, UsageError
+from dataengine.read.damage import find_damaged, named, unnamed
+from dataengine.read.pins import Pin, pin, recheck_pruned, versioned_key
 from dataengine.read.root import source_of, store_root
-from dataengine.read.views import bar_views, duckdb_message, open_views
+from dataengine.read.views import ViewNotes, bar_views, duckdb_message, open_views
 from dataengine.storage import footer_index, layout
 from dataengine.storage.store import StorePath
 
@@ -49,9 +50,10 @@ def query(
     """
     root = store_root(storage_dir)
     chosen = pin(version, as_of, tag)
+    notes = ViewNotes()
+    pinned = _pinned(timeframe, adjustment, source) if version is not None else None
     try:  # binding a view may read a partition's schema
-        con = open_views(root, read_only=True, chosen=chosen,
-                         pinned=_pinned(timeframe, adjustment, source) if version is not None else None)
+        con = open_views(root, read_only=True, chosen=chosen, pinned=pinned, notes=notes)
     except UsageError as exc:
         damaged = _damaged_partition(root, str(exc), chosen)
         if damaged is not None:
@@ -64,9 +66,14 @@ def query(
         return _fetch(con, sql, limit)
     except duckdb.Error as exc:
         message = duckdb_message(exc)
+        failed = next((error for error in notes.failing.values() if str(error) in message), None)
+        if failed is not None:  # a view made to fail when read: a dataset this statement reads cannot be
+            raise failed from None
         damaged = _damaged_partition(root, message, chosen)
         if damaged is not None:
             raise damaged from None
+        if _ARROW_FAILED in message:  # a version's file failed pyarrow, which does not say which one
+            raise _damaged_file(root, sql, notes, chosen, pinned, message) from None
         if (chosen.tag is not None or chosen.as_of is not None) and "does not exist" in message:
             # a tag or a time pins only the datasets that have a version for it: say which views there are
             views = [row[0] for row in con.sql("select view_name from duckdb_views() where not internal "
@@ -136,15 +143,43 @@ _PARTITION = re.compile(
     r"((?:metadata/versions/)?((?:[a-z][a-z0-9]*_)?equities_[^/'\"\s]+)/symbol=([^/'\"\s]+)/year=(\d+)/month=(\d+)/[^/'\"\s]+\.parquet)")
 
 
-def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DamagedPartitionError | None:
+def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DataEngineError | None:
     """A query that failed on a partition whose footer cannot be read names it as every reader does (exit 1,
     ``verify --repair``: the dataset's file; with a pinned version, the version's file that was read), instead
     of DuckDB's (or pyarrow's) message. None for any other failure."""
     for relpath, dataset, symbol, year, month in dict.fromkeys(_PARTITION.findall(message)):
         found = footer_index.first_damaged([root / relpath])
         if found is not None:
-            return chosen.damaged(root / relpath, found[1], layout.partition_path(root, dataset, symbol, int(year), int(month)))
+            partition = layout.partition_path(root, dataset, symbol, int(year), int(month))
+            return recheck_pruned(root, dataset, chosen, chosen.damaged(root / relpath, found[1], partition))
     return None
+
+
+# DuckDB's words for a failure of the pyarrow scan under a version's view (a file it could not read or decode)
+_ARROW_FAILED = "reading the Arrow source failed"
+_SEARCH_FILES = 1000  # files of the datasets a failed statement reads that are read whole to find the damaged one
+
+
+def _damaged_file(root: StorePath, sql: str, notes: ViewNotes, chosen: Pin, pinned: str | None,
+                  message: str) -> DataEngineError:
+    """The file a statement failed on, found among the files of the datasets it reads (footers, then data; the
+    first :data:`_SEARCH_FILES`), named as every reader names it; else which datasets and version were read."""
+    named_ids = _identifiers(sql)
+    reads = [d for d in notes.shown if any(view.lower() in named_ids for view in bar_views(d))]
+    files: list[tuple[str, layout.Partition]] = []
+    for dataset in reads:
+        snap = notes.shown[dataset]
+        if snap is None:
+            files += [(dataset, p) for p in layout.iter_partitions(layout.dataset_dir(root, dataset))]
+        else:
+            files += [(dataset, layout.Partition(f.symbol, f.year, f.month, root.at(f.path))) for f in snap.files()]
+    found = find_damaged([p.path for _, p in files], limit=_SEARCH_FILES)
+    if found is None:
+        return unnamed(reads, chosen, message)
+    dataset, part = next((d, p) for d, p in files if p.path == found[0])
+    own = chosen if chosen.version is None or dataset == pinned else Pin()
+    partition = layout.partition_path(root, dataset, part.symbol, part.year, part.month)
+    return recheck_pruned(root, dataset, own, named(found, own, partition))
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> pl.DataFrame:

@@ -7,6 +7,7 @@ The public ``connect`` and ``query`` are :mod:`.sql`'s, which open their connect
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -14,13 +15,20 @@ from typing import TYPE_CHECKING, Literal
 import duckdb
 import polars as pl
 
-from dataengine.errors import DamagedPartitionError, UsageError
-from dataengine.read.pins import Pin, resolve, utc_text
+from dataengine.errors import DataEngineError, UsageError
+from dataengine.read.pins import Pin, recheck_pruned, resolve, utc_text
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
 from dataengine.storage.store import StorePath
-from dataengine.storage.versions import NoVersionAtError, Snapshot, VersionError
+from dataengine.storage.versions import (
+    NoVersionAtError,
+    Snapshot,
+    VersionError,
+    VersionFile,
+    VersionTable,
+    current_version,
+)
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -43,9 +51,19 @@ _VIEW_COLUMNS = ", ".join(_DUCKDB_TYPES)
 _INDEX_SCHEMA = {"symbol": pl.String, "added": pl.Date, "removed": pl.Date}
 
 
+@dataclass
+class ViewNotes:
+    """What :func:`open_views` made: each dataset's version its views read (None: its directory), and the views
+    that fail when a statement reads them, with the error each raises then (a version file missing, a version
+    current at ``as_of`` that was pruned). DuckDB raises that error's message; :func:`.sql.query` the error."""
+
+    shown: dict[str, Snapshot | None] = field(default_factory=dict)
+    failing: dict[str, DataEngineError] = field(default_factory=dict)
+
+
 def open_views(
     storage_dir: str | Path | StorePath | None = None, *, read_only: bool = False, chosen: Pin = Pin(),  # noqa: B008
-    pinned: str | None = None,
+    pinned: str | None = None, notes: ViewNotes | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the store.
 
@@ -60,13 +78,15 @@ def open_views(
 
     Each view reads one version of its dataset (the latest, or ``chosen``: a version number applies to the
     ``pinned`` dataset only, a time or a tag to every dataset that has a version then or that tag, and a
-    dataset without one is left out), so a query during a run never mixes two runs.
+    dataset without one is left out), so a query during a run never mixes two runs. A dataset whose version
+    cannot be read (a file of it missing; the version current at the time pruned) fails only the statements
+    that read its views, with the one line a read of it gives (``notes``: filled with what was made).
     """
     root = store_root(storage_dir)
+    notes = notes if notes is not None else ViewNotes()
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        shown: dict[str, Snapshot | None] = {}
         datasets = layout.dataset_names(root)
         if chosen.version is not None and pinned not in datasets:
             # a number pins one dataset: without it here, every view would silently read its latest
@@ -76,24 +96,52 @@ def open_views(
             )
         firsts: list[datetime] = []  # when each dataset's first version was made, if after an as_of
         for dataset in datasets:
-            snap = _version_of(root, dataset, chosen, pinned, firsts)
-            if snap is False:
-                continue
-            _bars_view(con, layout.dataset_dir(root, dataset), layout.view_name(dataset), snap)
-            shown[dataset] = snap
-        if chosen.given and not shown:
+            _dataset_views(con, root, dataset, chosen, pinned, firsts, notes)
+        if chosen.given and not notes.shown and not notes.failing:
             if chosen.as_of is None:
                 raise VersionError(f"no dataset in {root} has {chosen.describe()}")
             raise VersionError(f"no dataset in {root} had a version yet {chosen.describe()}"
                                + (f": the first was made {utc_text(min(firsts))}" if firsts else ""))
         con.execute(_index_view(con, root))
-        _action_views(con, root, shown, pinned if chosen.given else None, pinned_query=chosen.given)
+        _action_views(con, root, notes.shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
             _lock_down(con, root)
     except duckdb.Error as exc:
         con.close()
         raise UsageError(f"cannot open the store at {root}: {duckdb_message(exc)}") from None
     return con
+
+
+def _dataset_views(con: duckdb.DuckDBPyConnection, root: StorePath, dataset: str, chosen: Pin, pinned: str | None,
+                   firsts: list[datetime], notes: ViewNotes) -> None:
+    """The view of one dataset (see :func:`open_views`), noted in ``notes``; one that fails when read for a
+    version pruned (the one current at an as_of) or a file of its version missing."""
+    try:
+        snap = _version_of(root, dataset, chosen, pinned, firsts)
+    except VersionError as exc:  # the version current at an as_of, pruned: what read_bars says, when read
+        for view in bar_views(dataset):
+            _failing_view(con, view, exc)
+        notes.failing[layout.view_name(dataset)] = exc
+        return
+    if snap is False:
+        return
+    name = layout.view_name(dataset)
+    notes.shown[dataset] = snap
+    try:
+        _bars_view(con, layout.dataset_dir(root, dataset), name, snap)
+    except _MissingFile as missing:
+        own = chosen if chosen.version is None or dataset == pinned else Pin()
+        partition = layout.partition_path(root, dataset, missing.file.symbol, missing.file.year, missing.file.month)
+        error = recheck_pruned(root, dataset, own, own.damaged(root.at(missing.file.path), "the file is missing", partition))
+        _failing_view(con, name, error)
+        notes.failing[name] = error
+
+
+def _failing_view(con: duckdb.DuckDBPyConnection, name: str, error: DataEngineError) -> None:
+    """A view with the bar columns that raises ``error``'s message when a statement reads a row of it, so a
+    dataset that cannot be read fails only the statements that read it."""
+    empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
+    con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} FROM range(1) WHERE error({_sql_string(error)})')
 
 
 def _sql_string(text: object) -> str:
@@ -104,15 +152,22 @@ def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None,
                 firsts: list[datetime]) -> Snapshot | Literal[False] | None:
     """The version a dataset's view reads (None: its directory, for a dataset without versions), or False
     to leave it out (a time or tag it has no version for; a time before its first version adds when that
-    was made to ``firsts``)."""
+    was made to ``firsts``). :class:`VersionError` for a version it had that cannot be read: pruned."""
     if chosen.version is not None and dataset != pinned:
         chosen = Pin()
+    table = VersionTable.of(root, dataset)
+    if chosen.given and current_version(table) is None:
+        if chosen.version is not None:
+            resolve(root, dataset, chosen)  # raises: no versions yet
+        return False
     try:
         return resolve(root, dataset, chosen)
     except NoVersionAtError as exc:
         firsts.append(exc.first)
         return False
     except VersionError:
+        if chosen.as_of is not None:
+            raise  # it had a version then, pruned since (tables without versions are left out above)
         if chosen.version is not None:
             raise
         return False
@@ -129,8 +184,8 @@ def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, 
         if files:
             try:
                 scanned = _arrow_dataset(directory.root / snap.table.path, files)
-            except FileNotFoundError as exc:  # a file the version names is gone (deleted by hand, a lost disk)
-                raise DamagedPartitionError(exc.args[0] if exc.args else snap.table.path, "the file is missing") from None
+            except FileNotFoundError:  # a file the version names is gone (deleted by hand, a lost disk, a prune)
+                raise _MissingFile(_first_missing(directory.root, snap)) from None
             con.from_arrow(scanned).project(_VIEW_COLUMNS).create_view(name)
             return
     elif next(layout.iter_partitions(directory), None) is not None:
@@ -144,6 +199,20 @@ def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, 
                     f"hive_partitioning = true, hive_types = {_DUCKDB_HIVE_TYPES})")
         return
     con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
+
+
+class _MissingFile(Exception):
+    """A file of the version a view reads is not there (pyarrow stats every file of a local one)."""
+
+    def __init__(self, file: VersionFile) -> None:
+        super().__init__(file.path)
+        self.file = file
+
+
+def _first_missing(root: StorePath, snap: Snapshot) -> VersionFile:
+    files = snap.files()
+    stats = root.store.stat_many([root.at(f.path).key for f in files])
+    return next((f for f, stat in zip(files, stats, strict=True) if stat is None), files[0])
 
 
 _ACTION_TYPES = {
