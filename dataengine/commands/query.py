@@ -55,7 +55,9 @@ def query(
     if output is not None:
         _check_output(output, ctx.obj.store(settings).local)
     from dataengine import read as reader  # DuckDB, Polars, pyarrow: imported when a query runs, not at start-up
+    from dataengine.read.pins import CLI_NAMES, pin
 
+    pin(version, as_of, tag, names=CLI_NAMES)  # checked here too, so a bad pin names the options, not Python's names
     frame = reader.query(sql, storage_dir=ctx.obj.store(settings), limit=TABLE_ROWS + 1 if fmt == "table" else None,
                          version=version, as_of=as_of, tag=tag, timeframe=timeframe, adjustment=adjustment,
                          source=settings.source)

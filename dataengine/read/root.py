@@ -10,7 +10,7 @@ from pathlib import Path
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey, parse_source
 from dataengine.errors import UsageError
-from dataengine.read.pins import latest_version
+from dataengine.read.pins import latest_version, versioned_key
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath, open_store
 from dataengine.storage.store_root import check_readable_root
@@ -42,9 +42,15 @@ def current_version(
     source: str | None = None,
 ) -> int | None:
     """The number a backtest records: the latest version of the dataset ``read_bars(timeframe=...,
-    adjustment=..., source=...)`` reads (bars adjusted at read time follow the raw dataset's); None before the first."""
+    adjustment=..., source=...)`` reads (bars adjusted at read time follow the raw dataset's); None for a dataset
+    that has no version yet. :class:`UsageError` naming the datasets present, as ``read_bars`` raises, when the
+    store holds no such dataset."""
     root = store_root(storage_dir)
-    return latest_version(root, DatasetKey.of(timeframe, adjustment, source_of(source)))
+    key = DatasetKey.of(timeframe, adjustment, source_of(source))
+    number = latest_version(root, key)
+    if number is None and not layout.dataset_dir(root, versioned_key(key, root)).is_dir():
+        dataset_path(key, root)  # raises, naming the datasets there are
+    return number
 
 
 def store_root(storage_dir: str | Path | StorePath | None = None) -> StorePath:
