@@ -146,3 +146,19 @@ def test_a_rebuilt_last_commit_leaves_a_dead_runs_writes_to_the_next_commit(tmp_
     same(read_every_way(store.table, 6)["scan_delta"], read_every_way_reference(versions[6]), "version 6")
     assert ticket.txn > 0 and v.sync(store.table, store.provenance("sync-1", "repair")).version == 7
     same(read_every_way(store.table, 7)["snapshot"], store.directory(), "version 7: the dataset")
+
+
+def test_a_rebuilt_commit_whose_first_line_is_lost_keeps_what_the_dataset_is_from_the_version_before(tmp_path: Path) -> None:
+    """Its feed, adjustment, asof and the corporate actions it read come from version N-1's commitInfo: rebuilt
+    with the repair's own (none), a verify --repair's next sync saw the actions unnamed and made an empty
+    'repair' version, and the version said feed and adjustment null (a user's trial)."""
+    store, _, _ = build(tmp_path, 100)
+    last = len(RUNS) - 1
+    earlier = v.log_entries.read_commit_info(store.table, last - 1)["dataengine"]
+    commit_file(store, last).write_bytes(b"")
+    v.log.forget(store.table)
+    v.mend_log(store.table, v.Provenance("repair-1", reason="repair", command="verify --repair"), ASIDE)
+    rebuilt = v.log_entries.read_commit_info(store.table, last)["dataengine"]
+    assert rebuilt["reason"] == "repair" and rebuilt["run_id"] == "repair-1"
+    assert {k: rebuilt[k] for k in ("source", "feed", "adjustment", "asof")} == {
+        k: earlier[k] for k in ("source", "feed", "adjustment", "asof")} and earlier["feed"] == "sip"

@@ -259,6 +259,9 @@ def _size(table: VersionTable, rel: str) -> int:
 # -- writing ---------------------------------------------------------------------------------------------
 
 
+_KEPT_PROVENANCE = ("source", "feed", "adjustment", "asof", "actions_file", "closes_file")
+
+
 def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found: Salvaged, provenance: Provenance,
                   adds: list[tuple[str, int, int | None]], removes: Iterable[Entry], kept: str | None) -> bytes:
     removes = list(removes)
@@ -273,6 +276,11 @@ def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found:
     else:
         counts: dict[str, Any] = {"partitions": len({p.rsplit("/", 1)[0] for p, _, _ in [*adds, *removes]}),
                   "rows_added": None, "rows_removed": None, "recovered_runs": [], "txn": None}
+        if version > 0 and version - 1 in listing.commits:
+            # what the dataset is (source, feed, adjustment) and the corporate actions its versions read, as the
+            # version before said: without them the repair's sync saw the actions unnamed and made an empty version
+            earlier = read_commit_info(table, version - 1).get("dataengine") or {}
+            provenance = replace(provenance, **{k: earlier[k] for k in _KEPT_PROVENANCE if earlier.get(k) is not None})
         head = [_commit_info(replace(provenance, reason="repair"), counts, when, version, len(adds), len(removes))]
         head[0]["commitInfo"]["dataengine"]["rebuilt"] = rebuilt
     if version == 0:
