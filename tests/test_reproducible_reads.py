@@ -231,15 +231,15 @@ def test_alpaca_adjusted_bars_refetched_after_a_split_keep_the_old_version(alpac
     assert read_bars("NVDA", timeframe="day", storage_dir=backend, adjustment="split", version=0).equals(old)
 
 
-def test_verify_repair_makes_a_version_and_the_one_before_stays_readable(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_verify_repair_puts_a_deleted_month_back_and_the_version_stays_readable(alpaca, backend: str, capsys) -> None:  # type: ignore[no-untyped-def]
     p = IngestionPipeline(max_workers=2)
     assert p.ingest_symbols(["AAPL", "MSFT"], "2024-01-02", "2024-03-28", "day").ok
     v0 = read_bars(None, timeframe="day", storage_dir=backend, version=0)
     month = open_store(backend) / "equities_1day" / "symbol=MSFT" / "year=2024" / "month=02" / "data.parquet"
     month.unlink()  # deleted by hand
     code, out, _ = run_cli(capsys, "verify", "--repair", "--json")
-    assert code == 0 and json.loads(out)["ok"]
-    assert current_version("day", storage_dir=backend) >= 1
+    assert code == 0 and json.loads(out)["ok"] and json.loads(out)["restored"] == 1  # from the version's copy
+    assert current_version("day", storage_dir=backend) == 0  # the dataset is as version 0 says again
     assert read_bars(None, timeframe="day", storage_dir=backend, version=0).equals(v0)
     assert frame_of(read_bars(None, timeframe="day", storage_dir=backend)).equals(frame_of(v0))
 
