@@ -292,6 +292,10 @@ class RateLimiter:
                         # a lone request that found nothing free: the next one waits for the next reset
                         full = self._held(now)[0] >= self._limit
                         self._probe_not_before = now + PROBE_SPACING_S if full else 0.0
+            elif not self._headers and request is not None and request.sent >= self._pause_began:
+                # a server that sends no headers (Massive) answered a request sent since the last 429's pause:
+                # the pause is over, and the next 429 is not "in a row" with the last
+                self._throttled, self._probe_only = 0, False
             self._changed()
 
     def _changed(self) -> None:

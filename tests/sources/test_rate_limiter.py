@@ -214,3 +214,21 @@ def test_a_lone_request_nobody_reports_on_stops_holding_the_others_back() -> Non
     blocked(rl)
     clock.now += 10.1
     grants(rl, 1)
+
+
+def test_without_headers_an_answer_after_a_429s_pause_ends_it_and_the_next_429_pauses_briefly_again() -> None:
+    """Massive sends no rate-limit headers. An answer to the lone request after a 429's pause used to change
+    nothing: every later request still went alone, and each later 429 paused twice as long as the one before
+    (1, 1, 2, 4, 8, 16, 30 s across separate episodes in a user's trial of its free plan)."""
+    rl, clock = limiter()
+    rl.observe(remaining=None, reset_epoch=None, permit=grants(rl, 1)[0])
+    for _ in range(3):  # three separate episodes, each over before the next
+        [throttled] = grants(rl, 1)
+        rl.observe(remaining=None, reset_epoch=None, throttled=True, permit=throttled)
+        wait, _ = blocked(rl)
+        assert wait is not None and 0.9 < wait <= 1.0  # brief every time: the 429s were not in a row
+        clock.now += wait
+        [probe] = grants(rl, 1)
+        blocked(rl)  # the lone request asks first
+        rl.observe(remaining=None, reset_epoch=None, permit=probe)
+        grants(rl, 5)  # answered: requests go out together again
