@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,7 +11,7 @@ import typer
 from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with, repair_exit, require_dataset
 from dataengine.datasets import DatasetKey
-from dataengine.errors import UsageError
+from dataengine.errors import Terminated, UsageError, exit_code_for
 from dataengine.loaders.symbol_loader import clean_symbols
 
 if TYPE_CHECKING:
@@ -127,8 +128,18 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
     ctx.obj.secrets |= sources.secrets(settings)
     factory = sources.factory(settings, other)
     limits = sources.limits(settings, other, datetime.now(NEW_YORK).date())
-    reports = [crosscheck(root, key, other, factory, symbols=symbols, sample=sample, seed=seed,
-                          tolerances=Tolerances(*tolerance), limits=limits) for key in keys]
+    reports: list[CrossCheckReport] = []
+    try:
+        for key in keys:
+            reports.append(crosscheck(root, key, other, factory, symbols=symbols, sample=sample, seed=seed,  # noqa: PERF401 - each kept as done
+                                      tolerances=Tolerances(*tolerance), limits=limits))
+    except KeyboardInterrupt as stop:  # --json promises one object however the command ends: the datasets done
+        if json_out:
+            signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+            typer.echo(json.dumps({**_Checks(reports).asdict(), "ok": False, "interrupted": True,
+                                   "signal": signal.Signals(signum).name, "exit_code": exit_code_for(error=stop)},
+                                  default=str))
+        raise
     checks = _Checks(reports)
     why = nothing_compared(reports)
     if why is not None:
@@ -161,9 +172,11 @@ class _Checks:
 def render_crosscheck(report: CrossCheckReport) -> str:
     t = report.tolerances
     skipped = sum(1 for m in report.months if m.skipped)
+    failed = sum(1 for m in report.months if m.error)  # nothing compared: not "beyond the thresholds"
     lines = [f"{report.dataset} ({report.source}) against {report.against}: {len(report.months)} symbol-month(s), "
-             f"{report.requests} request(s), {report.flagged} beyond the thresholds (price {t.price:.2%}, volume "
-             f"{t.volume:.0%}, more than {t.share:.0%} of a month's bars)"
+             f"{report.requests} request(s), {report.flagged - failed} beyond the thresholds (price {t.price:.2%}, "
+             f"volume {t.volume:.0%}, more than {t.share:.0%} of a month's bars)"
+             + (f", {failed} not compared ({report.against} failed: below)" if failed else "")
              + (f", {skipped} skipped (why: below)" if skipped else ""), ""]
     rows = [[m.symbol, m.month, str(m.stored), *(["-"] * 7 if m.skipped or m.error else [  # nothing was compared
                 str(m.other), str(m.only_stored), str(m.only_other), str(m.price_differs), str(m.volume_differs),

@@ -187,7 +187,7 @@ def crosscheck(
                 check.skipped = _outside_plan(against, limits, held)
                 check.stored = _stored(root, key, symbol, held).height
             else:
-                _compare(check, root, key, client, window, feed, tolerances)
+                _compare(check, root, key, client, against, window, feed, tolerances)
             report.months.append(check)
     finally:
         client.close()
@@ -239,8 +239,8 @@ def _stored(root: StorePath, key: DatasetKey, symbol: str, window: tuple[datetim
     return read_bars([symbol], *window, key.timeframe, root, missing="ignore", source=key.source).drop("symbol")
 
 
-def _compare(check: MonthCheck, root: StorePath, key: DatasetKey, client: BarSource, window: tuple[datetime, datetime],
-             feed: str, tol: Tolerances) -> None:
+def _compare(check: MonthCheck, root: StorePath, key: DatasetKey, client: BarSource, against: str,
+             window: tuple[datetime, datetime], feed: str, tol: Tolerances) -> None:
     lo, hi = window
     check.start, check.end = lo.isoformat(), hi.isoformat()
     stored = _stored(root, key, check.symbol, window)
@@ -269,7 +269,7 @@ def _compare(check: MonthCheck, root: StorePath, key: DatasetKey, client: BarSou
         check.max_volume_diff = round(float(diffs["_volume"].max() or 0.0), 6)  # type: ignore[arg-type]
     bad = check.only_stored + check.only_other + diffs.filter(price_bad | volume_bad).height
     check.flagged = bad > tol.share * max(both.height, 1)
-    check.examples = _examples(diffs.filter(price_bad | volume_bad), only_stored, only_other, key.source)
+    check.examples = _examples(diffs.filter(price_bad | volume_bad), only_stored, only_other, key.source, against)
 
 
 def _relative(column: str) -> pl.Expr:
@@ -278,14 +278,15 @@ def _relative(column: str) -> pl.Expr:
     return pl.when(scale > 0).then((a - b).abs() / scale).otherwise(0.0)
 
 
-def _examples(differ: pl.DataFrame, only_stored: pl.DataFrame, only_other: pl.DataFrame, source: str) -> list[str]:
+def _examples(differ: pl.DataFrame, only_stored: pl.DataFrame, only_other: pl.DataFrame, source: str,
+              against: str) -> list[str]:
     """A few lines a person can check by hand: the first bars that differ and the first on one side only."""
     out = []
     for row in differ.head(3).iter_rows(named=True):
         worst = max((*PRICES, "volume"), key=lambda c: abs(row[c] - row[f"{c}_other"]) / max(abs(row[c]), abs(row[f"{c}_other"]), 1e-12))
         out.append(f"{row['timestamp'].isoformat()}: {worst} {row[worst]} vs {row[worst + '_other']}")
     out += [f"{t.isoformat()}: only in {source}" for t in only_stored["timestamp"].head(2)]
-    out += [f"{t.isoformat()}: only in the other source" for t in only_other["timestamp"].head(2)]
+    out += [f"{t.isoformat()}: only in {against}" for t in only_other["timestamp"].head(2)]
     return out
 
 

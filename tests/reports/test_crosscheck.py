@@ -135,3 +135,46 @@ def test_week_bars_are_not_compared_across_vendors_and_say_why(stored: FakeMassi
     assert not stored.requests
     code, out, _ = run(capsys, "verify", "--against", "massive")
     assert code == 0 and "equities_1day (alpaca) against massive" in out and "equities_1week" not in out
+
+
+def test_a_check_stopped_with_json_prints_one_object_naming_the_stop(stored: FakeMassive) -> None:
+    """Found by a user's trial: Ctrl-C during verify --against --json gave exit 130 and an empty stdout, where
+    --json promises exactly one object however the command ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    stored.latency_s = 0.5
+    check = subprocess.Popen([sys.executable, "-m", "dataengine", "verify", "--against", "massive", "--json"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not stored.requests:
+        assert time.monotonic() < deadline and check.poll() is None, "no request came"
+        time.sleep(0.02)
+    check.send_signal(signal.SIGINT)
+    out, err = check.communicate(timeout=60)
+    result = json.loads(out)
+    assert check.returncode == 130 and result["exit_code"] == 130 and result["interrupted"] and result["signal"] == "SIGINT"
+    assert result["ok"] is False and "Interrupted." in err
+
+
+def test_months_the_other_source_failed_are_counted_apart_from_differences(stored: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: with Massive answering 500 for MSFT, the header said "2 beyond the thresholds"
+    though nothing of MSFT was compared. Failed months are counted as not compared (still exit 1)."""
+    stored.inject(500, count=1000, ticker="MSFT")
+    code, out, _ = run(capsys, "verify", "--against", "massive")
+    assert code == 1 and ": 4 symbol-month(s), " in out
+    assert "0 beyond the thresholds" in out and ", 2 not compared (massive failed: below)" in out
+    assert out.count("error") >= 2 and "HTTP 500" in out
+
+
+def test_an_example_names_the_source_each_bar_is_only_in(alpaca: FakeAlpaca, massive_env: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A bar only the other source has was "only in the other source" beside "only in alpaca": both are named."""
+    t = int(datetime(2024, 1, 10, 5, tzinfo=UTC).timestamp() * 1000)  # MSFT's 2024-01-10 day bar, midnight New York
+    massive_env.dropped.add(("MSFT", t))  # stored from Massive without it; Alpaca has it
+    assert run(capsys, "ingest", "MSFT", "--source", "massive", "-t", "day", *RANGE)[0] == 0
+    code, out, _ = run(capsys, "verify", "--source", "massive", "--against", "alpaca", "--max-share", "0")
+    assert code == 1 and "2024-01-10T05:00:00+00:00: only in alpaca" in out and "other source" not in out
