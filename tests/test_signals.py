@@ -57,6 +57,10 @@ def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_writte
     assert (RunLock.holder(backend) or {}).get("alive") is not True  # released
 
 
+def last_requests(tmp_path) -> int:  # type: ignore[no-untyped-def]
+    return RunLedger(tmp_path / "store").last(1)[0].requests
+
+
 @pytest.mark.slow
 def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, tmp_path) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 1.0
@@ -72,6 +76,9 @@ def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, t
     assert {"successful", "failed", "run_id", "requests", "rows_written"} <= report.keys()
     assert (report["interrupted"], report["signal"], report["error"], report["exit_code"]) == (True, 2, "interrupted", 130)
     assert report["successful"] == [] and set(report["failed"].values()) == {"not fetched: the run stopped early"}
+    # the corporate-actions requests it sent are counted (a user's trial: "requests": 0 though the server
+    # logged five, which on Massive's free plan spend the minute's quota)
+    assert report["requests"] == len(alpaca.all_requests) >= 1 and last_requests(tmp_path) == report["requests"]
     assert err.count("Interrupted") == 1, err  # said once (a review found the CLI saying it again)
     last = RunLedger(tmp_path / "store").last(1)[0]
     assert (last.exit_code, last.signal) == (130, 2) and last.run_id == report["run_id"]

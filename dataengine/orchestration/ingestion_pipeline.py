@@ -265,11 +265,11 @@ class IngestionPipeline:
             except KeyboardInterrupt as stop:  # a stop the run did not catch itself: before its bars (corporate
                 # actions, planning), or after them (its version, the status cache): a result all the same, for
                 # --json and the ledger; the run's own when it has one, else one of the same shape
-                if getattr(stop, "result", None) is None:
-                    stopped = outcome.result or IngestResult.not_started(
-                        request, "the run stopped early", RequestCounts(), record.run_id, str(self.root))
+                stopped = getattr(stop, "result", None) or outcome.result or IngestResult.not_started(
+                    request, "the run stopped early", RequestCounts(), record.run_id, str(self.root))
+                if not stopped.interrupted:  # one the run did not mark itself (it marks a stop it caught)
                     stopped.interrupted, stopped.signal = True, signal_of(stop)
-                    stop.result = stopped  # type: ignore[attr-defined]
+                stop.result = stopped  # type: ignore[attr-defined]
                 raise
         return result
 

@@ -68,6 +68,10 @@ def execute_steps(
             exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(root))
             exc.result.elapsed_s = round(time.monotonic() - started, 3)
             progress.finish(exc.result)
+        elif isinstance(exc, KeyboardInterrupt):  # stopped during them: the requests they cost are the run's
+            stopped = IngestResult.not_started(request, "the run stopped early", actions_source.stats, run_id, str(root))
+            stopped.elapsed_s = round(time.monotonic() - started, 3)
+            exc.result = stopped  # type: ignore[attr-defined]
         raise
     stale = stale_adjusted(root, request, coverage)
     planned = plan(refetching(request, coverage, stale), coverage)
