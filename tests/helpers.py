@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -146,3 +147,13 @@ def read_only(path: Path) -> Iterator[str]:
         yield "Read-only file system"
     finally:
         subprocess.run(["umount", str(path)], check=False)
+
+
+def delete_with_its_versions(root: Any, dataset: str, symbol: str, year: int, month: int) -> None:
+    """Delete a partition's file and every version's copy of it (``root``: a StorePath): with no copy left,
+    ``verify --repair`` must fetch the month again instead of putting it back from a version."""
+    partition = f"symbol={symbol}/year={year}/month={month:02d}"
+    store = root.store
+    for key, _ in store.list_dir(f"metadata/versions/{dataset}/{partition}")[1]:
+        store.delete(key)
+    store.delete(f"{dataset}/{partition}/data.parquet")

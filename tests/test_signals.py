@@ -16,7 +16,7 @@ import pytest
 from dataengine.storage.run_ledger import RunLedger
 from dataengine.storage.run_lock import RunLock
 from tests.conftest import REPO
-from tests.helpers import assert_store_equals, expected, read_store
+from tests.helpers import assert_store_equals, delete_with_its_versions, expected, read_store
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "BRK.B"]
 COMMAND = [sys.executable, "-m", "dataengine", "ingest", *SYMBOLS, "--start", "2024-01-01", "--end", "2024-04-30",
@@ -157,10 +157,9 @@ def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca,
 
     symbols = ["AAPL", "MSFT", "NVDA"]
     assert main(["-q", "ingest", *symbols, "--start", "2024-01-02", "--end", "2024-02-29", "-t", "minute"]) == 0
-    base = open_store(backend) / "equities_1min"  # a local directory or a prefix on S3: the same calls
     for symbol in symbols[:2]:  # NVDA's stay: on S3 a dataset with no object left is no dataset to verify
-        for month in ("01", "02"):
-            (base / f"symbol={symbol}" / "year=2024" / f"month={month}" / "data.parquet").unlink()
+        for month in (1, 2):  # and their versions' copies, so the repair fetches them again
+            delete_with_its_versions(open_store(backend), "equities_1min", symbol, 2024, month)
     alpaca.latency_s = 0.3
     report = _stopped_repair(alpaca, after_requests=3)
     assert report["ok"] is False and report["unrepaired"] and report["repaired"] + len(report["unrepaired"]) == 4
@@ -181,7 +180,7 @@ def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(al
         assert main(["-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-02-29", "-t", timeframe]) == 0
     root = open_store(backend)
     for dataset in ("equities_1day", "equities_1min"):
-        (root / dataset / "symbol=AAPL" / "year=2024" / "month=01" / "data.parquet").unlink()
+        delete_with_its_versions(root, dataset, "AAPL", 2024, 1)
     alpaca.latency_s = 1.0  # the daily repair (first: datasets go in name order) is in its request when stopped
     before = len(alpaca.requests)
     report = _stopped_repair(alpaca, after_requests=1)
