@@ -65,11 +65,14 @@ def test_a_lost_version_file_is_linked_back_and_every_version_naming_it_reads_ag
     (lost,) = version_files(backend, JANUARY)  # named by both versions
     open_store(backend).store.delete(lost)
     assert count_at(capsys, 0)[0] == 1 and run_cli(capsys, "verify")[0] == 1
+    code, _, err = run_cli(capsys, "tag", "backtest", "--version", "0", "-t", "day")  # a pin whose reads would fail
+    assert code == 1 and "version 0 of equities_1day cannot be read whole: 1 file(s) missing" in err and "not tagged" in err
     code, out, _ = run_cli(capsys, "verify", "--repair")
     assert code == 0 and "1 file(s) of version 1 of equities_1day linked back from the dataset" in out
     assert version_files(backend, JANUARY) == [lost] and len(versions(capsys, backend)) == 2  # no new version
     assert [count_at(capsys, v) for v in (0, 1)] == counts
     assert run_cli(capsys, "verify", "--all-versions")[0] == 0
+    assert run_cli(capsys, "tag", "backtest", "--version", "0", "-t", "day")[0] == 0
 
 
 def test_a_lost_version_file_is_not_linked_back_from_other_bytes(alpaca, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from dataengine.errors import DamagedPartitionError
 from dataengine.storage.versions.commit import pending_runs
 from dataengine.storage.versions.log import read_state
 from dataengine.storage.versions.log_entries import LOG_DIR, list_log, read_commit, read_commit_info
 from dataengine.storage.versions.model import OWN_DIR, TagInUseError, VersionError, VersionTable, check_tag_name, run_of
+from dataengine.storage.versions.verify import check
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,13 @@ def tag(table: VersionTable, name: str, version: int | None = None) -> int:
         raise VersionError(f"version {version} of {table.dataset} does not exist (versions 0..{listing.latest})")
     check_not_pruned(table, version)
     entries = _read(table, "tags.json")
+    lost = check(table, version) if name not in entries else []
+    if lost:  # a tag pins a backtest to this version: one whose reads fail would only say so later
+        raise DamagedPartitionError(
+            lost[0].path, f"version {version} of {table.dataset} cannot be read whole: {len(lost)} file(s) missing or "
+            f"resized, this one {'missing' if lost[0].actual_size is None else 'resized'}",
+            advice="not tagged; tag a version that reads whole ('dataengine verify --all-versions' names what each "
+                   "lacks; 'dataengine verify --repair' mends the latest)")
     if name in entries:
         if int(entries[name]["version"]) == version:
             return version
