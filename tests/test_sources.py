@@ -63,6 +63,12 @@ def test_massive_requests_are_ceil_bars_per_50000_per_symbol_plus_actions(massiv
     plan = json.loads(out)
     assert plan["source"] == "massive" and plan["units"] == 1  # one symbol, never cut in time
     assert plan["est_requests_max"] == math.ceil(plan["est_bars_max"] / 50_000)
+    # its splits and its dividends: two more at least, said beside the bars' (a user's trial on the free plan,
+    # where each request is 12 s, was told ~3 and saw 9)
+    assert plan["est_action_requests_min"] == 2
+    code, out, _ = run(capsys, "ingest", "AAPL", "MSFT", "--source", "massive", "-t", "day", "--start", "2024-01-02",
+                       "--end", "2024-01-31", "--dry-run")
+    assert code == 0 and "requests and ~" in out and "(and at least 4 for corporate actions)" in out
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "503", "drop"])

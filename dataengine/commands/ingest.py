@@ -215,6 +215,7 @@ def _format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"dry run: {plan['symbols_to_fetch']} of {plan['symbols']} symbol(s) to fetch in {plan['units']} unit(s), "
         f"at most ~{plan['est_requests_max']:,} requests and ~{plan['est_bars_max']:,} bars"
+        + (f" (and at least {plan['est_action_requests_min']:,} for corporate actions)" if plan.get("est_action_requests_min") else "")
         + (f" from {plan['source']}" if plan.get("source", "alpaca") != "alpaca" else "")
         + f"; {plan['symbols_up_to_date']} already up to date (ranges in New York time)"
     ]

@@ -201,6 +201,9 @@ class Plan:
             "units": len(self.units),
             "est_bars_max": round(est_bars),
             "est_requests_max": _max_requests(self.units, self.info, self.page_bars),
+            # every run asks for all its symbols' corporate actions, up to date or not: at least this many more
+            "est_action_requests_min": len(symbol_batches(sorted(self.todo), self.info)) * self.info.action_requests_per_batch
+            if self.info.corporate_actions and self.todo else 0,
             "source": self.info.name,
             "todo": {s: [[a.isoformat(), b.isoformat()] for a, b in spans] for s, spans in self.todo.items()},
         }

@@ -153,6 +153,7 @@ class SourceInfo:
     rate_limit_headers: bool
     requests_per_minute: int | None
     action_page_limit: int  # corporate-action records per page at most
+    action_requests_per_batch: int = 1  # requests one batch of symbols' corporate actions takes at least
     title: str = ""  # how outputs name the source: ``Alpaca``, ``Massive``, ``sample (synthetic)``
     key_variables: tuple[str, ...] = ()  # the environment variables its key is read from (none: no key)
     synthetic: bool = False  # made-up bars (the sample source): its datasets and outputs say so
@@ -220,6 +221,7 @@ MASSIVE = SourceInfo(
     rate_limit_headers=False,  # no quota headers: a 429 is all the server says
     requests_per_minute=5,  # the free plan; paid plans are not throttled per minute
     action_page_limit=1000,
+    action_requests_per_batch=2,  # its splits and its dividends, one ticker at a time
     title="Massive",
     key_variables=("MASSIVE_API_KEY",),
 )
