@@ -139,9 +139,12 @@ def _dataset_views(con: duckdb.DuckDBPyConnection, root: StorePath, dataset: str
 
 def _failing_view(con: duckdb.DuckDBPyConnection, name: str, error: DataEngineError) -> None:
     """A view with the bar columns that raises ``error``'s message when a statement reads a row of it, so a
-    dataset that cannot be read fails only the statements that read it."""
-    empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
-    con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} FROM range(1) WHERE error({_sql_string(error)})')
+    dataset that cannot be read fails only the statements that read it. Every column is the error itself, not
+    a NULL: DuckDB proved a filter on a NULL column never true and dropped the scan, so ``where symbol = 'MSFT'``
+    answered 0 rows, exit 0 (a review found it)."""
+    fail = f"error({_sql_string(error)})"
+    columns = ", ".join(f"{fail}::{kind} AS {col}" for col, kind in _DUCKDB_TYPES.items())
+    con.execute(f'CREATE VIEW "{name}" AS SELECT {columns} FROM range(1) WHERE {fail} IS NULL')
 
 
 def _sql_string(text: object) -> str:

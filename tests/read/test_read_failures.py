@@ -54,6 +54,14 @@ def test_a_missing_version_file_fails_only_the_statements_that_read_its_dataset(
         assert (code, out) == (1, "") and "Traceback" not in err, err
         assert err.startswith("Error: damaged partition ") and "the file is missing" in err and len(err.splitlines()) == 1, err
     assert f"{lost} (tag 't': the file is missing)" in run_cli(capsys, "query", MINUTES, "--tag", "t")[2]
+    # a filter, a projection or an aggregate over the failing view fails too: its rows are never 0 (the first
+    # failing view answered `where symbol = 'MSFT'` with 0 rows, exit 0, as a review found)
+    for sql in ("select count(*) n from sample_bars_1min where symbol = 'MSFT'",
+                "select * from sample_bars_1min where symbol = 'AAPL' and timestamp >= '2024-02-01'",
+                "select max(close) from sample_bars_1min where year = 2024 and month = 1"):
+        for pinned in (["--tag", "t"], []):
+            code, out, err = run_cli(capsys, "query", sql, "-f", "csv", *pinned)
+            assert (code, out) == (1, "") and err.startswith("Error: damaged partition "), (sql, pinned, out, err)
 
 
 def corrupt_inside(path: Path) -> None:
