@@ -89,9 +89,15 @@ class S3Client:
         # right before each HTTP request goes out, retries included: first the fence, then the count of what
         # the service bills (a request the fence stops is never sent, nor counted)
         self.s3.meta.events.register("before-send.s3", lambda **_: self.watch.check())
-        self.s3.meta.events.register("after-call.s3", lambda **_: self.watch.answered())  # any status, errors too
+        # every HTTP answer, retried ones included (a 503 SlowDown is an answer): after-call came once an operation
+        # and its retries were over, so a storm of 503s read as silence (a review found it)
+        self.s3.meta.events.register("response-received.s3", self._answered)
         self.s3.meta.events.register("before-send.s3", self._check_fence)
         self.s3.meta.events.register("before-send.s3", self._count)
+
+    def _answered(self, response_dict: Any = None, **_: Any) -> None:
+        if response_dict is not None:  # None: the attempt failed with no answer (a timeout, a reset)
+            self.watch.answered()
 
     def _check_fence(self, **_: Any) -> None:
         fence = getattr(self._local, "fence", None)

@@ -138,6 +138,26 @@ def test_how_long_the_endpoint_has_left_requests_unanswered_is_known_while_they_
     assert root.store.unanswered_s() == 0.0  # answered
 
 
+def test_a_503_is_an_answer_not_silence(s3_proxy: FaultProxy, s3_store: str) -> None:
+    """A PUT answered 503 SlowDown twice, then 200: the endpoint answered every attempt, so the time it has left
+    requests unanswered starts again at each one (it was hooked on the operation's end, after its retries, so a
+    storm of 503s read as S3 not answering, as a review found)."""
+    root = open_store(s3_store)
+    watch = root.store.client.watch
+    now = [watch.clock()]
+    watch.clock = lambda: now[0]
+    seen: list[float] = []
+
+    def slow_down(request: object) -> bool:  # at each attempt's arrival: what the watch says, then 30 s pass
+        seen.append(root.store.unanswered_s())
+        now[0] += 30
+        return True
+
+    s3_proxy.add("fail_before", status=503, code="SlowDown", times=2, match=lambda r: r.method == "PUT" and slow_down(r))
+    (root / "metadata/runs/busy.json").write_bytes(b"{}")
+    assert seen == [0.0, 0.0] and root.store.unanswered_s() == 0.0  # the second was sent after an answer
+
+
 def test_a_refused_connection_is_left_to_the_retries(s3_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refusal (an endpoint restarting) fails in an instant and may be over a second later: no window."""
     from dataengine.storage.s3_client import forget_clients
