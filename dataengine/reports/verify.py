@@ -97,6 +97,9 @@ class VerifyReport:
         return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
 
 
+RESTORABLE = ("missing", "unreadable", "corrupt")  # damage a whole copy of the file undoes
+
+
 def verify(
     root: StorePath, *, datasets: list[str] | None = None, symbols: list[str] | None = None, all_versions: bool = False,
     read_data: bool = False,
@@ -176,6 +179,8 @@ def verify_and_repair(
         mended = repair_metadata(root, report.metadata, pipeline) if report.metadata else []
         version_datasets = set(report.version_datasets)
         mended += _version_log_repairs(root, version_datasets)
+        # before anything commits: a commit would take the dataset's file in under a new name instead
+        mended += _version_file_restores(root, version_datasets)
         runs, restored = repair(root, report, pipeline) if report.damage else ({}, [])
         mended += _version_repairs(root, {d.dataset for d in report.damage} | version_datasets)
         after = verify(root, datasets=datasets, symbols=symbols, all_versions=all_versions, read_data=read_data)
@@ -204,23 +209,33 @@ def _version_log_repairs(root: StorePath, datasets: set[str]) -> list[str]:
     return notes
 
 
+def _version_file_restores(root: StorePath, datasets: set[str]) -> list[str]:
+    """Files of these datasets' latest versions lost, their bytes still the dataset's: linked back, so every
+    version that named them reads again (:func:`~dataengine.storage.versions.restore_version_files`)."""
+    from dataengine.storage.versions import current_version, restore_version_files
+
+    notes = []
+    for dataset in sorted(datasets):
+        table = VersionTable.of(root, dataset)
+        restored = restore_version_files(table)
+        if restored:
+            notes.append(f"{len(restored)} file(s) of version {current_version(table)} of {dataset} linked back from "
+                         "the dataset (the same bytes): every version that named them reads again")
+    return notes
+
+
 def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
     """A month set aside and not fetched again (the source has no bar of it any more) is gone from the dataset,
     and a file replaced outside a run is in no version: the latest version must name the dataset as it is. One
     more version per repaired dataset, if anything differs; a note for each version made."""
     from dataengine.storage.run_ledger import new_run_id
     from dataengine.storage.run_versions import DatasetVersion
-    from dataengine.storage.versions import Provenance, current_version, restore_version_files
+    from dataengine.storage.versions import Provenance, current_version
 
     notes = []
     for dataset in sorted(datasets):
         version = DatasetVersion(root, dataset, Provenance(run_id=new_run_id(), reason="repair", command="verify --repair"))
         before = current_version(version.table)
-        # a file of the latest version lost, its bytes still the dataset's: linked back, not a new version
-        restored = restore_version_files(version.table)
-        if restored:
-            notes.append(f"{len(restored)} file(s) of version {before} of {dataset} linked back from the dataset "
-                         "(the same bytes): every version that named them reads again")
         version.sync()
         mended = mend(version.table, version.provenance)  # a file the latest version names, lost: re-linked
         for problem in mended.unresolved:
@@ -293,8 +308,9 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
     for item in report.damage:
         path = layout.partition_path(root, item.dataset, item.symbol, item.year, item.month)
         found = root.store.stat(path.key)
+        # bytes that read wrong (empty, another month's) would come back as they are from a copy of them
         copy = version_copy(VersionTable.of(root, item.dataset), item.symbol, item.year, item.month,
-                            damaged=found.tag if found is not None else None)
+                            damaged=found.tag if found is not None else None) if item.kind in RESTORABLE else None
         if found is not None:
             aside = layout.quarantine_dir(root, stamp) / path.relative_to(root)
             root.store.move(path.key, aside.key)

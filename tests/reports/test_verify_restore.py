@@ -92,3 +92,29 @@ def test_a_lost_version_file_is_not_linked_back_from_other_bytes(alpaca, capsys,
     assert not (tmp_path / "store" / lost).exists()
     code, message = count_at(capsys, 0)
     assert code == 1 and lost.rsplit("/", 1)[1] in message
+
+
+def test_a_file_of_the_same_size_and_rows_written_after_the_run_is_not_taken_for_the_lost_one(alpaca, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A review's case: the dataset's file replaced by hand with the same size and rows, one close changed by a
+    cent, then the version file deleted. It was written after the run that named the lost file committed, so it
+    is other bytes: the lost file is not linked back from it (version 0 would read the changed close)."""
+    import os
+    import time
+
+    import polars as pl
+
+    ingest(capsys, "AAPL", "--start", "2024-01-02", "--end", "2024-02-29")
+    (lost,) = version_files(str(tmp_path / "store"), JANUARY)
+    partition = tmp_path / "store" / DAY / JANUARY / "data.parquet"
+    bars, original = pl.read_parquet(partition), partition.stat().st_size
+    edited = bars.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col("close") + 0.01).otherwise(pl.col("close")).alias("close"))
+    partition.unlink()
+    edited.write_parquet(partition, compression="zstd")
+    size = partition.stat().st_size
+    assert edited.height == bars.height
+    later = time.time() + 120  # a hand edit minutes after the run, as it would be outside a test
+    os.utime(partition, (later, later))
+    (tmp_path / "store" / lost).unlink()
+    code, out, _ = run_cli(capsys, "verify", "--repair")
+    assert size == original  # the same size: only when it was written tells the two apart
+    assert "linked back" not in out and not (tmp_path / "store" / lost).exists()

@@ -7,8 +7,13 @@ the dataset as a new version (which leaves every pinned version that named the l
 
 - :func:`version_copy`: a partition deleted or damaged in the dataset, its version file whole: link it back.
 - :func:`restore_version_files`: a file of the latest version deleted (under ``metadata/versions/``), the
-  dataset's file the same bytes by every sign left (its size, its rows, written by that run and before the
-  latest commit): link it back under the version's name, and every version that named it reads again.
+  dataset's file the same bytes by every sign left (its size, its rows, and written while the run that named
+  it ran: between its start and its commit): link it back under the version's name, and every version that
+  named it reads again.
+
+Neither happens while a killed run's marker is pending: its files may be newer than any version. No digest of a
+file's bytes is kept, so "the same bytes" is read from those signs: a file replaced by hand minutes after the
+run with one of the same size and rows, keeping a time inside that run (``touch -d``), would pass for it.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ import io
 import logging
 from datetime import datetime, timezone
 
+from dataengine.storage.versions.commit import pending_runs
 from dataengine.storage.versions.log import read_state
-from dataengine.storage.versions.log_entries import read_commit_info
+from dataengine.storage.versions.log_entries import list_log, read_commit_info
 from dataengine.storage.versions.model import DATA_FILE, VersionTable, partition_dir
 from dataengine.storage.versions.verify import check
 
 log = logging.getLogger(__name__)
 
-CLOCK_SLACK_S = 300.0  # an S3 server's clock against ours, when a file's time is compared with a run's
+LOCAL_SLACK_S = 2.0  # a file's time against a run's on this machine's clock (file systems round mtimes)
+S3_SLACK_S = 60.0  # an S3 server's clock against ours
 
 
 def version_copy(table: VersionTable, symbol: str, year: int, month: int, damaged: str | None = None) -> str | None:
@@ -32,7 +39,7 @@ def version_copy(table: VersionTable, symbol: str, year: int, month: int, damage
     page readable, its recorded rows) and is not ``damaged`` (the fingerprint of the dataset's damaged file: a
     hard link shares the damage). None when there is none to restore from."""
     state = read_state(table)
-    if state is None:
+    if state is None or pending_runs(table):  # a killed run's file may be newer than the version's copy
         return None
     named = state.by_key([partition_dir(symbol, year, month)]).get(partition_dir(symbol, year, month))
     if named is None:
@@ -49,21 +56,23 @@ def restore_version_files(table: VersionTable) -> list[str]:
     """Link back each file of the latest version that is missing, from the dataset's file of that partition
     when it holds the same bytes by every sign left; the partition directories restored."""
     missing = [problem for problem in check(table) if problem.actual_size is None]
-    if not missing:
+    if not missing or pending_runs(table):  # a killed run's files: the dataset's may be newer than the version
         return []
     state = read_state(table)
     assert state is not None  # check() found files of it
-    committed = read_commit_info(table, state.version).get("timestamp", 0) / 1000
+    slack = LOCAL_SLACK_S if table.files.storage_options is None else S3_SLACK_S
+    commits = _commit_times(table)
     restored = []
     for problem in missing:
         key = partition_dir(problem.symbol, problem.year, problem.month)
         source = f"{table.dataset_path}/{key}/{DATA_FILE}"
         info = table.files.stat(source)
-        written_by = _run_started(problem.path)
-        if info is None or info.size != problem.expected_size or written_by is None:
+        run_id = problem.path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        started, committed = _run_started(run_id), commits.get(run_id)
+        if info is None or info.size != problem.expected_size or started is None or committed is None:
             continue
-        if not written_by - CLOCK_SLACK_S <= info.modified <= committed + CLOCK_SLACK_S:
-            continue  # written outside that run: other bytes, whatever their size
+        if not started - slack <= info.modified <= committed + slack:
+            continue  # not written while that run ran: other bytes, whatever their size
         if not _whole(table, source, state.by_key([key])[key][2]):
             continue
         table.files.link(source, problem.path)
@@ -83,9 +92,20 @@ def _whole(table: VersionTable, key: str, rows: int | None) -> bool:
     return rows is None or height == rows
 
 
-def _run_started(path: str) -> float | None:
-    """When the run that named a version file started (its name is the run id: ``20261207T161257Z-984016``)."""
-    stamp = path.rsplit("/", 1)[-1].split("-", 1)[0]
+def _commit_times(table: VersionTable) -> dict[str, float]:
+    """When each run's version was committed (epoch seconds), by run id."""
+    times: dict[str, float] = {}
+    for version in list_log(table).commits:
+        info = read_commit_info(table, version)
+        run_id = (info.get("dataengine") or {}).get("run_id")
+        if isinstance(run_id, str):
+            times.setdefault(run_id, info.get("timestamp", 0) / 1000)
+    return times
+
+
+def _run_started(run_id: str) -> float | None:
+    """When a run started: its id says (``20261207T161257Z-984016``)."""
+    stamp = run_id.split("-", 1)[0]
     try:
         return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
