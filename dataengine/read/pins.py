@@ -61,11 +61,16 @@ class Pin:
                 advice: str | None = None) -> DamagedPartitionError:
         """How every reader names a partition file it could not read: under a pin, the version's own file that
         was read (an older version's file is not the dataset's partition); otherwise the dataset's partition,
-        as ``verify`` names it (the file read is a link of it, or a copy), with ``advice`` (default: repair it)."""
+        as ``verify`` names it (the file read is a link of it, or a copy), with ``advice`` (default: repair it),
+        unless the version's file is the one missing beside a partition that is there: then that file."""
         if self.given and read != partition:
             return DamagedPartitionError(read, f"{self.describe()}: {reason}", advice=OLDER_FILE_ADVICE)
+        if read != partition and reason == MISSING and partition.is_file():  # not "data.parquet is missing"
+            return DamagedPartitionError(read, reason, advice=advice)
         return DamagedPartitionError(partition, reason, advice=advice)
 
+
+MISSING = "the file is missing"
 
 # An older version's own file: repair mends the dataset and so the latest version, never the bytes an older
 # version was committed with, so sending the user to repair it would go round in a circle.

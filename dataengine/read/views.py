@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from dataengine.errors import DataEngineError, UsageError
-from dataengine.read.pins import Pin, recheck_pruned, resolve, utc_text
+from dataengine.read.pins import MISSING, Pin, recheck_pruned, resolve, utc_text
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
@@ -132,7 +132,7 @@ def _dataset_views(con: duckdb.DuckDBPyConnection, root: StorePath, dataset: str
     except _MissingFile as missing:
         own = chosen if chosen.version is None or dataset == pinned else Pin()
         partition = layout.partition_path(root, dataset, missing.file.symbol, missing.file.year, missing.file.month)
-        error = recheck_pruned(root, dataset, own, own.damaged(root.at(missing.file.path), "the file is missing", partition))
+        error = recheck_pruned(root, dataset, own, own.damaged(root.at(missing.file.path), MISSING, partition))
         _failing_view(con, name, error)
         notes.failing[name] = error
 

@@ -65,6 +65,9 @@ def test_a_lost_version_file_is_linked_back_and_every_version_naming_it_reads_ag
     (lost,) = version_files(backend, JANUARY)  # named by both versions
     open_store(backend).store.delete(lost)
     assert count_at(capsys, 0)[0] == 1 and run_cli(capsys, "verify")[0] == 1
+    code, _, err = run_cli(capsys, "query", "select count(*) from bars_1day")  # the latest version: names the
+    assert code == 1 and lost in err  # file lost (locally, not "data.parquet (the file is missing)": it is there)
+    assert backend.startswith("s3://") or f"{lost} (the file is missing)" in err
     code, _, err = run_cli(capsys, "tag", "backtest", "--version", "0", "-t", "day")  # a pin whose reads would fail
     assert code == 1 and "version 0 of equities_1day cannot be read whole: 1 file(s) missing" in err and "not tagged" in err
     code, out, _ = run_cli(capsys, "verify", "--repair")
