@@ -243,7 +243,8 @@ def dataset_drift(table: VersionTable, state: TableState | None) -> list[Partiti
 
 
 def counted(table: VersionTable, changes: Sequence[PartitionFile], batch: int = 64) -> list[PartitionFile]:
-    """``changes`` with the rows of each file read from its footer: what a killed run wrote arrives with no
+    """``changes`` with the rows of each file, from its footer (each file is read whole to get it: on S3 a GET of
+    a few hundred KiB; only after a killed run, so not worth ranged reads): what a killed run wrote arrives with no
     count, and one unknown count made its whole version's rows unknown ('?' in ``dataengine versions``). Only
     for what one run wrote (an adoption takes in a whole dataset, whose files it does not read back). A file
     gone or unreadable keeps no count (``verify`` names it)."""
