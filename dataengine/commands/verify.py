@@ -115,10 +115,11 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
     from dataengine.timerange import NEW_YORK
 
     other = sources.chosen(settings, against).name
-    keys = [DatasetKey.from_name(n) for n in layout.dataset_names(root, settings.source)]
+    raw = [k for k in (DatasetKey.from_name(n) for n in layout.dataset_names(root, settings.source)) if k.adjustment == "raw"]
     # without -t, every raw dataset whose bars the two vendors stamp alike (not week or month: check_pair says why)
-    keys = [k for k in keys if k.adjustment == "raw" and (k.timeframe == DatasetKey.of(timeframe).timeframe
-                                                          if timeframe is not None else comparable(k))]
+    keys = [k for k in raw if (k.timeframe == DatasetKey.of(timeframe).timeframe if timeframe is not None else comparable(k))]
+    if not keys and timeframe is None and raw:  # week and month bars only: say why they are not compared
+        check_pair(raw[0], other, "sip")
     if not keys:
         raise UsageError(f"no raw {timeframe or ''} dataset of {settings.source} in {root} to check against {other}"
                          .replace("  ", " "))

@@ -137,6 +137,12 @@ def test_week_bars_are_not_compared_across_vendors_and_say_why(stored: FakeMassi
     assert code == 0 and "equities_1day (alpaca) against massive" in out and "equities_1week" not in out
 
 
+def test_a_store_of_week_bars_only_says_why_they_are_not_compared(alpaca: FakeAlpaca, massive_env: FakeMassive, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run(capsys, "ingest", "AAPL", "-t", "week", *RANGE)[0] == 0
+    code, _, err = run(capsys, "verify", "--against", "massive")
+    assert code == 2 and "week bars cannot be compared across vendors" in err and not massive_env.requests
+
+
 def test_a_check_stopped_with_json_prints_one_object_naming_the_stop(stored: FakeMassive) -> None:
     """Found by a user's trial: Ctrl-C during verify --against --json gave exit 130 and an empty stdout, where
     --json promises exactly one object however the command ends."""
