@@ -54,7 +54,7 @@ def tag(table: VersionTable, name: str, version: int | None = None) -> int:
     lost = check(table, version) if name not in entries else []
     if lost:  # a tag pins a backtest to this version: one whose reads fail would only say so later
         raise DamagedPartitionError(
-            lost[0].path, f"version {version} of {table.dataset} cannot be read whole: {len(lost)} file(s) missing or "
+            table.files.uri(lost[0].path), f"version {version} of {table.dataset} cannot be read whole: {len(lost)} file(s) missing or "
             f"resized, this one {'missing' if lost[0].actual_size is None else 'resized'}",
             advice="not tagged; tag a version that reads whole ('dataengine verify --all-versions' names what each "
                    "lacks; 'dataengine verify --repair' mends the latest)")
