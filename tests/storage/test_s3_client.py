@@ -10,10 +10,18 @@ import pytest
 
 from dataengine.errors import LockError, StorageError
 from dataengine.storage.s3_client import READ_ATTEMPTS
-from dataengine.storage.store import open_store
+from dataengine.storage.store import StorePath, open_store
 from tests.s3_fault_proxy import FaultProxy, on
 
 BODY = bytes(range(256)) * 40
+
+
+def hand_clock(root: StorePath) -> list[float]:
+    """The S3 client's endpoint watch on a clock moved by hand: ``now[0] += s``."""
+    watch = root.store.client.watch
+    now = [watch.clock()]
+    watch.clock = lambda: now[0]
+    return now
 
 
 def test_a_body_cut_short_is_read_again_and_every_attempt_counted(s3_proxy: FaultProxy, s3_store: str) -> None:
@@ -82,9 +90,7 @@ def test_an_endpoint_that_stops_answering_costs_one_operation_its_retries_then_t
     root = open_store(s3_store)
     path = root / "metadata/runs/one.json"
     path.write_bytes(b"{}")
-    watch = root.store.client.watch
-    now = [watch.clock()]
-    watch.clock = lambda: now[0]
+    now = hand_clock(root)
     s3_proxy.add("delay", seconds=1.0)  # longer than the read timeout: no byte comes back in time
     with pytest.raises(StorageError, match=r"cannot write s3://.*/metadata/runs/one.json: Read timeout"):
         path.write_bytes(b"[]")
@@ -120,9 +126,7 @@ def test_how_long_the_endpoint_has_left_requests_unanswered_is_known_while_they_
     root = open_store(s3_store)
     path = root / "metadata/runs/slow.json"
     path.write_bytes(b"{}")
-    watch = root.store.client.watch
-    now = [watch.clock()]
-    watch.clock = lambda: now[0]
+    now = hand_clock(root)
     assert root.store.unanswered_s() == 0.0
     s3_proxy.add("delay", seconds=1.0, times=1)
     reader = threading.Thread(target=path.read_bytes)
@@ -143,9 +147,7 @@ def test_a_503_is_an_answer_not_silence(s3_proxy: FaultProxy, s3_store: str) -> 
     requests unanswered starts again at each one (it was hooked on the operation's end, after its retries, so a
     storm of 503s read as S3 not answering, as a review found)."""
     root = open_store(s3_store)
-    watch = root.store.client.watch
-    now = [watch.clock()]
-    watch.clock = lambda: now[0]
+    now = hand_clock(root)
     seen: list[float] = []
 
     def slow_down(request: object) -> bool:  # at each attempt's arrival: what the watch says, then 30 s pass
