@@ -72,7 +72,7 @@ def query(
         damaged = _damaged_partition(root, message, chosen)
         if damaged is not None:
             raise damaged from None
-        if _ARROW_FAILED in message:  # a version's file failed pyarrow, which does not say which one
+        if any(words in message for words in _ARROW_FAILED):  # a version's file failed pyarrow, which says not which
             raise _damaged_file(root, sql, notes, chosen, pinned, message) from None
         if (chosen.tag is not None or chosen.as_of is not None) and "does not exist" in message:
             # a tag or a time pins only the datasets that have a version for it: say which views there are
@@ -155,8 +155,9 @@ def _damaged_partition(root: StorePath, message: str, chosen: Pin) -> DataEngine
     return None
 
 
-# DuckDB's words for a failure of the pyarrow scan under a version's view (a file it could not read or decode)
-_ARROW_FAILED = "reading the Arrow source failed"
+# DuckDB's words for a failure of the pyarrow scan under a version's view (a file it could not read or decode):
+# "reading the Arrow source failed" in recent releases, "arrow_scan: get_next failed()" in those pip gives 3.10
+_ARROW_FAILED = ("reading the Arrow source failed", "arrow_scan: get_next failed")
 _SEARCH_FILES = 1000  # files of the datasets a failed statement reads that are read whole to find the damaged one
 
 
