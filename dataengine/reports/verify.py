@@ -36,6 +36,7 @@ from dataengine.storage.versions import (
     latest_partitions,
     mend,
     mend_log,
+    restorable,
     tags,
     unrecorded,
     version_copy,
@@ -45,6 +46,7 @@ from dataengine.timerange import ny_month_end, ny_month_start
 if TYPE_CHECKING:
     from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
     from dataengine.orchestration.result import IngestResult
+    from dataengine.storage.versions.log import TableState
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,8 @@ def verify(
     """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer, and
     the files of each dataset's latest and tagged versions (``all_versions``: of every version kept).
     ``read_data``: also read every bar of every partition, which finds bytes damaged inside a file whose footer
-    still reads (each page is zstd-compressed: damage there fails to decompress)."""
+    still reads when a page then fails to decompress or decode (about half of such damage: the rest decodes to
+    other values, which no check without a checksum can tell)."""
     started = time.perf_counter()
     names = datasets if datasets is not None else layout.dataset_names(root)
     index = FooterCache(root)
@@ -305,11 +308,15 @@ def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -
     by_dataset: dict[str, dict[str, list[Interval]]] = {}
     ledgers: dict[str, CoverageLedger] = {}
     restored: list[Damage] = []
+    latest: dict[str, TableState | None] = {}  # per dataset, the version to put files back from (one look each)
     for item in report.damage:
         path = layout.partition_path(root, item.dataset, item.symbol, item.year, item.month)
         found = root.store.stat(path.key)
+        table = VersionTable.of(root, item.dataset)
+        if item.dataset not in latest:
+            latest[item.dataset] = restorable(table)
         # bytes that read wrong (empty, another month's) would come back as they are from a copy of them
-        copy = version_copy(VersionTable.of(root, item.dataset), item.symbol, item.year, item.month,
+        copy = version_copy(table, latest[item.dataset], item.symbol, item.year, item.month,
                             damaged=found.tag if found is not None else None) if item.kind in RESTORABLE else None
         if found is not None:
             aside = layout.quarantine_dir(root, stamp) / path.relative_to(root)

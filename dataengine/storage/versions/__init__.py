@@ -54,7 +54,7 @@ from dataengine.storage.versions.read import (
     snapshot,
     version_at,
 )
-from dataengine.storage.versions.restore import restore_version_files, version_copy
+from dataengine.storage.versions.restore import restorable, restore_version_files, version_copy
 from dataengine.storage.versions.retention import PruneResult, prune, tag, tags, untag
 from dataengine.storage.versions.verify import MendResult, Problem, check, mend, unrecorded
 
@@ -91,6 +91,7 @@ __all__ = [
     "mend",
     "mend_log",
     "prune",
+    "restorable",
     "restore_version_files",
     "snapshot",
     "sync",

@@ -23,9 +23,9 @@ import logging
 from datetime import datetime, timezone
 
 from dataengine.storage.versions.commit import pending_runs
-from dataengine.storage.versions.log import read_state
-from dataengine.storage.versions.log_entries import list_log, read_commit_info
-from dataengine.storage.versions.model import DATA_FILE, VersionTable, partition_dir
+from dataengine.storage.versions.log import TableState, read_state
+from dataengine.storage.versions.model import DATA_FILE, VersionTable, partition_dir, run_of
+from dataengine.storage.versions.read import history
 from dataengine.storage.versions.verify import check
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,20 @@ LOCAL_SLACK_S = 2.0  # a file's time against a run's on this machine's clock (fi
 S3_SLACK_S = 60.0  # an S3 server's clock against ours
 
 
-def version_copy(table: VersionTable, symbol: str, year: int, month: int, damaged: str | None = None) -> str | None:
-    """The file the latest version names for this partition, when it is there whole (its recorded size, every
-    page readable, its recorded rows) and is not ``damaged`` (the fingerprint of the dataset's damaged file: a
-    hard link shares the damage). None when there is none to restore from."""
+def restorable(table: VersionTable) -> TableState | None:
+    """The latest version's files, to put partitions back from; None when none may be: no version yet, or a
+    killed run's marker pending (its files may be newer than the version's copies). Ask once per dataset."""
     state = read_state(table)
-    if state is None or pending_runs(table):  # a killed run's file may be newer than the version's copy
+    return None if state is None or pending_runs(table) else state
+
+
+def version_copy(table: VersionTable, state: TableState | None, symbol: str, year: int, month: int,
+                 damaged: str | None = None) -> str | None:
+    """The file the latest version (``state``, from :func:`restorable`) names for this partition, when it is
+    there whole (its recorded size, every page readable, its recorded rows) and is not ``damaged`` (the
+    fingerprint of the dataset's damaged file: a hard link shares the damage). None when there is none to
+    restore from."""
+    if state is None:
         return None
     named = state.by_key([partition_dir(symbol, year, month)]).get(partition_dir(symbol, year, month))
     if named is None:
@@ -56,18 +64,18 @@ def restore_version_files(table: VersionTable) -> list[str]:
     """Link back each file of the latest version that is missing, from the dataset's file of that partition
     when it holds the same bytes by every sign left; the partition directories restored."""
     missing = [problem for problem in check(table) if problem.actual_size is None]
-    if not missing or pending_runs(table):  # a killed run's files: the dataset's may be newer than the version
+    state = restorable(table) if missing else None
+    if state is None:
         return []
-    state = read_state(table)
-    assert state is not None  # check() found files of it
     slack = LOCAL_SLACK_S if table.files.storage_options is None else S3_SLACK_S
-    commits = _commit_times(table)
+    # when each run's version was committed, by run id (a run commits once)
+    commits = {info.run_id: info.timestamp.timestamp() for info in history(table) if info.run_id}
     restored = []
     for problem in missing:
         key = partition_dir(problem.symbol, problem.year, problem.month)
         source = f"{table.dataset_path}/{key}/{DATA_FILE}"
         info = table.files.stat(source)
-        run_id = problem.path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        run_id = run_of(problem.path)
         started, committed = _run_started(run_id), commits.get(run_id)
         if info is None or info.size != problem.expected_size or started is None or committed is None:
             continue
@@ -90,17 +98,6 @@ def _whole(table: VersionTable, key: str, rows: int | None) -> bool:
     except (FileNotFoundError, pl.exceptions.PolarsError, OSError):
         return False
     return rows is None or height == rows
-
-
-def _commit_times(table: VersionTable) -> dict[str, float]:
-    """When each run's version was committed (epoch seconds), by run id."""
-    times: dict[str, float] = {}
-    for version in list_log(table).commits:
-        info = read_commit_info(table, version)
-        run_id = (info.get("dataengine") or {}).get("run_id")
-        if isinstance(run_id, str):
-            times.setdefault(run_id, info.get("timestamp", 0) / 1000)
-    return times
 
 
 def _run_started(run_id: str) -> float | None:
