@@ -57,6 +57,11 @@ class Pin:
             return "the latest version"
         return f"as of {self.as_of_text or self.as_of.isoformat()}"
 
+    def applied_to(self, dataset: str, pinned: str | None) -> Pin:
+        """The pin that reads ``dataset`` in a statement pinned so: ``--version N`` pins the one dataset
+        ``pinned``, and every other reads its latest; a time or a tag pins them all."""
+        return self if self.version is None or dataset == pinned else Pin()
+
     def damaged(self, read: StorePath, reason: str, partition: StorePath, *,
                 advice: str | None = None) -> DamagedPartitionError:
         """How every reader names a partition file it could not read: under a pin, the version's own file that

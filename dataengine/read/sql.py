@@ -178,7 +178,7 @@ def _damaged_file(root: StorePath, sql: str, notes: ViewNotes, chosen: Pin, pinn
     if found is None:
         return unnamed(reads, chosen, message)
     dataset, part = next((d, p) for d, p in files if p.path == found[0])
-    own = chosen if chosen.version is None or dataset == pinned else Pin()
+    own = chosen.applied_to(dataset, pinned)
     partition = layout.partition_path(root, dataset, part.symbol, part.year, part.month)
     return recheck_pruned(root, dataset, own, named(found, own, partition))
 

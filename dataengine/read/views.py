@@ -130,7 +130,7 @@ def _dataset_views(con: duckdb.DuckDBPyConnection, root: StorePath, dataset: str
     try:
         _bars_view(con, layout.dataset_dir(root, dataset), name, snap)
     except _MissingFile as missing:
-        own = chosen if chosen.version is None or dataset == pinned else Pin()
+        own = chosen.applied_to(dataset, pinned)
         partition = layout.partition_path(root, dataset, missing.file.symbol, missing.file.year, missing.file.month)
         error = recheck_pruned(root, dataset, own, own.damaged(root.at(missing.file.path), MISSING, partition))
         _failing_view(con, name, error)
@@ -156,8 +156,7 @@ def _version_of(root: StorePath, dataset: str, chosen: Pin, pinned: str | None,
     """The version a dataset's view reads (None: its directory, for a dataset without versions), or False
     to leave it out (a time or tag it has no version for; a time before its first version adds when that
     was made to ``firsts``). :class:`VersionError` for a version it had that cannot be read: pruned."""
-    if chosen.version is not None and dataset != pinned:
-        chosen = Pin()
+    chosen = chosen.applied_to(dataset, pinned)
     table = VersionTable.of(root, dataset)
     if chosen.given and current_version(table) is None:
         if chosen.version is not None:
