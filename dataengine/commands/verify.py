@@ -11,7 +11,7 @@ import typer
 from dataengine.commands import completion
 from dataengine.commands.common import command_line, exit_with, repair_exit, require_dataset
 from dataengine.datasets import DatasetKey
-from dataengine.errors import Terminated, UsageError, exit_code_for
+from dataengine.errors import UsageError, exit_code_for, signal_of
 from dataengine.loaders.symbol_loader import clean_symbols
 
 if TYPE_CHECKING:
@@ -91,11 +91,12 @@ def verify_command(
         if report.repaired and not json_out:
             kept = (f"; the {report.quarantined} damaged file(s) kept in "
                     f"{layout.metadata_dir(root) / layout.QUARANTINE_DIR}") if report.quarantined else ""
-            fetched = report.repaired - report.restored
-            how = ", ".join(part for part in (
-                f"{report.restored} put back from the latest version's copy (the bytes stored, nothing fetched)"
-                if report.restored else "", f"{fetched} fetched again" if fetched else "") if part)
-            typer.echo(f"repaired {report.repaired} partition(s): {how}{kept}")
+            how = []
+            if report.restored:
+                how.append(f"{report.restored} put back from the latest version's copy (the bytes stored, nothing fetched)")
+            if report.repaired > report.restored:
+                how.append(f"{report.repaired - report.restored} fetched again")
+            typer.echo(f"repaired {report.repaired} partition(s): {', '.join(how)}{kept}")
         for note in report.mended if not json_out else ():
             typer.echo(f"repaired: {note}")
     code = repair_exit((report.repair or {}).values(), clean=report.ok)
@@ -136,9 +137,8 @@ def _against(ctx: typer.Context, root: StorePath, settings: Settings, against: s
                                       tolerances=Tolerances(*tolerance), limits=limits))
     except KeyboardInterrupt as stop:  # --json promises one object however the command ends: the datasets done
         if json_out:
-            signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
             typer.echo(json.dumps({**_Checks(reports).asdict(), "ok": False, "interrupted": True,
-                                   "signal": signal.Signals(signum).name, "exit_code": exit_code_for(error=stop)},
+                                   "signal": signal.Signals(signal_of(stop)).name, "exit_code": exit_code_for(error=stop)},
                                   default=str))
         raise
     checks = _Checks(reports)
