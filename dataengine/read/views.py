@@ -102,7 +102,7 @@ def open_views(
                 raise VersionError(f"no dataset in {root} has {chosen.describe()}")
             raise VersionError(f"no dataset in {root} had a version yet {chosen.describe()}"
                                + (f": the first was made {utc_text(min(firsts))}" if firsts else ""))
-        con.execute(_index_view(con, root))
+        _index_view(con, root)
         _action_views(con, root, notes.shown, pinned if chosen.given else None, pinned_query=chosen.given)
         if read_only:
             _lock_down(con, root)
@@ -252,7 +252,7 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[s
     factors = _factor_tables(con, root, [(top, s) for s in sources]
                              + [(kept[d], layout.describe_dataset(d)["source"]) for d in raw])
     for source in sources:
-        con.execute(f'CREATE VIEW "{_prefix(source)}adjustment_factors" AS SELECT * FROM {factors[(top, source)]}')
+        factors[(top, source)].create_view(f"{_prefix(source)}adjustment_factors")
     actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
         root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
     _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES, {"source": _SOURCE_OF_ID})
@@ -260,8 +260,8 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[s
     for dataset in raw:
         source = layout.describe_dataset(dataset)["source"]
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            con.execute(_adjusted_view(layout.view_name(dataset), _adjusted_name(dataset, kind),
-                                       price, volume, factors[(kept[dataset], source)]))
+            _view_over(factors[(kept[dataset], source)], "f", _adjusted_bars(layout.view_name(dataset), price, volume),
+                       _adjusted_name(dataset, kind))
 
 
 def _adjusted_name(dataset: str, kind: str) -> str:
@@ -294,62 +294,69 @@ def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str
     if local is not None and local.is_file():
         con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM read_parquet({_sql_string(local.resolve())})')
     elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
-        con.register(f"_{name}_file", root.store.read_parquet(path.key))
-        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM "_{name}_file"')
+        _view_over(_held(con, root.store.read_parquet(path.key)), "t", f"SELECT {', '.join(types)}{more} FROM t", name)
     else:
         empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in {**types, **dict.fromkeys(extra or {}, "VARCHAR")}.items())
         con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
 
 
-def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath, wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], str]:
-    """A temp table of adjustment factors for each distinct (corporate-actions files, source), by that pair."""
+def _held(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> duckdb.DuckDBPyRelation:
+    """A relation over a frame held in memory, for the views built on it to inline (a view made from it keeps the
+    rows). Not a registered name nor a temp table: SHOW TABLES and information_schema list those beside the
+    store's views (a user's trial found ``_adjustment_factors_0`` there), and no schema hides one from the latter."""
+    return con.from_arrow(frame.to_arrow())
+
+
+def _view_over(held: duckdb.DuckDBPyRelation, alias: str, select: str, name: str) -> None:
+    """The view ``name`` of ``select``, which reads ``held`` as ``alias`` (inlined: the alias is no name in the
+    catalog either)."""
+    relation = held.query(alias, select)
+    assert relation is not None  # a SELECT always has a relation
+    relation.create_view(name)
+
+
+def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath,
+                   wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], duckdb.DuckDBPyRelation]:
+    """The adjustment factors for each distinct (corporate-actions files, source), by that pair: a few rows per
+    symbol, held in memory."""
     from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
     from dataengine.read.pins import actions_from
 
-    made: dict[tuple[Kept, str], str] = {}
-    for kept, source in dict.fromkeys(wanted):
-        name = f"_adjustment_factors_{len(made)}"
-        con.register("_factors", factor_table(*actions_from(root, kept), source=source))
-        con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _factors")  # a copy: a few rows per symbol
-        con.unregister("_factors")
-        made[(kept, source)] = name
-    return made
+    return {(kept, source): _held(con, factor_table(*actions_from(root, kept), source=source))
+            for kept, source in dict.fromkeys(wanted)}
 
 
-def _adjusted_view(source: str, name: str, price: str, volume: str, factors: str) -> str:
+def _adjusted_bars(source: str, price: str, volume: str) -> str:
+    """The SELECT of bars adjusted at query time: the view ``source``'s bars, each times the factors ``f`` holds
+    for the first ex-date after its day."""
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
     return f"""
-CREATE VIEW "{name}" AS
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN {factors} f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 
-def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> str:
+def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
     indices = layout.indices_dir(root)
     names = [n for n in indices.listdir() if n.endswith(".csv")]
     local = indices.local
     if local is None and names:  # a remote store: the small CSVs are read whole, once
         frames = [pl.read_csv(io.BytesIO((indices / n).read_bytes()), schema=_INDEX_SCHEMA)
                   .with_columns(index_name=pl.lit(n[: -len(".csv")])) for n in names]
-        con.register("_index_members", pl.concat(frames))
-        return "CREATE VIEW index_members AS SELECT index_name, symbol, added, removed FROM _index_members"
-    if not names:
-        return (
-            "CREATE VIEW index_members AS SELECT NULL::VARCHAR AS index_name, NULL::VARCHAR AS symbol, "
-            "NULL::DATE AS added, NULL::DATE AS removed WHERE false"
-        )
-    assert local is not None
-    pattern = _sql_string(f"{local.resolve()}/*.csv")
-    return (
-        "CREATE VIEW index_members AS SELECT parse_filename(filename, true) AS index_name, symbol, added, removed "
-        f"FROM read_csv({pattern}, header = true, filename = true, "
-        "columns = {'symbol': 'VARCHAR', 'added': 'DATE', 'removed': 'DATE'})"
-    )
+        _held(con, pl.concat(frames)).project("index_name, symbol, added, removed").create_view("index_members")
+    elif not names:
+        con.execute("CREATE VIEW index_members AS SELECT NULL::VARCHAR AS index_name, NULL::VARCHAR AS symbol, "
+                    "NULL::DATE AS added, NULL::DATE AS removed WHERE false")
+    else:
+        assert local is not None
+        pattern = _sql_string(f"{local.resolve()}/*.csv")
+        con.execute("CREATE VIEW index_members AS SELECT parse_filename(filename, true) AS index_name, symbol, added, "
+                    f"removed FROM read_csv({pattern}, header = true, filename = true, "
+                    "columns = {'symbol': 'VARCHAR', 'added': 'DATE', 'removed': 'DATE'})")
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
