@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from dataengine import calendar
 from dataengine.calendar import lag_cut
@@ -259,14 +259,19 @@ def fetch_todo(
     return {s: tuple(coverage.remaining(s, rng.start, rng.end, request.lag)) for s in request.symbols}, damaged
 
 
-def never_fetched(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger) -> dict[str, tuple[Interval, ...]]:
+def never_fetched(request: IngestRequest, storage: ParquetStorage, coverage: CoverageLedger, *,
+                  now: datetime | None = None) -> dict[str, tuple[Interval, ...]]:
     """What ``gaps`` and ``status`` call missing: per symbol, what a run of ``request`` would fetch
     (:func:`fetch_todo`), less the re-fetch window. Bars already stored count as held even where the run would
-    fetch them again for late corrections, and the ``request.lag`` most recent sessions before the request's
-    end are not judged yet (the next run fetches them whatever is stored). Both ends count: the history before
-    the first stored bar and the stretch after the last one. Reads the store, writes nothing."""
+    fetch them again for late corrections, and the ``request.lag`` most recent sessions that had begun by
+    ``now`` (default: the clock; the moment the request was made for) are not judged yet (the next run fetches
+    them whatever is stored). Both ends count: the history before the first stored bar and the stretch after
+    the last one. Reads the store, writes nothing."""
     rng = request.range
-    end = min(rng.end, lag_cut(rng.end, request.lag) - ONE_MICROSECOND)
+    # The window is counted from now, not from the request's end: a plan may have pulled that end back (Massive's
+    # free plan ends before today), and counted from there the last session the plan serves was left out too, so
+    # gaps --repair stopped a session short of what the server had (a user's trial).
+    end = min(rng.end, lag_cut(max(rng.end, now or datetime.now(timezone.utc)), request.lag) - ONE_MICROSECOND)
     if end < rng.start or rng.empty:
         return {s: () for s in request.symbols}
     judged = replace(request, range=TimeRange(rng.start, end), lag=0, full_refresh=False)

@@ -116,7 +116,8 @@ def find_gaps(
     or a store filled only up to March, is a hole and not a listing date. ``history_start=None`` judges only
     the sessions between the first and last stored bar. ``settings``: judge as a run of the dataset's source
     on the user's plan would (its history start and limits: Massive's free plan serves about two years).
-    ``now``: minutes that had not ended by then are not judged quiet (default: the clock)."""
+    ``now``: the moment judged (default: the clock): minutes that had not ended by then are not judged quiet, and
+    the re-fetch window is the ``lag`` sessions that had begun by then."""
     tf = require_gap_timeframe(key)
     wanted = symbols or layout.symbols_in(storage.dataset_dir(key))
     # one ledger for both questions: read once, and as the planner leaves it (bars stored without a record adopted)
@@ -125,7 +126,7 @@ def find_gaps(
     recorded = {symbol: [(p.start, p.end) for p in pieces] for symbol, pieces in coverage.pieces().items()}
     unfetched = never_fetched_sessions(
         storage, key, wanted, history_start=history_start, sip_delay_minutes=sip_delay_minutes, lag=lag,
-        start=start, end=end, settings=settings, coverage=coverage,
+        start=start, end=end, settings=settings, coverage=coverage, now=now,
     ) if history_start is not None else {}
     judge = _Judge(storage, key, coverage, tf, start, end, now or datetime.now(timezone.utc))
     reports = []
@@ -253,11 +254,12 @@ def repair_ranges(reports: list[SymbolGaps]) -> dict[str, list[Interval]]:
 def repair_gaps(
     pipeline: IngestionPipeline, key: DatasetKey, symbols: list[str] | None = None, start: datetime | None = None,
     end: datetime | None = None, *, history_start: date | None = DEFAULT_START, lag: int = 1,
+    now: datetime | None = None,
 ) -> tuple[list[SymbolGaps], IngestResult | None]:
     """``gaps --repair``: under the store's run lock, find the gaps, fetch exactly those sessions again (and
     what was never fetched), and find again. Returns the gaps that remain and the repair run (None when there
-    was nothing to fetch)."""
-    options: dict[str, Any] = {"history_start": history_start, "lag": lag,
+    was nothing to fetch). ``now``: the moment the gaps are judged at (default: the clock)."""
+    options: dict[str, Any] = {"history_start": history_start, "lag": lag, "now": now,
                                "sip_delay_minutes": pipeline.settings.sip_delay_minutes, "settings": pipeline.settings}
     with pipeline.holding_store():
         reports = find_gaps(pipeline.storage, key, symbols, start, end, **options)

@@ -10,7 +10,7 @@ reports both the history before its first bar and everything after its last one,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from dataengine import calendar
@@ -40,13 +40,15 @@ def never_fetched_sessions(
     end: datetime | None = None,
     settings: Settings | None = None,
     coverage: CoverageLedger | None = None,
+    now: datetime | None = None,
 ) -> dict[str, list[SessionRange]]:
     """Per symbol, the session ranges a default run of ``key`` (from ``history_start`` to now, with the
     dataset's feed, ``sip_delay_minutes`` and ``lag``; with ``settings``, the history and plan limits of the
     dataset's source, as a run has them) would fetch because they were never fetched; only the part inside
     ``[start, end]`` when given. Stretches without a session (a weekend) are left out. Reads the store, writes
     nothing. ``coverage``: the dataset's ledger when the caller reads it too (the planner's in-memory changes,
-    bars stored without a record adopted, are left in it; nothing is written)."""
+    bars stored without a record adopted, are left in it; nothing is written). ``now``: the moment judged
+    (default: the clock)."""
     if not symbols:
         return {}
     feed = (storage.dataset_info(key) or {}).get("feed", "sip")
@@ -54,16 +56,16 @@ def never_fetched_sessions(
     if settings is not None:
         from dataengine.orchestration import sources
 
-        today = datetime.now(NEW_YORK).date()
+        today = (now or datetime.now(timezone.utc)).astimezone(NEW_YORK).date()
         history_start = sources.history_start(settings, key.source, today)
         limits = sources.limits(settings, key.source, today)
     options = IngestOptions(feed=feed, adjustment=key.adjustment, lag=lag, source=key.source)
     try:
         request = build_request(symbols, history_start, None, key.timeframe, options,
-                                sip_delay_minutes=sip_delay_minutes, limits=limits)
+                                sip_delay_minutes=sip_delay_minutes, limits=limits, now=now)
     except UsageError:  # nothing a run could ask for now (a plan serving nothing of this range yet)
         return {symbol: [] for symbol in symbols}
-    todo = never_fetched(request, storage, coverage or CoverageLedger(storage.coverage_path(key)))
+    todo = never_fetched(request, storage, coverage or CoverageLedger(storage.coverage_path(key)), now=now)
     return {symbol: session_ranges(spans, start, end) for symbol, spans in todo.items()}
 
 

@@ -283,3 +283,29 @@ def test_a_symbol_whose_recorded_months_are_all_gone_is_judged_as_the_planner_pl
     assert code == 0 and report["symbols"][0]["never_fetched"] == report["symbols"][0]["fetched_once"] == []
     assert min(r.params["start"][:10] for r in alpaca.requests) == "2024-02-01"  # both months asked for again
     assert_store_equals(read_store(tmp_path / "store"), expected(alpaca, ["THIN"], "2024-02-01", "2024-03-28"))
+
+
+def test_on_massives_free_plan_repair_fetches_the_last_session_the_plan_serves(massive_env, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Found by a user's trial: on Massive's free plan (nothing of today until it is over) gaps --repair on a
+    weekday stopped a session early: the re-fetch window was counted from the end the plan pulled back to
+    (midnight), so the last session the plan serves was left out as well as today's. Asked (``now=``) at
+    14:00 on a session S, the repair fetches through the session before S, as it would from Alpaca."""
+    from datetime import datetime, time, timedelta
+
+    from dataengine import IngestionPipeline, calendar
+    from dataengine.datasets import DatasetKey
+    from dataengine.reports.gaps import repair_gaps
+    from dataengine.timerange import NEW_YORK
+
+    monkeypatch.setenv("DATAENGINE_MASSIVE_PLAN", "free")  # the fake serves every day: the limits are the plan's
+    days = calendar.sessions(datetime.now(NEW_YORK).date() - timedelta(days=45), datetime.now(NEW_YORK).date())
+    stored, served, asked_on = days[-25:-20], days[-11], days[-10]  # asked on S = days[-10]; it serves days[-11]
+    pipeline = IngestionPipeline(max_workers=2, progress=False)
+    assert pipeline.ingest_symbols(["AAPL"], stored[0], stored[-1], "day", source="massive").ok
+    now = datetime.combine(asked_on, time(14), NEW_YORK)
+    reports, repaired = repair_gaps(pipeline, DatasetKey.of("day", "raw", "massive"), ["AAPL"],
+                                    calendar.session_start(stored[0]), now=now)
+    assert repaired is not None and repaired.ok
+    assert (reports[0].last_session, reports[0].never_fetched, reports[0].missing_sessions) == (served.isoformat(), [], [])
+    last = read_store(tmp_path / "store", "massive_equities_1day")["timestamp"].max()
+    assert last == calendar.session_start(served)  # the bar of the last session served is stored
