@@ -84,13 +84,14 @@ def test_the_sample_never_mixes_with_real_data(alpaca, capsys, tmp_path: Path) -
 
 
 def test_the_sample_refuses_what_alpaca_would_and_keeps_the_rest(tmp_path: Path) -> None:
-    """A ticker Alpaca would call invalid (AAPL$) fails alone, named, as it would with real keys: not synthetic
-    bars for a symbol no market has."""
+    """A ticker Alpaca would call invalid (1AAPL: well formed, but not beginning with a letter) fails alone,
+    named, as it would with real keys: not synthetic bars for a symbol no market has. (AAPL$ is refused before
+    any source is asked: tests/commands/test_symbols.py.)"""
     from dataengine import IngestionPipeline
 
     pipeline = IngestionPipeline(storage_dir=tmp_path / "store", progress=False)
-    result = pipeline.ingest_symbols(["AAPL$", "AAPL", "BRK.B"], "2024-01-02", "2024-01-31", "day", source="sample")
+    result = pipeline.ingest_symbols(["1AAPL", "AAPL", "BRK.B"], "2024-01-02", "2024-01-31", "day", source="sample")
     assert not result.ok
-    assert list(result.failed) == ["AAPL$"] and result.failed["AAPL$"].startswith("invalid symbol: AAPL$")
+    assert list(result.failed) == ["1AAPL"] and result.failed["1AAPL"].startswith("invalid symbol: 1AAPL")
     assert sorted(result.successful) == ["AAPL", "BRK.B"]
-    assert not (tmp_path / "store" / "sample_equities_1day" / "symbol=AAPL$").exists()
+    assert not (tmp_path / "store" / "sample_equities_1day" / "symbol=1AAPL").exists()

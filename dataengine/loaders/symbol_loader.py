@@ -17,12 +17,25 @@ SYMBOL_COLUMNS = ("symbol", "ticker")
 # semicolon, and tabs or pipes from other tools. Read as a comma CSV, ``Symbol;Name`` was one column and
 # ``AAPL;APPLE`` went to the server as a symbol.
 DELIMITERS = (",", ";", "\t", "|")
-# Refused here: what would break a request (spaces, commas, control characters) and what could be read as a
-# pattern or a path if it ever reached a file name (* ? [ ] and path separators: a symbol is a directory
-# name in the store), and the other CSV delimiters (no ticker has one: a line of a list read the wrong way).
-# Alpaca judges the rest ("invalid symbol: X" fails that symbol alone).
-_VALID = re.compile(r"^[^\s,;|\x00-\x1f*?\[\]/\\]{1,21}$")
+# What a US ticker is, once normalised: letters and digits, with a share class or suffix after a dot (BRK.B,
+# SPAC.WS), at most 21 characters. Every other character is refused, not only those known to break a request
+# (spaces, commas) or a path (* ? [ ] /): a symbol is a directory name in the store (symbol=...), and '$', '=',
+# '%', ':', quotes or a non-ASCII letter are in no US ticker, while engines that decode Hive paths ('%'), a
+# shell ('$') or the partition syntax ('=') would read them back as something else.
+_VALID = re.compile(r"[A-Z0-9]+(?:\.[A-Z0-9]+)*")
+_LONGEST = 21
+# What a bad symbol's characters say: no hint for a delimiter or a blank (a list read the wrong way, which the
+# message already shows) nor for the separators a share class is written with (the place is wrong, not the
+# character); else which characters no ticker has.
+_NO_HINT = frozenset(".-/,;|\t ")
 _SHOWN = 24  # characters of a bad value echoed back: enough to recognise it, never a 10 MB line
+
+
+def is_symbol(text: str) -> bool:
+    """Whether ``text`` is a ticker as dataengine spells one (normalised: :func:`normalise_symbol`). The one
+    definition of a valid symbol: the CLI, the Python API, the sources and the store all ask it, through
+    :func:`clean_symbols`."""
+    return len(text) <= _LONGEST and _VALID.fullmatch(text) is not None
 
 
 def normalise_symbol(raw: str) -> str:
@@ -47,7 +60,7 @@ def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") 
         symbol = normalise_symbol(item)
         if not symbol or symbol.startswith("#"):
             continue
-        if not _VALID.match(symbol) or not symbol[0].isalnum():  # a ticker begins with a letter or a digit
+        if not is_symbol(symbol):
             bad.append(shorten(item.strip()))
             continue
         if symbol not in seen:
@@ -57,10 +70,20 @@ def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") 
         shown = ", ".join(repr(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         # an option after `--` (or a stray one in a list) is read as a symbol: say so, before any request
         option = " (a symbol never begins with '-': an option given after '--'?)" if any(b.startswith("-") for b in bad) else ""
-        raise UsageError(f"{source}: invalid symbol(s) {shown}{option}")
+        raise UsageError(f"{source}: invalid symbol(s) {shown}{option}{_foreign(bad)}")
     if not out:
         raise UsageError(f"{source}: no symbols")
     return out
+
+
+def _foreign(bad: list[str]) -> str:
+    """The characters of refused symbols that no ticker has, named with what one is made of ('' when none)."""
+    chars = dict.fromkeys(c for b in bad for c in b.upper()
+                          if not (c.isascii() and c.isalnum()) and c not in _NO_HINT and c.isprintable())
+    if not chars:
+        return ""
+    return (f" ({', '.join(repr(c) for c in list(chars)[:5])} in no US ticker: letters and digits, a share class "
+            "after '.', '-' or '/' as in BRK.B)")
 
 
 def shorten(text: str, limit: int = _SHOWN) -> str:
@@ -143,7 +166,7 @@ class SymbolLoader:
         names = [h.strip().lower() for h in header]
         column = next((names.index(c) for c in SYMBOL_COLUMNS if c in names), None)
         if column is None:
-            if len(header) == 1 and _VALID.match(normalise_symbol(header[0])):
+            if len(header) == 1 and is_symbol(normalise_symbol(header[0])):
                 return SymbolLoader.from_text_file(resolved)  # a plain list that happens to end in .csv
             raise UsageError(f"{resolved}: no Symbol column (found: {', '.join(h.strip() for h in header)})")
         try:

@@ -23,6 +23,7 @@ import polars as pl
 from dataengine.config import Settings
 from dataengine.datasets import DatasetKey
 from dataengine.errors import StorageError, UsageError
+from dataengine.loaders.symbol_loader import clean_symbols
 from dataengine.storage import dataset_record, layout
 from dataengine.storage.footer_index import EPOCH, KEY, FooterCache, refresh_cache
 from dataengine.storage.metadata_store import MetadataStore
@@ -215,7 +216,7 @@ def symbol_status(
     started = time.perf_counter()
     root = open_store(root)
     _check_root(root)
-    symbol = symbol.strip().upper()
+    (symbol,) = clean_symbols([symbol], source="symbol")  # spelled as ingest spells it: brk-b is BRK.B
     names = layout.dataset_names(root)
     cache = FooterCache(root)
     parts = cache.partitions(names, [symbol]).sort(KEY)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dataengine.errors import UsageError
-from dataengine.loaders.symbol_loader import SymbolLoader
+from dataengine.loaders.symbol_loader import SymbolLoader, clean_symbols
 
 
 def test_csv_symbol_column_is_cleaned(tmp_path: Path) -> None:
@@ -107,3 +107,23 @@ def test_bundled_lists_are_real_files_identical_to_the_top_level_copies() -> Non
     assert bundled and not BUNDLED_LISTS.is_symlink()
     for name in bundled:
         assert (BUNDLED_LISTS / name).read_bytes() == (top / name).read_bytes(), f"{name} drifted between copies"
+
+
+@pytest.mark.parametrize("symbol", ["AAPL$", "A=B", "A%41", "TAOP:NASDAQ", "ÄPPL", "A'B", 'A"B', "A+", "A^", "A_B",
+                                    "BRK..B", "BRK.B.", "BRK-", "A" * 22])
+def test_a_character_or_a_form_no_us_ticker_has_is_refused(symbol: str) -> None:
+    """Found by a user's trial: AAPL$ was accepted and sent; the rule named what breaks a request or a path,
+    and let through what no ticker has ('$', '=' and '%' in a directory name symbol=...)."""
+    with pytest.raises(UsageError, match=r"^symbols: invalid symbol\(s\) "):
+        clean_symbols(["MSFT", symbol], source="symbols")
+
+
+def test_a_refused_character_is_named_with_what_a_ticker_is_made_of() -> None:
+    with pytest.raises(UsageError, match=r"^symbols: invalid symbol\(s\) 'AAPL\$' \('\$' in no US ticker: letters and "
+                       r"digits, a share class after '\.', '-' or '/' as in BRK\.B\)$"):
+        clean_symbols(["AAPL$"], source="symbols")
+
+
+def test_every_spelling_of_a_real_ticker_is_still_accepted() -> None:
+    given = ["aapl", "BRK.B", "brk-b", "BRK/B", "BF.B", "1ABC", "SPAC.WS", "GOOGL", "A", "ZVZZT", "A" * 21]
+    assert clean_symbols(given) == ["AAPL", "BRK.B", "BF.B", "1ABC", "SPAC.WS", "GOOGL", "A", "ZVZZT", "A" * 21]

@@ -243,7 +243,7 @@ def many_partitions(price: float = 1.0) -> pl.DataFrame:
             "symbol": s, "timestamp": days, "open": price, "high": price + 1, "low": price - 0.5, "close": price,
             "volume": 100, "trade_count": 3, "vwap": price,
         })
-        for s in ("AAPL", "BRK.B", "MSFT", "A", "Z", "O'NEIL")
+        for s in ("AAPL", "BRK.B", "MSFT", "A", "Z", "SPAC.WS")  # a quote (O'NEIL) is no ticker: refused before a path is made
     ])
 
 
