@@ -160,7 +160,9 @@ class FakeMassive:
     Test controls (set on a running server): ``inject`` faults; ``loop_symbol`` (a request for it that carries
     a cursor gets its own URL back as ``next_url``); ``fractional`` (tickers whose first bar of each page has a
     fractional volume); ``history_from`` (the plan's first day: earlier ranges are refused, 403);
-    ``rate_limit`` requests per ``rate_window_s``; ``status_text`` (``DELAYED`` as on delayed plans)."""
+    ``rate_limit`` requests per ``rate_window_s``; ``status_text`` (``DELAYED`` as on delayed plans). Observed:
+    ``peak_in_flight``, the most requests of an endpoint (``aggs``, ``reference``) it was answering at once
+    (``latency_s`` holds each one open)."""
 
     def __init__(self, *, api_key: str = "test-key", universe: Universe | None = None, latency_s: float = 0.0,
                  slow_s: float = 0.3, hang_s: float = 30.0, rate_limit: int | None = None, rate_window_s: float = 60.0,
@@ -178,6 +180,8 @@ class FakeMassive:
         self._log: list[MassiveRequest] = []
         self._faults: list[list[Any]] = []  # [fault, remaining, ticker, endpoint, with_cursor]
         self._win_start, self._win_count = 0.0, 0
+        self._in_flight = {"aggs": 0, "reference": 0}
+        self.peak_in_flight = dict(self._in_flight)
         self._httpd: _HTTPServer | None = None
         self._conns: set[Any] = set()
         self.url = ""
@@ -293,6 +297,17 @@ class FakeMassive:
             return self.rate_limit is not None and self._win_count > self.rate_limit
 
     def _dispatch(self, h: _Handler) -> None:
+        endpoint = "aggs" if urlsplit(h.path).path.startswith(_AGGS) else "reference"
+        with self._lock:
+            self._in_flight[endpoint] += 1
+            self.peak_in_flight[endpoint] = max(self.peak_in_flight[endpoint], self._in_flight[endpoint])
+        try:
+            self._answer(h)
+        finally:
+            with self._lock:
+                self._in_flight[endpoint] -= 1
+
+    def _answer(self, h: _Handler) -> None:
         split = urlsplit(h.path)
         params = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         path = unquote(split.path)

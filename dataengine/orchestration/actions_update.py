@@ -5,7 +5,10 @@ When: before the bars, in every ``ingest`` run (and ``actions --update``). Which
 date is its payable date), so every run asks for the whole span from the run's start to 90 days ahead, not a
 trailing window: an action created since the last run is found whatever its dates. It costs
 ceil(actions / 1,000) requests per batch of symbols (for the S&P 500 since 2016, ~18,000 actions: ~20
-requests; one or two for a handful of symbols), paced, retried and counted with the bars.
+requests; one or two for a handful of symbols), paced, retried and counted with the bars. A source that takes
+one symbol per request (Massive: a symbol's splits, then its dividends) has a batch per symbol: the batches are
+fetched on as many threads as the run has workers, each with a client of its own (:class:`ActionClients`),
+so 10 symbols at 0.5 s a request on 4 workers take ~3 s, not 10; the run's one pacer still grants every request.
 
 It also keeps what read-time adjustment needs: the raw close of the session before each cash dividend's
 ex-date (from the store's raw daily bars, else fetched once as daily bars), and, for a dataset stored with
@@ -16,17 +19,22 @@ re-fetch that symbol's stored history instead of appending bars on a new basis t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from dataengine.actions.schema import DIVIDEND_TYPE, SPLIT_TYPES, empty_actions, of_source
 from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
+from dataengine.counters import RequestCounts
 from dataengine.errors import RequestRejectedError, SourceUnreachableError, TerminalSourceError, TransientSourceError
-from dataengine.sources.source import DEFAULT_SOURCE
+from dataengine.orchestration import stopping
+from dataengine.orchestration.run import wait_for_running
+from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, write_json_map
@@ -42,18 +50,54 @@ log = logging.getLogger(__name__)
 
 CLOSE_LOOKBACK_DAYS = 10  # the session before an ex-date lies within this many days (long weekends, closures)
 LOOKAHEAD_DAYS = 90  # declared actions whose process date is still ahead (see update_actions)
+Fetched = pl.DataFrame | str  # a batch's actions, or why its symbols failed
 
 
-class ActionSource(Protocol):
-    def fetch_actions(self, symbols: Sequence[str], start: date, end: date) -> pl.DataFrame: ...
+class ActionClients:
+    """The clients one corporate-actions step fetches with, made by the run's ``factory`` (so they share its pacer
+    and :attr:`stop`): :attr:`first` at once, more as the step's threads need them, ``workers`` at most (a client
+    is not thread-safe: one thread at a time each). :attr:`stats` sums theirs (a run stopped during the step
+    counts every request it sent); :attr:`clients`: every one made, for the run to count and close."""
+
+    def __init__(self, factory: SourceFactory, workers: int = 1) -> None:
+        self.stop, self.workers, self._factory = threading.Event(), max(1, workers), factory
+        self._lock = threading.Lock()
+        self.clients: list[BarSource] = []
+        self._idle: list[BarSource] = []
+        self.first = self.take()
+        self.give_back(self.first)
+
+    def take(self) -> BarSource:
+        """An idle client, made when none is."""
+        with self._lock:
+            if not self._idle:
+                self.clients.append(self._factory(stop=self.stop, on_wait=None))
+                return self.clients[-1]
+            return self._idle.pop()
+
+    def give_back(self, client: BarSource) -> None:
+        with self._lock:
+            self._idle.append(client)
+
+    @property
+    def stats(self) -> RequestCounts:
+        total = RequestCounts()
+        with self._lock:
+            for client in self.clients:
+                total.add(client.stats)
+        return total
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
-def _unless_nothing_answers(client: ActionSource, source: str, exc: Exception) -> None:
+def _unless_nothing_answers(clients: ActionClients, source: str, exc: Exception) -> None:
     """The actions are a run's first requests: when every try of the first one timed out or broke off with no
     answer at all (a host that takes connections and never replies), the source is as unreachable as when it
     refuses them, and the run stops as it would then (exit 3), not with every symbol failed (exit 1)."""
-    stats = getattr(client, "stats", None)
-    if isinstance(exc, TransientSourceError) and stats is not None and stats.requests and not stats.answered:
+    stats = clients.stats  # every thread's: one answer anywhere means the source is there
+    if isinstance(exc, TransientSourceError) and stats.requests and not stats.answered:
         from dataengine.sources.source import source_info
 
         raise SourceUnreachableError(f"cannot reach {source_info(source).title or source}: no request was answered "
@@ -69,46 +113,110 @@ class ActionsUpdate:
 
 
 def update_actions(
-    root: StorePath, symbols: Sequence[str], start: date, client: ActionSource, *, feed: str = "sip",
+    root: StorePath, symbols: Sequence[str], start: date, clients: ActionClients, *, feed: str = "sip",
     source: str = DEFAULT_SOURCE,
 ) -> ActionsUpdate:
-    """Fetch and store the actions of ``symbols`` processed from ``start`` to today from ``client``, a client
-    of ``source`` (its actions are tagged with it, and it is recorded as asked for them), in the batches one
-    of its requests takes (a failed batch fails its symbols only); fill dividend closes."""
+    """Fetch and store the actions of ``symbols`` processed from ``start`` to today with ``clients``, of
+    ``source`` (its actions are tagged with it, and it is recorded as asked for them), in the batches one
+    of its requests takes, on up to ``clients.workers`` threads (a failed batch fails its symbols only; the
+    result is the same, in the same order, on any number); fill dividend closes."""
     from dataengine.orchestration.planner import symbol_batches
     from dataengine.sources.source import source_info
 
-    batches = symbol_batches(symbols, source_info(source))
     update = ActionsUpdate()
     now = datetime.now(NEW_YORK)
-    # Declared actions are listed ahead of their process date (a dividend's is its payable date, weeks after
-    # its ex-date): look ahead, or a dividend would be missing between its ex-date and its payment.
-    end = now.date() + timedelta(days=LOOKAHEAD_DAYS)
+    span = _Span(now.date(), source)
+    fetched = _each_batch(symbol_batches(symbols, source_info(source)), clients,
+                          lambda batch, one: _fetch_batch(batch, one, clients, start, span))
     frames = []
-    for batch in batches:
-        try:
-            try:
-                frames.append(client.fetch_actions(batch, start, end))
-            except RequestRejectedError:
-                if end == now.date():
-                    raise
-                log.warning("%s refused corporate actions with a future end date; asking up to today from now on", source)
-                end = now.date()
-                frames.append(client.fetch_actions(batch, start, end))
-        except (TransientSourceError, TerminalSourceError) as exc:
-            _unless_nothing_answers(client, source, exc)
-            for symbol in batch:
-                update.failed[symbol] = f"corporate actions not fetched: {exc}"
+    for batch, got in fetched:
+        if isinstance(got, str):
+            update.failed.update(dict.fromkeys(batch, got))
+        else:
+            frames.append(got)
     if frames:
         update.changed = ActionStore(root).merge(pl.concat(frames))
     ok = [s for s in symbols if s not in update.failed]
     FetchedLog(root, source).record(ok, start, now.isoformat(timespec="seconds"))
     try:
-        fill_dividend_closes(root, ok, client, feed=feed, source=source)
+        fill_dividend_closes(root, ok, clients.first, feed=feed, source=source)
     except (TransientSourceError, TerminalSourceError) as exc:
         for symbol in ok:
             update.failed[symbol] = f"closes before dividends not fetched: {exc}"
     return update
+
+
+class _Span:
+    """The last process date a step asks for, shared by its threads: 90 days ahead, or today once the source
+    refused a future end (said once)."""
+
+    def __init__(self, today: date, source: str) -> None:
+        # Declared actions are listed ahead of their process date (a dividend's is its payable date, weeks after
+        # its ex-date): look ahead, or a dividend would be missing between its ex-date and its payment.
+        self.today, self.source = today, source
+        self.end = today + timedelta(days=LOOKAHEAD_DAYS)
+        self._lock = threading.Lock()
+
+    def refused(self) -> None:
+        with self._lock:
+            if self.end != self.today:
+                log.warning("%s refused corporate actions with a future end date; asking up to today from now on",
+                            self.source)
+                self.end = self.today
+
+
+def _fetch_batch(batch: list[str], client: BarSource, clients: ActionClients, start: date, span: _Span) -> Fetched:
+    """One batch's actions, or why its symbols failed (a fatal error is raised: it stops the step)."""
+    end = span.end
+    try:
+        try:
+            return client.fetch_actions(batch, start, end)
+        except RequestRejectedError:
+            if end == span.today:
+                raise
+            span.refused()
+            return client.fetch_actions(batch, start, span.today)
+    except (TransientSourceError, TerminalSourceError) as exc:
+        _unless_nothing_answers(clients, span.source, exc)
+        return f"corporate actions not fetched: {exc}"
+
+
+def _each_batch(batches: list[list[str]], clients: ActionClients,
+                fetch: Callable[[list[str], BarSource], Fetched]) -> list[tuple[list[str], Fetched]]:
+    """``fetch`` of every batch, in batch order: on the calling thread with the first client when the step has
+    one thread or one batch (Alpaca's few symbols), else on up to ``clients.workers`` threads, each taking a
+    client of its own. A fatal error or a stop (Ctrl-C, in the calling thread) sets the clients' stop event,
+    waits for the requests under way, as a run's workers are waited for (their requests are counted and
+    nothing is left running), and is raised."""
+    threads = min(clients.workers, len(batches))
+    if threads <= 1:
+        return [(batch, fetch(batch, clients.first)) for batch in batches]
+
+    def on_a_client(batch: list[str]) -> Fetched:
+        client = clients.take()
+        try:
+            return fetch(batch, client)
+        finally:
+            clients.give_back(client)
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="actions")
+    futures: list[Future[Fetched]] = []
+    try:
+        futures.extend(pool.submit(on_a_client, batch) for batch in batches)
+        pending: set[Future[Fetched]] = set(futures)
+        while pending:
+            stopping.raise_if_requested()  # a stop whose KeyboardInterrupt was lost on its way here
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if (exc := future.exception()) is not None:  # fatal (keys rejected, no answer): no batch can succeed
+                    raise exc
+    except BaseException:
+        clients.stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait_for_running([f for f in futures if not f.cancelled()])
+    return [(batch, future.result()) for batch, future in zip(batches, futures, strict=True)]
 
 
 def fill_dividend_closes(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from dataengine.datasets import DatasetKey
 from dataengine.errors import Terminated, signal_of
 from dataengine.loaders.symbol_loader import SymbolLoader
 from dataengine.orchestration import sources
+from dataengine.orchestration.actions_update import ActionClients
 from dataengine.orchestration.api_progress import api_reporter
 from dataengine.orchestration.planner import Plan, plan_request
 from dataengine.orchestration.progress import ProgressReporter
@@ -297,11 +297,11 @@ class IngestionPipeline:
             held=self._held,
         ) as outcome:
             started = time.monotonic()
-            client = (self.source or sources.factory(self.settings, name))(stop=threading.Event(), on_wait=None)
+            clients = ActionClients(self.source or sources.factory(self.settings, name), self.max_workers)
             try:
-                update = update_actions_of(root, wanted, start, client, self.progress, feed="sip", source=name)
+                update = update_actions_of(root, wanted, start, clients, self.progress, feed="sip", source=name)
             finally:
-                client.close()
+                clients.close()
                 record_new_actions(root, Provenance(run_id=record.run_id, reason="corporate-actions",
                                                     command=" ".join(self.command)))
             result = IngestResult(
@@ -309,7 +309,7 @@ class IngestionPipeline:
                 start=start.isoformat(), actions_new=update.changed.height, storage_dir=str(root), run_id=record.run_id,
                 elapsed_s=round(time.monotonic() - started, 3), source=name,
             )
-            result.count_requests(client.stats)
+            result.count_requests(clients.stats)
             outcome.result = result
         return result
 

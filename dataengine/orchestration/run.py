@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from functools import cached_property
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dataengine.counters import copy_counters
 from dataengine.errors import DataEngineError, Interrupted, LockError, signal_of
@@ -168,7 +168,7 @@ class IngestRun:
             pool.shutdown(wait=False, cancel_futures=True)
             # A future cancelled by shutdown() never counts as done for wait(): waiting on it would always
             # take the whole grace period. Wait only for the units that were running.
-            _wait_for_running([f for f in futures if not f.cancelled()])
+            wait_for_running([f for f in futures if not f.cancelled()])
             for source in tally.sources:
                 source.close()
             if decoders is not None:
@@ -257,9 +257,9 @@ class IngestRun:
         return first.isoformat() if first == last else f"{first}..{last}"
 
 
-def _wait_for_running(running: list[Future[None]]) -> None:
-    """Wait up to the grace period for the units that were running; a further Ctrl-C (:mod:`.stopping`)
-    shortens it to a second."""
+def wait_for_running(running: Sequence[Future[Any]]) -> None:
+    """Wait up to the grace period for the units that were running (a run's, or its corporate actions'); a
+    further Ctrl-C (:mod:`.stopping`) shortens it to a second."""
     deadline = time.monotonic() + SHUTDOWN_GRACE_S
     hurried = False
     while True:

@@ -8,7 +8,6 @@ plan.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -17,6 +16,7 @@ from datetime import date
 from dataengine.datasets import DatasetKey
 from dataengine.errors import DataEngineError
 from dataengine.orchestration.actions_update import (
+    ActionClients,
     ActionsUpdate,
     record_fetched_under,
     refetching,
@@ -28,7 +28,7 @@ from dataengine.orchestration.progress import ProgressReporter
 from dataengine.orchestration.request import IngestRequest
 from dataengine.orchestration.result import IngestResult
 from dataengine.orchestration.run import IngestRun
-from dataengine.sources.source import BarSource, SourceFactory
+from dataengine.sources.source import SourceFactory
 from dataengine.storage.coverage import CoverageLedger
 from dataengine.storage.parquet_storage import ParquetStorage
 from dataengine.storage.store import StorePath
@@ -58,18 +58,17 @@ def execute_steps(
     request = replace(request, asof=storage.claim_dataset(request.dataset, request.feed, request.asof))
     coverage = coverage_of(request.dataset)
     make_source = factory_of(request.source)
-    stop = threading.Event()
-    actions_source = make_source(stop=stop, on_wait=None)
+    actions = ActionClients(make_source, workers)  # the step's clients: as many threads as the run's workers
     try:
-        update = _update_actions(root, request, actions_source, progress)
+        update = _update_actions(root, request, actions, progress)
     except BaseException as exc:
-        actions_source.close()
+        actions.close()
         if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
-            exc.result = IngestResult.not_started(request, exc, actions_source.stats, run_id, str(root))
+            exc.result = IngestResult.not_started(request, exc, actions.stats, run_id, str(root))
             exc.result.elapsed_s = round(time.monotonic() - started, 3)
             progress.finish(exc.result)
         elif isinstance(exc, KeyboardInterrupt):  # stopped during them: the requests they cost are the run's
-            stopped = IngestResult.not_started(request, "the run stopped early", actions_source.stats, run_id, str(root))
+            stopped = IngestResult.not_started(request, "the run stopped early", actions.stats, run_id, str(root))
             stopped.elapsed_s = round(time.monotonic() - started, 3)
             exc.result = stopped  # type: ignore[attr-defined]
         raise
@@ -86,7 +85,7 @@ def execute_steps(
         notes=notes,
         run_id=run_id,
         failed_before=update.failed,
-        sources=[actions_source],
+        sources=actions.clients,
         started=started,
     )
     run.result.refetched = stale
@@ -97,18 +96,18 @@ def execute_steps(
     return result
 
 
-def _update_actions(root: StorePath, request: IngestRequest, source: BarSource, progress: ProgressReporter) -> ActionsUpdate:
+def _update_actions(root: StorePath, request: IngestRequest, clients: ActionClients, progress: ProgressReporter) -> ActionsUpdate:
     """Fetch and store the corporate actions of the request's symbols (see :mod:`.actions_update`)."""
-    if not hasattr(source, "fetch_actions"):
+    if not hasattr(clients.first, "fetch_actions"):
         return ActionsUpdate()  # a source without corporate actions (a test double, another vendor)
     start = request.range.start.astimezone(NEW_YORK).date()
-    return update_actions_of(root, request.symbols, start, source, progress, feed=request.feed, source=request.source)
+    return update_actions_of(root, request.symbols, start, clients, progress, feed=request.feed, source=request.source)
 
 
-def update_actions_of(root: StorePath, symbols: Sequence[str], start: date, client: BarSource, progress: ProgressReporter,
-                      **how: str) -> ActionsUpdate:
+def update_actions_of(root: StorePath, symbols: Sequence[str], start: date, clients: ActionClients,
+                      progress: ProgressReporter, **how: str) -> ActionsUpdate:
     """The corporate-actions step for ``symbols``, announced; ``how``: :func:`.update_actions`' feed= and source=."""
     if not symbols:
         return ActionsUpdate()
     progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
-    return update_actions(root, symbols, start, client, **how)
+    return update_actions(root, symbols, start, clients, **how)
