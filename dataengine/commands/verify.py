@@ -30,7 +30,7 @@ def verify_command(
     symbols: Annotated[list[str] | None, typer.Argument(metavar="[SYMBOL]...", help="Symbols to check (default: all).", show_default=False)] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", metavar="SIZE", autocompletion=completion.timeframes, help="Only this bar size's datasets (default: every dataset).")] = None,
     repair_it: Annotated[bool, typer.Option("--repair", help="Move damaged files and lines to metadata/quarantine/, rebuild the metadata and fetch those months again.")] = False,
-    read_data: Annotated[bool, typer.Option("--read-data", help="Also read every bar of every partition, not only footers: finds a file damaged inside whose footer still reads (reads the whole store).")] = False,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Also read every byte of every partition, not only footers: finds a file damaged inside whose footer still reads, and bytes changed in place that still decode (reads the whole store).")] = False,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Also check the files of every version kept, not only the latest and tagged ones (a stat per file per version).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="With --repair: wait for a run holding the store instead of exiting 3.")] = False,

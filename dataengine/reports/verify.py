@@ -11,6 +11,7 @@ once (every run indexes what it wrote; ``status`` indexes everything) and its fi
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ import polars as pl
 
 from dataengine.datasets import DatasetKey, dataset_prefixes
 from dataengine.reports.verify_metadata import MetadataDamage, check_metadata, repair_metadata
-from dataengine.storage import layout
+from dataengine.storage import digests, layout
 from dataengine.storage.coverage import CoverageLedger, Interval
 from dataengine.storage.footer_index import FooterCache
 from dataengine.storage.process_identity import held_by_this_process
@@ -32,6 +33,7 @@ from dataengine.storage.versions import (
     VersionTable,
     check,
     check_log,
+    committed_digests,
     kept_versions,
     latest_partitions,
     mend,
@@ -59,13 +61,14 @@ class Damage:
     symbol: str
     year: int
     month: int
-    kind: str  # unreadable | corrupt | empty | outside_month | missing
+    kind: str  # unreadable | corrupt | altered | empty | outside_month | missing
     path: str
 
     def describe(self) -> str:
         what = {
             "unreadable": "cannot be read (truncated, garbage or not Parquet)",
             "corrupt": "has bars that cannot be read (damaged inside; its footer reads)",
+            "altered": "is not the bytes its version committed (changed in place)",
             "empty": "holds no bar",
             "outside_month": "holds bars outside the month its path names",
             "missing": "was written once and is gone",
@@ -99,7 +102,7 @@ class VerifyReport:
         return {**asdict(self), "metadata": [m.asdict() for m in self.metadata], "ok": self.ok}
 
 
-RESTORABLE = ("missing", "unreadable", "corrupt")  # damage a whole copy of the file undoes
+RESTORABLE = ("missing", "unreadable", "corrupt", "altered")  # damage a whole copy of the file undoes
 
 
 def verify(
@@ -108,9 +111,9 @@ def verify(
 ) -> VerifyReport:
     """Check every partition of ``datasets`` (default all) of ``symbols`` (default all) from its footer, and
     the files of each dataset's latest and tagged versions (``all_versions``: of every version kept).
-    ``read_data``: also read every bar of every partition, which finds bytes damaged inside a file whose footer
-    still reads when a page then fails to decompress or decode (about half of such damage: the rest decodes to
-    other values, which no check without a checksum can tell)."""
+    ``read_data``: also read every byte of every partition: a file whose footer reads can still have a page that
+    fails to decode (``corrupt``), and a file its version committed with a digest (every run since digests are
+    kept) can hold other bytes than committed though every bar decodes (``altered``: changed in place)."""
     started = time.perf_counter()
     names = datasets if datasets is not None else layout.dataset_names(root)
     index = FooterCache(root)
@@ -131,9 +134,12 @@ def verify(
     if read_data:
         flagged_keys = set(flagged.select("dataset", "symbol", "year", "month").iter_rows())
         rest = [key for key in good.select("dataset", "symbol", "year", "month", "rows").iter_rows() if key[:4] not in flagged_keys]
-        for (d, s, y, m, _), whole in zip(rest, root.store.each(lambda key: _reads_whole(root, *key), rest, local_threads=2), strict=True):
-            if not whole:
-                report.damage.append(Damage(d, s, y, m, "corrupt", str(layout.partition_path(root, d, s, y, m))))
+        committed = {(d, *key): sha256 for d in {key[0] for key in rest}
+                     for key, sha256 in committed_digests(VersionTable.of(root, d)).items()}
+        checks = [(*key, committed.get(key[:4])) for key in rest]
+        for (d, s, y, m, *_), kind in zip(checks, root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2), strict=True):
+            if kind is not None:
+                report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     for d in _folders_gone(root, names) if datasets is None else ():
@@ -148,12 +154,21 @@ def verify(
     return report
 
 
-def _reads_whole(root: StorePath, dataset: str, symbol: str, year: int, month: int, rows: int) -> bool:
-    """Every bar of the partition decodes, and there are as many as its footer says."""
+def _read_whole(root: StorePath, dataset: str, symbol: str, year: int, month: int, rows: int,
+                sha256: str | None) -> str | None:
+    """What a read of the whole partition finds wrong: ``corrupt`` when a bar does not decode or there are not as
+    many as its footer says, ``altered`` when every bar decodes but the bytes are not those its version committed
+    (``sha256``, when recorded); None when nothing is. Bytes that match the digest are not decoded: they are
+    the ones the run wrote."""
     try:
-        return root.store.read_parquet(layout.partition_path(root, dataset, symbol, year, month).key).height == rows
+        data = root.store.read(layout.partition_path(root, dataset, symbol, year, month).key)
+        if sha256 is not None and digests.of_bytes(data) == sha256:
+            return None
+        if pl.read_parquet(io.BytesIO(data)).height != rows:
+            return "corrupt"
     except (pl.exceptions.PolarsError, OSError):
-        return False
+        return "corrupt"
+    return "altered" if sha256 is not None else None
 
 
 def _folders_gone(root: StorePath, present: list[str]) -> list[str]:

@@ -105,11 +105,13 @@ class WrittenFooter:
     size: int
     mtime_ns: int
     disk_bytes: int = 0
+    sha256: str | None = None  # the digest of the bytes placed (:mod:`dataengine.storage.digests`)
 
     @classmethod
-    def of(cls, path: StorePath, rows: int, first_us: int | None, last_us: int | None) -> WrittenFooter:
+    def of(cls, path: StorePath, rows: int, first_us: int | None, last_us: int | None,
+           sha256: str | None = None) -> WrittenFooter:
         st = path.stat()  # the store answers from what it wrote, where a stat is a request
-        return cls(rows, first_us, last_us, st.ino, st.size, st.mtime_ns, st.disk_bytes)
+        return cls(rows, first_us, last_us, st.ino, st.size, st.mtime_ns, st.disk_bytes, sha256)
 
 
 class FooterCache:

@@ -28,7 +28,7 @@ import polars as pl
 from dataengine.counters import WriteCounts
 from dataengine.datasets import DEFAULT_SOURCE, DatasetKey, parse_feed
 from dataengine.errors import StorageError
-from dataengine.storage import atomic, dataset_record, layout
+from dataengine.storage import atomic, dataset_record, digests, layout
 from dataengine.storage.bar_merge import merge_sorted, normalise, read_partition, unique_sorted
 from dataengine.storage.footer_index import WrittenFooter
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE, DATASET_FILE, PartitionKey, with_partition_columns
@@ -241,6 +241,7 @@ class ParquetStorage:
                     for frame in frames:
                         staged.append(atomic.temp_path(Path(DATA_FILE), staging))
                         frame.write_parquet(staged[-1], compression="zstd")
+                sha256 = [digests.of_file(path) for path in staged]  # the bytes about to land, from the page cache
             self.root.store.place(staged, [p.key for p in paths])
         except OSError as exc:
             where = paths[0] if len(paths) == 1 else f"{len(paths)} partitions under {self.root}"
@@ -252,16 +253,17 @@ class ParquetStorage:
                 for tmp in staged:  # placed files were renamed away (locally) or uploaded (S3): what is left goes
                     with contextlib.suppress(OSError):
                         tmp.unlink()
-        self._note_written(paths, frames)
+        self._note_written(paths, frames, sha256)
 
-    def _note_written(self, paths: list[StorePath], frames: list[pl.DataFrame]) -> None:
-        """Remember each file's rows, first and last bar (its frame is sorted) and stat. The instants of a
+    def _note_written(self, paths: list[StorePath], frames: list[pl.DataFrame], sha256: list[str]) -> None:
+        """Remember each file's rows, first and last bar (its frame is sorted), digest and stat. The instants of a
         whole batch are taken in one expression: one per frame cost ~0.1 ms each, 0.6 s of a daily backfill."""
         stamps = pl.concat([frame.get_column("timestamp") for frame in frames], rechunk=False).dt.epoch("us")
         footers = {}
-        for path, frame, end in zip(paths, frames, itertools.accumulate(f.height for f in frames), strict=True):
+        ends = itertools.accumulate(f.height for f in frames)
+        for path, frame, end, digest in zip(paths, frames, ends, sha256, strict=True):
             first, last = (int(stamps[end - frame.height]), int(stamps[end - 1])) if frame.height else (None, None)
-            footers[path.key] = WrittenFooter.of(path, frame.height, first, last)
+            footers[path.key] = WrittenFooter.of(path, frame.height, first, last, digest)
         with self._locks_guard:
             self._written.update(footers)
 

@@ -58,7 +58,7 @@ class DatasetVersion:
 
     def commit(self, written: Mapping[str, object], *, reason: Reason | None = None) -> int | None:
         """Commit what was written (``written``: the keys of the partition files this write replaced or
-        added, with what the writer knows of each: ``size`` and ``rows`` attributes, see
+        added, with what the writer knows of each: ``size``, ``rows`` and ``sha256`` attributes, see
         :class:`~dataengine.storage.footer_index.WrittenFooter`) as one version; the version the dataset
         is at afterwards (None: it has none)."""
         if self._ticket is None:
@@ -69,7 +69,7 @@ class DatasetVersion:
             parsed = layout.parse_partition_path(self.root.at(key))
             if parsed is not None and key.startswith(self.dataset + "/"):
                 changes.append(PartitionFile(*parsed, key, size=getattr(facts, "size", None),
-                                             rows=getattr(facts, "rows", None)))
+                                             rows=getattr(facts, "rows", None), sha256=getattr(facts, "sha256", None)))
         result = commit_run(self.table, self._ticket, changes, provenance)
         return result.version if result.version is not None else current_version(self.table)
 

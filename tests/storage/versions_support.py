@@ -15,6 +15,7 @@ import polars as pl
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
+from dataengine.storage import digests
 from dataengine.storage import versions as v
 from dataengine.storage.store import open_store
 
@@ -61,7 +62,7 @@ class Store:
         return f"{self.dataset}/symbol={symbol}/year={year:04d}/month={month:02d}/data.parquet"
 
     def write(self, symbol: str, year: int, month: int, closes: Iterable[float]) -> v.PartitionFile:
-        """Replace a partition by rename, never in place (as the dataset writer does)."""
+        """Replace a partition by rename, never in place, and hash its bytes (as the dataset writer does)."""
         target = self.root / self.relpath(symbol, year, month)
         target.parent.mkdir(parents=True, exist_ok=True)
         frame = bars(year, month, closes)
@@ -69,7 +70,7 @@ class Store:
         frame.write_parquet(tmp, compression="zstd")
         os.replace(tmp, target)
         return v.PartitionFile(symbol, year, month, self.relpath(symbol, year, month), target.stat().st_size,
-                               frame.height)
+                               frame.height, digests.of_file(target))
 
     def provenance(self, run_id: str, reason: v.model.Reason = "run") -> v.Provenance:
         return v.Provenance(run_id, reason=reason, feed="sip", adjustment="raw", asof="2025-01-02",

@@ -30,6 +30,7 @@ Writers call everything here under the store's run lock.
 
 from dataengine.storage.versions.commit import adopt, begin_run, commit_run, sync
 from dataengine.storage.versions.files import FileInfo, StoreFiles, VersionFiles
+from dataengine.storage.versions.intact import committed_digests
 from dataengine.storage.versions.log_repair import LogProblem, check_log, mend_log
 from dataengine.storage.versions.model import (
     CommitResult,
@@ -84,6 +85,7 @@ __all__ = [
     "check",
     "check_log",
     "commit_run",
+    "committed_digests",
     "current_version",
     "history",
     "kept_versions",

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dataengine.storage import digests
 from dataengine.storage.versions import log, log_write
 from dataengine.storage.versions.log import TableState, forget, read_state
 from dataengine.storage.versions.log_entries import Commit, list_log, read_commit_info
@@ -55,6 +56,7 @@ class Staged:
     path: str | None
     size: int = 0
     rows: int | None = None
+    sha256: str | None = None
 
 
 # -- the public calls ------------------------------------------------------------------------------------
@@ -146,7 +148,7 @@ def link_changes(table: VersionTable, run_id: str, changes: Sequence[PartitionFi
         if size is None:
             info = table.files.stat(f"{table.path}/{name}")
             size = info.size if info is not None else 0
-        staged.append(Staged(change.key, name, size, change.rows))
+        staged.append(Staged(change.key, name, size, change.rows, change.sha256))
     return staged
 
 
@@ -158,6 +160,7 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     current = state.by_key(s.key for s in staged) if state else {}
     adds: list[tuple[str, int, int | None]] = []
     removes: list[tuple[str, int, int | None]] = []
+    sha256: dict[str, str] = {}
     for item in staged:
         old = current.get(item.key)
         if old is not None and old[0] == item.path:
@@ -166,6 +169,8 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
             removes.append(old)
         if item.path is not None:
             adds.append((item.path, item.size, item.rows))
+            if item.sha256 is not None:
+                sha256[item.path] = item.sha256
     if not adds and not removes and not _new_actions(table, state, provenance):
         return CommitResult(None, recovered_runs=recovered)
     version = state.version + 1 if state is not None else 0
@@ -179,13 +184,13 @@ def write_version(table: VersionTable, staged: Sequence[Staged], provenance: Pro
     if txn is not None:
         head.append({"txn": {"appId": table.app_id, "version": txn, "lastUpdated": now_ms}})
     actions = [log_write.remove_action(path, size, now_ms) for path, size, _ in removes]
-    actions += [log_write.add_action(path, size, rows, now_ms) for path, size, rows in adds]
+    actions += [log_write.add_action(path, size, rows, now_ms, sha256.get(path)) for path, size, rows in adds]
     if not log_write.write_commit(table, version, head + actions):
         return _lost_race(table, provenance.run_id, txn, version)
     txns = {} if txn is None else {table.app_id: txn}
     if version == 0:
         forget(table)  # a table made anew where one was deleted: nothing cached of the old one may serve
-    log.remember(table, log.apply_commits(state, [Commit(version, {}, adds, [p for p, _, _ in removes], txns)]))
+    log.remember(table, log.apply_commits(state, [Commit(version, {}, adds, [p for p, _, _ in removes], txns, sha256)]))
     # not at version 0: one commit replays in milliseconds, and a checkpoint loads pyarrow and deltalake (~50 MiB
     # on a first run of ~170 MiB); a first commit too big to replay quickly still gets one (BIG_COMMIT)
     if (version and version % table.checkpoint_interval == 0) or len(actions) >= BIG_COMMIT:
@@ -243,7 +248,7 @@ def dataset_drift(table: VersionTable, state: TableState | None) -> list[Partiti
 
 
 def counted(table: VersionTable, changes: Sequence[PartitionFile], batch: int = 64) -> list[PartitionFile]:
-    """``changes`` with the rows of each file, from its footer (each file is read whole to get it: on S3 a GET of
+    """``changes`` with the rows of each file, from its footer, and the digest of its bytes (each file is read whole to get it: on S3 a GET of
     a few hundred KiB; only after a killed run, so not worth ranged reads): what a killed run wrote arrives with no
     count, and one unknown count made its whole version's rows unknown ('?' in ``dataengine versions``). Only
     for what one run wrote (an adoption takes in a whole dataset, whose files it does not read back). A file
@@ -258,11 +263,14 @@ def counted(table: VersionTable, changes: Sequence[PartitionFile], batch: int = 
         found = iter(bodies)
         for change in part:
             body = next(found) if change.path is not None else None
+            if body is None:
+                out.append(change)
+                continue
             try:
-                rows = pq.read_metadata(pa.BufferReader(body)).num_rows if body is not None else None
+                rows = pq.read_metadata(pa.BufferReader(body)).num_rows
             except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
                 rows = None
-            out.append(replace(change, rows=rows) if rows is not None else change)
+            out.append(replace(change, rows=rows, sha256=digests.of_bytes(body)))
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from dataengine.storage import digests
 from dataengine.storage.versions.log_entries import (
     Commit,
     LogListing,
@@ -33,15 +34,25 @@ from dataengine.storage.versions.model import DamagedLogError, VersionError, Ver
 logger = logging.getLogger(__name__)
 
 FILES_SCHEMA = {"path": pl.String(), "size": pl.Int64(), "rows": pl.Int64()}
+SHA256_SCHEMA = {"path": pl.String(), "sha256": pl.String()}
+_TAGS = pl.List(pl.Struct({"key": pl.String(), "value": pl.String()}))  # a Parquet map, as any Polars reads it
 
 
 @dataclass(frozen=True)
 class TableState:
-    """The files of one version (``path`` table-relative, ``size``, ``rows``) and its txn versions."""
+    """The files of one version (``path`` table-relative, ``size``, ``rows``), its txn versions, and the digest
+    of each file's bytes where its commit recorded one (``sha256``: path, sha256; files committed before digests
+    were kept, or taken in without being read, have none)."""
 
     version: int
     files: pl.DataFrame
     txns: dict[str, int] = field(default_factory=dict)
+    sha256: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SHA256_SCHEMA))
+
+    def digest_of(self, path: str) -> str | None:
+        """The recorded digest of the bytes of ``path`` (table-relative), if its commit kept one."""
+        found = self.sha256.filter(pl.col("path") == path)["sha256"]
+        return str(found[0]) if len(found) else None
 
     @cached_property
     def _keys(self) -> pl.Series:
@@ -89,17 +100,27 @@ def apply_commits(base: TableState | None, commits: Sequence[Commit]) -> TableSt
         assert base is not None
         return base
     touched: dict[str, tuple[str, int, int | None] | None] = {}
+    sha256: dict[str, str] = {}
     txns = dict(base.txns) if base is not None else {}
     for commit in commits:
         for path in commit.removes:
             touched[path] = None
         for add in commit.adds:
             touched[add[0]] = add
+            if add[0] in commit.sha256:
+                sha256[add[0]] = commit.sha256[add[0]]
+            else:
+                sha256.pop(add[0], None)
         txns.update(commit.txns)
     frame = base.files if base is not None else pl.DataFrame(schema=FILES_SCHEMA)
     kept = frame.filter(~pl.col("path").is_in(list(touched)))
     added = pl.DataFrame([a for a in touched.values() if a is not None], schema=FILES_SCHEMA, orient="row")
-    return TableState(commits[-1].version, pl.concat([kept, added], rechunk=True), txns)
+    known = base.sha256 if base is not None else pl.DataFrame(schema=SHA256_SCHEMA)
+    digests = pl.concat([
+        known.filter(~pl.col("path").is_in(list(touched))),
+        pl.DataFrame([(p, d) for p, d in sha256.items() if touched.get(p) is not None], schema=SHA256_SCHEMA, orient="row"),
+    ], rechunk=True)
+    return TableState(commits[-1].version, pl.concat([kept, added], rechunk=True), txns, digests)
 
 
 def _base(table: VersionTable, listing: LogListing, target: int) -> TableState | None:
@@ -123,19 +144,33 @@ def read_checkpoint(table: VersionTable, version: int) -> TableState:
     try:
         frame = pl.read_parquet(io.BytesIO(table.files.read(path)), columns=["add", "txn"])
         add, txn = pl.col("add"), pl.col("txn")
-        files = frame.filter(add.is_not_null()).select(
+        adds = frame.filter(add.is_not_null())
+        files = adds.select(
             path=add.struct.field("path"),
             size=add.struct.field("size").cast(pl.Int64),
             rows=add.struct.field("stats").str.json_path_match("$.numRecords").cast(pl.Int64, strict=False),
         )
         txns = frame.filter(txn.is_not_null()).select(txn.struct.field("appId"), txn.struct.field("version"))
+        sha256 = _checkpoint_digests(adds)
     except FileNotFoundError:
         raise DamagedLogError(table.files.uri(path), path, "missing") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise DamagedLogError(table.files.uri(path), path, str(exc) or type(exc).__name__) from None
     if files.filter(pl.col("path").str.contains("%", literal=True)).height:
         files = files.with_columns(pl.col("path").map_elements(decode_path, return_dtype=pl.String))
-    return TableState(version, files, {a: int(v) for a, v in txns.iter_rows()})
+        sha256 = sha256.with_columns(pl.col("path").map_elements(decode_path, return_dtype=pl.String))
+    return TableState(version, files, {a: int(v) for a, v in txns.iter_rows()}, sha256)
+
+
+def _checkpoint_digests(adds: pl.DataFrame) -> pl.DataFrame:
+    """(path, sha256) of the checkpoint's ``add`` rows whose ``tags`` map holds a digest; none when the
+    checkpoint's writer left ``tags`` out of its schema."""
+    add = pl.col("add")
+    if not any(f.name == "tags" for f in adds.schema["add"].fields):  # type: ignore[attr-defined]
+        return pl.DataFrame(schema=SHA256_SCHEMA)
+    tags = add.struct.field("tags").cast(_TAGS)
+    value = tags.list.eval(pl.element().filter(pl.element().struct.field("key") == digests.TAG).struct.field("value"))
+    return adds.select(path=add.struct.field("path"), sha256=value.list.first()).drop_nulls("sha256")
 
 
 def _cached_base(uri: str, target: int) -> TableState | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from dataengine.storage import digests
 from dataengine.storage.versions.model import DamagedLogError, VersionError, VersionTable, decode_path
 
 LOG_DIR = "_delta_log"
@@ -27,6 +28,7 @@ class _Add(msgspec.Struct):
     path: str
     size: int
     stats: str | None = None
+    tags: dict[str, str | None] | None = None
 
 
 class _Remove(msgspec.Struct):
@@ -67,13 +69,15 @@ class LogListing:
 
 @dataclass(frozen=True)
 class Commit:
-    """One commit, parsed: its ``commitInfo``, the paths it added (with size and rows) and removed, its txns."""
+    """One commit, parsed: its ``commitInfo``, the paths it added (with size and rows) and removed, its txns, and
+    the digest of each added file's bytes where it records one (by path)."""
 
     version: int
     info: dict[str, Any]
     adds: list[tuple[str, int, int | None]]
     removes: list[str]
     txns: dict[str, int]
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 def log_path(table: VersionTable, name: str = "") -> str:
@@ -121,6 +125,7 @@ def parse_commit(table: VersionTable, version: int, data: bytes) -> Commit:
     adds: list[tuple[str, int, int | None]] = []
     removes: list[str] = []
     txns: dict[str, int] = {}
+    sha256: dict[str, str] = {}
     if not data.strip():
         raise DamagedLogError(table.files.uri(path), path, "empty")
     for number, line in enumerate(data.splitlines(), 1):
@@ -132,6 +137,8 @@ def parse_commit(table: VersionTable, version: int, data: bytes) -> Commit:
             raise DamagedLogError(table.files.uri(path), path, f"line {number}: {exc}") from None
         if action.add is not None:
             adds.append((decode_path(action.add.path), action.add.size, _rows(action.add.stats)))
+            if action.add.tags and (digest := action.add.tags.get(digests.TAG)):
+                sha256[adds[-1][0]] = digest
         elif action.remove is not None:
             removes.append(decode_path(action.remove.path))
         elif action.txn is not None:
@@ -141,7 +148,7 @@ def parse_commit(table: VersionTable, version: int, data: bytes) -> Commit:
     missing = _missing_actions(info, len(adds), len(removes))
     if missing:
         raise DamagedLogError(table.files.uri(path), path, f"cut short: {missing}")
-    return Commit(version, info, adds, removes, txns)
+    return Commit(version, info, adds, removes, txns, sha256)
 
 
 def _missing_actions(info: dict[str, Any], adds: int, removes: int) -> str:

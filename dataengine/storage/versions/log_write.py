@@ -20,6 +20,7 @@ import msgspec
 import polars as pl
 
 from dataengine.errors import StorageError
+from dataengine.storage import digests
 from dataengine.storage.versions.log_entries import commit_name, log_path
 from dataengine.storage.versions.model import PARTITION_COLUMNS, VersionTable, encode_path, parse_partition
 
@@ -37,11 +38,15 @@ def partition_values(path: str) -> dict[str, str]:
     return dict(zip(PARTITION_COLUMNS, (parsed[0], str(parsed[1]), str(parsed[2])), strict=True))
 
 
-def add_action(path: str, size: int, rows: int | None, when_ms: int) -> dict[str, Any]:
+def add_action(path: str, size: int, rows: int | None, when_ms: int, sha256: str | None = None) -> dict[str, Any]:
+    """An ``add`` of ``path``; its rows in ``stats`` and the digest of its bytes in ``tags`` (a map every Delta
+    reader keeps and ignores), when known."""
     add: dict[str, Any] = {"path": encode_path(path), "partitionValues": partition_values(path), "size": size,
                            "modificationTime": when_ms, "dataChange": True}
     if rows is not None:
         add["stats"] = f'{{"numRecords":{rows}}}'
+    if sha256 is not None:
+        add["tags"] = {digests.TAG: sha256}
     return {"add": add}
 
 

@@ -125,7 +125,8 @@ class VersionTable:
 @dataclass(frozen=True)
 class PartitionFile:
     """A partition a run changed: its key and its data file in the dataset (store-relative), or ``path=None``
-    for a partition that is gone. ``size``/``rows`` when the caller knows them (saves a stat; rows feed history)."""
+    for a partition that is gone. ``size``/``rows`` when the caller knows them (saves a stat; rows feed history),
+    ``sha256`` the digest of its bytes when the writer computed it (:mod:`dataengine.storage.digests`)."""
 
     symbol: str
     year: int
@@ -133,6 +134,7 @@ class PartitionFile:
     path: str | None
     size: int | None = None
     rows: int | None = None
+    sha256: str | None = None
 
     @property
     def key(self) -> str:

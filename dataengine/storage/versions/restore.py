@@ -7,13 +7,15 @@ the dataset as a new version (which leaves every pinned version that named the l
 
 - :func:`version_copy`: a partition deleted or damaged in the dataset, its version file whole: link it back.
 - :func:`restore_version_files`: a file of the latest version deleted (under ``metadata/versions/``), the
-  dataset's file the same bytes by every sign left (its size, its rows, and written while the run that named
-  it ran: between its start and its commit): link it back under the version's name, and every version that
-  named it reads again.
+  dataset's file the same bytes: link it back under the version's name, and every version that named it reads
+  again.
 
-Neither happens while a killed run's marker is pending: its files may be newer than any version. No digest of a
-file's bytes is kept, so "the same bytes" is read from those signs: a file replaced by hand minutes after the
-run with one of the same size and rows, keeping a time inside that run (``touch -d``), would pass for it.
+Neither happens while a killed run's marker is pending: its files may be newer than any version. "The same
+bytes" is exact where the commit recorded the digest of the file's bytes (:mod:`dataengine.storage.digests`;
+every run since digests are kept): the bytes are hashed and compared. For a file committed without one (before
+that, or adopted unread), it is read from the signs left: the size, the rows, and a time between the start and
+the commit of the run that named it; a file replaced by hand minutes after the run with one of the same size
+and rows, keeping a time inside that run (``touch -d``), would pass for it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import logging
 from datetime import datetime, timezone
 
+from dataengine.storage import digests
 from dataengine.storage.versions.commit import pending_runs
 from dataengine.storage.versions.log import TableState, read_state
 from dataengine.storage.versions.model import DATA_FILE, VersionTable, partition_dir, run_of
@@ -57,6 +60,9 @@ def version_copy(table: VersionTable, state: TableState | None, symbol: str, yea
     info = table.files.stat(key)
     if info is None or info.size != size or (damaged is not None and info.fingerprint == damaged):
         return None
+    committed = state.digest_of(path)
+    if committed is not None:
+        return key if _holds(table, key, committed) else None
     return key if _whole(table, key, rows) else None
 
 
@@ -74,6 +80,11 @@ def restore_version_files(table: VersionTable) -> list[str]:
     for problem in missing:
         key = partition_dir(problem.symbol, problem.year, problem.month)
         source = f"{table.dataset_path}/{key}/{DATA_FILE}"
+        sha256 = state.digest_of(problem.path[len(table.path) + 1:])
+        if sha256 is not None:  # exact: the dataset's bytes are the committed ones, or nothing is linked
+            if _holds(table, source, sha256):
+                restored.append(_link_back(table, source, problem.path, key))
+            continue
         info = table.files.stat(source)
         run_id = run_of(problem.path)
         started, committed = _run_started(run_id), commits.get(run_id)
@@ -83,10 +94,22 @@ def restore_version_files(table: VersionTable) -> list[str]:
             continue  # not written while that run ran: other bytes, whatever their size
         if not _whole(table, source, state.by_key([key])[key][2]):
             continue
-        table.files.link(source, problem.path)
-        log.warning("%s was lost: linked back from %s (the same bytes)", problem.path, source)
-        restored.append(key)
+        restored.append(_link_back(table, source, problem.path, key))
     return restored
+
+
+def _link_back(table: VersionTable, source: str, lost: str, key: str) -> str:
+    table.files.link(source, lost)
+    log.warning("%s was lost: linked back from %s (the same bytes)", lost, source)
+    return key
+
+
+def _holds(table: VersionTable, key: str, sha256: str) -> bool:
+    """The file at ``key`` holds exactly the bytes whose digest a commit recorded."""
+    try:
+        return digests.of_bytes(table.files.read(key)) == sha256
+    except FileNotFoundError:
+        return False
 
 
 def _whole(table: VersionTable, key: str, rows: int | None) -> bool:

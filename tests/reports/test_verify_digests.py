@@ -1,0 +1,101 @@
+"""With the digest each version records of its files' bytes, "the same bytes" is exact: ``verify --read-data``
+finds a month changed in place that still decodes (no other check can: locally the version's copy is the same
+inode), and ``verify --repair`` restores from, or links back to, exactly the bytes committed, whatever the
+files' times say."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+from dataengine.storage.store import open_store
+from dataengine.storage.versions import VersionTable, log
+from tests.alpaca_server import Universe
+from tests.helpers import assert_store_equals, expected, read_store, run_cli
+
+DAY = "equities_1day"
+JANUARY = "symbol=AAPL/year=2024/month=01"
+
+
+def ingest(capsys, store: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli(capsys, "-q", "ingest", "AAPL", "MSFT", "--start", "2024-01-02", "--end", "2024-02-29", "-t", "day")
+    assert code == 0, err
+    log.forget(VersionTable.of(open_store(store), DAY))  # what the next command reads comes from the log, as in a new process
+
+
+def one_cent_more(path: Path) -> None:
+    """The file's first close a cent higher, written over the same inode (an editor saving in place, a sync
+    tool, a bit flip that still decodes): every bar reads, the footer too, the rows are as many."""
+    bars = pl.read_parquet(path)
+    edited = bars.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col("close") + 0.01).otherwise(pl.col("close")))
+    scratch = path.with_name("edited.tmp")
+    edited.write_parquet(scratch, compression="zstd")
+    with path.open("r+b") as handle:
+        handle.truncate(0)
+        handle.write(scratch.read_bytes())
+    scratch.unlink()
+
+
+def version_file(store: Path) -> Path:
+    (only,) = (store / "metadata/versions" / DAY / JANUARY).iterdir()
+    return only
+
+
+def test_read_data_finds_a_month_changed_in_place_that_still_decodes_and_repair_fetches_it(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ingest(capsys, tmp_path / "store")
+    partition = tmp_path / "store" / DAY / JANUARY / "data.parquet"
+    one_cent_more(partition)
+    assert run_cli(capsys, "verify")[0] == 0  # footers only: it cannot tell
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--json")
+    assert code == 1
+    assert [(d["symbol"], d["month"], d["kind"]) for d in json.loads(out)["damage"]] == [("AAPL", 1, "altered")]
+    code, out, _ = run_cli(capsys, "verify", "--read-data")
+    assert code == 1 and "AAPL 2024-01" in out and "is not the bytes its version committed (changed in place)" in out
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--repair", "--json")
+    report = json.loads(out)  # the version's copy is the same inode, the same changed bytes: fetched again
+    assert code == 0 and report["ok"] and (report["repaired"], report["restored"]) == (1, 0)
+    assert_store_equals(read_store(tmp_path / "store", DAY), expected(alpaca, ["AAPL", "MSFT"], "2024-01-02", "2024-02-29", "1Day"))
+
+
+def test_a_version_copy_with_other_bytes_is_not_put_back(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The partition deleted, and its version's copy changed in place: it reads whole, with as many rows as
+    recorded, but it is not what the run committed, so the month is fetched again instead."""
+    ingest(capsys, tmp_path / "store")
+    (tmp_path / "store" / DAY / JANUARY / "data.parquet").unlink()
+    one_cent_more(version_file(tmp_path / "store"))
+    code, out, _ = run_cli(capsys, "verify", "--repair", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and (report["repaired"], report["restored"]) == (1, 0)
+    assert_store_equals(read_store(tmp_path / "store", DAY), expected(alpaca, ["AAPL", "MSFT"], "2024-01-02", "2024-02-29", "1Day"))
+
+
+def test_a_lost_version_file_is_linked_back_whatever_the_time_of_the_dataset_file(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Its bytes are the committed ones: a backup tool restoring the store with other times (or ``touch``) does
+    not keep the lost file from coming back, as it did when only the times could tell."""
+    ingest(capsys, tmp_path / "store")
+    lost = version_file(tmp_path / "store")
+    lost.unlink()
+    long_ago = 946_684_800  # 2000-01-01
+    os.utime(tmp_path / "store" / DAY / JANUARY / "data.parquet", (long_ago, long_ago))
+    alpaca.universe = Universe(thin={"AAPL"})  # what a fetch would store instead
+    code, out, _ = run_cli(capsys, "verify", "--repair")
+    assert code == 0 and "1 file(s) of version 0 of equities_1day linked back from the dataset" in out
+    assert lost.exists() and run_cli(capsys, "verify", "--all-versions")[0] == 0
+
+
+def test_a_lost_version_file_is_not_linked_back_from_bytes_changed_within_the_run(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The dataset's file changed by a cent, of the same size and rows, and given the time it had (inside the
+    run's window, where the signs alone took it for the lost file): not the committed bytes, not linked back."""
+    ingest(capsys, tmp_path / "store")
+    partition = tmp_path / "store" / DAY / JANUARY / "data.parquet"
+    before = partition.stat()
+    one_cent_more(partition)
+    os.utime(partition, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert partition.stat().st_size == before.st_size
+    lost = version_file(tmp_path / "store")
+    lost.unlink()
+    code, out, _ = run_cli(capsys, "verify", "--repair")
+    assert "linked back" not in out and not lost.exists()
