@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import polars as pl
@@ -37,13 +37,19 @@ from dataengine.errors import (
     PagingLoopError,
     RequestRejectedError,
     TransientSourceError,
+    UsageError,
 )
+from dataengine.loaders.symbol_loader import clean_symbols, shorten
 from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.massive_wire import decode_aggs, refusal
 from dataengine.sources.pages import PageDecodeError
 from dataengine.sources.rate_limiter import RateLimiter
 from dataengine.sources.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook
 from dataengine.timeframes import DAY, HOUR, MINUTE, MONTH, WEEK, Timeframe, parse_timeframe
+from dataengine.timerange import resolve_range
+
+if TYPE_CHECKING:
+    from alpaca.data.timeframe import TimeFrame
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "https://api.massive.com"  # the official client's BASE; keys from the Polygon days also work there
@@ -119,6 +125,39 @@ class MassiveClient(HttpClient):
         return make
 
     # -- bars -----------------------------------------------------------------------------------------------
+
+    def fetch_bars(
+        self,
+        symbol: str,
+        start: str | date | datetime,
+        end: str | date | datetime,
+        timeframe: str | TimeFrame | Timeframe = "minute",
+        *,
+        feed: str = "sip",
+        adjustment: str = "raw",
+    ) -> pl.DataFrame:
+        """All raw bars of one symbol in ``[start, end]`` (New York days, inclusive) as one Polars frame, as
+        :meth:`AlpacaClient.fetch_bars <dataengine.sources.alpaca_client.AlpacaClient.fetch_bars>` gives them
+        (:data:`~dataengine.storage.layout.BAR_SCHEMA`, symbol included; SIP's last 16 minutes not asked for).
+
+        ``symbol`` is spelled as ``ingest`` spells it (``aapl`` -> ``AAPL``); a list, or a symbol ``ingest``
+        refuses, raises :class:`~dataengine.errors.UsageError` before any request. ``feed`` ``sip`` and
+        ``adjustment`` ``raw`` only (:meth:`iter_pages`). The free plan serves a day once it is over and about
+        two years back: a range it refuses (HTTP 403) raises FatalRunError. For several symbols, use the pipeline."""
+        from dataengine.sources.pages import empty_bars
+
+        if not isinstance(symbol, str):
+            raise UsageError(
+                f"fetch_bars takes one symbol, not a {type(symbol).__name__} {shorten(repr(symbol))}: call it once "
+                "per symbol, or fetch several with IngestionPipeline().ingest_symbols(..., source='massive')"
+            )
+        (symbol,) = clean_symbols(symbol, source="symbol")
+        rng = resolve_range(start, end, feed=parse_feed(feed))
+        if rng.empty:  # the range lies in the SIP delay: nothing to ask for yet
+            return empty_bars()
+        pages = self.iter_pages([symbol], parse_timeframe(timeframe), rng.start, rng.end, feed=feed, adjustment=adjustment)
+        frames = [p.bars for p in pages]
+        return pl.concat(frames) if frames else empty_bars()
 
     def iter_pages(
         self,

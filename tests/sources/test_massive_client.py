@@ -295,3 +295,21 @@ def test_a_client_made_without_arguments_reads_the_settings(massive: FakeMassive
         assert fetch(client, ["AAPL"], "day", days("2024-01-02", "2024-01-05")).height == 4
     finally:
         client.close()
+
+
+def test_fetch_bars_gives_one_symbols_bars_as_alpacas_does(massive: FakeMassive, massive_client: Make) -> None:
+    """The README's one-call API, on Massive too: New York days inclusive, every page, the symbol spelled as
+    ingest spells it; anything but one symbol is refused before a request."""
+    from dataengine.errors import UsageError
+
+    client = massive_client()
+    bars = client.fetch_bars("aapl", "2024-01-02", "2024-03-22", "minute")  # more than one page
+    assert bars.equals(truth(massive, "AAPL", 1, "minute", LONG)) and len(massive.requests) == 2
+    assert all(r.ticker == "AAPL" for r in massive.requests)
+    daily = client.fetch_bars("MSFT", date(2024, 1, 2), "2024-01-03", "day")
+    assert daily.equals(truth(massive, "MSFT", 1, "day", days("2024-01-02", "2024-01-03")))
+    with pytest.raises(UsageError, match=r"^fetch_bars takes one symbol, not a list \['AAPL', 'MSFT'\]: .*source='massive'"):
+        client.fetch_bars(["AAPL", "MSFT"], "2024-01-02", "2024-01-03", "day")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"^symbol: invalid symbol\(s\) 'AAPL,MSFT'$"):
+        client.fetch_bars("AAPL,MSFT", "2024-01-02", "2024-01-03", "day")
+    assert len(massive.requests) == 3
