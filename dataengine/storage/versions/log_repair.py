@@ -23,7 +23,9 @@ deletes: a damaged file is copied to ``aside`` (the repair's quarantine director
     change in, as it does for a run that died before its commit.
 
   Row counts the rebuilt commit cannot know are left out of its ``add`` statistics (Delta allows that); when
-  its ``commitInfo`` is lost too, the rebuilt one says ``reason: repair`` and the time just after version N-1.
+  its ``commitInfo`` is lost too, the rebuilt one says ``reason: repair``, the time just after version N-1,
+  what the dataset is (source, feed, adjustment, asof) as N-1 said, and the corporate-actions files N named
+  where the store still tells (:mod:`.log_provenance`), else N-1's, listed in ``rebuilt.inferred``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dataengine.storage.versions.log_entries import (
     read_commit_info,
     salvage_commit,
 )
+from dataengine.storage.versions.log_provenance import lost_actions
 from dataengine.storage.versions.model import (
     DATA_FILE,
     DamagedLogError,
@@ -153,14 +156,16 @@ def rebuild_commit(table: VersionTable, version: int, provenance: Provenance, as
     adds = [(p, s, r if r is not None else rows.get(p)) for key, (p, s, r) in sorted(files.items())
             if prev.get(key, (None,))[0] != p]
     kept = f"{aside}/{path}" if raw is not None else None
-    data = _commit_bytes(table, listing, version, found, provenance, adds, removes, kept)
+    data, inferred = _commit_bytes(table, listing, version, found, provenance, adds, removes, kept)
     if raw is not None:
         _set_aside(table, path, aside, raw)
     table.files.put(path, data)
     forget(table)
     source = "a checkpoint after it" if base is not None else "the dataset"
+    guessed = (f"; which corporate-actions files it named cannot be told: version {version - 1}'s are named, marked "
+               f"inferred ({', '.join(inferred)})" if inferred else "")
     return (f"{path}: rebuilt ({len(adds)} add, {len(removes)} remove actions) from its readable lines, the "
-            f"commits after it and {source}; the damaged file is kept in {aside}/{path}")
+            f"commits after it and {source}{guessed}; the damaged file is kept in {aside}/{path}")
 
 
 # -- the evidence ----------------------------------------------------------------------------------------
@@ -259,14 +264,17 @@ def _size(table: VersionTable, rel: str) -> int:
 # -- writing ---------------------------------------------------------------------------------------------
 
 
-_KEPT_PROVENANCE = ("source", "feed", "adjustment", "asof", "actions_file", "closes_file")
+_KEPT_PROVENANCE = ("source", "feed", "adjustment", "asof")
 
 
 def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found: Salvaged, provenance: Provenance,
-                  adds: list[tuple[str, int, int | None]], removes: Iterable[Entry], kept: str | None) -> bytes:
+                  adds: list[tuple[str, int, int | None]], removes: Iterable[Entry], kept: str | None
+                  ) -> tuple[bytes, list[str]]:
+    """The commit's bytes, and the provenance keys it names by guess (``rebuilt.inferred``)."""
     removes = list(removes)
     when = _when(table, listing, version, found)
-    rebuilt = {"by": provenance.run_id, "at": table.now().isoformat(), "damaged_file": kept}
+    rebuilt: dict[str, Any] = {"by": provenance.run_id, "at": table.now().isoformat(), "damaged_file": kept}
+    inferred: list[str] = []
     if found.info is not None:
         info: dict[str, Any] = json.loads(json.dumps(found.info))  # a deep copy
         info.setdefault("operationMetrics", {}).update(numFiles=str(len(adds)), numRemovedFiles=str(len(removes)))
@@ -277,10 +285,15 @@ def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found:
         counts: dict[str, Any] = {"partitions": len({p.rsplit("/", 1)[0] for p, _, _ in [*adds, *removes]}),
                   "rows_added": None, "rows_removed": None, "recovered_runs": [], "txn": None}
         if version > 0 and version - 1 in listing.commits:
-            # what the dataset is (source, feed, adjustment) and the corporate actions its versions read, as the
-            # version before said: without them the repair's sync saw the actions unnamed and made an empty version
+            # what the dataset is (source, feed, adjustment), as the version before said; the corporate actions
+            # it read from what the store still tells (without them the repair's sync saw the actions unnamed
+            # and made an empty version; the version before's were wrong when this commit brought new ones)
             earlier = read_commit_info(table, version - 1).get("dataengine") or {}
+            named, inferred = lost_actions(table, listing, version, {run_of(p) for p, _, _ in adds})
             provenance = replace(provenance, **{k: earlier[k] for k in _KEPT_PROVENANCE if earlier.get(k) is not None})
+            provenance = replace(provenance, actions_file=named["actions_file"], closes_file=named["closes_file"])
+        if inferred:
+            rebuilt["inferred"] = inferred
         head = [_commit_info(replace(provenance, reason="repair"), counts, when, version, len(adds), len(removes))]
         head[0]["commitInfo"]["dataengine"]["rebuilt"] = rebuilt
     if version == 0:
@@ -288,7 +301,7 @@ def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found:
     head += [{"txn": {"appId": app, "version": txn, "lastUpdated": when}} for app, txn in found.txns.items()]
     actions = [log_write.remove_action(p, s, when) for p, s, _ in removes]
     actions += [log_write.add_action(p, s, r, when) for p, s, r in adds]
-    return b"\n".join(msgspec.json.encode(action) for action in head + actions) + b"\n"
+    return b"\n".join(msgspec.json.encode(action) for action in head + actions) + b"\n", inferred
 
 
 def _when(table: VersionTable, listing: LogListing, version: int, found: Salvaged) -> int:
