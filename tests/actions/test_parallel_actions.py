@@ -84,3 +84,13 @@ def test_a_stop_during_the_actions_step_ends_it_and_counts_every_request_sent(ma
     assert result.interrupted and result.successful == [] and not massive_env.requests  # no bar asked for
     assert 3 <= len(massive_env.action_requests) < 2 * len(symbols)  # stopped early, not run to the end
     assert result.requests == len(massive_env.action_requests)  # the ones under way were waited for, and counted
+
+
+def test_actions_update_asks_on_the_workers_too(massive_env: FakeMassive, tmp_path: Path) -> None:
+    announce(massive_env)
+    massive_env.latency_s = 0.2
+    pipeline = IngestionPipeline(max_workers=2, storage_dir=tmp_path / "store")
+    result = pipeline.update_corporate_actions(SYMBOLS, "2024-01-02", source="massive")
+    assert result.successful == SYMBOLS and result.actions_new == 3 and len(massive_env.action_requests) == 12
+    assert massive_env.peak_in_flight["reference"] == 2  # both workers at once, never more
+    assert result.requests == 12 + len(massive_env.requests)  # and the daily closes before the two dividends
