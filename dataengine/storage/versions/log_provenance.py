@@ -69,7 +69,7 @@ def lost_actions(table: VersionTable, listing: LogListing, version: int, runs: s
             named[key] = prev  # rule 2
             continue
         scan = scan or _Store(table, version)
-        told = scan.by_runs(key, runs) if len(runs) == 1 else None  # rule 3
+        told = scan.by_runs(key, runs, lo, hi) if len(runs) == 1 else None  # rule 3
         if told is None and version == listing.latest and scan.whole(key):
             unnamed = new - scan.named(key)
             told = (next(iter(unnamed)),) if len(unnamed) == 1 else None  # rule 4
@@ -96,9 +96,11 @@ class _Store:
                 else:
                     self.infos.append(info)
 
-    def by_runs(self, key: str, runs: set[str]) -> tuple[str | None] | None:
-        """What the commits of these runs in other tables named, if they agree."""
-        found = {_value(info, key) for info in self.infos if info.get("run_id") in runs and not _unsure(info, key)}
+    def by_runs(self, key: str, runs: set[str], lo: float, hi: float) -> tuple[str | None] | None:
+        """What the commits of these runs in other tables named between ``lo`` and ``hi`` (epoch seconds: the
+        lost commit's neighbours; a run's other versions follow its own commit at once), if they agree."""
+        found = {_value(info, key) for info in self.infos if info.get("run_id") in runs and not _unsure(info, key)
+                 and lo < int(info.get("timestamp", 0)) / 1000 <= hi}
         return (found.pop(),) if len(found) == 1 else None
 
     def whole(self, key: str) -> bool:
