@@ -33,7 +33,7 @@ from dataengine.actions.store import ActionStore, CloseStore, FetchedLog
 from dataengine.counters import RequestCounts
 from dataengine.errors import RequestRejectedError, SourceUnreachableError, TerminalSourceError, TransientSourceError
 from dataengine.orchestration import stopping
-from dataengine.orchestration.run import wait_for_running
+from dataengine.orchestration.run import MAX_WORKERS, wait_for_running
 from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
@@ -188,7 +188,7 @@ def _each_batch(batches: list[list[str]], clients: ActionClients,
     client of its own. A fatal error or a stop (Ctrl-C, in the calling thread) sets the clients' stop event,
     waits for the requests under way, as a run's workers are waited for (their requests are counted and
     nothing is left running), and is raised."""
-    threads = min(clients.workers, len(batches))
+    threads = min(clients.workers, MAX_WORKERS, len(batches))  # capped as the run's pool is
     if threads <= 1:
         return [(batch, fetch(batch, clients.first)) for batch in batches]
 
