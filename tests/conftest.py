@@ -36,6 +36,21 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     monkeypatch.setenv("NO_COLOR", "1")
     yield
     stopping.reset()
+    _restore_library_logging()
+
+
+def _restore_library_logging() -> None:
+    """A CLI call sets up the ``dataengine`` logger for its process (its own stderr handler, no propagation);
+    left so, a later test's ``caplog`` (on the root logger) saw none of the library's warnings, and passed or
+    failed by the order the tests ran in."""
+    import logging
+
+    library = logging.getLogger("dataengine")
+    for handler in library.handlers:
+        handler.close()
+    library.handlers.clear()
+    library.setLevel(logging.NOTSET)
+    library.propagate = True
 
 
 @pytest.fixture
