@@ -99,6 +99,8 @@ def render(report: dict[str, Any]) -> str:
         tags = f"  [{', '.join(v['tags'])}]" if v["tags"] else ""
         if not v.get("readable", True):
             tags += "  (pruned: no longer readable)"
+        if v.get("inferred"):
+            tags += f"  (rebuilt by a repair; {', '.join(v['inferred'])} inferred)"
         lines.append(f"{v['version']:>7}  {utc_text(datetime.fromisoformat(v['timestamp'])):<24}  {reason:<10}  "
                      f"{v['partitions'] if v['partitions'] is not None else '?':>10}  {added:>12}  {removed:>12}  "
                      f"{v['run_id'] or ''}{tags}")

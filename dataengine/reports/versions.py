@@ -37,8 +37,9 @@ def table_of(root: StorePath, key: DatasetKey) -> VersionTable:
 def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = None) -> dict[str, Any]:
     """``{"dataset", "delta_path", "current", "versions": [...]}``, newest first: per version its number,
     time, run id, what made it (reason, command, source, feed, adjustment, asof, dataengine version), the
-    partitions and rows it changed, its tags and whether it can still be read (``readable``: false once a
-    prune took its files; a tagged version never is). ``delta_path`` is what other engines open."""
+    partitions and rows it changed, its tags, whether it can still be read (``readable``: false once a
+    prune took its files; a tagged version never is) and what a repair that rebuilt it named by guess
+    (``inferred``, e.g. ``["actions_file"]``). ``delta_path`` is what other engines open."""
     table = table_of(root, key)
     before = pruned_before(table)
     entries = [{
@@ -47,9 +48,18 @@ def versions_report(root: StorePath, key: DatasetKey, *, limit: int | None = Non
         "rows_added": info.rows_added, "rows_removed": info.rows_removed, "rows_changed": info.rows_changed,
         "tags": list(info.tags), "readable": not was_pruned(info.version, before, tagged=bool(info.tags)),
         **{k: info.provenance.get(k) for k in ("source", "feed", "adjustment", "asof", "dataengine_version")},
+        "inferred": _inferred(info.provenance),
     } for info in history(table, limit=limit)]
     return {"dataset": table.dataset, "delta_path": table.uri, "current": current_version(table),
             "kept_bytes": kept_bytes(root, table.dataset), "versions": entries}
+
+
+def _inferred(provenance: dict[str, Any]) -> list[str]:
+    """What a commit rebuilt by ``verify --repair`` names by guess (its corporate-actions files, when nothing
+    left in the store told which the lost commit named): adjusted reads of it may use the version before's."""
+    rebuilt = provenance.get("rebuilt")
+    inferred = rebuilt.get("inferred") if isinstance(rebuilt, dict) else None
+    return [str(key) for key in inferred] if isinstance(inferred, list) else []
 
 
 def kept_bytes(root: StorePath, dataset: str) -> int:

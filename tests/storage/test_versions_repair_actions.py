@@ -121,7 +121,10 @@ def test_a_rebuilt_commit_whose_actions_cannot_be_told_says_so(alpaca, capsys, t
     assert rebuilt["rebuilt"]["inferred"] == ["actions_file"] and rebuilt["actions_file"] == before["actions_file"]
     assert rebuilt["closes_file"] == before["closes_file"]  # no dividend: no closes file, known
     code, out, _ = run_cli(capsys, "versions", "-t", "day", "--json")
-    assert code == 0 and [v["version"] for v in json.loads(out)["versions"]] == [2, 1, 0]
+    listed = json.loads(out)["versions"]
+    assert code == 0 and [(v["version"], v["inferred"]) for v in listed] == [(2, []), (1, ["actions_file"]), (0, [])]
+    code, out, _ = run_cli(capsys, "versions", "-t", "day")
+    assert code == 0 and "(rebuilt by a repair; actions_file inferred)" in out
 
 
 def test_a_kept_actions_file_no_version_names_does_not_make_them_unknown(alpaca, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
