@@ -31,9 +31,10 @@ from dataengine.storage.store import StorePath
 from dataengine.storage.versions import (
     DamagedLogError,
     VersionTable,
+    altered_files,
     check,
     check_log,
-    committed_digests,
+    committed_files,
     kept_versions,
     latest_partitions,
     mend,
@@ -131,12 +132,17 @@ def verify(
     ).filter(pl.col("kind").is_not_null())
     for d, s, y, m, kind in flagged.select("dataset", "symbol", "year", "month", "kind").iter_rows():
         report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
+    hashed: dict[str, set[str]] | None = None  # with read_data: the version files hashed here as the dataset's
     if read_data:
         flagged_keys = set(flagged.select("dataset", "symbol", "year", "month").iter_rows())
         rest = [key for key in good.select("dataset", "symbol", "year", "month", "rows").iter_rows() if key[:4] not in flagged_keys]
-        committed = {(d, *key): sha256 for d in {key[0] for key in rest}
-                     for key, sha256 in committed_digests(VersionTable.of(root, d)).items()}
-        checks = [(*key, committed.get(key[:4])) for key in rest]
+        committed = {d: committed_files(VersionTable.of(root, d)) for d in names}
+        files = [committed[key[0]].get(key[1:4]) for key in rest]
+        checks = [(*key, file[1] if file else None) for key, file in zip(rest, files, strict=True)]
+        hashed = {d: set() for d in names}
+        for key, file in zip(rest, files, strict=True):
+            if file:
+                hashed[key[0]].add(file[0])
         for (d, s, y, m, *_), kind in zip(checks, root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2), strict=True):
             if kind is not None:
                 report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
@@ -147,7 +153,7 @@ def verify(
             report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
-    by_dataset = check_versions(root, names, all_versions=all_versions)
+    by_dataset = check_versions(root, names, all_versions=all_versions, hashed=hashed)
     report.versions = [problem for problems in by_dataset.values() for problem in problems]
     report.version_datasets = sorted(by_dataset)
     report.elapsed_s = round(time.perf_counter() - started, 3)
@@ -264,11 +270,14 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
     return notes
 
 
-def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False) -> dict[str, list[str]]:
+def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False,
+                   hashed: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
     """Per dataset with any: damaged files of its version log (every commit read whole, the newest
     checkpoint; on S3 a GET each), files its latest and tagged versions (``all_versions``: every version kept)
     name that are missing or not their recorded size (one stat each; on S3 a listing), and dataset files no
-    version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise."""
+    version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise.
+    ``hashed`` (``--read-data``): also read those versions' files and name each that is not the bytes its
+    commit recorded, except the table-relative paths given per dataset (hashed already as the dataset's)."""
     found: dict[str, list[str]] = {}
     holder = RunLock.holder(root)
     # a run holds the store, or that cannot be told; not this very process (verify --repair holds it itself)
@@ -279,6 +288,8 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
         try:
             latest = [str(problem) for problem in check(table)]
             problems += latest + _older_problems(table, set(latest), all_versions)
+            if hashed is not None:
+                problems += _altered(table, hashed.get(name, set()), all_versions)
             held, uncompared, pending = unrecorded(table, runs_alive=alive)
             how = ("was written by a run that ended without committing (killed), or replaced outside a run"
                    if pending and not alive else "was replaced outside a run")
@@ -311,6 +322,17 @@ def _older_problems(table: VersionTable, known: set[str], every: bool) -> list[s
                 out.append(f"{problem} (version {version}, {which}: the bars it held there cannot be restored)"
                            + ("" if version in pinned else "; versions --prune --keep-days D drops it once older"))
     return out
+
+
+def _altered(table: VersionTable, hashed: set[str], every: bool) -> list[str]:
+    """Files of the latest and tagged versions (``every``: every version kept) whose bytes are not those their
+    commit recorded: changed in place, so a read pinned to them returns other bars than the run stored."""
+    pinned = {version: name for name, version in tags(table).items()}
+    kept = kept_versions(table)
+    versions = [kept[-1], *(kept[:-1] if every else sorted(set(pinned) - {kept[-1]}))] if kept else []
+    return [f"{path}: not the bytes version {version} committed (changed in place"
+            + (f"; tag {pinned[version]!r}" if version in pinned else "") + ")"
+            for version, path in altered_files(table, versions, hashed)]
 
 
 def repair(root: StorePath, report: VerifyReport, pipeline: IngestionPipeline) -> tuple[dict[str, IngestResult], list[Damage]]:

@@ -99,3 +99,45 @@ def test_a_lost_version_file_is_not_linked_back_from_bytes_changed_within_the_ru
     lost.unlink()
     code, out, _ = run_cli(capsys, "verify", "--repair")
     assert "linked back" not in out and not lost.exists()
+
+
+def test_read_data_names_a_pinned_versions_file_changed_in_place(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A backtest pinned version 0; January was fetched anew since, so version 0's January is a file only the
+    version holds. Changed in place, a pinned read returns other closes; --read-data says so, naming the tag
+    (--repair cannot fetch a past version back, so the report stays not ok)."""
+    ingest(capsys, tmp_path / "store")
+    assert run_cli(capsys, "tag", "paper", "--version", "0", "-t", "day")[0] == 0
+    (tmp_path / "store" / DAY / JANUARY / "data.parquet").unlink()  # fetched anew by the next run: version 1
+    ingest(capsys, tmp_path / "store")
+    (old, _) = sorted((tmp_path / "store/metadata/versions" / DAY / JANUARY).iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    one_cent_more(old)
+    old = old.relative_to(tmp_path / "store")
+    assert run_cli(capsys, "verify")[0] == 0  # sizes and footers: it cannot tell
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["damage"]  # the dataset's own files are whole
+    assert report["versions"] == [f"{old}: not the bytes version 0 committed (changed in place; tag 'paper')"]
+    assert run_cli(capsys, "tag", "paper", "--delete", "-t", "day")[0] == 0
+    assert run_cli(capsys, "verify", "--read-data")[0] == 0  # an untagged older version: only --all-versions
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--all-versions")
+    assert code == 1 and f"{old}: not the bytes version 0 committed (changed in place)" in out
+
+
+def test_a_copied_store_whose_version_copy_changed_is_not_a_partition_replaced(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A copy of the store (cp -r: every hard link a file of its own), then the version's copy of January
+    changed in place at the same size. The dataset's file is still the committed bytes, so it is not "replaced
+    outside a run" (compared with the version's copy, it was); --read-data names the version's file."""
+    import shutil
+
+    ingest(capsys, tmp_path / "store")
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "store", copy)
+    version_copy = version_file(copy)
+    data = bytearray(version_copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    version_copy.write_bytes(bytes(data))
+    code, out, _ = run_cli(capsys, "verify", "--json", "--storage-dir", str(copy))
+    assert code == 0 and json.loads(out)["versions"] == []
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--json", "--storage-dir", str(copy))
+    named = version_copy.relative_to(copy)
+    assert code == 1 and json.loads(out)["versions"] == [f"{named}: not the bytes version 0 committed (changed in place)"]

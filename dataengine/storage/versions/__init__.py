@@ -30,7 +30,7 @@ Writers call everything here under the store's run lock.
 
 from dataengine.storage.versions.commit import adopt, begin_run, commit_run, sync
 from dataengine.storage.versions.files import FileInfo, StoreFiles, VersionFiles
-from dataengine.storage.versions.intact import committed_digests
+from dataengine.storage.versions.intact import altered_files, committed_files
 from dataengine.storage.versions.log_repair import LogProblem, check_log, mend_log
 from dataengine.storage.versions.model import (
     CommitResult,
@@ -81,11 +81,12 @@ __all__ = [
     "VersionInfo",
     "VersionTable",
     "adopt",
+    "altered_files",
     "begin_run",
     "check",
     "check_log",
     "commit_run",
-    "committed_digests",
+    "committed_files",
     "current_version",
     "history",
     "kept_versions",

@@ -51,8 +51,13 @@ class TableState:
 
     def digest_of(self, path: str) -> str | None:
         """The recorded digest of the bytes of ``path`` (table-relative), if its commit kept one."""
-        found = self.sha256.filter(pl.col("path") == path)["sha256"]
-        return str(found[0]) if len(found) else None
+        return self._digests.get(path)
+
+    @cached_property
+    def _digests(self) -> dict[str, str]:
+        # built on the first question (a repair asks once per partition), never by a run: a filter per question
+        # would cost a scan of the whole table each
+        return dict(self.sha256.iter_rows())
 
     @cached_property
     def _keys(self) -> pl.Series:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from dataengine.storage import digests
 from dataengine.storage.versions.commit import dataset_drift, link_changes, pending_runs, write_version
 from dataengine.storage.versions.log import read_state
 from dataengine.storage.versions.log_entries import list_log
@@ -87,8 +88,8 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = CO
     check names it, and a repair fetches it again.
 
     A copy of the store (cp -r, rsync without -H, a restore) makes each hard link a file of its own, so every
-    partition looks replaced: a file of its version file's size is compared byte for byte, up to ``budget``
-    bytes read; past it, the rest are counted, not compared (a repair records them as a version, after which
+    partition looks replaced: a file of its version file's size is compared with the digest its commit recorded
+    (or, without one, byte for byte with the version's file), up to ``budget`` bytes read; past it, the rest are counted, not compared (a repair records them as a version, after which
     the check is a stat again)."""
     before = set(pending_runs(table))
     if runs_alive and before:
@@ -107,13 +108,21 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = CO
         version_file = named.get(change.key)
         if version_file is None or change.size != version_file[1]:
             held.append(change)
-        elif budget < 2 * version_file[1]:
+            continue
+        sha256 = state.digest_of(version_file[0])  # recorded: only the dataset's file is read, and hashed
+        cost = version_file[1] if sha256 is not None else 2 * version_file[1]
+        if budget < cost:
             uncompared += 1
+            continue
+        budget -= cost
+        if sha256 is not None:
+            (ours,) = table.files.read_many([str(change.path)])
+            same = ours is not None and digests.of_bytes(ours) == sha256
         else:
-            budget -= 2 * version_file[1]
             ours, theirs = table.files.read_many([str(change.path), f"{table.path}/{version_file[0]}"])
-            if ours is None or ours != theirs:
-                held.append(change)
+            same = ours is not None and ours == theirs
+        if not same:
+            held.append(change)
     return Unrecorded(held, uncompared, bool(before))
 
 
