@@ -223,10 +223,11 @@ def test_a_killed_run_does_not_block_the_next(alpaca, backend: str, dataengine, 
 
 
 def test_a_fatal_run_is_recorded_with_exit_3(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert main(["ingest", "AAPL", "-t", "day", *ONE_MONTH]) == 0  # a store (a new one refused is taken away)
     monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong-secret")
     assert main(["ingest", "AAPL", "MSFT", *ONE_MONTH]) == 3
     capsys.readouterr()
-    (record,) = RunLedger(tmp_path / "store").all()
+    (_, record) = RunLedger(tmp_path / "store").all()
     assert record.exit_code == 3 and record.outcome == "error" and "rejected the API keys" in (record.error or "")
     assert "wrong-secret" not in (tmp_path / "store" / "metadata" / "runs.jsonl").read_text()
 

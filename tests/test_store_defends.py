@@ -273,6 +273,7 @@ def test_a_huge_bad_value_is_echoed_short(alpaca, capsys, tmp_path: Path) -> Non
 
 
 def test_credentials_in_the_data_url_are_never_shown_or_stored(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert run(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-01-02", "--end", "2024-01-02")[0] == 0  # a ledger
     monkeypatch.setenv("APCA_API_DATA_URL", "http://someone:hunter2secret@127.0.0.1:9")
     monkeypatch.setenv("DATAENGINE_MAX_RETRIES", "0")
     code, out, err = run(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-02", "--json")

@@ -247,6 +247,7 @@ class IngestionPipeline:
         with locked_and_recorded(
             self.root, self.ledger, record,
             wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command), held=self._held,
+            new_store=new_store,
         ) as outcome:
             self.progress.announce(f"{len(request.symbols)} symbol(s): checking the store and planning (run {record.run_id})")
 
@@ -291,10 +292,10 @@ class IngestionPipeline:
             sources.check_keys(self.settings, name)
         start = parse_bound(start_date or self.settings.default_start, is_end=False, name="start").astimezone(NEW_YORK).date()
         record = RunRecord(command=self.command, start=start.isoformat(), symbols_requested=len(wanted), source=name)
-        check_writable_root(root)
+        new_store = check_writable_root(root)
         with locked_and_recorded(
             root, self.ledger, record, wait=self.wait_for_lock, timeout=self.lock_timeout, command=" ".join(self.command),
-            held=self._held,
+            held=self._held, new_store=new_store,
         ) as outcome:
             started = time.monotonic()
             clients = ActionClients(self.source or sources.factory(self.settings, name), self.max_workers)

@@ -2,7 +2,10 @@
 
 Every run that asks for the store leaves exactly one ledger record: refused the lock (exit 3, so cron sees
 why), finished (0 or 1), stopped by a fatal error (3, with the partial result), interrupted (130) or killed by
-a bug (1). The record is appended inside the lock, so the ledger has one writer, like the store.
+a bug (1). The record is appended inside the lock, so the ledger has one writer, like the store. One exception:
+a run that made a new store and was refused by its source before storing anything in it (keys rejected at its
+first request, the source unreachable) takes the store away again, record and lock included, so a bad key or
+URL leaves no empty store behind; its log line still says how it ended.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dataengine.errors import DataEngineError, LockError
+from dataengine.errors import DataEngineError, FatalRunError, LockError, StorageError
 from dataengine.storage.run_ledger import RunLedger, RunRecord
 from dataengine.storage.run_lock import RunLock
 from dataengine.storage.store import StorePath
+from dataengine.storage.store_root import sweep_made_root, unmake_store
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +43,15 @@ def _note_storage_requests(result: Any, root: StorePath, before: dict[str, int])
         result.storage_requests = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
 
 
-def _unless_it_hides(step: Callable[..., Any], *args: Any) -> None:
-    """Do a clean-up step of a run that failed; its own failure (the store that stopped the run does not answer
-    either) is logged, never raised: it would hide the run's error and its partial result from the user."""
+def _unless_it_hides(step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Do a clean-up step of a run that failed, and return what it returns; its own failure (the store that
+    stopped the run does not answer either) is logged, never raised (None is returned): it would hide the run's
+    error and its partial result from the user."""
     try:
-        step(*args)
+        return step(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure here is secondary to the run's own
         log.error("%s", exc if isinstance(exc, DataEngineError) else f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _release_or_warn(lock: RunLock, result: Any) -> None:
@@ -75,6 +81,14 @@ def acquire_recorded(lock: RunLock, ledger: RunLedger, record: RunRecord) -> Non
         raise
 
 
+def _refused_by_source(exc: BaseException) -> bool:
+    """Whether a run stopped because its source refused it or could not be reached (keys rejected, a request
+    refused whatever the symbol, the URL unreachable), not because of the store (not writable, or its lease
+    lost: another run's store now, nothing of it ours to take away) nor a stop the user asked for (130: the
+    ledger says so)."""
+    return isinstance(exc, FatalRunError) and not isinstance(exc, (StorageError, LockError))
+
+
 @contextmanager
 def locked_and_recorded(
     root: StorePath,
@@ -85,13 +99,19 @@ def locked_and_recorded(
     timeout: float | None = None,
     command: str = "",
     held: RunLock | None = None,
+    new_store: bool = False,
 ) -> Iterator[RunOutcome]:
     """Hold the store's run lock for the block and append ``record`` to the ledger however the block ends.
 
     Raises :class:`LockError` (after recording the refusal) when another process holds the store and
     ``wait`` is off or ``timeout`` passes. ``held``: a lock the caller took already and keeps after the block
-    (a repair sets files aside and fetches them again under one hold).
+    (a repair sets files aside and fetches them again under one hold). ``new_store``: no store was there when
+    the run was checked (:func:`~dataengine.storage.store_root.check_writable_root`); if the source refuses the
+    block before it stored anything, what the run made is taken away under the lock instead of recorded
+    (:func:`~dataengine.storage.store_root.unmake_store`), so the path is as it was.
     """
+    made_root = new_store and root.local is not None and not root.local.exists()  # no request: S3 has no directory
+    unmade = False
     started = time.monotonic()
     counted = root.store.request_counts()
     lock = held or RunLock(root, wait=wait, timeout=timeout, command=command)
@@ -116,7 +136,11 @@ def locked_and_recorded(
                 exc.result = partial  # a store lost at the very end: the run's result still goes out with the error
             _note_storage_requests(partial, root, counted)
             record.close(result=partial, error=exc, elapsed_s=time.monotonic() - got_lock)
-            _unless_it_hides(_append, ledger, record)
+            unmade = new_store and held is None and _refused_by_source(exc) and bool(_unless_it_hides(unmake_store, root))
+            if unmade:
+                log.info("%s", record.summary())  # the log still says how the run ended; its record went with the store
+            else:
+                _unless_it_hides(_append, ledger, record)
             raise
         _note_storage_requests(outcome.result, root, counted)
         record.close(result=outcome.result)
@@ -129,7 +153,9 @@ def locked_and_recorded(
     finally:
         if held is None:
             if failed:
-                _unless_it_hides(lock.release)
+                _unless_it_hides(lock.release, remove=unmade)
+                if unmade:
+                    _unless_it_hides(sweep_made_root, root, made=made_root)
             else:
                 _release_or_warn(lock, outcome.result)
 

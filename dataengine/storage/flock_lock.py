@@ -6,8 +6,10 @@ next run simply gets it. While held, the file names its holder (pid, host, start
 message a refused run prints; on a clean release the file is emptied, so a holder record found by the next
 run means the previous holder died without releasing it.
 
-The lock file itself is never deleted: removing a lock file while another process has it open would let two
-processes lock two different files of the same name. Advisory locks only bind processes that ask for them
+The lock file is deleted only by its holder, and only with the new store a refused run takes away
+(``release(remove=True)``). A process that opened the file before it went could then lock a file that no longer
+has the name while a third locks the new one: so a lock is taken only on the file the name still holds, else
+the name is opened again. Advisory locks only bind processes that ask for them
 (every dataengine writer does); on network file systems (NFS, SMB) ``flock`` may be local to one machine.
 """
 
@@ -73,6 +75,10 @@ class FlockBackend:
             holder = _read_holder(fd)
             os.close(fd)
             return False, None, holder
+        if not self._still_named(fd):  # deleted by its holder after we opened it: lock the file there now
+            _unlock(fd)
+            os.close(fd)
+            return self.try_acquire()
         previous = _read_holder(fd)  # a record left behind: its holder died without releasing the lock
         self._fd = fd
         self._write_holder()
@@ -81,23 +87,39 @@ class FlockBackend:
     def lost(self) -> str | None:
         return None
 
-    def release(self) -> None:
+    def release(self, *, remove: bool = False) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)  # an empty file means "released cleanly"
+        if remove:  # while still held: whoever opened it meanwhile finds it gone (_still_named) and opens anew
+            with contextlib.suppress(OSError):  # (Windows refuses to delete an open file: it stays, empty)
+                self.path.unlink()
         try:
             _unlock(fd)
         finally:
             os.close(fd)
 
     def _open(self) -> int:
+        for _ in range(3):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # its directory went in between, with a new store a refused run took away
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot create the lock file {self.path}: its directory keeps disappearing")
+
+    def _still_named(self, fd: int) -> bool:
+        """Whether ``fd`` is the file the lock's name holds now."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StorageError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def _write_holder(self) -> None:
         assert self._fd is not None

@@ -230,9 +230,10 @@ class LeaseHolder:
             self.why_lost = f"the lease was not renewed for {self.clock() - self.renewed_at:.0f} s ({why})"
         return self.why_lost
 
-    def release(self) -> None:
-        """Delete our lock object (``If-Match``: never one another run has taken over). Refused, the lock is
-        read: still ours (a renewal landed whose answer was lost), it is deleted in the version found."""
+    def release(self, *, remove: bool = False) -> None:
+        """Delete our lock object (``If-Match``: never one another run has taken over), so ``remove`` asks nothing
+        more. Refused, the lock is read: still ours (a renewal landed whose answer was lost), it is deleted in
+        the version found."""
         self._released = True
         self._stop.set()
         if self._renewer is not None:

@@ -144,14 +144,15 @@ class RunLock:
         return (f"the store lock {self.path} was lost during the run: {why}; another run may have written "
                 "meanwhile (run again: it fetches whatever is missing)")
 
-    def release(self) -> None:
-        """Release the lock; raises LockError when it was lost during the run and nobody was told yet."""
+    def release(self, *, remove: bool = False) -> None:
+        """Release the lock (``remove``: and delete its file, see :meth:`LockBackend.release`); raises LockError
+        when it was lost during the run and nobody was told yet."""
         backend, self._backend = self._backend, None
         if backend is None:
             return
         self.root.store.hold(self._previous_fence)
         why = backend.lost()
-        backend.release()
+        backend.release(remove=remove)
         if why is not None and not self._reported:
             self._reported = True
             raise LockError(self._lost_message(why))

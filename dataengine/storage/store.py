@@ -86,7 +86,10 @@ class LockBackend(Protocol):
         """Why this run may no longer write, or None while it holds the lock."""
         ...
 
-    def release(self) -> None: ...
+    def release(self, *, remove: bool = False) -> None:
+        """Let the lock go; ``remove``: its file too, deleted while still held (a new store a refused run takes
+        away: :func:`~dataengine.storage.store_root.unmake_store`). A lease's object always goes."""
+        ...
 
 
 class Store(Protocol):

@@ -9,6 +9,7 @@ store (it would mix our files with someone else's, and the query sandbox would o
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timezone
 
@@ -71,3 +72,44 @@ def check_readable_root(root: StorePath) -> StorePath:
 
 def _no_store(root: StorePath) -> UsageError:
     return UsageError(f"no store at {root} (nothing ingested yet? set --storage-dir, storage_dir= from Python, or DATAENGINE_STORAGE_DIR)")
+
+
+def unmake_store(root: StorePath) -> bool:
+    """Take away a store that a run made and stored nothing in, while that run still holds its lock (the lock,
+    the caller's to release with ``remove=True``, is left). True when the store holds only what the start of a
+    run makes before it asks its source anything (the marker, the records of the datasets it claimed, the lock,
+    empty directories under ``metadata/``): their files and directories are deleted then. False, with nothing
+    deleted, when it holds anything else: a run record, bars, corporate actions, a file of someone's. Names
+    beginning with a dot beside ``metadata/`` are never looked at: they were there before (a new store's root
+    may hold them) and stay."""
+    root = root.root
+    dirs, files = root.store.list_dir(root.key)
+    if any(not name.startswith(".") for name in [*dirs, *(key.rsplit("/", 1)[-1] for key, _ in files)]
+           if name != layout.METADATA_DIR):
+        return False
+    made = [path for path, _ in layout.metadata_dir(root).walk()]
+    lock = layout.lock_path(root)
+    starts = {lock, layout.store_marker(root)}
+    if any(path not in starts and path != layout.dataset_record_path(root, path.name.removesuffix(".json"))
+           for path in made):
+        return False
+    for path in made:
+        if path != lock:
+            path.unlink()
+    local = layout.metadata_dir(root).local
+    if local is not None:  # directories are a local store's own (S3 has none to take away)
+        for directory in sorted((d for d in local.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty after all: kept
+                directory.rmdir()
+    return True
+
+
+def sweep_made_root(root: StorePath, *, made: bool) -> None:
+    """After :func:`unmake_store` and the lock's release: the empty ``metadata/`` directory of a local store,
+    and its root when the run ``made`` it. A directory another run filled meanwhile (its lock) stays."""
+    local = root.root.local
+    if local is None:
+        return
+    for directory in (local / layout.METADATA_DIR, local) if made else (local / layout.METADATA_DIR,):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
