@@ -22,15 +22,13 @@ from typing import TYPE_CHECKING, Any
 from dataengine.config import Settings
 from dataengine.counters import RequestCounts
 from dataengine.datasets import parse_adjustment, parse_feed, wire_feed
-from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError, UsageError
-from dataengine.loaders.symbol_loader import clean_symbols, shorten
+from dataengine.errors import Interrupted, PagingLoopError, TerminalSourceError, TransientSourceError
 from dataengine.sources.answers import rate_headers, refusal
 from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.rate_limiter import RateLimiter
-from dataengine.sources.source import PAGE_BARS, Pacer, Page, ProcessSpec, SourceFactory, WaitHook
+from dataengine.sources.source import PAGE_BARS, Pacer, Page, ProcessSpec, SourceFactory, WaitHook, one_symbols_bars
 from dataengine.sources.wire import FractionalVolumeError, PageDecodeError
 from dataengine.timeframes import Timeframe, parse_timeframe
-from dataengine.timerange import resolve_range
 
 if TYPE_CHECKING:
     import polars as pl
@@ -123,21 +121,8 @@ class AlpacaClient(HttpClient):
         :class:`~dataengine.errors.UsageError` before any request. Convenient for small ranges; for several
         symbols or bulk work use :meth:`iter_pages` or the pipeline, which stream.
         """
-        import polars as pl
-
-        from dataengine.sources.pages import empty_bars
-
-        if not isinstance(symbol, str):
-            raise UsageError(
-                f"fetch_bars takes one symbol, not a {type(symbol).__name__} {shorten(repr(symbol))}: call it once "
-                "per symbol, or fetch several with IngestionPipeline().ingest_symbols(...) or iter_pages"
-            )
-        (symbol,) = clean_symbols(symbol, source="symbol")
-        rng = resolve_range(start, end, feed=parse_feed(feed))
-        if rng.empty:  # the range lies in the SIP delay: nothing to ask for yet
-            return empty_bars()
-        frames = [p.bars for p in self.iter_pages([symbol], timeframe, rng.start, rng.end, feed=feed, adjustment=adjustment)]
-        return pl.concat(frames) if frames else empty_bars()
+        return one_symbols_bars(self.iter_pages, symbol, start, end, timeframe, feed=feed, adjustment=adjustment,
+                                several="IngestionPipeline().ingest_symbols(...) or iter_pages")
 
     def iter_pages(
         self,

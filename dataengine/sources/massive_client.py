@@ -37,16 +37,13 @@ from dataengine.errors import (
     PagingLoopError,
     RequestRejectedError,
     TransientSourceError,
-    UsageError,
 )
-from dataengine.loaders.symbol_loader import clean_symbols, shorten
 from dataengine.sources.http import HttpClient, RetryPolicy
 from dataengine.sources.massive_wire import decode_aggs, refusal
 from dataengine.sources.pages import PageDecodeError
 from dataengine.sources.rate_limiter import RateLimiter
-from dataengine.sources.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook
+from dataengine.sources.source import MASSIVE, Page, SourceFactory, SourceInfo, WaitHook, one_symbols_bars
 from dataengine.timeframes import DAY, HOUR, MINUTE, MONTH, WEEK, Timeframe, parse_timeframe
-from dataengine.timerange import resolve_range
 
 if TYPE_CHECKING:
     from alpaca.data.timeframe import TimeFrame
@@ -144,20 +141,8 @@ class MassiveClient(HttpClient):
         refuses, raises :class:`~dataengine.errors.UsageError` before any request. ``feed`` ``sip`` and
         ``adjustment`` ``raw`` only (:meth:`iter_pages`). The free plan serves a day once it is over and about
         two years back: a range it refuses (HTTP 403) raises FatalRunError. For several symbols, use the pipeline."""
-        from dataengine.sources.pages import empty_bars
-
-        if not isinstance(symbol, str):
-            raise UsageError(
-                f"fetch_bars takes one symbol, not a {type(symbol).__name__} {shorten(repr(symbol))}: call it once "
-                "per symbol, or fetch several with IngestionPipeline().ingest_symbols(..., source='massive')"
-            )
-        (symbol,) = clean_symbols(symbol, source="symbol")
-        rng = resolve_range(start, end, feed=parse_feed(feed))
-        if rng.empty:  # the range lies in the SIP delay: nothing to ask for yet
-            return empty_bars()
-        pages = self.iter_pages([symbol], parse_timeframe(timeframe), rng.start, rng.end, feed=feed, adjustment=adjustment)
-        frames = [p.bars for p in pages]
-        return pl.concat(frames) if frames else empty_bars()
+        return one_symbols_bars(self.iter_pages, symbol, start, end, parse_timeframe(timeframe), feed=feed,
+                                adjustment=adjustment, several="IngestionPipeline().ingest_symbols(..., source='massive')")
 
     def iter_pages(
         self,

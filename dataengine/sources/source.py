@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dataengine.counters import RequestCounts
-from dataengine.datasets import DEFAULT_SOURCE, dataset_prefix
+from dataengine.datasets import DEFAULT_SOURCE, dataset_prefix, parse_feed
 from dataengine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -254,3 +254,28 @@ def source_info(name: str) -> SourceInfo:
     if found is None:
         raise UsageError(f"unknown source {str(name)[:40]!r}; choose one of: {', '.join(SOURCES)}")
     return found
+
+
+def one_symbols_bars(iter_pages: Callable[..., Iterator[Page]], symbol: object, start: str | date | datetime,
+                     end: str | date | datetime, timeframe: Any, *, feed: str, adjustment: str, several: str) -> pl.DataFrame:
+    """A client's ``fetch_bars``: every page of one symbol's bars over New York days ``start``..``end``
+    (inclusive) from ``iter_pages``, as one frame. A list, or a symbol ``ingest`` refuses, raises UsageError
+    before any request (``several``: how to fetch several instead, for the message); a range that lies in the
+    SIP delay asks for nothing."""
+    from dataengine.loaders.symbol_loader import clean_symbols, shorten
+    from dataengine.storage.layout import empty_bars
+    from dataengine.timerange import resolve_range
+
+    if not isinstance(symbol, str):
+        raise UsageError(f"fetch_bars takes one symbol, not a {type(symbol).__name__} {shorten(repr(symbol))}: call "
+                         f"it once per symbol, or fetch several with {several}")
+    (name,) = clean_symbols(symbol, source="symbol")
+    rng = resolve_range(start, end, feed=parse_feed(feed))
+    if rng.empty:
+        return empty_bars()
+    frames = [page.bars for page in iter_pages([name], timeframe, rng.start, rng.end, feed=feed, adjustment=adjustment)]
+    if not frames:
+        return empty_bars()
+    import polars as pl
+
+    return pl.concat(frames)
