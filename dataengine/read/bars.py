@@ -22,7 +22,7 @@ from dataengine import calendar
 from dataengine.datasets import DatasetKey
 from dataengine.errors import MissingSymbolWarning, UsageError
 from dataengine.loaders.symbol_loader import clean_symbols
-from dataengine.read.damage import find_damaged, looks_like_file_failure, named, unnamed
+from dataengine.read.damage import changed_since_commit, find_damaged, looks_like_file_failure, named, unnamed
 from dataengine.read.pins import LOCAL_ADJUSTMENTS, Pin, actions_of, pin, recheck_pruned, resolve
 from dataengine.read.root import dataset_path, source_of, store_root
 from dataengine.storage import layout
@@ -264,7 +264,10 @@ def _partitions(
             absent = [s for s in wanted if s not in held]
             if absent:
                 _unknown(absent, base, missing, _pinned_absence(snap, absent, base, chosen))
-        return [layout.Partition(f.symbol, f.year, f.month, base.root.at(f.path)) for f in snap.files(wanted, low, high)]
+        files = snap.files(wanted, low, high)
+        if (changed := changed_since_commit(snap, files, base.root, key.dirname, chosen)) is not None:
+            raise changed
+        return [layout.Partition(f.symbol, f.year, f.month, base.root.at(f.path)) for f in files]
     months = months_between(ny_year_month(start), ny_year_month(end)) if start is not None and end is not None else None
     out: list[layout.Partition] = []
     unknown: list[str] = []  # symbols of which the dataset holds no bar at all, in any month

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dataengine.errors import DamagedPartitionError
-from dataengine.read.pins import Pin
-from dataengine.storage import footer_index
+from dataengine.errors import DamagedPartitionError, DataEngineError
+from dataengine.read.pins import MISSING, Pin, recheck_pruned
+from dataengine.storage import footer_index, layout
 from dataengine.storage.store import StorePath
+from dataengine.storage.versions import Snapshot, VersionFile
 
 # The dataset's partition with a whole footer and damaged data: plain verify reads footers and does not see it;
 # --read-data reads every bar and --repair then fetches its month again.
@@ -58,3 +59,25 @@ def named(found: tuple[StorePath, str, bool], chosen: Pin, partition: StorePath)
     """The error of a file :func:`find_damaged` found, as :meth:`Pin.damaged` names it."""
     path, reason, data_only = found
     return chosen.damaged(path, reason, partition, advice=DECODE_ADVICE if data_only else None)
+
+
+def changed_since_commit(snap: Snapshot, files: Sequence[VersionFile], root: StorePath, dataset: str,
+                         chosen: Pin) -> DataEngineError | None:
+    """What a pinned read of ``files`` (of version ``snap``, read under ``chosen``) must raise before it reads
+    them when one is gone or is not the size its version recorded, named as :meth:`Pin.damaged` names it; None
+    when every one is, or the read is not pinned. Locally a tool writing over a partition's path writes over the
+    version's file too (a hard link), and the engines read the result as good Parquet of other bars: a backtest
+    pinned to a tag then read changed bars, exit 0 (a user's trial). A read of the latest version reads the
+    dataset as it is (plain ``verify`` names such a month). Only on a local store, where a stat costs
+    microseconds: an S3 object is never changed in place, and a version's copy overwritten by hand is found by
+    ``verify`` (sizes) and ``verify --read-data``."""
+    if not chosen.given or root.local is None:
+        return None
+    found = snap.changed(files)
+    if found is None:
+        return None
+    file, size = found
+    reason = MISSING if size is None else (f"{size:,} bytes where version {snap.version} recorded {file.size:,}: "
+                                           "changed after it was committed")
+    partition = layout.partition_path(root, dataset, file.symbol, file.year, file.month)
+    return recheck_pruned(root, dataset, chosen, chosen.damaged(root.at(file.path), reason, partition))

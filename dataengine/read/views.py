@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from dataengine.errors import DataEngineError, UsageError
+from dataengine.read.damage import changed_since_commit
 from dataengine.read.pins import MISSING, Pin, recheck_pruned, resolve, utc_text
 from dataengine.read.root import store_root
 from dataengine.storage import layout
@@ -127,10 +128,15 @@ def _dataset_views(con: duckdb.DuckDBPyConnection, root: StorePath, dataset: str
         return
     name = layout.view_name(dataset)
     notes.shown[dataset] = snap
+    own = chosen.applied_to(dataset, pinned)
+    changed = changed_since_commit(snap, snap.files(), root, dataset, own) if snap is not None else None
+    if changed is not None:
+        _failing_view(con, name, changed)
+        notes.failing[name] = changed
+        return
     try:
         _bars_view(con, layout.dataset_dir(root, dataset), name, snap)
     except _MissingFile as missing:
-        own = chosen.applied_to(dataset, pinned)
         partition = layout.partition_path(root, dataset, missing.file.symbol, missing.file.year, missing.file.month)
         error = recheck_pruned(root, dataset, own, own.damaged(root.at(missing.file.path), MISSING, partition))
         _failing_view(con, name, error)
@@ -212,9 +218,7 @@ class _MissingFile(Exception):
 
 
 def _first_missing(root: StorePath, snap: Snapshot) -> VersionFile:
-    files = snap.files()
-    stats = root.store.stat_many([root.at(f.path).key for f in files])
-    return next((f for f, stat in zip(files, stats, strict=True) if stat is None), files[0])
+    return (snap.changed(snap.files()) or (snap.files()[0], None))[0]
 
 
 _ACTION_TYPES = {

@@ -39,6 +39,7 @@ from dataengine.storage.versions import (
     latest_partitions,
     mend,
     mend_log,
+    resized_in_place,
     restorable,
     tags,
     unrecorded,
@@ -143,9 +144,20 @@ def verify(
         for key, file in zip(rest, files, strict=True):
             if file:
                 hashed[key[0]].add(file[0])
-        for (d, s, y, m, *_), kind in zip(checks, root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2), strict=True):
-            if kind is not None:
+        kinds = root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2)
+        # verify takes no lock: a run may have replaced a file since its digest was taken (then a new version
+        # names other bytes, or none yet does). Only what the latest version still names, as then, is damage.
+        again = {d: committed_files(VersionTable.of(root, d)) for d in {c[0] for c, k in zip(checks, kinds, strict=True) if k == "altered"}}
+        for (d, s, y, m, *_), kind in zip(checks, kinds, strict=True):
+            if kind is not None and (kind != "altered" or again[d].get((s, y, m)) == committed[d].get((s, y, m))):
                 report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
+    # locally a tool writing over a partition's path writes over its version's file too (a hard link): a new size
+    # against the version's record is the sign, whose footer may read whole (S3 objects are never changed in place)
+    seen = {(x.dataset, x.symbol, x.year, x.month) for x in report.damage}
+    for d in names if root.local is not None else ():
+        for s, y, m in resized_in_place(VersionTable.of(root, d)):
+            if (d, s, y, m) not in seen and (symbols is None or s in symbols):
+                report.damage.append(Damage(d, s, y, m, "altered", str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     for d in _folders_gone(root, names) if datasets is None else ():

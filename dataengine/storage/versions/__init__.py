@@ -30,7 +30,7 @@ Writers call everything here under the store's run lock.
 
 from dataengine.storage.versions.commit import adopt, begin_run, commit_run, sync
 from dataengine.storage.versions.files import FileInfo, StoreFiles, VersionFiles
-from dataengine.storage.versions.intact import altered_files, committed_files
+from dataengine.storage.versions.intact import altered_files, committed_files, resized_in_place
 from dataengine.storage.versions.log_repair import LogProblem, check_log, mend_log
 from dataengine.storage.versions.model import (
     CommitResult,
@@ -94,6 +94,7 @@ __all__ = [
     "mend",
     "mend_log",
     "prune",
+    "resized_in_place",
     "restorable",
     "restore_version_files",
     "snapshot",

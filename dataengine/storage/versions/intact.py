@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from dataengine.storage import digests
 from dataengine.storage.versions.commit import dataset_drift
 from dataengine.storage.versions.log import read_state
-from dataengine.storage.versions.model import VersionTable, parse_partition
+from dataengine.storage.versions.model import DATA_FILE, DamagedLogError, VersionTable, parse_partition, partition_dir
+from dataengine.storage.versions.verify import check
 
 
 def committed_files(table: VersionTable) -> dict[tuple[str, int, int], tuple[str, str]]:
@@ -59,3 +60,23 @@ def altered_files(table: VersionTable, versions: Iterable[int], checked: set[str
             if data is not None and digests.of_bytes(data) != sha256:
                 altered.append((version, path))
     return altered
+
+
+def resized_in_place(table: VersionTable) -> list[tuple[str, int, int]]:
+    """(symbol, year, month) of each partition whose dataset file is the very file the latest version names (one
+    inode) and no longer the size that version recorded: changed in place after the commit, so the dataset's
+    month is damaged as much as the version's copy (a footer that still reads is no sign it is whole). A stat of
+    each of the version's files, and two more for each one resized."""
+    try:
+        problems = check(table)
+    except DamagedLogError:  # the log's damage is reported (and repaired) as such
+        return []
+    found = []
+    for problem in problems:
+        if problem.actual_size is None:
+            continue
+        key = partition_dir(problem.symbol, problem.year, problem.month)
+        dataset_file, version_file = table.files.stat_many([f"{table.dataset_path}/{key}/{DATA_FILE}", problem.path])
+        if dataset_file is not None and version_file is not None and dataset_file.fingerprint == version_file.fingerprint:
+            found.append((problem.symbol, problem.year, problem.month))
+    return found

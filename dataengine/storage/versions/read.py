@@ -7,7 +7,7 @@ does meanwhile: committed files are never rewritten, and a version's file list n
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -54,6 +54,17 @@ class Snapshot:
         uri = self.table.files.uri
         return [VersionFile(s, y, m, p, uri(p), size, rows)
                 for s, y, m, p, size, rows in self.select(symbols, start, end).iter_rows()]
+
+    def changed(self, files: Sequence[VersionFile]) -> tuple[VersionFile, int | None] | None:
+        """The first of ``files`` (this version's) that is not its recorded size any more, with the size it has
+        (None: gone); None when every one is. A file changed after its commit (an editor or a tool writing over
+        the dataset's path writes over this very file locally: a hard link) reads as valid Parquet of other
+        bars, so a read checks this before it reads. One stat each (on S3, a listing of their common prefix)."""
+        found = self.table.files.stat_many([f.path for f in files])
+        for file, info in zip(files, found, strict=True):
+            if info is None or info.size != file.size:
+                return file, info.size if info is not None else None
+        return None
 
     def scan(self, symbols: Iterable[str] | None = None, start: tuple[int, int] | None = None,
              end: tuple[int, int] | None = None) -> pl.LazyFrame:
