@@ -141,3 +141,45 @@ def test_a_copied_store_whose_version_copy_changed_is_not_a_partition_replaced(a
     code, out, _ = run_cli(capsys, "verify", "--read-data", "--json", "--storage-dir", str(copy))
     named = version_copy.relative_to(copy)
     assert code == 1 and json.loads(out)["versions"] == [f"{named}: not the bytes version 0 committed (changed in place)"]
+
+
+def test_a_commit_rebuilt_by_repair_keeps_the_digests_its_readable_lines_recorded(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A review's case: one torn line of a commit, rebuilt by verify --repair, dropped the digest of every file the
+    commit named, so a later change in place that still decodes passed --read-data."""
+    ingest(capsys, tmp_path / "store")
+    commit = tmp_path / "store/metadata/versions" / DAY / "_delta_log" / f"{0:020d}.json"
+    lines = commit.read_bytes().splitlines(keepends=True)
+    commit.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # the last add torn in half
+    log.forget(VersionTable.of(open_store(tmp_path / "store"), DAY))
+    code, out, _ = run_cli(capsys, "verify", "--repair")
+    assert code == 0 and "rebuilt" in out
+    added = [json.loads(line)["add"] for line in commit.read_text().splitlines() if '"add"' in line]
+    assert len(added) == 4 and sum(1 for add in added if "tags" in add) == 3  # the torn line's digest is lost
+    log.forget(VersionTable.of(open_store(tmp_path / "store"), DAY))
+    one_cent_more(tmp_path / "store" / DAY / JANUARY / "data.parquet")
+    (january,) = [add for add in added if add["path"].startswith(JANUARY)]
+    assert "tags" in january  # its line was readable (the torn one is MSFT's February, the last)
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--json")
+    assert code == 1 and [d["kind"] for d in json.loads(out)["damage"]] == ["altered"]
+
+
+def test_a_month_a_run_replaced_while_read_data_ran_is_not_called_altered(alpaca, capsys, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A review's case: verify takes no lock, so a run may replace a month (as its own version) between the digests
+    taken and the file read; the new bytes are not the old digest's, and every bar decodes. Not damage."""
+    import dataengine.reports.verify as verifying
+    from dataengine.storage.parquet_storage import ParquetStorage
+
+    ingest(capsys, tmp_path / "store")
+    taken = verifying.committed_files
+    writes: list[object] = []
+
+    def then_a_run(table):  # type: ignore[no-untyped-def]
+        found = taken(table)
+        if not writes:  # a legitimate writer corrects January under the run lock, a version of its own
+            bars = pl.read_parquet(tmp_path / "store" / DAY / JANUARY / "data.parquet")
+            writes.append(ParquetStorage(tmp_path / "store").store(bars.with_columns(symbol=pl.lit("AAPL"), close=pl.col("close") + 0.01), "day"))
+        return found
+
+    monkeypatch.setattr(verifying, "committed_files", then_a_run)
+    code, out, _ = run_cli(capsys, "verify", "--read-data", "--json")
+    assert writes and code == 0 and json.loads(out)["damage"] == []

@@ -179,6 +179,7 @@ class Salvaged:
     adds: dict[str, tuple[str, int, int | None]] = field(default_factory=dict)
     removes: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     whole: bool = True
+    sha256: dict[str, str] = field(default_factory=dict)  # the digest each readable add recorded, by path
 
     @property
     def touched(self) -> set[str]:
@@ -205,6 +206,9 @@ def salvage_commit(data: bytes) -> Salvaged:
             elif kind == "add":
                 path = decode_path(str(body["path"]))
                 found.adds[path.rsplit("/", 1)[0]] = (path, int(body["size"]), _rows(body.get("stats")))
+                tags = body.get("tags")
+                if isinstance(tags, dict) and isinstance(tags.get(digests.TAG), str):
+                    found.sha256[path] = tags[digests.TAG]
             elif kind == "remove":
                 path = decode_path(str(body["path"]))
                 size = body.get("size")

@@ -145,7 +145,7 @@ def rebuild_commit(table: VersionTable, version: int, provenance: Provenance, as
     found = salvage_commit(raw or b"")
     forget(table)
     prev = _by_key(read_state(table, version - 1, listing)) if version > 0 else {}
-    base, later, rows = _later_evidence(table, listing, version, found)
+    base, later, rows, sha256 = _later_evidence(table, listing, version, found)
     files = dict(base) if base is not None else _from_lines_and_dataset(table, prev, found, set(later))
     for key, entry in later.items():
         if entry is None:
@@ -156,7 +156,7 @@ def rebuild_commit(table: VersionTable, version: int, provenance: Provenance, as
     adds = [(p, s, r if r is not None else rows.get(p)) for key, (p, s, r) in sorted(files.items())
             if prev.get(key, (None,))[0] != p]
     kept = f"{aside}/{path}" if raw is not None else None
-    data, inferred = _commit_bytes(table, listing, version, found, provenance, adds, removes, kept)
+    data, inferred = _commit_bytes(table, listing, version, found, provenance, adds, removes, kept, sha256)
     if raw is not None:
         _set_aside(table, path, aside, raw)
     table.files.put(path, data)
@@ -172,17 +172,22 @@ def rebuild_commit(table: VersionTable, version: int, provenance: Provenance, as
 
 
 def _later_evidence(table: VersionTable, listing: LogListing, version: int, found: Salvaged
-                    ) -> tuple[dict[str, Entry] | None, dict[str, Entry | None], dict[str, int | None]]:
+                    ) -> tuple[dict[str, Entry] | None, dict[str, Entry | None], dict[str, int | None], dict[str, str]]:
     """(the files of a readable checkpoint at or after ``version``, or None; per partition a commit after
     ``version`` (up to that checkpoint, else the latest) changed, the file the first of them removed (None: it
-    only added); the row counts these commits know of, by path)."""
+    only added); the row counts these commits know of, by path; the digests the commit's readable lines and that
+    checkpoint recorded, by path: a rebuilt commit keeps them, or its files could no longer be told apart from
+    changed bytes)."""
     base: dict[str, Entry] | None = None
+    sha256 = dict(found.sha256)
     end = listing.latest or version
     for candidate in sorted(c for c in listing.checkpoints if version <= c <= end):
         try:
-            base = _by_key(read_checkpoint(table, candidate))
+            state = read_checkpoint(table, candidate)
         except DamagedLogError:
             continue
+        base = _by_key(state)
+        sha256 = {**dict(state.sha256.iter_rows()), **sha256}
         end = candidate
         break
     later: dict[str, Entry | None] = {}
@@ -196,7 +201,7 @@ def _later_evidence(table: VersionTable, listing: LogListing, version: int, foun
             if key not in later:
                 old = commit.removes.get(key)
                 later[key] = (old[0], old[1] if old[1] is not None else _size(table, old[0]), None) if old else None
-    return base, later, rows
+    return base, later, rows, sha256
 
 
 def _from_lines_and_dataset(table: VersionTable, prev: dict[str, Entry], found: Salvaged, later: set[str]
@@ -268,8 +273,8 @@ _KEPT_PROVENANCE = ("source", "feed", "adjustment", "asof")
 
 
 def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found: Salvaged, provenance: Provenance,
-                  adds: list[tuple[str, int, int | None]], removes: Iterable[Entry], kept: str | None
-                  ) -> tuple[bytes, list[str]]:
+                  adds: list[tuple[str, int, int | None]], removes: Iterable[Entry], kept: str | None,
+                  sha256: dict[str, str]) -> tuple[bytes, list[str]]:
     """The commit's bytes, and the provenance keys it names by guess (``rebuilt.inferred``)."""
     removes = list(removes)
     when = _when(table, listing, version, found)
@@ -300,7 +305,7 @@ def _commit_bytes(table: VersionTable, listing: LogListing, version: int, found:
         head += found.table or _new_table(table, adds, when)
     head += [{"txn": {"appId": app, "version": txn, "lastUpdated": when}} for app, txn in found.txns.items()]
     actions = [log_write.remove_action(p, s, when) for p, s, _ in removes]
-    actions += [log_write.add_action(p, s, r, when) for p, s, r in adds]
+    actions += [log_write.add_action(p, s, r, when, sha256.get(p)) for p, s, r in adds]
     return b"\n".join(msgspec.json.encode(action) for action in head + actions) + b"\n", inferred
 
 
