@@ -517,7 +517,7 @@ def test_a_partition_replaced_outside_a_run_is_reported_and_a_repair_records_it_
     # would be read twice whole by every verify): one line, and a repair records them
     from dataengine.storage.versions import VersionTable, unrecorded
 
-    held, uncompared, _ = unrecorded(VersionTable.of(open_store(copy), "equities_1day"), budget=0)
+    held, uncompared, *_ = unrecorded(VersionTable.of(open_store(copy), "equities_1day"), budget=0)
     assert [c.symbol for c in held] == ["AAPL"] and uncompared == 1  # MSFT's copy, of its version file's size
 
     root = open_store(tmp_path / "store")

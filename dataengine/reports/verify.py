@@ -145,14 +145,12 @@ def verify(
             if file:
                 hashed[key[0]].add(file[0])
         kinds = root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2)
-        # verify takes no lock: a run may have replaced a file since its digest was taken (then a new version
-        # names other bytes, or none yet does). Only what the latest version still names, as then, is damage.
+        # no lock: a run may have replaced a file since its digest was taken; damage only if still named as then
         again = {d: committed_files(VersionTable.of(root, d)) for d in {c[0] for c, k in zip(checks, kinds, strict=True) if k == "altered"}}
         for (d, s, y, m, *_), kind in zip(checks, kinds, strict=True):
             if kind is not None and (kind != "altered" or again[d].get((s, y, m)) == committed[d].get((s, y, m))):
                 report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
-    # locally a tool writing over a partition's path writes over its version's file too (a hard link): a new size
-    # against the version's record is the sign, whose footer may read whole (S3 objects are never changed in place)
+    # locally a write over a partition's path changes its version's file (one inode): the size says (not on S3)
     seen = {(x.dataset, x.symbol, x.year, x.month) for x in report.damage}
     for d in names if root.local is not None else ():
         for s, y, m in resized_in_place(VersionTable.of(root, d)):
@@ -163,9 +161,9 @@ def verify(
     for d in _folders_gone(root, names) if datasets is None else ():
         for s, y, m in latest_partitions(VersionTable.of(root, d), symbols):
             report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
-    report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.metadata = check_metadata(root)
-    by_dataset = check_versions(root, names, all_versions=all_versions, hashed=hashed)
+    by_dataset = check_versions(root, names, all_versions=all_versions, hashed=hashed, damaged=report.damage)
+    report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.versions = [problem for problems in by_dataset.values() for problem in problems]
     report.version_datasets = sorted(by_dataset)
     report.elapsed_s = round(time.perf_counter() - started, 3)
@@ -283,13 +281,14 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
 
 
 def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False,
-                   hashed: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+                   hashed: dict[str, set[str]] | None = None, damaged: list[Damage] | None = None) -> dict[str, list[str]]:
     """Per dataset with any: damaged files of its version log (every commit read whole, the newest
     checkpoint; on S3 a GET each), files its latest and tagged versions (``all_versions``: every version kept)
     name that are missing or not their recorded size (one stat each; on S3 a listing), and dataset files no
     version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise.
     ``hashed`` (``--read-data``): also read those versions' files and name each that is not the bytes its
-    commit recorded, except the table-relative paths given per dataset (hashed already as the dataset's)."""
+    commit recorded, except the table-relative paths given per dataset (hashed already as the dataset's).
+    ``damaged``: where to add dataset files of their version file's size whose bytes are not its digest."""
     found: dict[str, list[str]] = {}
     holder = RunLock.holder(root)
     # a run holds the store, or that cannot be told; not this very process (verify --repair holds it itself)
@@ -302,7 +301,9 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
             problems += latest + _older_problems(table, set(latest), all_versions)
             if hashed is not None:
                 problems += _altered(table, hashed.get(name, set()), all_versions)
-            held, uncompared, pending = unrecorded(table, runs_alive=alive)
+            held, uncompared, pending, altered = unrecorded(table, runs_alive=alive)
+            if damaged is not None:  # a copied store's file rotted: the version's copy may hold the bytes
+                damaged += [Damage(name, c.symbol, c.year, c.month, "altered", str(root.at(str(c.path)))) for c in altered]
             how = ("was written by a run that ended without committing (killed), or replaced outside a run"
                    if pending and not alive else "was replaced outside a run")
             problems += [f"{change.path} {how}: no version holds it, so a read pinned to the latest version would not "

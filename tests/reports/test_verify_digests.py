@@ -183,3 +183,28 @@ def test_a_month_a_run_replaced_while_read_data_ran_is_not_called_altered(alpaca
     monkeypatch.setattr(verifying, "committed_files", then_a_run)
     code, out, _ = run_cli(capsys, "verify", "--read-data", "--json")
     assert writes and code == 0 and json.loads(out)["damage"] == []
+
+
+def test_a_copied_stores_rotted_file_is_put_back_not_recorded(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A user's trial: in a copy of the store (cp -r), two bytes of a partition flipped at the same size. verify
+    called it "replaced outside a run" and --repair recorded the rot as the latest version ("store is whole").
+    Its bytes are not the digest its version recorded: it is damage, put back from the version's copy."""
+    import shutil
+
+    ingest(capsys, tmp_path / "store")
+    stored = read_store(tmp_path / "store", DAY)
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "store", copy)
+    partition = copy / DAY / JANUARY / "data.parquet"
+    data = bytearray(partition.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 2 + 1] ^= 0xFF
+    partition.write_bytes(bytes(data))
+    code, out, _ = run_cli(capsys, "verify", "--json", "--storage-dir", str(copy))
+    report = json.loads(out)
+    assert code == 1 and [(d["symbol"], d["month"], d["kind"]) for d in report["damage"]] == [("AAPL", 1, "altered")]
+    assert not [v for v in report["versions"] if "replaced outside a run" in v]
+    code, out, _ = run_cli(capsys, "verify", "--repair", "--json", "--storage-dir", str(copy))
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and (report["repaired"], report["restored"]) == (1, 1)
+    assert_store_equals(read_store(copy, DAY), stored)

@@ -73,6 +73,9 @@ class Unrecorded(NamedTuple):
     held: list[PartitionFile]  # the dataset's partition files the latest version does not hold
     uncompared: int  # how many more were not compared (past the byte budget)
     pending: bool  # a run's marker was pending when the listing began (with no run alive: a killed run's files)
+    # files of their version file's size whose bytes are not the digest it recorded: damage, not a replacement
+    # (a copied store's file rotted or changed in place: the version's copy may still hold the committed bytes)
+    altered: list[PartitionFile] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = COMPARE_BUDGET) -> Unrecorded:
@@ -103,6 +106,7 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = CO
         return Unrecorded([], 0, True)
     named = state.by_key(change.key for change in drift)
     held: list[PartitionFile] = []
+    altered: list[PartitionFile] = []
     uncompared = 0
     for change in drift:
         version_file = named.get(change.key)
@@ -117,13 +121,16 @@ def unrecorded(table: VersionTable, *, runs_alive: bool = True, budget: int = CO
         budget -= cost
         if sha256 is not None:
             (ours,) = table.files.read_many([str(change.path)])
-            same = ours is not None and digests.of_bytes(ours) == sha256
+            if ours is not None and digests.of_bytes(ours) != sha256:
+                altered.append(change)
+                continue
+            same = ours is not None
         else:
             ours, theirs = table.files.read_many([str(change.path), f"{table.path}/{version_file[0]}"])
             same = ours is not None and ours == theirs
         if not same:
             held.append(change)
-    return Unrecorded(held, uncompared, bool(before))
+    return Unrecorded(held, uncompared, bool(before), altered)
 
 
 def mend(table: VersionTable, provenance: Provenance) -> MendResult:
