@@ -34,7 +34,7 @@ from dataengine.counters import RequestCounts
 from dataengine.errors import RequestRejectedError, SourceUnreachableError, TerminalSourceError, TransientSourceError
 from dataengine.orchestration import stopping
 from dataengine.orchestration.run import MAX_WORKERS, wait_for_running
-from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory
+from dataengine.sources.source import DEFAULT_SOURCE, BarSource, SourceFactory, WaitHook
 from dataengine.storage import layout
 from dataengine.storage.store import StorePath
 from dataengine.storage.store_files import read_json_map, write_json_map
@@ -61,6 +61,7 @@ class ActionClients:
 
     def __init__(self, factory: SourceFactory, workers: int = 1) -> None:
         self.stop, self.workers, self._factory = threading.Event(), max(1, workers), factory
+        self.on_wait: WaitHook | None = None  # told of each wait of the shared pacer (the step's watcher sets it)
         self._lock = threading.Lock()
         self.clients: list[BarSource] = []
         self._idle: list[BarSource] = []
@@ -71,9 +72,13 @@ class ActionClients:
         """An idle client, made when none is."""
         with self._lock:
             if not self._idle:
-                self.clients.append(self._factory(stop=self.stop, on_wait=None))
+                self.clients.append(self._factory(stop=self.stop, on_wait=self._waiting))
                 return self.clients[-1]
             return self._idle.pop()
+
+    def _waiting(self, reason: str, seconds: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(reason, seconds)
 
     def give_back(self, client: BarSource) -> None:
         with self._lock:

@@ -110,4 +110,10 @@ def update_actions_of(root: StorePath, symbols: Sequence[str], start: date, clie
     if not symbols:
         return ActionsUpdate()
     progress.announce(f"{len(symbols)} symbol(s): fetching corporate actions")
+
+    def waiting(reason: str, seconds: float) -> None:  # before the bars' progress lines start: silence read as a hang
+        if seconds >= 1:
+            progress.announce(f"corporate actions: waiting {seconds:.0f} s ({reason})")
+
+    clients.on_wait = waiting
     return update_actions(root, symbols, start, clients, **how)

@@ -94,3 +94,16 @@ def test_actions_update_asks_on_the_workers_too(massive_env: FakeMassive, tmp_pa
     assert result.successful == SYMBOLS and result.actions_new == 3 and len(massive_env.action_requests) == 12
     assert massive_env.peak_in_flight["reference"] == 2  # both workers at once, never more
     assert result.requests == 12 + len(massive_env.requests)  # and the daily closes before the two dividends
+
+
+def test_a_wait_for_the_rate_limit_during_the_actions_step_is_said(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A user's trial: Massive's free plan (5 requests a minute) held the corporate-actions step for 60 s with no
+    line at all, before the bars' progress lines start; a cron user would think it hung. Each wait of the pacer
+    of a second or more is now one line."""
+    from tests.helpers import run_cli
+
+    alpaca.rate_window_s = 3.0  # Alpaca's 429 says when the quota comes back: in about 3 s
+    alpaca.inject("429", endpoint="actions")
+    code, _, err = run_cli(capsys, "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-05", "-t", "day")
+    assert code == 0, err
+    assert "symbol(s): fetching corporate actions" in err and "corporate actions: waiting " in err
