@@ -22,6 +22,7 @@ from dataengine.storage.versions import (
     VersionTable,
     current_version,
     snapshot,
+    tags,
 )
 from dataengine.storage.versions.log_entries import read_commit_info
 from dataengine.timerange import NEW_YORK, as_typed, parse_iso_datetime
@@ -225,3 +226,12 @@ def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 __all__ = ["CLI_NAMES", "LOCAL_ADJUSTMENTS", "Pin", "actions_from", "actions_of", "kept_actions", "latest_version", "pin",
            "recheck_pruned", "resolve", "versioned_key"]
+
+
+def tags_named(root: StorePath, datasets: list[str], chosen: Pin) -> str:
+    """`` (tags: a, b)``: the tags the store's datasets have, for a message that ``chosen``'s tag is nowhere
+    (as ``read_bars`` and ``tag --delete`` name them); empty for a pin that is no tag."""
+    if chosen.tag is None:
+        return ""
+    names = sorted({name for dataset in datasets for name in tags(VersionTable.of(root, dataset))})
+    return f" (tags: {', '.join(names) or 'none'})"

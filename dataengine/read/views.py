@@ -17,7 +17,7 @@ import polars as pl
 
 from dataengine.errors import DataEngineError, UsageError
 from dataengine.read.damage import changed_since_commit
-from dataengine.read.pins import MISSING, Pin, recheck_pruned, resolve, utc_text
+from dataengine.read.pins import MISSING, Pin, recheck_pruned, resolve, tags_named, utc_text
 from dataengine.read.root import store_root
 from dataengine.storage import layout
 from dataengine.storage.layout import DATA_COLUMNS, DATA_FILE
@@ -100,7 +100,7 @@ def open_views(
             _dataset_views(con, root, dataset, chosen, pinned, firsts, notes)
         if chosen.given and not notes.shown and not notes.failing:
             if chosen.as_of is None:
-                raise VersionError(f"no dataset in {root} has {chosen.describe()}")
+                raise VersionError(f"no dataset in {root} has {chosen.describe()}{tags_named(root, datasets, chosen)}")
             raise VersionError(f"no dataset in {root} had a version yet {chosen.describe()}"
                                + (f": the first was made {utc_text(min(firsts))}" if firsts else ""))
         _index_view(con, root)

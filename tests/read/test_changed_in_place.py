@@ -68,3 +68,11 @@ def test_plain_verify_names_the_month_and_repair_fetches_it(edited: Path, alpaca
     # the pinned version still names the changed file: the report says it cannot be restored, and reads of it fail
     assert code == 1 and not report["ok"] and "tag 'paper'" in " ".join(report["versions"])
     assert run_cli(capsys, "query", QUERY, "--tag", "paper", "-t", "day")[0] == 1
+
+
+def test_a_query_pinned_to_a_tag_no_dataset_has_names_the_tags_there_are(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A user's trial: read_bars and tag --delete named the tags there are; query said only that none had it."""
+    assert run_cli(capsys, "-q", "ingest", "AAPL", "--start", "2024-01-02", "--end", "2024-01-31", "-t", "day")[0] == 0
+    assert run_cli(capsys, "tag", "paper", "-t", "day")[0] == 0
+    code, _, err = run_cli(capsys, "query", "select 1", "--tag", "papr")
+    assert code == 2 and "has tag 'papr' (tags: paper)" in err
