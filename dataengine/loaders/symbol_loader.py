@@ -24,9 +24,9 @@ DELIMITERS = (",", ";", "\t", "|")
 # shell ('$') or the partition syntax ('=') would read them back as something else.
 _VALID = re.compile(r"[A-Z0-9]+(?:\.[A-Z0-9]+)*")
 _LONGEST = 21
-# What a bad symbol's characters say: no hint for a delimiter or a blank (a list read the wrong way, which the
-# message already shows) nor for the separators a share class is written with (the place is wrong, not the
-# character); else which characters no ticker has.
+# What a bad symbol's characters say: which characters no ticker has; else, for a delimiter or a blank, that a
+# value is one symbol (a list read the wrong way); else, for a share class's separator in the wrong place, where
+# it goes.
 _NO_HINT = frozenset(".-/,;|\t ")
 _SHOWN = 24  # characters of a bad value echoed back: enough to recognise it, never a 10 MB line
 
@@ -80,10 +80,14 @@ def _foreign(bad: list[str]) -> str:
     """The characters of refused symbols that no ticker has, named with what one is made of ('' when none)."""
     chars = dict.fromkeys(c for b in bad for c in b.upper()
                           if not (c.isascii() and c.isalnum()) and c not in _NO_HINT and c.isprintable())
-    if not chars:
-        return ""
-    return (f" ({', '.join(repr(c) for c in list(chars)[:5])} in no US ticker: letters and digits, a share class "
-            "after '.', '-' or '/' as in BRK.B)")
+    if chars:
+        return (f" ({', '.join(repr(c) for c in list(chars)[:5])} in no US ticker: letters and digits, a share "
+                "class after '.', '-' or '/' as in BRK.B)")
+    if any(c in ",;|\t " for b in bad for c in b.strip()):  # a user's trial: 'AAPL,MSFT' was refused with no why
+        return " (one symbol a value: give several as separate arguments, or one a line in a file)"
+    if any(c in ".-/" for b in bad if not b.startswith("-") for c in b):  # a leading '-' has its own hint
+        return " (a share class is one '.', '-' or '/' between letters or digits, as in BRK.B)"
+    return ""
 
 
 def shorten(text: str, limit: int = _SHOWN) -> str:

@@ -93,7 +93,7 @@ def test_a_single_string_is_one_symbol_as_ingest_takes_it() -> None:
     # from_list("AAPL") iterated the string: ['A', 'A', 'P', 'L'] (de-duplicated to A, P, L)
     assert SymbolLoader.from_list("aapl") == ["AAPL"] == list(build_request("aapl", "2024-01-02", "2024-01-05").symbols)
     for refused in (lambda: SymbolLoader.from_list("AAPL,MSFT"), lambda: build_request("AAPL,MSFT", "2024-01-02")):
-        with pytest.raises(UsageError, match=r"invalid symbol\(s\) 'AAPL,MSFT'$"):
+        with pytest.raises(UsageError, match=r"invalid symbol\(s\) 'AAPL,MSFT' \(one symbol a value: give several as separate arguments"):
             refused()
 
 
@@ -127,3 +127,11 @@ def test_a_refused_character_is_named_with_what_a_ticker_is_made_of() -> None:
 def test_every_spelling_of_a_real_ticker_is_still_accepted() -> None:
     given = ["aapl", "BRK.B", "brk-b", "BRK/B", "BF.B", "1ABC", "SPAC.WS", "GOOGL", "A", "ZVZZT", "A" * 21]
     assert clean_symbols(given) == ["AAPL", "BRK.B", "BF.B", "1ABC", "SPAC.WS", "GOOGL", "A", "ZVZZT", "A" * 21]
+
+
+def test_a_refused_symbol_says_why_when_its_characters_are_a_tickers() -> None:
+    """A user's trial: 'AAPL MSFT' and 'BRK..B' were refused with no reason, where 'AAPL$' had one."""
+    with pytest.raises(UsageError, match=r"'AAPL MSFT' \(one symbol a value"):
+        SymbolLoader.from_list(["AAPL MSFT"])
+    with pytest.raises(UsageError, match=r"'BRK\.\.B' \(a share class is one '\.', '-' or '/' between letters or digits"):
+        SymbolLoader.from_list(["BRK..B"])
