@@ -193,7 +193,7 @@ def _bars_view(con: duckdb.DuckDBPyConnection, directory: StorePath, name: str, 
             try:
                 scanned = _arrow_dataset(directory.root / snap.table.path, files)
             except FileNotFoundError:  # a file the version names is gone (deleted by hand, a lost disk, a prune)
-                raise _MissingFile(_first_missing(directory.root, snap)) from None
+                raise _MissingFile((snap.changed(snap.files()) or (snap.files()[0], None))[0]) from None
             con.from_arrow(scanned).project(_VIEW_COLUMNS).create_view(name)
             return
     elif next(layout.iter_partitions(directory), None) is not None:
@@ -215,10 +215,6 @@ class _MissingFile(Exception):
     def __init__(self, file: VersionFile) -> None:
         super().__init__(file.path)
         self.file = file
-
-
-def _first_missing(root: StorePath, snap: Snapshot) -> VersionFile:
-    return (snap.changed(snap.files()) or (snap.files()[0], None))[0]
 
 
 _ACTION_TYPES = {
@@ -256,7 +252,7 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[s
     factors = _factor_tables(con, root, [(top, s) for s in sources]
                              + [(kept[d], layout.describe_dataset(d)["source"]) for d in raw])
     for source in sources:
-        factors[(top, source)].create_view(f"{_prefix(source)}adjustment_factors")
+        con.execute(f'CREATE VIEW "{_prefix(source)}adjustment_factors" AS SELECT * FROM {factors[(top, source)]}')
     actions, closes = (layout.actions_path(root), layout.closes_path(root)) if top is None else (
         root.at(top[0]) if top[0] else None, root.at(top[1]) if top[1] else None)
     _small_table_view(con, root, "corporate_actions", actions, _ACTION_TYPES, {"source": _SOURCE_OF_ID})
@@ -264,8 +260,8 @@ def _action_views(con: duckdb.DuckDBPyConnection, root: StorePath, shown: dict[s
     for dataset in raw:
         source = layout.describe_dataset(dataset)["source"]
         for kind, (price, volume) in _ADJUSTED_FACTORS.items():
-            _view_over(factors[(kept[dataset], source)], "f", _adjusted_bars(layout.view_name(dataset), price, volume),
-                       _adjusted_name(dataset, kind))
+            con.execute(f'CREATE VIEW "{_adjusted_name(dataset, kind)}" AS '
+                        + _adjusted_bars(layout.view_name(dataset), price, volume, factors[(kept[dataset], source)]))
 
 
 def _adjusted_name(dataset: str, kind: str) -> str:
@@ -298,29 +294,31 @@ def _small_table_view(con: duckdb.DuckDBPyConnection, root: StorePath, name: str
     if local is not None and local.is_file():
         con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM read_parquet({_sql_string(local.resolve())})')
     elif path is not None and local is None and path.is_file():  # a remote store: the small table is read whole, once
-        _view_over(_held(con, root.store.read_parquet(path.key)), "t", f"SELECT {', '.join(types)}{more} FROM t", name)
+        held = _held(con, root.store.read_parquet(path.key))
+        con.execute(f'CREATE VIEW "{name}" AS SELECT {", ".join(types)}{more} FROM {held}')
     else:
         empty = ", ".join(f"NULL::{kind} AS {col}" for col, kind in {**types, **dict.fromkeys(extra or {}, "VARCHAR")}.items())
         con.execute(f'CREATE VIEW "{name}" AS SELECT {empty} WHERE false')
 
 
-def _held(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> duckdb.DuckDBPyRelation:
-    """A relation over a frame held in memory, for the views built on it to inline (a view made from it keeps the
-    rows). Not a registered name nor a temp table: SHOW TABLES and information_schema list those beside the
-    store's views (a user's trial found ``_adjustment_factors_0`` there), and no schema hides one from the latter."""
-    return con.from_arrow(frame.to_arrow())
+_HELD = "_dataengine"  # an in-memory catalog of the connection's own, for the small tables views read
 
 
-def _view_over(held: duckdb.DuckDBPyRelation, alias: str, select: str, name: str) -> None:
-    """The view ``name`` of ``select``, which reads ``held`` as ``alias`` (inlined: the alias is no name in the
-    catalog either)."""
-    relation = held.query(alias, select)
-    assert relation is not None  # a SELECT always has a relation
-    relation.create_view(name)
+def _held(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> str:
+    """A new table of ``frame`` in the catalog ``_dataengine`` (SHOW TABLES lists the main one only; a trial found
+    ``_adjustment_factors_0`` there), read by cursors and threads too. Relations inlined in views were tried:
+    DuckDB 1.5 (Python 3.10) kept each alias as a view, and two views of one alias read each other's rows."""
+    if con.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?", [_HELD]).fetchone() is None:
+        con.execute(f"ATTACH ':memory:' AS {_HELD}")
+    name = f"{_HELD}.main.t{len(con.execute('SELECT 1 FROM duckdb_tables() WHERE database_name = ?', [_HELD]).fetchall())}"
+    con.register("_frame", frame)
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _frame")
+    con.unregister("_frame")
+    return name
 
 
 def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath,
-                   wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], duckdb.DuckDBPyRelation]:
+                   wanted: list[tuple[Kept, str]]) -> dict[tuple[Kept, str], str]:
     """The adjustment factors for each distinct (corporate-actions files, source), by that pair: a few rows per
     symbol, held in memory."""
     from dataengine.actions.factors import factor_table  # the one definition of the factors, in Polars
@@ -330,9 +328,9 @@ def _factor_tables(con: duckdb.DuckDBPyConnection, root: StorePath,
             for kept, source in dict.fromkeys(wanted)}
 
 
-def _adjusted_bars(source: str, price: str, volume: str) -> str:
-    """The SELECT of bars adjusted at query time: the view ``source``'s bars, each times the factors ``f`` holds
-    for the first ex-date after its day."""
+def _adjusted_bars(source: str, price: str, volume: str, factors: str) -> str:
+    """The SELECT of bars adjusted at query time: the view ``source``'s bars, each times the factors (the table
+    ``factors``) hold for the first ex-date after its day."""
     p = f"coalesce(f.{price}, 1.0)"
     v = f"coalesce(f.{volume}, 1.0)" if volume != "1.0" else "1.0"
     prices = ", ".join(f"b.{c} * {p} AS {c}" for c in ("open", "high", "low", "close"))
@@ -340,7 +338,7 @@ def _adjusted_bars(source: str, price: str, volume: str) -> str:
 SELECT b.symbol, b.timestamp, {prices}, CAST(round(b.volume * {v}) AS BIGINT) AS volume, b.trade_count,
        b.vwap * {p} AS vwap, b.year, b.month
 FROM (SELECT *, CAST(timezone('America/New_York', timestamp) AS DATE) AS _day FROM "{source}") b
-ASOF LEFT JOIN f ON b.symbol = f.symbol AND b._day < f.ex_date
+ASOF LEFT JOIN {factors} f ON b.symbol = f.symbol AND b._day < f.ex_date
 """
 
 
@@ -351,7 +349,7 @@ def _index_view(con: duckdb.DuckDBPyConnection, root: StorePath) -> None:
     if local is None and names:  # a remote store: the small CSVs are read whole, once
         frames = [pl.read_csv(io.BytesIO((indices / n).read_bytes()), schema=_INDEX_SCHEMA)
                   .with_columns(index_name=pl.lit(n[: -len(".csv")])) for n in names]
-        _held(con, pl.concat(frames)).project("index_name, symbol, added, removed").create_view("index_members")
+        con.execute(f"CREATE VIEW index_members AS SELECT index_name, symbol, added, removed FROM {_held(con, pl.concat(frames))}")
     elif not names:
         con.execute("CREATE VIEW index_members AS SELECT NULL::VARCHAR AS index_name, NULL::VARCHAR AS symbol, "
                     "NULL::DATE AS added, NULL::DATE AS removed WHERE false")
