@@ -140,29 +140,21 @@ def verify(
         committed = {d: committed_files(VersionTable.of(root, d)) for d in names}
         files = [committed[key[0]].get(key[1:4]) for key in rest]
         checks = [(*key, file[1] if file else None) for key, file in zip(rest, files, strict=True)]
-        hashed = {d: set() for d in names}
-        for key, file in zip(rest, files, strict=True):
-            if file:
-                hashed[key[0]].add(file[0])
+        hashed = {d: {file[0] for key, file in zip(rest, files, strict=True) if file and key[0] == d} for d in names}
         kinds = root.store.each(lambda key: _read_whole(root, *key), checks, local_threads=2)
         # no lock: a run may have replaced a file since its digest was taken; damage only if still named as then
         again = {d: committed_files(VersionTable.of(root, d)) for d in {c[0] for c, k in zip(checks, kinds, strict=True) if k == "altered"}}
         for (d, s, y, m, *_), kind in zip(checks, kinds, strict=True):
             if kind is not None and (kind != "altered" or again[d].get((s, y, m)) == committed[d].get((s, y, m))):
                 report.damage.append(Damage(d, s, y, m, kind, str(layout.partition_path(root, d, s, y, m))))
-    # locally a write over a partition's path changes its version's file (one inode): the size says (not on S3)
-    seen = {(x.dataset, x.symbol, x.year, x.month) for x in report.damage}
-    for d in names if root.local is not None else ():
-        for s, y, m in resized_in_place(VersionTable.of(root, d)):
-            if (d, s, y, m) not in seen and (symbols is None or s in symbols):
-                report.damage.append(Damage(d, s, y, m, "altered", str(layout.partition_path(root, d, s, y, m))))
     for d, s, y, m in index.gone.iter_rows():
         report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     for d in _folders_gone(root, names) if datasets is None else ():
         for s, y, m in latest_partitions(VersionTable.of(root, d), symbols):
             report.damage.append(Damage(d, s, y, m, "missing", str(layout.partition_path(root, d, s, y, m))))
     report.metadata = check_metadata(root)
-    by_dataset = check_versions(root, names, all_versions=all_versions, hashed=hashed, damaged=report.damage)
+    by_dataset = check_versions(root, names, all_versions=all_versions, hashed=hashed, damaged=report.damage,
+                                symbols=symbols)
     report.damage.sort(key=lambda x: (x.dataset, x.symbol, x.year, x.month))
     report.versions = [problem for problems in by_dataset.values() for problem in problems]
     report.version_datasets = sorted(by_dataset)
@@ -281,14 +273,16 @@ def _version_repairs(root: StorePath, datasets: set[str]) -> list[str]:
 
 
 def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool = False,
-                   hashed: dict[str, set[str]] | None = None, damaged: list[Damage] | None = None) -> dict[str, list[str]]:
+                   hashed: dict[str, set[str]] | None = None, damaged: list[Damage] | None = None,
+                   symbols: list[str] | None = None) -> dict[str, list[str]]:
     """Per dataset with any: damaged files of its version log (every commit read whole, the newest
     checkpoint; on S3 a GET each), files its latest and tagged versions (``all_versions``: every version kept)
     name that are missing or not their recorded size (one stat each; on S3 a listing), and dataset files no
     version holds: what ``read_bars`` of the latest or a pinned version would fail on, or read otherwise.
     ``hashed`` (``--read-data``): also read those versions' files and name each that is not the bytes its
     commit recorded, except the table-relative paths given per dataset (hashed already as the dataset's).
-    ``damaged``: where to add dataset files of their version file's size whose bytes are not its digest."""
+    ``damaged``: where to add partitions whose dataset file the version's record shows damaged: other bytes than
+    its digest at its size (a copy rotted), or, of ``symbols``, one inode with it and resized (a write over it)."""
     found: dict[str, list[str]] = {}
     holder = RunLock.holder(root)
     # a run holds the store, or that cannot be told; not this very process (verify --repair holds it itself)
@@ -297,8 +291,14 @@ def check_versions(root: StorePath, datasets: list[str], *, all_versions: bool =
         table = VersionTable.of(root, name)
         problems = [str(problem) for problem in check_log(table)]
         try:
-            latest = [str(problem) for problem in check(table)]
+            checked = check(table)
+            latest = [str(problem) for problem in checked]
             problems += latest + _older_problems(table, set(latest), all_versions)
+            if damaged is not None and root.local is not None:  # S3 objects are never changed in place
+                seen = {(x.dataset, x.symbol, x.year, x.month) for x in damaged}
+                damaged += [Damage(name, s, y, m, "altered", str(layout.partition_path(root, name, s, y, m)))
+                            for s, y, m in resized_in_place(table, checked)
+                            if (name, s, y, m) not in seen and (symbols is None or s in symbols)]
             if hashed is not None:
                 problems += _altered(table, hashed.get(name, set()), all_versions)
             held, uncompared, pending, altered = unrecorded(table, runs_alive=alive)

@@ -13,13 +13,13 @@ checked here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dataengine.storage import digests
 from dataengine.storage.versions.commit import dataset_drift
 from dataengine.storage.versions.log import read_state
-from dataengine.storage.versions.model import DATA_FILE, DamagedLogError, VersionTable, parse_partition, partition_dir
-from dataengine.storage.versions.verify import check
+from dataengine.storage.versions.model import DATA_FILE, VersionTable, parse_partition, partition_dir
+from dataengine.storage.versions.verify import Problem
 
 
 def committed_files(table: VersionTable) -> dict[tuple[str, int, int], tuple[str, str]]:
@@ -62,15 +62,12 @@ def altered_files(table: VersionTable, versions: Iterable[int], checked: set[str
     return altered
 
 
-def resized_in_place(table: VersionTable) -> list[tuple[str, int, int]]:
+def resized_in_place(table: VersionTable, problems: Sequence[Problem]) -> list[tuple[str, int, int]]:
     """(symbol, year, month) of each partition whose dataset file is the very file the latest version names (one
     inode) and no longer the size that version recorded: changed in place after the commit, so the dataset's
-    month is damaged as much as the version's copy (a footer that still reads is no sign it is whole). A stat of
-    each of the version's files, and two more for each one resized."""
-    try:
-        problems = check(table)
-    except DamagedLogError:  # the log's damage is reported (and repaired) as such
-        return []
+    month is damaged as much as the version's copy (a footer that still reads is no sign it is whole).
+    ``problems``: what :func:`~dataengine.storage.versions.verify.check` found of the latest version; two stats
+    for each one resized."""
     found = []
     for problem in problems:
         if problem.actual_size is None:
