@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,22 +46,27 @@ def normalise_symbol(raw: str) -> str:
     return re.sub(r"(?<=[A-Z0-9])[-/](?=[A-Z0-9])", ".", raw.strip().upper())
 
 
-def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") -> list[str]:
+def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list",
+                  lines: Sequence[int] | None = None) -> list[str]:
     """Normalise and de-duplicate (first occurrence wins); reject malformed symbols with one clear message.
 
     A single string is one symbol, never its letters (``"AAPL"`` was ``A``, ``P``, ``L``); one holding a comma
-    (``"AAPL,MSFT"``) is refused like any malformed symbol: a list of symbols is a list."""
+    (``"AAPL,MSFT"``) is refused like any malformed symbol: a list of symbols is a list. ``lines``: the line of
+    ``source`` each value is on (a file's), named in the refusal: ``list.csv, line 17: invalid symbol(s) ...``."""
     if isinstance(raw, str):
         raw = [raw]
     out: list[str] = []
     seen: set[str] = set()
     bad: list[str] = []
-    for item in raw:
+    bad_lines: list[int] = []
+    for i, item in enumerate(raw):
         symbol = normalise_symbol(item)
         if not symbol or symbol.startswith("#"):
             continue
         if not is_symbol(symbol):
             bad.append(shorten(item.strip()))
+            if lines is not None:
+                bad_lines.append(lines[i])
             continue
         if symbol not in seen:
             seen.add(symbol)
@@ -70,10 +75,21 @@ def clean_symbols(raw: str | Iterable[str], *, source: str = "the symbol list") 
         shown = ", ".join(repr(b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         # an option after `--` (or a stray one in a list) is read as a symbol: say so, before any request
         option = " (a symbol never begins with '-': an option given after '--'?)" if any(b.startswith("-") for b in bad) else ""
-        raise UsageError(f"{source}: invalid symbol(s) {shown}{option}{_foreign(bad)}")
+        raise UsageError(f"{source}{_where(bad_lines)}: invalid symbol(s) {shown}{option}{_foreign(bad)}")
     if not out:
         raise UsageError(f"{source}: no symbols")
     return out
+
+
+def _where(lines: list[int]) -> str:
+    """The lines of a file the refused values are on (those shown: the first five), for an editor to go to."""
+    if not lines:
+        return ""
+    if len(lines) == 1:
+        return f", line {lines[0]}"
+    shown = [str(n) for n in lines[:5]]
+    last = f"{len(lines) - 5} more" if len(lines) > 5 else shown.pop()
+    return f", lines {', '.join(shown)} and {last}"
 
 
 def _foreign(bad: list[str]) -> str:
@@ -155,7 +171,7 @@ class SymbolLoader:
         """One symbol per line; blank lines and ``#`` comments are ignored."""
         resolved = resolve_list_path(path)
         lines = [line.split("#", 1)[0] for line in _read_text(resolved).splitlines()]
-        return clean_symbols(lines, source=str(resolved))
+        return clean_symbols(lines, source=str(resolved), lines=range(1, len(lines) + 1))
 
     @staticmethod
     def from_csv(path: str | Path) -> list[str]:
@@ -173,11 +189,18 @@ class SymbolLoader:
             if len(header) == 1 and is_symbol(normalise_symbol(header[0])):
                 return SymbolLoader.from_text_file(resolved)  # a plain list that happens to end in .csv
             raise UsageError(f"{resolved}: no Symbol column (found: {', '.join(h.strip() for h in header)})")
+        values: list[str] = []
+        lines: list[int] = []  # the file's line each value is on, the header counted, as an editor numbers them
         try:
-            values = [row[column] for row in reader if len(row) > column]
+            start = reader.line_num + 1  # where the next row begins: a quoted value may span lines
+            for row in reader:
+                if len(row) > column:
+                    values.append(row[column])
+                    lines.append(start)
+                start = reader.line_num + 1
         except csv.Error as exc:
             raise UsageError(f"{resolved}: malformed CSV ({exc})") from None
-        return clean_symbols(values, source=str(resolved))
+        return clean_symbols(values, source=str(resolved), lines=lines)
 
     @staticmethod
     def from_file(path: str | Path) -> list[str]:

@@ -27,6 +27,16 @@ def test_ingest_refuses_it_before_a_request_or_a_store(alpaca, capsys, tmp_path:
     assert not alpaca.requests and not (tmp_path / "store").exists()
 
 
+def test_ingest_csv_names_the_line_of_the_file(alpaca, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A user's trial: a refusal in a 500-line CSV did not say which line to fix (an editor's: the header is 1)."""
+    listing = tmp_path / "sp500.csv"
+    listing.write_text("Symbol,Security\nAAPL,Apple\nMSFT,Microsoft\nBRK..B,Berkshire Hathaway\n")
+    code, out, err = run_cli(capsys, "ingest-csv", str(listing), "-t", "day", "--start", "2024-01-02", "--end", "2024-01-05")
+    assert (code, out) == (2, "") and err == (f"Error: {listing}, line 4: invalid symbol(s) 'BRK..B' (a share class "
+                                              "is one '.', '-' or '/' between letters or digits, as in BRK.B)\n")
+    assert not alpaca.requests and not (tmp_path / "store").exists()
+
+
 def _a_store(root: Path) -> None:
     day = datetime(2024, 1, 2, 21, tzinfo=timezone.utc)
     ParquetStorage(root).store(pl.DataFrame({"symbol": ["AAPL"], "timestamp": [day], "open": [1.0], "high": [1.0],

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,23 @@ def test_a_refused_symbol_says_why_when_its_characters_are_a_tickers() -> None:
         SymbolLoader.from_list(["AAPL MSFT"])
     with pytest.raises(UsageError, match=r"'BRK\.\.B' \(a share class is one '\.', '-' or '/' between letters or digits"):
         SymbolLoader.from_list(["BRK..B"])
+
+
+def test_a_refused_symbol_of_a_file_names_its_line(tmp_path: Path) -> None:
+    """A user's trial: in a 500-line list, 'BRK..B' was refused with no line to go to. Lines as an editor numbers
+    them: the header counted, and blank lines, comments and a value quoted over two lines too."""
+    listing = tmp_path / "sp500.csv"
+    listing.write_text('Symbol,Name\nAAPL,Apple\n\n"MSFT","Micro\nsoft"\nBRK..B,Berkshire\n')
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(listing))}, line 6: invalid symbol\(s\) 'BRK\.\.B' \(a share"):
+        SymbolLoader.from_csv(listing)
+    text = tmp_path / "list.txt"
+    text.write_text("# mine\r\naapl\r\n\r\nAAPL,MSFT\r\nA$  # typo\r\n")
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(text))}, lines 4 and 5: invalid symbol\(s\) 'AAPL,MSFT', 'A\$'"):
+        SymbolLoader.from_file(text)
+
+
+def test_more_than_five_refused_lines_are_cut_as_the_symbols_are(tmp_path: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text("Name;Ticker\n" + "".join(f"n;X{i}$\n" for i in range(8)))
+    with pytest.raises(UsageError, match=r", lines 2, 3, 4, 5, 6 and 3 more: invalid symbol\(s\) 'X0\$', .*'X4\$' and 3 more"):
+        SymbolLoader.from_file(listing)
