@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import struct
 import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +85,8 @@ def first_day(start: str | None, since: str | None, days: int | None, end: str |
 
 def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[str, ...] = ()) -> None:
     """A frame as a Rich table on stdout (``query``, ``show``): every value printed as itself, never as Rich
-    markup; piped, lines are not wrapped to an assumed 80 columns. ``right``: columns aligned right."""
+    markup (floats as :func:`float_text` shows them); piped, lines are not wrapped to an assumed 80 columns.
+    ``right``: columns aligned right."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -93,9 +97,68 @@ def print_table(frame: pl.DataFrame, limit: int | None = None, *, right: tuple[s
     table = Table(show_edge=False)
     for name in frame.columns:
         table.add_column(Text(name), justify="right" if name in right else "left")
+    singles = [_single(dtype) for dtype in frame.dtypes]
     for row in (frame.head(limit) if limit is not None else frame).iter_rows():
-        table.add_row(*(Text("NULL" if value is None else str(value)) for value in row))
+        table.add_row(*(Text(_cell(value, single)) for value, single in zip(row, singles, strict=True)))
     console.print(table)
+
+
+def float_text(value: float, single: bool = False) -> str:
+    """A float as a person reads it in a table: the shortest decimal that reads back as the value within its
+    type's meaningful digits (15 significant digits of a double, a float32's own shortest), so an adjusted
+    ``586.3677 * 0.1`` shows ``58.63677``, not ``58.636770000000006``; ``.0`` kept on whole numbers (a float
+    column still looks like one); positional from 1e-7 to 1e21, as JavaScript prints numbers, so no price or
+    volume reads as ``1.2e-05``. Only the text: csv, json and the values themselves stay exact."""
+    if not math.isfinite(value):
+        return str(value)
+    if single:
+        packed = _packed(value)
+        digits = next(d for d in range(1, 10) if _packed(float(f"{value:.{d}g}")) == packed)
+        value = float(f"{value:.{digits}g}")
+    else:
+        value = float(f"{value:.15g}")
+    text = repr(value)
+    if "e" in text and 1e-7 <= abs(value) < 1e21:
+        text = format(Decimal(text), "f")
+        text += "" if "." in text else ".0"
+    return text
+
+
+def _packed(value: float) -> bytes:
+    """A value's float32 bytes; none (``b""``) for one past the largest float32, which struct refuses."""
+    try:
+        return struct.pack("<f", value)
+    except OverflowError:
+        return b""
+
+
+def _single(dtype: pl.DataType) -> bool:
+    """Whether a column's floats are float32s (a FLOAT, or a list or array of them)."""
+    import polars as pl
+
+    while isinstance(dtype, (pl.List, pl.Array)):
+        dtype = dtype.inner  # type: ignore[assignment]
+    return dtype == pl.Float32
+
+
+def _cell(value: Any, single: bool) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (float, list, dict)):
+        return _nested(value, single)
+    return str(value)
+
+
+def _nested(value: Any, single: bool) -> str:
+    """Floats as :func:`float_text` shows them, inside lists and structs too; everything else as Python's ``str``
+    of the list or dict shows it (``repr``)."""
+    if isinstance(value, float):
+        return float_text(value, single)
+    if isinstance(value, list):
+        return "[" + ", ".join(_nested(item, single) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key!r}: {_nested(item, single)}" for key, item in value.items()) + "}"
+    return repr(value)
 
 
 _said: list[str] = []  # the last lines said by this process's commands (the CLI says an interrupt once)

@@ -12,8 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from dataengine import read_bars
 from dataengine.cli import main
 from dataengine.storage.parquet_storage import ParquetStorage
+from tests.helpers import run_cli
 
 COUNTS = "select symbol, count(*) as n from bars_1min group by symbol order by symbol"
 
@@ -72,6 +74,44 @@ def test_csv_and_json_write_timestamps_alike(store: Path, capsys: pytest.Capture
     assert json.loads(capsys.readouterr().out) == [row]
     for text in row.values():
         datetime.fromisoformat(text)  # what a Python reader (3.10 included) does with them
+
+
+def table_cells(out: str) -> list[list[str]]:
+    """The body of a printed table, cell by cell (the header and its rule left out)."""
+    return [[cell.strip() for cell in line.split("│")] for line in out.splitlines()[2:]]
+
+
+def test_table_shows_adjusted_prices_without_binary_noise(alpaca, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """A 10:1 split: the closes before it are raw x 0.1 (586.3677 x 0.1 is 58.636770000000006 as a double). The
+    table shows each to 15 significant digits in its shortest form (58.63677); csv and json carry every bit, the
+    floats read_bars returns."""
+    alpaca.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=10, old_rate=1,
+                    ex_date="2024-03-04", process_date="2024-03-04", record_date="2024-03-01", payable_date="2024-03-01")
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", "--start", "2024-02-01", "--end", "2024-03-08")[0] == 0
+    closes = read_bars("AAPL", timeframe="day", adjustment="split")["close"].to_list()
+    sql = "select close from raw_adjusted_split_1day where symbol = 'AAPL' order by timestamp"
+    code, out, _ = run_cli(capsys, "query", sql)
+    shown = [row[0] for row in table_cells(out)]
+    assert code == 0 and len(shown) == len(closes) > 20
+    assert [float(text) for text in shown] == [float(f"{close:.15g}") for close in closes]
+    assert all(text == repr(float(text)) for text in shown)  # the shortest text of that value
+    assert any(text != repr(close) for text, close in zip(shown, closes))  # the noise the table left out
+    code, out, _ = run_cli(capsys, "query", sql, "-f", "csv")
+    assert (code, [float(text) for text in out.split()[1:]]) == (0, closes)
+    code, out, _ = run_cli(capsys, "query", sql, "-f", "json")
+    assert (code, [row["close"] for row in json.loads(out)]) == (0, closes)
+
+
+def test_table_shows_floats_to_their_meaningful_digits(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A FLOAT to its own shortest digits, whole doubles with their ``.0``, no exponent on a small price, floats
+    inside a list alike; integers and decimals as they are."""
+    sql = ("select 586.3677::double * 0.1 as adjusted, 0.1::float as single, 100::double as whole, "
+           "1500000 as volume, 0.00001234::double as small, 1e21::double as huge, [0.1::double + 0.2, null] as list, "
+           "'nan'::double as nan, 1.10 as exact")
+    assert run(store, sql) == 0
+    assert table_cells(capsys.readouterr().out) == [
+        ["58.63677", "0.1", "100.0", "1500000", "0.00001234", "1e+21", "[0.3, None]", "nan", "1.10"],
+    ]
 
 
 def test_output_file_format_from_suffix(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,6 +52,20 @@ def test_show_adjusted_bars_are_computed_from_the_raw_ones(alpaca, capsys) -> No
     assert code == 0 and out.splitlines()[0] == "AAPL · equities_1day_all (from the raw bars) · the last 3 bar(s)"
 
 
+def test_show_prints_adjusted_prices_to_their_meaningful_digits(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Prices x 1/3 before a 3:1 split: 419.26519999999994 (a double's noise) shows as 419.2652, as query's table does."""
+    alpaca.announce("forward_split", symbol="AAPL", cusip="037833100", new_rate=3, old_rate=1,
+                    ex_date="2024-02-26", process_date="2024-02-26", record_date="2024-02-23", payable_date="2024-02-23")
+    assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
+    code, out, _ = run_cli(capsys, "show", "AAPL", "--adjustment", "split", "-n", "20")
+    stored = dataengine.read_bars("AAPL", timeframe="day", adjustment="split").tail(20)
+    shown = [[cell.strip() for cell in line.split("│")[1:5]] for line in out.splitlines()[3:]]
+    prices = [list(row) for row in stored.select("open", "high", "low", "close").iter_rows()]
+    assert code == 0 and [[float(text) for text in row] for row in shown] == [[float(f"{p:.15g}") for p in row] for row in prices]
+    assert all(text == repr(float(text)) for row in shown for text in row)
+    assert any(text != repr(p) for row, values in zip(shown, prices) for text, p in zip(row, values))
+
+
 def test_show_names_what_is_missing(alpaca, capsys) -> None:  # type: ignore[no-untyped-def]
     assert run_cli(capsys, "ingest", "AAPL", "-t", "day", *JAN_FEB)[0] == 0
     code, _, err = run_cli(capsys, "show", "ZZZZ")
