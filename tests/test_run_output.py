@@ -300,9 +300,10 @@ def test_wrong_keys_failures_agree(alpaca, dataengine, monkeypatch) -> None:  # 
     proc = dataengine("ingest", "AAPL", "MSFT", "NVDA", "-t", "day", *ONE_MONTH, "--json")
     out, err = proc.communicate(timeout=60)
     report = json.loads(out)
-    assert proc.returncode == 3
-    _, _, failed, _, _ = _numbers(_final_line(err))
-    assert failed == len(report["failed"]) == 3
+    assert proc.returncode == 3 and len(report["failed"]) == 3
+    # no "finished: ... 3 failed" line above the error claiming a run that completed: the Error line says it
+    assert not any(mark in err for mark in ("] finished:", "] stopped:"))
+    assert err.splitlines()[-1].startswith("Error: Alpaca rejected the API keys")
 
 
 def test_every_command_has_help_with_examples_exit_codes_and_human_placeholders(capsys) -> None:  # type: ignore[no-untyped-def]

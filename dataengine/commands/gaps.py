@@ -60,8 +60,8 @@ def gaps(
         reports = find_gaps(ParquetStorage(root), key, wanted, first, last, history_start=settings.default_start,
                             sip_delay_minutes=settings.sip_delay_minutes, settings=settings)
     else:
+        from dataengine.orchestration.api_progress import choose_reporter
         from dataengine.orchestration.ingestion_pipeline import IngestionPipeline
-        from dataengine.orchestration.progress import choose_reporter
 
         progress = choose_reporter(quiet=ctx.obj.quiet, interval=settings.progress_interval,
                                    title=f"dataengine gaps --repair · {key.dirname}")

@@ -149,7 +149,7 @@ def _ingest(state: Context, args: IngestArgs, command: list[str]) -> None:
         info = sources.chosen(settings, None)
         title = (f"dataengine {what} · {args.timeframe} · {args.start or '2016-01-01'}..{args.end or 'now'}"
                  f" · {args.feed}/{args.adjustment}" + (f" · {info.title}" if info.name != "alpaca" else ""))
-        from dataengine.orchestration.progress import choose_reporter  # Rich: only on a terminal
+        from dataengine.orchestration.api_progress import choose_reporter  # Rich: only on a terminal
 
         progress = choose_reporter(quiet=state.quiet, interval=settings.progress_interval, title=title)
         pipeline = IngestionPipeline(

@@ -54,7 +54,7 @@ def verify_command(
 
     Exit 0 when the store is whole (after --repair: whole again; --against: within the tolerances), 1 when damage remains (or bars differ), 2 for bad input (--against: also when nothing could be compared, every month being outside what the other source serves on your plan), 3 the store cannot be reached or read (S3: access denied, endpoint unreachable), keys rejected (--against) or store busy (--repair), 130/143/129 the repair was stopped by Ctrl-C, SIGTERM, SIGHUP.
     """
-    from dataengine.orchestration.progress import choose_reporter
+    from dataengine.orchestration.api_progress import choose_reporter
     from dataengine.reports.verify import verify, verify_and_repair  # Polars: imported when the command runs
     from dataengine.storage import layout
 

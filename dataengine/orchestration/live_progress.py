@@ -63,6 +63,7 @@ class LiveProgress(TrackingProgress):
         self.refresh_per_second = min(max(refresh_per_second, 0.5), MAX_REFRESH_PER_SECOND)
         self._live: Live | None = None
         self.final: IngestResult | None = None
+        self.halted = False  # a fatal error ended the run: the last frame says "stopped", not "done"
         self.renders = 0  # frames built so far (tests and the overhead measurement read it)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -92,6 +93,10 @@ class LiveProgress(TrackingProgress):
         self.final = result  # the last frame shows the result's numbers: the same as the summary and --json
         self.close()
 
+    def stopped(self, result: IngestResult, error: BaseException) -> None:
+        self.halted = True
+        self.finish(result)
+
     def close(self) -> None:
         live, self._live = self._live, None
         if live is not None:
@@ -114,7 +119,7 @@ class LiveProgress(TrackingProgress):
         if self.final is not None:
             r = self.final
             ok, failed = len(r.successful), len(r.failed)
-            fraction, eta = (fraction if r.interrupted else 1.0), None
+            fraction, eta = (fraction if r.interrupted or self.halted else 1.0), None
             bars, elapsed = r.rows_written, r.elapsed_s  # the whole run's time, as the summary says
             counters = {"requests": r.requests, "retries": r.retries, "throttled": r.throttled}
         # Fit the terminal (80 columns and up): cells never wrap; what does not fit is cut from the end of a
@@ -127,7 +132,7 @@ class LiveProgress(TrackingProgress):
         grid.add_column(no_wrap=True, justify="right", width=6)  # "100.0%": a decimal on runs of an hour or more
         grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(width - bar_width - 19, 20))
         if self.final is not None:
-            lead = "interrupted" if self.final.interrupted else "done"
+            lead = "interrupted" if self.final.interrupted else "stopped" if self.halted else "done"
         else:
             lead = f"ETA {clock(eta) if eta is not None else '--:--:--'}"
         grid.add_row(

@@ -16,8 +16,6 @@ the first units show what the estimate is worth. Symbols already up to date coun
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
@@ -54,6 +52,10 @@ class ProgressReporter:
     def unit_finished(self, worker: str, unit: WorkUnit, ok: bool) -> None: ...
     def symbol_done(self, symbol: str, ok: bool, reason: str | None = None) -> None: ...
     def finish(self, result: IngestResult) -> None: ...
+    def stopped(self, result: IngestResult, error: BaseException) -> None:
+        """Called instead of :meth:`finish` when a fatal error (keys rejected, the store not writable) ends the
+        run, before ``error`` is raised with ``result``; by default :meth:`finish`."""
+        self.finish(result)
     def close(self) -> None:
         """Stop any display thread; safe to call more than once (the CLI calls it in ``finally``)."""
 
@@ -316,6 +318,13 @@ class PlainProgress(TrackingProgress):
         self.close()
         self._line(final_line(result, self.tally.symbols_total, result.elapsed_s))  # the summary's time, to agree
 
+    def stopped(self, result: IngestResult, error: BaseException) -> None:
+        """No ``finished:`` line for a run a fatal error ended (the CLI's ``Error:`` line says why, next): a
+        ``stopped:`` line if it stored bars before it, else none (keys rejected at the first request)."""
+        self.close()
+        if result.rows_written:
+            self._line(final_line(result, self.tally.symbols_total, result.elapsed_s, stopped=True))
+
     def close(self) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
@@ -353,12 +362,13 @@ class PlainProgress(TrackingProgress):
                 pass
 
 
-def final_line(result: IngestResult, symbols_total: int, elapsed: float) -> str:
-    """The last line of a run, from its result: the same numbers as the summary and ``--json``."""
+def final_line(result: IngestResult, symbols_total: int, elapsed: float, *, stopped: bool = False) -> str:
+    """The last line of a run, from its result: the same numbers as the summary and ``--json``. ``stopped``: a
+    fatal error ended the run; its share is the symbols done (those it never fetched are failed)."""
     done, failed = len(result.successful), len(result.failed)
     total = max(symbols_total, done + failed)
-    head = "interrupted" if result.interrupted else "finished"
-    share = (done + failed) / total if total else 1.0
+    head = "interrupted" if result.interrupted else "stopped" if stopped else "finished"
+    share = (done if stopped else done + failed) / total if total else 1.0
     percent = f"{share:.1%}" if elapsed >= LONG_RUN_S else f"{share:.0%}"
     return (
         f"{head}: {percent} | {done}/{total} symbols done, {failed} failed | {result.rows_written:,} bars | "
@@ -382,19 +392,3 @@ def clock(seconds: float) -> str:
     """``H:MM:SS``."""
     seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def choose_reporter(*, quiet: bool, interval: float, title: str) -> ProgressReporter:
-    """What a command shows while it runs: quiet, log only; a terminal on stderr, the live per-worker
-    display; otherwise plain lines every ``interval`` seconds. Call ``close()`` on it when done.
-
-    Rich (~70 ms to import) is imported only when stderr is a terminal, or FORCE_TERMINAL asks for one: cron
-    runs and ``-q`` never pay for it."""
-    if quiet:
-        return TrackingProgress()
-    if sys.stderr.isatty() or os.environ.get("FORCE_TERMINAL"):
-        from dataengine.orchestration.live_progress import LiveProgress, live_display_possible
-
-        if live_display_possible():
-            return LiveProgress(title=title)
-    return PlainProgress(sys.stderr, interval)

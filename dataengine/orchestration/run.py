@@ -176,12 +176,13 @@ class IngestRun:
             if units:
                 self._compact_coverage()
         self.finish(time.monotonic() - started)
-        self.progress.finish(self.result)
-        if fatal is not None:
-            if isinstance(fatal, DataEngineError):
-                fatal.result = self.result
-            raise fatal
-        return self.result
+        if fatal is None:
+            self.progress.finish(self.result)
+            return self.result
+        self.progress.stopped(self.result, fatal)  # no "finished" line before the error's own
+        if isinstance(fatal, DataEngineError):
+            fatal.result = self.result
+        raise fatal
 
     def _compact_coverage(self) -> None:
         """Merge the run's coverage records. Uncompacted coverage is as true, only longer: a run that lost the

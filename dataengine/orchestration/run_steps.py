@@ -66,7 +66,7 @@ def execute_steps(
         if isinstance(exc, DataEngineError):  # keys rejected, source unreachable: fatal for the run as for bars
             exc.result = IngestResult.not_started(request, exc, actions.stats, run_id, str(root))
             exc.result.elapsed_s = round(time.monotonic() - started, 3)
-            progress.finish(exc.result)
+            progress.stopped(exc.result, exc)
         elif isinstance(exc, KeyboardInterrupt):  # stopped during them: the requests they cost are the run's
             stopped = IngestResult.not_started(request, "the run stopped early", actions.stats, run_id, str(root))
             stopped.elapsed_s = round(time.monotonic() - started, 3)

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 from rich.console import Console
 
+from dataengine.errors import AuthError
 from dataengine.orchestration.live_progress import LiveProgress
 from dataengine.orchestration.planner import WorkUnit
 from dataengine.orchestration.progress import PlainProgress, Tally, final_line
@@ -66,3 +67,28 @@ def test_plain_lines_and_the_live_display_show_the_decimal() -> None:
     result = IngestResult(successful=[f"S{i}" for i in range(62)], interrupted=True)
     assert final_line(result, 503, 3700).startswith("interrupted: 12.3% | 62/503 symbols done")
     assert final_line(result, 503, 600).startswith("interrupted: 12% | ")
+
+
+def test_a_run_a_fatal_error_ended_is_stopped_not_finished() -> None:
+    """A user's trial: rejected keys printed 'finished: 100% | 0/2 symbols done, 2 failed' above the Error line.
+    Nothing stored: no line (the Error says it all); bars stored before the error: how far it got."""
+    refused = AuthError("Alpaca rejected the API keys")
+    never = {s: "not fetched: the run stopped early" for s in ("C", "D", "E")}
+    stream = io.StringIO()
+    plain = PlainProgress(stream)
+    plain.start(symbols=5, units=5, est_bars=5_000, counters=None)
+    plain.stopped(IngestResult(failed={"A": "not fetched", "B": "not fetched", **never}), refused)
+    assert len(stream.getvalue().splitlines()) == 1  # the "planned" line alone
+    partial = IngestResult(successful=["A", "B"], failed=never, rows_written=1_000, requests=9, elapsed_s=30)
+    plain.stopped(partial, refused)
+    assert stream.getvalue().splitlines()[-1].split("] ", 1)[1] == (
+        "stopped: 40% | 2/5 symbols done, 3 failed | 1,000 bars | 9 requests, 0 retries, 0 throttled | elapsed 0:00:30")
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None, no_color=True)
+    live = LiveProgress(console)
+    live.tally.begin(symbols=5, units=5, est_bars=5_000, counters=None)
+    live.stopped(partial, refused)
+    with console.capture() as capture:
+        console.print(live.render())
+    overall = capture.get().splitlines()[0]
+    assert "stopped · elapsed 0:00:30 · 3 failed · 5/5 symbols · 2 ok" in overall and "done" not in overall
+    assert "100%" not in overall
