@@ -9,15 +9,15 @@ under both without knowing which:
 * **It mirrors the server's count.** Every request it lets out holds a slot until it ages out: ``W`` after its
   answer's headers came back, ``W`` being the window length learned from the headers (below). Under a rolling
   window the server gives the slot back a little before that (the request was counted on arrival); under a
-  fixed one, no later. Requests go out as fast
-  as the workers ask while slots are free, so a job that fits in the quota goes out at once.
+  fixed one, no later. Requests go out as fast as the workers ask while slots are free, so a job that fits in
+  the quota goes out at once.
 * **The server's word lowers the budget.** Each answer says how many requests the server counts; whatever
   this run cannot account for (a previous run, another program on the same keys) holds slots too, and a count
   lower than ours frees our older slots at once (a fixed window that started afresh).
 * **The first request of a run goes alone**, and its answer sets the budget: a run started right after
   another one has no idea what is left until then.
 * **The reset is the moment some quota comes back, not all of it.** When every slot is held and the reset
-  passes, one request goes alone to ask; its answer says how much came back.
+  passes, one request asks alone how much came back; not while one sent since it was named is out (it may hold it).
 * **A 429 says the model was wrong.** Every worker pauses until the reset (exponentially longer after 429s in
   a row), then one request asks; the pacer stops trusting what led it there (see ``_distrust``).
 
@@ -285,8 +285,8 @@ class RateLimiter:
                 if permit > self._newest and not (self._probe_only and request.sent < self._pause_began):
                     self._newest, self._throttled = permit, 0
                     self._recount(permit, self._limit - remaining, request.sent, now, first)
-                    if reset is not None:
-                        self._reset_at = reset
+                    if reset is not None:  # unless a request sent since may hold what it gives back
+                        self._reset_at = math.inf if any(p > permit for p in self._in_flight) else reset
                     if was_probe or self._probe_only:
                         self._probe_only = False
                         # a lone request that found nothing free: the next one waits for the next reset

@@ -152,6 +152,21 @@ def test_spent_quota_waits_for_the_reset_then_one_request_asks_what_came_back() 
     blocked(rl)
 
 
+def test_a_reset_does_not_send_a_request_when_one_sent_since_may_hold_the_quota_it_gives_back() -> None:
+    # CI, 2026-12-07: a run drew a 429 by a lone request sent at a reset whose slot a request in flight had taken
+    rl, clock = limiter()
+    answer(rl, clock, grants(rl, 1)[0], remaining=2, limit=3, window=5.0)
+    second, third = grants(rl, 2)  # every slot held
+    clock.now += 0.1
+    # someone else's request, counted from 95.05, leaves at 100.05: third, which arrives after, takes its slot
+    answer(rl, clock, second, remaining=0, limit=3, window=5.0, oldest=95.05)
+    clock.now = 100.7 + MARGIN_S + 0.01  # past the reset second's answer named
+    wait, reason = blocked(rl)  # nothing came back that third may not have taken: wait for our first to leave
+    assert reason == "rate limit" and wait == pytest.approx(100.0 + 5.0 + MARGIN_S - clock.now)
+    answer(rl, clock, third, remaining=0, limit=3, window=5.0, oldest=100.0)  # full indeed
+    assert blocked(rl) == (wait, "rate limit")
+
+
 def test_a_429_pauses_everyone_until_the_reset_then_one_request_asks() -> None:
     rl, clock = limiter()
     [first] = grants(rl, 1)
