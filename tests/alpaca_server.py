@@ -1063,6 +1063,8 @@ class FakeAlpaca:
         #                      that does not list declared actions ahead might
         self.actions_no_future = False
         self.hang_s = hang_s
+        self._slow: list[Any] | None = None  # [requests still fast, latency after them, endpoint]: slow_after()
+        self._slowed = 0
         self.errors: list[BaseException] = []  # unexpected exceptions inside the server (should stay empty)
         self._port = port
         self._lock = threading.Lock()
@@ -1139,6 +1141,38 @@ class FakeAlpaca:
             raise ValueError("endpoint must be 'bars' or 'actions'")
         with self._lock:
             (self._faults if endpoint == "bars" else self._action_faults).append([fault, count, symbol, with_token])
+
+    def slow_after(self, requests: int, latency_s: float, *, endpoint: str = "bars") -> None:
+        """Answer the next ``requests`` bars requests (corporate-actions ones with ``endpoint="actions"``,
+        every request with ``"all"``) after the server's :attr:`latency_s`, and every one arriving after them
+        after the ``latency_s`` given here: a run a test stops after its ``requests``-th answer is certainly still under way when the
+        test acts, however late a loaded machine lets it act. Decided on arrival, so set it before the run;
+        :attr:`slowed` counts the requests held so (``slow_after(0, ...)`` then tells a test a request is under
+        way, which the log, written on answering, cannot)."""
+        if requests < 0 or latency_s < 0:
+            raise ValueError("requests and latency_s must be >= 0")
+        if endpoint not in ("bars", "actions", "all"):
+            raise ValueError("endpoint must be 'bars', 'actions' or 'all'")
+        with self._lock:
+            self._slow, self._slowed = [requests, latency_s, endpoint], 0
+
+    @property
+    def slowed(self) -> int:
+        """How many requests have arrived since :meth:`slow_after` past its fast ones (held at its latency)."""
+        with self._lock:
+            return self._slowed
+
+    def _latency(self, actions: bool) -> float:
+        """The latency of a request arriving now (see :meth:`slow_after`)."""
+        with self._lock:
+            slow = self._slow
+            if slow is None or (slow[2] != "all" and (slow[2] == "actions") != actions):
+                return self.latency_s
+            if slow[0] > 0:
+                slow[0] -= 1
+                return self.latency_s
+            self._slowed += 1
+            return float(slow[1])
 
     def announce(self, kind: str, **record: Any) -> dict[str, Any]:
         """Announce a corporate action on the running server (see :meth:`Universe.announce`)."""
@@ -1277,8 +1311,9 @@ class FakeAlpaca:
         headers: dict[str, str] = {}
         reply: _Reply | None = None  # None: close the connection without answering
         partial = False
+        latency_s = self._latency(path == ACTIONS_PATH)
         try:
-            if self.latency_s > 0 and self._stop.wait(self.latency_s):
+            if latency_s > 0 and self._stop.wait(latency_s):
                 raise _Drop
             ok, headers = self._rate(rec)
             if not ok:

@@ -396,6 +396,15 @@ def test_latency_overlaps_across_clients():
         assert codes == [200] * 4 and time.monotonic() - t0 < 0.9
 
 
+def test_slow_after_answers_the_first_requests_as_set_and_the_later_ones_slowly():
+    with FakeAlpaca() as s:
+        s.slow_after(2, 60)
+        assert [get(s, **bars_req(limit=1)).status_code for _ in range(2)] == [200, 200] and s.slowed == 0
+        with pytest.raises(requests.Timeout):  # the third is held (and dropped at stop())
+            get(s, timeout=1, **bars_req(limit=1))
+        assert s.slowed == 1 and len(s.requests) == 2  # under way, not yet logged
+
+
 def test_free_plan_recent_sip_is_forbidden():
     now = datetime.now(UTC).replace(microsecond=0)
     recent = {"start": (now - timedelta(hours=2)).isoformat(), "end": (now - timedelta(minutes=1)).isoformat()}
