@@ -77,8 +77,12 @@ def test_sigkill_mid_run_then_rerun_is_exact(alpaca, backend: str, monkeypatch) 
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_and_leaves_complete_files(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_ctrl_c_exits_130_and_leaves_complete_files(alpaca, backend: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.03
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # past the 25th the answers take 3 s: the run is still under way when the signal comes, however late a loaded
+    # machine sends it (at 0.03 s a request it had ended before a signal sent 2 s late)
+    alpaca.slow_after(25, 3.0)
     proc = subprocess.Popen(COMMAND + ["--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # about half of the job's ~50 requests: a month is written once the page after it arrives, and workers
     # (their read-ahead helpers, decode processes) ask pages ahead of their writes, so after only 10 a loaded
