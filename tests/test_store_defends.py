@@ -238,8 +238,12 @@ def test_torn_ledger_and_coverage_tails_are_cut_before_the_next_append(alpaca, c
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 @pytest.mark.usefixtures("decoding")
-def test_sigterm_and_sighup_stop_like_ctrl_c(alpaca, tmp_path: Path, sig: int, code: int) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_and_sighup_stop_like_ctrl_c(alpaca, tmp_path: Path, sig: int, code: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.03
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # past the tenth the answers take 3 s: the run is still under way when the signal comes, however late a loaded
+    # machine sends it (at 0.03 s a request it had ended before a signal sent 2 s late)
+    alpaca.slow_after(10, 3.0)
     proc = subprocess.Popen(COMMAND + ["--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_requests(alpaca, 10)
     proc.send_signal(sig)
