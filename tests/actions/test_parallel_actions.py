@@ -69,7 +69,10 @@ def test_a_stop_during_the_actions_step_ends_it_and_counts_every_request_sent(ma
     """Ctrl-C while the step's threads wait on the server: the main thread stops them, waits for the requests
     under way (so the result counts what the server saw) and the run ends interrupted, before any bar."""
     massive_env.latency_s = 0.3
-    symbols = [f"S{i:02d}" for i in range(12)]
+    # 80 requests at 0.3 s on three workers: the step runs ~8 s, so it is still under way when the interrupt comes
+    # however late a loaded machine lets the thread send it (with 12 symbols, 2.4 s, one sent 2 s late found
+    # the step done); stopped, the run takes no longer for it
+    symbols = [f"S{i:02d}" for i in range(40)]
 
     def ctrl_c_once_requests_are_answered() -> None:
         deadline = time.monotonic() + 30
