@@ -179,6 +179,7 @@ def test_a_repair_refused_the_store_says_so_in_the_ledger(alpaca, capsys, backen
 def test_a_repair_that_waited_for_the_store_says_how_long_in_its_ledger_line(alpaca, capsys, backend: str) -> None:  # type: ignore[no-untyped-def]
     """Found by a user's trial: gaps --repair --wait waited ~15 s for a run, and its ledger line said waited_s
     0.0 (the repair takes the lock before its run's record). The run under the hold now carries the hold's wait."""
+    import logging
     import threading
 
     from dataengine.storage.run_ledger import RunLedger
@@ -189,11 +190,27 @@ def test_a_repair_that_waited_for_the_store_says_how_long_in_its_ledger_line(alp
     ingest_feb(alpaca, capsys, ["AAPL"])
     alpaca.universe = Universe()  # the source has the session now: the repair fetches it
     holder = RunLock(open_store(backend), command="a run holding the store").acquire()
-    # held 3 s from before the command starts: it waits at least 3 s less its own start-up (CI, loaded: 0.16 s of
-    # a 1 s hold went to start-up once), so well over 1 s
-    threading.Timer(3.0, holder.release).start()
-    code, report = gaps(capsys, "AAPL", *FEB, "--repair", "--wait")
-    assert code == 0 and report["repair"]["rows_added"] > 0
+    # held 1.2 s from when the command says it waits, not for a time from before it starts: its start-up went
+    # out of a hold timed so (CI, loaded: 0.16 s of a 1 s hold once), and a slower one would leave less than 1 s
+    said: list[threading.Timer] = []
+
+    class ReleaseOnceWaiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the store lock" in record.getMessage() and not said:
+                said.append(threading.Timer(1.2, holder.release))
+                said[0].start()
+
+    lock_log = logging.getLogger("dataengine.storage.run_lock")
+    handler = ReleaseOnceWaiting()
+    lock_log.addHandler(handler)
+    unstuck = threading.Timer(60, holder.release)  # bounds a failure: the command never said it waits
+    unstuck.start()
+    try:
+        code, report = gaps(capsys, "AAPL", *FEB, "--repair", "--wait")
+    finally:
+        lock_log.removeHandler(handler)
+        unstuck.cancel()
+    assert said and code == 0 and report["repair"]["rows_added"] > 0
     assert RunLedger(backend).last(1)[0].waited_s >= 1.0
 
 
