@@ -120,10 +120,14 @@ def test_a_decode_process_that_dies_fails_its_symbols_and_a_rerun_is_exact(alpac
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_and_sigterm_to_the_whole_group_stop_the_run_and_its_processes(alpaca, tmp_path, sig: int, code: int) -> None:  # type: ignore[no-untyped-def]
+def test_ctrl_c_and_sigterm_to_the_whole_group_stop_the_run_and_its_processes(alpaca, tmp_path, sig: int, code: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A terminal's Ctrl-C (and systemd's stop) reach every process of the group: the decode processes leave
     it to the run, which stops, writes its JSON and ledger line, and ends them."""
     alpaca.latency_s = 0.03
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # past the eighth the answers take 3 s: the run is still under way when the signal comes, however late a loaded
+    # machine sends it (at 0.03 s a request it had ended before a signal sent 1 s late)
+    alpaca.slow_after(8, 3.0)
     env = dict(os.environ, DATAENGINE_PROCESSES="2")
     command = [sys.executable, "-m", "dataengine", "ingest", *SYMBOLS, "--start", "2024-01-01", "--end", "2024-04-30",
                "--workers", "4", "--json"]
