@@ -95,6 +95,8 @@ def test_a_stream_fetches_at_most_two_pages_ahead_of_its_reader(alpaca) -> None:
 def test_a_decode_process_that_dies_fails_its_symbols_and_a_rerun_is_exact(alpaca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATAENGINE_PROCESSES", "2")
     alpaca.latency_s = 0.05
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    alpaca.slow_after(6, 3.0)  # the run is still under way when the process is killed, however late that comes
     results = []
     run = threading.Thread(target=lambda: results.append(
         IngestionPipeline(max_workers=4).ingest_symbols(SYMBOLS, "2024-01-01", "2024-06-30", "minute")))
@@ -104,6 +106,7 @@ def test_a_decode_process_that_dies_fails_its_symbols_and_a_rerun_is_exact(alpac
         assert time.monotonic() < deadline, "the run did not get that far"
         time.sleep(0.01)
     os.kill(decode_children()[0], signal.SIGKILL)
+    alpaca.slow_after(0, 0.05)  # the rest of the run at the usual pace again
     run.join(timeout=120)
     result = results[0]
     assert result.failed and all("was killed by signal 9" in why for why in result.failed.values())
