@@ -304,10 +304,12 @@ def test_rate_limit_headers_and_429():
         assert all(r.headers["X-RateLimit-Limit"] == "3" for r in (r1, r2, r3, r4))
         assert now + 59 <= int(r4.headers["X-RateLimit-Reset"]) <= now + 62
         assert r4.json() == {"message": "rate limit exceeded"}
-    with FakeAlpaca(rate_limit=1, rate_window_s=0.3) as s:
+    # a 2 s window: the second request is refused however long a loaded machine holds the test between the two
+    # (a 0.3 s window gave it 0.3 s)
+    with FakeAlpaca(rate_limit=1, rate_window_s=2.0) as s:
         assert get(s, **bars_req(limit=1)).status_code == 200
         assert get(s, **bars_req(limit=1)).status_code == 429
-        time.sleep(0.35)
+        time.sleep(2.05)
         assert get(s, **bars_req(limit=1)).status_code == 200
 
 
