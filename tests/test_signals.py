@@ -36,11 +36,16 @@ def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-unty
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("second", "after_s"), [(signal.SIGINT, 0.3), (signal.SIGINT, 0.8), (signal.SIGTERM, 0.5)])
-def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_written(alpaca, backend: str, second: int, after_s: float) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_signal_only_hurries_the_stop_json_and_ledger_line_still_written(alpaca, backend: str, second: int, after_s: float, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.03
+    # the requests past the tenth, in flight when Ctrl-C comes, take 10 s (the grace period) and are not cut
+    # short by the tests' 2 s request timeout: stopping waits for them, so the second signal still finds it
+    # stopping however late a loaded machine sends either (slowed to 2 s by the test after the tenth answer,
+    # and timed out at 2 s, the stop was over when either signal came 1.5 s late)
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")
+    alpaca.slow_after(10, 10.0)
     proc = _start()
     _wait_for(lambda: len(alpaca.requests) >= 10)
-    alpaca.latency_s = 2.0  # the requests in flight when Ctrl-C comes are slow: stopping waits for them
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     time.sleep(after_s)
