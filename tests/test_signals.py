@@ -67,15 +67,20 @@ def last_requests(tmp_path) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    alpaca.latency_s = 1.0
+def test_a_ctrl_c_before_the_workers_start_still_gives_one_json_object(alpaca, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # the corporate actions, before any bar, take 3 s a request: stopped once one is under way, the step is still
+    # running when the signal comes however late a loaded machine sends it (stopped once one was answered, at
+    # 1 s a request, a signal sent 1 s late found the workers started)
+    alpaca.slow_after(0, 3.0, endpoint="actions")
     proc = _start()
-    _wait_for(lambda: bool(alpaca.all_requests))  # the corporate actions, before any bar
+    _wait_for(lambda: alpaca.slowed >= 1)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.4)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
+    _wait_for(lambda: len(alpaca.all_requests) >= alpaca.slowed)  # logged as their 3 s end (the stop was hurried)
     report = json.loads(out)
     # the result's usual shape (a user's trial found a script's result["successful"] raising KeyError here)
     assert {"successful", "failed", "run_id", "requests", "rows_written"} <= report.keys()
