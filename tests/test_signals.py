@@ -140,11 +140,15 @@ except KeyboardInterrupt as stop:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_library_script_not_only_its_run(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_ctrl_c_stops_a_library_script_not_only_its_run(alpaca, backend: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Found by a new user's trial: Ctrl-C during ingest_symbols stopped that run cleanly and then returned its
     result, so a script's loop (or a notebook cell) went on to fetch the next batch. The call now raises
     KeyboardInterrupt once the run has stopped, with the result as .result; what was written stays."""
     alpaca.latency_s = 0.05
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # past the fifth the answers are slow: the first batch is still under way when the signal comes, however
+    # late a loaded machine sends it (at 0.05 s a request it ended before a signal sent 1 s late)
+    alpaca.slow_after(5, 3.0)
     proc = subprocess.Popen([sys.executable, "-c", LIBRARY_LOOP], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: len(alpaca.requests) >= 5)
