@@ -162,7 +162,7 @@ def test_ctrl_c_stops_a_library_script_not_only_its_run(alpaca, backend: str, mo
 
 
 @pytest.mark.slow
-def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca, backend: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Found by a user's trial: verify --repair stopped mid-way said `"repaired": 4, "ok": true` after fetching
     a part of the months it had set aside, and the next verify called the store whole. It now counts as
     repaired only the months fetched again whole, names the others (ok false), and gaps --repair fetches them."""
@@ -174,17 +174,21 @@ def test_a_stopped_verify_repair_names_the_months_it_did_not_fetch_again(alpaca,
     for symbol in symbols[:2]:  # NVDA's stay: on S3 a dataset with no object left is no dataset to verify
         for month in (1, 2):  # and their versions' copies, so the repair fetches them again
             delete_with_its_versions(open_store(backend), "equities_1min", symbol, 2024, month)
-    alpaca.latency_s = 0.3
-    report = _stopped_repair(alpaca, after_requests=3)
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # past the third the answers take 3 s: the repair is still under way when the signal comes, however late a
+    # loaded machine sends it (at 0.3 s a request it had ended before a signal sent 1 s late)
+    alpaca.slow_after(3, 3.0)
+    before = len(alpaca.requests)
+    report = _stopped_repair(alpaca, lambda: len(alpaca.requests) >= before + 3)
     assert report["ok"] is False and report["unrepaired"] and report["repaired"] + len(report["unrepaired"]) == 4
     assert all(line.startswith("equities_1min ") for line in report["unrepaired"])
-    alpaca.latency_s = 0.0
+    alpaca.slow_after(0, 0.0)  # every request answered at once again
     assert main(["-q", "gaps", "--repair", *symbols, "--start", "2024-01-02", "--end", "2024-02-29", "-t", "minute"]) == 0
     assert_store_equals(read_store(backend), expected(alpaca, symbols, "2024-01-02", "2024-02-29"))
 
 
 @pytest.mark.slow
-def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(alpaca, backend: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Found by a review: with two damaged datasets, a stop during the first one's repair went on to the next
     one's run, whose stop then escaped: no JSON object, no unrepaired list. The repair now ends at a stop."""
     from dataengine.cli import main
@@ -195,20 +199,23 @@ def test_a_verify_repair_stopped_in_its_first_dataset_does_not_start_the_next(al
     root = open_store(backend)
     for dataset in ("equities_1day", "equities_1min"):
         delete_with_its_versions(root, dataset, "AAPL", 2024, 1)
-    alpaca.latency_s = 1.0  # the daily repair (first: datasets go in name order) is in its request when stopped
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
+    # the daily repair (first: datasets go in name order) is in its request when stopped: its bars request takes
+    # 3 s and the signal comes once it is under way (sent after that request's answer, at 1 s a request, a
+    # signal 0.5 s late found the daily repair done and the minute one begun)
+    alpaca.slow_after(0, 3.0)
     before = len(alpaca.requests)
-    report = _stopped_repair(alpaca, after_requests=1)
+    report = _stopped_repair(alpaca, lambda: alpaca.slowed >= 1)
     assert "equities_1min AAPL 2024-01" in report["unrepaired"] and list(report["repair"]) == ["equities_1day"]
     assert not [r for r in alpaca.requests[before:] if r.params.get("timeframe") == "1Min"]
 
 
-def _stopped_repair(alpaca, after_requests: int) -> dict:  # type: ignore[no-untyped-def]
-    """``verify --repair --json`` in its own process, Ctrl-C once it sent ``after_requests`` requests: its
-    JSON object, after checking it exited 130."""
+def _stopped_repair(alpaca, reached) -> dict:  # type: ignore[no-untyped-def]
+    """``verify --repair --json`` in its own process, Ctrl-C once ``reached()``: its JSON object, after
+    checking it exited 130."""
     proc = subprocess.Popen([sys.executable, "-m", "dataengine", "verify", "--repair", "--json"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    before = len(alpaca.requests)
-    _wait_for(lambda: len(alpaca.requests) >= before + after_requests)
+    _wait_for(reached)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     report: dict = json.loads(out)
