@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -244,6 +245,24 @@ def test_a_stopped_gaps_repair_exits_with_the_signals_code_as_its_ledger_line_sa
     assert last.exit_code == 143 and last.interrupted
 
 
+def _waiting_for_the_lock(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """``dataengine *args`` in its own process, once it says it waits for the store lock (not after a fixed
+    time: signalled 0.6 s after its start, an ingest was not waiting yet and wrote no ledger line, and a loaded
+    machine starts it slower still): the process, its stderr lines and the thread that goes on reading them."""
+    proc = subprocess.Popen([sys.executable, "-m", "dataengine", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read() -> None:  # line by line as they come: a thread may look at them meanwhile
+        lines.extend(proc.stderr)  # type: ignore[arg-type]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _wait_for(lambda: proc.poll() is not None or any("waiting for the store lock" in line for line in lines))
+    assert proc.poll() is None, (args, "".join(lines))
+    return proc, lines, reader
+
+
 @pytest.mark.slow
 def test_a_command_waiting_for_the_lock_stops_on_sigterm_with_143_and_a_ledger_line(alpaca, backend: str) -> None:  # type: ignore[no-untyped-def]
     """Found by a user's trial: SIGTERM to `versions --prune --wait` (or `tag --wait`, `gaps --repair --wait`)
@@ -257,12 +276,12 @@ def test_a_command_waiting_for_the_lock_stops_on_sigterm_with_143_and_a_ledger_l
         for args in (["versions", "--prune", "--wait"], ["ingest", "AAPL", "-t", "day", "--days", "5", "--wait"],
                      ["gaps", "AAPL", "-t", "day", "--repair", "--wait"]):
             before = len(RunLedger(backend).last(50))
-            proc = subprocess.Popen([sys.executable, "-m", "dataengine", *args], cwd=REPO, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            time.sleep(1.5)  # time to start and begin waiting (its WARNING line is read only at the end)
-            assert proc.poll() is None, proc.communicate()
+            proc, lines, reader = _waiting_for_the_lock(args)
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
+            reader.join(timeout=60)
+            proc.stderr.close()  # type: ignore[union-attr]
+            err = "".join(lines)
             assert proc.returncode == 143, (args, err[-2000:])
             assert ("Interrupted." if args[0] == "ingest" else "Interrupted by SIGTERM.") in err
             if args[0] != "versions":  # a run, or a repair's hold: the ledger says why it did not run
