@@ -4,6 +4,7 @@ and the store lock between two real processes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -177,13 +178,38 @@ def test_the_log_file_has_every_runs_summary_and_a_usage_error(alpaca, capsys, t
 
 @pytest.mark.slow
 def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, backend: str, dataengine, capsys) -> None:  # type: ignore[no-untyped-def]
-    alpaca.latency_s = 0.2
-    first = dataengine("ingest", "AAPL", "MSFT", "--workers", "1", "--start", "2024-01-02", "--end", "2024-02-29")
-    root = backend
-    holder = wait_for_holder(root)
-    # the latency stays: the first run must still hold the lock when the last command starts to wait for it (at
-    # no latency, with the faster write path, the first run finished before that on a loaded machine)
+    # the first run must still hold the lock when the last command starts to wait for it: its answers take 1.5 s
+    # each until that command says it waits (the second such line), then none. At 0.2 s a request the first run
+    # ended about 3 s after taking the lock: measured, the test held 3.5 s after it found the first run done
+    alpaca.slow_after(0, 1.5, endpoint="all")
+    said: list[str] = []
 
+    class ReleaseOnceTheLastWaits(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the store lock" in record.getMessage():
+                said.append(record.getMessage())
+                if len(said) == 2:
+                    alpaca.slow_after(0, 0.0, endpoint="all")
+
+    lock_log = logging.getLogger("dataengine.storage.run_lock")
+    handler = ReleaseOnceTheLastWaits()
+    lock_log.addHandler(handler)
+    try:
+        first = dataengine("ingest", "AAPL", "MSFT", "--workers", "1", "--start", "2024-01-02", "--end", "2024-02-29")
+        root = backend
+        holder = wait_for_holder(root)
+        _second_run_exits_3_then_waits(first, holder, capsys)
+    finally:
+        lock_log.removeHandler(handler)
+    assert len(said) == 2  # the timed-out wait and the last command's
+    first.communicate(timeout=30)
+    assert first.returncode == 0
+    records = RunLedger(root).all()
+    assert [(r.pid, r.exit_code) for r in records] == [(os.getpid(), 3), (os.getpid(), 3), (first.pid, 0), (os.getpid(), 0)]
+    assert records[2].ended <= records[3].started  # the waiting run started after the first one ended
+
+
+def _second_run_exits_3_then_waits(first: subprocess.Popen[str], holder: dict, capsys) -> None:  # type: ignore[no-untyped-def,type-arg]
     assert main(["ingest", "NVDA", "-t", "day", *ONE_MONTH]) == 3
     err = capsys.readouterr()[1]
     assert err.startswith("Error: the store ") and f"pid {first.pid} on host {holder['host']}" in err
@@ -194,11 +220,6 @@ def test_second_run_exits_3_naming_the_holder_then_waits(alpaca, backend: str, d
 
     assert main(["ingest", "NVDA", "-t", "day", *ONE_MONTH, "--wait"]) == 0
     assert "waiting for the store lock held by pid" in capsys.readouterr()[1]
-    first.communicate(timeout=30)
-    assert first.returncode == 0
-    records = RunLedger(root).all()
-    assert [(r.pid, r.exit_code) for r in records] == [(os.getpid(), 3), (os.getpid(), 3), (first.pid, 0), (os.getpid(), 0)]
-    assert records[2].ended <= records[3].started  # the waiting run started after the first one ended
 
 
 @pytest.mark.slow
