@@ -97,7 +97,9 @@ def test_plain_lines_keep_coming_while_workers_are_busy() -> None:
     progress.start(symbols=2, units=2, est_bars=20_000, counters=lambda: {"requests": 7, "retries": 1, "throttled": 1})
     progress.unit_started("worker-1", unit())
     progress.page_done("worker-1", unit(), 5_000, 5_000)
-    time.sleep(0.3)  # no hook call in this time: the lines come from the ticker
+    deadline = time.monotonic() + 10  # no hook call meanwhile: the lines come from the ticker
+    while len(stream.getvalue().splitlines()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # waited for, not a fixed 0.3 s that a loaded machine's scheduler could fill with one tick
     lines = stream.getvalue().splitlines()
     assert lines[0].endswith("planned 2 symbol(s) in 2 unit(s), ~20,000 bars at most")
     assert len(lines) >= 3
