@@ -94,12 +94,14 @@ def test_quota_use_is_the_share_of_the_limit_answered_requests_held() -> None:
 
 
 def test_a_runs_quota_use_counts_from_when_it_met_the_limit() -> None:
-    with FakeAlpaca(rate_limit=2, rate_window_s=1.0, rate_model="fixed") as s:
+    # a 4 s window: the third request is refused unless a loaded machine holds this test up 1.8 s (a 1 s window
+    # left it 0.3 s)
+    with FakeAlpaca(rate_limit=2, rate_window_s=4.0, rate_model="fixed") as s:
         get(s)
-        time.sleep(0.5)
+        time.sleep(2.0)
         get(s)  # the limit is met here, half a window in
         time.sleep(0.2)
-        get(s)  # refused
+        assert get(s)[0] == 429  # refused
         whole, limited = s.run_quota_use(s.all_requests)
         assert whole == pytest.approx(1.0, abs=0.05) and limited == pytest.approx(1.0, abs=0.05)
         assert math.isnan(s.run_quota_use(s.all_requests[:1])[1])  # never met the limit
