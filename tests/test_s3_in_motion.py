@@ -71,7 +71,11 @@ def test_a_writer_paused_past_its_lease_writes_nothing_after_another_run_took_ov
     on the lock that the server refuses. A ends with exit 3 saying so, B with exit 0, and the store is exact."""
     alpaca.latency_s = 0.1
     command = ["ingest", *SYMBOLS, "--start", RANGE[0], "--end", RANGE[1], "-t", "minute", "--workers", "2", "--json"]
-    a = _start(command, "writer-a", DATAENGINE_LOCK_LEASE="3")
+    # every request of A's the proxy has read (a rule that never delays: its count); once as many are recorded,
+    # none of A's is left to be answered and recorded after the pause. The lease is 8 s, renewed every 2.7 s:
+    # a loaded machine may hold a renewal up 3.7 s before the run counts its lease lost (at 3 s, 1.4 s)
+    sent_by_a = s3_proxy.add("delay", seconds=0.0, match=lambda r: _signed_by(r) == "writer-a")
+    a = _start(command, "writer-a", DATAENGINE_LOCK_LEASE="8")
     b: subprocess.Popen[str] | None = None
 
     def pause_a_mid_commit(request: Request) -> bool:
@@ -83,10 +87,11 @@ def test_a_writer_paused_past_its_lease_writes_nothing_after_another_run_took_ov
     paused = s3_proxy.add("fail_before", status=503, code="SlowDown", times=1, match=pause_a_mid_commit)
     try:
         _wait_for(lambda: paused.fired == 1, "run A to commit coverage")
-        time.sleep(0.5)  # requests A had sent already are answered and recorded
+        _wait_for(lambda: len([e for e in s3_proxy.exchanges if e.access_key == "writer-a"]) == sent_by_a.fired,
+                  "the requests A had sent already to be answered and recorded")
         paused_at = len(s3_proxy.exchanges)
         assert sum(e.path.endswith("data.parquet") for e in _writes(s3_proxy.exchanges, "writer-a")) >= 1
-        b = _start([*command, "--wait", "--wait-timeout", "60"], "writer-b", DATAENGINE_LOCK_LEASE="3")
+        b = _start([*command, "--wait", "--wait-timeout", "60"], "writer-b", DATAENGINE_LOCK_LEASE="8")
         _wait_for(lambda: (_lock_record(s3_store, s3_endpoint) or {}).get("pid") == b.pid, "run B to take over")
         _wait_for(lambda: len(_writes(s3_proxy.exchanges[paused_at:], "writer-b")) >= 6, "run B to write")
         a.send_signal(signal.SIGCONT)
