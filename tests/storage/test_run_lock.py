@@ -74,7 +74,7 @@ def test_wait_timeout_gives_up_with_the_holder_named(tmp_path: Path) -> None:
         started = time.monotonic()
         with pytest.raises(LockError, match="after waiting: pid .*dataengine ingest SLOW"):
             RunLock(tmp_path, timeout=0.3, poll_s=0.05).acquire()
-        assert 0.25 < time.monotonic() - started < 3
+        assert 0.25 < time.monotonic() - started < 5  # gives up, however slowly a loaded machine polls
 
 
 def test_lock_of_a_live_process_is_respected(holder_process: subprocess.Popen[str], tmp_path: Path) -> None:
