@@ -189,10 +189,12 @@ def test_hooks_cost_microseconds_while_the_display_runs() -> None:
     progress.start(symbols=1, units=1, est_bars=10**9)
     progress.unit_started("worker-1", unit(est=10**9))
     calls = 20_000
-    started = time.perf_counter()
-    for _ in range(calls):
-        progress.page_done("worker-1", unit(), 10_000, 10_000)
-    per_call = (time.perf_counter() - started) / calls
+    per_call = float("inf")
+    for _ in range(5):  # the best of five rounds: a loaded machine must hold up each by ~1 s to fail it (4.7 s)
+        started = time.perf_counter()
+        for _ in range(calls):
+            progress.page_done("worker-1", unit(), 10_000, 10_000)
+        per_call = min(per_call, (time.perf_counter() - started) / calls)
     progress.close()
     assert per_call < 50e-6  # a page takes milliseconds to fetch; this is noise next to it
 
