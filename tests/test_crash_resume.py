@@ -54,9 +54,14 @@ def temp_files(root: str) -> list[str]:
 def test_sigkill_mid_run_then_rerun_is_exact(alpaca, backend: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alpaca.latency_s = 0.03
     monkeypatch.setenv("DATAENGINE_LOCK_LEASE", "3")  # short, yet with room for a loaded CI machine
+    monkeypatch.setenv("DATAENGINE_REQUEST_TIMEOUT", "30")  # the slow answers are waited for, not timed out
     store = backend
     for kill_after in (3, 12, 25):  # requests seen by the server in this attempt before the kill
         alpaca.reset_log()
+        # past them the answers take 3 s: a kill a loaded machine sends late finds the attempt no further on
+        # (at 0.03 s a request, a kill 1.5 s late let the second attempt do so much that the third had
+        # fewer than 25 requests left: "the run did not get that far")
+        alpaca.slow_after(kill_after, 3.0)
         proc = subprocess.Popen(COMMAND, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_requests(alpaca, kill_after)
@@ -65,6 +70,7 @@ def test_sigkill_mid_run_then_rerun_is_exact(alpaca, backend: str, monkeypatch) 
             proc.wait()
         every_file_readable(store)
     alpaca.reset_log()
+    alpaca.slow_after(10**9, 0.0)  # the re-run's answers at the server's latency again
     done = subprocess.run(COMMAND + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
