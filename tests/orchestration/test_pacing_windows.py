@@ -9,8 +9,9 @@ pacer sends one at a time). From the run's first answered request on, the pacer'
 requests may draw a 429.
 
 A short window (a few seconds) keeps the test fast; the pacer is told nothing about it but the server's headers.
-The share of the limit in use counts from the first request the server counted at the limit: before that a run
-is held back by how fast it sends (pages to decode and write on a loaded machine), not by the pacer.
+The share of the limit in use counts from the first request the server counted at the limit once the run had its
+first answer: before that a run is held back by how fast it sends (pages to decode and write on a loaded
+machine), or blind, not by the pacer's model.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def run(tmp_path: Path, name: str, srv: FakeAlpaca, monkeypatch: pytest.MonkeyPa
 
 def shares(srv: FakeAlpaca, records: list[RequestRecord]) -> tuple[int, float, float]:
     """(429s before the run's first answered request, 429s after it / requests, the share of the limit in use
-    from the run's first request at the limit to its last)."""
+    from the first request at the limit after that answer to the run's last). The blind start is judged by its
+    429s alone: two refusals there leave the quota idle up to a window (the likely cause of the 75 % in use CI
+    measured once, 2026-12-08; not confirmed), where the model's part of a run keeps 87-99 %."""
     first = next(i for i, r in enumerate(records) if r.status == 200)
     after = sum(r.status == 429 for r in records[first:]) / len(records)
-    return first, after, srv.run_quota_use(records)[1]
+    return first, after, srv.run_quota_use(records[first:])[1]
 
 
 @pytest.mark.slow
