@@ -162,7 +162,7 @@ class RateLimiter:
         if not self._answered or self._probe_only:  # nothing known yet, or a 429 said it was wrong: ask alone
             if self._probe is not None:
                 return None, None, "rate limit"
-            return self._grant(now, probe=True, informed=self._answered), None, ""
+            return self._grant(now, probe=True), None, ""  # sent blind: a 429 on it proves no model wrong
         if not self._headers or self._limit is None:
             return self._grant(now), None, ""  # a server without rate-limit headers: the ceiling alone
         held, frees_at = self._held(now)

@@ -41,8 +41,9 @@ def run(tmp_path: Path, name: str, srv: FakeAlpaca, monkeypatch: pytest.MonkeyPa
 def shares(srv: FakeAlpaca, records: list[RequestRecord]) -> tuple[int, float, float]:
     """(429s before the run's first answered request, 429s after it / requests, the share of the limit in use
     from the first request at the limit after that answer to the run's last). The blind start is judged by its
-    429s alone: two refusals there leave the quota idle up to a window (the likely cause of the 75 % in use CI
-    measured once, 2026-12-08; not confirmed), where the model's part of a run keeps 87-99 %."""
+    429s alone: two refusals there leave the quota idle up to a window, where the model's part of a run keeps
+    87-99 % (CI measured 75 % once, 2026-12-08: the second refusal also stopped the pacer's rounding of the window
+    for the rest of that run, fixed since; test_pacer_simulation's runs with two such refusals: 77 % before)."""
     first = next(i for i, r in enumerate(records) if r.status == 200)
     after = sum(r.status == 429 for r in records[first:]) / len(records)
     return first, after, srv.run_quota_use(records[first:])[1]
